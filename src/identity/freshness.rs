@@ -1,0 +1,68 @@
+//! The clock-skew window for signed requests.
+//!
+//! A signed request carries its own timestamp. Refusing timestamps outside a window bounds how long
+//! the replay cache has to remember a signature: a signature older than the window is refused for
+//! its age, so the cache only keeps entries for the window's length.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp in the protocol.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A timestamp outside the allowed window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StaleTimestamp {
+    /// Too old.
+    #[error("is {behind_ms} ms in the past; the allowed clock skew is {window_ms} ms")]
+    Past {
+        /// How far behind the server's clock.
+        behind_ms: u64,
+        /// The window.
+        window_ms: u64,
+    },
+    /// Too far ahead.
+    #[error("is {ahead_ms} ms in the future; the allowed clock skew is {window_ms} ms")]
+    Future {
+        /// How far ahead of the server's clock.
+        ahead_ms: u64,
+        /// The window.
+        window_ms: u64,
+    },
+}
+
+/// Accepts `timestamp` only if it is within `window_ms` of `now`, either way.
+pub fn check(timestamp: u64, now: u64, window_ms: u64) -> Result<(), StaleTimestamp> {
+    if timestamp + window_ms < now {
+        Err(StaleTimestamp::Past {
+            behind_ms: now - timestamp,
+            window_ms,
+        })
+    } else if timestamp > now + window_ms {
+        Err(StaleTimestamp::Future {
+            ahead_ms: timestamp - now,
+            window_ms,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_inclusive_both_ways() {
+        assert!(check(1000, 1000, 100).is_ok());
+        assert!(check(900, 1000, 100).is_ok());
+        assert!(check(1100, 1000, 100).is_ok());
+        assert!(matches!(check(899, 1000, 100), Err(StaleTimestamp::Past { .. })));
+        assert!(matches!(check(1101, 1000, 100), Err(StaleTimestamp::Future { .. })));
+        assert!(check(u64::MAX / 2, 1000, 100).is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! The one place that builds the bytes that get signed.
+//!
+//! `signing_bytes = "guildhall-sig-v1" ‖ lp(label) ‖ lp(field_1) ‖ … ‖ lp(field_n)`, where `lp(x)` is
+//! the length of `x` as a 4-byte big-endian integer followed by `x`. Strings are UTF-8, unsigned
+//! integers 8 bytes big-endian, booleans one byte, keys and signatures their raw bytes, a list
+//! `lp(count as 4 bytes ‖ lp(item_1) ‖ …)`. A proto3 `optional` field is the empty string when
+//! absent and `0x01 ‖ value` when present, so "absent" and "present but empty" can never be confused
+//! (see `docs/PROTOCOL.md` for why). Nothing here ever signs an encoded protobuf: protobuf encoding
+//! is not canonical across languages, these bytes are.
+//!
+//! Each signed message kind is a [`Signable`] struct; [`verify`] is the only way to obtain a
+//! [`Verified`] value, so code that takes `Verified<T>` can rely on the signature having been checked.
+
+use super::keys::{PublicKey, SecretKey, Signature};
+
+/// The protocol prefix that starts every signed byte string.
+pub const PREFIX: &[u8] = b"guildhall-sig-v1";
+
+/// One label per signed message kind: domain separation, so a signature for one kind can never be
+/// passed off as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// `DeviceCert`: K_id certifies a device key.
+    DeviceCert,
+    /// `RegisterRequest.id_proof`: K_id proves possession to one server.
+    IdProof,
+    /// `RegisterRequest.signature`: K_dev signs the registration.
+    Register,
+    /// `LoginRequest.signature`: K_dev signs the login.
+    Login,
+    /// `LoginRequest.migration_signature`: K_id moves the user to a new homeserver.
+    HomeserverMove,
+    /// `UpdateUserRequest.signature`: K_dev signs a profile change.
+    UpdateUser,
+    /// `VerifyUserRequest.challenge`: K_id asks one server to vouch for the user.
+    VerifyUser,
+}
+
+impl Label {
+    /// The label's bytes as they appear in the envelope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::DeviceCert => "device-cert",
+            Label::IdProof => "id-proof",
+            Label::Register => "register",
+            Label::Login => "login",
+            Label::HomeserverMove => "homeserver-move",
+            Label::UpdateUser => "update-user",
+            Label::VerifyUser => "verify-user",
+        }
+    }
+}
+
+/// Builds an envelope field by field. Only this module writes envelopes.
+#[derive(Debug)]
+pub struct Envelope {
+    buf: Vec<u8>,
+}
+
+impl Envelope {
+    fn new(label: Label) -> Self {
+        let mut env = Self {
+            buf: Vec::with_capacity(256),
+        };
+        env.buf.extend_from_slice(PREFIX);
+        env.raw(label.as_str().as_bytes());
+        env
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let len = u32::try_from(bytes.len()).expect("signed fields are bounded far below 4 GiB");
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// A UTF-8 string field.
+    pub fn str(&mut self, value: &str) -> &mut Self {
+        self.raw(value.as_bytes());
+        self
+    }
+
+    /// An unsigned integer field: 8 bytes big-endian.
+    pub fn u64(&mut self, value: u64) -> &mut Self {
+        self.raw(&value.to_be_bytes());
+        self
+    }
+
+    /// A boolean field: one byte, 0 or 1.
+    pub fn bool(&mut self, value: bool) -> &mut Self {
+        self.raw(&[u8::from(value)]);
+        self
+    }
+
+    /// A key field: its 32 raw bytes.
+    pub fn key(&mut self, key: &PublicKey) -> &mut Self {
+        self.raw(key.as_bytes());
+        self
+    }
+
+    /// An optional string: empty when absent, `0x01 ‖ utf8` when present.
+    pub fn opt_str(&mut self, value: Option<&str>) -> &mut Self {
+        self.optional(value.map(|v| v.as_bytes().to_vec()))
+    }
+
+    /// An optional unsigned integer: empty when absent, `0x01 ‖ 8 bytes` when present.
+    pub fn opt_u64(&mut self, value: Option<u64>) -> &mut Self {
+        self.optional(value.map(|v| v.to_be_bytes().to_vec()))
+    }
+
+    /// An optional boolean: empty when absent, `0x01 ‖ (0|1)` when present.
+    pub fn opt_bool(&mut self, value: Option<bool>) -> &mut Self {
+        self.optional(value.map(|v| vec![u8::from(v)]))
+    }
+
+    fn optional(&mut self, value: Option<Vec<u8>>) -> &mut Self {
+        match value {
+            None => self.raw(&[]),
+            Some(bytes) => {
+                let mut tagged = Vec::with_capacity(bytes.len() + 1);
+                tagged.push(1);
+                tagged.extend_from_slice(&bytes);
+                self.raw(&tagged);
+            }
+        }
+        self
+    }
+
+    /// A list of strings: `lp(count as 4 bytes ‖ lp(item_1) ‖ …)`.
+    pub fn str_list(&mut self, items: &[String]) -> &mut Self {
+        let mut inner = Envelope { buf: Vec::new() };
+        let count = u32::try_from(items.len()).expect("lists are bounded far below 2^32");
+        inner.buf.extend_from_slice(&count.to_be_bytes());
+        for item in items {
+            inner.str(item);
+        }
+        self.raw(&inner.buf);
+        self
+    }
+}
+
+/// A message kind that can be signed: its label and its fields in the documented order.
+pub trait Signable {
+    /// The domain-separation label.
+    const LABEL: Label;
+
+    /// Writes the fields, in the order `docs/PROTOCOL.md` lists them.
+    fn write_fields(&self, env: &mut Envelope);
+
+    /// The exact bytes that are signed.
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut env = Envelope::new(Self::LABEL);
+        self.write_fields(&mut env);
+        env.buf
+    }
+}
+
+/// Signs a message with a secret key.
+pub fn sign<T: Signable>(value: &T, key: &SecretKey) -> Signature {
+    key.sign(&value.signing_bytes())
+}
+
+/// A value whose signature has been checked. Only [`verify`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<T>(T);
+
+impl<T> Verified<T> {
+    /// The verified value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Verified<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The signature did not verify under the key: wrong key, wrong bytes, or made for another
+/// audience (the bytes include the audience, so a signature for another server fails here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("signature does not verify")]
+pub struct BadSignature;
+
+/// Checks `signature` over `value` under `key` (strict ed25519).
+pub fn verify<T: Signable>(
+    value: T,
+    key: &PublicKey,
+    signature: &Signature,
+) -> Result<Verified<T>, BadSignature> {
+    if key.verify(&value.signing_bytes(), signature) {
+        Ok(Verified(value))
+    } else {
+        Err(BadSignature)
+    }
+}
+
+/// `device-cert`: K_id certifies that `device_key` belongs to the user until `expiry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCertPayload {
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// The certified device key.
+    pub device_key: PublicKey,
+    /// The client's name for the device slot.
+    pub device_id: String,
+    /// When the cert was made (ms since the epoch).
+    pub issued_at: u64,
+    /// When it stops being valid (ms since the epoch).
+    pub expiry: u64,
+}
+
+impl Signable for DeviceCertPayload {
+    const LABEL: Label = Label::DeviceCert;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key)
+            .key(&self.device_key)
+            .str(&self.device_id)
+            .u64(self.issued_at)
+            .u64(self.expiry);
+    }
+}
+
+/// `id-proof`: K_id proves possession to one server at one time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdProofPayload {
+    /// The server the proof is for.
+    pub audience: PublicKey,
+    /// The identity key (the signer).
+    pub id_key: PublicKey,
+    /// The request's timestamp (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for IdProofPayload {
+    const LABEL: Label = Label::IdProof;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.id_key)
+            .u64(self.timestamp);
+    }
+}
+
+/// `register`: K_dev signs a registration for one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterPayload {
+    /// The server registered with.
+    pub audience: PublicKey,
+    /// The user's identity key.
+    pub id_key: PublicKey,
+    /// The device key (the signer).
+    pub device_key: PublicKey,
+    /// `RegisterRequest.display_name`, exactly as sent.
+    pub display_name: String,
+    /// `RegisterRequest.device_name`.
+    pub device_name: Option<String>,
+    /// `RegisterRequest.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for RegisterPayload {
+    const LABEL: Label = Label::Register;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.id_key)
+            .key(&self.device_key)
+            .str(&self.display_name)
+            .opt_str(self.device_name.as_deref())
+            .u64(self.timestamp);
+    }
+}
+
+/// `login`: K_dev signs a login at one server, including any migration fields it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPayload {
+    /// The server logged in to.
+    pub audience: PublicKey,
+    /// The user's identity key.
+    pub id_key: PublicKey,
+    /// The device key (the signer).
+    pub device_key: PublicKey,
+    /// `LoginRequest.device_name`.
+    pub device_name: Option<String>,
+    /// `LoginRequest.new_homeserver`.
+    pub new_homeserver: Option<String>,
+    /// `LoginRequest.migration_timestamp`.
+    pub migration_timestamp: Option<u64>,
+    /// `LoginRequest.migration_signature` (its hex text, as sent).
+    pub migration_signature: Option<String>,
+    /// `LoginRequest.migration_targets`.
+    pub migration_targets: Vec<String>,
+    /// `LoginRequest.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for LoginPayload {
+    const LABEL: Label = Label::Login;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.id_key)
+            .key(&self.device_key)
+            .opt_str(self.device_name.as_deref())
+            .opt_str(self.new_homeserver.as_deref())
+            .opt_u64(self.migration_timestamp)
+            .opt_str(self.migration_signature.as_deref())
+            .str_list(&self.migration_targets)
+            .u64(self.timestamp);
+    }
+}
+
+/// `homeserver-move`: K_id states that the user now lives at `new_homeserver`. Not bound to an
+/// audience: it is meant to be shown to every server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeserverMovePayload {
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// The new homeserver's address.
+    pub new_homeserver: String,
+    /// When the move was stated (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for HomeserverMovePayload {
+    const LABEL: Label = Label::HomeserverMove;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key)
+            .str(&self.new_homeserver)
+            .u64(self.timestamp);
+    }
+}
+
+/// `update-user`: K_dev signs a profile change. Not bound to an audience: the homeserver forwards it
+/// unchanged to the user's other servers, which check the user's signature themselves; timestamps
+/// order updates, so a replay can never roll a profile back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateUserPayload {
+    /// The user's identity key.
+    pub id_key: PublicKey,
+    /// The device key (the signer).
+    pub device_key: PublicKey,
+    /// `name`.
+    pub name: Option<String>,
+    /// `avatar_url`.
+    pub avatar_url: Option<String>,
+    /// `presence_preference`, as its enum number.
+    pub presence_preference: Option<u64>,
+    /// `bio`.
+    pub bio: Option<String>,
+    /// `guild_order`.
+    pub guild_order: Option<String>,
+    /// `is_profile_synced`.
+    pub is_profile_synced: Option<bool>,
+    /// `irc_name`.
+    pub irc_name: Option<String>,
+    /// `timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for UpdateUserPayload {
+    const LABEL: Label = Label::UpdateUser;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key)
+            .key(&self.device_key)
+            .opt_str(self.name.as_deref())
+            .opt_str(self.avatar_url.as_deref())
+            .opt_u64(self.presence_preference)
+            .opt_str(self.bio.as_deref())
+            .opt_str(self.guild_order.as_deref())
+            .opt_bool(self.is_profile_synced)
+            .opt_str(self.irc_name.as_deref())
+            .u64(self.timestamp);
+    }
+}
+
+/// `verify-user`: K_id asks one server (the user's homeserver) to vouch for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyUserPayload {
+    /// The server asked to vouch.
+    pub audience: PublicKey,
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// When the challenge was made (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for VerifyUserPayload {
+    const LABEL: Label = Label::VerifyUser;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.id_key)
+            .u64(self.timestamp);
+    }
+}
