@@ -128,7 +128,13 @@ mod tests {
     const SKEW: u64 = 300_000;
 
     fn cert(id: &SecretKey, issued_at: u64, expiry: u64) -> DeviceCert {
-        DeviceCert::issue(id, SecretKey::generate().public(), "laptop", issued_at, expiry)
+        DeviceCert::issue(
+            id,
+            SecretKey::generate().public(),
+            "laptop",
+            issued_at,
+            expiry,
+        )
     }
 
     #[test]
@@ -143,18 +149,36 @@ mod tests {
         let id = SecretKey::generate();
         let other = SecretKey::generate();
         let c = cert(&other, NOW - 1000, NOW + 1000);
-        assert_eq!(c.verify(&id.public(), NOW, SKEW), Err(CertError::BadSignature));
+        assert_eq!(
+            c.verify(&id.public(), NOW, SKEW),
+            Err(CertError::BadSignature)
+        );
         let expired = cert(&id, NOW - 2000, NOW - 1);
-        assert!(matches!(expired.verify(&id.public(), NOW, SKEW), Err(CertError::Expired { .. })));
+        assert!(matches!(
+            expired.verify(&id.public(), NOW, SKEW),
+            Err(CertError::Expired { .. })
+        ));
         let future = cert(&id, NOW + SKEW + 1, NOW + SKEW + 10_000);
-        assert!(matches!(future.verify(&id.public(), NOW, SKEW), Err(CertError::NotYetValid { .. })));
+        assert!(matches!(
+            future.verify(&id.public(), NOW, SKEW),
+            Err(CertError::NotYetValid { .. })
+        ));
         let inverted = cert(&id, NOW, NOW);
-        assert_eq!(inverted.verify(&id.public(), NOW, SKEW), Err(CertError::ExpiryBeforeIssue));
+        assert_eq!(
+            inverted.verify(&id.public(), NOW, SKEW),
+            Err(CertError::ExpiryBeforeIssue)
+        );
         let mut tampered = cert(&id, NOW - 1000, NOW + 1000);
         tampered.expiry += 1;
-        assert_eq!(tampered.verify(&id.public(), NOW, SKEW), Err(CertError::BadSignature));
+        assert_eq!(
+            tampered.verify(&id.public(), NOW, SKEW),
+            Err(CertError::BadSignature)
+        );
         let mut bad_id = cert(&id, NOW - 1000, NOW + 1000);
         bad_id.device_id = String::new();
-        assert_eq!(bad_id.verify(&id.public(), NOW, SKEW), Err(CertError::BadDeviceId));
+        assert_eq!(
+            bad_id.verify(&id.public(), NOW, SKEW),
+            Err(CertError::BadDeviceId)
+        );
     }
 }

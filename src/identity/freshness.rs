@@ -61,8 +61,14 @@ mod tests {
         assert!(check(1000, 1000, 100).is_ok());
         assert!(check(900, 1000, 100).is_ok());
         assert!(check(1100, 1000, 100).is_ok());
-        assert!(matches!(check(899, 1000, 100), Err(StaleTimestamp::Past { .. })));
-        assert!(matches!(check(1101, 1000, 100), Err(StaleTimestamp::Future { .. })));
+        assert!(matches!(
+            check(899, 1000, 100),
+            Err(StaleTimestamp::Past { .. })
+        ));
+        assert!(matches!(
+            check(1101, 1000, 100),
+            Err(StaleTimestamp::Future { .. })
+        ));
         assert!(check(u64::MAX / 2, 1000, 100).is_err());
     }
 }

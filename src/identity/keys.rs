@@ -156,10 +156,13 @@ impl SecretKey {
     /// Parses a 64-character lowercase hex seed, as stored in identity files.
     pub fn from_hex(text: &str) -> Result<Self, KeyError> {
         let bytes = decode_lower_hex(text)?;
-        let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::WrongLength {
-            expected: 32,
-            got: bytes.len(),
-        })?;
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::WrongLength {
+                expected: 32,
+                got: bytes.len(),
+            })?;
         Ok(Self::from_seed(&seed))
     }
 

@@ -1,0 +1,668 @@
+//! Accounts: registration, login, sessions, identity proofs and profile changes.
+//!
+//! Every flow checks in the same order: field rules, the clock window, the device-cert chain, the
+//! signatures, and finally the store, which records the request's signature in the replay cache
+//! in the same transaction as the change. A refused request therefore changes nothing.
+
+pub mod rules;
+pub mod tokens;
+
+use crate::error::{Error, Result};
+use crate::identity::freshness::{self, now_ms};
+use crate::identity::signing::{
+    self, HomeserverMovePayload, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload,
+    VerifyUserPayload,
+};
+use crate::identity::{DeviceCert, PublicKey, Signature};
+use crate::store::{
+    DeviceRecord, HomeserverMove, NewDevice, NewSession, NewUser, ProfileChange, RefreshOutcome,
+    SessionInfo, StorageError, Store, TokenPair, UserRecord,
+};
+
+/// The settings the account flows need.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// This node's key: the audience that signed requests must name.
+    pub server_id: PublicKey,
+    /// This node's address, the homeserver of users who register here.
+    pub canonical_address: String,
+    /// Allowed clock difference for signed requests (ms).
+    pub clock_skew_ms: u64,
+    /// Access token lifetime (ms).
+    pub access_ttl_ms: u64,
+    /// Refresh token lifetime (ms).
+    pub refresh_ttl_ms: u64,
+    /// Hex K_ids of server admins.
+    pub admins: Vec<String>,
+}
+
+/// A registration as received, with keys parsed.
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    /// Requested display name, as sent (it is signed as sent, then normalised).
+    pub display_name: String,
+    /// K_id.
+    pub id_key: PublicKey,
+    /// The first device's cert.
+    pub cert: DeviceCert,
+    /// K_id's `id-proof` signature.
+    pub id_proof: Signature,
+    /// Optional device name.
+    pub device_name: Option<String>,
+    /// K_dev's `register` signature.
+    pub signature: Signature,
+    /// Request time (ms).
+    pub timestamp: u64,
+}
+
+/// A login as received.
+#[derive(Debug, Clone)]
+pub struct LoginInput {
+    /// The device's cert.
+    pub cert: DeviceCert,
+    /// K_dev's `login` signature.
+    pub signature: Signature,
+    /// Request time (ms).
+    pub timestamp: u64,
+    /// Optional device name.
+    pub device_name: Option<String>,
+    /// Migration: the new homeserver.
+    pub new_homeserver: Option<String>,
+    /// Migration: the statement's time.
+    pub migration_timestamp: Option<u64>,
+    /// Migration: K_id's `homeserver-move` signature, hex as sent.
+    pub migration_signature: Option<String>,
+    /// Migration: servers to tell.
+    pub migration_targets: Vec<String>,
+    /// K_id, needed when the device is new to this server.
+    pub user_id: Option<PublicKey>,
+}
+
+/// A profile change as received.
+#[derive(Debug, Clone)]
+pub struct UpdateUserInput {
+    /// The fields as sent (signed as sent).
+    pub fields: UpdateFields,
+    /// The signing device's cert.
+    pub cert: DeviceCert,
+    /// Request time (ms).
+    pub timestamp: u64,
+    /// K_dev's `update-user` signature.
+    pub signature: Signature,
+}
+
+/// The optional fields of `UpdateUserRequest`.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateFields {
+    /// `name`.
+    pub name: Option<String>,
+    /// `avatar_url`.
+    pub avatar_url: Option<String>,
+    /// `presence_preference` number.
+    pub presence_preference: Option<i32>,
+    /// `bio`.
+    pub bio: Option<String>,
+    /// `guild_order`.
+    pub guild_order: Option<String>,
+    /// `is_profile_synced`.
+    pub is_profile_synced: Option<bool>,
+    /// `irc_name`.
+    pub irc_name: Option<String>,
+}
+
+/// Tokens handed to a client after register, login or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    /// The access token (`authorization: Bearer …`).
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+/// Everything `GetMyData` returns.
+#[derive(Debug, Clone)]
+pub struct MyData {
+    /// The user.
+    pub user: UserRecord,
+    /// Their server list with when each was added.
+    pub servers: Vec<(String, u64)>,
+    /// Their devices.
+    pub devices: Vec<DeviceRecord>,
+    /// Their push distributors.
+    pub push_distributors: Vec<String>,
+}
+
+/// Most users one `GetUsers` call may ask for.
+pub const GET_USERS_MAX: usize = 100;
+
+/// The `PresenceStatus` numbers a user may prefer (the seed skips 2).
+const PRESENCE_VALUES: [i32; 4] = [0, 1, 3, 4];
+
+/// The account flows, over the store.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: Store,
+    config: AccountsConfig,
+}
+
+fn field_rule<T>(field: &str, result: std::result::Result<T, String>) -> Result<T> {
+    result.map_err(|rule| Error::invalid(field, rule))
+}
+
+impl Accounts {
+    /// The account flows of one node.
+    pub fn new(store: Store, config: AccountsConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// The node's key, the audience its signed requests must name.
+    pub fn server_id(&self) -> &PublicKey {
+        &self.config.server_id
+    }
+
+    /// Whether a user is a server admin (from configuration, so it is never stale in storage).
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        self.config.admins.iter().any(|a| a == user_id)
+    }
+
+    fn check_fresh(&self, timestamp: u64, now: u64) -> Result<()> {
+        freshness::check(timestamp, now, self.config.clock_skew_ms)
+            .map_err(|e| Error::unauthenticated("timestamp", e))
+    }
+
+    fn check_cert(&self, id_key: &PublicKey, cert: &DeviceCert, now: u64) -> Result<()> {
+        cert.verify(id_key, now, self.config.clock_skew_ms)
+            .map(|_| ())
+            .map_err(|e| Error::unauthenticated("device_cert", e))
+    }
+
+    /// Until when the replay cache must remember a signature made at `timestamp`.
+    fn replay_horizon(&self, timestamp: u64) -> u64 {
+        timestamp.saturating_add(self.config.clock_skew_ms)
+    }
+
+    fn new_tokens(&self, now: u64) -> (TokenPair, IssuedSession) {
+        let access_token = tokens::generate();
+        let refresh_token = tokens::generate();
+        let pair = TokenPair {
+            access_hash: tokens::hash(&access_token),
+            refresh_hash: tokens::hash(&refresh_token),
+            now,
+            access_expires_at: now.saturating_add(self.config.access_ttl_ms),
+            refresh_expires_at: now.saturating_add(self.config.refresh_ttl_ms),
+        };
+        (
+            pair,
+            IssuedSession {
+                access_token,
+                refresh_token,
+            },
+        )
+    }
+
+    fn new_session(
+        &self,
+        user_id: &str,
+        device: &PublicKey,
+        now: u64,
+    ) -> (NewSession, IssuedSession) {
+        let (tokens, issued) = self.new_tokens(now);
+        let session = NewSession {
+            tokens,
+            family_id: tokens::family_id(),
+            user_id: user_id.to_owned(),
+            device_pubkey: device.to_hex(),
+        };
+        (session, issued)
+    }
+
+    fn device_record(
+        user_id: &str,
+        cert: &DeviceCert,
+        name: Option<String>,
+        now: u64,
+    ) -> NewDevice {
+        NewDevice {
+            pubkey: cert.device_key.to_hex(),
+            user_id: user_id.to_owned(),
+            device_id: cert.device_id.clone(),
+            name,
+            issued_at: cert.issued_at,
+            expiry: cert.expiry,
+            cert_signature: cert.signature.to_hex(),
+            now,
+        }
+    }
+
+    /// `Register`: a new identity with its first device.
+    pub async fn register(&self, input: RegisterInput) -> Result<(UserRecord, IssuedSession)> {
+        let now = now_ms();
+        let display_name = field_rule("display_name", rules::display_name(&input.display_name))?;
+        let device_name = input
+            .device_name
+            .as_deref()
+            .map(|n| field_rule("device_name", rules::device_name(n)))
+            .transpose()?;
+        self.check_fresh(input.timestamp, now)?;
+        self.check_cert(&input.id_key, &input.cert, now)?;
+        let proof = IdProofPayload {
+            audience: self.config.server_id,
+            id_key: input.id_key,
+            timestamp: input.timestamp,
+        };
+        signing::verify(proof, &input.id_key, &input.id_proof).map_err(|_| {
+            Error::unauthenticated(
+                "id_proof",
+                "not a signature by public_key over the id-proof for this server and timestamp",
+            )
+        })?;
+        let payload = RegisterPayload {
+            audience: self.config.server_id,
+            id_key: input.id_key,
+            device_key: input.cert.device_key,
+            display_name: input.display_name.clone(),
+            device_name: input.device_name.clone(),
+            timestamp: input.timestamp,
+        };
+        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a signature by device_cert.pubkey over this request for this server",
+            )
+        })?;
+
+        let user_id = input.id_key.to_hex();
+        let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
+        let user = NewUser {
+            id: user_id.clone(),
+            display_name,
+            homeserver: self.config.canonical_address.clone(),
+            created_at: now,
+        };
+        let device = Self::device_record(&user_id, &input.cert, device_name, now);
+        let record = self
+            .store
+            .register(
+                user,
+                device,
+                session,
+                input.signature.to_bytes(),
+                self.replay_horizon(input.timestamp),
+            )
+            .await?;
+        tracing::info!(user = %input.id_key.fmt_short(), "registered");
+        Ok((record, issued))
+    }
+
+    /// `Login`: a device of a registered user opens a session; a login may carry a K_id-signed
+    /// homeserver move, which is verified and stored (sending it on is federation's job).
+    pub async fn login(&self, input: LoginInput) -> Result<(UserRecord, IssuedSession)> {
+        let now = now_ms();
+        let device_name = input
+            .device_name
+            .as_deref()
+            .map(|n| field_rule("device_name", rules::device_name(n)))
+            .transpose()?;
+        self.check_fresh(input.timestamp, now)?;
+        let id_key = match input.user_id {
+            Some(key) => key,
+            None => {
+                let owner = self
+                    .store
+                    .device_owner(input.cert.device_key.to_hex())
+                    .await?
+                    .ok_or_else(|| {
+                        Error::NotFound(
+                            "device_cert.pubkey: unknown device; send user_id to log in a new device"
+                                .into(),
+                        )
+                    })?;
+                PublicKey::from_hex(&owner)
+                    .map_err(|e| Error::Storage(StorageError::Task(format!("stored id: {e}"))))?
+            }
+        };
+        self.check_cert(&id_key, &input.cert, now)?;
+        let homeserver_move = self.check_migration(&input, &id_key)?;
+        let payload = LoginPayload {
+            audience: self.config.server_id,
+            id_key,
+            device_key: input.cert.device_key,
+            device_name: input.device_name.clone(),
+            new_homeserver: input.new_homeserver.clone(),
+            migration_timestamp: input.migration_timestamp,
+            migration_signature: input.migration_signature.clone(),
+            migration_targets: input.migration_targets.clone(),
+            timestamp: input.timestamp,
+        };
+        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a signature by device_cert.pubkey over this request for this server",
+            )
+        })?;
+
+        let user_id = id_key.to_hex();
+        let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
+        let device = Self::device_record(&user_id, &input.cert, device_name, now);
+        let user = self
+            .store
+            .login(
+                device,
+                session,
+                input.signature.to_bytes(),
+                self.replay_horizon(input.timestamp),
+                homeserver_move,
+            )
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound("user_id: no user with this identity is registered here".into())
+            })?;
+        tracing::info!(user = %id_key.fmt_short(), "logged in");
+        Ok((user, issued))
+    }
+
+    /// Checks a login's migration fields: all or none, a valid address, a valid K_id signature.
+    fn check_migration(
+        &self,
+        input: &LoginInput,
+        id_key: &PublicKey,
+    ) -> Result<Option<HomeserverMove>> {
+        let (new_homeserver, timestamp, signature) = match (
+            &input.new_homeserver,
+            input.migration_timestamp,
+            &input.migration_signature,
+        ) {
+            (None, None, None) => {
+                if !input.migration_targets.is_empty() {
+                    return Err(Error::invalid(
+                        "migration_targets",
+                        "must be empty unless new_homeserver is set",
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(h), Some(t), Some(s)) => (h, t, s),
+            _ => {
+                return Err(Error::invalid(
+                    "new_homeserver",
+                    "new_homeserver, migration_timestamp and migration_signature go together",
+                ));
+            }
+        };
+        field_rule("new_homeserver", rules::http_url(new_homeserver))?;
+        if input.migration_targets.len() > 64 {
+            return Err(Error::invalid("migration_targets", "at most 64 servers"));
+        }
+        for (i, target) in input.migration_targets.iter().enumerate() {
+            field_rule(&format!("migration_targets[{i}]"), rules::http_url(target))?;
+        }
+        let sig =
+            Signature::from_hex(signature).map_err(|e| Error::invalid("migration_signature", e))?;
+        let statement = HomeserverMovePayload {
+            id_key: *id_key,
+            new_homeserver: new_homeserver.clone(),
+            timestamp,
+        };
+        signing::verify(statement, id_key, &sig).map_err(|_| {
+            Error::unauthenticated(
+                "migration_signature",
+                "not a signature by the user's identity key over the homeserver-move statement",
+            )
+        })?;
+        Ok(Some(HomeserverMove {
+            new_homeserver: new_homeserver.clone(),
+            timestamp,
+            signature: signature.clone(),
+            targets: input.migration_targets.clone(),
+        }))
+    }
+
+    /// `Refresh`: spends a refresh token for a new pair. Reusing a spent token revokes its family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(UserRecord, IssuedSession)> {
+        if refresh_token.is_empty() {
+            return Err(Error::invalid("refresh_token", "must not be empty"));
+        }
+        let now = now_ms();
+        let (next, issued) = self.new_tokens(now);
+        match self
+            .store
+            .refresh(tokens::hash(refresh_token), next)
+            .await?
+        {
+            RefreshOutcome::Rotated(info) => {
+                let user = self.store.user(info.user_id).await?.ok_or_else(|| {
+                    Error::Unauthenticated("refresh_token: the user no longer exists".into())
+                })?;
+                Ok((user, issued))
+            }
+            RefreshOutcome::Unknown => Err(Error::unauthenticated(
+                "refresh_token",
+                "unknown or revoked",
+            )),
+            RefreshOutcome::Expired => Err(Error::unauthenticated("refresh_token", "expired")),
+            RefreshOutcome::Reused => Err(Error::unauthenticated(
+                "refresh_token",
+                "already used; every session of this login has been revoked, log in again",
+            )),
+        }
+    }
+
+    /// Resolves an access token to its session.
+    pub async fn authenticate(&self, access_token: &str) -> Result<SessionInfo> {
+        self.store
+            .session(tokens::hash(access_token), now_ms())
+            .await?
+            .ok_or_else(|| {
+                Error::Unauthenticated("authorization: token is unknown, expired or revoked".into())
+            })
+    }
+
+    /// `VerifyUser`: the user's K_id-signed challenge asks this node to vouch for them; the answer
+    /// carries their profile and a push delegation token for the asking server.
+    pub async fn verify_user(
+        &self,
+        user_id: &str,
+        challenge: &str,
+    ) -> Result<(UserRecord, String)> {
+        let id_key = PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
+        let (timestamp, sig) = parse_challenge(challenge)?;
+        let now = now_ms();
+        self.check_fresh(timestamp, now).map_err(|_| {
+            Error::unauthenticated("challenge", "timestamp is outside the allowed clock skew")
+        })?;
+        let payload = VerifyUserPayload {
+            audience: self.config.server_id,
+            id_key,
+            timestamp,
+        };
+        signing::verify(payload, &id_key, &sig).map_err(|_| {
+            Error::unauthenticated(
+                "challenge",
+                "not a signature by user_id over the verify-user statement for this server",
+            )
+        })?;
+        let user = self
+            .store
+            .user(id_key.to_hex())
+            .await?
+            .ok_or_else(|| Error::NotFound("user_id: not registered on this server".into()))?;
+        let token = tokens::generate();
+        self.store
+            .create_push_delegation(
+                user.id.clone(),
+                tokens::hash(&token),
+                now,
+                sig.to_bytes(),
+                self.replay_horizon(timestamp),
+            )
+            .await?;
+        Ok((user, token))
+    }
+
+    /// `UpdateUser`: a signed profile change from one of the session user's devices.
+    pub async fn update_user(
+        &self,
+        session: &SessionInfo,
+        input: UpdateUserInput,
+    ) -> Result<UserRecord> {
+        let f = &input.fields;
+        let change = ProfileChange {
+            display_name: f
+                .name
+                .as_deref()
+                .map(|v| field_rule("name", rules::display_name(v)))
+                .transpose()?,
+            avatar_url: f
+                .avatar_url
+                .as_deref()
+                .map(|v| field_rule("avatar_url", rules::avatar_url(v)))
+                .transpose()?,
+            presence_preference: f
+                .presence_preference
+                .map(|v| {
+                    if PRESENCE_VALUES.contains(&v) {
+                        Ok(v)
+                    } else {
+                        Err(Error::invalid(
+                            "presence_preference",
+                            "must be a PresenceStatus value (0, 1, 3 or 4)",
+                        ))
+                    }
+                })
+                .transpose()?,
+            bio: f
+                .bio
+                .as_deref()
+                .map(|v| field_rule("bio", rules::bio(v)))
+                .transpose()?,
+            guild_order: f
+                .guild_order
+                .as_deref()
+                .map(|v| field_rule("guild_order", rules::guild_order(v)))
+                .transpose()?,
+            is_profile_synced: f.is_profile_synced,
+            irc_name: f
+                .irc_name
+                .as_deref()
+                .map(|v| {
+                    if v.is_empty() {
+                        Ok(String::new())
+                    } else {
+                        field_rule("irc_name", rules::irc_name(v))
+                    }
+                })
+                .transpose()?,
+            timestamp: input.timestamp,
+        };
+        let now = now_ms();
+        self.check_fresh(input.timestamp, now)?;
+        let id_key = PublicKey::from_hex(&session.user_id)
+            .map_err(|e| Error::Storage(StorageError::Task(format!("stored id: {e}"))))?;
+        self.check_cert(&id_key, &input.cert, now)?;
+        if input.cert.device_key.to_hex() != session.device_pubkey {
+            return Err(Error::PermissionDenied(
+                "device_cert.pubkey: is not the device this session was opened with".into(),
+            ));
+        }
+        let payload = UpdateUserPayload {
+            id_key,
+            device_key: input.cert.device_key,
+            name: f.name.clone(),
+            avatar_url: f.avatar_url.clone(),
+            presence_preference: f.presence_preference.and_then(|v| u64::try_from(v).ok()),
+            bio: f.bio.clone(),
+            guild_order: f.guild_order.clone(),
+            is_profile_synced: f.is_profile_synced,
+            irc_name: f.irc_name.clone(),
+            timestamp: input.timestamp,
+        };
+        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a signature by device_cert.pubkey over this update",
+            )
+        })?;
+        let user = self
+            .store
+            .update_profile(
+                session.user_id.clone(),
+                change,
+                input.signature.to_bytes(),
+                self.replay_horizon(input.timestamp),
+            )
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict(m) if m.starts_with("timestamp") => {
+                    Error::FailedPrecondition(m)
+                }
+                other => Error::Storage(other),
+            })?;
+        Ok(user)
+    }
+
+    /// `GetUsers`: the known users among `ids`.
+    pub async fn get_users(&self, ids: &[String]) -> Result<Vec<UserRecord>> {
+        if ids.len() > GET_USERS_MAX {
+            return Err(Error::invalid(
+                "user_ids",
+                format!("at most {GET_USERS_MAX} per call"),
+            ));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            PublicKey::from_hex(id).map_err(|e| Error::invalid(format!("user_ids[{i}]"), e))?;
+        }
+        Ok(self.store.users(ids.to_vec()).await?)
+    }
+
+    /// `GetMyData`: the caller's own account.
+    pub async fn my_data(&self, session: &SessionInfo) -> Result<MyData> {
+        let user_id = session.user_id.clone();
+        let user = self.store.user(user_id.clone()).await?.ok_or_else(|| {
+            Error::Unauthenticated("authorization: the user no longer exists".into())
+        })?;
+        Ok(MyData {
+            user,
+            servers: self.store.servers(user_id.clone()).await?,
+            devices: self.store.devices(user_id.clone()).await?,
+            push_distributors: self.store.push_distributors(user_id).await?,
+        })
+    }
+
+    /// `AddServer`: records a server the user belongs to.
+    pub async fn add_server(&self, session: &SessionInfo, server_url: &str) -> Result<()> {
+        let url = field_rule("server_url", rules::http_url(server_url))?;
+        Ok(self
+            .store
+            .add_server(session.user_id.clone(), url, now_ms())
+            .await?)
+    }
+
+    /// `RemoveServer`: forgets a server from the user's list.
+    pub async fn remove_server(&self, session: &SessionInfo, server_url: &str) -> Result<()> {
+        let url = field_rule("server_url", rules::http_url(server_url))?;
+        if self
+            .store
+            .remove_server(session.user_id.clone(), url)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound(
+                "server_url: not in your server list".into(),
+            ))
+        }
+    }
+}
+
+/// `VerifyUserRequest.challenge` is `"<timestamp ms>:<signature hex>"` (see `docs/PROTOCOL.md`).
+fn parse_challenge(challenge: &str) -> Result<(u64, Signature)> {
+    let rule = "must be \"<timestamp ms>:<128 hex characters of signature>\"";
+    let (ts, sig) = challenge
+        .split_once(':')
+        .ok_or_else(|| Error::invalid("challenge", rule))?;
+    let timestamp = ts
+        .parse::<u64>()
+        .map_err(|_| Error::invalid("challenge", rule))?;
+    let sig = Signature::from_hex(sig).map_err(|_| Error::invalid("challenge", rule))?;
+    Ok((timestamp, sig))
+}

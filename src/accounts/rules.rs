@@ -1,0 +1,227 @@
+//! The user-field rules of the Users-resource seed, as pure functions.
+//!
+//! Each returns the normalised value or the rule it broke, phrased to follow the field name in an
+//! error message (`display_name: must be 1-32 characters after trimming`). Lengths count Unicode
+//! scalar values.
+
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// Longest display name.
+pub const DISPLAY_NAME_MAX: usize = 32;
+/// Shortest and longest IRC-style unique name.
+pub const IRC_NAME_LEN: (usize, usize) = (2, 32);
+/// Longest bio.
+pub const BIO_MAX: usize = 190;
+/// Longest device name.
+pub const DEVICE_NAME_MAX: usize = 64;
+/// Longest URL we store.
+pub const URL_MAX: usize = 2048;
+/// Most guilds in `guild_order`.
+pub const GUILD_ORDER_MAX: usize = 500;
+
+/// Names no user may take, compared case-insensitively.
+const RESERVED_NAMES: [&str; 3] = ["everyone", "here", "system message"];
+
+/// Characters that render as nothing although their category looks harmless (Hangul fillers,
+/// braille blank, combining grapheme joiner, Khmer inherent vowels).
+const INVISIBLE: [char; 8] = [
+    '\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}', '\u{034F}', '\u{17B4}', '\u{17B5}',
+];
+
+/// Whether `c` is a zero-width, non-rendering or control character. The zero-width joiner is
+/// judged by [`check_visible`], which allows it only inside emoji sequences.
+fn is_non_rendering(c: char) -> bool {
+    if INVISIBLE.contains(&c) {
+        return true;
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::Unassigned
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Refuses non-rendering characters. A zero-width joiner is allowed only between two visible
+/// characters, which is where emoji sequences (👩‍💻) use it; `allow_newlines` lets bios keep
+/// line breaks.
+fn check_visible(text: &str, allow_newlines: bool) -> Result<(), String> {
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if allow_newlines && c == '\n' {
+            continue;
+        }
+        if c == '\u{200D}' {
+            let before = i.checked_sub(1).and_then(|j| chars.get(j));
+            let after = chars.get(i + 1);
+            let joins = |o: Option<&char>| {
+                o.is_some_and(|&x| !x.is_whitespace() && x != '\u{200D}' && !is_non_rendering(x))
+            };
+            if joins(before) && joins(after) {
+                continue;
+            }
+        }
+        if is_non_rendering(c) {
+            return Err(format!(
+                "must not contain zero-width or non-rendering characters (found U+{:04X})",
+                u32::from(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Display names: trimmed, inner whitespace runs collapsed to one space, 1-32 characters, no
+/// non-rendering characters, and not `everyone`, `here` or `system message`.
+pub fn display_name(raw: &str) -> Result<String, String> {
+    let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let len = normalised.chars().count();
+    if len == 0 || len > DISPLAY_NAME_MAX {
+        return Err(format!(
+            "must be 1-{DISPLAY_NAME_MAX} characters after trimming and collapsing whitespace (got {len})"
+        ));
+    }
+    check_visible(&normalised, false)?;
+    let lower = normalised.to_lowercase();
+    if RESERVED_NAMES.contains(&lower.as_str()) {
+        return Err(format!("{normalised:?} is reserved"));
+    }
+    Ok(normalised)
+}
+
+/// IRC-style unique names: 2-32 characters of lowercase letters, digits, `_` and `.`, with no `..`.
+/// Uniqueness is checked by the store.
+pub fn irc_name(raw: &str) -> Result<String, String> {
+    let len = raw.chars().count();
+    let (min, max) = IRC_NAME_LEN;
+    if len < min || len > max {
+        return Err(format!("must be {min}-{max} characters (got {len})"));
+    }
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+    {
+        return Err("may contain only lowercase letters a-z, digits, '_' and '.'".into());
+    }
+    if raw.contains("..") {
+        return Err("must not contain two consecutive periods".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// Bios: at most 190 characters; line breaks allowed, other non-rendering characters not.
+pub fn bio(raw: &str) -> Result<String, String> {
+    let len = raw.chars().count();
+    if len > BIO_MAX {
+        return Err(format!("must be at most {BIO_MAX} characters (got {len})"));
+    }
+    check_visible(raw, true)?;
+    Ok(raw.to_owned())
+}
+
+/// Device names: 1-64 characters, trimmed, no non-rendering characters.
+pub fn device_name(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > DEVICE_NAME_MAX {
+        return Err(format!(
+            "must be 1-{DEVICE_NAME_MAX} characters (got {len})"
+        ));
+    }
+    check_visible(trimmed, false)?;
+    Ok(trimmed.to_owned())
+}
+
+/// An `http` or `https` URL with a host, at most 2048 bytes: server addresses, avatar URLs.
+pub fn http_url(raw: &str) -> Result<String, String> {
+    if raw.len() > URL_MAX {
+        return Err(format!("must be at most {URL_MAX} bytes"));
+    }
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| "must be an absolute http:// or https:// URL".to_string())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err("must be an absolute http:// or https:// URL".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// An avatar URL: empty (no avatar) or an http(s) URL.
+pub fn avatar_url(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        Ok(String::new())
+    } else {
+        http_url(raw)
+    }
+}
+
+/// `guild_order`: empty, or a JSON array of at most 500 guild id strings.
+pub fn guild_order(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let ids: Vec<String> = serde_json::from_str(raw)
+        .map_err(|_| "must be a JSON array of guild id strings".to_string())?;
+    if ids.len() > GUILD_ORDER_MAX {
+        return Err(format!("must list at most {GUILD_ORDER_MAX} guilds"));
+    }
+    if ids.iter().any(|id| id.is_empty() || id.len() > 128) {
+        return Err("guild ids must be 1-128 bytes".into());
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names() {
+        assert_eq!(
+            display_name("  Ada   Lovelace ").as_deref(),
+            Ok("Ada Lovelace")
+        );
+        assert_eq!(
+            display_name("👩\u{200D}💻 dev").as_deref(),
+            Ok("👩\u{200D}💻 dev")
+        );
+        assert!(display_name("   ").is_err());
+        assert!(display_name(&"x".repeat(33)).is_err());
+        assert!(display_name(&"é".repeat(32)).is_ok());
+        assert!(display_name("a\u{200B}b").is_err());
+        assert!(display_name("\u{200D}ab").is_err());
+        assert!(display_name("a\u{3164}").is_err());
+        assert!(display_name("Everyone").is_err());
+        assert!(display_name("system  message").is_err());
+        assert!(display_name("here!").is_ok());
+    }
+
+    #[test]
+    fn irc_names() {
+        assert!(irc_name("ada.l_2").is_ok());
+        assert!(irc_name("a").is_err());
+        assert!(irc_name(&"a".repeat(33)).is_err());
+        assert!(irc_name("Ada").is_err());
+        assert!(irc_name("a..b").is_err());
+        assert!(irc_name("a-b").is_err());
+    }
+
+    #[test]
+    fn bios_urls_and_guild_order() {
+        assert!(bio("line one\nline two").is_ok());
+        assert!(bio(&"b".repeat(190)).is_ok());
+        assert!(bio(&"b".repeat(191)).is_err());
+        assert!(bio("x\u{202E}y").is_err());
+        assert!(http_url("https://chat.example.org").is_ok());
+        assert!(http_url("ftp://chat.example.org").is_err());
+        assert!(http_url("chat.example.org").is_err());
+        assert!(avatar_url("").is_ok());
+        assert!(guild_order("[\"g1\",\"g2\"]").is_ok());
+        assert!(guild_order("{}").is_err());
+    }
+}

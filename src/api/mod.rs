@@ -1,0 +1,235 @@
+//! The tonic services: thin adapters that authenticate, convert, call the domain, and convert back.
+//!
+//! Methods not listed in the `impl` below are answered `UNIMPLEMENTED` by the generated default
+//! stubs until the issue that brings them lands.
+
+pub mod convert;
+pub mod session;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateUserInput};
+use crate::identity::PublicKey;
+use crate::identity::freshness::now_ms;
+use crate::proto::guildhall::v1 as pb;
+use crate::proto::guildhall::v1::guild_hall_server::GuildHall;
+use session::caller;
+
+/// What `GetServerInfo` reports about the node itself.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node's key (federation identity and libp2p identity).
+    pub server_id: PublicKey,
+    /// The libp2p peer id of the same key.
+    pub peer_id: String,
+    /// The address clients and servers use to reach the node.
+    pub canonical_address: String,
+    /// The libp2p listen addresses, updated as the swarm binds them.
+    pub p2p_addrs: watch::Receiver<Vec<String>>,
+}
+
+/// The combined `guildhall.v1.GuildHall` service.
+#[derive(Debug, Clone)]
+pub struct GuildHallApi {
+    accounts: Accounts,
+    info: Arc<NodeInfo>,
+}
+
+impl GuildHallApi {
+    /// The service over the node's domain handles.
+    pub fn new(accounts: Accounts, info: NodeInfo) -> Self {
+        Self {
+            accounts,
+            info: Arc::new(info),
+        }
+    }
+
+    fn user(&self, record: &crate::store::UserRecord) -> pb::User {
+        convert::user(record, self.accounts.is_admin(&record.id))
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl GuildHall for GuildHallApi {
+    async fn register(&self, request: Request<pb::RegisterRequest>) -> Reply<pb::RegisterResponse> {
+        let r = request.into_inner();
+        let input = RegisterInput {
+            display_name: r.display_name,
+            id_key: convert::public_key("public_key", &r.public_key)?,
+            cert: convert::device_cert(r.device_cert)?,
+            id_proof: convert::signature_hex("id_proof", &r.id_proof)?,
+            device_name: r.device_name,
+            signature: convert::signature_bytes("signature", &r.signature)?,
+            timestamp: r.timestamp,
+        };
+        let (user, session) = self.accounts.register(input).await?;
+        Ok(Response::new(pb::RegisterResponse {
+            token: session.access_token,
+            user: Some(self.user(&user)),
+            refresh_token: session.refresh_token,
+        }))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let r = request.into_inner();
+        let input = LoginInput {
+            cert: convert::device_cert(r.device_cert)?,
+            signature: convert::signature_bytes("signature", &r.signature)?,
+            timestamp: r.timestamp,
+            device_name: r.device_name,
+            new_homeserver: r.new_homeserver,
+            migration_timestamp: r.migration_timestamp,
+            migration_signature: r.migration_signature,
+            migration_targets: r.migration_targets,
+            user_id: r
+                .user_id
+                .as_deref()
+                .map(|id| convert::public_key("user_id", id))
+                .transpose()?,
+        };
+        let (user, session) = self.accounts.login(input).await?;
+        Ok(Response::new(pb::LoginResponse {
+            token: session.access_token,
+            user: Some(self.user(&user)),
+            refresh_token: session.refresh_token,
+        }))
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Reply<pb::RefreshResponse> {
+        let r = request.into_inner();
+        let (user, session) = self.accounts.refresh(&r.refresh_token).await?;
+        Ok(Response::new(pb::RefreshResponse {
+            token: session.access_token,
+            refresh_token: session.refresh_token,
+            user: Some(self.user(&user)),
+        }))
+    }
+
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
+        let session = caller(&request)?;
+        let r = request.into_inner();
+        let input = UpdateUserInput {
+            fields: UpdateFields {
+                name: r.name,
+                avatar_url: r.avatar_url,
+                presence_preference: r.presence_preference,
+                bio: r.bio,
+                guild_order: r.guild_order,
+                is_profile_synced: r.is_profile_synced,
+                irc_name: r.irc_name,
+            },
+            cert: convert::device_cert(r.device_cert)?,
+            timestamp: r.timestamp,
+            signature: convert::signature_bytes("signature", &r.signature)?,
+        };
+        let user = self.accounts.update_user(&session, input).await?;
+        Ok(Response::new(self.user(&user)))
+    }
+
+    async fn verify_user(
+        &self,
+        request: Request<pb::VerifyUserRequest>,
+    ) -> Reply<pb::VerifyUserResponse> {
+        let r = request.into_inner();
+        let (user, token) = self.accounts.verify_user(&r.user_id, &r.challenge).await?;
+        Ok(Response::new(pb::VerifyUserResponse {
+            user: Some(self.user(&user)),
+            push_delegation_token: token,
+        }))
+    }
+
+    async fn get_users(
+        &self,
+        request: Request<pb::GetUsersRequest>,
+    ) -> Reply<pb::GetUsersResponse> {
+        caller(&request)?;
+        let r = request.into_inner();
+        if !r.guild_id.is_empty() {
+            return Err(Status::not_found(
+                "guild_id: no guild with this id on this server",
+            ));
+        }
+        let users = self.accounts.get_users(&r.user_ids).await?;
+        Ok(Response::new(pb::GetUsersResponse {
+            users: users.iter().map(|u| self.user(u)).collect(),
+        }))
+    }
+
+    async fn get_my_data(&self, request: Request<pb::Empty>) -> Reply<pb::GetMyDataResponse> {
+        let session = caller(&request)?;
+        let data = self.accounts.my_data(&session).await?;
+        Ok(Response::new(pb::GetMyDataResponse {
+            user: Some(self.user(&data.user)),
+            servers: data
+                .servers
+                .into_iter()
+                .map(|(server_url, created_at)| pb::UserServer {
+                    server_url,
+                    created_at,
+                })
+                .collect(),
+            device_certificates: data
+                .devices
+                .into_iter()
+                .map(|d| pb::DeviceInfo {
+                    id: d.pubkey,
+                    name: if d.name.is_empty() {
+                        d.device_id
+                    } else {
+                        d.name
+                    },
+                    last_seen_at: d.last_seen_at,
+                })
+                .collect(),
+            push_distributors: data.push_distributors,
+        }))
+    }
+
+    async fn add_server(&self, request: Request<pb::AddServerRequest>) -> Reply<pb::Empty> {
+        let session = caller(&request)?;
+        self.accounts
+            .add_server(&session, &request.get_ref().server_url)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn remove_server(&self, request: Request<pb::RemoveServerRequest>) -> Reply<pb::Empty> {
+        let session = caller(&request)?;
+        self.accounts
+            .remove_server(&session, &request.get_ref().server_url)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
+        Ok(Response::new(pb::HelloResponse {
+            message: format!("Hello from guildhall {}", env!("CARGO_PKG_VERSION")),
+        }))
+    }
+
+    async fn ping(&self, _request: Request<pb::PingRequest>) -> Reply<pb::PongResponse> {
+        Ok(Response::new(pb::PongResponse {
+            timestamp: now_ms(),
+        }))
+    }
+
+    async fn get_server_info(&self, _request: Request<pb::Empty>) -> Reply<pb::ServerInfoResponse> {
+        let info = &self.info;
+        Ok(Response::new(pb::ServerInfoResponse {
+            canonical_address: info.canonical_address.clone(),
+            livekit_configured: false,
+            irc_enabled: false,
+            irc_port: 0,
+            irc_server: String::new(),
+            server_pubkey: info.server_id.to_hex(),
+            peer_id: info.peer_id.clone(),
+            p2p_listen_addrs: info.p2p_addrs.borrow().clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+}

@@ -1,0 +1,160 @@
+//! Node configuration: one serde struct with embedded defaults.
+//!
+//! Precedence, lowest first: these defaults, the TOML file given with `--config`, environment
+//! variables (`GUILDHALL_*`), command-line flags. With no file and no flags the node runs on
+//! loopback with its data in `./guildhall-data`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Synchronous;
+
+/// Everything an operator can set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, the server key and uploads live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address. Port 0 picks a free port (tests do this).
+    pub listen: SocketAddr,
+    /// libp2p listen multiaddr for server-to-server gossip.
+    pub p2p_listen: String,
+    /// The address clients and other servers use to reach this node (`ServerInfo.canonical_address`
+    /// and the `homeserver` of local users). Empty means `http://<listen>`.
+    pub public_url: String,
+    /// Signed requests whose timestamp is further than this from the node's clock are refused;
+    /// the replay cache remembers signatures for this long.
+    pub clock_skew_ms: u64,
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token (and so of a login that keeps refreshing).
+    pub refresh_token_ttl_secs: u64,
+    /// User ids (hex K_id) that are server admins.
+    pub admins: Vec<String>,
+    /// SQLite durability: `normal` survives a killed process, `full` survives power loss.
+    pub sqlite_synchronous: Synchronous,
+    /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
+    pub bootstrap_file: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("guildhall-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            p2p_listen: "/ip4/127.0.0.1/tcp/7401".into(),
+            public_url: String::new(),
+            clock_skew_ms: 5 * 60 * 1000,
+            access_token_ttl_secs: 24 * 60 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 60 * 60,
+            admins: Vec::new(),
+            sqlite_synchronous: Synchronous::Normal,
+            bootstrap_file: PathBuf::new(),
+        }
+    }
+}
+
+/// A configuration that can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value breaks a rule.
+    #[error("config {field}: {rule}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// The rule.
+        rule: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks the values that can be checked without starting anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.clock_skew_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "clock_skew_ms",
+                rule: "must be greater than 0".into(),
+            });
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "access_token_ttl_secs / refresh_token_ttl_secs",
+                rule: "must be greater than 0".into(),
+            });
+        }
+        for admin in &self.admins {
+            crate::identity::PublicKey::from_hex(admin).map_err(|e| ConfigError::Invalid {
+                field: "admins",
+                rule: format!("{admin:?} {e}"),
+            })?;
+        }
+        if self.p2p_listen.parse::<libp2p::Multiaddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                field: "p2p_listen",
+                rule: format!("{:?} is not a multiaddr", self.p2p_listen),
+            });
+        }
+        Ok(())
+    }
+
+    /// The path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("guildhall.sqlite3")
+    }
+
+    /// The path of the node's secret key.
+    pub fn server_key_path(&self) -> PathBuf {
+        self.data_dir.join("server.key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_file_overrides() {
+        Config::default().validate().expect("defaults are valid");
+        let parsed: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nclock_skew_ms = 1000").expect("parses");
+        assert_eq!(parsed.listen.port(), 9000);
+        assert_eq!(parsed.clock_skew_ms, 1000);
+        assert_eq!(parsed.data_dir, Config::default().data_dir);
+        assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
+        let bad = Config {
+            clock_skew_ms: 0,
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

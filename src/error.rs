@@ -1,0 +1,83 @@
+//! The crate error and the one place it becomes a gRPC status.
+//!
+//! Domain code returns [`Error`]; the tonic layer converts with `?` through
+//! `impl From<Error> for tonic::Status`. Messages for bad input name the field and the rule, so a
+//! client developer can fix the request from the message alone. Internal failures are logged here
+//! with their detail and reach the client only as a generic `INTERNAL`.
+
+use crate::store::StorageError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field broke a rule: `INVALID_ARGUMENT`, message `"<field>: <rule>"`.
+    #[error("{field}: {rule}")]
+    InvalidArgument {
+        /// The request field, as a path (`device_cert.pubkey`).
+        field: String,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// A missing, unknown or expired credential, or a proof that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The thing asked for does not exist here.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is valid but the state does not allow it (e.g. an older profile change).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The method is part of the API but not served by this build yet.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Shorthand for results in request handling.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A field broke a rule.
+    pub fn invalid(field: impl Into<String>, rule: impl std::fmt::Display) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            rule: rule.to_string(),
+        }
+    }
+
+    /// A proof or credential failed; the message names the field and why.
+    pub fn unauthenticated(field: &str, why: impl std::fmt::Display) -> Self {
+        Error::Unauthenticated(format!("{field}: {why}"))
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        use tonic::Status;
+        match err {
+            Error::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+            Error::Unauthenticated(m) => Status::unauthenticated(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::AlreadyExists(m) => Status::already_exists(m),
+            Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::Unimplemented(m) => Status::unimplemented(m),
+            Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
+            Error::Storage(StorageError::Replay) => {
+                Status::unauthenticated("signature: already used (replayed request)")
+            }
+            Error::Storage(other) => {
+                tracing::error!(error = %other, "storage failure");
+                Status::internal("internal storage error")
+            }
+        }
+    }
+}

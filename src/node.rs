@@ -1,0 +1,224 @@
+//! A running node: storage, keys, the swarm, and the gRPC server, started from one [`Config`].
+//!
+//! [`Node::start`] binds everything before it returns, so callers (the CLI, tests, examples) learn
+//! the real addresses, which matters when a config asks for port 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{Accounts, AccountsConfig};
+use crate::api::session::SessionLayer;
+use crate::api::{GuildHallApi, NodeInfo};
+use crate::config::{Config, ConfigError};
+use crate::identity::freshness::now_ms;
+use crate::identity::{PublicKey, SecretKey};
+use crate::proto::guildhall::v1::guild_hall_server::GuildHallServer;
+use crate::store::{StorageError, Store};
+use crate::{gossip, proto};
+
+/// How often expired sessions and replay-cache entries are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The server key could not be read or written.
+    #[error("server key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A listener could not be bound.
+    #[error("listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The swarm could not start.
+    #[error(transparent)]
+    Gossip(#[from] gossip::GossipError),
+    /// gRPC reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The node's public key.
+    pub server_id: PublicKey,
+    /// What the node reports about itself.
+    pub info: NodeInfo,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Asks every task to stop.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until every task has stopped (after [`RunningNode::shutdown`] or a fatal error).
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// The libp2p listen addresses bound so far.
+    pub fn p2p_addrs(&self) -> Vec<String> {
+        self.info.p2p_addrs.borrow().clone()
+    }
+}
+
+/// Reads the node's key from `path`, or makes one there (readable only by its owner) on first start.
+pub fn load_or_create_key(path: &Path) -> Result<SecretKey, NodeError> {
+    let err = |reason: String| NodeError::Key {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => SecretKey::from_hex(text.trim()).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            write_private(path, &hex::encode(key.to_seed())).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Entry point for starting nodes.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Opens storage, loads the key, binds gRPC and libp2p, and starts serving.
+    pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
+        config.validate()?;
+        let key = load_or_create_key(&config.server_key_path())?;
+        let server_id = key.public();
+        let store = Store::open(&config.database_path(), config.sqlite_synchronous).await?;
+        let cancel = CancellationToken::new();
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let grpc_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let canonical_address = if config.public_url.is_empty() {
+            format!("http://{grpc_addr}")
+        } else {
+            config.public_url.clone()
+        };
+
+        let swarm = gossip::spawn(&key, &config.p2p_listen, cancel.clone())?;
+        let info = NodeInfo {
+            server_id,
+            peer_id: swarm.peer_id.to_string(),
+            canonical_address: canonical_address.clone(),
+            p2p_addrs: swarm.listen_addrs.clone(),
+        };
+        let accounts = Accounts::new(
+            store.clone(),
+            AccountsConfig {
+                server_id,
+                canonical_address,
+                clock_skew_ms: config.clock_skew_ms,
+                access_ttl_ms: config.access_token_ttl_secs.saturating_mul(1000),
+                refresh_ttl_ms: config.refresh_token_ttl_secs.saturating_mul(1000),
+                admins: config.admins.clone(),
+            },
+        );
+
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<GuildHallServer<GuildHallApi>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Reflection(e.to_string()))?;
+        let api = GuildHallServer::new(GuildHallApi::new(accounts.clone(), info.clone()));
+        let router = tonic::transport::Server::builder()
+            .layer(SessionLayer::new(accounts))
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(api);
+        let shutdown = cancel.clone();
+        let server = tokio::spawn(async move {
+            let incoming = TcpListenerStream::new(listener);
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+        let pruner = tokio::spawn(prune_loop(store, cancel.clone()));
+        tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
+        Ok(RunningNode {
+            grpc_addr,
+            server_id,
+            info,
+            cancel,
+            tasks: vec![server, swarm.task, pruner],
+        })
+    }
+}
+
+async fn prune_loop(store: Store, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                match store.prune(now_ms()).await {
+                    Ok(n) => tracing::debug!(removed = n, "pruned expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "prune failed"),
+                }
+            }
+        }
+    }
+}

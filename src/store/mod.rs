@@ -1,0 +1,213 @@
+//! SQLite storage behind a small typed API.
+//!
+//! [`Store`] is a cheap-`Clone` handle. Writes go through one connection behind a mutex (SQLite
+//! allows one writer at a time anyway, and one connection avoids `SQLITE_BUSY` between our own
+//! writers); reads use a small pool of their own connections, which WAL lets run beside the
+//! writer. Every call runs in `spawn_blocking`, so the async runtime never waits on disk, and every
+//! multi-row change runs in one transaction inside its storage function. Per-area methods live in
+//! the submodules and never hand `rusqlite` types to callers.
+
+mod accounts;
+mod schema;
+mod sessions;
+
+pub use accounts::{DeviceRecord, HomeserverMove, NewDevice, NewUser, ProfileChange, UserRecord};
+pub use sessions::{NewSession, RefreshOutcome, SessionInfo, TokenPair};
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+/// How many read connections the pool keeps.
+const READERS: usize = 4;
+
+/// How long a connection waits for a lock held by another connection before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A storage failure. Callers see these as internal errors, except [`StorageError::Conflict`].
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// SQLite refused or failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// The database directory could not be created.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A blocking storage task panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// A uniqueness rule was hit; the text names what already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A replayed signature: the replay cache already holds it.
+    #[error("signature was already used")]
+    Replay,
+}
+
+/// `PRAGMA synchronous` choice: `Normal` survives a killed process, `Full` survives power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Durable against process crashes (WAL default).
+    #[default]
+    Normal,
+    /// Durable against power loss; slower commits.
+    Full,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// A cheap-`Clone` handle to the node's database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store(..)")
+    }
+}
+
+fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StorageError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let sync = match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // Keep the WAL bounded: checkpoint every ~4 MB of log.
+    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path, sync: Synchronous) -> Result<Self, StorageError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, sync))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    fn open_blocking(path: &Path, sync: Synchronous) -> Result<Self, StorageError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut writer = Connection::open(path)?;
+        configure(&writer, sync)?;
+        schema::migrations().to_latest(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            readers.push(Mutex::new(reader));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread; commits only if `f` succeeds, and
+    /// returns only after the commit, so an acknowledged write is a committed write.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// Deletes expired sessions, spent refresh tokens past their expiry and replay-cache entries
+    /// past their window, then checkpoints the WAL so the disk footprint stays bounded.
+    pub async fn prune(&self, now_ms: u64) -> Result<usize, StorageError> {
+        let removed = self.write(move |tx| sessions::prune(tx, now_ms)).await?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))??;
+        Ok(removed)
+    }
+}
+
+/// Records a signature in the replay cache inside the caller's transaction, refusing one already
+/// there. Entries live until `expires_at`, the end of the signature's clock-skew window.
+pub(crate) fn remember_signature(
+    tx: &Transaction<'_>,
+    signature: &[u8; 64],
+    expires_at: u64,
+) -> Result<(), StorageError> {
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO replay_cache (signature, expires_at) VALUES (?1, ?2)",
+        rusqlite::params![&signature[..], to_sql_int(expires_at)],
+    )?;
+    if inserted == 0 {
+        return Err(StorageError::Replay);
+    }
+    Ok(())
+}
+
+/// SQLite integers are signed 64-bit; protocol timestamps are u64 milliseconds. Values past
+/// `i64::MAX` (year 292 million) are clamped rather than wrapped.
+pub(crate) fn to_sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The inverse of [`to_sql_int`]: negative values (never written) read as 0.
+pub(crate) fn from_sql_int(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
