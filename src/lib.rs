@@ -1,6 +1,7 @@
 //! guildhall: a federated, peer-to-peer chat homeserver.
 pub mod accounts;
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod gossip;

@@ -1,0 +1,252 @@
+//! Client-side identity: a user's K_id, one device's K_dev and its cert, and the signed requests a
+//! client sends. The CLI, the examples, the benchmarks and the tests all build requests here, with
+//! the same signing code the server verifies with; `docs/PROTOCOL.md`'s vectors pin those bytes so a
+//! client in another language can do the same.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::convert::device_cert_to_proto;
+use crate::identity::signing::{
+    self, HomeserverMovePayload, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload,
+    VerifyUserPayload,
+};
+use crate::identity::{DeviceCert, KeyError, PublicKey, SecretKey, Signature};
+use crate::proto::guildhall::v1 as pb;
+
+/// How long a device cert made by [`ClientIdentity::generate`] is valid: one year.
+pub const DEFAULT_CERT_LIFETIME_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+
+/// A user's keys on one device.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// K_id: the user's identity key.
+    pub id_key: SecretKey,
+    /// K_dev: this device's key.
+    pub device_key: SecretKey,
+    /// K_id's certificate for K_dev.
+    pub cert: DeviceCert,
+}
+
+/// The JSON form of an identity file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityFile {
+    /// Hex seed of K_id.
+    pub id_secret: String,
+    /// Hex seed of K_dev.
+    pub device_secret: String,
+    /// The device id in the cert.
+    pub device_id: String,
+    /// The cert's issue time.
+    pub issued_at: u64,
+    /// The cert's expiry.
+    pub expiry: u64,
+    /// The cert's signature, hex.
+    pub cert_signature: String,
+    /// The last session's access token, if logged in (CLI convenience).
+    #[serde(default)]
+    pub access_token: String,
+    /// The last session's refresh token.
+    #[serde(default)]
+    pub refresh_token: String,
+    /// The server the tokens are for.
+    #[serde(default)]
+    pub server: String,
+}
+
+/// An identity file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityFileError {
+    /// Reading or writing failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The JSON is malformed.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A key in it is malformed.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+}
+
+impl ClientIdentity {
+    /// A new identity with one certified device.
+    pub fn generate(device_id: &str, now_ms: u64) -> Self {
+        Self::from_keys(SecretKey::generate(), SecretKey::generate(), device_id, now_ms)
+    }
+
+    /// An identity from given keys (deterministic, for tests and vectors).
+    pub fn from_keys(id_key: SecretKey, device_key: SecretKey, device_id: &str, now_ms: u64) -> Self {
+        let cert = DeviceCert::issue(
+            &id_key,
+            device_key.public(),
+            device_id,
+            now_ms,
+            now_ms + DEFAULT_CERT_LIFETIME_MS,
+        );
+        Self {
+            id_key,
+            device_key,
+            cert,
+        }
+    }
+
+    /// The user's global id: hex of K_id.
+    pub fn user_id(&self) -> String {
+        self.id_key.public().to_hex()
+    }
+
+    /// A new device for the same user: K_id certifies a fresh K_dev.
+    pub fn new_device(&self, device_id: &str, now_ms: u64) -> Self {
+        Self::from_keys(self.id_key.clone(), SecretKey::generate(), device_id, now_ms)
+    }
+
+    /// The signed `RegisterRequest` for the server `audience`.
+    pub fn register_request(
+        &self,
+        audience: &PublicKey,
+        display_name: &str,
+        device_name: Option<&str>,
+        timestamp: u64,
+    ) -> pb::RegisterRequest {
+        let id_key = self.id_key.public();
+        let proof = IdProofPayload {
+            audience: *audience,
+            id_key,
+            timestamp,
+        };
+        let payload = RegisterPayload {
+            audience: *audience,
+            id_key,
+            device_key: self.device_key.public(),
+            display_name: display_name.to_owned(),
+            device_name: device_name.map(str::to_owned),
+            timestamp,
+        };
+        pb::RegisterRequest {
+            display_name: display_name.to_owned(),
+            public_key: id_key.to_hex(),
+            device_cert: Some(device_cert_to_proto(&self.cert)),
+            id_proof: signing::sign(&proof, &self.id_key).to_hex(),
+            device_name: device_name.map(str::to_owned),
+            signature: signing::sign(&payload, &self.device_key).to_bytes().to_vec(),
+            timestamp,
+        }
+    }
+
+    /// The signed `LoginRequest` for the server `audience` (no migration).
+    pub fn login_request(&self, audience: &PublicKey, timestamp: u64) -> pb::LoginRequest {
+        let mut request = pb::LoginRequest {
+            device_cert: Some(device_cert_to_proto(&self.cert)),
+            timestamp,
+            user_id: Some(self.user_id()),
+            ..Default::default()
+        };
+        self.sign_login(audience, &mut request);
+        request
+    }
+
+    /// A K_id-signed homeserver move, as `(migration_timestamp, migration_signature hex)`.
+    pub fn homeserver_move(&self, new_homeserver: &str, timestamp: u64) -> (u64, String) {
+        let statement = HomeserverMovePayload {
+            id_key: self.id_key.public(),
+            new_homeserver: new_homeserver.to_owned(),
+            timestamp,
+        };
+        (timestamp, signing::sign(&statement, &self.id_key).to_hex())
+    }
+
+    /// (Re)computes `request.signature` over its current fields: use after editing a login.
+    pub fn sign_login(&self, audience: &PublicKey, request: &mut pb::LoginRequest) {
+        let payload = LoginPayload {
+            audience: *audience,
+            id_key: self.id_key.public(),
+            device_key: self.device_key.public(),
+            device_name: request.device_name.clone(),
+            new_homeserver: request.new_homeserver.clone(),
+            migration_timestamp: request.migration_timestamp,
+            migration_signature: request.migration_signature.clone(),
+            migration_targets: request.migration_targets.clone(),
+            timestamp: request.timestamp,
+        };
+        request.signature = signing::sign(&payload, &self.device_key).to_bytes().to_vec();
+    }
+
+    /// (Re)computes `request.signature` for an `UpdateUserRequest` (and sets its cert).
+    pub fn sign_update(&self, request: &mut pb::UpdateUserRequest) {
+        request.device_cert = Some(device_cert_to_proto(&self.cert));
+        let payload = UpdateUserPayload {
+            id_key: self.id_key.public(),
+            device_key: self.device_key.public(),
+            name: request.name.clone(),
+            avatar_url: request.avatar_url.clone(),
+            presence_preference: request
+                .presence_preference
+                .and_then(|v| u64::try_from(v).ok()),
+            bio: request.bio.clone(),
+            guild_order: request.guild_order.clone(),
+            is_profile_synced: request.is_profile_synced,
+            irc_name: request.irc_name.clone(),
+            timestamp: request.timestamp,
+        };
+        request.signature = signing::sign(&payload, &self.device_key).to_bytes().to_vec();
+    }
+
+    /// The `VerifyUserRequest.challenge` string for the server `audience`.
+    pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
+        let payload = VerifyUserPayload {
+            audience: *audience,
+            id_key: self.id_key.public(),
+            timestamp,
+        };
+        let sig: Signature = signing::sign(&payload, &self.id_key);
+        format!("{timestamp}:{}", sig.to_hex())
+    }
+
+    /// The identity as an identity file (without tokens).
+    pub fn to_file(&self) -> IdentityFile {
+        IdentityFile {
+            id_secret: hex::encode(self.id_key.to_seed()),
+            device_secret: hex::encode(self.device_key.to_seed()),
+            device_id: self.cert.device_id.clone(),
+            issued_at: self.cert.issued_at,
+            expiry: self.cert.expiry,
+            cert_signature: self.cert.signature.to_hex(),
+            access_token: String::new(),
+            refresh_token: String::new(),
+            server: String::new(),
+        }
+    }
+
+    /// The identity in an identity file.
+    pub fn from_file(file: &IdentityFile) -> Result<Self, IdentityFileError> {
+        let device_key = SecretKey::from_hex(&file.device_secret)?;
+        Ok(Self {
+            id_key: SecretKey::from_hex(&file.id_secret)?,
+            cert: DeviceCert {
+                device_key: device_key.public(),
+                device_id: file.device_id.clone(),
+                issued_at: file.issued_at,
+                expiry: file.expiry,
+                signature: Signature::from_hex(&file.cert_signature)?,
+            },
+            device_key,
+        })
+    }
+}
+
+impl IdentityFile {
+    /// Reads an identity file.
+    pub fn load(path: &Path) -> Result<Self, IdentityFileError> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+    }
+
+    /// Writes an identity file readable only by its owner.
+    pub fn save(&self, path: &Path) -> Result<(), IdentityFileError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::node::write_private(path, &serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
+}

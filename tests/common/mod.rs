@@ -1,0 +1,167 @@
+//! Test harness: whole nodes on loopback with ephemeral ports and a temporary data directory.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use guildhall::client::ClientIdentity;
+use guildhall::config::Config;
+use guildhall::identity::PublicKey;
+use guildhall::identity::freshness::now_ms;
+use guildhall::node::{Node, RunningNode};
+use guildhall::proto::guildhall::v1 as pb;
+use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
+use tonic::transport::Channel;
+
+/// A node on 127.0.0.1 with its own temporary data directory, stopped on drop.
+pub struct TestNode {
+    pub node: Option<RunningNode>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestNode {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(edit: impl FnOnce(&mut Config)) -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+            ..Config::default()
+        };
+        edit(&mut config);
+        let node = Node::start(config.clone()).await.expect("node starts");
+        Self {
+            node: Some(node),
+            dir,
+            config,
+        }
+    }
+
+    pub fn node(&self) -> &RunningNode {
+        self.node.as_ref().expect("node running")
+    }
+
+    /// The key signed requests must name as their audience.
+    pub fn audience(&self) -> PublicKey {
+        self.node().server_id
+    }
+
+    pub async fn client(&self) -> GuildHallClient<Channel> {
+        GuildHallClient::connect(format!("http://{}", self.node().grpc_addr))
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the node and starts it again on the same data directory (new ports).
+    pub async fn restart(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown();
+            node.stopped().await;
+        }
+        let node = Node::start(self.config.clone()).await.expect("node restarts");
+        self.node = Some(node);
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.shutdown();
+        }
+    }
+}
+
+/// A registered user with a live session.
+pub struct TestUser {
+    pub identity: ClientIdentity,
+    pub token: String,
+    pub refresh_token: String,
+    pub user: pb::User,
+}
+
+pub fn new_identity(device: &str) -> ClientIdentity {
+    ClientIdentity::generate(device, now_ms() - 1000)
+}
+
+pub async fn register(node: &TestNode, name: &str) -> TestUser {
+    let identity = new_identity("phone");
+    let reply = node
+        .client()
+        .await
+        .register(identity.register_request(&node.audience(), name, Some("Phone"), now_ms()))
+        .await
+        .expect("register succeeds")
+        .into_inner();
+    TestUser {
+        identity,
+        token: reply.token,
+        refresh_token: reply.refresh_token,
+        user: reply.user.expect("user in reply"),
+    }
+}
+
+/// Wraps a message with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// Waits for `check` to hold, polling; panics after `timeout`.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within {timeout:?}");
+}
+
+/// Asserts a call failed with `code` and a message mentioning `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    match result {
+        Ok(v) => panic!("expected {code:?} ({needle}), got Ok({v:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "message: {}", status.message());
+            assert!(
+                status.message().contains(needle),
+                "message {:?} should mention {needle:?}",
+                status.message()
+            );
+        }
+    }
+}
