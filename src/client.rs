@@ -72,11 +72,21 @@ pub enum IdentityFileError {
 impl ClientIdentity {
     /// A new identity with one certified device.
     pub fn generate(device_id: &str, now_ms: u64) -> Self {
-        Self::from_keys(SecretKey::generate(), SecretKey::generate(), device_id, now_ms)
+        Self::from_keys(
+            SecretKey::generate(),
+            SecretKey::generate(),
+            device_id,
+            now_ms,
+        )
     }
 
     /// An identity from given keys (deterministic, for tests and vectors).
-    pub fn from_keys(id_key: SecretKey, device_key: SecretKey, device_id: &str, now_ms: u64) -> Self {
+    pub fn from_keys(
+        id_key: SecretKey,
+        device_key: SecretKey,
+        device_id: &str,
+        now_ms: u64,
+    ) -> Self {
         let cert = DeviceCert::issue(
             &id_key,
             device_key.public(),
@@ -98,7 +108,12 @@ impl ClientIdentity {
 
     /// A new device for the same user: K_id certifies a fresh K_dev.
     pub fn new_device(&self, device_id: &str, now_ms: u64) -> Self {
-        Self::from_keys(self.id_key.clone(), SecretKey::generate(), device_id, now_ms)
+        Self::from_keys(
+            self.id_key.clone(),
+            SecretKey::generate(),
+            device_id,
+            now_ms,
+        )
     }
 
     /// The signed `RegisterRequest` for the server `audience`.
@@ -129,7 +144,9 @@ impl ClientIdentity {
             device_cert: Some(device_cert_to_proto(&self.cert)),
             id_proof: signing::sign(&proof, &self.id_key).to_hex(),
             device_name: device_name.map(str::to_owned),
-            signature: signing::sign(&payload, &self.device_key).to_bytes().to_vec(),
+            signature: signing::sign(&payload, &self.device_key)
+                .to_bytes()
+                .to_vec(),
             timestamp,
         }
     }
@@ -169,7 +186,9 @@ impl ClientIdentity {
             migration_targets: request.migration_targets.clone(),
             timestamp: request.timestamp,
         };
-        request.signature = signing::sign(&payload, &self.device_key).to_bytes().to_vec();
+        request.signature = signing::sign(&payload, &self.device_key)
+            .to_bytes()
+            .to_vec();
     }
 
     /// (Re)computes `request.signature` for an `UpdateUserRequest` (and sets its cert).
@@ -189,7 +208,9 @@ impl ClientIdentity {
             irc_name: request.irc_name.clone(),
             timestamp: request.timestamp,
         };
-        request.signature = signing::sign(&payload, &self.device_key).to_bytes().to_vec();
+        request.signature = signing::sign(&payload, &self.device_key)
+            .to_bytes()
+            .to_vec();
     }
 
     /// The `VerifyUserRequest.challenge` string for the server `audience`.

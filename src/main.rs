@@ -58,7 +58,11 @@ enum Command {
     /// Show a server's public information (key, peer id, addresses).
     Info {
         /// The server's gRPC address.
-        #[arg(long, env = "GUILDHALL_SERVER", default_value = "http://127.0.0.1:7400")]
+        #[arg(
+            long,
+            env = "GUILDHALL_SERVER",
+            default_value = "http://127.0.0.1:7400"
+        )]
         server: String,
     },
 }
@@ -94,7 +98,11 @@ struct Target {
     #[command(flatten)]
     id: IdentityArg,
     /// The server's gRPC address.
-    #[arg(long, env = "GUILDHALL_SERVER", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        env = "GUILDHALL_SERVER",
+        default_value = "http://127.0.0.1:7400"
+    )]
     server: String,
 }
 
@@ -204,7 +212,12 @@ async fn connect(server: &str) -> Result<(GuildHallClient<Channel>, PublicKey)> 
     Ok((client, audience))
 }
 
-fn save_session(target: &Target, mut file: IdentityFile, token: String, refresh: String) -> Result<()> {
+fn save_session(
+    target: &Target,
+    mut file: IdentityFile,
+    token: String,
+    refresh: String,
+) -> Result<()> {
     file.access_token = token;
     file.refresh_token = refresh;
     file.server = target.server.clone();
@@ -241,9 +254,10 @@ async fn whoami(target: &Target) -> Result<()> {
     }
     let (mut client, _) = connect(&target.server).await?;
     let mut request = tonic::Request::new(pb::Empty {});
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {}", file.access_token).parse()?);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", file.access_token).parse()?,
+    );
     let data = client.get_my_data(request).await?.into_inner();
     let user = data.user.unwrap_or_default();
     println!("user id:    {}", user.id);
@@ -251,7 +265,10 @@ async fn whoami(target: &Target) -> Result<()> {
     println!("homeserver: {}", user.homeserver);
     println!("admin:      {}", user.is_server_admin);
     for device in data.device_certificates {
-        println!("device:     {} {:?} last seen {}", device.id, device.name, device.last_seen_at);
+        println!(
+            "device:     {} {:?} last seen {}",
+            device.id, device.name, device.last_seen_at
+        );
     }
     for server in data.servers {
         println!("server:     {}", server.server_url);

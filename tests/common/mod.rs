@@ -23,8 +23,7 @@ pub struct TestNode {
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -74,7 +73,9 @@ impl TestNode {
             node.shutdown();
             node.stopped().await;
         }
-        let node = Node::start(self.config.clone()).await.expect("node restarts");
+        let node = Node::start(self.config.clone())
+            .await
+            .expect("node restarts");
         self.node = Some(node);
     }
 
