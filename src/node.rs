@@ -83,6 +83,11 @@ impl RunningNode {
         }
     }
 
+    /// How many libp2p peers are connected now.
+    pub fn p2p_peer_count(&self) -> usize {
+        *self.info.p2p_peers.borrow()
+    }
+
     /// The libp2p listen addresses bound so far.
     pub fn p2p_addrs(&self) -> Vec<String> {
         self.info.p2p_addrs.borrow().clone()
@@ -153,12 +158,24 @@ impl Node {
             config.public_url.clone()
         };
 
-        let swarm = gossip::spawn(&key, &config.p2p_listen, cancel.clone())?;
+        let bootstrap = if config.bootstrap_file.as_os_str().is_empty() {
+            Vec::new()
+        } else {
+            let text = std::fs::read_to_string(&config.bootstrap_file).map_err(|e| {
+                ConfigError::Invalid {
+                    field: "bootstrap_file",
+                    rule: format!("{}: {e}", config.bootstrap_file.display()),
+                }
+            })?;
+            gossip::parse_bootstrap(&text)?
+        };
+        let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
         let info = NodeInfo {
             server_id,
             peer_id: swarm.peer_id.to_string(),
             canonical_address: canonical_address.clone(),
             p2p_addrs: swarm.listen_addrs.clone(),
+            p2p_peers: swarm.connected_peers.clone(),
         };
         let accounts = Accounts::new(
             store.clone(),

@@ -119,3 +119,45 @@ async fn replay_cache_survives_a_restart() {
         "already used",
     );
 }
+
+#[tokio::test]
+async fn a_node_dials_its_bootstrap_peers() {
+    let first = TestNode::spawn().await;
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        let addrs = first.node().p2p_addrs();
+        async move { !addrs.is_empty() }
+    })
+    .await;
+    let line = format!(
+        "{}/p2p/{}\n",
+        first.node().p2p_addrs()[0],
+        first.node().info.peer_id
+    );
+    let peers = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(peers.path(), line).expect("write peers");
+    let path = peers.path().to_path_buf();
+    let second = TestNode::spawn_with(|c| c.bootstrap_file = path).await;
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        let (a, b) = (
+            first.node().p2p_peer_count(),
+            second.node().p2p_peer_count(),
+        );
+        async move { a == 1 && b == 1 }
+    })
+    .await;
+
+    let bad = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(bad.path(), "/ip4/127.0.0.1/tcp/1\n").expect("write");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = guildhall::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        bootstrap_file: bad.path().to_path_buf(),
+        ..Default::default()
+    };
+    let err = guildhall::node::Node::start(config)
+        .await
+        .expect_err("bad bootstrap line");
+    assert!(err.to_string().contains("line 1"), "{err}");
+}

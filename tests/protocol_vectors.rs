@@ -19,7 +19,12 @@ struct Vector {
     signature: String,
 }
 
-fn vector<P: Signable>(name: &'static str, signer_name: &'static str, signer: &SecretKey, payload: &P) -> Vector {
+fn vector<P: Signable>(
+    name: &'static str,
+    signer_name: &'static str,
+    signer: &SecretKey,
+    payload: &P,
+) -> Vector {
     Vector {
         name,
         signer: signer_name,
@@ -52,7 +57,16 @@ fn vectors() -> Vec<Vector> {
                 expiry: EXPIRY,
             },
         ),
-        vector("id-proof", "K_id", &id, &IdProofPayload { audience: aud, id_key: kid, timestamp: T }),
+        vector(
+            "id-proof",
+            "K_id",
+            &id,
+            &IdProofPayload {
+                audience: aud,
+                id_key: kid,
+                timestamp: T,
+            },
+        ),
         vector(
             "register",
             "K_dev",
@@ -79,7 +93,10 @@ fn vectors() -> Vec<Vector> {
                 new_homeserver: Some("https://new.example".into()),
                 migration_timestamp: Some(T),
                 migration_signature: Some(migration_signature),
-                migration_targets: vec!["https://old.example".into(), "https://other.example".into()],
+                migration_targets: vec![
+                    "https://old.example".into(),
+                    "https://other.example".into(),
+                ],
                 timestamp: T,
             },
         ),
@@ -100,7 +117,16 @@ fn vectors() -> Vec<Vector> {
                 timestamp: T,
             },
         ),
-        vector("verify-user", "K_id", &id, &VerifyUserPayload { audience: aud, id_key: kid, timestamp: T }),
+        vector(
+            "verify-user",
+            "K_id",
+            &id,
+            &VerifyUserPayload {
+                audience: aud,
+                id_key: kid,
+                timestamp: T,
+            },
+        ),
     ]
 }
 
@@ -121,7 +147,10 @@ fn doc_vectors() -> Vec<std::collections::HashMap<String, String>> {
             }
         } else if let Some(block) = current.as_mut() {
             if line.starts_with(' ') {
-                block.get_mut(&last_key).expect("continuation follows a key").push_str(line.trim());
+                block
+                    .get_mut(&last_key)
+                    .expect("continuation follows a key")
+                    .push_str(line.trim());
             } else if let Some((k, v)) = line.split_once(':') {
                 last_key = k.trim().to_owned();
                 block.insert(last_key.clone(), v.trim().to_owned());
@@ -136,7 +165,10 @@ fn protocol_md_vectors_match_the_code() {
     let computed = vectors();
     if std::env::var_os("GUILDHALL_PRINT_VECTORS").is_some() {
         for v in &computed {
-            println!("```vector\nlabel: {}\nsigner: {}\nsigning_bytes:", v.name, v.signer);
+            println!(
+                "```vector\nlabel: {}\nsigner: {}\nsigning_bytes:",
+                v.name, v.signer
+            );
             for chunk in hex::encode(&v.bytes).as_bytes().chunks(64) {
                 println!("  {}", std::str::from_utf8(chunk).expect("hex"));
             }
@@ -148,14 +180,23 @@ fn protocol_md_vectors_match_the_code() {
         }
     }
     let documented = doc_vectors();
-    assert_eq!(documented.len(), computed.len(), "one documented vector per signed kind");
+    assert_eq!(
+        documented.len(),
+        computed.len(),
+        "one documented vector per signed kind"
+    );
     for v in &computed {
         let doc = documented
             .iter()
             .find(|d| d.get("label").map(String::as_str) == Some(v.name))
             .unwrap_or_else(|| panic!("PROTOCOL.md has no vector for {}", v.name));
         assert_eq!(doc["signer"], v.signer, "{}: signer", v.name);
-        assert_eq!(doc["signing_bytes"], hex::encode(&v.bytes), "{}: signing bytes", v.name);
+        assert_eq!(
+            doc["signing_bytes"],
+            hex::encode(&v.bytes),
+            "{}: signing bytes",
+            v.name
+        );
         assert_eq!(doc["signature"], v.signature, "{}: signature", v.name);
     }
 }
@@ -167,25 +208,40 @@ fn the_documented_keys_are_the_vector_keys() {
         .expect("readable");
     for seed in [1u8, 2, 3] {
         let public = SecretKey::from_seed(&[seed; 32]).public().to_hex();
-        assert!(doc.contains(&public), "PROTOCOL.md lists the public key for seed {seed:#04x}");
+        assert!(
+            doc.contains(&public),
+            "PROTOCOL.md lists the public key for seed {seed:#04x}"
+        );
     }
 }
 
 #[test]
 fn flipping_any_bit_breaks_verification() {
     for v in vectors() {
-        let signer = if v.signer == "K_id" { [1u8; 32] } else { [2u8; 32] };
+        let signer = if v.signer == "K_id" {
+            [1u8; 32]
+        } else {
+            [2u8; 32]
+        };
         let key = SecretKey::from_seed(&signer).public();
         let sig = guildhall::identity::Signature::from_hex(&v.signature).expect("sig");
         assert!(key.verify(&v.bytes, &sig), "{} verifies", v.name);
         for i in 0..v.bytes.len() {
             let mut bytes = v.bytes.clone();
             bytes[i] ^= 1 << (i % 8);
-            assert!(!key.verify(&bytes, &sig), "{}: flipping byte {i} must break it", v.name);
+            assert!(
+                !key.verify(&bytes, &sig),
+                "{}: flipping byte {i} must break it",
+                v.name
+            );
         }
         let mut raw = sig.to_bytes();
         raw[7] ^= 0x10;
         let flipped = guildhall::identity::Signature::from_bytes(&raw).expect("64 bytes");
-        assert!(!key.verify(&v.bytes, &flipped), "{}: flipped signature", v.name);
+        assert!(
+            !key.verify(&v.bytes, &flipped),
+            "{}: flipped signature",
+            v.name
+        );
     }
 }

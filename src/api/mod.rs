@@ -29,6 +29,8 @@ pub struct NodeInfo {
     pub canonical_address: String,
     /// The libp2p listen addresses, updated as the swarm binds them.
     pub p2p_addrs: watch::Receiver<Vec<String>>,
+    /// How many libp2p peers are connected.
+    pub p2p_peers: watch::Receiver<usize>,
 }
 
 /// The combined `guildhall.v1.GuildHall` service.

@@ -32,6 +32,17 @@ pub enum GossipError {
     Transport(String),
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bootstrap_lines() {
+        let ok = "# comment\n\n/ip4/127.0.0.1/tcp/7401/p2p/12D3KooWSXWV5KDQx3sA6PaBokFUixdJGQdi4oLD45CcHNgo7QhY\n";
+        assert_eq!(super::parse_bootstrap(ok).expect("parses").len(), 1);
+        assert!(super::parse_bootstrap("/ip4/127.0.0.1/tcp/7401").is_err());
+        assert!(super::parse_bootstrap("not an addr").is_err());
+    }
+}
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     identify: identify::Behaviour,
@@ -45,6 +56,8 @@ pub struct Swarm {
     pub peer_id: PeerId,
     /// Listen addresses, updated as the swarm binds or loses them.
     pub listen_addrs: watch::Receiver<Vec<String>>,
+    /// How many peers are connected now.
+    pub connected_peers: watch::Receiver<usize>,
     /// The task; it ends when the token is cancelled.
     pub task: JoinHandle<()>,
 }
@@ -55,10 +68,38 @@ pub fn keypair(key: &SecretKey) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(&mut seed).expect("a 32-byte seed is a valid ed25519 key")
 }
 
-/// Starts the swarm on `listen` and returns once it is listening (addresses may still arrive).
+/// Parses a bootstrap file: one multiaddr (with `/p2p/<peer id>`) per line; blank lines and `#`
+/// comments are skipped. A bad line is reported with its number.
+pub fn parse_bootstrap(text: &str) -> Result<Vec<Multiaddr>, GossipError> {
+    let mut peers = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let addr: Multiaddr = line
+            .parse()
+            .map_err(|e| GossipError::BadAddress(format!("bootstrap line {}: {e}", i + 1)))?;
+        let has_peer = addr
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)));
+        if !has_peer {
+            return Err(GossipError::BadAddress(format!(
+                "bootstrap line {}: must end with /p2p/<peer id>",
+                i + 1
+            )));
+        }
+        peers.push(addr);
+    }
+    Ok(peers)
+}
+
+/// Starts the swarm on `listen`, dials `bootstrap`, and returns once it is listening (addresses
+/// may still arrive).
 pub fn spawn(
     key: &SecretKey,
     listen: &str,
+    bootstrap: Vec<Multiaddr>,
     cancel: CancellationToken,
 ) -> Result<Swarm, GossipError> {
     let addr: Multiaddr = listen
@@ -87,7 +128,13 @@ pub fn spawn(
     swarm
         .listen_on(addr)
         .map_err(|e| GossipError::Transport(e.to_string()))?;
+    for peer in bootstrap {
+        if let Err(e) = swarm.dial(peer.clone()) {
+            tracing::warn!(%peer, error = %e, "bootstrap dial failed");
+        }
+    }
     let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
+    let (peers_tx, peers_rx) = watch::channel(0usize);
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -101,8 +148,17 @@ pub fn spawn(
                         let gone = address.to_string();
                         addrs_tx.send_modify(|a| a.retain(|x| *x != gone));
                     }
-                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                        tracing::debug!(%peer_id, "p2p connection");
+                    SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                        tracing::info!(%peer_id, "p2p connection");
+                        if num_established.get() == 1 {
+                            peers_tx.send_modify(|n| *n += 1);
+                        }
+                    }
+                    SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
+                        peers_tx.send_modify(|n| *n = n.saturating_sub(1));
+                    }
+                    SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                        tracing::warn!(?peer_id, %error, "p2p dial failed");
                     }
                     _ => {}
                 },
@@ -112,6 +168,7 @@ pub fn spawn(
     Ok(Swarm {
         peer_id,
         listen_addrs: addrs_rx,
+        connected_peers: peers_rx,
         task,
     })
 }
