@@ -420,6 +420,15 @@ async fn tokens_missing_unknown_and_revoked() {
         .get_my_data(authed(&rotated.token, pb::Empty {}))
         .await
         .expect("new token works");
+    let mut lower = tonic::Request::new(pb::Empty {});
+    lower.metadata_mut().insert(
+        "authorization",
+        format!("bearer {}", rotated.token).parse().expect("ascii"),
+    );
+    client
+        .get_my_data(lower)
+        .await
+        .expect("the scheme is case-insensitive");
 
     // Presenting the spent refresh token again revokes the whole family.
     assert_status(

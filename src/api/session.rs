@@ -56,10 +56,17 @@ fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
     let text = value
         .to_str()
         .map_err(|_| Status::unauthenticated("authorization: not valid ASCII"))?;
-    text.strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Status::unauthenticated("authorization: must be \"Bearer <token>\""))
+    // The scheme name is case-insensitive (RFC 7235 §2.1).
+    let (scheme, token) = text
+        .split_once(' ')
+        .ok_or_else(|| Status::unauthenticated("authorization: must be \"Bearer <token>\""))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Status::unauthenticated(
+            "authorization: must be \"Bearer <token>\"",
+        ));
+    }
+    Ok(token)
 }
 
 /// The session of the caller, put there by [`SessionLayer`].
