@@ -1,4 +1,27 @@
 //! guildhall: a federated, peer-to-peer chat homeserver.
+//!
+//! Users own their identity as ed25519 keys: an identity key K_id certifies per-device keys K_dev,
+//! every request that proves who someone is is signed by a device key, and the exact signed bytes
+//! are defined in `docs/PROTOCOL.md`. A node keeps its state in SQLite, serves one gRPC service
+//! (`guildhall.v1.GuildHall`, plus Harmony's `protocol.profile.v1`), and meets other nodes over
+//! libp2p with the same key it signs federation requests with.
+//!
+//! # Layout
+//!
+//! - [`config`]: the one serde `Config`, with embedded defaults.
+//! - [`node`]: starts a node from a `Config`: storage, keys, swarm, gRPC server.
+//! - [`identity`]: keys, device certificates, the clock window, and [`identity::signing`], the
+//!   only module that builds bytes to be signed.
+//! - [`store`]: SQLite behind a typed, cheap-`Clone` handle; migrations; one module per table group.
+//! - [`accounts`]: registration, login, sessions, identity proofs, profile changes, and the user
+//!   field rules of the Users resource.
+//! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
+//!   non-public method, and proto ↔ domain conversion.
+//! - [`gossip`]: the libp2p swarm task; the only module that touches `libp2p::Swarm`.
+//! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
+//! - [`error`]: the crate error and its single mapping to gRPC status.
+//! - [`proto`]: code generated from `proto/`.
+
 pub mod accounts;
 pub mod api;
 pub mod client;
