@@ -816,3 +816,58 @@ async fn get_users_and_server_list() {
         "server_url",
     );
 }
+
+#[tokio::test]
+async fn remaining_refusals() {
+    let node = TestNode::spawn().await;
+    let aud = node.audience();
+    let ada = register(&node, "Ada").await;
+
+    // Another identity certifying Ada's device key: the key belongs to Ada.
+    let mallory_id = SecretKey::generate();
+    let stolen = ClientIdentity {
+        cert: DeviceCert::issue(
+            &mallory_id,
+            ada.identity.device_key.public(),
+            "phone",
+            now_ms() - 1000,
+            now_ms() + 100_000,
+        ),
+        id_key: mallory_id,
+        device_key: ada.identity.device_key.clone(),
+    };
+    let request = stolen.register_request(&aud, "Mallory", None, now_ms());
+    refused_register(
+        &node,
+        request,
+        Code::AlreadyExists,
+        "belongs to another identity",
+    )
+    .await;
+
+    // Migration targets without a move.
+    let mut request = ada.identity.login_request(&aud, now_ms());
+    request.migration_targets = vec!["https://old.example".into()];
+    ada.identity.sign_login(&aud, &mut request);
+    assert_status(
+        node.client().await.login(request).await,
+        Code::InvalidArgument,
+        "migration_targets",
+    );
+
+    // Filtering users by a guild that does not exist.
+    assert_status(
+        node.client()
+            .await
+            .get_users(authed(
+                &ada.token,
+                pb::GetUsersRequest {
+                    user_ids: vec![ada.user.id.clone()],
+                    guild_id: "g1".into(),
+                },
+            ))
+            .await,
+        Code::NotFound,
+        "guild_id",
+    );
+}
