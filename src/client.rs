@@ -213,6 +213,38 @@ impl ClientIdentity {
             .to_vec();
     }
 
+    /// The signed `JoinInviteRequest` for the server `audience` (a user of that server).
+    pub fn join_invite_request(
+        &self,
+        audience: &PublicKey,
+        token: &str,
+        display_name: &str,
+        timestamp: u64,
+    ) -> pb::JoinInviteRequest {
+        let payload = signing::JoinInvitePayload {
+            audience: *audience,
+            id_key: self.id_key.public(),
+            device_key: self.device_key.public(),
+            token: token.to_owned(),
+            display_name: display_name.to_owned(),
+            avatar_url: String::new(),
+            homeserver_url: String::new(),
+            timestamp,
+        };
+        pb::JoinInviteRequest {
+            token: token.to_owned(),
+            public_key: self.user_id(),
+            device_cert: Some(device_cert_to_proto(&self.cert)),
+            signature: signing::sign(&payload, &self.device_key)
+                .to_bytes()
+                .to_vec(),
+            timestamp,
+            display_name: display_name.to_owned(),
+            avatar_url: String::new(),
+            homeserver_url: String::new(),
+        }
+    }
+
     /// The `VerifyUserRequest.challenge` string for the server `audience`.
     pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
         let payload = VerifyUserPayload {

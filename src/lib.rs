@@ -15,6 +15,10 @@
 //! - [`store`]: SQLite behind a typed, cheap-`Clone` handle; migrations; one module per table group.
 //! - [`accounts`]: registration, login, sessions, identity proofs, profile changes, and the user
 //!   field rules of the Users resource.
+//! - [`guilds`]: guilds, folders, channels, roles and the permission catalogue, members,
+//!   moderation and invites.
+//! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
+//! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, and proto ↔ domain conversion.
 //! - [`gossip`]: the libp2p swarm task; the only module that touches `libp2p::Swarm`.
@@ -27,8 +31,11 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod gossip;
+pub mod guilds;
 pub mod identity;
+pub mod ids;
 pub mod node;
 pub mod proto;
 pub mod store;

@@ -189,6 +189,10 @@ impl Node {
             },
         );
 
+        let events = crate::events::Events::new(store.clone());
+        let ids = std::sync::Arc::new(crate::ids::IdGenerator::default());
+        let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
+
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<GuildHallServer<GuildHallApi>>()
@@ -197,7 +201,7 @@ impl Node {
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Reflection(e.to_string()))?;
-        let api = GuildHallServer::new(GuildHallApi::new(accounts.clone(), info.clone()));
+        let api = GuildHallServer::new(GuildHallApi::new(accounts.clone(), guilds, info.clone()));
         let router = tonic::transport::Server::builder()
             .layer(SessionLayer::new(accounts))
             .add_service(health)

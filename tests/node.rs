@@ -69,17 +69,16 @@ async fn health_service_reports_serving() {
 async fn later_methods_need_a_session_then_answer_unimplemented() {
     let node = TestNode::spawn().await;
     let mut client = node.client().await;
-    let request = pb::CreateGuildRequest {
-        name: "Lobby".into(),
-        avatar_url: None,
+    let request = pb::GetCallTokenRequest {
+        channel_id: "1".into(),
     };
     assert_status(
-        client.create_guild(request.clone()).await,
+        client.get_call_token(request.clone()).await,
         Code::Unauthenticated,
         "authorization",
     );
     let ada = register(&node, "Ada").await;
-    let result = client.create_guild(authed(&ada.token, request)).await;
+    let result = client.get_call_token(authed(&ada.token, request)).await;
     assert_eq!(
         result.expect_err("unimplemented").code(),
         Code::Unimplemented

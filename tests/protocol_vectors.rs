@@ -5,8 +5,8 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, LoginPayload, RegisterPayload,
-    Signable, UpdateUserPayload, VerifyUserPayload,
+    self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
+    LoginPayload, RegisterPayload, Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -124,6 +124,21 @@ fn vectors() -> Vec<Vector> {
             &VerifyUserPayload {
                 audience: aud,
                 id_key: kid,
+                timestamp: T,
+            },
+        ),
+        vector(
+            "join-invite",
+            "K_dev",
+            &dev,
+            &JoinInvitePayload {
+                audience: aud,
+                id_key: kid,
+                device_key: kdev,
+                token: "0123456789abcdef".into(),
+                display_name: "Ada".into(),
+                avatar_url: String::new(),
+                homeserver_url: "https://home.example".into(),
                 timestamp: T,
             },
         ),

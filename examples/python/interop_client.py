@@ -137,6 +137,13 @@ def sb_verify_user(audience, k_id, timestamp: int) -> bytes:
     return envelope("verify-user", f_key(audience), f_key(k_id), f_u64(timestamp))
 
 
+def sb_join_invite(audience, k_id, k_dev, token, display_name, avatar_url, homeserver_url,
+                   timestamp: int) -> bytes:
+    return envelope("join-invite", f_key(audience), f_key(k_id), f_key(k_dev), f_str(token),
+                    f_str(display_name), f_str(avatar_url), f_str(homeserver_url),
+                    f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -189,6 +196,8 @@ def check_vectors(doc: Path) -> None:
     built["update-user"] = ("K_dev", sb_update_user(
         KI, KD, "Ada", "", None, "hi", None, True, None, T))
     built["verify-user"] = ("K_id", sb_verify_user(AUD, KI, T))
+    built["join-invite"] = ("K_dev", sb_join_invite(
+        AUD, KI, KD, "0123456789abcdef", "Ada", "", "https://home.example", T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

@@ -132,6 +132,56 @@ pub struct MyData {
     pub push_distributors: Vec<String>,
 }
 
+/// A `JoinInvite` as received.
+#[derive(Debug, Clone)]
+pub struct JoinInput {
+    /// The invite token.
+    pub token: String,
+    /// K_id.
+    pub id_key: PublicKey,
+    /// The device's cert.
+    pub cert: DeviceCert,
+    /// K_dev's `join-invite` signature.
+    pub signature: Signature,
+    /// Request time (ms).
+    pub timestamp: u64,
+    /// Display name (used if the user is new here), as sent.
+    pub display_name: String,
+    /// Avatar URL, as sent.
+    pub avatar_url: String,
+    /// The user's homeserver, as sent (empty: this server).
+    pub homeserver_url: String,
+}
+
+/// A verified sign-in waiting to be written inside another transaction (a guild join): it records
+/// the signature, creates the user if new, adds the device and opens a session.
+#[derive(Debug, Clone)]
+pub struct PreparedSignIn {
+    new_user: NewUser,
+    device: NewDevice,
+    session: NewSession,
+    signature: [u8; 64],
+    expires_at: u64,
+    /// The tokens the client gets once it is written.
+    pub issued: IssuedSession,
+}
+
+impl PreparedSignIn {
+    /// The user's id.
+    pub fn user_id(&self) -> &str {
+        &self.new_user.id
+    }
+
+    /// Writes the sign-in inside `tx`.
+    pub fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+    ) -> std::result::Result<UserRecord, StorageError> {
+        crate::store::remember_signature(tx, &self.signature, self.expires_at)?;
+        crate::store::accounts::sign_in(tx, Some(&self.new_user), &self.device, &self.session)
+    }
+}
+
 /// Most users one `GetUsers` call may ask for.
 pub const GET_USERS_MAX: usize = 100;
 
@@ -415,6 +465,55 @@ impl Accounts {
             signature: signature.clone(),
             targets: input.migration_targets.clone(),
         }))
+    }
+
+    /// Verifies a `JoinInvite` key proof from a user of this server and prepares their sign-in.
+    /// Members from other servers come with federation and are refused here for now.
+    pub fn prepare_join(&self, input: &JoinInput) -> Result<PreparedSignIn> {
+        let now = now_ms();
+        let display_name = field_rule("display_name", rules::display_name(&input.display_name))?;
+        field_rule("avatar_url", rules::avatar_url(&input.avatar_url))?;
+        let ours = input.homeserver_url.is_empty()
+            || input.homeserver_url.trim_end_matches('/')
+                == self.config.canonical_address.trim_end_matches('/');
+        if !ours {
+            return Err(Error::Unimplemented(
+                "homeserver_url: members from other servers join through federation, which this node does not serve yet".into(),
+            ));
+        }
+        self.check_fresh(input.timestamp, now)?;
+        self.check_cert(&input.id_key, &input.cert, now)?;
+        let payload = signing::JoinInvitePayload {
+            audience: self.config.server_id,
+            id_key: input.id_key,
+            device_key: input.cert.device_key,
+            token: input.token.clone(),
+            display_name: input.display_name.clone(),
+            avatar_url: input.avatar_url.clone(),
+            homeserver_url: input.homeserver_url.clone(),
+            timestamp: input.timestamp,
+        };
+        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a signature by device_cert.pubkey over this join for this server",
+            )
+        })?;
+        let user_id = input.id_key.to_hex();
+        let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
+        Ok(PreparedSignIn {
+            new_user: NewUser {
+                id: user_id.clone(),
+                display_name,
+                homeserver: self.config.canonical_address.clone(),
+                created_at: now,
+            },
+            device: Self::device_record(&user_id, &input.cert, None, now),
+            session,
+            signature: input.signature.to_bytes(),
+            expires_at: self.replay_horizon(input.timestamp),
+            issued,
+        })
     }
 
     /// `Refresh`: spends a refresh token for a new pair. Reusing a spent token revokes its family.

@@ -113,6 +113,51 @@ pub fn irc_name(raw: &str) -> Result<String, String> {
     Ok(raw.to_owned())
 }
 
+/// Names of guilds, channels, folders and roles: trimmed, whitespace collapsed, 1-`max`
+/// characters, no non-rendering characters.
+pub fn name(raw: &str, max: usize) -> Result<String, String> {
+    let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let len = normalised.chars().count();
+    if len == 0 || len > max {
+        return Err(format!(
+            "must be 1-{max} characters after trimming (got {len})"
+        ));
+    }
+    check_visible(&normalised, false)?;
+    Ok(normalised)
+}
+
+/// Channel IRC names: 2-32 characters of lowercase letters, digits, `_`, `-` and `.`, no `..`.
+pub fn channel_irc_name(raw: &str) -> Result<String, String> {
+    let len = raw.chars().count();
+    if !(2..=32).contains(&len) {
+        return Err(format!("must be 2-32 characters (got {len})"));
+    }
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err("may contain only lowercase letters a-z, digits, '_', '-' and '.'".into());
+    }
+    if raw.contains("..") {
+        return Err("must not contain two consecutive periods".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// Role colours: empty, or `#` and six hex digits.
+pub fn color(raw: &str) -> Result<String, String> {
+    let ok = raw.is_empty()
+        || (raw.len() == 7
+            && raw.starts_with('#')
+            && raw[1..].chars().all(|c| c.is_ascii_hexdigit()));
+    if ok {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err("must be empty or \"#rrggbb\"".into())
+    }
+}
+
 /// Bios: at most 190 characters; line breaks allowed, other non-rendering characters not.
 pub fn bio(raw: &str) -> Result<String, String> {
     let len = raw.chars().count();
@@ -209,6 +254,17 @@ mod tests {
         assert!(irc_name("Ada").is_err());
         assert!(irc_name("a..b").is_err());
         assert!(irc_name("a-b").is_err());
+    }
+
+    #[test]
+    fn entity_names_colors_and_channel_irc_names() {
+        assert_eq!(name("  General  chat ", 100).as_deref(), Ok("General chat"));
+        assert!(name("", 100).is_err());
+        assert!(name(&"n".repeat(101), 100).is_err());
+        assert!(color("#FF8800").is_ok() && color("").is_ok());
+        assert!(color("red").is_err() && color("#ff880").is_err());
+        assert!(channel_irc_name("dev-chat").is_ok());
+        assert!(channel_irc_name("Dev").is_err());
     }
 
     #[test]

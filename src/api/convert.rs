@@ -74,3 +74,102 @@ pub fn user(record: &UserRecord, is_server_admin: bool) -> pb::User {
         irc_name: record.irc_name.clone().unwrap_or_default(),
     }
 }
+
+/// A protobuf timestamp for milliseconds since the epoch.
+pub fn timestamp(ms: u64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    })
+}
+
+/// The protobuf `Guild`.
+pub fn guild(g: &crate::store::guilds::GuildRecord) -> pb::Guild {
+    pb::Guild {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        owner_id: g.owner_id.clone(),
+        avatar_url: g.avatar_url.clone(),
+        latest_message_id: g.latest_message_id.clone(),
+        is_dm: g.is_dm,
+    }
+}
+
+/// The protobuf `Channel`.
+pub fn channel(c: &crate::store::guilds::ChannelRecord) -> pb::Channel {
+    pb::Channel {
+        id: c.id.clone(),
+        guild_id: c.guild_id.clone(),
+        folder_id: c.folder_id.clone(),
+        name: c.name.clone(),
+        position: c.position,
+        latest_message_id: c.latest_message_id.clone(),
+        irc_name: c.irc_name.clone().unwrap_or_default(),
+        is_thread: c.is_thread,
+        parent_channel_id: c.parent_channel_id.clone(),
+        root_message_id: c.root_message_id.clone(),
+    }
+}
+
+/// The protobuf `Folder`.
+pub fn folder(f: &crate::store::guilds::FolderRecord) -> pb::Folder {
+    pb::Folder {
+        id: f.id.clone(),
+        guild_id: f.guild_id.clone(),
+        parent_folder_id: f.parent_folder_id.clone(),
+        name: f.name.clone(),
+        position: f.position,
+    }
+}
+
+/// The protobuf `Role`.
+pub fn role(r: &crate::store::guilds::RoleRecord) -> pb::Role {
+    pb::Role {
+        id: r.id.clone(),
+        guild_id: r.guild_id.clone(),
+        name: r.name.clone(),
+        color: r.color.clone(),
+        position: r.position,
+        permissions: r.permissions.clone(),
+        parent_role_ids: r.parent_role_ids.clone(),
+    }
+}
+
+/// The protobuf `Invite`.
+pub fn invite(i: &crate::store::guilds::InviteRecord) -> pb::Invite {
+    pb::Invite {
+        token: i.token.clone(),
+        channel_id: i.channel_id.clone(),
+        created_at: timestamp(i.created_at),
+        expires_at: if i.expires_at == 0 {
+            None
+        } else {
+            timestamp(i.expires_at)
+        },
+        uses: i.uses,
+        channel_name: i.channel_name.clone(),
+        is_deactivated: i.deactivated,
+        updated_at: timestamp(i.updated_at),
+        max_uses: i.max_uses,
+    }
+}
+
+/// The protobuf `GuildMemberSummary`.
+pub fn member(
+    view: &crate::guilds::members::MemberView,
+    admins: &dyn Fn(&str) -> bool,
+) -> pb::GuildMemberSummary {
+    let id = &view.member.user_id;
+    pb::GuildMemberSummary {
+        user: Some(match &view.user {
+            Some(u) => user(u, admins(id)),
+            None => pb::User {
+                id: id.clone(),
+                id_pubkey: id.clone(),
+                ..Default::default()
+            },
+        }),
+        joined_at: timestamp(view.member.joined_at),
+        roles: view.member.role_ids.clone(),
+    }
+}

@@ -4,6 +4,7 @@
 //! stubs until the issue that brings them lands.
 
 pub mod convert;
+mod guilds;
 pub mod session;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateUserInput};
+use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1 as pb;
@@ -37,14 +39,16 @@ pub struct NodeInfo {
 #[derive(Debug, Clone)]
 pub struct GuildHallApi {
     accounts: Accounts,
+    guilds: Guilds,
     info: Arc<NodeInfo>,
 }
 
 impl GuildHallApi {
     /// The service over the node's domain handles.
-    pub fn new(accounts: Accounts, info: NodeInfo) -> Self {
+    pub fn new(accounts: Accounts, guilds: Guilds, info: NodeInfo) -> Self {
         Self {
             accounts,
+            guilds,
             info: Arc::new(info),
         }
     }
@@ -206,6 +210,128 @@ impl GuildHall for GuildHallApi {
             .remove_server(&session, &request.get_ref().server_url)
             .await?;
         Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn create_guild(
+        &self,
+        r: Request<pb::CreateGuildRequest>,
+    ) -> Reply<pb::CreateGuildResponse> {
+        guilds::create_guild(&self.guilds, r).await
+    }
+    async fn update_guild(&self, r: Request<pb::UpdateGuildRequest>) -> Reply<pb::Guild> {
+        guilds::update_guild(&self.guilds, r).await
+    }
+    async fn list_guilds(
+        &self,
+        r: Request<pb::ListGuildsRequest>,
+    ) -> Reply<pb::ListGuildsResponse> {
+        guilds::list_guilds(&self.guilds, r).await
+    }
+    async fn list_server_guilds(
+        &self,
+        r: Request<pb::ListServerGuildsRequest>,
+    ) -> Reply<pb::ListServerGuildsResponse> {
+        guilds::list_server_guilds(&self.guilds, r).await
+    }
+    async fn create_folder(&self, r: Request<pb::CreateFolderRequest>) -> Reply<pb::Folder> {
+        guilds::create_folder(&self.guilds, r).await
+    }
+    async fn list_folders(
+        &self,
+        r: Request<pb::ListFoldersRequest>,
+    ) -> Reply<pb::ListFoldersResponse> {
+        guilds::list_folders(&self.guilds, r).await
+    }
+    async fn create_channel(&self, r: Request<pb::CreateChannelRequest>) -> Reply<pb::Channel> {
+        guilds::create_channel(&self.guilds, r).await
+    }
+    async fn update_channel(&self, r: Request<pb::UpdateChannelRequest>) -> Reply<pb::Channel> {
+        guilds::update_channel(&self.guilds, r).await
+    }
+    async fn list_channels(
+        &self,
+        r: Request<pb::ListChannelsRequest>,
+    ) -> Reply<pb::ListChannelsResponse> {
+        guilds::list_channels(&self.guilds, r).await
+    }
+    async fn create_role(&self, r: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
+        guilds::create_role(&self.guilds, r).await
+    }
+    async fn update_role(&self, r: Request<pb::UpdateRoleRequest>) -> Reply<pb::Role> {
+        guilds::update_role(&self.guilds, r).await
+    }
+    async fn batch_update_roles(
+        &self,
+        r: Request<pb::BatchUpdateRolesRequest>,
+    ) -> Reply<pb::Empty> {
+        guilds::batch_update_roles(&self.guilds, r).await
+    }
+    async fn delete_role(&self, r: Request<pb::DeleteRoleRequest>) -> Reply<pb::Empty> {
+        guilds::delete_role(&self.guilds, r).await
+    }
+    async fn list_roles(&self, r: Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
+        guilds::list_roles(&self.guilds, r).await
+    }
+    async fn assign_role(&self, r: Request<pb::AssignRoleRequest>) -> Reply<pb::Empty> {
+        guilds::assign_role(&self.guilds, r, true).await
+    }
+    async fn unassign_role(&self, r: Request<pb::UnassignRoleRequest>) -> Reply<pb::Empty> {
+        let (meta, ext, m) = r.into_parts();
+        let r = Request::from_parts(
+            meta,
+            ext,
+            pb::AssignRoleRequest {
+                guild_id: m.guild_id,
+                user_id: m.user_id,
+                role_id: m.role_id,
+            },
+        );
+        guilds::assign_role(&self.guilds, r, false).await
+    }
+    async fn get_my_permissions(
+        &self,
+        r: Request<pb::GetMyPermissionsRequest>,
+    ) -> Reply<pb::GetMyPermissionsResponse> {
+        guilds::my_permissions(&self.guilds, r).await
+    }
+    async fn kick_user(&self, r: Request<pb::KickUserRequest>) -> Reply<pb::Empty> {
+        guilds::kick(&self.guilds, r).await
+    }
+    async fn ban_user(&self, r: Request<pb::BanUserRequest>) -> Reply<pb::Empty> {
+        guilds::ban(&self.guilds, r).await
+    }
+    async fn list_guild_members(
+        &self,
+        r: Request<pb::ListGuildMembersRequest>,
+    ) -> Reply<pb::ListGuildMembersResponse> {
+        guilds::list_members(&self.guilds, r).await
+    }
+    async fn generate_invite(
+        &self,
+        r: Request<pb::GenerateInviteRequest>,
+    ) -> Reply<pb::GenerateInviteResponse> {
+        guilds::generate_invite(&self.guilds, r).await
+    }
+    async fn preview_invite(
+        &self,
+        r: Request<pb::PreviewInviteRequest>,
+    ) -> Reply<pb::PreviewInviteResponse> {
+        guilds::preview_invite(&self.guilds, r).await
+    }
+    async fn list_invites(
+        &self,
+        r: Request<pb::ListInvitesRequest>,
+    ) -> Reply<pb::ListInvitesResponse> {
+        guilds::list_invites(&self.guilds, r).await
+    }
+    async fn deactivate_invite(&self, r: Request<pb::DeactivateInviteRequest>) -> Reply<pb::Empty> {
+        guilds::deactivate_invite(&self.guilds, r).await
+    }
+    async fn join_invite(
+        &self,
+        r: Request<pb::JoinInviteRequest>,
+    ) -> Reply<pb::JoinInviteResponse> {
+        guilds::join_invite(&self.accounts, &self.guilds, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

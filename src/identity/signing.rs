@@ -34,6 +34,8 @@ pub enum Label {
     UpdateUser,
     /// `VerifyUserRequest.challenge`: K_id asks one server to vouch for the user.
     VerifyUser,
+    /// `JoinInviteRequest.signature`: K_dev joins a guild with an invite at one server.
+    JoinInvite,
 }
 
 impl Label {
@@ -47,6 +49,7 @@ impl Label {
             Label::HomeserverMove => "homeserver-move",
             Label::UpdateUser => "update-user",
             Label::VerifyUser => "verify-user",
+            Label::JoinInvite => "join-invite",
         }
     }
 }
@@ -389,6 +392,41 @@ impl Signable for VerifyUserPayload {
     fn write_fields(&self, env: &mut Envelope) {
         env.key(&self.audience)
             .key(&self.id_key)
+            .u64(self.timestamp);
+    }
+}
+
+/// `join-invite`: K_dev joins a guild on one server with an invite token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinInvitePayload {
+    /// The server hosting the guild.
+    pub audience: PublicKey,
+    /// The user's identity key.
+    pub id_key: PublicKey,
+    /// The device key (the signer).
+    pub device_key: PublicKey,
+    /// `JoinInviteRequest.token`.
+    pub token: String,
+    /// `JoinInviteRequest.display_name`, as sent.
+    pub display_name: String,
+    /// `JoinInviteRequest.avatar_url`.
+    pub avatar_url: String,
+    /// `JoinInviteRequest.homeserver_url`.
+    pub homeserver_url: String,
+    /// `JoinInviteRequest.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for JoinInvitePayload {
+    const LABEL: Label = Label::JoinInvite;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.id_key)
+            .key(&self.device_key)
+            .str(&self.token)
+            .str(&self.display_name)
+            .str(&self.avatar_url)
+            .str(&self.homeserver_url)
             .u64(self.timestamp);
     }
 }

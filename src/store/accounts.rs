@@ -133,9 +133,39 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
-fn load_user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StorageError> {
+/// One user by id, inside any connection or transaction.
+pub fn load_user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StorageError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], user_from_row).optional()?)
+}
+
+/// Inside one transaction: creates `new_user` if given and not yet registered, adds or renews the
+/// device, and opens the session. Refuses (`Conflict`) if the user does not exist and none is
+/// given. The caller records the request's signature first.
+pub fn sign_in(
+    tx: &Transaction<'_>,
+    new_user: Option<&NewUser>,
+    device: &NewDevice,
+    session: &NewSession,
+) -> Result<UserRecord, StorageError> {
+    if load_user(tx, &device.user_id)?.is_none() {
+        let Some(user) = new_user else {
+            return Err(StorageError::Conflict("user is not registered here".into()));
+        };
+        tx.execute(
+            "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![
+                user.id,
+                user.display_name,
+                user.homeserver,
+                to_sql_int(user.created_at)
+            ],
+        )?;
+    }
+    upsert_device(tx, device)?;
+    insert_session(tx, session)?;
+    load_user(tx, &device.user_id)?.ok_or_else(|| StorageError::Task("user vanished".into()))
 }
 
 /// Inserts a device, or renews its certificate if this user already has it. A key held by another
@@ -197,19 +227,7 @@ impl Store {
                         .into(),
                 ));
             }
-            tx.execute(
-                "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![
-                    user.id,
-                    user.display_name,
-                    user.homeserver,
-                    to_sql_int(user.created_at)
-                ],
-            )?;
-            upsert_device(tx, &device)?;
-            insert_session(tx, &session)?;
-            load_user(tx, &user.id)?.ok_or_else(|| StorageError::Task("user vanished".into()))
+            sign_in(tx, Some(&user), &device, &session)
         })
         .await
     }

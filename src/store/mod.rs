@@ -7,11 +7,14 @@
 //! multi-row change runs in one transaction inside its storage function. Per-area methods live in
 //! the submodules and never hand `rusqlite` types to callers.
 
-mod accounts;
+pub mod accounts;
+mod events;
+pub mod guilds;
 mod schema;
 mod sessions;
 
 pub use accounts::{DeviceRecord, HomeserverMove, NewDevice, NewUser, ProfileChange, UserRecord};
+pub use events::{EventRow, StoredEvent};
 pub use sessions::{NewSession, RefreshOutcome, SessionInfo, TokenPair};
 
 use std::path::Path;
@@ -133,16 +136,28 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
     {
+        self.write_locked(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `f` with the writer connection locked, on a blocking thread.
+    async fn write_locked<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner
                 .writer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
+            f(&mut conn)
         })
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
@@ -186,7 +201,7 @@ impl Store {
 
 /// Records a signature in the replay cache inside the caller's transaction, refusing one already
 /// there. Entries live until `expires_at`, the end of the signature's clock-skew window.
-pub(crate) fn remember_signature(
+pub fn remember_signature(
     tx: &Transaction<'_>,
     signature: &[u8; 64],
     expires_at: u64,

@@ -4,7 +4,7 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(ACCOUNTS_V1)])
+    Migrations::new(vec![M::up(ACCOUNTS_V1), M::up(GUILDS_V2), M::up(EVENTS_V3)])
 }
 
 /// Users, their devices, sessions and refresh tokens, their server list and push distributors,
@@ -95,6 +95,112 @@ CREATE TABLE push_delegations (
     user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_at  INTEGER NOT NULL
 ) STRICT;
+"#;
+
+/// Guilds (DMs are guilds with `is_dm`), folders, channels and threads, roles, members, bans and
+/// invites. Ids are decimal strings of time-ordered integers (see `crate::ids`).
+const GUILDS_V2: &str = r#"
+CREATE TABLE guilds (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    name                TEXT NOT NULL,
+    owner_id            TEXT NOT NULL,
+    avatar_url          TEXT NOT NULL DEFAULT '',
+    is_dm               INTEGER NOT NULL DEFAULT 0,
+    latest_message_id   TEXT NOT NULL DEFAULT '',
+    created_at          INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE folders (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    guild_id            TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    parent_folder_id    TEXT NOT NULL DEFAULT '',
+    name                TEXT NOT NULL,
+    position            INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX folders_by_guild ON folders(guild_id);
+
+CREATE TABLE channels (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    guild_id            TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    folder_id           TEXT NOT NULL DEFAULT '',
+    name                TEXT NOT NULL,
+    position            INTEGER NOT NULL DEFAULT 0,
+    latest_message_id   TEXT NOT NULL DEFAULT '',
+    irc_name            TEXT,
+    is_thread           INTEGER NOT NULL DEFAULT 0,
+    parent_channel_id   TEXT NOT NULL DEFAULT '',
+    root_message_id     TEXT NOT NULL DEFAULT '',
+    UNIQUE (guild_id, irc_name)
+) STRICT;
+CREATE INDEX channels_by_guild ON channels(guild_id);
+
+CREATE TABLE roles (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    guild_id            TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    name                TEXT NOT NULL,
+    color               TEXT NOT NULL DEFAULT '',
+    position            INTEGER NOT NULL DEFAULT 0,
+    permissions         TEXT NOT NULL DEFAULT '[]',   -- JSON array of permission strings
+    parent_role_ids     TEXT NOT NULL DEFAULT '[]'    -- JSON array of role ids
+) STRICT;
+CREATE INDEX roles_by_guild ON roles(guild_id);
+
+CREATE TABLE members (
+    guild_id    TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    joined_at   INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX members_by_user ON members(user_id);
+
+CREATE TABLE member_roles (
+    guild_id    TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    role_id     TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+    PRIMARY KEY (guild_id, user_id, role_id),
+    FOREIGN KEY (guild_id, user_id) REFERENCES members(guild_id, user_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE bans (
+    guild_id    TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    banned_by   TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE invites (
+    token           TEXT PRIMARY KEY NOT NULL,
+    guild_id        TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    channel_id      TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    created_by      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL DEFAULT 0,            -- 0: never
+    max_uses        INTEGER NOT NULL DEFAULT 0,            -- 0: unlimited
+    uses            INTEGER NOT NULL DEFAULT 0,
+    deactivated     INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX invites_by_guild ON invites(guild_id);
+"#;
+
+/// The persistent event log behind `SubscribeEvents`: every event has an increasing id that is
+/// never reused (AUTOINCREMENT), and one or more scopes saying who may see it.
+const EVENTS_V3: &str = r#"
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at  INTEGER NOT NULL,
+    payload     BLOB NOT NULL                 -- protobuf StreamResponse, without event_id/timestamp
+) STRICT;
+CREATE INDEX events_by_time ON events(created_at);
+
+CREATE TABLE event_scopes (
+    scope       TEXT NOT NULL,                -- "g:<guild id>" or "u:<user id>"
+    event_id    INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    PRIMARY KEY (scope, event_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX event_scopes_by_event ON event_scopes(event_id);
 "#;
 
 #[cfg(test)]

@@ -1,0 +1,86 @@
+//! Events: the persistent log and live fan-out behind `SubscribeEvents`.
+//!
+//! Domain writes go through [`Events::write`], which appends their events in the same transaction
+//! and publishes them to the [`broadcast`] hub after commit, in id order. A subscriber follows the
+//! hub; if it falls behind (the channel lags) it reads what it missed from the log and carries on,
+//! so a slow subscriber costs disk reads, never unbounded memory, and never misses an event.
+
+pub mod stream;
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::sync::broadcast;
+
+use crate::proto::guildhall::v1 as pb;
+use crate::store::{EventRow, StorageError, Store, StoredEvent};
+
+/// How many events the live channel holds before a slow subscriber lags and falls back to the log.
+pub const LIVE_CAPACITY: usize = 4096;
+
+/// The scope of events about a guild: its members see them.
+pub fn guild_scope(guild_id: &str) -> String {
+    format!("g:{guild_id}")
+}
+
+/// The scope of events for one user only.
+pub fn user_scope(user_id: &str) -> String {
+    format!("u:{user_id}")
+}
+
+/// An event to log, visible through `scopes`.
+pub fn row(scopes: Vec<String>, event: pb::stream_response::Event) -> EventRow {
+    let payload = pb::StreamResponse {
+        event_id: 0,
+        timestamp: None,
+        event: Some(event),
+    };
+    EventRow {
+        scopes,
+        payload: payload.encode_to_vec(),
+    }
+}
+
+/// The event log and its live hub.
+#[derive(Debug, Clone)]
+pub struct Events {
+    store: Store,
+    live: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+impl Events {
+    /// The log over `store`, with an empty live hub.
+    pub fn new(store: Store) -> Self {
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        Self { store, live }
+    }
+
+    /// Runs a write that produces events: `f` returns its value and the events to log.
+    pub async fn write<T, F>(&self, now: u64, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Vec<EventRow>), StorageError>
+            + Send
+            + 'static,
+    {
+        let live = self.live.clone();
+        self.store
+            .write_with_events(now, f, move |stored| {
+                for event in stored {
+                    // No receivers is fine: nobody is subscribed right now.
+                    let _ = live.send(Arc::new(event));
+                }
+            })
+            .await
+    }
+
+    /// A receiver of live events, from now on.
+    pub fn follow(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.live.subscribe()
+    }
+
+    /// The store, for catch-up reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

@@ -1,0 +1,391 @@
+//! Members, kicks, bans and invites.
+
+use super::permissions;
+use super::{Guilds, member_joined_event, member_removed_event, page};
+use crate::error::{Error, Result};
+use crate::identity::PublicKey;
+use crate::identity::freshness::now_ms;
+use crate::store::guilds::{self as db, GuildRecord, InviteRecord, MemberRecord};
+use crate::store::{SessionInfo, StorageError, UserRecord};
+
+/// Longest kick or ban reason, in characters.
+pub const REASON_MAX: usize = 512;
+/// Longest invite lifetime a request may ask for.
+pub const MAX_INVITE_AGE_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// A member with their user record (if the user is known here).
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Membership.
+    pub member: MemberRecord,
+    /// The user.
+    pub user: Option<UserRecord>,
+}
+
+/// What `PreviewInvite` shows.
+#[derive(Debug, Clone)]
+pub struct InvitePreview {
+    /// The invite.
+    pub invite: InviteRecord,
+    /// Its guild.
+    pub guild: GuildRecord,
+    /// How many members the guild has.
+    pub member_count: i64,
+}
+
+/// Why an invite can't be used now, or `None` if it can.
+fn invite_problem(invite: &InviteRecord, now: u64) -> Option<&'static str> {
+    if invite.deactivated {
+        Some("token: this invite was deactivated")
+    } else if invite.expires_at != 0 && invite.expires_at <= now {
+        Some("token: this invite has expired")
+    } else if invite.max_uses > 0 && invite.uses >= invite.max_uses {
+        Some("token: this invite has reached its maximum uses")
+    } else {
+        None
+    }
+}
+
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > REASON_MAX {
+        return Err(Error::invalid(
+            "reason",
+            format!("must be at most {REASON_MAX} characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl Guilds {
+    /// `ListGuildMembers` (members).
+    pub async fn list_members(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        limit: i32,
+        offset: i32,
+    ) -> Result<(Vec<MemberView>, i64)> {
+        let (limit, offset) = page(limit, offset)?;
+        self.access(guild_id, &caller.user_id).await?;
+        let g = guild_id.to_owned();
+        Ok(self
+            .store()
+            .read(move |c| {
+                let (members, total) = db::members(c, &g, limit, offset)?;
+                let views = members
+                    .into_iter()
+                    .map(|m| {
+                        let user = crate::store::accounts::load_user(c, &m.user_id)?;
+                        Ok(MemberView { member: m, user })
+                    })
+                    .collect::<std::result::Result<_, StorageError>>()?;
+                Ok((views, total))
+            })
+            .await?)
+    }
+
+    /// One member of a guild the caller belongs to.
+    pub async fn member(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+    ) -> Result<MemberView> {
+        self.access(guild_id, &caller.user_id).await?;
+        let (g, u) = (guild_id.to_owned(), user_id.to_owned());
+        let view = self
+            .store()
+            .read(move |c| {
+                let Some(member) = db::member(c, &g, &u)? else {
+                    return Ok(None);
+                };
+                let user = crate::store::accounts::load_user(c, &u)?;
+                Ok(Some(MemberView { member, user }))
+            })
+            .await?;
+        view.ok_or_else(|| {
+            Error::NotFound(format!("user_id: {user_id} is not a member of this guild"))
+        })
+    }
+
+    /// Refuses acting on the owner, on oneself, or on someone not ranked below the caller.
+    async fn check_target(
+        &self,
+        access: &super::Access,
+        guild_id: &str,
+        caller: &str,
+        target: &str,
+    ) -> Result<Option<MemberRecord>> {
+        if target == caller {
+            return Err(Error::invalid("user_id", "you cannot do this to yourself"));
+        }
+        if target == access.guild.owner_id {
+            return Err(Error::PermissionDenied(
+                "user_id: the guild's owner cannot be kicked or banned".into(),
+            ));
+        }
+        let (g, t) = (guild_id.to_owned(), target.to_owned());
+        let member = self.store().read(move |c| db::member(c, &g, &t)).await?;
+        if let Some(m) = &member {
+            let theirs = permissions::Standing::of(guild_id, false, &m.role_ids, &access.graph);
+            if !access.standing.is_owner && theirs.rank >= access.standing.rank {
+                return Err(Error::PermissionDenied(
+                    "user_id: their highest role is not below yours".into(),
+                ));
+            }
+        }
+        Ok(member)
+    }
+
+    /// `KickUser`: removes a member (needs `members.kick` and a higher rank).
+    pub async fn kick(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        check_reason(reason)?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::MEMBERS_KICK)?;
+        if self
+            .check_target(&access, guild_id, &caller.user_id, user_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::NotFound(format!(
+                "user_id: {user_id} is not a member of this guild"
+            )));
+        }
+        let (g, u) = (guild_id.to_owned(), user_id.to_owned());
+        self.events()
+            .write(now_ms(), move |tx| {
+                let removed = db::remove_member(tx, &g, &u)?;
+                let events = if removed {
+                    vec![member_removed_event(&g, &u)]
+                } else {
+                    Vec::new()
+                };
+                Ok(((), events))
+            })
+            .await?;
+        tracing::info!(guild = guild_id, user = user_id, reason, "kicked");
+        Ok(())
+    }
+
+    /// `BanUser`: bans a user (member or not) and removes them if they are a member. Banned users
+    /// can't rejoin through any invite.
+    pub async fn ban(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        check_reason(reason)?;
+        PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::MEMBERS_BAN)?;
+        self.check_target(&access, guild_id, &caller.user_id, user_id)
+            .await?;
+        let now = now_ms();
+        let (g, u, r, by) = (
+            guild_id.to_owned(),
+            user_id.to_owned(),
+            reason.to_owned(),
+            caller.user_id.clone(),
+        );
+        self.events()
+            .write(now, move |tx| {
+                db::insert_ban(tx, &g, &u, &r, &by, now)?;
+                let removed = db::remove_member(tx, &g, &u)?;
+                let events = if removed {
+                    vec![member_removed_event(&g, &u)]
+                } else {
+                    Vec::new()
+                };
+                Ok(((), events))
+            })
+            .await?;
+        tracing::info!(guild = guild_id, user = user_id, reason, "banned");
+        Ok(())
+    }
+
+    /// `GenerateInvite` (needs `invites.create`).
+    pub async fn generate_invite(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        max_age_secs: Option<u64>,
+        max_uses: Option<i32>,
+    ) -> Result<InviteRecord> {
+        if max_age_secs.is_some_and(|s| s > MAX_INVITE_AGE_SECS) {
+            return Err(Error::invalid(
+                "max_age_secs",
+                format!("must be at most {MAX_INVITE_AGE_SECS} (one year); 0 means never"),
+            ));
+        }
+        let max_uses = max_uses.unwrap_or(0);
+        if !(0..=1_000_000).contains(&max_uses) {
+            return Err(Error::invalid(
+                "max_uses",
+                "must be 0 (unlimited) to 1000000",
+            ));
+        }
+        let (channel, access) = self.channel_access(channel_id, &caller.user_id).await?;
+        access.require(permissions::INVITES_CREATE)?;
+        let now = now_ms();
+        let expires_at = match max_age_secs {
+            None => now + super::DEFAULT_INVITE_AGE_MS,
+            Some(0) => 0,
+            Some(s) => now + s * 1000,
+        };
+        let invite = InviteRecord {
+            token: crate::accounts::tokens::generate()[..16].to_owned(),
+            guild_id: channel.guild_id.clone(),
+            channel_id: channel.id.clone(),
+            channel_name: channel.name.clone(),
+            created_by: caller.user_id.clone(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            max_uses,
+            uses: 0,
+            deactivated: false,
+        };
+        let i = invite.clone();
+        self.store()
+            .write(move |tx| db::insert_invite(tx, &i))
+            .await?;
+        Ok(invite)
+    }
+
+    async fn load_invite(&self, token: &str) -> Result<InviteRecord> {
+        if token.is_empty() {
+            return Err(Error::invalid("token", "is required"));
+        }
+        let t = token.to_owned();
+        self.store()
+            .read(move |c| db::invite(c, &t))
+            .await?
+            .ok_or_else(|| Error::NotFound("token: no such invite".into()))
+    }
+
+    /// `PreviewInvite`: public; only usable invites are shown.
+    pub async fn preview_invite(&self, token: &str) -> Result<InvitePreview> {
+        let invite = self.load_invite(token).await?;
+        if let Some(problem) = invite_problem(&invite, now_ms()) {
+            return Err(Error::FailedPrecondition(problem.into()));
+        }
+        let g = invite.guild_id.clone();
+        let (guild, member_count) = self
+            .store()
+            .read(move |c| Ok((db::guild(c, &g)?, db::member_count(c, &g)?)))
+            .await?;
+        let guild =
+            guild.ok_or_else(|| Error::NotFound("token: the invite's guild is gone".into()))?;
+        Ok(InvitePreview {
+            invite,
+            guild,
+            member_count,
+        })
+    }
+
+    /// `ListInvites` (needs `invites.manage`).
+    pub async fn list_invites(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+    ) -> Result<Vec<InviteRecord>> {
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::INVITES_MANAGE)?;
+        let g = guild_id.to_owned();
+        Ok(self.store().read(move |c| db::invites(c, &g)).await?)
+    }
+
+    /// `DeactivateInvite` (needs `invites.manage`).
+    pub async fn deactivate_invite(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        token: &str,
+    ) -> Result<()> {
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::INVITES_MANAGE)?;
+        let (g, t) = (guild_id.to_owned(), token.to_owned());
+        if self
+            .store()
+            .write(move |tx| db::deactivate_invite(tx, &g, &t, now_ms()))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound(
+                "token: no such invite in this guild".into(),
+            ))
+        }
+    }
+
+    /// Adds a verified user to an invite's guild. Joining a guild one is already in changes
+    /// nothing and uses nothing. Checks run again inside the transaction, so two joins racing for
+    /// an invite's last use can't both win.
+    pub async fn join(&self, user_id: &str, token: &str) -> Result<GuildRecord> {
+        self.join_with(user_id, token, |_| Ok(()))
+            .await
+            .map(|(guild, ())| guild)
+    }
+
+    /// [`Guilds::join`], running `first` inside the same transaction before the membership
+    /// change (a sign-in for `JoinInvite`), so both commit or neither does.
+    pub async fn join_with<T, F>(
+        &self,
+        user_id: &str,
+        token: &str,
+        first: F,
+    ) -> Result<(GuildRecord, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<T, StorageError>
+            + Send
+            + 'static,
+    {
+        if token.is_empty() {
+            return Err(Error::invalid("token", "is required"));
+        }
+        let now = now_ms();
+        let (t, u, admins) = (token.to_owned(), user_id.to_owned(), self.admins());
+        self.events()
+            .write(now, move |tx| {
+                let Some(invite) = db::invite(tx, &t)? else {
+                    return Ok((Err(Error::NotFound("token: no such invite".into())), vec![]));
+                };
+                if db::is_banned(tx, &invite.guild_id, &u)? {
+                    return Ok((
+                        Err(Error::PermissionDenied(
+                            "you are banned from this guild".into(),
+                        )),
+                        vec![],
+                    ));
+                }
+                let Some(guild) = db::guild(tx, &invite.guild_id)? else {
+                    return Ok((
+                        Err(Error::NotFound("token: the invite's guild is gone".into())),
+                        vec![],
+                    ));
+                };
+                let already = db::member(tx, &guild.id, &u)?.is_some();
+                if !already && let Some(problem) = invite_problem(&invite, now) {
+                    return Ok((Err(Error::FailedPrecondition(problem.into())), vec![]));
+                }
+                let value = first(tx)?;
+                if already {
+                    return Ok((Ok((guild, value)), vec![]));
+                }
+                db::use_invite(tx, &t, now)?;
+                db::add_member(tx, &guild.id, &u, now)?;
+                let event = member_joined_event(tx, &guild.id, &u, &admins)?;
+                Ok((Ok((guild, value)), vec![event]))
+            })
+            .await?
+    }
+}

@@ -1,0 +1,545 @@
+//! Guilds: folders, channels, roles, members, moderation and invites on this node.
+//!
+//! Every operation loads the guild's [`GuildContext`] (guild, roles, the caller's membership) in
+//! one read, computes the caller's [`Standing`], checks the permission it needs, and writes through
+//! [`Events::write`] so the change and its event commit together.
+
+pub mod members;
+pub mod permissions;
+pub mod roles;
+
+use std::sync::Arc;
+
+use crate::accounts::rules;
+use crate::error::{Error, Result};
+use crate::events::{self, Events};
+use crate::identity::freshness::now_ms;
+use crate::ids::IdGenerator;
+use crate::proto::guildhall::v1 as pb;
+use crate::store::guilds::{
+    self as db, ChannelRecord, FolderRecord, GuildContext, GuildRecord, InviteRecord, RoleRecord,
+};
+use crate::store::{EventRow, SessionInfo, StorageError, Store};
+use permissions::{RoleGraph, RoleNode, Standing};
+
+/// Longest guild, channel, folder or role name.
+pub const NAME_MAX: usize = 100;
+
+/// How long an invite lives when the request does not say.
+pub const DEFAULT_INVITE_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// The caller's view of one guild: the guild, its role graph, and their standing in it.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The guild.
+    pub guild: GuildRecord,
+    /// All its roles.
+    pub roles: Vec<RoleRecord>,
+    /// The role graph built from them.
+    pub graph: RoleGraph,
+    /// The caller's standing.
+    pub standing: Standing,
+    /// The caller's assigned roles.
+    pub member_roles: Vec<String>,
+}
+
+impl Access {
+    /// Refuses unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<()> {
+        if self.standing.has(permission) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "you lack the {permission:?} permission in guild {}",
+                self.guild.id
+            )))
+        }
+    }
+}
+
+/// The guild operations of one node.
+#[derive(Debug, Clone)]
+pub struct Guilds {
+    store: Store,
+    events: Events,
+    ids: Arc<IdGenerator>,
+    admins: Arc<Vec<String>>,
+}
+
+fn field<T>(name: &str, result: std::result::Result<T, String>) -> Result<T> {
+    result.map_err(|rule| Error::invalid(name, rule))
+}
+
+/// The `pb::User` for a stored user, for event payloads.
+fn user_proto(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    admins: &[String],
+) -> std::result::Result<pb::User, StorageError> {
+    let record = crate::store::accounts::load_user(c, user_id)?;
+    Ok(match record {
+        Some(r) => crate::api::convert::user(&r, admins.iter().any(|a| a == user_id)),
+        None => pb::User {
+            id: user_id.to_owned(),
+            id_pubkey: user_id.to_owned(),
+            ..Default::default()
+        },
+    })
+}
+
+impl Guilds {
+    /// The guild operations over the store and event log.
+    pub fn new(store: Store, events: Events, ids: Arc<IdGenerator>, admins: Vec<String>) -> Self {
+        Self {
+            store,
+            events,
+            ids,
+            admins: Arc::new(admins),
+        }
+    }
+
+    /// Whether a user is a server admin.
+    pub fn is_admin(&self, user_id: &str) -> bool {
+        self.admins.iter().any(|a| a == user_id)
+    }
+
+    /// Loads the caller's access to a guild; refuses non-members.
+    pub async fn access(&self, guild_id: &str, user_id: &str) -> Result<Access> {
+        if guild_id.is_empty() {
+            return Err(Error::invalid("guild_id", "is required"));
+        }
+        let (g, u) = (guild_id.to_owned(), user_id.to_owned());
+        let ctx = self
+            .store
+            .read(move |c| db::context(c, &g, &u))
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!("guild_id: no guild {guild_id:?} on this server"))
+            })?;
+        Self::access_from(ctx, user_id)
+    }
+
+    fn access_from(ctx: GuildContext, user_id: &str) -> Result<Access> {
+        let Some(member) = ctx.member else {
+            return Err(Error::PermissionDenied(format!(
+                "guild_id: you are not a member of guild {}",
+                ctx.guild.id
+            )));
+        };
+        let graph = RoleGraph::new(ctx.roles.iter().map(|r| {
+            (
+                r.id.clone(),
+                RoleNode {
+                    position: r.position,
+                    permissions: r.permissions.clone(),
+                    parents: r.parent_role_ids.clone(),
+                },
+            )
+        }));
+        let standing = Standing::of(
+            &ctx.guild.id,
+            ctx.guild.owner_id == user_id,
+            &member.role_ids,
+            &graph,
+        );
+        Ok(Access {
+            guild: ctx.guild,
+            roles: ctx.roles,
+            graph,
+            standing,
+            member_roles: member.role_ids,
+        })
+    }
+
+    /// Loads a channel and the caller's access to its guild.
+    pub async fn channel_access(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<(ChannelRecord, Access)> {
+        if channel_id.is_empty() {
+            return Err(Error::invalid("channel_id", "is required"));
+        }
+        let id = channel_id.to_owned();
+        let channel = self
+            .store
+            .read(move |c| db::channel(c, &id))
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "channel_id: no channel {channel_id:?} on this server"
+                ))
+            })?;
+        let access = self.access(&channel.guild_id, user_id).await?;
+        Ok((channel, access))
+    }
+
+    /// `CreateGuild`: a guild with its default role, a `general` channel, the caller as owner, and
+    /// an invite to that channel (returned so the owner can share it at once).
+    pub async fn create_guild(
+        &self,
+        caller: &SessionInfo,
+        name: &str,
+        avatar_url: Option<&str>,
+    ) -> Result<(GuildRecord, String)> {
+        let name = field("name", rules::name(name, NAME_MAX))?;
+        let avatar_url = avatar_url
+            .map(|u| field("avatar_url", rules::avatar_url(u)))
+            .transpose()?
+            .unwrap_or_default();
+        let now = now_ms();
+        let guild = GuildRecord {
+            id: self.ids.next_string(),
+            name,
+            owner_id: caller.user_id.clone(),
+            avatar_url,
+            is_dm: false,
+            latest_message_id: String::new(),
+            created_at: now,
+        };
+        let default_role = RoleRecord {
+            id: guild.id.clone(),
+            guild_id: guild.id.clone(),
+            name: "@everyone".into(),
+            color: String::new(),
+            position: 0,
+            permissions: permissions::DEFAULT_ROLE_PERMISSIONS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            parent_role_ids: Vec::new(),
+        };
+        let channel = ChannelRecord {
+            id: self.ids.next_string(),
+            guild_id: guild.id.clone(),
+            folder_id: String::new(),
+            name: "general".into(),
+            position: 0,
+            latest_message_id: String::new(),
+            irc_name: Some("general".into()),
+            is_thread: false,
+            parent_channel_id: String::new(),
+            root_message_id: String::new(),
+        };
+        let invite = InviteRecord {
+            token: crate::accounts::tokens::generate()[..16].to_owned(),
+            guild_id: guild.id.clone(),
+            channel_id: channel.id.clone(),
+            channel_name: channel.name.clone(),
+            created_by: caller.user_id.clone(),
+            created_at: now,
+            updated_at: now,
+            expires_at: now + DEFAULT_INVITE_AGE_MS,
+            max_uses: 0,
+            uses: 0,
+            deactivated: false,
+        };
+        let (g, admins, owner) = (guild.clone(), self.admins.clone(), caller.user_id.clone());
+        self.events
+            .write(now, move |tx| {
+                db::insert_guild(tx, &g)?;
+                db::insert_role(tx, &default_role)?;
+                db::insert_channel(tx, &channel)?;
+                db::add_member(tx, &g.id, &owner, now)?;
+                db::insert_invite(tx, &invite)?;
+                let joined = member_joined_event(tx, &g.id, &owner, &admins)?;
+                Ok((invite.token, vec![joined]))
+            })
+            .await
+            .map(|token| (guild, token))
+            .map_err(Error::from)
+    }
+
+    /// `UpdateGuild`: rename or change the avatar (needs `guild.manage`).
+    pub async fn update_guild(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        name: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<GuildRecord> {
+        let name = name
+            .map(|n| field("name", rules::name(n, NAME_MAX)))
+            .transpose()?;
+        let avatar_url = avatar_url
+            .map(|u| field("avatar_url", rules::avatar_url(u)))
+            .transpose()?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::GUILD_MANAGE)?;
+        let id = guild_id.to_owned();
+        let updated = self
+            .store
+            .write(move |tx| {
+                db::update_guild(tx, &id, name.as_deref(), avatar_url.as_deref())?;
+                db::guild(tx, &id)
+            })
+            .await?;
+        updated.ok_or_else(|| Error::NotFound("guild_id: guild vanished".into()))
+    }
+
+    /// `ListGuilds`: the caller's guilds.
+    pub async fn list_guilds(&self, caller: &SessionInfo) -> Result<Vec<GuildRecord>> {
+        let user = caller.user_id.clone();
+        Ok(self.store.read(move |c| db::guilds_of(c, &user)).await?)
+    }
+
+    /// `ListServerGuilds`: every guild on the node with counts (server admins only).
+    pub async fn list_server_guilds(
+        &self,
+        caller: &SessionInfo,
+        limit: i32,
+        offset: i32,
+    ) -> Result<(Vec<db::GuildStats>, i64)> {
+        if !self.is_admin(&caller.user_id) {
+            return Err(Error::PermissionDenied(
+                "only server admins may list the server's guilds".into(),
+            ));
+        }
+        let (limit, offset) = page(limit, offset)?;
+        Ok(self
+            .store
+            .read(move |c| db::all_guilds(c, limit, offset))
+            .await?)
+    }
+
+    /// `CreateFolder` (needs `channels.manage`).
+    pub async fn create_folder(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        parent_folder_id: &str,
+        name: &str,
+    ) -> Result<FolderRecord> {
+        let name = field("name", rules::name(name, NAME_MAX))?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::CHANNELS_MANAGE)?;
+        let folders = self.folders_unchecked(guild_id).await?;
+        if !parent_folder_id.is_empty() && !folders.iter().any(|f| f.id == parent_folder_id) {
+            return Err(Error::invalid(
+                "parent_folder_id",
+                "is not a folder of this guild",
+            ));
+        }
+        let folder = FolderRecord {
+            id: self.ids.next_string(),
+            guild_id: guild_id.to_owned(),
+            parent_folder_id: parent_folder_id.to_owned(),
+            name,
+            position: i32::try_from(folders.len()).unwrap_or(i32::MAX),
+        };
+        let f = folder.clone();
+        self.store
+            .write(move |tx| db::insert_folder(tx, &f))
+            .await?;
+        Ok(folder)
+    }
+
+    async fn folders_unchecked(&self, guild_id: &str) -> Result<Vec<FolderRecord>> {
+        let id = guild_id.to_owned();
+        Ok(self.store.read(move |c| db::folders(c, &id)).await?)
+    }
+
+    /// `ListFolders` (members).
+    pub async fn list_folders(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+    ) -> Result<Vec<FolderRecord>> {
+        self.access(guild_id, &caller.user_id).await?;
+        self.folders_unchecked(guild_id).await
+    }
+
+    /// `CreateChannel` (needs `channels.manage`).
+    pub async fn create_channel(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        folder_id: &str,
+        name: &str,
+        irc_name: Option<&str>,
+    ) -> Result<ChannelRecord> {
+        let name = field("name", rules::name(name, NAME_MAX))?;
+        let irc_name = irc_name
+            .filter(|n| !n.is_empty())
+            .map(|n| field("irc_name", rules::channel_irc_name(n)))
+            .transpose()?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::CHANNELS_MANAGE)?;
+        self.check_folder(guild_id, folder_id).await?;
+        let count = self
+            .list_channels_unchecked(guild_id)
+            .await?
+            .iter()
+            .filter(|c| !c.is_thread)
+            .count();
+        let channel = ChannelRecord {
+            id: self.ids.next_string(),
+            guild_id: guild_id.to_owned(),
+            folder_id: folder_id.to_owned(),
+            name,
+            position: i32::try_from(count).unwrap_or(i32::MAX),
+            latest_message_id: String::new(),
+            irc_name,
+            is_thread: false,
+            parent_channel_id: String::new(),
+            root_message_id: String::new(),
+        };
+        let ch = channel.clone();
+        self.store
+            .write(move |tx| db::insert_channel(tx, &ch))
+            .await?;
+        Ok(channel)
+    }
+
+    async fn check_folder(&self, guild_id: &str, folder_id: &str) -> Result<()> {
+        if folder_id.is_empty() {
+            return Ok(());
+        }
+        let folders = self.folders_unchecked(guild_id).await?;
+        if folders.iter().any(|f| f.id == folder_id) {
+            Ok(())
+        } else {
+            Err(Error::invalid("folder_id", "is not a folder of this guild"))
+        }
+    }
+
+    /// `UpdateChannel` (needs `channels.manage`).
+    pub async fn update_channel(
+        &self,
+        caller: &SessionInfo,
+        update: ChannelUpdate,
+    ) -> Result<ChannelRecord> {
+        let name = update
+            .name
+            .as_deref()
+            .map(|n| field("name", rules::name(n, NAME_MAX)))
+            .transpose()?;
+        let irc_name = update
+            .irc_name
+            .as_deref()
+            .map(|n| {
+                if n.is_empty() {
+                    Ok(None)
+                } else {
+                    field("irc_name", rules::channel_irc_name(n)).map(Some)
+                }
+            })
+            .transpose()?;
+        if update.position.is_some_and(|p| p < 0) {
+            return Err(Error::invalid("position", "must not be negative"));
+        }
+        let (mut channel, access) = self
+            .channel_access(&update.channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::CHANNELS_MANAGE)?;
+        if let Some(folder_id) = &update.folder_id {
+            self.check_folder(&channel.guild_id, folder_id).await?;
+            channel.folder_id.clone_from(folder_id);
+        }
+        if let Some(name) = name {
+            channel.name = name;
+        }
+        if let Some(irc_name) = irc_name {
+            channel.irc_name = irc_name;
+        }
+        if let Some(position) = update.position {
+            channel.position = position;
+        }
+        let ch = channel.clone();
+        self.store
+            .write(move |tx| db::update_channel(tx, &ch))
+            .await?;
+        Ok(channel)
+    }
+
+    async fn list_channels_unchecked(&self, guild_id: &str) -> Result<Vec<ChannelRecord>> {
+        let id = guild_id.to_owned();
+        Ok(self.store.read(move |c| db::channels(c, &id)).await?)
+    }
+
+    /// `ListChannels` (members who may read).
+    pub async fn list_channels(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+    ) -> Result<Vec<ChannelRecord>> {
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::MESSAGES_READ)?;
+        self.list_channels_unchecked(guild_id).await
+    }
+
+    /// The store, for sibling modules.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The event log, for sibling modules.
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The id generator, for sibling modules.
+    pub(crate) fn ids(&self) -> &IdGenerator {
+        &self.ids
+    }
+
+    /// The admin list, for event payloads built in sibling modules.
+    pub(crate) fn admins(&self) -> Arc<Vec<String>> {
+        self.admins.clone()
+    }
+}
+
+/// The optional fields of `UpdateChannelRequest`.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelUpdate {
+    /// The channel.
+    pub channel_id: String,
+    /// New name.
+    pub name: Option<String>,
+    /// New folder (empty: top level).
+    pub folder_id: Option<String>,
+    /// New IRC name (empty: none).
+    pub irc_name: Option<String>,
+    /// New position.
+    pub position: Option<i32>,
+}
+
+/// Validates paging: limit 1-1000 (0 means 100), offset ≥ 0.
+pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
+    let limit = match limit {
+        0 => 100,
+        1..=1000 => limit,
+        _ => return Err(Error::invalid("limit", "must be 0 (default 100) to 1000")),
+    };
+    let offset =
+        u32::try_from(offset).map_err(|_| Error::invalid("offset", "must not be negative"))?;
+    Ok((u32::try_from(limit).unwrap_or(100), offset))
+}
+
+/// The `member_joined` event for a guild.
+pub(crate) fn member_joined_event(
+    c: &rusqlite::Connection,
+    guild_id: &str,
+    user_id: &str,
+    admins: &[String],
+) -> std::result::Result<EventRow, StorageError> {
+    let user = user_proto(c, user_id, admins)?;
+    Ok(events::row(
+        vec![events::guild_scope(guild_id)],
+        pb::stream_response::Event::MemberJoined(pb::GuildMemberJoined {
+            guild_id: guild_id.to_owned(),
+            user: Some(user),
+        }),
+    ))
+}
+
+/// The `member_removed` event: the guild sees it, and so does the removed user.
+pub(crate) fn member_removed_event(guild_id: &str, user_id: &str) -> EventRow {
+    events::row(
+        vec![events::guild_scope(guild_id), events::user_scope(user_id)],
+        pb::stream_response::Event::MemberRemoved(pb::GuildMemberRemoved {
+            guild_id: guild_id.to_owned(),
+            user_id: user_id.to_owned(),
+        }),
+    )
+}
