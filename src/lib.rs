@@ -17,6 +17,8 @@
 //!   field rules of the Users resource.
 //! - [`guilds`]: guilds, folders, channels, roles and the permission catalogue, members,
 //!   moderation and invites.
+//! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
+//!   pins, threads, receipts and full-text search.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -36,6 +38,7 @@ pub mod gossip;
 pub mod guilds;
 pub mod identity;
 pub mod ids;
+pub mod messages;
 pub mod node;
 pub mod proto;
 pub mod store;

@@ -173,3 +173,37 @@ pub fn member(
         roles: view.member.role_ids.clone(),
     }
 }
+
+/// The protobuf `Message` for a stored message.
+pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
+    let m = &view.message;
+    pb::Message {
+        id: m.id.to_string(),
+        channel_id: m.channel_id.clone(),
+        sender_id: m.sender_id.clone(),
+        created_at: timestamp(m.created_at),
+        edited_at: m.edited_at.and_then(timestamp),
+        reply_to_message_id: m.reply_to.map(|r| r.to_string()).unwrap_or_default(),
+        text: m.text.clone(),
+        media: None,
+        action: None,
+        typing: None,
+        reaction: None,
+        reactions: view
+            .reactions
+            .iter()
+            .map(|(emoji, users)| pb::Reaction {
+                emoji: emoji.clone(),
+                user_ids: users.clone(),
+            })
+            .collect(),
+        metadata: m.metadata.clone().into_iter().collect(),
+        is_pinned: m.is_pinned,
+        sender_name: view.sender_name.clone(),
+        mentioned_user_ids: m.mentioned_users.clone(),
+        mentioned_role_ids: m.mentioned_roles.clone(),
+        sender_avatar_url: view.sender_avatar_url.clone(),
+        components: crate::messages::components::decode(&m.components),
+        thread_id: m.thread_id.clone(),
+    }
+}

@@ -66,7 +66,7 @@ pub async fn list_server_guilds(
                 guild: Some(convert::guild(&stats.guild)),
                 member_count: count(stats.members),
                 channel_count: count(stats.channels),
-                message_count: 0,
+                message_count: count(stats.messages),
             })
             .collect(),
         total: count(total),

@@ -5,6 +5,7 @@
 
 pub mod convert;
 mod guilds;
+mod messages;
 pub mod session;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateU
 use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
+use crate::messages::Messages;
 use crate::proto::guildhall::v1 as pb;
 use crate::proto::guildhall::v1::guild_hall_server::GuildHall;
 use session::caller;
@@ -40,6 +42,7 @@ pub struct NodeInfo {
 pub struct GuildHallApi {
     accounts: Accounts,
     guilds: Guilds,
+    messages: Messages,
     info: Arc<NodeInfo>,
 }
 
@@ -48,6 +51,7 @@ impl GuildHallApi {
     pub fn new(accounts: Accounts, guilds: Guilds, info: NodeInfo) -> Self {
         Self {
             accounts,
+            messages: Messages::new(guilds.clone()),
             guilds,
             info: Arc::new(info),
         }
@@ -332,6 +336,59 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::JoinInviteRequest>,
     ) -> Reply<pb::JoinInviteResponse> {
         guilds::join_invite(&self.accounts, &self.guilds, r).await
+    }
+
+    async fn send_message(
+        &self,
+        r: Request<pb::SendMessageRequest>,
+    ) -> Reply<pb::SendMessageResponse> {
+        messages::send(&self.messages, r).await
+    }
+    async fn get_history(
+        &self,
+        r: Request<pb::GetHistoryRequest>,
+    ) -> Reply<pb::GetHistoryResponse> {
+        messages::history(&self.messages, r).await
+    }
+    async fn delete_message(&self, r: Request<pb::DeleteMessageRequest>) -> Reply<pb::Empty> {
+        messages::delete(&self.messages, r).await
+    }
+    async fn pin_message(&self, r: Request<pb::PinMessageRequest>) -> Reply<pb::Empty> {
+        let s = caller(&r)?;
+        let r = r.into_inner();
+        messages::pin(&self.messages, s, &r.channel_id, &r.message_id, true).await
+    }
+    async fn unpin_message(&self, r: Request<pb::UnpinMessageRequest>) -> Reply<pb::Empty> {
+        let s = caller(&r)?;
+        let r = r.into_inner();
+        messages::pin(&self.messages, s, &r.channel_id, &r.message_id, false).await
+    }
+    async fn get_pinned_messages(
+        &self,
+        r: Request<pb::GetPinnedMessagesRequest>,
+    ) -> Reply<pb::GetPinnedMessagesResponse> {
+        messages::pinned(&self.messages, r).await
+    }
+    async fn create_thread(&self, r: Request<pb::CreateThreadRequest>) -> Reply<pb::Channel> {
+        messages::create_thread(&self.messages, r).await
+    }
+    async fn ack_message(&self, r: Request<pb::AcknowledgeRequest>) -> Reply<pb::Empty> {
+        messages::ack(&self.messages, r).await
+    }
+    async fn search_messages(
+        &self,
+        r: Request<pb::SearchMessagesRequest>,
+    ) -> Reply<pb::SearchMessagesResponse> {
+        messages::search(&self.messages, r).await
+    }
+    async fn get_search_status(&self, r: Request<pb::Empty>) -> Reply<pb::SearchStatusResponse> {
+        messages::search_status(&self.messages, r).await
+    }
+    async fn get_guild_member_profile(
+        &self,
+        r: Request<pb::GetGuildMemberProfileRequest>,
+    ) -> Reply<pb::GuildMemberProfile> {
+        messages::member_profile(&self.messages, &self.guilds, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

@@ -132,6 +132,8 @@ pub struct GuildStats {
     pub members: i64,
     /// Channels and threads.
     pub channels: i64,
+    /// Messages.
+    pub messages: i64,
 }
 
 /// Everything an authorisation decision in one guild needs.
@@ -289,7 +291,8 @@ pub fn all_guilds(
     let sql = format!(
         "SELECT {GUILD_COLUMNS},
             (SELECT count(*) FROM members m WHERE m.guild_id = guilds.id),
-            (SELECT count(*) FROM channels ch WHERE ch.guild_id = guilds.id)
+            (SELECT count(*) FROM channels ch WHERE ch.guild_id = guilds.id),
+            (SELECT count(*) FROM messages ms WHERE ms.guild_id = guilds.id)
          FROM guilds WHERE is_dm = 0 ORDER BY created_at DESC, id LIMIT ?1 OFFSET ?2"
     );
     let mut stmt = c.prepare_cached(&sql)?;
@@ -298,6 +301,7 @@ pub fn all_guilds(
             guild: guild_row(r)?,
             members: r.get(7)?,
             channels: r.get(8)?,
+            messages: r.get(9)?,
         })
     })?;
     Ok((rows.collect::<Result<_, _>>()?, total))

@@ -10,6 +10,7 @@
 pub mod accounts;
 mod events;
 pub mod guilds;
+pub mod messages;
 mod schema;
 mod sessions;
 

@@ -4,7 +4,12 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first.
 pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(ACCOUNTS_V1), M::up(GUILDS_V2), M::up(EVENTS_V3)])
+    Migrations::new(vec![
+        M::up(ACCOUNTS_V1),
+        M::up(GUILDS_V2),
+        M::up(EVENTS_V3),
+        M::up(MESSAGES_V4),
+    ])
 }
 
 /// Users, their devices, sessions and refresh tokens, their server list and push distributors,
@@ -201,6 +206,61 @@ CREATE TABLE event_scopes (
     PRIMARY KEY (scope, event_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX event_scopes_by_event ON event_scopes(event_id);
+"#;
+
+/// Messages (ids are time-ordered integers, so history pages by primary key), reactions, read
+/// states, and the FTS5 index kept in step by triggers.
+const MESSAGES_V4: &str = r#"
+CREATE TABLE messages (
+    id                  INTEGER PRIMARY KEY,
+    channel_id          TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    guild_id            TEXT NOT NULL,
+    sender_id           TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    edited_at           INTEGER,
+    reply_to            INTEGER,
+    text                TEXT NOT NULL DEFAULT '',
+    components          BLOB,                       -- protobuf list of Component, NULL if none
+    metadata            TEXT,                       -- JSON object, NULL if none
+    mentioned_users     TEXT,                       -- JSON array, NULL if none
+    mentioned_roles     TEXT,                       -- JSON array, NULL if none
+    is_pinned           INTEGER NOT NULL DEFAULT 0,
+    thread_id           TEXT,
+    idempotency_key     TEXT
+) STRICT;
+CREATE INDEX messages_by_channel ON messages(channel_id, id);
+CREATE INDEX messages_by_sender ON messages(guild_id, sender_id, id);
+CREATE UNIQUE INDEX messages_idempotency ON messages(sender_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX messages_pinned ON messages(channel_id) WHERE is_pinned = 1;
+
+CREATE TABLE reactions (
+    message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    emoji       TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (message_id, emoji, user_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE read_states (
+    user_id             TEXT NOT NULL,
+    channel_id          TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    delivered_through   INTEGER NOT NULL DEFAULT 0,
+    read_through        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, channel_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='id');
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.text != '' BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.text != '' BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) SELECT 'delete', old.id, old.text WHERE old.text != '';
+    INSERT INTO messages_fts (rowid, text) SELECT new.id, new.text WHERE new.text != '';
+END;
 "#;
 
 #[cfg(test)]

@@ -1,0 +1,668 @@
+//! Messages: sending (text, replies, mentions, components, typing, reactions), history, deletion,
+//! pins, threads, receipts and search.
+//!
+//! Every change is written through [`Events::write`], so it and its event commit together. A
+//! repeated `idempotency_key` from the same sender returns the first message and logs nothing.
+
+pub mod components;
+pub mod mentions;
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::events::{self, Events};
+use crate::guilds::{Guilds, permissions};
+use crate::identity::freshness::now_ms;
+use crate::ids::IdGenerator;
+use crate::proto::guildhall::v1 as pb;
+use crate::store::guilds::{self as gdb, ChannelRecord};
+use crate::store::messages::{self as db, Direction, MessageRecord, MessageView};
+use crate::store::{EventRow, SessionInfo, StorageError, Store};
+
+/// Longest message text, in characters (until server settings make it configurable).
+pub const MAX_MESSAGE_LENGTH: usize = 4000;
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Longest emoji (a name or a sequence).
+pub const MAX_EMOJI: usize = 64;
+/// Most distinct emoji on one message.
+pub const MAX_REACTION_KINDS: i64 = 50;
+/// Default and largest history page.
+pub const HISTORY_PAGE: (u32, u32) = (50, 100);
+
+/// What `SendMessage` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SendInput {
+    /// Target channel or thread.
+    pub channel_id: String,
+    /// Client's key for retries.
+    pub idempotency_key: String,
+    /// Text.
+    pub text: String,
+    /// A typing indicator instead of a message.
+    pub typing: Option<bool>,
+    /// A reaction instead of a message: (message id, emoji, add?).
+    pub reaction: Option<(String, String, bool)>,
+    /// Components.
+    pub components: Vec<pb::Component>,
+    /// The message replied to.
+    pub reply_to: String,
+    /// Key/value data.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a send produced.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    /// A stored message (new, or the earlier one for a repeated idempotency key).
+    Message(Box<MessageView>),
+    /// A typing indicator (not stored as a message).
+    Typing(Box<pb::Message>),
+}
+
+/// A history page.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The messages, in the order asked for.
+    pub messages: Vec<MessageView>,
+    /// Where the next page starts (empty if there is none).
+    pub next_cursor: String,
+    /// Whether there are more.
+    pub has_more: bool,
+}
+
+/// The message operations of one node.
+#[derive(Debug, Clone)]
+pub struct Messages {
+    guilds: Guilds,
+}
+
+/// Parses a message id from a request field.
+pub fn parse_id(field: &str, text: &str) -> Result<u64> {
+    text.parse::<u64>()
+        .map_err(|_| Error::invalid(field, "must be a message id"))
+}
+
+fn channel_scope(channel: &ChannelRecord) -> Vec<String> {
+    vec![events::guild_scope(&channel.guild_id)]
+}
+
+fn created_event(channel: &ChannelRecord, view: &MessageView) -> EventRow {
+    events::row(
+        channel_scope(channel),
+        pb::stream_response::Event::MessageCreated(pb::MessageEvent {
+            message: Some(crate::api::convert::message(view)),
+            idempotency_key: view.message.idempotency_key.clone().unwrap_or_default(),
+        }),
+    )
+}
+
+fn updated_event(guild_id: &str, view: &MessageView) -> EventRow {
+    events::row(
+        vec![events::guild_scope(guild_id)],
+        pb::stream_response::Event::MessageUpdated(pb::MessageEvent {
+            message: Some(crate::api::convert::message(view)),
+            idempotency_key: String::new(),
+        }),
+    )
+}
+
+fn load(c: &rusqlite::Connection, id: u64) -> std::result::Result<MessageView, StorageError> {
+    db::view(c, id)?.ok_or_else(|| StorageError::Task("message vanished".into()))
+}
+
+impl Messages {
+    /// Message operations, checking access through `guilds`.
+    pub fn new(guilds: Guilds) -> Self {
+        Self { guilds }
+    }
+
+    fn store(&self) -> &Store {
+        self.guilds.store()
+    }
+
+    fn events(&self) -> &Events {
+        self.guilds.events()
+    }
+
+    fn ids(&self) -> &IdGenerator {
+        self.guilds.ids()
+    }
+
+    /// Loads a message of a channel, refusing ids from elsewhere.
+    async fn message_in(
+        &self,
+        channel: &ChannelRecord,
+        field: &str,
+        id: u64,
+    ) -> Result<MessageView> {
+        let view = self.store().read(move |c| db::view(c, id)).await?;
+        match view {
+            Some(v) if v.message.channel_id == channel.id => Ok(v),
+            _ => Err(Error::NotFound(format!(
+                "{field}: no such message in this channel"
+            ))),
+        }
+    }
+
+    /// `SendMessage`.
+    pub async fn send(&self, caller: &SessionInfo, input: SendInput) -> Result<Sent> {
+        let is_content = !input.text.is_empty() || !input.components.is_empty();
+        let kinds = usize::from(is_content)
+            + usize::from(input.typing.is_some())
+            + usize::from(input.reaction.is_some());
+        if kinds != 1 {
+            return Err(Error::invalid(
+                "text",
+                "send exactly one of: text and/or components, typing, reaction",
+            ));
+        }
+        let (channel, access) = self
+            .guilds
+            .channel_access(&input.channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_SEND)?;
+        if let Some(is_typing) = input.typing {
+            return self.typing(caller, &channel, is_typing).await;
+        }
+        if let Some((message_id, emoji, add)) = input.reaction.clone() {
+            return self
+                .react(caller, &channel, &message_id, &emoji, add)
+                .await
+                .map(|v| Sent::Message(Box::new(v)));
+        }
+        self.post(caller, &channel, &access, input)
+            .await
+            .map(|v| Sent::Message(Box::new(v)))
+    }
+
+    async fn post(
+        &self,
+        caller: &SessionInfo,
+        channel: &ChannelRecord,
+        access: &crate::guilds::Access,
+        input: SendInput,
+    ) -> Result<MessageView> {
+        let len = input.text.chars().count();
+        if len > MAX_MESSAGE_LENGTH {
+            return Err(Error::invalid(
+                "text",
+                format!("must be at most {MAX_MESSAGE_LENGTH} characters (got {len})"),
+            ));
+        }
+        if input.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("must be at most {MAX_IDEMPOTENCY_KEY} bytes"),
+            ));
+        }
+        if input.metadata.len() > 32
+            || input
+                .metadata
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
+        {
+            return Err(Error::invalid(
+                "metadata",
+                "at most 32 entries, keys 1-64 bytes, values at most 1024 bytes",
+            ));
+        }
+        components::validate(&input.components)?;
+        let reply_to = if input.reply_to.is_empty() {
+            None
+        } else {
+            let id = parse_id("reply_to_message_id", &input.reply_to)?;
+            self.message_in(channel, "reply_to_message_id", id).await?;
+            Some(id)
+        };
+        let (users, mut roles) = mentions::parse(&input.text);
+        roles.retain(|r| access.roles.iter().any(|role| role.id == *r));
+        let record = MessageRecord {
+            id: self.ids().next(),
+            channel_id: channel.id.clone(),
+            guild_id: channel.guild_id.clone(),
+            sender_id: caller.user_id.clone(),
+            created_at: now_ms(),
+            reply_to,
+            text: input.text,
+            components: components::encode(&input.components),
+            metadata: input.metadata,
+            mentioned_users: users,
+            mentioned_roles: roles,
+            idempotency_key: (!input.idempotency_key.is_empty()).then_some(input.idempotency_key),
+            ..MessageRecord::default()
+        };
+        let channel = channel.clone();
+        Ok(self
+            .events()
+            .write(record.created_at, move |tx| {
+                if let Some(key) = &record.idempotency_key
+                    && let Some(existing) = db::by_idempotency_key(tx, &record.sender_id, key)?
+                {
+                    return Ok((load(tx, existing)?, vec![]));
+                }
+                db::insert_message(tx, &record)?;
+                let view = load(tx, record.id)?;
+                let event = created_event(&channel, &view);
+                Ok((view, vec![event]))
+            })
+            .await?)
+    }
+
+    async fn typing(
+        &self,
+        caller: &SessionInfo,
+        channel: &ChannelRecord,
+        is_typing: bool,
+    ) -> Result<Sent> {
+        let now = now_ms();
+        let message = pb::Message {
+            channel_id: channel.id.clone(),
+            sender_id: caller.user_id.clone(),
+            created_at: crate::api::convert::timestamp(now),
+            typing: Some(pb::TypingIndicator {
+                channel_id: channel.id.clone(),
+                is_typing,
+                user_id: caller.user_id.clone(),
+            }),
+            ..Default::default()
+        };
+        let event = events::row(
+            channel_scope(channel),
+            pb::stream_response::Event::MessageCreated(pb::MessageEvent {
+                message: Some(message.clone()),
+                idempotency_key: String::new(),
+            }),
+        );
+        self.events()
+            .write(now, move |_| Ok(((), vec![event])))
+            .await?;
+        Ok(Sent::Typing(Box::new(message)))
+    }
+
+    async fn react(
+        &self,
+        caller: &SessionInfo,
+        channel: &ChannelRecord,
+        message_id: &str,
+        emoji: &str,
+        add: bool,
+    ) -> Result<MessageView> {
+        let id = parse_id("reaction.message_id", message_id)?;
+        let emoji_len = emoji.chars().count();
+        if emoji_len == 0 || emoji_len > MAX_EMOJI || emoji.chars().any(char::is_whitespace) {
+            return Err(Error::invalid(
+                "reaction.emoji",
+                format!("must be 1-{MAX_EMOJI} characters with no spaces"),
+            ));
+        }
+        self.message_in(channel, "reaction.message_id", id).await?;
+        let (user, emoji, guild_id) = (
+            caller.user_id.clone(),
+            emoji.to_owned(),
+            channel.guild_id.clone(),
+        );
+        let now = now_ms();
+        self.events()
+            .write(now, move |tx| {
+                let fresh_emoji = !load(tx, id)?.reactions.iter().any(|(e, _)| *e == emoji);
+                if add && fresh_emoji && db::reaction_kinds(tx, id)? >= MAX_REACTION_KINDS {
+                    return Ok((Err(Error::FailedPrecondition(format!("reaction.emoji: a message has at most {MAX_REACTION_KINDS} different reactions"))), vec![]));
+                }
+                let changed = db::react(tx, id, &emoji, &user, add, now)?;
+                let view = load(tx, id)?;
+                let events = if changed { vec![updated_event(&guild_id, &view)] } else { vec![] };
+                Ok((Ok(view), events))
+            })
+            .await?
+    }
+
+    /// `GetHistory`.
+    pub async fn history(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        cursor: &str,
+        limit: i32,
+        reverse: bool,
+    ) -> Result<Page> {
+        let (default, max) = HISTORY_PAGE;
+        let limit = match limit {
+            0 => default,
+            1.. if limit <= max as i32 => limit as u32,
+            _ => {
+                return Err(Error::invalid(
+                    "limit",
+                    format!("must be 0 (default {default}) to {max}"),
+                ));
+            }
+        };
+        let cursor = if cursor.is_empty() {
+            None
+        } else {
+            Some(
+                cursor
+                    .strip_prefix('c')
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor from GetHistory"))?,
+            )
+        };
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_READ)?;
+        let direction = if reverse {
+            Direction::Newer
+        } else {
+            Direction::Older
+        };
+        let id = channel.id.clone();
+        let mut messages = self
+            .store()
+            .read(move |c| db::history(c, &id, cursor, limit + 1, direction))
+            .await?;
+        let has_more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        let next_cursor = match (has_more, messages.last()) {
+            (true, Some(last)) => format!("c{:x}", last.message.id),
+            _ => String::new(),
+        };
+        Ok(Page {
+            messages,
+            next_cursor,
+            has_more,
+        })
+    }
+
+    /// `DeleteMessage`: one's own, or anyone's with `messages.manage`.
+    pub async fn delete(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<()> {
+        let id = parse_id("message_id", message_id)?;
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        let view = self.message_in(&channel, "message_id", id).await?;
+        if view.message.sender_id != caller.user_id {
+            access.require(permissions::MESSAGES_MANAGE)?;
+        }
+        let event = events::row(
+            channel_scope(&channel),
+            pb::stream_response::Event::MessageDeleted(pb::MessageDeletedEvent {
+                channel_id: channel.id.clone(),
+                message_id: message_id.to_owned(),
+            }),
+        );
+        self.events()
+            .write(now_ms(), move |tx| {
+                Ok((
+                    (),
+                    if db::delete_message(tx, id)? {
+                        vec![event]
+                    } else {
+                        vec![]
+                    },
+                ))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `PinMessage` / `UnpinMessage` (needs `messages.manage`).
+    pub async fn pin(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        message_id: &str,
+        pinned: bool,
+    ) -> Result<()> {
+        let id = parse_id("message_id", message_id)?;
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_MANAGE)?;
+        let view = self.message_in(&channel, "message_id", id).await?;
+        if view.message.is_pinned == pinned {
+            return Ok(());
+        }
+        let guild_id = channel.guild_id.clone();
+        self.events()
+            .write(now_ms(), move |tx| {
+                db::set_pinned(tx, id, pinned)?;
+                let view = load(tx, id)?;
+                Ok(((), vec![updated_event(&guild_id, &view)]))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `GetPinnedMessages`.
+    pub async fn pinned(&self, caller: &SessionInfo, channel_id: &str) -> Result<Vec<MessageView>> {
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_READ)?;
+        Ok(self
+            .store()
+            .read(move |c| db::pinned(c, &channel.id))
+            .await?)
+    }
+
+    /// `CreateThread`: a thread channel from a root message (one thread per message).
+    pub async fn create_thread(
+        &self,
+        caller: &SessionInfo,
+        parent_channel_id: &str,
+        root_message_id: &str,
+        name: &str,
+    ) -> Result<ChannelRecord> {
+        let name = crate::accounts::rules::name(name, crate::guilds::NAME_MAX)
+            .map_err(|rule| Error::invalid("name", rule))?;
+        let root = parse_id("root_message_id", root_message_id)?;
+        let (parent, access) = self
+            .guilds
+            .channel_access(parent_channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::THREADS_CREATE)?;
+        if parent.is_thread {
+            return Err(Error::invalid(
+                "parent_channel_id",
+                "threads can't start threads",
+            ));
+        }
+        let view = self.message_in(&parent, "root_message_id", root).await?;
+        if !view.message.thread_id.is_empty() {
+            return Err(Error::AlreadyExists(format!(
+                "root_message_id: already has thread {}",
+                view.message.thread_id
+            )));
+        }
+        let thread = ChannelRecord {
+            id: self.ids().next_string(),
+            guild_id: parent.guild_id.clone(),
+            folder_id: parent.folder_id.clone(),
+            name,
+            position: 0,
+            latest_message_id: String::new(),
+            irc_name: None,
+            is_thread: true,
+            parent_channel_id: parent.id.clone(),
+            root_message_id: root_message_id.to_owned(),
+        };
+        let t = thread.clone();
+        self.events()
+            .write(now_ms(), move |tx| {
+                if !load(tx, root)?.message.thread_id.is_empty() {
+                    return Err(StorageError::Conflict(
+                        "root_message_id: already has a thread".into(),
+                    ));
+                }
+                gdb::insert_channel(tx, &t)?;
+                db::set_thread(tx, root, &t.id)?;
+                let view = load(tx, root)?;
+                Ok(((), vec![updated_event(&t.guild_id, &view)]))
+            })
+            .await?;
+        Ok(thread)
+    }
+
+    /// `AckMessage`: marks the message of a `message_created` event delivered or read, and tells
+    /// the guild with a delivery receipt.
+    pub async fn ack(&self, caller: &SessionInfo, event_id: u64, read: bool) -> Result<()> {
+        if event_id == 0 {
+            return Err(Error::invalid("event_id", "is required"));
+        }
+        let guilds = {
+            let user = caller.user_id.clone();
+            self.store()
+                .read(move |c| gdb::guild_ids_of(c, &user))
+                .await?
+        };
+        let mut scopes: Vec<String> = guilds.iter().map(|g| events::guild_scope(g)).collect();
+        scopes.push(events::user_scope(&caller.user_id));
+        let found = self.store().events_after(event_id - 1, scopes, 1).await?;
+        let event = found
+            .into_iter()
+            .find(|e| e.id == event_id)
+            .ok_or_else(|| Error::NotFound("event_id: no such event visible to you".into()))?;
+        let decoded = <pb::StreamResponse as prost::Message>::decode(event.payload.as_slice())
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        let Some(pb::stream_response::Event::MessageCreated(pb::MessageEvent {
+            message: Some(message),
+            ..
+        })) = decoded.event
+        else {
+            return Err(Error::invalid("event_id", "is not a message_created event"));
+        };
+        let id = parse_id("event_id", &message.id).map_err(|_| {
+            Error::invalid(
+                "event_id",
+                "is not a stored message (typing indicators can't be acknowledged)",
+            )
+        })?;
+        let (channel, _) = self
+            .guilds
+            .channel_access(&message.channel_id, &caller.user_id)
+            .await?;
+        let now = now_ms();
+        let status = if read {
+            pb::ReceiptType::Read
+        } else {
+            pb::ReceiptType::Delivered
+        };
+        let receipt = events::row(
+            channel_scope(&channel),
+            pb::stream_response::Event::Delivery(pb::DeliveryReceipt {
+                message_id: message.id.clone(),
+                channel_id: channel.id.clone(),
+                user_id: caller.user_id.clone(),
+                status: status as i32,
+                timestamp: crate::api::convert::timestamp(now),
+            }),
+        );
+        let user = caller.user_id.clone();
+        self.events()
+            .write(now, move |tx| {
+                db::mark(tx, &user, &channel.id, id, read)?;
+                Ok(((), vec![receipt]))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `SearchMessages`: FTS5 over one channel, or every channel of the caller's guilds.
+    pub async fn search(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        query: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<MessageView>, u64)> {
+        let terms: Vec<String> = query
+            .split_whitespace()
+            .take(16)
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect();
+        if terms.is_empty() || query.len() > 256 {
+            return Err(Error::invalid(
+                "query",
+                "must have 1-16 words and at most 256 bytes",
+            ));
+        }
+        let limit = match limit {
+            0 => 25,
+            1..=100 => limit,
+            _ => return Err(Error::invalid("limit", "must be 0 (default 25) to 100")),
+        };
+        if offset > 10_000 {
+            return Err(Error::invalid("offset", "must be at most 10000"));
+        }
+        let channels: Vec<String> = if channel_id.is_empty() {
+            let mut ids = Vec::new();
+            for guild in self.guilds.list_guilds(caller).await? {
+                let access = self.guilds.access(&guild.id, &caller.user_id).await?;
+                if access.standing.has(permissions::MESSAGES_READ) {
+                    let g = guild.id.clone();
+                    ids.extend(
+                        self.store()
+                            .read(move |c| gdb::channels(c, &g))
+                            .await?
+                            .into_iter()
+                            .map(|c| c.id),
+                    );
+                }
+            }
+            ids
+        } else {
+            let (channel, access) = self
+                .guilds
+                .channel_access(channel_id, &caller.user_id)
+                .await?;
+            access.require(permissions::MESSAGES_READ)?;
+            vec![channel.id]
+        };
+        let fts = terms.join(" ");
+        Ok(self
+            .store()
+            .read(move |c| db::search(c, &channels, &fts, limit, offset))
+            .await?)
+    }
+
+    /// `GetSearchStatus` figures: (indexed messages, database bytes, newest message time).
+    pub async fn search_status(&self) -> Result<(u64, u64, u64)> {
+        Ok(self.store().read(db::search_stats).await?)
+    }
+
+    /// `GetGuildMemberProfile`: a member, their message count, and their ten latest messages.
+    pub async fn member_profile(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+    ) -> Result<(crate::guilds::members::MemberView, i64, Vec<MessageView>)> {
+        let member = self.guilds.member(caller, guild_id, user_id).await?;
+        let access = self.guilds.access(guild_id, &caller.user_id).await?;
+        let (g, u) = (guild_id.to_owned(), user_id.to_owned());
+        let readable = access.standing.has(permissions::MESSAGES_READ);
+        let (count, recent) = self
+            .store()
+            .read(move |c| {
+                let channels: Vec<String> = if readable {
+                    gdb::channels(c, &g)?.into_iter().map(|c| c.id).collect()
+                } else {
+                    Vec::new()
+                };
+                db::by_sender(c, &g, &u, &channels, 10)
+            })
+            .await?;
+        Ok((member, count, recent))
+    }
+}
