@@ -35,6 +35,11 @@ pub struct Config {
     pub admins: Vec<String>,
     /// SQLite durability: `normal` survives a killed process, `full` survives power loss.
     pub sqlite_synchronous: Synchronous,
+    /// How long events stay in the log for clients resuming `SubscribeEvents`; a client further
+    /// behind is told to reload (`OUT_OF_RANGE`).
+    pub event_retention_secs: u64,
+    /// Events the live fan-out holds before a slow subscriber falls back to reading the log.
+    pub live_event_capacity: usize,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
 }
@@ -51,6 +56,8 @@ impl Default for Config {
             refresh_token_ttl_secs: 30 * 24 * 60 * 60,
             admins: Vec::new(),
             sqlite_synchronous: Synchronous::Normal,
+            event_retention_secs: 7 * 24 * 60 * 60,
+            live_event_capacity: crate::events::LIVE_CAPACITY,
             bootstrap_file: PathBuf::new(),
         }
     }
@@ -109,6 +116,12 @@ impl Config {
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid {
                 field: "access_token_ttl_secs / refresh_token_ttl_secs",
+                rule: "must be greater than 0".into(),
+            });
+        }
+        if self.live_event_capacity == 0 || self.event_retention_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "live_event_capacity / event_retention_secs",
                 rule: "must be greater than 0".into(),
             });
         }

@@ -33,6 +33,9 @@ pub enum Error {
     /// The request is valid but the state does not allow it (e.g. an older profile change).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A position (an event id, a page) outside what is kept.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The method is part of the API but not served by this build yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -69,6 +72,7 @@ impl From<Error> for tonic::Status {
             Error::NotFound(m) => Status::not_found(m),
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::OutOfRange(m) => Status::out_of_range(m),
             Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Replay) => {

@@ -21,7 +21,7 @@ use crate::proto::guildhall::v1::guild_hall_server::GuildHallServer;
 use crate::store::{StorageError, Store};
 use crate::{gossip, proto};
 
-/// How often expired sessions and replay-cache entries are pruned.
+/// How often expired sessions, replay-cache entries and old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Why a node could not start.
@@ -189,7 +189,8 @@ impl Node {
             },
         );
 
-        let events = crate::events::Events::new(store.clone());
+        let events =
+            crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone());
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::default());
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
 
@@ -219,7 +220,8 @@ impl Node {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         });
-        let pruner = tokio::spawn(prune_loop(store, cancel.clone()));
+        let retention_ms = config.event_retention_secs.saturating_mul(1000);
+        let pruner = tokio::spawn(prune_loop(store, retention_ms, cancel.clone()));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
         Ok(RunningNode {
             grpc_addr,
@@ -231,13 +233,18 @@ impl Node {
     }
 }
 
-async fn prune_loop(store: Store, cancel: CancellationToken) {
+async fn prune_loop(store: Store, event_retention_ms: u64, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {
-                match store.prune(now_ms()).await {
+                let now = now_ms();
+                match store.prune_events(now.saturating_sub(event_retention_ms)).await {
+                    Ok(n) => tracing::debug!(removed = n, "pruned old events"),
+                    Err(e) => tracing::warn!(error = %e, "event prune failed"),
+                }
+                match store.prune(now).await {
                     Ok(n) => tracing::debug!(removed = n, "pruned expired rows"),
                     Err(e) => tracing::warn!(error = %e, "prune failed"),
                 }

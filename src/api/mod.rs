@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateUserInput};
+use crate::events::Events;
 use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
@@ -43,6 +44,7 @@ pub struct GuildHallApi {
     accounts: Accounts,
     guilds: Guilds,
     messages: Messages,
+    events: Events,
     info: Arc<NodeInfo>,
 }
 
@@ -52,6 +54,7 @@ impl GuildHallApi {
         Self {
             accounts,
             messages: Messages::new(guilds.clone()),
+            events: guilds.events().clone(),
             guilds,
             info: Arc::new(info),
         }
@@ -389,6 +392,27 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::GetGuildMemberProfileRequest>,
     ) -> Reply<pb::GuildMemberProfile> {
         messages::member_profile(&self.messages, &self.guilds, r).await
+    }
+
+    async fn subscribe_events(
+        &self,
+        r: Request<pb::SubscribeRequest>,
+    ) -> Reply<
+        std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<pb::StreamResponse, Status>> + Send + 'static>,
+        >,
+    > {
+        let s = caller(&r)?;
+        let resume = match r.get_ref().resume_from_event_id.as_str() {
+            "" => None,
+            id => Some(id.parse::<u64>().map_err(|_| {
+                Status::invalid_argument(
+                    "resume_from_event_id: must be an event id (a decimal number)",
+                )
+            })?),
+        };
+        let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

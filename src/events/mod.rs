@@ -46,13 +46,21 @@ pub fn row(scopes: Vec<String>, event: pb::stream_response::Event) -> EventRow {
 pub struct Events {
     store: Store,
     live: broadcast::Sender<Arc<StoredEvent>>,
+    /// Ends every subscription when the node stops (open streams would otherwise hold the gRPC
+    /// server's graceful shutdown forever).
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Events {
-    /// The log over `store`, with an empty live hub.
-    pub fn new(store: Store) -> Self {
-        let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        Self { store, live }
+    /// The log over `store`, with a live hub of `capacity` events; subscriptions end when `cancel`
+    /// fires.
+    pub fn new(store: Store, capacity: usize, cancel: tokio_util::sync::CancellationToken) -> Self {
+        let (live, _) = broadcast::channel(capacity.max(1));
+        Self {
+            store,
+            live,
+            cancel,
+        }
     }
 
     /// Runs a write that produces events: `f` returns its value and the events to log.

@@ -1,1 +1,182 @@
-//! Filled in with `SubscribeEvents`.
+//! `SubscribeEvents`: one task per subscriber that replays what the client missed and then follows
+//! the live hub.
+//!
+//! The task subscribes to the hub *before* reading the log, so nothing committed in between is
+//! lost; it skips live events at or below the last id it sent, so nothing is sent twice. If the
+//! subscriber is slow, its bounded output channel fills, the task stops draining the hub, the hub
+//! reports a lag, and the task catches up from the log: memory stays bounded and nothing is
+//! dropped. A subscriber sees an event when one of the event's scopes is one of its own: its user
+//! scope and the scopes of the guilds it is a member of (updated as it joins and leaves).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+use super::{Events, guild_scope, user_scope};
+use crate::error::{Error, Result};
+use crate::proto::guildhall::v1 as pb;
+use crate::store::{StorageError, StoredEvent, guilds as gdb};
+
+/// Events buffered per subscriber between the task and the network.
+pub const OUTPUT_CAPACITY: usize = 256;
+/// Events read from the log per catch-up query.
+const CATCH_UP_BATCH: usize = 500;
+
+/// The stream handed to tonic.
+pub type EventStream =
+    tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>;
+
+async fn scopes_of(
+    events: &Events,
+    user_id: &str,
+) -> std::result::Result<HashSet<String>, StorageError> {
+    let user = user_id.to_owned();
+    let guilds = events
+        .store()
+        .read(move |c| gdb::guild_ids_of(c, &user))
+        .await?;
+    let mut scopes: HashSet<String> = guilds.iter().map(|g| guild_scope(g)).collect();
+    scopes.insert(user_scope(user_id));
+    Ok(scopes)
+}
+
+/// Starts a subscription for `user_id`, replaying everything after `resume_from` first.
+pub async fn subscribe(
+    events: &Events,
+    user_id: &str,
+    resume_from: Option<u64>,
+) -> Result<EventStream> {
+    let live = events.follow();
+    let (oldest, newest) = events.store().event_bounds().await?;
+    let cursor = match resume_from {
+        None => newest,
+        Some(id) if id > newest => {
+            return Err(Error::OutOfRange(format!(
+                "resume_from_event_id: {id} is newer than the newest event ({newest}); subscribe without it"
+            )));
+        }
+        Some(id) if oldest > 0 && id + 1 < oldest => {
+            return Err(Error::OutOfRange(format!(
+                "resume_from_event_id: events after {id} are past retention (oldest kept is {oldest}); reload state and subscribe without it"
+            )));
+        }
+        Some(id) => id,
+    };
+    let scopes = scopes_of(events, user_id).await?;
+    let (tx, rx) = mpsc::channel(OUTPUT_CAPACITY);
+    let task = Subscription {
+        events: events.clone(),
+        user_id: user_id.to_owned(),
+        scopes,
+        cursor,
+        out: tx,
+    };
+    tokio::spawn(task.run(live, resume_from.is_some()));
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+struct Subscription {
+    events: Events,
+    user_id: String,
+    scopes: HashSet<String>,
+    cursor: u64,
+    out: mpsc::Sender<std::result::Result<pb::StreamResponse, Status>>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Subscription {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<StoredEvent>>, catch_up_first: bool) {
+        if catch_up_first && matches!(self.catch_up().await, Flow::Stop) {
+            return;
+        }
+        let cancel = self.events.cancel.clone();
+        loop {
+            let received = tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.out.closed() => return,
+                received = live.recv() => received,
+            };
+            let flow = match received {
+                Ok(event) => self.deliver(&event).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
+                Err(broadcast::error::RecvError::Closed) => Flow::Stop,
+            };
+            if matches!(flow, Flow::Stop) {
+                return;
+            }
+        }
+    }
+
+    /// Sends everything in the log after the cursor that this subscriber may see.
+    async fn catch_up(&mut self) -> Flow {
+        loop {
+            let scopes: Vec<String> = self.scopes.iter().cloned().collect();
+            let batch = match self
+                .events
+                .store()
+                .events_after(self.cursor, scopes, CATCH_UP_BATCH)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "event catch-up failed");
+                    let _ = self
+                        .out
+                        .send(Err(Status::internal("event log unavailable")))
+                        .await;
+                    return Flow::Stop;
+                }
+            };
+            if batch.is_empty() {
+                return Flow::Continue;
+            }
+            for event in &batch {
+                if matches!(self.deliver(event).await, Flow::Stop) {
+                    return Flow::Stop;
+                }
+            }
+        }
+    }
+
+    /// Sends one event if it is new and visible, and follows the subscriber's own joins and leaves.
+    async fn deliver(&mut self, event: &StoredEvent) -> Flow {
+        if event.id <= self.cursor {
+            return Flow::Continue;
+        }
+        if !event.scopes.iter().any(|s| self.scopes.contains(s)) {
+            return Flow::Continue;
+        }
+        self.cursor = event.id;
+        let mut message = match pb::StreamResponse::decode(event.payload.as_slice()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(event = event.id, error = %e, "undecodable event skipped");
+                return Flow::Continue;
+            }
+        };
+        match &message.event {
+            Some(pb::stream_response::Event::MemberJoined(j))
+                if j.user.as_ref().is_some_and(|u| u.id == self.user_id) =>
+            {
+                self.scopes.insert(guild_scope(&j.guild_id));
+            }
+            Some(pb::stream_response::Event::MemberRemoved(r)) if r.user_id == self.user_id => {
+                self.scopes.remove(&guild_scope(&r.guild_id));
+            }
+            _ => {}
+        }
+        message.event_id = event.id;
+        message.timestamp = crate::api::convert::timestamp(event.created_at);
+        if self.out.send(Ok(message)).await.is_err() {
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+}

@@ -473,8 +473,8 @@ impl Guilds {
         &self.store
     }
 
-    /// The event log, for sibling modules.
-    pub(crate) fn events(&self) -> &Events {
+    /// The event log.
+    pub fn events(&self) -> &Events {
         &self.events
     }
 
@@ -516,7 +516,8 @@ pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
     Ok((u32::try_from(limit).unwrap_or(100), offset))
 }
 
-/// The `member_joined` event for a guild.
+/// The `member_joined` event: the guild sees it, and so does the joiner (whose subscriptions
+/// start following the guild from it).
 pub(crate) fn member_joined_event(
     c: &rusqlite::Connection,
     guild_id: &str,
@@ -525,7 +526,7 @@ pub(crate) fn member_joined_event(
 ) -> std::result::Result<EventRow, StorageError> {
     let user = user_proto(c, user_id, admins)?;
     Ok(events::row(
-        vec![events::guild_scope(guild_id)],
+        vec![events::guild_scope(guild_id), events::user_scope(user_id)],
         pb::stream_response::Event::MemberJoined(pb::GuildMemberJoined {
             guild_id: guild_id.to_owned(),
             user: Some(user),
