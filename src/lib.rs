@@ -19,6 +19,8 @@
 //!   moderation and invites.
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
 //!   pins, threads, receipts and full-text search.
+//! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
+//! - [`presence`]: who is online, busy or offline, seen only by co-members.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -32,6 +34,7 @@ pub mod accounts;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod dms;
 pub mod error;
 pub mod events;
 pub mod gossip;
@@ -40,5 +43,6 @@ pub mod identity;
 pub mod ids;
 pub mod messages;
 pub mod node;
+pub mod presence;
 pub mod proto;
 pub mod store;

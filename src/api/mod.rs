@@ -7,6 +7,7 @@ pub mod convert;
 mod guilds;
 mod messages;
 pub mod session;
+mod social;
 
 use std::sync::Arc;
 
@@ -14,11 +15,13 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateUserInput};
+use crate::dms::Dms;
 use crate::events::Events;
 use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
 use crate::messages::Messages;
+use crate::presence::Presence;
 use crate::proto::guildhall::v1 as pb;
 use crate::proto::guildhall::v1::guild_hall_server::GuildHall;
 use session::caller;
@@ -45,6 +48,8 @@ pub struct GuildHallApi {
     guilds: Guilds,
     messages: Messages,
     events: Events,
+    presence: Presence,
+    dms: Dms,
     info: Arc<NodeInfo>,
 }
 
@@ -55,6 +60,8 @@ impl GuildHallApi {
             accounts,
             messages: Messages::new(guilds.clone()),
             events: guilds.events().clone(),
+            presence: Presence::new(guilds.clone()),
+            dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             guilds,
             info: Arc::new(info),
         }
@@ -413,6 +420,40 @@ impl GuildHall for GuildHallApi {
         };
         let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn update_presence(&self, r: Request<pb::UpdatePresenceRequest>) -> Reply<pb::Empty> {
+        social::update_presence(&self.presence, r).await
+    }
+    async fn signal_online(&self, r: Request<pb::Empty>) -> Reply<pb::Empty> {
+        social::signal(&self.presence, r, true).await
+    }
+    async fn signal_offline(&self, r: Request<pb::Empty>) -> Reply<pb::Empty> {
+        social::signal(&self.presence, r, false).await
+    }
+    async fn get_presence(
+        &self,
+        r: Request<pb::GetPresenceRequest>,
+    ) -> Reply<pb::GetPresenceResponse> {
+        social::get_presence(&self.presence, r).await
+    }
+    async fn create_dm(&self, r: Request<pb::CreateDmRequest>) -> Reply<pb::CreateDmResponse> {
+        social::create_dm(&self.dms, r).await
+    }
+    async fn list_dm_invites(
+        &self,
+        r: Request<pb::ListDmInvitesRequest>,
+    ) -> Reply<pb::ListDmInvitesResponse> {
+        social::list_dm_invites(&self.dms, r).await
+    }
+    async fn accept_dm_invite(
+        &self,
+        r: Request<pb::AcceptDmInviteRequest>,
+    ) -> Reply<pb::AcceptDmInviteResponse> {
+        social::accept_dm_invite(&self.dms, r).await
+    }
+    async fn reject_dm_invite(&self, r: Request<pb::RejectDmInviteRequest>) -> Reply<pb::Empty> {
+        social::reject_dm_invite(&self.dms, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

@@ -136,12 +136,10 @@ impl Guilds {
                 },
             )
         }));
-        let standing = Standing::of(
-            &ctx.guild.id,
-            ctx.guild.owner_id == user_id,
-            &member.role_ids,
-            &graph,
-        );
+        // Nobody owns a DM: its creator is an ordinary member, so nobody can invite a third
+        // person or remove the other.
+        let is_owner = ctx.guild.owner_id == user_id && !ctx.guild.is_dm;
+        let standing = Standing::of(&ctx.guild.id, is_owner, &member.role_ids, &graph);
         Ok(Access {
             guild: ctx.guild,
             roles: ctx.roles,

@@ -674,3 +674,15 @@ pub fn context(
         guild,
     }))
 }
+
+/// Whether two users are members of a common guild (so each may see the other's presence).
+pub fn share_guild(c: &Connection, a: &str, b: &str) -> Result<bool, StorageError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM members x JOIN members y ON x.guild_id = y.guild_id
+             WHERE x.user_id = ?1 AND y.user_id = ?2 LIMIT 1",
+        params![a, b],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}

@@ -8,6 +8,7 @@
 //! the submodules and never hand `rusqlite` types to callers.
 
 pub mod accounts;
+pub mod dms;
 mod events;
 pub mod guilds;
 pub mod messages;

@@ -9,6 +9,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(GUILDS_V2),
         M::up(EVENTS_V3),
         M::up(MESSAGES_V4),
+        M::up(DMS_V5),
     ])
 }
 
@@ -261,6 +262,23 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, text) SELECT 'delete', old.id, old.text WHERE old.text != '';
     INSERT INTO messages_fts (rowid, text) SELECT new.id, new.text WHERE new.text != '';
 END;
+"#;
+
+/// Direct-message invites: a DM is a guild with `is_dm`; the invite asks its target to join it.
+const DMS_V5: &str = r#"
+CREATE TABLE dm_invites (
+    invite_id       TEXT PRIMARY KEY NOT NULL,
+    token           TEXT NOT NULL,
+    inviter_id      TEXT NOT NULL,
+    target_user_id  TEXT NOT NULL,
+    guild_id        TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    host_server_url TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX dm_invites_by_target ON dm_invites(target_user_id, status);
+CREATE INDEX dm_invites_by_pair ON dm_invites(inviter_id, target_user_id);
 "#;
 
 #[cfg(test)]

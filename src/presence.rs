@@ -1,0 +1,186 @@
+//! Presence: who is online, busy or offline, and in which call.
+//!
+//! Presence is kept in memory (it describes connected clients, which a restart disconnects) and
+//! announced as `presence` events to the guilds the user is in, so only co-members see it.
+//! `GetPresence` likewise answers only for users who share a guild with the caller.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::events;
+use crate::guilds::{Guilds, permissions};
+use crate::identity::freshness::now_ms;
+use crate::proto::guildhall::v1::{self as pb, PresenceStatus};
+use crate::store::{SessionInfo, accounts, guilds as gdb};
+
+/// Most users one `GetPresence` call may ask about.
+pub const GET_PRESENCE_MAX: usize = 100;
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    status: i32,
+    last_seen: u64,
+    active_call_channel_id: String,
+}
+
+/// The presence of this node's users.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    guilds: Guilds,
+    state: Arc<Mutex<HashMap<String, State>>>,
+}
+
+impl Presence {
+    /// Presence over the guild machinery (for visibility and events).
+    pub fn new(guilds: Guilds) -> Self {
+        Self {
+            guilds,
+            state: Arc::default(),
+        }
+    }
+
+    fn to_proto(user_id: &str, s: &State) -> pb::PresenceUpdate {
+        pb::PresenceUpdate {
+            user_id: user_id.to_owned(),
+            status: s.status,
+            last_seen: crate::api::convert::timestamp(s.last_seen),
+            active_call_channel_id: s.active_call_channel_id.clone(),
+        }
+    }
+
+    async fn set(&self, user_id: &str, status: i32, call: String) -> Result<()> {
+        let now = now_ms();
+        let update = {
+            let mut map = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let s = map.entry(user_id.to_owned()).or_default();
+            s.status = status;
+            s.last_seen = now;
+            s.active_call_channel_id = call;
+            Self::to_proto(user_id, s)
+        };
+        let user = user_id.to_owned();
+        self.guilds
+            .events()
+            .write(now, move |tx| {
+                let mut scopes: Vec<String> = gdb::guild_ids_of(tx, &user)?
+                    .iter()
+                    .map(|g| events::guild_scope(g))
+                    .collect();
+                scopes.push(events::user_scope(&user));
+                Ok((
+                    (),
+                    vec![events::row(
+                        scopes,
+                        pb::stream_response::Event::Presence(update),
+                    )],
+                ))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `UpdatePresence`.
+    pub async fn update(
+        &self,
+        caller: &SessionInfo,
+        status: i32,
+        active_call_channel_id: &str,
+    ) -> Result<()> {
+        match PresenceStatus::try_from(status) {
+            Ok(PresenceStatus::Online | PresenceStatus::Offline | PresenceStatus::Busy) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "status",
+                    "must be ONLINE (1), OFFLINE (3) or BUSY (4)",
+                ));
+            }
+        }
+        if !active_call_channel_id.is_empty() {
+            let (_, access) = self
+                .guilds
+                .channel_access(active_call_channel_id, &caller.user_id)
+                .await
+                .map_err(|e| match e {
+                    Error::NotFound(_) | Error::PermissionDenied(_) => {
+                        Error::invalid("active_call_channel_id", "is not a channel you can see")
+                    }
+                    other => other,
+                })?;
+            access.require(permissions::MESSAGES_READ)?;
+        }
+        self.set(&caller.user_id, status, active_call_channel_id.to_owned())
+            .await
+    }
+
+    /// `SignalOnline` (the user's preferred status if they set one) / `SignalOffline`.
+    pub async fn signal(&self, caller: &SessionInfo, online: bool) -> Result<()> {
+        let status = if online {
+            let me = caller.user_id.clone();
+            let preferred = self
+                .guilds
+                .store()
+                .read(move |c| accounts::load_user(c, &me))
+                .await?
+                .map(|u| u.presence_preference)
+                .unwrap_or(0);
+            if preferred == PresenceStatus::Busy as i32 {
+                preferred
+            } else {
+                PresenceStatus::Online as i32
+            }
+        } else {
+            PresenceStatus::Offline as i32
+        };
+        self.set(&caller.user_id, status, String::new()).await
+    }
+
+    /// `GetPresence`: the presence of those among `user_ids` who share a guild with the caller
+    /// (or are the caller); users never seen online read as offline.
+    pub async fn get(
+        &self,
+        caller: &SessionInfo,
+        user_ids: &[String],
+    ) -> Result<Vec<pb::PresenceUpdate>> {
+        if user_ids.len() > GET_PRESENCE_MAX {
+            return Err(Error::invalid(
+                "user_ids",
+                format!("at most {GET_PRESENCE_MAX} per call"),
+            ));
+        }
+        let (me, ids) = (caller.user_id.clone(), user_ids.to_vec());
+        let visible: Vec<String> = self
+            .guilds
+            .store()
+            .read(move |c| {
+                let mut out = Vec::new();
+                for id in ids {
+                    if id == me || gdb::share_guild(c, &me, &id)? {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let map = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(visible
+            .iter()
+            .map(|id| match map.get(id) {
+                Some(s) => Self::to_proto(id, s),
+                None => Self::to_proto(
+                    id,
+                    &State {
+                        status: PresenceStatus::Offline as i32,
+                        ..State::default()
+                    },
+                ),
+            })
+            .collect())
+    }
+}
