@@ -21,6 +21,7 @@
 //!   pins, threads, receipts and full-text search.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
+//! - [`webhooks`]: channel URLs that programs post messages to.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -46,3 +47,4 @@ pub mod node;
 pub mod presence;
 pub mod proto;
 pub mod store;
+pub mod webhooks;

@@ -202,12 +202,19 @@ impl Node {
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Reflection(e.to_string()))?;
-        let api = GuildHallServer::new(GuildHallApi::new(accounts.clone(), guilds, info.clone()));
-        let router = tonic::transport::Server::builder()
-            .layer(SessionLayer::new(accounts))
+        let api = GuildHallApi::new(accounts.clone(), guilds, info.clone());
+        let http = crate::api::http::router(api.webhooks());
+        let mut services = tonic::service::Routes::builder();
+        services
             .add_service(health)
             .add_service(reflection)
-            .add_service(api);
+            .add_service(GuildHallServer::new(api));
+        let routes = services.routes().into_axum_router().merge(http);
+        let router = tonic::transport::Server::builder()
+            // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
+            .accept_http1(true)
+            .layer(SessionLayer::new(accounts))
+            .add_routes(tonic::service::Routes::from(routes));
         let shutdown = cancel.clone();
         let server = tokio::spawn(async move {
             // Without TCP_NODELAY, small gRPC replies wait out Nagle's algorithm and the peer's

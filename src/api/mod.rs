@@ -5,9 +5,11 @@
 
 pub mod convert;
 mod guilds;
+pub mod http;
 mod messages;
 pub mod session;
 mod social;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -50,6 +52,7 @@ pub struct GuildHallApi {
     events: Events,
     presence: Presence,
     dms: Dms,
+    webhooks: crate::webhooks::Webhooks,
     info: Arc<NodeInfo>,
 }
 
@@ -62,9 +65,15 @@ impl GuildHallApi {
             events: guilds.events().clone(),
             presence: Presence::new(guilds.clone()),
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
+            webhooks: crate::webhooks::Webhooks::new(guilds.clone(), Messages::new(guilds.clone())),
             guilds,
             info: Arc::new(info),
         }
+    }
+
+    /// The webhook operations (also served over HTTP by [`http::router`]).
+    pub fn webhooks(&self) -> crate::webhooks::Webhooks {
+        self.webhooks.clone()
     }
 
     fn user(&self, record: &crate::store::UserRecord) -> pb::User {
@@ -454,6 +463,22 @@ impl GuildHall for GuildHallApi {
     }
     async fn reject_dm_invite(&self, r: Request<pb::RejectDmInviteRequest>) -> Reply<pb::Empty> {
         social::reject_dm_invite(&self.dms, r).await
+    }
+
+    async fn create_webhook(&self, r: Request<pb::CreateWebhookRequest>) -> Reply<pb::Webhook> {
+        webhooks::create(&self.webhooks, r).await
+    }
+    async fn list_webhooks(
+        &self,
+        r: Request<pb::ListWebhooksRequest>,
+    ) -> Reply<pb::ListWebhooksResponse> {
+        webhooks::list(&self.webhooks, r).await
+    }
+    async fn update_webhook(&self, r: Request<pb::UpdateWebhookRequest>) -> Reply<pb::Webhook> {
+        webhooks::update(&self.webhooks, r).await
+    }
+    async fn delete_webhook(&self, r: Request<pb::DeleteWebhookRequest>) -> Reply<pb::Empty> {
+        webhooks::delete(&self.webhooks, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

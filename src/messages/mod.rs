@@ -249,6 +249,55 @@ impl Messages {
             .await?)
     }
 
+    /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name.
+    pub async fn post_webhook(
+        &self,
+        webhook: &crate::store::webhooks::WebhookRecord,
+        text: &str,
+        name: String,
+        avatar: String,
+    ) -> Result<MessageView> {
+        let len = text.chars().count();
+        if len == 0 || len > MAX_MESSAGE_LENGTH {
+            return Err(Error::invalid(
+                "content",
+                format!("must be 1-{MAX_MESSAGE_LENGTH} characters (got {len})"),
+            ));
+        }
+        let channel_id = webhook.channel_id.clone();
+        let channel = self
+            .store()
+            .read(move |c| gdb::channel(c, &channel_id))
+            .await?
+            .ok_or_else(|| Error::NotFound("the webhook's channel is gone".into()))?;
+        let (users, roles) = mentions::parse(text);
+        let mut metadata = BTreeMap::new();
+        metadata.insert("webhook_id".to_owned(), webhook.id.clone());
+        let record = MessageRecord {
+            id: self.ids().next(),
+            channel_id: channel.id.clone(),
+            guild_id: channel.guild_id.clone(),
+            sender_id: webhook.id.clone(),
+            created_at: now_ms(),
+            text: text.to_owned(),
+            metadata,
+            mentioned_users: users,
+            mentioned_roles: roles,
+            sender_name: Some(name),
+            sender_avatar: Some(avatar),
+            ..MessageRecord::default()
+        };
+        Ok(self
+            .events()
+            .write(record.created_at, move |tx| {
+                db::insert_message(tx, &record)?;
+                let view = load(tx, record.id)?;
+                let event = created_event(&channel, &view);
+                Ok((view, vec![event]))
+            })
+            .await?)
+    }
+
     async fn typing(
         &self,
         caller: &SessionInfo,

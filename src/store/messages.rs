@@ -42,6 +42,10 @@ pub struct MessageRecord {
     pub thread_id: String,
     /// The sender's idempotency key.
     pub idempotency_key: Option<String>,
+    /// A name shown instead of the sender's (webhook messages).
+    pub sender_name: Option<String>,
+    /// An avatar shown instead of the sender's (webhook messages).
+    pub sender_avatar: Option<String>,
 }
 
 /// A message with what is shown beside it.
@@ -77,7 +81,8 @@ fn list_from(text: Option<String>) -> Vec<String> {
 
 const COLUMNS: &str = "m.id, m.channel_id, m.guild_id, m.sender_id, m.created_at, m.edited_at, m.reply_to, \
      m.text, m.components, m.metadata, m.mentioned_users, m.mentioned_roles, m.is_pinned, m.thread_id, \
-     m.idempotency_key, coalesce(u.display_name, ''), coalesce(u.avatar_url, '')";
+     m.idempotency_key, coalesce(m.sender_name, u.display_name, ''), \
+     coalesce(m.sender_avatar, u.avatar_url, ''), m.sender_name, m.sender_avatar";
 
 const FROM: &str = "FROM messages m LEFT JOIN users u ON u.id = m.sender_id";
 
@@ -102,6 +107,8 @@ fn view_row(r: &Row<'_>) -> rusqlite::Result<MessageView> {
             is_pinned: r.get(12)?,
             thread_id: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
             idempotency_key: r.get(14)?,
+            sender_name: r.get(17)?,
+            sender_avatar: r.get(18)?,
         },
         reactions: Vec::new(),
         sender_name: r.get(15)?,
@@ -137,8 +144,9 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
         (!m.metadata.is_empty()).then(|| serde_json::to_string(&m.metadata).unwrap_or_default());
     c.prepare_cached(
         "INSERT INTO messages (id, channel_id, guild_id, sender_id, created_at, reply_to, text, components,
-                               metadata, mentioned_users, mentioned_roles, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               metadata, mentioned_users, mentioned_roles, idempotency_key, sender_name,
+                               sender_avatar)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         to_sql_int(m.id),
@@ -153,6 +161,8 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
         json_or_null(&m.mentioned_users),
         json_or_null(&m.mentioned_roles),
         m.idempotency_key,
+        m.sender_name,
+        m.sender_avatar,
     ])?;
     let id = m.id.to_string();
     c.prepare_cached("UPDATE channels SET latest_message_id = ?2 WHERE id = ?1")?

@@ -14,6 +14,7 @@ pub mod guilds;
 pub mod messages;
 mod schema;
 mod sessions;
+pub mod webhooks;
 
 pub use accounts::{DeviceRecord, HomeserverMove, NewDevice, NewUser, ProfileChange, UserRecord};
 pub use events::{EventRow, StoredEvent};

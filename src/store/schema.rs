@@ -10,6 +10,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(EVENTS_V3),
         M::up(MESSAGES_V4),
         M::up(DMS_V5),
+        M::up(WEBHOOKS_V6),
     ])
 }
 
@@ -227,7 +228,9 @@ CREATE TABLE messages (
     mentioned_roles     TEXT,                       -- JSON array, NULL if none
     is_pinned           INTEGER NOT NULL DEFAULT 0,
     thread_id           TEXT,
-    idempotency_key     TEXT
+    idempotency_key     TEXT,
+    sender_name         TEXT,                       -- overrides the user's name (webhooks)
+    sender_avatar       TEXT                        -- overrides the user's avatar (webhooks)
 ) STRICT;
 CREATE INDEX messages_by_channel ON messages(channel_id, id);
 CREATE INDEX messages_by_sender ON messages(guild_id, sender_id, id);
@@ -279,6 +282,21 @@ CREATE TABLE dm_invites (
 ) STRICT;
 CREATE INDEX dm_invites_by_target ON dm_invites(target_user_id, status);
 CREATE INDEX dm_invites_by_pair ON dm_invites(inviter_id, target_user_id);
+"#;
+
+/// Webhooks: a channel's URL that programs post messages to, with a token kept only as a hash.
+const WEBHOOKS_V6: &str = r#"
+CREATE TABLE webhooks (
+    id          TEXT PRIMARY KEY NOT NULL,
+    guild_id    TEXT NOT NULL REFERENCES guilds(id) ON DELETE CASCADE,
+    channel_id  TEXT NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    avatar_url  TEXT NOT NULL DEFAULT '',
+    token_hash  BLOB NOT NULL,
+    creator_id  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhooks_by_guild ON webhooks(guild_id, channel_id);
 "#;
 
 #[cfg(test)]
