@@ -59,13 +59,13 @@ pub struct IdentityFile {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityFileError {
     /// Reading or writing failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The JSON is malformed.
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// A key in it is malformed.
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
 }
 
