@@ -191,7 +191,9 @@ impl Node {
 
         let events =
             crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone());
-        let ids = std::sync::Arc::new(crate::ids::IdGenerator::default());
+        // Continue after the largest stored id, so ids never repeat even if the clock went back.
+        let floor = store.read(crate::store::messages::max_stored_id).await?;
+        let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
 
         let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -400,8 +400,19 @@ pub fn search_stats(c: &Connection) -> Result<(u64, u64, u64), StorageError> {
     ))
 }
 
-/// The largest message id stored (to seed the id generator).
-pub fn max_message_id(c: &Connection) -> Result<u64, StorageError> {
-    let id: Option<i64> = c.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
+/// The largest id stored in any table whose ids come from the id generator (to seed it).
+pub fn max_stored_id(c: &Connection) -> Result<u64, StorageError> {
+    let id: Option<i64> = c.query_row(
+        "SELECT max(v) FROM (
+             SELECT max(id) AS v FROM messages
+             UNION ALL SELECT max(CAST(id AS INTEGER)) FROM guilds
+             UNION ALL SELECT max(CAST(id AS INTEGER)) FROM channels
+             UNION ALL SELECT max(CAST(id AS INTEGER)) FROM roles
+             UNION ALL SELECT max(CAST(id AS INTEGER)) FROM folders
+             UNION ALL SELECT max(CAST(id AS INTEGER)) FROM webhooks
+             UNION ALL SELECT max(CAST(invite_id AS INTEGER)) FROM dm_invites)",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(id.map(from_sql_int).unwrap_or(0))
 }
