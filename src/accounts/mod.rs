@@ -188,11 +188,65 @@ pub const GET_USERS_MAX: usize = 100;
 /// The `PresenceStatus` numbers a user may prefer (the seed skips 2).
 const PRESENCE_VALUES: [i32; 4] = [0, 1, 3, 4];
 
+/// Most sessions the cache holds before it starts over.
+const SESSION_CACHE_MAX: usize = 100_000;
+
+/// Sessions recently resolved from their token hash, so an authenticated call costs no disk read.
+/// Entries carry their expiry (checked on every hit) and their family, and a refresh rotation or a
+/// refresh-token reuse drops every entry of its family, so the cache never outlives a revocation.
+/// A lookup that read the store before a revocation must not re-insert what was revoked: every
+/// revocation bumps `epoch`, and a lookup inserts only if the epoch it started in is still current.
+#[derive(Debug, Default)]
+struct SessionCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: std::collections::HashMap<[u8; 32], SessionInfo>,
+    epoch: u64,
+}
+
+impl SessionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A live cached session, or the epoch to quote when inserting after a store read.
+    fn get(&self, hash: &[u8; 32], now: u64) -> Result<SessionInfo, u64> {
+        let inner = self.lock();
+        match inner.map.get(hash) {
+            Some(s) if s.expires_at > now => Ok(s.clone()),
+            _ => Err(inner.epoch),
+        }
+    }
+
+    fn put(&self, hash: [u8; 32], session: SessionInfo, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.map.len() >= SESSION_CACHE_MAX {
+            inner.map.clear();
+        }
+        inner.map.insert(hash, session);
+    }
+
+    fn forget_family(&self, family: &[u8; 16]) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.retain(|_, s| s.family_id != *family);
+    }
+}
+
 /// The account flows, over the store.
 #[derive(Debug, Clone)]
 pub struct Accounts {
     store: Store,
     config: AccountsConfig,
+    sessions: std::sync::Arc<SessionCache>,
 }
 
 fn field_rule<T>(field: &str, result: std::result::Result<T, String>) -> Result<T> {
@@ -202,7 +256,11 @@ fn field_rule<T>(field: &str, result: std::result::Result<T, String>) -> Result<
 impl Accounts {
     /// The account flows of one node.
     pub fn new(store: Store, config: AccountsConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            sessions: std::sync::Arc::default(),
+        }
     }
 
     /// The node's key, the audience its signed requests must name.
@@ -529,6 +587,7 @@ impl Accounts {
             .await?
         {
             RefreshOutcome::Rotated(info) => {
+                self.sessions.forget_family(&info.family_id);
                 let user = self.store.user(info.user_id).await?.ok_or_else(|| {
                     Error::Unauthenticated("refresh_token: the user no longer exists".into())
                 })?;
@@ -539,21 +598,29 @@ impl Accounts {
                 "unknown or revoked",
             )),
             RefreshOutcome::Expired => Err(Error::unauthenticated("refresh_token", "expired")),
-            RefreshOutcome::Reused => Err(Error::unauthenticated(
-                "refresh_token",
-                "already used; every session of this login has been revoked, log in again",
-            )),
+            RefreshOutcome::Reused(family) => {
+                self.sessions.forget_family(&family);
+                Err(Error::unauthenticated(
+                    "refresh_token",
+                    "already used; every session of this login has been revoked, log in again",
+                ))
+            }
         }
     }
 
-    /// Resolves an access token to its session.
+    /// Resolves an access token to its session (from the cache when it can).
     pub async fn authenticate(&self, access_token: &str) -> Result<SessionInfo> {
-        self.store
-            .session(tokens::hash(access_token), now_ms())
-            .await?
-            .ok_or_else(|| {
-                Error::Unauthenticated("authorization: token is unknown, expired or revoked".into())
-            })
+        let hash = tokens::hash(access_token);
+        let now = now_ms();
+        let epoch = match self.sessions.get(&hash, now) {
+            Ok(session) => return Ok(session),
+            Err(epoch) => epoch,
+        };
+        let session = self.store.session(hash, now).await?.ok_or_else(|| {
+            Error::Unauthenticated("authorization: token is unknown, expired or revoked".into())
+        })?;
+        self.sessions.put(hash, session.clone(), epoch);
+        Ok(session)
     }
 
     /// `VerifyUser`: the user's K_id-signed challenge asks this node to vouch for them; the answer
@@ -764,4 +831,43 @@ fn parse_challenge(challenge: &str) -> Result<(u64, Signature)> {
         .map_err(|_| Error::invalid("challenge", rule))?;
     let sig = Signature::from_hex(sig).map_err(|_| Error::invalid("challenge", rule))?;
     Ok((timestamp, sig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(family: u8, expires_at: u64) -> SessionInfo {
+        SessionInfo {
+            user_id: "u".into(),
+            device_pubkey: "d".into(),
+            family_id: [family; 16],
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn session_cache_honours_expiry_and_revocation() {
+        let cache = SessionCache::default();
+        let epoch = cache.get(&[1; 32], 0).expect_err("empty");
+        cache.put([1; 32], session(7, 100), epoch);
+        assert!(cache.get(&[1; 32], 50).is_ok());
+        assert!(
+            cache.get(&[1; 32], 100).is_err(),
+            "expired entries are not served"
+        );
+
+        // A lookup that read the store before a revocation can't re-insert what was revoked.
+        let stale = cache.get(&[2; 32], 0).expect_err("not cached");
+        cache.forget_family(&[7; 16]);
+        cache.put([2; 32], session(7, 100), stale);
+        assert!(cache.get(&[2; 32], 0).is_err());
+        assert!(
+            cache.get(&[1; 32], 0).is_err(),
+            "the whole family is forgotten"
+        );
+        let fresh = cache.get(&[3; 32], 0).expect_err("not cached");
+        cache.put([3; 32], session(8, 100), fresh);
+        assert!(cache.get(&[3; 32], 0).is_ok());
+    }
 }

@@ -158,17 +158,24 @@ impl Guilds {
         if channel_id.is_empty() {
             return Err(Error::invalid("channel_id", "is required"));
         }
-        let id = channel_id.to_owned();
-        let channel = self
+        // One blocking read for the channel and its guild's context: this runs on every message.
+        let (id, user) = (channel_id.to_owned(), user_id.to_owned());
+        let found = self
             .store
-            .read(move |c| db::channel(c, &id))
-            .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "channel_id: no channel {channel_id:?} on this server"
-                ))
-            })?;
-        let access = self.access(&channel.guild_id, user_id).await?;
+            .read(move |c| {
+                let Some(channel) = db::channel(c, &id)? else {
+                    return Ok(None);
+                };
+                let ctx = db::context(c, &channel.guild_id, &user)?;
+                Ok(Some((channel, ctx)))
+            })
+            .await?;
+        let Some((channel, Some(ctx))) = found else {
+            return Err(Error::NotFound(format!(
+                "channel_id: no channel {channel_id:?} on this server"
+            )));
+        };
+        let access = Self::access_from(ctx, user_id)?;
         Ok((channel, access))
     }
 

@@ -44,6 +44,10 @@ pub struct SessionInfo {
     pub user_id: String,
     /// Hex K_dev of the device that opened the session.
     pub device_pubkey: String,
+    /// The login (refresh chain) the session belongs to; revoked together.
+    pub family_id: [u8; 16],
+    /// When the access token stops working (ms).
+    pub expires_at: u64,
 }
 
 /// What presenting a refresh token did.
@@ -56,7 +60,7 @@ pub enum RefreshOutcome {
     /// The token's lifetime is over.
     Expired,
     /// The token was already spent: the family has been revoked.
-    Reused,
+    Reused([u8; 16]),
 }
 
 pub(super) fn insert_session(tx: &Transaction<'_>, s: &NewSession) -> Result<(), StorageError> {
@@ -106,13 +110,16 @@ impl Store {
         self.read(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT user_id, device_pubkey FROM sessions
+                    "SELECT user_id, device_pubkey, family_id, expires_at FROM sessions
                      WHERE token_hash = ?1 AND expires_at > ?2",
                     params![&access_hash[..], to_sql_int(now)],
                     |r| {
+                        let family: Vec<u8> = r.get(2)?;
                         Ok(SessionInfo {
                             user_id: r.get(0)?,
                             device_pubkey: r.get(1)?,
+                            family_id: family.as_slice().try_into().unwrap_or_default(),
+                            expires_at: from_sql_int(r.get(3)?),
                         })
                     },
                 )
@@ -147,7 +154,9 @@ impl Store {
                     "UPDATE refresh_tokens SET spent_at = coalesce(spent_at, ?2) WHERE family_id = ?1",
                     params![&family, to_sql_int(next.now)],
                 )?;
-                return Ok(RefreshOutcome::Reused);
+                return Ok(RefreshOutcome::Reused(
+                    family.as_slice().try_into().unwrap_or_default(),
+                ));
             }
             if from_sql_int(expires_at) <= next.now {
                 return Ok(RefreshOutcome::Expired);
@@ -158,12 +167,14 @@ impl Store {
             )?;
             tx.execute("DELETE FROM sessions WHERE family_id = ?1", [&family])?;
             let now = next.now;
+            let expires_at = next.access_expires_at;
+            let family_id: [u8; 16] = family
+                .as_slice()
+                .try_into()
+                .map_err(|_| StorageError::Task("family id is not 16 bytes".into()))?;
             let session = NewSession {
                 tokens: next,
-                family_id: family
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Task("family id is not 16 bytes".into()))?,
+                family_id,
                 user_id: user_id.clone(),
                 device_pubkey: device_pubkey.clone(),
             };
@@ -175,6 +186,8 @@ impl Store {
             Ok(RefreshOutcome::Rotated(SessionInfo {
                 user_id,
                 device_pubkey,
+                family_id,
+                expires_at,
             }))
         })
         .await
