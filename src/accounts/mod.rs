@@ -175,7 +175,7 @@ impl PreparedSignIn {
     /// Writes the sign-in inside `tx`.
     pub fn apply(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &rusqlite::Connection,
     ) -> std::result::Result<UserRecord, StorageError> {
         crate::store::remember_signature(tx, &self.signature, self.expires_at)?;
         crate::store::accounts::sign_in(tx, Some(&self.new_user), &self.device, &self.session)

@@ -67,7 +67,7 @@ impl Events {
     pub async fn write<T, F>(&self, now: u64, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Vec<EventRow>), StorageError>
+        F: FnOnce(&rusqlite::Connection) -> Result<(T, Vec<EventRow>), StorageError>
             + Send
             + 'static,
     {

@@ -345,9 +345,7 @@ impl Guilds {
     ) -> Result<(GuildRecord, T)>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<T, StorageError>
-            + Send
-            + 'static,
+        F: FnOnce(&rusqlite::Connection) -> std::result::Result<T, StorageError> + Send + 'static,
     {
         if token.is_empty() {
             return Err(Error::invalid("token", "is required"));

@@ -1,7 +1,7 @@
 //! Users, devices, the user's server list, push distributors, homeserver moves and push
 //! delegation tokens.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::sessions::{NewSession, insert_session};
 use super::{StorageError, Store, from_sql_int, remember_signature, to_sql_int};
@@ -143,7 +143,7 @@ pub fn load_user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, Stor
 /// device, and opens the session. Refuses (`Conflict`) if the user does not exist and none is
 /// given. The caller records the request's signature first.
 pub fn sign_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     new_user: Option<&NewUser>,
     device: &NewDevice,
     session: &NewSession,
@@ -170,7 +170,7 @@ pub fn sign_in(
 
 /// Inserts a device, or renews its certificate if this user already has it. A key held by another
 /// user is refused: one device key belongs to one identity.
-fn upsert_device(tx: &Transaction<'_>, device: &NewDevice) -> Result<(), StorageError> {
+fn upsert_device(tx: &Connection, device: &NewDevice) -> Result<(), StorageError> {
     let owner: Option<String> = tx
         .query_row(
             "SELECT user_id FROM devices WHERE pubkey = ?1",

@@ -2,7 +2,7 @@
 //! handed to a callback after the commit while the writer lock is still held, so live subscribers
 //! see events in id order and never an event whose change was rolled back.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 
 use super::{StorageError, Store, from_sql_int, to_sql_int};
 
@@ -29,7 +29,7 @@ pub struct StoredEvent {
 }
 
 fn append(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     rows: Vec<EventRow>,
     now: u64,
 ) -> Result<Vec<StoredEvent>, StorageError> {
@@ -55,8 +55,8 @@ fn append(
 }
 
 impl Store {
-    /// Runs `f` in one write transaction, appends the events it returns, commits, and then calls
-    /// `on_commit` with the stored events before releasing the writer lock.
+    /// Runs `f` in the next group commit, appends the events it returns, and after the commit
+    /// calls `on_commit` with the stored events, in commit order, before answering.
     pub(crate) async fn write_with_events<T, F, P>(
         &self,
         now: u64,
@@ -65,18 +65,23 @@ impl Store {
     ) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<(T, Vec<EventRow>), StorageError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Vec<EventRow>), StorageError> + Send + 'static,
         P: FnOnce(Vec<StoredEvent>) + Send + 'static,
     {
-        self.write_locked(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (value, rows) = f(&tx)?;
-            let stored = append(&tx, rows, now)?;
-            tx.commit()?;
-            on_commit(stored);
-            Ok(value)
-        })
-        .await
+        self.inner
+            .writer
+            .write(
+                move |conn| {
+                    let (value, rows) = f(conn)?;
+                    let stored = append(conn, rows, now)?;
+                    Ok((value, stored))
+                },
+                move |(value, stored)| {
+                    on_commit(stored);
+                    value
+                },
+            )
+            .await
     }
 
     /// Events after `after` visible through any of `scopes`, oldest first, at most `limit`.

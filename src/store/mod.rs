@@ -1,11 +1,10 @@
 //! SQLite storage behind a small typed API.
 //!
-//! [`Store`] is a cheap-`Clone` handle. Writes go through one connection behind a mutex (SQLite
-//! allows one writer at a time anyway, and one connection avoids `SQLITE_BUSY` between our own
-//! writers); reads use a small pool of their own connections, which WAL lets run beside the
-//! writer. Every call runs in `spawn_blocking`, so the async runtime never waits on disk, and every
-//! multi-row change runs in one transaction inside its storage function. Per-area methods live in
-//! the submodules and never hand `rusqlite` types to callers.
+//! [`Store`] is a cheap-`Clone` handle. Writes go to one thread that owns the write connection and
+//! commits them in groups ([`writer`]; SQLite allows one writer at a time anyway); reads use a
+//! small pool of their own connections, which WAL lets run beside the writer, in `spawn_blocking`.
+//! The async runtime never waits on disk, and every multi-row change runs in one transaction.
+//! Per-area methods live in the submodules and never hand `rusqlite` types to callers.
 
 pub mod accounts;
 pub mod dms;
@@ -15,6 +14,7 @@ pub mod messages;
 mod schema;
 mod sessions;
 pub mod webhooks;
+mod writer;
 
 pub use accounts::{DeviceRecord, HomeserverMove, NewDevice, NewUser, ProfileChange, UserRecord};
 pub use events::{EventRow, StoredEvent};
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, OpenFlags};
 
 /// How many read connections the pool keeps.
 const READERS: usize = 4;
@@ -67,7 +67,7 @@ pub enum Synchronous {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -125,45 +125,21 @@ impl Store {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: writer::Writer::start(writer)?,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
         })
     }
 
-    /// Runs `f` in one write transaction on a blocking thread; commits only if `f` succeeds, and
-    /// returns only after the commit, so an acknowledged write is a committed write.
+    /// Runs `f` in the next group commit; returns only after the commit, so an acknowledged write
+    /// is a committed write. If `f` fails, none of its changes are kept.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
-        self.write_locked(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })
-        .await
-    }
-
-    /// Runs `f` with the writer connection locked, on a blocking thread.
-    async fn write_locked<T, F>(&self, f: F) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StorageError::Task(e.to_string()))?
+        self.inner.writer.write(f, |value| value).await
     }
 
     /// Runs `f` on a read connection on a blocking thread.
@@ -188,16 +164,12 @@ impl Store {
     /// past their window, then checkpoints the WAL so the disk footprint stays bounded.
     pub async fn prune(&self, now_ms: u64) -> Result<usize, StorageError> {
         let removed = self.write(move |tx| sessions::prune(tx, now_ms)).await?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        })
-        .await
-        .map_err(|e| StorageError::Task(e.to_string()))??;
+        self.inner
+            .writer
+            .exclusive(
+                |conn| Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?),
+            )
+            .await?;
         Ok(removed)
     }
 }
@@ -205,7 +177,7 @@ impl Store {
 /// Records a signature in the replay cache inside the caller's transaction, refusing one already
 /// there. Entries live until `expires_at`, the end of the signature's clock-skew window.
 pub fn remember_signature(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     signature: &[u8; 64],
     expires_at: u64,
 ) -> Result<(), StorageError> {

@@ -5,7 +5,7 @@
 //! so the whole family is revoked (the thief's and the owner's tokens alike) and the user logs in
 //! again.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StorageError, Store, from_sql_int, to_sql_int};
 
@@ -63,7 +63,7 @@ pub enum RefreshOutcome {
     Reused([u8; 16]),
 }
 
-pub(super) fn insert_session(tx: &Transaction<'_>, s: &NewSession) -> Result<(), StorageError> {
+pub(super) fn insert_session(tx: &Connection, s: &NewSession) -> Result<(), StorageError> {
     let t = &s.tokens;
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, device_pubkey, family_id, created_at, expires_at)
@@ -92,7 +92,7 @@ pub(super) fn insert_session(tx: &Transaction<'_>, s: &NewSession) -> Result<(),
     Ok(())
 }
 
-pub(super) fn prune(tx: &Transaction<'_>, now: u64) -> Result<usize, StorageError> {
+pub(super) fn prune(tx: &Connection, now: u64) -> Result<usize, StorageError> {
     let now = to_sql_int(now);
     let mut removed = tx.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
     removed += tx.execute("DELETE FROM refresh_tokens WHERE expires_at < ?1", [now])?;

@@ -1,0 +1,270 @@
+//! The write path: one thread owns the write connection and commits queued writes in groups.
+//!
+//! Every write is a job. The thread takes every job waiting in its queue (up to [`MAX_GROUP`]),
+//! opens one `BEGIN IMMEDIATE` transaction, runs each job in a savepoint of its own (a job that
+//! fails or panics rolls back only its savepoint), commits once, and only then answers each caller
+//! and runs its after-commit step (publishing events, in commit order). An acknowledged write is a
+//! committed write; under load, many writes share one commit, which is what keeps
+//! `synchronous=FULL` fast and saves a thread hand-off per write.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::StorageError;
+
+/// Most writes committed together.
+pub const MAX_GROUP: usize = 256;
+
+/// What runs after the group's commit; it is told whether the commit failed.
+type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// A queued write.
+trait Job: Send {
+    /// Runs inside the group's transaction, in its own savepoint.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// Answers the caller that the job could not run.
+    fn fail(self: Box<Self>, reason: &str);
+}
+
+struct WriteJob<R, T, F, A> {
+    f: F,
+    after_commit: A,
+    reply: oneshot::Sender<Result<T, StorageError>>,
+    _result: std::marker::PhantomData<fn() -> R>,
+}
+
+fn noop() -> Completion {
+    Box::new(|_| {})
+}
+
+fn rollback_savepoint(conn: &Connection) {
+    if let Err(e) = conn.execute_batch("ROLLBACK TO write_job; RELEASE write_job") {
+        tracing::error!(error = %e, "rolling back a failed write");
+    }
+}
+
+impl<R, T, F, A> Job for WriteJob<R, T, F, A>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, StorageError> + Send + 'static,
+    A: FnOnce(R) -> T + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let WriteJob {
+            f,
+            after_commit,
+            reply,
+            ..
+        } = *self;
+        if let Err(e) = conn.execute_batch("SAVEPOINT write_job") {
+            let _ = reply.send(Err(e.into()));
+            return noop();
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+            Ok(Ok(value)) => {
+                if let Err(e) = conn.execute_batch("RELEASE write_job") {
+                    rollback_savepoint(conn);
+                    let _ = reply.send(Err(e.into()));
+                    return noop();
+                }
+                Box::new(move |commit_error| {
+                    let result = match commit_error {
+                        None => Ok(after_commit(value)),
+                        Some(reason) => Err(StorageError::Task(format!("commit failed: {reason}"))),
+                    };
+                    let _ = reply.send(result);
+                })
+            }
+            Ok(Err(e)) => {
+                rollback_savepoint(conn);
+                let _ = reply.send(Err(e));
+                noop()
+            }
+            Err(_) => {
+                rollback_savepoint(conn);
+                let _ = reply.send(Err(StorageError::Task("a write panicked".into())));
+                noop()
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, reason: &str) {
+        let _ = self.reply.send(Err(StorageError::Task(reason.to_owned())));
+    }
+}
+
+enum Task {
+    Write(Box<dyn Job>),
+    Exclusive(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// The handle that queues writes; the thread stops when every handle is gone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Task>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Task(..)")
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread over `conn`.
+    pub fn start(conn: Connection) -> std::io::Result<Self> {
+        let (queue, jobs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("guildhall-writer".into())
+            .spawn(move || run(conn, &jobs))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `f` in the next group commit; after the commit, `after_commit` turns its result into
+    /// the answer. Returns only once the write is committed (or refused).
+    pub async fn write<R, T, F, A>(&self, f: F, after_commit: A) -> Result<T, StorageError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StorageError> + Send + 'static,
+        A: FnOnce(R) -> T + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob {
+            f,
+            after_commit,
+            reply,
+            _result: std::marker::PhantomData,
+        };
+        self.queue
+            .send(Task::Write(Box::new(job)))
+            .map_err(|_| StorageError::Task("the storage writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Task("the storage writer has stopped".into()))?
+    }
+
+    /// Runs `f` alone with the connection, outside any transaction (checkpoints).
+    pub async fn exclusive<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let task = Task::Exclusive(Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        }));
+        self.queue
+            .send(task)
+            .map_err(|_| StorageError::Task("the storage writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Task("the storage writer has stopped".into()))?
+    }
+}
+
+/// The writer thread: group, commit, answer; until every handle is dropped.
+fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>) {
+    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = jobs.recv() {
+        let mut next = Some(first);
+        while let Some(task) = next.take() {
+            match task {
+                Task::Write(job) => group.push(job),
+                Task::Exclusive(f) => {
+                    commit_group(&conn, &mut group);
+                    f(&mut conn);
+                }
+            }
+            if group.len() < MAX_GROUP {
+                next = jobs.try_recv().ok();
+            }
+        }
+        commit_group(&conn, &mut group);
+    }
+}
+
+/// Runs the queued jobs in one transaction and answers them after its commit.
+fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
+    if group.is_empty() {
+        return;
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let reason = format!("could not begin a write: {e}");
+        for job in group.drain(..) {
+            job.fail(&reason);
+        }
+        return;
+    }
+    let completions: Vec<Completion> = group.drain(..).map(|job| job.run(conn)).collect();
+    let commit = conn.execute_batch("COMMIT").err().map(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    });
+    if let Some(reason) = &commit {
+        tracing::error!(%reason, "group commit failed");
+    }
+    for done in completions {
+        done(commit.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (Writer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);")
+            .expect("schema");
+        (Writer::start(conn).expect("start"), dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_together_and_fail_alone() {
+        let (w, _dir) = writer();
+        let mut tasks = Vec::new();
+        for n in 0..200i64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                w.write(
+                    move |c| {
+                        c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                        match n % 10 {
+                            3 => Err(StorageError::Conflict("refused".into())),
+                            7 => panic!("a job panicking must not take the writer down"),
+                            _ => Ok(n),
+                        }
+                    },
+                    |n| n * 2,
+                )
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for (n, task) in tasks.into_iter().enumerate() {
+            match (n % 10, task.await.expect("task")) {
+                (3 | 7, Err(_)) => {}
+                (_, Ok(doubled)) => {
+                    assert_eq!(doubled, 2 * n as i64, "each caller gets its own answer");
+                    ok += 1;
+                }
+                (_, other) => panic!("job {n}: unexpected {other:?}"),
+            }
+        }
+        let count: i64 = w
+            .exclusive(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .expect("count");
+        assert_eq!(
+            (ok, count),
+            (160, 160),
+            "exactly the successful writes are stored"
+        );
+    }
+}
