@@ -180,3 +180,53 @@ impl Subscription {
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn resuming_from_pruned_events_is_out_of_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(
+            &dir.path().join("db.sqlite3"),
+            crate::store::Synchronous::Normal,
+        )
+        .await
+        .expect("open");
+        let events = Events::new(
+            store.clone(),
+            16,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        for i in 0..5u64 {
+            let row = super::super::row(
+                vec![user_scope("u")],
+                pb::stream_response::Event::MemberRemoved(pb::GuildMemberRemoved {
+                    guild_id: i.to_string(),
+                    user_id: "u".into(),
+                }),
+            );
+            events
+                .write(i, move |_| Ok(((), vec![row])))
+                .await
+                .expect("append");
+        }
+        // Everything older than t=3 goes; ids 4 and 5 stay.
+        assert_eq!(store.prune_events(3).await.expect("prune"), 3);
+        assert_eq!(store.event_bounds().await.expect("bounds"), (4, 5));
+        let too_old = subscribe(&events, "u", Some(2)).await.expect_err("pruned");
+        assert!(
+            matches!(too_old, Error::OutOfRange(ref m) if m.contains("past retention")),
+            "{too_old}"
+        );
+        // Resuming right before the oldest kept event is fine, and replays it.
+        let mut stream = subscribe(&events, "u", Some(3)).await.expect("resumable");
+        let first = tokio_stream::StreamExt::next(&mut stream)
+            .await
+            .expect("event")
+            .expect("ok");
+        assert_eq!(first.event_id, 4);
+    }
+}
