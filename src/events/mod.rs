@@ -41,11 +41,43 @@ pub fn row(scopes: Vec<String>, event: pb::stream_response::Event) -> EventRow {
     }
 }
 
+/// An event on the live hub: the stored event, and its message decoded at most once, by the first
+/// subscriber that needs it, for every subscriber to share (fan-out to many subscribers would
+/// otherwise decode the same bytes once per subscriber).
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// The stored event.
+    pub stored: StoredEvent,
+    decoded: std::sync::OnceLock<Option<pb::StreamResponse>>,
+}
+
+impl LiveEvent {
+    /// The event as sent to clients, with its id and timestamp; `None` if the payload is damaged.
+    pub fn message(&self) -> Option<&pb::StreamResponse> {
+        self.decoded.get_or_init(|| decode(&self.stored)).as_ref()
+    }
+}
+
+/// Decodes a stored event into the message clients receive.
+pub fn decode(event: &StoredEvent) -> Option<pb::StreamResponse> {
+    match pb::StreamResponse::decode(event.payload.as_slice()) {
+        Ok(mut message) => {
+            message.event_id = event.id;
+            message.timestamp = crate::api::convert::timestamp(event.created_at);
+            Some(message)
+        }
+        Err(e) => {
+            tracing::error!(event = event.id, error = %e, "undecodable event skipped");
+            None
+        }
+    }
+}
+
 /// The event log and its live hub.
 #[derive(Debug, Clone)]
 pub struct Events {
     store: Store,
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    live: broadcast::Sender<Arc<LiveEvent>>,
     /// Ends every subscription when the node stops (open streams would otherwise hold the gRPC
     /// server's graceful shutdown forever).
     cancel: tokio_util::sync::CancellationToken,
@@ -74,7 +106,11 @@ impl Events {
         let live = self.live.clone();
         self.store
             .write_with_events(now, f, move |stored| {
-                for event in stored {
+                for stored in stored {
+                    let event = LiveEvent {
+                        stored,
+                        decoded: std::sync::OnceLock::new(),
+                    };
                     // No receivers is fine: nobody is subscribed right now.
                     let _ = live.send(Arc::new(event));
                 }
@@ -83,7 +119,7 @@ impl Events {
     }
 
     /// A receiver of live events, from now on.
-    pub fn follow(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+    pub fn follow(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.live.subscribe()
     }
 

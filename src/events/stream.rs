@@ -11,11 +11,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use prost::Message as _;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
-use super::{Events, guild_scope, user_scope};
+use super::{Events, LiveEvent, decode, guild_scope, user_scope};
 use crate::error::{Error, Result};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::{StorageError, StoredEvent, guilds as gdb};
@@ -92,7 +91,7 @@ enum Flow {
 }
 
 impl Subscription {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<StoredEvent>>, catch_up_first: bool) {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>, catch_up_first: bool) {
         if catch_up_first && matches!(self.catch_up().await, Flow::Stop) {
             return;
         }
@@ -104,7 +103,10 @@ impl Subscription {
                 received = live.recv() => received,
             };
             let flow = match received {
-                Ok(event) => self.deliver(&event).await,
+                Ok(event) => match event.message() {
+                    Some(message) => self.deliver(&event.stored, message).await,
+                    None => Flow::Continue,
+                },
                 Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
                 Err(broadcast::error::RecvError::Closed) => Flow::Stop,
             };
@@ -138,7 +140,12 @@ impl Subscription {
                 return Flow::Continue;
             }
             for event in &batch {
-                if matches!(self.deliver(event).await, Flow::Stop) {
+                let Some(message) = decode(event) else {
+                    // Move past it, so a damaged row can't stall catch-up.
+                    self.cursor = self.cursor.max(event.id);
+                    continue;
+                };
+                if matches!(self.deliver(event, &message).await, Flow::Stop) {
                     return Flow::Stop;
                 }
             }
@@ -146,7 +153,7 @@ impl Subscription {
     }
 
     /// Sends one event if it is new and visible, and follows the subscriber's own joins and leaves.
-    async fn deliver(&mut self, event: &StoredEvent) -> Flow {
+    async fn deliver(&mut self, event: &StoredEvent, message: &pb::StreamResponse) -> Flow {
         if event.id <= self.cursor {
             return Flow::Continue;
         }
@@ -154,13 +161,6 @@ impl Subscription {
             return Flow::Continue;
         }
         self.cursor = event.id;
-        let mut message = match pb::StreamResponse::decode(event.payload.as_slice()) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(event = event.id, error = %e, "undecodable event skipped");
-                return Flow::Continue;
-            }
-        };
         match &message.event {
             Some(pb::stream_response::Event::MemberJoined(j))
                 if j.user.as_ref().is_some_and(|u| u.id == self.user_id) =>
@@ -172,9 +172,7 @@ impl Subscription {
             }
             _ => {}
         }
-        message.event_id = event.id;
-        message.timestamp = crate::api::convert::timestamp(event.created_at);
-        if self.out.send(Ok(message)).await.is_err() {
+        if self.out.send(Ok(message.clone())).await.is_err() {
             return Flow::Stop;
         }
         Flow::Continue
