@@ -136,6 +136,8 @@ async fn main() {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        // Measure the node, not its rate limits.
+        settings: guildhall::limits::Settings::default().unlimited(),
         ..Config::default()
     };
     let node = Node::start(config).await.expect("node");

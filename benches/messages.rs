@@ -121,6 +121,8 @@ async fn start_node() -> (RunningNode, tempfile::TempDir) {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        // Measure the node, not its rate limits.
+        settings: guildhall::limits::Settings::default().unlimited(),
         ..Config::default()
     };
     let node = Node::start(config).await.expect("node starts");

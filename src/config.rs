@@ -40,6 +40,11 @@ pub struct Config {
     pub event_retention_secs: u64,
     /// Events the live fan-out holds before a slow subscriber falls back to reading the log.
     pub live_event_capacity: usize,
+    /// The window every rate limit in `ServerSettings` counts over (their values are per window).
+    pub rate_limit_window_secs: u64,
+    /// Starting server settings (limits); admins' changes through `UpdateServerSettings` are
+    /// stored and take precedence.
+    pub settings: crate::limits::Settings,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
 }
@@ -58,6 +63,8 @@ impl Default for Config {
             sqlite_synchronous: Synchronous::Normal,
             event_retention_secs: 7 * 24 * 60 * 60,
             live_event_capacity: crate::events::LIVE_CAPACITY,
+            rate_limit_window_secs: 60,
+            settings: crate::limits::Settings::default(),
             bootstrap_file: PathBuf::new(),
         }
     }
@@ -119,12 +126,21 @@ impl Config {
                 rule: "must be greater than 0".into(),
             });
         }
-        if self.live_event_capacity == 0 || self.event_retention_secs == 0 {
+        if self.live_event_capacity == 0
+            || self.event_retention_secs == 0
+            || self.rate_limit_window_secs == 0
+        {
             return Err(ConfigError::Invalid {
-                field: "live_event_capacity / event_retention_secs",
+                field: "live_event_capacity / event_retention_secs / rate_limit_window_secs",
                 rule: "must be greater than 0".into(),
             });
         }
+        self.settings
+            .validate()
+            .map_err(|rule| ConfigError::Invalid {
+                field: "settings",
+                rule,
+            })?;
         for admin in &self.admins {
             crate::identity::PublicKey::from_hex(admin).map_err(|e| ConfigError::Invalid {
                 field: "admins",
@@ -164,6 +180,20 @@ mod tests {
         assert_eq!(parsed.clock_skew_ms, 1000);
         assert_eq!(parsed.data_dir, Config::default().data_dir);
         assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
+        let with_settings: Config =
+            toml::from_str("[settings]\nmessage_rate_limit = 5\nmax_message_length = 200")
+                .expect("parses");
+        assert_eq!(with_settings.settings.message_rate_limit, 5);
+        assert_eq!(
+            with_settings.settings.login_rate_limit, 30,
+            "unset settings keep their defaults"
+        );
+        assert!(
+            toml::from_str::<Config>("[settings]\nmax_message_length = 0")
+                .expect("parses")
+                .validate()
+                .is_err()
+        );
         let bad = Config {
             clock_skew_ms: 0,
             ..Config::default()

@@ -33,6 +33,14 @@ pub enum Error {
     /// The request is valid but the state does not allow it (e.g. an older profile change).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A rate limit was hit; retry after the given time.
+    #[error("{what}: rate limit reached; retry in {retry_after_ms} ms")]
+    ResourceExhausted {
+        /// What is limited (the setting's name).
+        what: String,
+        /// When a retry can succeed.
+        retry_after_ms: u64,
+    },
     /// A position (an event id, a page) outside what is kept.
     #[error("{0}")]
     OutOfRange(String),
@@ -73,6 +81,13 @@ impl From<Error> for tonic::Status {
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::OutOfRange(m) => Status::out_of_range(m),
+            Error::ResourceExhausted { retry_after_ms, .. } => {
+                let mut status = Status::resource_exhausted(err.to_string());
+                if let Ok(value) = retry_after_ms.to_string().parse() {
+                    status.metadata_mut().insert("retry-after-ms", value);
+                }
+                status
+            }
             Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Replay) => {

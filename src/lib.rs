@@ -22,6 +22,7 @@
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
 //! - [`webhooks`]: channel URLs that programs post messages to.
+//! - [`limits`]: server settings and the rate limits they set.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -42,6 +43,7 @@ pub mod gossip;
 pub mod guilds;
 pub mod identity;
 pub mod ids;
+pub mod limits;
 pub mod messages;
 pub mod node;
 pub mod presence;

@@ -52,6 +52,9 @@ pub enum NodeError {
     /// The swarm could not start.
     #[error(transparent)]
     Gossip(#[from] gossip::GossipError),
+    /// The stored server settings could not be read.
+    #[error("settings: {0}")]
+    Settings(String),
     /// gRPC reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -204,7 +207,13 @@ impl Node {
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Reflection(e.to_string()))?;
-        let api = GuildHallApi::new(accounts.clone(), guilds, info.clone());
+        let window = std::time::Duration::from_secs(config.rate_limit_window_secs);
+        let limits = std::sync::Arc::new(
+            crate::limits::Limits::load(store.clone(), window, config.settings)
+                .await
+                .map_err(|e| NodeError::Settings(e.to_string()))?,
+        );
+        let api = GuildHallApi::new(accounts.clone(), guilds, limits, info.clone());
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services

@@ -22,6 +22,7 @@ use crate::events::Events;
 use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
+use crate::limits::{Limit, Limits};
 use crate::messages::Messages;
 use crate::presence::Presence;
 use crate::proto::guildhall::v1 as pb;
@@ -53,20 +54,23 @@ pub struct GuildHallApi {
     presence: Presence,
     dms: Dms,
     webhooks: crate::webhooks::Webhooks,
+    limits: Arc<Limits>,
     info: Arc<NodeInfo>,
 }
 
 impl GuildHallApi {
     /// The service over the node's domain handles.
-    pub fn new(accounts: Accounts, guilds: Guilds, info: NodeInfo) -> Self {
+    pub fn new(accounts: Accounts, guilds: Guilds, limits: Arc<Limits>, info: NodeInfo) -> Self {
+        let messages = Messages::new(guilds.clone(), limits.clone());
         Self {
             accounts,
-            messages: Messages::new(guilds.clone()),
+            messages: messages.clone(),
             events: guilds.events().clone(),
             presence: Presence::new(guilds.clone()),
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
-            webhooks: crate::webhooks::Webhooks::new(guilds.clone(), Messages::new(guilds.clone())),
+            webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             guilds,
+            limits,
             info: Arc::new(info),
         }
     }
@@ -76,6 +80,20 @@ impl GuildHallApi {
         self.webhooks.clone()
     }
 
+    /// Counts a request against a limit keyed by the client's address.
+    fn limit_by_address<T>(&self, limit: Limit, request: &Request<T>) -> Result<(), Status> {
+        let address = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        Ok(self.limits.check(limit, &address)?)
+    }
+
+    /// Counts a request against a limit keyed by the caller.
+    fn limit_by_user<T>(&self, limit: Limit, request: &Request<T>) -> Result<(), Status> {
+        let session = caller(request)?;
+        Ok(self.limits.check(limit, &session.user_id)?)
+    }
+
     fn user(&self, record: &crate::store::UserRecord) -> pb::User {
         convert::user(record, self.accounts.is_admin(&record.id))
     }
@@ -83,9 +101,24 @@ impl GuildHallApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+fn settings_proto(s: &crate::limits::Settings) -> pb::ServerSettings {
+    pb::ServerSettings {
+        max_upload_size: s.max_upload_size,
+        message_rate_limit: s.message_rate_limit,
+        max_message_length: s.max_message_length,
+        register_rate_limit: s.register_rate_limit,
+        login_rate_limit: s.login_rate_limit,
+        invite_rate_limit: s.invite_rate_limit,
+        discovery_rate_limit: s.discovery_rate_limit,
+        sync_mailbox_rate_limit: s.sync_mailbox_rate_limit,
+        ping_rate_limit: s.ping_rate_limit,
+    }
+}
+
 #[tonic::async_trait]
 impl GuildHall for GuildHallApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Reply<pb::RegisterResponse> {
+        self.limit_by_address(Limit::Register, &request)?;
         let r = request.into_inner();
         let input = RegisterInput {
             display_name: r.display_name,
@@ -105,6 +138,7 @@ impl GuildHall for GuildHallApi {
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        self.limit_by_address(Limit::Login, &request)?;
         let r = request.into_inner();
         let input = LoginInput {
             cert: convert::device_cert(r.device_cert)?,
@@ -333,12 +367,14 @@ impl GuildHall for GuildHallApi {
         &self,
         r: Request<pb::GenerateInviteRequest>,
     ) -> Reply<pb::GenerateInviteResponse> {
+        self.limit_by_user(Limit::Invite, &r)?;
         guilds::generate_invite(&self.guilds, r).await
     }
     async fn preview_invite(
         &self,
         r: Request<pb::PreviewInviteRequest>,
     ) -> Reply<pb::PreviewInviteResponse> {
+        self.limit_by_address(Limit::Discovery, &r)?;
         guilds::preview_invite(&self.guilds, r).await
     }
     async fn list_invites(
@@ -354,6 +390,7 @@ impl GuildHall for GuildHallApi {
         &self,
         r: Request<pb::JoinInviteRequest>,
     ) -> Reply<pb::JoinInviteResponse> {
+        self.limit_by_address(Limit::Invite, &r)?;
         guilds::join_invite(&self.accounts, &self.guilds, r).await
     }
 
@@ -361,6 +398,7 @@ impl GuildHall for GuildHallApi {
         &self,
         r: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
+        self.limit_by_user(Limit::Message, &r)?;
         messages::send(&self.messages, r).await
     }
     async fn get_history(
@@ -481,13 +519,47 @@ impl GuildHall for GuildHallApi {
         webhooks::delete(&self.webhooks, r).await
     }
 
+    async fn get_server_settings(&self, _r: Request<pb::Empty>) -> Reply<pb::ServerSettings> {
+        Ok(Response::new(settings_proto(&self.limits.settings())))
+    }
+
+    async fn update_server_settings(
+        &self,
+        r: Request<pb::UpdateServerSettingsRequest>,
+    ) -> Reply<pb::ServerSettings> {
+        let session = caller(&r)?;
+        if !self.accounts.is_admin(&session.user_id) {
+            return Err(Status::permission_denied(
+                "only server admins may change server settings",
+            ));
+        }
+        let r = r.into_inner();
+        let change: crate::limits::SettingsChange = [
+            ("max_upload_size", r.max_upload_size),
+            ("message_rate_limit", r.message_rate_limit),
+            ("max_message_length", r.max_message_length),
+            ("register_rate_limit", r.register_rate_limit),
+            ("login_rate_limit", r.login_rate_limit),
+            ("invite_rate_limit", r.invite_rate_limit),
+            ("discovery_rate_limit", r.discovery_rate_limit),
+            ("sync_mailbox_rate_limit", r.sync_mailbox_rate_limit),
+            ("ping_rate_limit", r.ping_rate_limit),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect();
+        let settings = self.limits.update(change).await?;
+        Ok(Response::new(settings_proto(&settings)))
+    }
+
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
         Ok(Response::new(pb::HelloResponse {
             message: format!("Hello from guildhall {}", env!("CARGO_PKG_VERSION")),
         }))
     }
 
-    async fn ping(&self, _request: Request<pb::PingRequest>) -> Reply<pb::PongResponse> {
+    async fn ping(&self, request: Request<pb::PingRequest>) -> Reply<pb::PongResponse> {
+        self.limit_by_address(Limit::Ping, &request)?;
         Ok(Response::new(pb::PongResponse {
             timestamp: now_ms(),
         }))

@@ -19,8 +19,6 @@ use crate::store::guilds::{self as gdb, ChannelRecord};
 use crate::store::messages::{self as db, Direction, MessageRecord, MessageView};
 use crate::store::{EventRow, SessionInfo, StorageError, Store};
 
-/// Longest message text, in characters (until server settings make it configurable).
-pub const MAX_MESSAGE_LENGTH: usize = 4000;
 /// Longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// Longest emoji (a name or a sequence).
@@ -75,6 +73,7 @@ pub struct Page {
 #[derive(Debug, Clone)]
 pub struct Messages {
     guilds: Guilds,
+    limits: std::sync::Arc<crate::limits::Limits>,
 }
 
 /// Parses a message id from a request field.
@@ -113,8 +112,8 @@ fn load(c: &rusqlite::Connection, id: u64) -> std::result::Result<MessageView, S
 
 impl Messages {
     /// Message operations, checking access through `guilds`.
-    pub fn new(guilds: Guilds) -> Self {
-        Self { guilds }
+    pub fn new(guilds: Guilds, limits: std::sync::Arc<crate::limits::Limits>) -> Self {
+        Self { guilds, limits }
     }
 
     fn store(&self) -> &Store {
@@ -184,10 +183,11 @@ impl Messages {
         input: SendInput,
     ) -> Result<MessageView> {
         let len = input.text.chars().count();
-        if len > MAX_MESSAGE_LENGTH {
+        let max = self.limits.max_message_length();
+        if len > max {
             return Err(Error::invalid(
                 "text",
-                format!("must be at most {MAX_MESSAGE_LENGTH} characters (got {len})"),
+                format!("must be at most {max} characters (got {len})"),
             ));
         }
         if input.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
@@ -258,12 +258,17 @@ impl Messages {
         avatar: String,
     ) -> Result<MessageView> {
         let len = text.chars().count();
-        if len == 0 || len > MAX_MESSAGE_LENGTH {
+        let max = self.limits.max_message_length();
+        if len == 0 || len > max {
             return Err(Error::invalid(
                 "content",
-                format!("must be 1-{MAX_MESSAGE_LENGTH} characters (got {len})"),
+                format!("must be 1-{max} characters (got {len})"),
             ));
         }
+        self.limits.check(
+            crate::limits::Limit::Message,
+            &format!("webhook:{}", webhook.id),
+        )?;
         let channel_id = webhook.channel_id.clone();
         let channel = self
             .store()

@@ -13,6 +13,7 @@ pub mod guilds;
 pub mod messages;
 mod schema;
 mod sessions;
+pub mod settings;
 pub mod webhooks;
 mod writer;
 

@@ -11,6 +11,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(MESSAGES_V4),
         M::up(DMS_V5),
         M::up(WEBHOOKS_V6),
+        M::up(SETTINGS_V7),
     ])
 }
 
@@ -297,6 +298,14 @@ CREATE TABLE webhooks (
     created_at  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX webhooks_by_guild ON webhooks(guild_id, channel_id);
+"#;
+
+/// Server settings an admin changed (the rest keep their built-in defaults).
+const SETTINGS_V7: &str = r#"
+CREATE TABLE server_settings (
+    key     TEXT PRIMARY KEY NOT NULL,
+    value   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 "#;
 
 #[cfg(test)]

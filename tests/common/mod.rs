@@ -41,6 +41,9 @@ impl TestNode {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().expect("addr"),
             p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+            // Tests register and send a lot from one address; the rate-limit tests turn limits
+            // on through the admin API.
+            settings: guildhall::limits::Settings::default().unlimited(),
             ..Config::default()
         };
         edit(&mut config);

@@ -1,0 +1,298 @@
+//! Server settings and the rate limits they set.
+//!
+//! Every limit in `ServerSettings` is a count per rate window (`rate_limit_window_secs`, one minute
+//! by default), kept per user for authenticated calls and per client address for the others; 0
+//! turns a limit off. A request over its limit gets `RESOURCE_EXHAUSTED` naming the setting, with
+//! `retry-after-ms` metadata saying when a retry can succeed. Limits refill smoothly (a bucket of
+//! the limit's size, refilled over the window). Settings an admin changes are stored and survive
+//! restarts; the rest keep the defaults below.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::{Error, Result};
+use crate::store::{Store, settings as db};
+
+/// What a limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Messages, typing and reactions sent, per user.
+    Message,
+    /// Registrations, per client address.
+    Register,
+    /// Logins, per client address.
+    Login,
+    /// Invites made and joins, per user (joins: per client address).
+    Invite,
+    /// Invite previews and other lookups of what a server has, per client address.
+    Discovery,
+    /// Device-linking mailbox calls, per session id.
+    SyncMailbox,
+    /// Pings, per client address.
+    Ping,
+}
+
+/// The node's settings (the `ServerSettings` message). The config file's `[settings]` table gives
+/// the starting values; admins' changes (stored) take precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Largest upload, bytes.
+    pub max_upload_size: u32,
+    /// Messages per window per user.
+    pub message_rate_limit: u32,
+    /// Longest message text, characters.
+    pub max_message_length: u32,
+    /// Registrations per window per address.
+    pub register_rate_limit: u32,
+    /// Logins per window per address.
+    pub login_rate_limit: u32,
+    /// Invites and joins per window.
+    pub invite_rate_limit: u32,
+    /// Discovery lookups per window per address.
+    pub discovery_rate_limit: u32,
+    /// Mailbox calls per window per session.
+    pub sync_mailbox_rate_limit: u32,
+    /// Pings per window per address.
+    pub ping_rate_limit: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_upload_size: 25 * 1024 * 1024,
+            message_rate_limit: 120,
+            max_message_length: 4000,
+            register_rate_limit: 10,
+            login_rate_limit: 30,
+            invite_rate_limit: 30,
+            discovery_rate_limit: 60,
+            sync_mailbox_rate_limit: 60,
+            ping_rate_limit: 120,
+        }
+    }
+}
+
+/// The settings by name, for storage and validation: (name, value, allowed range).
+fn fields(s: &mut Settings) -> [(&'static str, &mut u32, u32, u32); 9] {
+    [
+        ("max_upload_size", &mut s.max_upload_size, 1024, u32::MAX),
+        (
+            "message_rate_limit",
+            &mut s.message_rate_limit,
+            0,
+            1_000_000,
+        ),
+        ("max_message_length", &mut s.max_message_length, 1, 100_000),
+        (
+            "register_rate_limit",
+            &mut s.register_rate_limit,
+            0,
+            1_000_000,
+        ),
+        ("login_rate_limit", &mut s.login_rate_limit, 0, 1_000_000),
+        ("invite_rate_limit", &mut s.invite_rate_limit, 0, 1_000_000),
+        (
+            "discovery_rate_limit",
+            &mut s.discovery_rate_limit,
+            0,
+            1_000_000,
+        ),
+        (
+            "sync_mailbox_rate_limit",
+            &mut s.sync_mailbox_rate_limit,
+            0,
+            1_000_000,
+        ),
+        ("ping_rate_limit", &mut s.ping_rate_limit, 0, 1_000_000),
+    ]
+}
+
+impl Settings {
+    /// Checks every value against its allowed range.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let mut copy = *self;
+        for (name, value, min, max) in fields(&mut copy) {
+            if !(min..=max).contains(value) {
+                return Err(format!("{name} must be {min} to {max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// These settings with every rate limit turned off (tests and load programs).
+    pub fn unlimited(self) -> Self {
+        Self {
+            message_rate_limit: 0,
+            register_rate_limit: 0,
+            login_rate_limit: 0,
+            invite_rate_limit: 0,
+            discovery_rate_limit: 0,
+            sync_mailbox_rate_limit: 0,
+            ping_rate_limit: 0,
+            ..self
+        }
+    }
+}
+
+/// A change to some settings: (name, new value).
+pub type SettingsChange = Vec<(&'static str, u32)>;
+
+struct State {
+    settings: Settings,
+    limiters: HashMap<Limit, Arc<DefaultKeyedRateLimiter<String>>>,
+}
+
+/// The node's settings and its rate limiters.
+pub struct Limits {
+    store: Store,
+    window: Duration,
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("settings", &self.settings())
+            .finish()
+    }
+}
+
+fn limiters(
+    s: &Settings,
+    window: Duration,
+) -> HashMap<Limit, Arc<DefaultKeyedRateLimiter<String>>> {
+    let per_window = [
+        (Limit::Message, s.message_rate_limit),
+        (Limit::Register, s.register_rate_limit),
+        (Limit::Login, s.login_rate_limit),
+        (Limit::Invite, s.invite_rate_limit),
+        (Limit::Discovery, s.discovery_rate_limit),
+        (Limit::SyncMailbox, s.sync_mailbox_rate_limit),
+        (Limit::Ping, s.ping_rate_limit),
+    ];
+    per_window
+        .into_iter()
+        .filter_map(|(limit, n)| {
+            let n = NonZeroU32::new(n)?;
+            let period = (window / n.get()).max(Duration::from_nanos(1));
+            let quota = Quota::with_period(period)?.allow_burst(n);
+            Some((limit, Arc::new(RateLimiter::keyed(quota))))
+        })
+        .collect()
+}
+
+impl Limits {
+    /// Loads the stored settings over `defaults` (the config's); `window` is the rate window.
+    pub async fn load(store: Store, window: Duration, defaults: Settings) -> Result<Self> {
+        let stored = store.read(db::load).await?;
+        let mut settings = defaults;
+        for (key, value) in stored {
+            if let Some((_, slot, min, max)) = fields(&mut settings)
+                .into_iter()
+                .find(|(name, ..)| *name == key)
+            {
+                let value = u32::try_from(value).unwrap_or(*slot);
+                if (min..=max).contains(&value) {
+                    *slot = value;
+                }
+            }
+        }
+        Ok(Self {
+            state: RwLock::new(State {
+                limiters: limiters(&settings, window),
+                settings,
+            }),
+            store,
+            window,
+        })
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .settings
+    }
+
+    /// Validates and stores a change, then applies it (new limits start with full buckets).
+    pub async fn update(&self, change: SettingsChange) -> Result<Settings> {
+        let mut next = self.settings();
+        let mut stored = Vec::with_capacity(change.len());
+        for (name, value) in change {
+            let Some((_, slot, min, max)) =
+                fields(&mut next).into_iter().find(|(n, ..)| *n == name)
+            else {
+                return Err(Error::invalid(name, "is not a setting"));
+            };
+            if !(min..=max).contains(&value) {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "must be {min} to {max}{}",
+                        if min == 0 {
+                            " (0 turns the limit off)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+            *slot = value;
+            stored.push((name.to_owned(), i64::from(value)));
+        }
+        self.store.write(move |c| db::save(c, &stored)).await?;
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.limiters = limiters(&next, self.window);
+        state.settings = next;
+        Ok(next)
+    }
+
+    /// Counts one request by `key` against `limit`; refuses it when over.
+    pub fn check(&self, limit: Limit, key: &str) -> Result<()> {
+        let limiter = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .limiters
+            .get(&limit)
+            .cloned();
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Error::ResourceExhausted {
+                what: setting_name(limit).to_owned(),
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+            }
+        })
+    }
+
+    /// The longest message text allowed now.
+    pub fn max_message_length(&self) -> usize {
+        self.settings().max_message_length as usize
+    }
+}
+
+/// The `ServerSettings` field that sets a limit.
+fn setting_name(limit: Limit) -> &'static str {
+    match limit {
+        Limit::Message => "message_rate_limit",
+        Limit::Register => "register_rate_limit",
+        Limit::Login => "login_rate_limit",
+        Limit::Invite => "invite_rate_limit",
+        Limit::Discovery => "discovery_rate_limit",
+        Limit::SyncMailbox => "sync_mailbox_rate_limit",
+        Limit::Ping => "ping_rate_limit",
+    }
+}
