@@ -45,6 +45,12 @@ pub struct Config {
     /// Starting server settings (limits); admins' changes through `UpdateServerSettings` are
     /// stored and take precedence.
     pub settings: crate::limits::Settings,
+    /// LiveKit server URL handed to clients with call tokens (`wss://…`); empty: calls are off.
+    pub livekit_url: String,
+    /// LiveKit API key (the tokens' issuer).
+    pub livekit_api_key: String,
+    /// LiveKit API secret that signs call tokens.
+    pub livekit_api_secret: String,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
 }
@@ -65,6 +71,9 @@ impl Default for Config {
             live_event_capacity: crate::events::LIVE_CAPACITY,
             rate_limit_window_secs: 60,
             settings: crate::limits::Settings::default(),
+            livekit_url: String::new(),
+            livekit_api_key: String::new(),
+            livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
         }
     }
@@ -133,6 +142,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "live_event_capacity / event_retention_secs / rate_limit_window_secs",
                 rule: "must be greater than 0".into(),
+            });
+        }
+        let livekit = [
+            &self.livekit_url,
+            &self.livekit_api_key,
+            &self.livekit_api_secret,
+        ];
+        if livekit.iter().any(|v| v.is_empty()) && livekit.iter().any(|v| !v.is_empty()) {
+            return Err(ConfigError::Invalid {
+                field: "livekit_url / livekit_api_key / livekit_api_secret",
+                rule: "set all three to enable calls, or none".into(),
             });
         }
         self.settings

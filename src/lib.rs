@@ -23,6 +23,7 @@
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
 //! - [`webhooks`]: channel URLs that programs post messages to.
 //! - [`limits`]: server settings and the rate limits they set.
+//! - [`calls`]: LiveKit access tokens for channel calls.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -34,6 +35,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod calls;
 pub mod client;
 pub mod config;
 pub mod dms;

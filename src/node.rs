@@ -213,7 +213,12 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Settings(e.to_string()))?,
         );
-        let api = GuildHallApi::new(accounts.clone(), guilds, limits, info.clone());
+        let livekit = (!config.livekit_url.is_empty()).then(|| crate::calls::LiveKit {
+            url: config.livekit_url.clone(),
+            api_key: config.livekit_api_key.clone(),
+            api_secret: config.livekit_api_secret.clone(),
+        });
+        let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services

@@ -116,6 +116,25 @@ impl Presence {
             .await
     }
 
+    /// Marks the user as in a call in `channel_id`, keeping their status (online if unknown).
+    pub async fn join_call(&self, user_id: &str, channel_id: &str) -> Result<()> {
+        let status = {
+            let map = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.get(user_id)
+                .map(|s| s.status)
+                .filter(|s| *s != PresenceStatus::Offline as i32 && *s != 0)
+        };
+        self.set(
+            user_id,
+            status.unwrap_or(PresenceStatus::Online as i32),
+            channel_id.to_owned(),
+        )
+        .await
+    }
+
     /// `SignalOnline` (the user's preferred status if they set one) / `SignalOffline`.
     pub async fn signal(&self, caller: &SessionInfo, online: bool) -> Result<()> {
         let status = if online {

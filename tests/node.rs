@@ -69,16 +69,16 @@ async fn health_service_reports_serving() {
 async fn later_methods_need_a_session_then_answer_unimplemented() {
     let node = TestNode::spawn().await;
     let mut client = node.client().await;
-    let request = pb::GetCallTokenRequest {
-        channel_id: "1".into(),
-    };
+    let request = pb::InitiateMediaUploadRequest {};
     assert_status(
-        client.get_call_token(request.clone()).await,
+        client.initiate_media_upload(request).await,
         Code::Unauthenticated,
         "authorization",
     );
     let ada = register(&node, "Ada").await;
-    let result = client.get_call_token(authed(&ada.token, request)).await;
+    let result = client
+        .initiate_media_upload(authed(&ada.token, request))
+        .await;
     assert_eq!(
         result.expect_err("unimplemented").code(),
         Code::Unimplemented

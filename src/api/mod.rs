@@ -55,12 +55,19 @@ pub struct GuildHallApi {
     dms: Dms,
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
+    calls: crate::calls::Calls,
     info: Arc<NodeInfo>,
 }
 
 impl GuildHallApi {
     /// The service over the node's domain handles.
-    pub fn new(accounts: Accounts, guilds: Guilds, limits: Arc<Limits>, info: NodeInfo) -> Self {
+    pub fn new(
+        accounts: Accounts,
+        guilds: Guilds,
+        limits: Arc<Limits>,
+        livekit: Option<crate::calls::LiveKit>,
+        info: NodeInfo,
+    ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
         Self {
             accounts,
@@ -69,6 +76,7 @@ impl GuildHallApi {
             presence: Presence::new(guilds.clone()),
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
+            calls: crate::calls::Calls::new(livekit, guilds.clone()),
             guilds,
             limits,
             info: Arc::new(info),
@@ -552,6 +560,19 @@ impl GuildHall for GuildHallApi {
         Ok(Response::new(settings_proto(&settings)))
     }
 
+    async fn get_call_token(
+        &self,
+        r: Request<pb::GetCallTokenRequest>,
+    ) -> Reply<pb::GetCallTokenResponse> {
+        let session = caller(&r)?;
+        let channel_id = r.into_inner().channel_id;
+        let (url, token) = self.calls.token(&session, &channel_id).await?;
+        self.presence
+            .join_call(&session.user_id, &channel_id)
+            .await?;
+        Ok(Response::new(pb::GetCallTokenResponse { url, token }))
+    }
+
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
         Ok(Response::new(pb::HelloResponse {
             message: format!("Hello from guildhall {}", env!("CARGO_PKG_VERSION")),
@@ -569,7 +590,7 @@ impl GuildHall for GuildHallApi {
         let info = &self.info;
         Ok(Response::new(pb::ServerInfoResponse {
             canonical_address: info.canonical_address.clone(),
-            livekit_configured: false,
+            livekit_configured: self.calls.configured(),
             irc_enabled: false,
             irc_port: 0,
             irc_server: String::new(),
