@@ -12,31 +12,7 @@ use tonic::Code;
 const SECRET: &str = "a-test-secret-of-decent-length";
 
 async fn channel_of(node: &TestNode, owner: &TestUser) -> String {
-    let mut c = node.client().await;
-    let guild = c
-        .create_guild(authed(
-            &owner.token,
-            pb::CreateGuildRequest {
-                name: "Call".into(),
-                avatar_url: None,
-            },
-        ))
-        .await
-        .expect("guild")
-        .into_inner()
-        .guild
-        .expect("guild")
-        .id;
-    c.list_channels(authed(
-        &owner.token,
-        pb::ListChannelsRequest { guild_id: guild },
-    ))
-    .await
-    .expect("channels")
-    .into_inner()
-    .channels[0]
-        .id
-        .clone()
+    common::create_room(node, owner, "Call").await.channel
 }
 
 #[tokio::test]

@@ -7,8 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestNode, TestUser, assert_status, authed, register};
-use guildhall::identity::freshness::now_ms;
+use common::{Room, TestNode, TestUser, assert_status, authed, register};
 use guildhall::proto::guildhall::v1 as pb;
 use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use pb::stream_response::Event;
@@ -62,57 +61,12 @@ async fn until_text(stream: &mut Streaming<pb::StreamResponse>, text: &str) -> p
     panic!("no message {text:?}");
 }
 
-struct Room {
-    guild: String,
-    channel: String,
-    invite: String,
-}
-
 async fn room(node: &TestNode, owner: &TestUser) -> Room {
-    let mut c = node.client().await;
-    let reply = c
-        .create_guild(authed(
-            &owner.token,
-            pb::CreateGuildRequest {
-                name: "Room".into(),
-                avatar_url: None,
-            },
-        ))
-        .await
-        .expect("guild")
-        .into_inner();
-    let guild = reply.guild.expect("guild").id;
-    let channel = c
-        .list_channels(authed(
-            &owner.token,
-            pb::ListChannelsRequest {
-                guild_id: guild.clone(),
-            },
-        ))
-        .await
-        .expect("channels")
-        .into_inner()
-        .channels[0]
-        .id
-        .clone();
-    Room {
-        guild,
-        channel,
-        invite: reply.token,
-    }
+    common::create_room(node, owner, "Room").await
 }
 
 async fn join(node: &TestNode, who: &TestUser, r: &Room) {
-    node.client()
-        .await
-        .join_invite(who.identity.join_invite_request(
-            &node.audience(),
-            &r.invite,
-            "Member",
-            now_ms(),
-        ))
-        .await
-        .expect("join");
+    common::join_room(node, who, &r.invite).await;
 }
 
 async fn say(c: &mut GuildHallClient<Channel>, who: &TestUser, channel: &str, text: &str) {

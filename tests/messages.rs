@@ -3,61 +3,18 @@
 
 mod common;
 
-use common::{TestNode, TestUser, assert_status, authed, register};
-use guildhall::identity::freshness::now_ms;
+use common::{Room, TestNode, TestUser, assert_status, authed, register};
 use guildhall::proto::guildhall::v1 as pb;
 use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-struct Room {
-    guild: String,
-    channel: String,
-    invite: String,
-}
-
 async fn room(node: &TestNode, owner: &TestUser, members: &[&TestUser]) -> Room {
-    let mut c = node.client().await;
-    let reply = c
-        .create_guild(authed(
-            &owner.token,
-            pb::CreateGuildRequest {
-                name: "Room".into(),
-                avatar_url: None,
-            },
-        ))
-        .await
-        .expect("guild")
-        .into_inner();
-    let guild = reply.guild.expect("guild").id;
-    let channel = c
-        .list_channels(authed(
-            &owner.token,
-            pb::ListChannelsRequest {
-                guild_id: guild.clone(),
-            },
-        ))
-        .await
-        .expect("channels")
-        .into_inner()
-        .channels[0]
-        .id
-        .clone();
+    let room = common::create_room(node, owner, "Room").await;
     for m in members {
-        c.join_invite(m.identity.join_invite_request(
-            &node.audience(),
-            &reply.token,
-            "Member",
-            now_ms(),
-        ))
-        .await
-        .expect("join");
+        common::join_room(node, m, &room.invite).await;
     }
-    Room {
-        guild,
-        channel,
-        invite: reply.token,
-    }
+    room
 }
 
 fn text(channel: &str, text: &str) -> pb::SendMessageRequest {

@@ -5,7 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::{TestNode, TestUser, assert_status, authed, new_identity, register};
-use guildhall::identity::freshness::now_ms;
 use guildhall::proto::guildhall::v1 as pb;
 use pb::stream_response::Event;
 use tonic::Code;
@@ -15,43 +14,11 @@ async fn shared_guild(
     owner: &TestUser,
     members: &[&TestUser],
 ) -> (String, String) {
-    let mut c = node.client().await;
-    let reply = c
-        .create_guild(authed(
-            &owner.token,
-            pb::CreateGuildRequest {
-                name: "Room".into(),
-                avatar_url: None,
-            },
-        ))
-        .await
-        .expect("guild")
-        .into_inner();
-    let guild = reply.guild.expect("guild").id;
+    let room = common::create_room(node, owner, "Room").await;
     for m in members {
-        c.join_invite(m.identity.join_invite_request(
-            &node.audience(),
-            &reply.token,
-            "M",
-            now_ms(),
-        ))
-        .await
-        .expect("join");
+        common::join_room(node, m, &room.invite).await;
     }
-    let channel = c
-        .list_channels(authed(
-            &owner.token,
-            pb::ListChannelsRequest {
-                guild_id: guild.clone(),
-            },
-        ))
-        .await
-        .expect("channels")
-        .into_inner()
-        .channels[0]
-        .id
-        .clone();
-    (guild, channel)
+    (room.guild, room.channel)
 }
 
 async fn next(stream: &mut tonic::codec::Streaming<pb::StreamResponse>) -> pb::StreamResponse {

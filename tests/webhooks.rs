@@ -4,7 +4,6 @@ mod common;
 
 use bytes::Bytes;
 use common::{TestNode, TestUser, assert_status, authed, register};
-use guildhall::identity::freshness::now_ms;
 use guildhall::proto::guildhall::v1 as pb;
 use http_body_util::{BodyExt, Full};
 use tonic::Code;
@@ -39,41 +38,9 @@ async fn post(node: &TestNode, path: &str, body: &str) -> (u16, serde_json::Valu
 }
 
 async fn setup(node: &TestNode, owner: &TestUser, member: &TestUser) -> (String, String) {
-    let mut c = node.client().await;
-    let reply = c
-        .create_guild(authed(
-            &owner.token,
-            pb::CreateGuildRequest {
-                name: "Ops".into(),
-                avatar_url: None,
-            },
-        ))
-        .await
-        .expect("guild")
-        .into_inner();
-    let guild = reply.guild.expect("guild").id;
-    c.join_invite(member.identity.join_invite_request(
-        &node.audience(),
-        &reply.token,
-        "M",
-        now_ms(),
-    ))
-    .await
-    .expect("join");
-    let channel = c
-        .list_channels(authed(
-            &owner.token,
-            pb::ListChannelsRequest {
-                guild_id: guild.clone(),
-            },
-        ))
-        .await
-        .expect("channels")
-        .into_inner()
-        .channels[0]
-        .id
-        .clone();
-    (guild, channel)
+    let room = common::create_room(node, owner, "Ops").await;
+    common::join_room(node, member, &room.invite).await;
+    (room.guild, room.channel)
 }
 
 #[tokio::test]

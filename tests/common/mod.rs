@@ -169,3 +169,59 @@ pub fn assert_status<T: std::fmt::Debug>(
         }
     }
 }
+
+/// A guild made for a test: its id, its first channel, and the invite it was created with.
+pub struct Room {
+    pub guild: String,
+    pub channel: String,
+    pub invite: String,
+}
+
+/// `owner` creates a guild named `name`; returns its id, `#general` and its invite.
+pub async fn create_room(node: &TestNode, owner: &TestUser, name: &str) -> Room {
+    let mut c = node.client().await;
+    let reply = c
+        .create_guild(authed(
+            &owner.token,
+            pb::CreateGuildRequest {
+                name: name.into(),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("create guild")
+        .into_inner();
+    let guild = reply.guild.expect("guild").id;
+    let channel = c
+        .list_channels(authed(
+            &owner.token,
+            pb::ListChannelsRequest {
+                guild_id: guild.clone(),
+            },
+        ))
+        .await
+        .expect("list channels")
+        .into_inner()
+        .channels[0]
+        .id
+        .clone();
+    Room {
+        guild,
+        channel,
+        invite: reply.token,
+    }
+}
+
+/// `who` joins with `invite` (a signed JoinInvite); returns the join's session token.
+pub async fn join_room(node: &TestNode, who: &TestUser, invite: &str) -> String {
+    node.client()
+        .await
+        .join_invite(
+            who.identity
+                .join_invite_request(&node.audience(), invite, "Member", now_ms()),
+        )
+        .await
+        .expect("join")
+        .into_inner()
+        .token
+}
