@@ -46,6 +46,19 @@ fn invite_problem(invite: &InviteRecord, now: u64) -> Option<&'static str> {
     }
 }
 
+/// Removes a member; if they were one, the `member_removed` event to log with it.
+fn remove_and_announce(
+    tx: &rusqlite::Connection,
+    guild_id: &str,
+    user_id: &str,
+) -> std::result::Result<Vec<crate::store::EventRow>, StorageError> {
+    Ok(if db::remove_member(tx, guild_id, user_id)? {
+        vec![member_removed_event(guild_id, user_id)]
+    } else {
+        Vec::new()
+    })
+}
+
 fn check_reason(reason: &str) -> Result<()> {
     if reason.chars().count() > REASON_MAX {
         return Err(Error::invalid(
@@ -91,8 +104,17 @@ impl Guilds {
         guild_id: &str,
         user_id: &str,
     ) -> Result<MemberView> {
-        self.access(guild_id, &caller.user_id).await?;
-        let (g, u) = (guild_id.to_owned(), user_id.to_owned());
+        let access = self.access(guild_id, &caller.user_id).await?;
+        self.member_of(&access, user_id).await
+    }
+
+    /// One member of the guild the caller's `access` is for (access already checked).
+    pub(crate) async fn member_of(
+        &self,
+        access: &super::Access,
+        user_id: &str,
+    ) -> Result<MemberView> {
+        let (g, u) = (access.guild.id.clone(), user_id.to_owned());
         let view = self
             .store()
             .read(move |c| {
@@ -160,13 +182,7 @@ impl Guilds {
         let (g, u) = (guild_id.to_owned(), user_id.to_owned());
         self.events()
             .write(now_ms(), move |tx| {
-                let removed = db::remove_member(tx, &g, &u)?;
-                let events = if removed {
-                    vec![member_removed_event(&g, &u)]
-                } else {
-                    Vec::new()
-                };
-                Ok(((), events))
+                Ok(((), remove_and_announce(tx, &g, &u)?))
             })
             .await?;
         tracing::info!(guild = guild_id, user = user_id, reason, "kicked");
@@ -198,13 +214,7 @@ impl Guilds {
         self.events()
             .write(now, move |tx| {
                 db::insert_ban(tx, &g, &u, &r, &by, now)?;
-                let removed = db::remove_member(tx, &g, &u)?;
-                let events = if removed {
-                    vec![member_removed_event(&g, &u)]
-                } else {
-                    Vec::new()
-                };
-                Ok(((), events))
+                Ok(((), remove_and_announce(tx, &g, &u)?))
             })
             .await?;
         tracing::info!(guild = guild_id, user = user_id, reason, "banned");

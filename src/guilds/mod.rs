@@ -119,7 +119,8 @@ impl Guilds {
         Self::access_from(ctx, user_id)
     }
 
-    fn access_from(ctx: GuildContext, user_id: &str) -> Result<Access> {
+    /// The caller's access from an already loaded context; refuses non-members.
+    pub(crate) fn access_from(ctx: GuildContext, user_id: &str) -> Result<Access> {
         let Some(member) = ctx.member else {
             return Err(Error::PermissionDenied(format!(
                 "guild_id: you are not a member of guild {}",

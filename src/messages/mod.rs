@@ -660,21 +660,28 @@ impl Messages {
             return Err(Error::invalid("offset", "must be at most 10000"));
         }
         let channels: Vec<String> = if channel_id.is_empty() {
-            let mut ids = Vec::new();
-            for guild in self.guilds.list_guilds(caller).await? {
-                let access = self.guilds.access(&guild.id, &caller.user_id).await?;
-                if access.standing.has(permissions::MESSAGES_READ) {
-                    let g = guild.id.clone();
-                    ids.extend(
-                        self.store()
-                            .read(move |c| gdb::channels(c, &g))
-                            .await?
-                            .into_iter()
-                            .map(|c| c.id),
-                    );
-                }
-            }
-            ids
+            // Every readable channel of every guild the caller is in, in one read.
+            let user = caller.user_id.clone();
+            let guilds = self
+                .store()
+                .read(move |c| {
+                    let mut out = Vec::new();
+                    for guild_id in gdb::guild_ids_of(c, &user)? {
+                        if let Some(ctx) = gdb::context(c, &guild_id, &user)? {
+                            out.push((ctx, gdb::channels(c, &guild_id)?));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            guilds
+                .into_iter()
+                .filter(|(ctx, _)| {
+                    Guilds::access_from(ctx.clone(), &caller.user_id)
+                        .is_ok_and(|a| a.standing.has(permissions::MESSAGES_READ))
+                })
+                .flat_map(|(_, channels)| channels.into_iter().map(|c| c.id))
+                .collect()
         } else {
             let (channel, access) = self
                 .guilds
@@ -702,8 +709,8 @@ impl Messages {
         guild_id: &str,
         user_id: &str,
     ) -> Result<(crate::guilds::members::MemberView, i64, Vec<MessageView>)> {
-        let member = self.guilds.member(caller, guild_id, user_id).await?;
         let access = self.guilds.access(guild_id, &caller.user_id).await?;
+        let member = self.guilds.member_of(&access, user_id).await?;
         let (g, u) = (guild_id.to_owned(), user_id.to_owned());
         let readable = access.standing.has(permissions::MESSAGES_READ);
         let (count, recent) = self

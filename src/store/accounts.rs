@@ -471,22 +471,4 @@ impl Store {
         })
         .await
     }
-
-    /// The newest homeserver move stored for a user: (new homeserver, timestamp).
-    pub async fn latest_homeserver_move(
-        &self,
-        user_id: String,
-    ) -> Result<Option<(String, u64)>, StorageError> {
-        self.read(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT new_homeserver, timestamp FROM homeserver_moves WHERE user_id = ?1
-                     ORDER BY timestamp DESC LIMIT 1",
-                    [user_id],
-                    |r| Ok((r.get(0)?, from_sql_int(r.get(1)?))),
-                )
-                .optional()?)
-        })
-        .await
-    }
 }

@@ -375,15 +375,6 @@ pub fn by_sender(
     Ok((count, with_reactions(c, rows)?))
 }
 
-/// Number of messages in a guild.
-pub fn guild_message_count(c: &Connection, guild_id: &str) -> Result<i64, StorageError> {
-    Ok(c.query_row(
-        "SELECT count(*) FROM messages WHERE guild_id = ?1",
-        [guild_id],
-        |r| r.get(0),
-    )?)
-}
-
 /// Figures for `GetSearchStatus`: indexed documents, database bytes, newest message time.
 pub fn search_stats(c: &Connection) -> Result<(u64, u64, u64), StorageError> {
     let docs: i64 = c.query_row("SELECT count(*) FROM messages WHERE text != ''", [], |r| {
