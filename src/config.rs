@@ -53,6 +53,8 @@ pub struct Config {
     pub livekit_api_secret: String,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
+    /// An upload that receives no chunk for this long is removed with its bytes.
+    pub upload_expiry_secs: u64,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             livekit_api_key: String::new(),
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
+            upload_expiry_secs: 60 * 60,
         }
     }
 }
@@ -138,9 +141,11 @@ impl Config {
         if self.live_event_capacity == 0
             || self.event_retention_secs == 0
             || self.rate_limit_window_secs == 0
+            || self.upload_expiry_secs == 0
         {
             return Err(ConfigError::Invalid {
-                field: "live_event_capacity / event_retention_secs / rate_limit_window_secs",
+                field: "live_event_capacity / event_retention_secs / rate_limit_window_secs / \
+                        upload_expiry_secs",
                 rule: "must be greater than 0".into(),
             });
         }
@@ -184,6 +189,11 @@ impl Config {
     /// The path of the node's secret key.
     pub fn server_key_path(&self) -> PathBuf {
         self.data_dir.join("server.key")
+    }
+
+    /// Where uploaded files live.
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 }
 

@@ -46,6 +46,7 @@ pub mod guilds;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod media;
 pub mod messages;
 pub mod node;
 pub mod presence;

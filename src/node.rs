@@ -218,8 +218,31 @@ impl Node {
             api_key: config.livekit_api_key.clone(),
             api_secret: config.livekit_api_secret.clone(),
         });
-        let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
-        let http = crate::api::http::router(api.webhooks());
+        let blobs = crate::media::blobs::Blobs::open(&config.media_dir()).map_err(|e| {
+            ConfigError::Invalid {
+                field: "data_dir",
+                rule: format!("{}: {e}", config.media_dir().display()),
+            }
+        })?;
+        let media = crate::media::Media::new(
+            store.clone(),
+            blobs,
+            limits.clone(),
+            crate::media::MediaConfig {
+                public_base: info.canonical_address.clone(),
+                upload_expiry_ms: config.upload_expiry_secs.saturating_mul(1000),
+            },
+        );
+        let media_expiry = media.spawn_expiry(cancel.clone());
+        let api = GuildHallApi::new(
+            accounts.clone(),
+            guilds,
+            limits,
+            livekit,
+            media.clone(),
+            info.clone(),
+        );
+        let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
         services
             .add_service(health)
@@ -251,7 +274,7 @@ impl Node {
             server_id,
             info,
             cancel,
-            tasks: vec![server, swarm.task, pruner],
+            tasks: vec![server, swarm.task, pruner, media_expiry],
         })
     }
 }

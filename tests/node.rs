@@ -69,16 +69,15 @@ async fn health_service_reports_serving() {
 async fn later_methods_need_a_session_then_answer_unimplemented() {
     let node = TestNode::spawn().await;
     let mut client = node.client().await;
-    let request = pb::InitiateMediaUploadRequest {};
+    // ProxiedUnread arrives with federation (issue 4).
+    let request = pb::ProxiedUnreadRequest::default();
     assert_status(
-        client.initiate_media_upload(request).await,
+        client.proxied_unread(request.clone()).await,
         Code::Unauthenticated,
         "authorization",
     );
     let ada = register(&node, "Ada").await;
-    let result = client
-        .initiate_media_upload(authed(&ada.token, request))
-        .await;
+    let result = client.proxied_unread(authed(&ada.token, request)).await;
     assert_eq!(
         result.expect_err("unimplemented").code(),
         Code::Unimplemented

@@ -35,6 +35,7 @@ pub async fn send(
         components: r.components,
         reply_to: r.reply_to_message_id,
         metadata: r.metadata.into_iter().collect(),
+        media_file_id: r.media_file_id,
     };
     let message = match m.send(&s, input).await? {
         Sent::Message(view) => convert::message(&view),

@@ -4,8 +4,10 @@
 //! stubs until the issue that brings them lands.
 
 pub mod convert;
+pub mod files;
 mod guilds;
 pub mod http;
+mod media;
 mod messages;
 pub mod session;
 mod social;
@@ -56,6 +58,7 @@ pub struct GuildHallApi {
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
     calls: crate::calls::Calls,
+    media: crate::media::Media,
     info: Arc<NodeInfo>,
 }
 
@@ -66,6 +69,7 @@ impl GuildHallApi {
         guilds: Guilds,
         limits: Arc<Limits>,
         livekit: Option<crate::calls::LiveKit>,
+        media: crate::media::Media,
         info: NodeInfo,
     ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
@@ -77,6 +81,7 @@ impl GuildHallApi {
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
+            media,
             guilds,
             limits,
             info: Arc::new(info),
@@ -86,6 +91,11 @@ impl GuildHallApi {
     /// The webhook operations (also served over HTTP by [`http::router`]).
     pub fn webhooks(&self) -> crate::webhooks::Webhooks {
         self.webhooks.clone()
+    }
+
+    /// The upload operations (files are served over HTTP by [`files::router`]).
+    pub fn media(&self) -> crate::media::Media {
+        self.media.clone()
     }
 
     /// Counts a request against a limit keyed by the client's address.
@@ -509,6 +519,39 @@ impl GuildHall for GuildHallApi {
     }
     async fn reject_dm_invite(&self, r: Request<pb::RejectDmInviteRequest>) -> Reply<pb::Empty> {
         social::reject_dm_invite(&self.dms, r).await
+    }
+
+    async fn initiate_avatar_upload(
+        &self,
+        r: Request<pb::InitiateAvatarUploadRequest>,
+    ) -> Reply<pb::InitiateUploadResponse> {
+        media::initiate(&self.media, r, crate::store::media::UploadKind::Avatar).await
+    }
+
+    async fn initiate_media_upload(
+        &self,
+        r: Request<pb::InitiateMediaUploadRequest>,
+    ) -> Reply<pb::InitiateUploadResponse> {
+        media::initiate(&self.media, r, crate::store::media::UploadKind::Media).await
+    }
+
+    async fn upload_begin(&self, r: Request<pb::UploadBeginRequest>) -> Reply<pb::Empty> {
+        media::begin(&self.media, r).await
+    }
+
+    async fn upload_chunk(&self, r: Request<pb::UploadChunkRequest>) -> Reply<pb::Empty> {
+        media::chunk(&self.media, r).await
+    }
+
+    async fn upload_finish(
+        &self,
+        r: Request<pb::UploadFinishRequest>,
+    ) -> Reply<pb::UploadMediaResponse> {
+        media::finish(&self.media, r).await
+    }
+
+    async fn upload_abort(&self, r: Request<pb::UploadAbortRequest>) -> Reply<pb::Empty> {
+        media::abort(&self.media, r).await
     }
 
     async fn create_webhook(&self, r: Request<pb::CreateWebhookRequest>) -> Reply<pb::Webhook> {

@@ -16,7 +16,7 @@ use crate::identity::freshness::now_ms;
 use crate::ids::IdGenerator;
 use crate::proto::guildhall::v1 as pb;
 use crate::store::guilds::{self as gdb, ChannelRecord};
-use crate::store::messages::{self as db, Direction, MessageRecord, MessageView};
+use crate::store::messages::{self as db, Attachment, Direction, MessageRecord, MessageView};
 use crate::store::{EventRow, SessionInfo, StorageError, Store};
 
 /// Longest idempotency key.
@@ -47,6 +47,8 @@ pub struct SendInput {
     pub reply_to: String,
     /// Key/value data.
     pub metadata: BTreeMap<String, String>,
+    /// A file the sender uploaded, to attach.
+    pub media_file_id: String,
 }
 
 /// What a send produced.
@@ -146,14 +148,16 @@ impl Messages {
 
     /// `SendMessage`.
     pub async fn send(&self, caller: &SessionInfo, input: SendInput) -> Result<Sent> {
-        let is_content = !input.text.is_empty() || !input.components.is_empty();
+        let is_content = !input.text.is_empty()
+            || !input.components.is_empty()
+            || !input.media_file_id.is_empty();
         let kinds = usize::from(is_content)
             + usize::from(input.typing.is_some())
             + usize::from(input.reaction.is_some());
         if kinds != 1 {
             return Err(Error::invalid(
                 "text",
-                "send exactly one of: text and/or components, typing, reaction",
+                "send exactly one of: text, components and/or media_file_id; typing; reaction",
             ));
         }
         let (channel, access) = self
@@ -215,6 +219,7 @@ impl Messages {
             self.message_in(channel, "reply_to_message_id", id).await?;
             Some(id)
         };
+        let media = self.attachment(caller, &input.media_file_id).await?;
         let (users, mut roles) = mentions::parse(&input.text);
         roles.retain(|r| access.roles.iter().any(|role| role.id == *r));
         let record = MessageRecord {
@@ -230,6 +235,7 @@ impl Messages {
             mentioned_users: users,
             mentioned_roles: roles,
             idempotency_key: (!input.idempotency_key.is_empty()).then_some(input.idempotency_key),
+            media,
             ..MessageRecord::default()
         };
         let channel = channel.clone();
@@ -247,6 +253,32 @@ impl Messages {
                 Ok((view, vec![event]))
             })
             .await?)
+    }
+
+    /// The file to attach: one the caller uploaded.
+    async fn attachment(&self, caller: &SessionInfo, file_id: &str) -> Result<Option<Attachment>> {
+        if file_id.is_empty() {
+            return Ok(None);
+        }
+        let id = file_id.to_owned();
+        let file = self
+            .store()
+            .read(move |c| crate::store::media::file(c, &id))
+            .await?
+            .ok_or_else(|| Error::NotFound("media_file_id: no such file".into()))?;
+        if file.uploader_id != caller.user_id {
+            return Err(Error::PermissionDenied(
+                "media_file_id: only files you uploaded can be attached".into(),
+            ));
+        }
+        Ok(Some(Attachment {
+            file_id: file.id,
+            mime_type: file.mime_type,
+            size: file.size,
+            blurhash: file.blurhash,
+            width: file.width,
+            height: file.height,
+        }))
     }
 
     /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name.

@@ -46,6 +46,8 @@ pub struct MessageRecord {
     pub sender_name: Option<String>,
     /// An avatar shown instead of the sender's (webhook messages).
     pub sender_avatar: Option<String>,
+    /// The attached file, if any.
+    pub media: Option<Attachment>,
 }
 
 /// A message with what is shown beside it.
@@ -59,6 +61,23 @@ pub struct MessageView {
     pub sender_name: String,
     /// Sender's avatar.
     pub sender_avatar_url: String,
+}
+
+/// A file attached to a message, as messages show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attachment {
+    /// The file's id.
+    pub file_id: String,
+    /// Its type.
+    pub mime_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Blurhash, for images.
+    pub blurhash: Option<String>,
+    /// Pixel width, for images.
+    pub width: Option<u32>,
+    /// Pixel height, for images.
+    pub height: Option<u32>,
 }
 
 /// Which way a history page goes.
@@ -82,9 +101,11 @@ fn list_from(text: Option<String>) -> Vec<String> {
 const COLUMNS: &str = "m.id, m.channel_id, m.guild_id, m.sender_id, m.created_at, m.edited_at, m.reply_to, \
      m.text, m.components, m.metadata, m.mentioned_users, m.mentioned_roles, m.is_pinned, m.thread_id, \
      m.idempotency_key, coalesce(m.sender_name, u.display_name, ''), \
-     coalesce(m.sender_avatar, u.avatar_url, ''), m.sender_name, m.sender_avatar";
+     coalesce(m.sender_avatar, u.avatar_url, ''), m.sender_name, m.sender_avatar, \
+     m.media_id, f.mime_type, f.size, f.blurhash, f.width, f.height";
 
-const FROM: &str = "FROM messages m LEFT JOIN users u ON u.id = m.sender_id";
+const FROM: &str = "FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
+     LEFT JOIN media_files f ON f.id = m.media_id";
 
 fn view_row(r: &Row<'_>) -> rusqlite::Result<MessageView> {
     let metadata: Option<String> = r.get(9)?;
@@ -109,6 +130,17 @@ fn view_row(r: &Row<'_>) -> rusqlite::Result<MessageView> {
             idempotency_key: r.get(14)?,
             sender_name: r.get(17)?,
             sender_avatar: r.get(18)?,
+            media: match r.get::<_, Option<String>>(19)? {
+                Some(file_id) => Some(Attachment {
+                    file_id,
+                    mime_type: r.get(20)?,
+                    size: from_sql_int(r.get(21)?),
+                    blurhash: r.get(22)?,
+                    width: r.get(23)?,
+                    height: r.get(24)?,
+                }),
+                None => None,
+            },
         },
         reactions: Vec::new(),
         sender_name: r.get(15)?,
@@ -145,8 +177,8 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
     c.prepare_cached(
         "INSERT INTO messages (id, channel_id, guild_id, sender_id, created_at, reply_to, text, components,
                                metadata, mentioned_users, mentioned_roles, idempotency_key, sender_name,
-                               sender_avatar)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                               sender_avatar, media_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         to_sql_int(m.id),
@@ -163,6 +195,7 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
         m.idempotency_key,
         m.sender_name,
         m.sender_avatar,
+        m.media.as_ref().map(|a| &a.file_id),
     ])?;
     let id = m.id.to_string();
     c.prepare_cached("UPDATE channels SET latest_message_id = ?2 WHERE id = ?1")?

@@ -12,6 +12,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(DMS_V5),
         M::up(WEBHOOKS_V6),
         M::up(SETTINGS_V7),
+        M::up(MEDIA_V8),
     ])
 }
 
@@ -306,6 +307,48 @@ CREATE TABLE server_settings (
     key     TEXT PRIMARY KEY NOT NULL,
     value   INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Uploaded files (content-addressed blobs on disk, one row per upload), uploads in progress with
+/// the chunks received so far, and a message's attached file.
+const MEDIA_V8: &str = r#"
+CREATE TABLE media_files (
+    id          TEXT PRIMARY KEY NOT NULL,       -- random 32-hex id, the public name
+    sha256      TEXT NOT NULL,                   -- hex; names the blob on disk
+    uploader_id TEXT NOT NULL,
+    filename    TEXT NOT NULL,
+    mime_type   TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    width       INTEGER,
+    height      INTEGER,
+    blurhash    TEXT,
+    thumb_id    TEXT REFERENCES media_files(id),
+    created_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX media_by_sha ON media_files(sha256);
+
+CREATE TABLE uploads (
+    token       TEXT PRIMARY KEY NOT NULL,
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('avatar', 'media')),
+    filename    TEXT,                            -- NULL until UploadBegin
+    mime_type   TEXT,
+    total_size  INTEGER,
+    chunk_size  INTEGER,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL                 -- pushed back by every chunk
+) STRICT;
+CREATE INDEX uploads_by_user ON uploads(user_id);
+CREATE INDEX uploads_by_expiry ON uploads(expires_at);
+
+CREATE TABLE upload_chunks (
+    token   TEXT NOT NULL REFERENCES uploads(token) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    sha256  TEXT NOT NULL,
+    PRIMARY KEY (token, idx)
+) STRICT, WITHOUT ROWID;
+
+ALTER TABLE messages ADD COLUMN media_id TEXT REFERENCES media_files(id);
 "#;
 
 #[cfg(test)]
