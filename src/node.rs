@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::accounts::{Accounts, AccountsConfig};
+use crate::api::profile::ProfileApi;
 use crate::api::session::SessionLayer;
 use crate::api::{GuildHallApi, NodeInfo};
 use crate::config::{Config, ConfigError};
 use crate::identity::freshness::now_ms;
 use crate::identity::{PublicKey, SecretKey};
 use crate::proto::guildhall::v1::guild_hall_server::GuildHallServer;
+use crate::proto::protocol::profile::v1::profile_service_server::ProfileServiceServer;
 use crate::store::{StorageError, Store};
 use crate::{gossip, proto};
 
@@ -198,10 +200,14 @@ impl Node {
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
+        let harmony_guilds = guilds.clone();
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<GuildHallServer<GuildHallApi>>()
+            .await;
+        health_reporter
+            .set_serving::<ProfileServiceServer<ProfileApi>>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -219,12 +225,15 @@ impl Node {
             api_secret: config.livekit_api_secret.clone(),
         });
         let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
+        let harmony =
+            crate::harmony::Harmony::new(accounts.clone(), harmony_guilds, api.presence());
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services
             .add_service(health)
             .add_service(reflection)
-            .add_service(GuildHallServer::new(api));
+            .add_service(GuildHallServer::new(api))
+            .add_service(ProfileServiceServer::new(ProfileApi::new(harmony)));
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

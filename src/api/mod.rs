@@ -7,6 +7,7 @@ pub mod convert;
 mod guilds;
 pub mod http;
 mod messages;
+pub mod profile;
 pub mod session;
 mod social;
 mod webhooks;
@@ -86,6 +87,11 @@ impl GuildHallApi {
     /// The webhook operations (also served over HTTP by [`http::router`]).
     pub fn webhooks(&self) -> crate::webhooks::Webhooks {
         self.webhooks.clone()
+    }
+
+    /// The presence of this node's users, shared with Harmony's profile service.
+    pub fn presence(&self) -> Presence {
+        self.presence.clone()
     }
 
     /// Counts a request against a limit keyed by the client's address.
