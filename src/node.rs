@@ -200,7 +200,6 @@ impl Node {
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
-        let harmony_guilds = guilds.clone();
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
@@ -225,8 +224,7 @@ impl Node {
             api_secret: config.livekit_api_secret.clone(),
         });
         let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
-        let harmony =
-            crate::harmony::Harmony::new(accounts.clone(), harmony_guilds, api.presence());
+        let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services

@@ -724,3 +724,50 @@ async fn profile_updated_reaches_co_members_and_not_strangers() {
         other => panic!("expected profile_updated only, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_signed_update_user_is_announced_to_both_kinds_of_client() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = common::create_room(&node, &ada, "Room").await;
+    common::join_room(&node, &bob, &room.invite).await;
+    let ada_num = profile_of(&node, &bob.token, &ada.user.id).await.user_id;
+
+    let mut bobs = subscribe(&node, &bob.token).await;
+    let mut request = pb::UpdateUserRequest {
+        name: Some("Lady Ada".into()),
+        bio: Some("engines".into()),
+        timestamp: now_ms(),
+        ..Default::default()
+    };
+    ada.identity.sign_update(&mut request);
+    node.client()
+        .await
+        .update_user(authed(&ada.token, request))
+        .await
+        .expect("signed update");
+    match next(&mut bobs).await {
+        Event::UserUpdated(u) => {
+            let user = u.user.expect("user");
+            assert_eq!(
+                (user.name.as_str(), user.bio.as_str()),
+                ("Lady Ada", "engines")
+            );
+        }
+        other => panic!("expected user_updated, got {other:?}"),
+    }
+    match next(&mut bobs).await {
+        Event::ProfileUpdated(p) => {
+            assert_eq!(p.user_id, ada_num);
+            assert_eq!(p.new_username.as_deref(), Some("Lady Ada"));
+            assert_eq!(p.new_avatar, None, "the avatar was not in the request");
+        }
+        other => panic!("expected profile_updated, got {other:?}"),
+    }
+    let p = profile_of(&node, &bob.token, &ada.user.id)
+        .await
+        .profile
+        .expect("profile");
+    assert_eq!(p.user_name, "Lady Ada");
+}

@@ -53,6 +53,7 @@ pub struct GuildHallApi {
     messages: Messages,
     events: Events,
     presence: Presence,
+    harmony: crate::harmony::Harmony,
     dms: Dms,
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
@@ -70,11 +71,15 @@ impl GuildHallApi {
         info: NodeInfo,
     ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
+        let presence = Presence::new(guilds.clone());
+        let harmony =
+            crate::harmony::Harmony::new(accounts.clone(), guilds.clone(), presence.clone());
         Self {
             accounts,
             messages: messages.clone(),
             events: guilds.events().clone(),
-            presence: Presence::new(guilds.clone()),
+            presence,
+            harmony,
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
@@ -89,9 +94,9 @@ impl GuildHallApi {
         self.webhooks.clone()
     }
 
-    /// The presence of this node's users, shared with Harmony's profile service.
-    pub fn presence(&self) -> Presence {
-        self.presence.clone()
+    /// Harmony's profile service over the same users and presence (served beside this one).
+    pub fn harmony(&self) -> crate::harmony::Harmony {
+        self.harmony.clone()
     }
 
     /// Counts a request against a limit keyed by the client's address.
@@ -204,7 +209,14 @@ impl GuildHall for GuildHallApi {
             timestamp: r.timestamp,
             signature: convert::signature_bytes("signature", &r.signature)?,
         };
+        let (name, avatar) = (
+            input.fields.name.is_some(),
+            input.fields.avatar_url.is_some(),
+        );
         let user = self.accounts.update_user(&session, input).await?;
+        self.harmony
+            .announce_signed_update(&user, name, avatar)
+            .await;
         Ok(Response::new(self.user(&user)))
     }
 

@@ -214,6 +214,50 @@ impl Harmony {
         Ok(())
     }
 
+    /// Announces a signed `UpdateUser` that was applied: `user_updated` (the record) and, if the
+    /// name or avatar was in the request, `ProfileUpdated` for Harmony clients, to the same
+    /// audience as a Harmony change. It runs after the change committed, so a failure here is
+    /// logged and does not undo the change.
+    pub async fn announce_signed_update(
+        &self,
+        user: &UserRecord,
+        name_changed: bool,
+        avatar_changed: bool,
+    ) {
+        let record = crate::api::convert::user(user, self.accounts.is_admin(&user.id));
+        let user_id = user.id.clone();
+        let new_username = name_changed.then(|| user.display_name.clone());
+        let new_avatar = avatar_changed.then(|| user.avatar_url.clone());
+        let written = self
+            .guilds
+            .events()
+            .write(now_ms(), move |tx| {
+                let scopes = profile_scopes(tx, &user_id)?;
+                let mut rows = vec![events::row(
+                    scopes.clone(),
+                    pb::stream_response::Event::UserUpdated(pb::UserUpdated { user: Some(record) }),
+                )];
+                let num = hdb::harmony_user(tx, &user_id)?.map(|h| h.num);
+                if let Some(num) = num.filter(|_| new_username.is_some() || new_avatar.is_some()) {
+                    rows.push(events::row(
+                        scopes,
+                        pb::stream_response::Event::ProfileUpdated(ProfileUpdated {
+                            user_id: num,
+                            new_username,
+                            new_avatar,
+                            new_status: None,
+                            new_is_bot: None,
+                        }),
+                    ));
+                }
+                Ok(((), rows))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "profile change applied but not announced");
+        }
+    }
+
     /// `GetAppData`: the caller's data for `app_id`, empty if none was set.
     pub async fn app_data(&self, caller: &SessionInfo, app_id: &str) -> Result<Vec<u8>> {
         app_data::check_app_id(app_id)?;
