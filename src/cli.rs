@@ -417,6 +417,11 @@ pub(crate) fn describe(event: Option<Event>) -> String {
             format!("member_removed guild={} user={}", r.guild_id, r.user_id)
         }
         Some(Event::UserUpdated(u)) => format!("user_updated {}", user(u.user)),
+        Some(Event::ProfileUpdated(p)) => format!(
+            "profile_updated harmony_id={} name={:?} avatar={:?} status={:?} bot={:?}",
+            p.user_id, p.new_username, p.new_avatar, p.new_status, p.new_is_bot
+        ),
+        Some(Event::AppDataUpdated(a)) => format!("app_data_updated app_id={}", a.app_id),
         None => "unknown".into(),
     }
 }

@@ -20,6 +20,8 @@
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
 //!   pins, threads, receipts and full-text search.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
+//! - [`harmony`]: Harmony's `protocol.profile.v1` over the same users: numeric ids, profiles,
+//!   status as presence, app data (docs/HARMONY.md).
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
 //! - [`webhooks`]: channel URLs that programs post messages to.
 //! - [`limits`]: server settings and the rate limits they set.
@@ -43,6 +45,7 @@ pub mod error;
 pub mod events;
 pub mod gossip;
 pub mod guilds;
+pub mod harmony;
 pub mod identity;
 pub mod ids;
 pub mod limits;

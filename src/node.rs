@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::accounts::{Accounts, AccountsConfig};
+use crate::api::profile::ProfileApi;
 use crate::api::session::SessionLayer;
 use crate::api::{GuildHallApi, NodeInfo};
 use crate::config::{Config, ConfigError};
 use crate::identity::freshness::now_ms;
 use crate::identity::{PublicKey, SecretKey};
 use crate::proto::guildhall::v1::guild_hall_server::GuildHallServer;
+use crate::proto::protocol::profile::v1::profile_service_server::ProfileServiceServer;
 use crate::store::{StorageError, Store};
 use crate::{gossip, proto};
 
@@ -203,6 +205,9 @@ impl Node {
         health_reporter
             .set_serving::<GuildHallServer<GuildHallApi>>()
             .await;
+        health_reporter
+            .set_serving::<ProfileServiceServer<ProfileApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -242,12 +247,14 @@ impl Node {
             media.clone(),
             info.clone(),
         );
+        let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
         services
             .add_service(health)
             .add_service(reflection)
-            .add_service(GuildHallServer::new(api));
+            .add_service(GuildHallServer::new(api))
+            .add_service(ProfileServiceServer::new(ProfileApi::new(harmony)));
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

@@ -22,6 +22,9 @@ struct State {
     status: i32,
     last_seen: u64,
     active_call_channel_id: String,
+    /// A finer status a client chose (Harmony's `UserStatus` number), kept until the status is
+    /// set again through any other path.
+    detail: Option<i32>,
 }
 
 /// The presence of this node's users.
@@ -49,7 +52,13 @@ impl Presence {
         }
     }
 
-    async fn set(&self, user_id: &str, status: i32, call: String) -> Result<()> {
+    async fn set(
+        &self,
+        user_id: &str,
+        status: i32,
+        call: String,
+        detail: Option<i32>,
+    ) -> Result<()> {
         let now = now_ms();
         let update = {
             let mut map = self
@@ -60,6 +69,7 @@ impl Presence {
             s.status = status;
             s.last_seen = now;
             s.active_call_channel_id = call;
+            s.detail = detail;
             Self::to_proto(user_id, s)
         };
         let user = user_id.to_owned();
@@ -112,8 +122,40 @@ impl Presence {
                 })?;
             access.require(permissions::MESSAGES_READ)?;
         }
-        self.set(&caller.user_id, status, active_call_channel_id.to_owned())
+        self.set(
+            &caller.user_id,
+            status,
+            active_call_channel_id.to_owned(),
+            None,
+        )
+        .await
+    }
+
+    /// Sets the user's status with a finer `detail` (Harmony's `UpdateProfile`), keeping the call
+    /// they are in. `status` must already be a valid `PresenceStatus`.
+    pub async fn set_status_detail(&self, user_id: &str, status: i32, detail: i32) -> Result<()> {
+        let call = self
+            .lock_state()
+            .get(user_id)
+            .map(|s| s.active_call_channel_id.clone());
+        self.set(user_id, status, call.unwrap_or_default(), Some(detail))
             .await
+    }
+
+    /// The user's status (offline if never seen) and finer detail if one was set, with no
+    /// visibility check: callers decide who may see it.
+    pub fn status_of(&self, user_id: &str) -> (i32, Option<i32>) {
+        self.lock_state()
+            .get(user_id)
+            .map_or((PresenceStatus::Offline as i32, None), |s| {
+                (s.status, s.detail)
+            })
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks the user as in a call in `channel_id`, keeping their status (online if unknown).
@@ -131,6 +173,7 @@ impl Presence {
             user_id,
             status.unwrap_or(PresenceStatus::Online as i32),
             channel_id.to_owned(),
+            None,
         )
         .await
     }
@@ -154,7 +197,7 @@ impl Presence {
         } else {
             PresenceStatus::Offline as i32
         };
-        self.set(&caller.user_id, status, String::new()).await
+        self.set(&caller.user_id, status, String::new(), None).await
     }
 
     /// `GetPresence`: the presence of those among `user_ids` who share a guild with the caller

@@ -236,6 +236,9 @@ def load_stubs(proto_root: Path, outdir: str):
         "grpc_tools.protoc", f"-I{proto_root}", f"-I{wk}",
         f"--python_out={outdir}", f"--grpc_python_out={outdir}",
         str(proto_root / "guildhall" / "v1" / "guildhall.proto"),
+        # guildhall.proto imports Harmony's ProfileUpdated for its event stream.
+        str(proto_root / "protocol" / "profile" / "v1" / "profile.proto"),
+        str(proto_root / "protocol" / "harmonytypes" / "v1" / "types.proto"),
     ])
     if rc != 0:
         raise SystemExit(f"protoc failed ({rc})")

@@ -9,6 +9,7 @@ mod guilds;
 pub mod http;
 mod media;
 mod messages;
+pub mod profile;
 pub mod session;
 mod social;
 mod webhooks;
@@ -54,6 +55,7 @@ pub struct GuildHallApi {
     messages: Messages,
     events: Events,
     presence: Presence,
+    harmony: crate::harmony::Harmony,
     dms: Dms,
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
@@ -73,11 +75,15 @@ impl GuildHallApi {
         info: NodeInfo,
     ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
+        let presence = Presence::new(guilds.clone());
+        let harmony =
+            crate::harmony::Harmony::new(accounts.clone(), guilds.clone(), presence.clone());
         Self {
             accounts,
             messages: messages.clone(),
             events: guilds.events().clone(),
-            presence: Presence::new(guilds.clone()),
+            presence,
+            harmony,
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
@@ -96,6 +102,11 @@ impl GuildHallApi {
     /// The upload operations (files are served over HTTP by [`files::router`]).
     pub fn media(&self) -> crate::media::Media {
         self.media.clone()
+    }
+
+    /// Harmony's profile service over the same users and presence (served beside this one).
+    pub fn harmony(&self) -> crate::harmony::Harmony {
+        self.harmony.clone()
     }
 
     /// Counts a request against a limit keyed by the client's address.
@@ -208,7 +219,14 @@ impl GuildHall for GuildHallApi {
             timestamp: r.timestamp,
             signature: convert::signature_bytes("signature", &r.signature)?,
         };
+        let (name, avatar) = (
+            input.fields.name.is_some(),
+            input.fields.avatar_url.is_some(),
+        );
         let user = self.accounts.update_user(&session, input).await?;
+        self.harmony
+            .announce_signed_update(&user, name, avatar)
+            .await;
         Ok(Response::new(self.user(&user)))
     }
 

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod dms;
 mod events;
 pub mod guilds;
+pub mod harmony;
 pub mod media;
 pub mod messages;
 mod schema;

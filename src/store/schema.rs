@@ -13,6 +13,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(WEBHOOKS_V6),
         M::up(SETTINGS_V7),
         M::up(MEDIA_V8),
+        M::up(HARMONY_V9),
     ])
 }
 
@@ -349,6 +350,30 @@ CREATE TABLE upload_chunks (
 ) STRICT, WITHOUT ROWID;
 
 ALTER TABLE messages ADD COLUMN media_id TEXT REFERENCES media_files(id);
+"#;
+
+/// Harmony's `protocol.profile.v1`: every user's stable numeric id (Harmony ids are uint64, ours
+/// are hex keys; AUTOINCREMENT never reuses a number, and a trigger numbers every new user so the
+/// accounts code needs no change) with the Harmony-only `is_bot` flag, and app data per user and
+/// app id. See docs/HARMONY.md.
+const HARMONY_V9: &str = r#"
+CREATE TABLE harmony_users (
+    num         INTEGER PRIMARY KEY AUTOINCREMENT,  -- the user's Harmony id (uint64, from 1)
+    user_id     TEXT NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    is_bot      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+INSERT INTO harmony_users (user_id) SELECT id FROM users ORDER BY created_at, id;
+CREATE TRIGGER harmony_users_number_new_user AFTER INSERT ON users BEGIN
+    INSERT INTO harmony_users (user_id) VALUES (new.id);
+END;
+
+CREATE TABLE app_data (
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    app_id      TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, app_id)
+) STRICT, WITHOUT ROWID;
 "#;
 
 #[cfg(test)]
