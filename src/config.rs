@@ -53,6 +53,8 @@ pub struct Config {
     pub livekit_api_secret: String,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
+    /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
+    pub mailbox: crate::mailbox::MailboxConfig,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             livekit_api_key: String::new(),
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
+            mailbox: crate::mailbox::MailboxConfig::default(),
         }
     }
 }
@@ -159,6 +162,12 @@ impl Config {
             .validate()
             .map_err(|rule| ConfigError::Invalid {
                 field: "settings",
+                rule,
+            })?;
+        self.mailbox
+            .validate()
+            .map_err(|rule| ConfigError::Invalid {
+                field: "mailbox",
                 rule,
             })?;
         for admin in &self.admins {

@@ -218,7 +218,8 @@ impl Node {
             api_key: config.livekit_api_key.clone(),
             api_secret: config.livekit_api_secret.clone(),
         });
-        let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
+        let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone())
+            .with_mailbox(config.mailbox);
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services

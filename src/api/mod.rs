@@ -6,6 +6,7 @@
 pub mod convert;
 mod guilds;
 pub mod http;
+mod mailbox;
 mod messages;
 pub mod session;
 mod social;
@@ -56,6 +57,7 @@ pub struct GuildHallApi {
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
     calls: crate::calls::Calls,
+    mailbox: crate::mailbox::Mailbox,
     info: Arc<NodeInfo>,
 }
 
@@ -77,10 +79,17 @@ impl GuildHallApi {
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
+            mailbox: crate::mailbox::Mailbox::new(Default::default()),
             guilds,
             limits,
             info: Arc::new(info),
         }
+    }
+
+    /// The service with the mailbox bounded by `config` (the default bounds otherwise).
+    pub fn with_mailbox(mut self, config: crate::mailbox::MailboxConfig) -> Self {
+        self.mailbox = crate::mailbox::Mailbox::new(config);
+        self
     }
 
     /// The webhook operations (also served over HTTP by [`http::router`]).
@@ -571,6 +580,13 @@ impl GuildHall for GuildHallApi {
             .join_call(&session.user_id, &channel_id)
             .await?;
         Ok(Response::new(pb::GetCallTokenResponse { url, token }))
+    }
+
+    async fn sync_mailbox(
+        &self,
+        r: Request<pb::SyncMailboxRequest>,
+    ) -> Reply<pb::SyncMailboxResponse> {
+        mailbox::sync(&self.mailbox, &self.limits, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
