@@ -465,3 +465,27 @@ async fn the_cli_links_a_device_and_refuses_a_wrong_fingerprint() {
     assert!(!register.status.success());
     assert!(String::from_utf8_lossy(&register.stderr).contains("K_id"));
 }
+
+#[test]
+fn identity_files_old_full_and_device_only_all_read() {
+    let full = guildhall::client::ClientIdentity::generate("phone", now_ms());
+    // A file written before device linking: no `user_id`.
+    let mut old = serde_json::to_value(full.to_file()).expect("json");
+    old.as_object_mut().expect("object").remove("user_id");
+    let old: IdentityFile = serde_json::from_value(old).expect("old files parse");
+    assert!(matches!(old.identity(), Ok(StoredIdentity::Full(_))));
+    // A full file whose user_id is not its K_id is refused.
+    let mut wrong = full.to_file();
+    wrong.user_id = guildhall::client::ClientIdentity::generate("x", now_ms()).user_id();
+    assert!(wrong.identity().is_err());
+    // A device-only file needs user_id.
+    let mut device = full.device().to_file();
+    assert!(matches!(device.identity(), Ok(StoredIdentity::Device(_))));
+    assert!(
+        !serde_json::to_string(&device)
+            .expect("json")
+            .contains("id_secret")
+    );
+    device.user_id.clear();
+    assert!(device.identity().is_err());
+}
