@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use guildhall::client::{ClientIdentity, IdentityFile};
+use guildhall::client::{ClientIdentity, DeviceIdentity, IdentityFile};
 use guildhall::identity::PublicKey;
 use guildhall::identity::freshness::now_ms;
 use guildhall::proto::guildhall::v1 as pb;
@@ -14,6 +14,8 @@ use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use pb::stream_response::Event;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
+
+pub(crate) mod device;
 
 #[derive(Debug, Args)]
 pub(crate) struct IdentityArg {
@@ -53,10 +55,20 @@ pub(crate) fn keygen(path: &Path, device_id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn load(path: &Path) -> Result<(IdentityFile, ClientIdentity)> {
+/// The identity file and its device keys (a full identity or a linked device's).
+pub(crate) fn load(path: &Path) -> Result<(IdentityFile, DeviceIdentity)> {
     let file = IdentityFile::load(path)
         .with_context(|| format!("reading {} (run `guildhall keygen` first)", path.display()))?;
-    let identity = ClientIdentity::from_file(&file)?;
+    let identity = file.identity()?.device();
+    Ok((file, identity))
+}
+
+/// The identity file and its whole identity: for what K_id must sign (registering, linking).
+pub(crate) fn load_full(path: &Path) -> Result<(IdentityFile, ClientIdentity)> {
+    let file = IdentityFile::load(path)
+        .with_context(|| format!("reading {} (run `guildhall keygen` first)", path.display()))?;
+    let identity = ClientIdentity::from_file(&file)
+        .with_context(|| format!("{} can not sign with K_id", path.display()))?;
     Ok((file, identity))
 }
 
@@ -88,7 +100,7 @@ pub(crate) fn save_session(
 }
 
 pub(crate) async fn register(target: &Target, name: &str) -> Result<()> {
-    let (file, identity) = load(&target.id.identity)?;
+    let (file, identity) = load_full(&target.id.identity)?;
     let (mut client, audience) = connect(&target.server).await?;
     let request = identity.register_request(&audience, name, Some("guildhall cli"), now_ms());
     let reply = client.register(request).await?.into_inner();

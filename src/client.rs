@@ -29,11 +29,42 @@ pub struct ClientIdentity {
     pub cert: DeviceCert,
 }
 
+/// One device's keys without the user's identity key: what a device linked through the mailbox
+/// holds (`docs/PROTOCOL.md`, "Device linking mailbox"). It can log in, join and sign profile
+/// changes (all signed by K_dev), but not register or certify further devices (signed by K_id).
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    /// The user's K_id (public half only): the user id the cert chains to.
+    pub user_key: PublicKey,
+    /// K_dev: this device's key.
+    pub device_key: SecretKey,
+    /// K_id's certificate for K_dev.
+    pub cert: DeviceCert,
+}
+
+/// An identity file's keys: a whole identity, or one device of it.
+#[derive(Debug, Clone)]
+pub enum StoredIdentity {
+    /// K_id and a device: can do everything, including certifying new devices.
+    Full(ClientIdentity),
+    /// A device only (no K_id secret): made by device linking.
+    Device(DeviceIdentity),
+}
+
 /// The JSON form of an identity file.
+///
+/// A full identity has `id_secret`; a device-only identity (from device linking) leaves it out and
+/// has `user_id` instead. Files written before device linking (with `id_secret`, without
+/// `user_id`) read as full identities, unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdentityFile {
-    /// Hex seed of K_id.
+    /// Hex seed of K_id; absent in a device-only identity.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id_secret: String,
+    /// Hex of the K_id public key (the user id). Required when `id_secret` is absent; when both
+    /// are present they must agree.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
     /// Hex seed of K_dev.
     pub device_secret: String,
     /// The device id in the cert.
@@ -67,6 +98,9 @@ pub enum IdentityFileError {
     /// A key in it is malformed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Its fields do not describe one identity.
+    #[error("identity file: {0}")]
+    Inconsistent(&'static str),
 }
 
 impl ClientIdentity {
@@ -153,14 +187,16 @@ impl ClientIdentity {
 
     /// The signed `LoginRequest` for the server `audience` (no migration).
     pub fn login_request(&self, audience: &PublicKey, timestamp: u64) -> pb::LoginRequest {
-        let mut request = pb::LoginRequest {
-            device_cert: Some(device_cert_to_proto(&self.cert)),
-            timestamp,
-            user_id: Some(self.user_id()),
-            ..Default::default()
-        };
-        self.sign_login(audience, &mut request);
-        request
+        self.device().login_request(audience, timestamp)
+    }
+
+    /// This identity's device part (what a device without K_id holds).
+    pub fn device(&self) -> DeviceIdentity {
+        DeviceIdentity {
+            user_key: self.id_key.public(),
+            device_key: self.device_key.clone(),
+            cert: self.cert.clone(),
+        }
     }
 
     /// A K_id-signed homeserver move, as `(migration_timestamp, migration_signature hex)`.
@@ -175,9 +211,88 @@ impl ClientIdentity {
 
     /// (Re)computes `request.signature` over its current fields: use after editing a login.
     pub fn sign_login(&self, audience: &PublicKey, request: &mut pb::LoginRequest) {
-        let payload = LoginPayload {
+        self.device().sign_login(audience, request);
+    }
+
+    /// (Re)computes `request.signature` for an `UpdateUserRequest` (and sets its cert).
+    pub fn sign_update(&self, request: &mut pb::UpdateUserRequest) {
+        self.device().sign_update(request);
+    }
+
+    /// The signed `JoinInviteRequest` for the server `audience` (a user of that server).
+    pub fn join_invite_request(
+        &self,
+        audience: &PublicKey,
+        token: &str,
+        display_name: &str,
+        timestamp: u64,
+    ) -> pb::JoinInviteRequest {
+        self.device()
+            .join_invite_request(audience, token, display_name, timestamp)
+    }
+
+    /// The `VerifyUserRequest.challenge` string for the server `audience`.
+    pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
+        let payload = VerifyUserPayload {
             audience: *audience,
             id_key: self.id_key.public(),
+            timestamp,
+        };
+        let sig: Signature = signing::sign(&payload, &self.id_key);
+        format!("{timestamp}:{}", sig.to_hex())
+    }
+
+    /// The identity as an identity file (without tokens).
+    pub fn to_file(&self) -> IdentityFile {
+        IdentityFile {
+            id_secret: hex::encode(self.id_key.to_seed()),
+            user_id: self.user_id(),
+            device_secret: hex::encode(self.device_key.to_seed()),
+            device_id: self.cert.device_id.clone(),
+            issued_at: self.cert.issued_at,
+            expiry: self.cert.expiry,
+            cert_signature: self.cert.signature.to_hex(),
+            access_token: String::new(),
+            refresh_token: String::new(),
+            server: String::new(),
+        }
+    }
+
+    /// The identity in an identity file; fails for a device-only file (see [`IdentityFile::identity`]).
+    pub fn from_file(file: &IdentityFile) -> Result<Self, IdentityFileError> {
+        match file.identity()? {
+            StoredIdentity::Full(identity) => Ok(identity),
+            StoredIdentity::Device(_) => Err(IdentityFileError::Inconsistent(
+                "this device-only identity has no identity key (K_id); use the device that has it",
+            )),
+        }
+    }
+}
+
+impl DeviceIdentity {
+    /// The user's global id: hex of K_id.
+    pub fn user_id(&self) -> String {
+        self.user_key.to_hex()
+    }
+
+    /// The signed `LoginRequest` for the server `audience` (no migration). It carries `user_id`,
+    /// so a server that has not seen this device yet accepts its cert.
+    pub fn login_request(&self, audience: &PublicKey, timestamp: u64) -> pb::LoginRequest {
+        let mut request = pb::LoginRequest {
+            device_cert: Some(device_cert_to_proto(&self.cert)),
+            timestamp,
+            user_id: Some(self.user_id()),
+            ..Default::default()
+        };
+        self.sign_login(audience, &mut request);
+        request
+    }
+
+    /// (Re)computes `request.signature` over its current fields: use after editing a login.
+    pub fn sign_login(&self, audience: &PublicKey, request: &mut pb::LoginRequest) {
+        let payload = LoginPayload {
+            audience: *audience,
+            id_key: self.user_key,
             device_key: self.device_key.public(),
             device_name: request.device_name.clone(),
             new_homeserver: request.new_homeserver.clone(),
@@ -195,7 +310,7 @@ impl ClientIdentity {
     pub fn sign_update(&self, request: &mut pb::UpdateUserRequest) {
         request.device_cert = Some(device_cert_to_proto(&self.cert));
         let payload = UpdateUserPayload {
-            id_key: self.id_key.public(),
+            id_key: self.user_key,
             device_key: self.device_key.public(),
             name: request.name.clone(),
             avatar_url: request.avatar_url.clone(),
@@ -223,7 +338,7 @@ impl ClientIdentity {
     ) -> pb::JoinInviteRequest {
         let payload = signing::JoinInvitePayload {
             audience: *audience,
-            id_key: self.id_key.public(),
+            id_key: self.user_key,
             device_key: self.device_key.public(),
             token: token.to_owned(),
             display_name: display_name.to_owned(),
@@ -233,7 +348,7 @@ impl ClientIdentity {
         };
         pb::JoinInviteRequest {
             token: token.to_owned(),
-            public_key: self.user_id(),
+            public_key: self.user_key.to_hex(),
             device_cert: Some(device_cert_to_proto(&self.cert)),
             signature: signing::sign(&payload, &self.device_key)
                 .to_bytes()
@@ -245,21 +360,11 @@ impl ClientIdentity {
         }
     }
 
-    /// The `VerifyUserRequest.challenge` string for the server `audience`.
-    pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
-        let payload = VerifyUserPayload {
-            audience: *audience,
-            id_key: self.id_key.public(),
-            timestamp,
-        };
-        let sig: Signature = signing::sign(&payload, &self.id_key);
-        format!("{timestamp}:{}", sig.to_hex())
-    }
-
-    /// The identity as an identity file (without tokens).
+    /// The identity as a device-only identity file (without tokens).
     pub fn to_file(&self) -> IdentityFile {
         IdentityFile {
-            id_secret: hex::encode(self.id_key.to_seed()),
+            id_secret: String::new(),
+            user_id: self.user_id(),
             device_secret: hex::encode(self.device_key.to_seed()),
             device_id: self.cert.device_id.clone(),
             issued_at: self.cert.issued_at,
@@ -270,25 +375,65 @@ impl ClientIdentity {
             server: String::new(),
         }
     }
+}
 
-    /// The identity in an identity file.
-    pub fn from_file(file: &IdentityFile) -> Result<Self, IdentityFileError> {
-        let device_key = SecretKey::from_hex(&file.device_secret)?;
-        Ok(Self {
-            id_key: SecretKey::from_hex(&file.id_secret)?,
-            cert: DeviceCert {
-                device_key: device_key.public(),
-                device_id: file.device_id.clone(),
-                issued_at: file.issued_at,
-                expiry: file.expiry,
-                signature: Signature::from_hex(&file.cert_signature)?,
-            },
-            device_key,
-        })
+impl StoredIdentity {
+    /// The device part, which every identity has: what signs logins, joins and profile changes.
+    pub fn device(&self) -> DeviceIdentity {
+        match self {
+            StoredIdentity::Full(identity) => identity.device(),
+            StoredIdentity::Device(device) => device.clone(),
+        }
+    }
+
+    /// The whole identity, if this file holds K_id.
+    pub fn full(&self) -> Option<&ClientIdentity> {
+        match self {
+            StoredIdentity::Full(identity) => Some(identity),
+            StoredIdentity::Device(_) => None,
+        }
     }
 }
 
 impl IdentityFile {
+    /// The keys in the file: full when it has `id_secret`, device-only otherwise.
+    pub fn identity(&self) -> Result<StoredIdentity, IdentityFileError> {
+        let device_key = SecretKey::from_hex(&self.device_secret)?;
+        let cert = DeviceCert {
+            device_key: device_key.public(),
+            device_id: self.device_id.clone(),
+            issued_at: self.issued_at,
+            expiry: self.expiry,
+            signature: Signature::from_hex(&self.cert_signature)?,
+        };
+        let named = if self.user_id.is_empty() {
+            None
+        } else {
+            Some(PublicKey::from_hex(&self.user_id)?)
+        };
+        if self.id_secret.is_empty() {
+            let user_key = named.ok_or(IdentityFileError::Inconsistent(
+                "has neither id_secret nor user_id",
+            ))?;
+            return Ok(StoredIdentity::Device(DeviceIdentity {
+                user_key,
+                device_key,
+                cert,
+            }));
+        }
+        let id_key = SecretKey::from_hex(&self.id_secret)?;
+        if named.is_some_and(|k| k != id_key.public()) {
+            return Err(IdentityFileError::Inconsistent(
+                "user_id is not the public key of id_secret",
+            ));
+        }
+        Ok(StoredIdentity::Full(ClientIdentity {
+            id_key,
+            device_key,
+            cert,
+        }))
+    }
+
     /// Reads an identity file.
     pub fn load(path: &Path) -> Result<Self, IdentityFileError> {
         Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)

@@ -55,6 +55,8 @@ pub struct Config {
     pub bootstrap_file: PathBuf,
     /// An upload that receives no chunk for this long is removed with its bytes.
     pub upload_expiry_secs: u64,
+    /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
+    pub mailbox: crate::mailbox::MailboxConfig,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
             upload_expiry_secs: 60 * 60,
+            mailbox: crate::mailbox::MailboxConfig::default(),
         }
     }
 }
@@ -164,6 +167,12 @@ impl Config {
             .validate()
             .map_err(|rule| ConfigError::Invalid {
                 field: "settings",
+                rule,
+            })?;
+        self.mailbox
+            .validate()
+            .map_err(|rule| ConfigError::Invalid {
+                field: "mailbox",
                 rule,
             })?;
         for admin in &self.admins {

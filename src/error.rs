@@ -41,6 +41,10 @@ pub enum Error {
         /// When a retry can succeed.
         retry_after_ms: u64,
     },
+    /// A bounded store of the node is full (not a rate limit): retry later. The message names
+    /// the field whose request would overflow it.
+    #[error("{0}")]
+    Exhausted(String),
     /// A position (an event id, a page) outside what is kept.
     #[error("{0}")]
     OutOfRange(String),
@@ -88,6 +92,7 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
+            Error::Exhausted(m) => Status::resource_exhausted(m),
             Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Replay) => {

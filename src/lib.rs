@@ -26,6 +26,8 @@
 //! - [`webhooks`]: channel URLs that programs post messages to.
 //! - [`limits`]: server settings and the rate limits they set.
 //! - [`calls`]: LiveKit access tokens for channel calls.
+//! - [`mailbox`]: the in-memory, bounded `SyncMailbox` drop box, and the device-linking
+//!   handshake that runs over it.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -49,6 +51,7 @@ pub mod harmony;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod mailbox;
 pub mod media;
 pub mod messages;
 pub mod node;

@@ -278,6 +278,18 @@ impl Limits {
         })
     }
 
+    /// Forgets the keys of every limiter whose bucket has refilled (idle for a window), so
+    /// limits keyed by client-chosen values (mailbox session ids) keep bounded memory.
+    pub fn retain_recent(&self) {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for limiter in state.limiters.values() {
+            limiter.retain_recent();
+        }
+    }
+
     /// The longest message text allowed now.
     pub fn max_message_length(&self) -> usize {
         self.settings().max_message_length as usize

@@ -107,6 +107,9 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
+    /// Link a new device to your identity through the server's mailbox.
+    #[command(subcommand)]
+    Device(cli::device::DeviceCommand),
     /// Print live events, one per line, until Ctrl-C.
     Tail {
         #[command(flatten)]
@@ -266,6 +269,7 @@ async fn run() -> Result<()> {
             limit,
         } => history(&target, channel, limit).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
+        Command::Device(command) => cli::device::run(command).await,
     }
 }
 

@@ -246,7 +246,8 @@ impl Node {
             livekit,
             media.clone(),
             info.clone(),
-        );
+        )
+        .with_mailbox(config.mailbox);
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();

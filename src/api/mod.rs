@@ -7,6 +7,7 @@ pub mod convert;
 pub mod files;
 mod guilds;
 pub mod http;
+mod mailbox;
 mod media;
 mod messages;
 pub mod profile;
@@ -61,6 +62,7 @@ pub struct GuildHallApi {
     limits: Arc<Limits>,
     calls: crate::calls::Calls,
     media: crate::media::Media,
+    mailbox: crate::mailbox::Mailbox,
     info: Arc<NodeInfo>,
 }
 
@@ -88,10 +90,17 @@ impl GuildHallApi {
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
             media,
+            mailbox: crate::mailbox::Mailbox::new(Default::default()),
             guilds,
             limits,
             info: Arc::new(info),
         }
+    }
+
+    /// The service with the mailbox bounded by `config` (the default bounds otherwise).
+    pub fn with_mailbox(mut self, config: crate::mailbox::MailboxConfig) -> Self {
+        self.mailbox = crate::mailbox::Mailbox::new(config);
+        self
     }
 
     /// The webhook operations (also served over HTTP by [`http::router`]).
@@ -632,6 +641,13 @@ impl GuildHall for GuildHallApi {
             .join_call(&session.user_id, &channel_id)
             .await?;
         Ok(Response::new(pb::GetCallTokenResponse { url, token }))
+    }
+
+    async fn sync_mailbox(
+        &self,
+        r: Request<pb::SyncMailboxRequest>,
+    ) -> Reply<pb::SyncMailboxResponse> {
+        mailbox::sync(&self.mailbox, &self.limits, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
