@@ -53,6 +53,8 @@ pub struct Config {
     pub livekit_api_secret: String,
     /// File of bootstrap peers (one multiaddr with `/p2p/<peer id>` per line); empty for none.
     pub bootstrap_file: PathBuf,
+    /// Push registration and delivery (`[push]`).
+    pub push: crate::push::PushConfig,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             livekit_api_key: String::new(),
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
+            push: crate::push::PushConfig::default(),
         }
     }
 }
@@ -167,6 +170,9 @@ impl Config {
                 rule: format!("{admin:?} {e}"),
             })?;
         }
+        self.push
+            .validate()
+            .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
         if self.p2p_listen.parse::<libp2p::Multiaddr>().is_err() {
             return Err(ConfigError::Invalid {
                 field: "p2p_listen",

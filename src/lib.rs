@@ -24,6 +24,7 @@
 //! - [`webhooks`]: channel URLs that programs post messages to.
 //! - [`limits`]: server settings and the rate limits they set.
 //! - [`calls`]: LiveKit access tokens for channel calls.
+//! - [`push`]: push distributors and FCM tokens; queued, retried pushes for offline users.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -50,5 +51,6 @@ pub mod messages;
 pub mod node;
 pub mod presence;
 pub mod proto;
+pub mod push;
 pub mod store;
 pub mod webhooks;

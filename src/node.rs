@@ -55,6 +55,9 @@ pub enum NodeError {
     /// The stored server settings could not be read.
     #[error("settings: {0}")]
     Settings(String),
+    /// The push client could not be set up.
+    #[error("push: {0}")]
+    Push(String),
     /// gRPC reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -197,6 +200,8 @@ impl Node {
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
+        let (push, push_tasks) = crate::push::Push::start(&events, config.push.clone(), &cancel)
+            .map_err(NodeError::Push)?;
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -218,7 +223,14 @@ impl Node {
             api_key: config.livekit_api_key.clone(),
             api_secret: config.livekit_api_secret.clone(),
         });
-        let api = GuildHallApi::new(accounts.clone(), guilds, limits, livekit, info.clone());
+        let api = GuildHallApi::new(
+            accounts.clone(),
+            guilds,
+            limits,
+            livekit,
+            push,
+            info.clone(),
+        );
         let http = crate::api::http::router(api.webhooks());
         let mut services = tonic::service::Routes::builder();
         services
@@ -246,12 +258,14 @@ impl Node {
         let retention_ms = config.event_retention_secs.saturating_mul(1000);
         let pruner = tokio::spawn(prune_loop(store, retention_ms, cancel.clone()));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
+        let mut tasks = vec![server, swarm.task, pruner];
+        tasks.extend(push_tasks);
         Ok(RunningNode {
             grpc_addr,
             server_id,
             info,
             cancel,
-            tasks: vec![server, swarm.task, pruner],
+            tasks,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod convert;
 mod guilds;
 pub mod http;
 mod messages;
+mod push;
 pub mod session;
 mod social;
 mod webhooks;
@@ -56,6 +57,7 @@ pub struct GuildHallApi {
     webhooks: crate::webhooks::Webhooks,
     limits: Arc<Limits>,
     calls: crate::calls::Calls,
+    push: crate::push::Push,
     info: Arc<NodeInfo>,
 }
 
@@ -66,6 +68,7 @@ impl GuildHallApi {
         guilds: Guilds,
         limits: Arc<Limits>,
         livekit: Option<crate::calls::LiveKit>,
+        push: crate::push::Push,
         info: NodeInfo,
     ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
@@ -77,6 +80,7 @@ impl GuildHallApi {
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
+            push,
             guilds,
             limits,
             info: Arc::new(info),
@@ -474,6 +478,8 @@ impl GuildHall for GuildHallApi {
             })?),
         };
         let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
+        // While the stream is open the user counts as online and gets no pushes.
+        let stream = self.push.online().track(&s.user_id, stream);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -571,6 +577,31 @@ impl GuildHall for GuildHallApi {
             .join_call(&session.user_id, &channel_id)
             .await?;
         Ok(Response::new(pb::GetCallTokenResponse { url, token }))
+    }
+
+    async fn register_push_distributor(
+        &self,
+        r: Request<pb::RegisterPushDistributorRequest>,
+    ) -> Reply<pb::Empty> {
+        push::register_distributor(&self.push, r).await
+    }
+    async fn list_push_distributors(
+        &self,
+        r: Request<pb::Empty>,
+    ) -> Reply<pb::ListPushDistributorsResponse> {
+        push::list_distributors(&self.push, r).await
+    }
+    async fn register_fcm_token(
+        &self,
+        r: Request<pb::RegisterFcmTokenRequest>,
+    ) -> Reply<pb::Empty> {
+        push::register_fcm_token(&self.push, r).await
+    }
+    async fn unregister_fcm_token(
+        &self,
+        r: Request<pb::UnregisterFcmTokenRequest>,
+    ) -> Reply<pb::Empty> {
+        push::unregister_fcm_token(&self.push, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

@@ -11,6 +11,7 @@ pub mod dms;
 mod events;
 pub mod guilds;
 pub mod messages;
+pub mod push;
 mod schema;
 mod sessions;
 pub mod settings;
