@@ -200,8 +200,6 @@ impl Node {
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
-        let (push, push_tasks) = crate::push::Push::start(&events, config.push.clone(), &cancel)
-            .map_err(NodeError::Push)?;
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -223,6 +221,9 @@ impl Node {
             api_key: config.livekit_api_key.clone(),
             api_secret: config.livekit_api_secret.clone(),
         });
+        let (push, push_tasks) =
+            crate::push::Push::start(guilds.events(), config.push.clone(), &cancel)
+                .map_err(NodeError::Push)?;
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
