@@ -57,6 +57,8 @@ pub struct Config {
     pub upload_expiry_secs: u64,
     /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
     pub mailbox: crate::mailbox::MailboxConfig,
+    /// Push registration and delivery (`[push]`).
+    pub push: crate::push::PushConfig,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             bootstrap_file: PathBuf::new(),
             upload_expiry_secs: 60 * 60,
             mailbox: crate::mailbox::MailboxConfig::default(),
+            push: crate::push::PushConfig::default(),
         }
     }
 }
@@ -181,6 +184,9 @@ impl Config {
                 rule: format!("{admin:?} {e}"),
             })?;
         }
+        self.push
+            .validate()
+            .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
         if self.p2p_listen.parse::<libp2p::Multiaddr>().is_err() {
             return Err(ConfigError::Invalid {
                 field: "p2p_listen",

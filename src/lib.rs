@@ -28,6 +28,7 @@
 //! - [`calls`]: LiveKit access tokens for channel calls.
 //! - [`mailbox`]: the in-memory, bounded `SyncMailbox` drop box, and the device-linking
 //!   handshake that runs over it.
+//! - [`push`]: push distributors and FCM tokens; queued, retried pushes for offline users.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
@@ -57,5 +58,6 @@ pub mod messages;
 pub mod node;
 pub mod presence;
 pub mod proto;
+pub mod push;
 pub mod store;
 pub mod webhooks;

@@ -57,6 +57,9 @@ pub enum NodeError {
     /// The stored server settings could not be read.
     #[error("settings: {0}")]
     Settings(String),
+    /// The push client could not be set up.
+    #[error("push: {0}")]
+    Push(String),
     /// gRPC reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -238,6 +241,9 @@ impl Node {
                 upload_expiry_ms: config.upload_expiry_secs.saturating_mul(1000),
             },
         );
+        let (push, push_tasks) =
+            crate::push::Push::start(guilds.events(), config.push.clone(), &cancel)
+                .map_err(NodeError::Push)?;
         let media_expiry = media.spawn_expiry(cancel.clone());
         let api = GuildHallApi::new(
             accounts.clone(),
@@ -245,6 +251,7 @@ impl Node {
             limits,
             livekit,
             media.clone(),
+            push,
             info.clone(),
         )
         .with_mailbox(config.mailbox);
@@ -277,12 +284,14 @@ impl Node {
         let retention_ms = config.event_retention_secs.saturating_mul(1000);
         let pruner = tokio::spawn(prune_loop(store, retention_ms, cancel.clone()));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
+        let mut tasks = vec![server, swarm.task, pruner, media_expiry];
+        tasks.extend(push_tasks);
         Ok(RunningNode {
             grpc_addr,
             server_id,
             info,
             cancel,
-            tasks: vec![server, swarm.task, pruner, media_expiry],
+            tasks,
         })
     }
 }

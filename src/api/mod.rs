@@ -11,6 +11,7 @@ mod mailbox;
 mod media;
 mod messages;
 pub mod profile;
+mod push;
 pub mod session;
 mod social;
 mod webhooks;
@@ -63,6 +64,7 @@ pub struct GuildHallApi {
     calls: crate::calls::Calls,
     media: crate::media::Media,
     mailbox: crate::mailbox::Mailbox,
+    push: crate::push::Push,
     info: Arc<NodeInfo>,
 }
 
@@ -74,6 +76,7 @@ impl GuildHallApi {
         limits: Arc<Limits>,
         livekit: Option<crate::calls::LiveKit>,
         media: crate::media::Media,
+        push: crate::push::Push,
         info: NodeInfo,
     ) -> Self {
         let messages = Messages::new(guilds.clone(), limits.clone());
@@ -91,6 +94,7 @@ impl GuildHallApi {
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
             media,
             mailbox: crate::mailbox::Mailbox::new(Default::default()),
+            push,
             guilds,
             limits,
             info: Arc::new(info),
@@ -511,6 +515,8 @@ impl GuildHall for GuildHallApi {
             })?),
         };
         let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
+        // While the stream is open the user counts as online and gets no pushes.
+        let stream = self.push.online().track(&s.user_id, stream);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -648,6 +654,31 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::SyncMailboxRequest>,
     ) -> Reply<pb::SyncMailboxResponse> {
         mailbox::sync(&self.mailbox, &self.limits, r).await
+    }
+
+    async fn register_push_distributor(
+        &self,
+        r: Request<pb::RegisterPushDistributorRequest>,
+    ) -> Reply<pb::Empty> {
+        push::register_distributor(&self.push, r).await
+    }
+    async fn list_push_distributors(
+        &self,
+        r: Request<pb::Empty>,
+    ) -> Reply<pb::ListPushDistributorsResponse> {
+        push::list_distributors(&self.push, r).await
+    }
+    async fn register_fcm_token(
+        &self,
+        r: Request<pb::RegisterFcmTokenRequest>,
+    ) -> Reply<pb::Empty> {
+        push::register_fcm_token(&self.push, r).await
+    }
+    async fn unregister_fcm_token(
+        &self,
+        r: Request<pb::UnregisterFcmTokenRequest>,
+    ) -> Reply<pb::Empty> {
+        push::unregister_fcm_token(&self.push, r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

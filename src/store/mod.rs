@@ -13,6 +13,7 @@ pub mod guilds;
 pub mod harmony;
 pub mod media;
 pub mod messages;
+pub mod push;
 mod schema;
 mod sessions;
 pub mod settings;

@@ -14,6 +14,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(SETTINGS_V7),
         M::up(MEDIA_V8),
         M::up(HARMONY_V9),
+        M::up(PUSH_V10),
     ])
 }
 
@@ -374,6 +375,39 @@ CREATE TABLE app_data (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (user_id, app_id)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Push: FCM tokens per user, the durable queue of pushes to UnifiedPush distributors (a queued
+/// push goes with its distributor), and how far the push fan-out has read the event log.
+const PUSH_V10: &str = r#"
+CREATE TABLE fcm_tokens (
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, token)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE push_queue (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id         TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    payload         TEXT NOT NULL,                  -- the body POSTed to the distributor
+    dedup_key       TEXT,                           -- e.g. "m:<message id>"; NULL: no dedup
+    attempts        INTEGER NOT NULL DEFAULT 0,     -- failed attempts so far
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    last_error      TEXT,
+    FOREIGN KEY (user_id, url) REFERENCES push_distributors(user_id, url) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX push_queue_due ON push_queue(next_attempt_at);
+CREATE INDEX push_queue_by_distributor ON push_queue(user_id, url);
+CREATE UNIQUE INDEX push_queue_dedup ON push_queue(dedup_key, user_id, url)
+    WHERE dedup_key IS NOT NULL;
+
+CREATE TABLE push_cursor (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    event_id    INTEGER NOT NULL
+) STRICT;
 "#;
 
 #[cfg(test)]

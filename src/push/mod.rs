@@ -1,0 +1,208 @@
+//! Push notifications: users register UnifiedPush distributors (and FCM tokens), and the node
+//! POSTs a small notice to each distributor of a user who is offline when they are mentioned or
+//! sent a DM.
+//!
+//! - [`config`]: the `[push]` settings.
+//! - [`online`]: who has a live event stream open (the "online" rule).
+//! - [`fanout`]: follows the event log and queues pushes in SQLite (`push_queue`).
+//! - [`delivery`]: POSTs queued pushes with bounded concurrency, timeout and retries.
+//! - [`client`]: the HTTP(S) client and its address policy.
+//!
+//! FCM tokens are stored and counted but nothing is sent to Firebase: that needs a Google service
+//! account and the node's own network path to Google, neither of which a self-hosted node has by
+//! default (see `docs/OPERATING.md`). Pushes that other servers ask for (`PushNotification`) can
+//! be queued with [`Push::enqueue`].
+
+pub mod client;
+pub mod config;
+mod delivery;
+pub mod fanout;
+pub mod online;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::PushConfig;
+pub use online::OnlineUsers;
+
+use crate::accounts::rules;
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::identity::freshness::now_ms;
+use crate::store::push::AddOutcome;
+use crate::store::{SessionInfo, Store};
+
+/// Longest FCM token accepted (real ones are a few hundred bytes).
+pub const FCM_TOKEN_MAX: usize = 4096;
+
+/// The push operations of one node, and the handle its background tasks share.
+#[derive(Debug, Clone)]
+pub struct Push {
+    store: Store,
+    config: Arc<PushConfig>,
+    online: OnlineUsers,
+    wake_delivery: Arc<Notify>,
+}
+
+impl Push {
+    /// Starts the fan-out and delivery tasks over `events`; they stop when `cancel` fires.
+    pub fn start(
+        events: &Events,
+        config: PushConfig,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<(Self, Vec<JoinHandle<()>>), String> {
+        let client = client::PushClient::new(
+            Duration::from_millis(config.request_timeout_ms),
+            config.allow_private_destinations,
+        )?;
+        let push = Self {
+            store: events.store().clone(),
+            config: Arc::new(config),
+            online: OnlineUsers::default(),
+            wake_delivery: Arc::new(Notify::new()),
+        };
+        let fanout = fanout::Fanout {
+            events: events.clone(),
+            online: push.online.clone(),
+            wake_delivery: push.wake_delivery.clone(),
+            max_age_ms: push.config.max_age_secs.saturating_mul(1000),
+            dm_memo: HashMap::new(),
+            cursor: 0,
+            unsaved: false,
+        };
+        let delivery = delivery::Delivery {
+            store: push.store.clone(),
+            client,
+            config: push.config.clone(),
+            wake: push.wake_delivery.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(fanout.run(cancel.clone())),
+            tokio::spawn(delivery.run(cancel.clone())),
+        ];
+        Ok((push, tasks))
+    }
+
+    /// Who has a live stream open; `SubscribeEvents` registers its streams here.
+    pub fn online(&self) -> &OnlineUsers {
+        &self.online
+    }
+
+    /// `RegisterPushDistributor`: adds a UnifiedPush endpoint; registering it again changes
+    /// nothing.
+    pub async fn register_distributor(&self, caller: &SessionInfo, raw: &str) -> Result<()> {
+        let url = self.distributor_url(raw)?;
+        let cap = self.config.max_distributors_per_user;
+        match self
+            .store
+            .add_push_distributor(caller.user_id.clone(), url, now_ms(), cap)
+            .await?
+        {
+            AddOutcome::Added | AddOutcome::Existed => Ok(()),
+            AddOutcome::Full => Err(Error::FailedPrecondition(format!(
+                "distributor_url: at most {cap} push distributors per user; endpoints that answer \
+                 404 or 410 are removed automatically"
+            ))),
+        }
+    }
+
+    fn distributor_url(&self, raw: &str) -> Result<String> {
+        let url = rules::http_url(raw).map_err(|rule| Error::invalid("distributor_url", rule))?;
+        if !self.config.allow_private_destinations {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|_| Error::invalid("distributor_url", "must be a URL"))?;
+            let host = uri.host().unwrap_or_default();
+            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse()
+                && let Some(why) = client::forbidden_ip(ip)
+            {
+                return Err(Error::invalid(
+                    "distributor_url",
+                    format!("must not point at {why} ({host})"),
+                ));
+            }
+        }
+        Ok(url)
+    }
+
+    /// `ListPushDistributors`: the caller's endpoints, oldest first.
+    pub async fn list_distributors(&self, caller: &SessionInfo) -> Result<Vec<String>> {
+        Ok(self.store.push_distributors(caller.user_id.clone()).await?)
+    }
+
+    /// `RegisterFcmToken`: stores the token (idempotent). Nothing is sent to FCM; see the module
+    /// docs.
+    pub async fn register_fcm_token(&self, caller: &SessionInfo, token: &str) -> Result<()> {
+        check_fcm_token(token)?;
+        let cap = self.config.max_fcm_tokens_per_user;
+        match self
+            .store
+            .add_fcm_token(caller.user_id.clone(), token.to_owned(), now_ms(), cap)
+            .await?
+        {
+            AddOutcome::Added | AddOutcome::Existed => Ok(()),
+            AddOutcome::Full => Err(Error::FailedPrecondition(format!(
+                "token: at most {cap} FCM tokens per user; unregister one first"
+            ))),
+        }
+    }
+
+    /// `UnregisterFcmToken`: forgets a token the caller registered.
+    pub async fn unregister_fcm_token(&self, caller: &SessionInfo, token: &str) -> Result<()> {
+        check_fcm_token(token)?;
+        if self
+            .store
+            .remove_fcm_token(caller.user_id.clone(), token.to_owned())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound(
+                "token: not registered for you (nothing to unregister)".into(),
+            ))
+        }
+    }
+
+    /// Queues `payload` for every distributor of `user_id` (for pushes that arrive from other
+    /// servers); returns how many were queued. With `dedup_key`, repeats are queued once.
+    pub async fn enqueue(
+        &self,
+        user_id: &str,
+        payload: String,
+        dedup_key: Option<String>,
+    ) -> Result<usize> {
+        let queued = self
+            .store
+            .enqueue_pushes(vec![user_id.to_owned()], payload, dedup_key, now_ms(), None)
+            .await?;
+        if queued > 0 {
+            self.wake_delivery.notify_one();
+        }
+        Ok(queued)
+    }
+}
+
+/// An FCM registration token: 1 to [`FCM_TOKEN_MAX`] bytes of visible ASCII.
+fn check_fcm_token(token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(Error::invalid("token", "is required"));
+    }
+    if token.len() > FCM_TOKEN_MAX {
+        return Err(Error::invalid(
+            "token",
+            format!("must be at most {FCM_TOKEN_MAX} bytes"),
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "token",
+            "must be visible ASCII (no spaces or control characters)",
+        ));
+    }
+    Ok(())
+}
