@@ -12,6 +12,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(DMS_V5),
         M::up(WEBHOOKS_V6),
         M::up(SETTINGS_V7),
+        M::up(FEDERATION_V8),
     ])
 }
 
@@ -306,6 +307,32 @@ CREATE TABLE server_settings (
     key     TEXT PRIMARY KEY NOT NULL,
     value   INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Federation: peers' pinned keys by address, the nonces of accepted server-to-server calls, and
+/// the validity of this node's own key.
+const FEDERATION_V8: &str = r#"
+CREATE TABLE federation_peers (
+    address         TEXT PRIMARY KEY NOT NULL,   -- the peer's canonical address
+    server_key      BLOB NOT NULL,               -- the pinned ed25519 key (32 bytes)
+    key_valid_until INTEGER NOT NULL,
+    peer_id         TEXT NOT NULL DEFAULT '',
+    pinned_at       INTEGER NOT NULL,            -- first use
+    key_changed_at  INTEGER NOT NULL,            -- first use, or the last rotation applied
+    last_seen_at    INTEGER NOT NULL DEFAULT 0   -- last accepted signed call from it
+) STRICT;
+CREATE TABLE federation_nonces (
+    origin_key  BLOB NOT NULL,
+    nonce       BLOB NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (origin_key, nonce)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX federation_nonces_by_expiry ON federation_nonces(expires_at);
+CREATE TABLE local_server_keys (
+    server_key  BLOB PRIMARY KEY NOT NULL,
+    created_at  INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL
+) STRICT;
 "#;
 
 #[cfg(test)]
