@@ -258,26 +258,34 @@ pub fn judge(
             change: Some(new_pin(Some(pinned.key))),
         });
     }
-    let rotation = match &info.key_rotation {
-        Some(r) => Some(check_rotation(pinned, key, info.key_valid_until, r).map_err(refuse)?),
-        None => None,
-    };
-    match (pinned.key == key, rotation) {
-        // Same key, nothing new (or a rotation statement that renews nothing).
-        (true, None) => Ok(Judgement { key, change: None }),
-        (true, Some(())) if info.key_valid_until <= pinned.key_valid_until => {
-            Ok(Judgement { key, change: None })
-        }
-        (_, Some(())) => Ok(Judgement {
+    if pinned.key == key {
+        // The same key: only a renewal (a statement from this key to itself with a later
+        // validity) changes anything; an older rotation that led to this key is history.
+        let renewal = info
+            .key_rotation
+            .as_ref()
+            .filter(|r| r.old_key == r.new_key && info.key_valid_until > pinned.key_valid_until);
+        let Some(r) = renewal else {
+            return Ok(Judgement { key, change: None });
+        };
+        check_rotation(pinned, key, info.key_valid_until, r).map_err(refuse)?;
+        return Ok(Judgement {
             key,
             change: Some(new_pin(Some(pinned.key))),
-        }),
-        (false, None) => Err(refuse(format!(
+        });
+    }
+    let Some(r) = &info.key_rotation else {
+        return Err(refuse(format!(
             "publishes key {} but {} is pinned, with no rotation signed by the pinned key",
             key.fmt_short(),
             pinned.key.fmt_short()
-        ))),
-    }
+        )));
+    };
+    check_rotation(pinned, key, info.key_valid_until, r).map_err(refuse)?;
+    Ok(Judgement {
+        key,
+        change: Some(new_pin(Some(pinned.key))),
+    })
 }
 
 /// Checks that `r` hands `pinned`'s key over to `key` (valid until `valid_until`), signed by the
