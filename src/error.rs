@@ -51,6 +51,9 @@ pub enum Error {
     /// The method is part of the API but not served by this build yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// A server-to-server call or a peer's key was refused.
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -94,6 +97,7 @@ impl From<Error> for tonic::Status {
             }
             Error::Exhausted(m) => Status::resource_exhausted(m),
             Error::Unimplemented(m) => Status::unimplemented(m),
+            Error::Federation(e) => federation_status(e),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Replay) => {
                 Status::unauthenticated("signature: already used (replayed request)")
@@ -103,5 +107,24 @@ impl From<Error> for tonic::Status {
                 Status::internal("internal storage error")
             }
         }
+    }
+}
+
+/// The status for a refused server call or peer: a forged, misdirected, stale or replayed call is
+/// `UNAUTHENTICATED`; a proof that holds but for the wrong server or key is `PERMISSION_DENIED`.
+fn federation_status(err: crate::federation::FederationError) -> tonic::Status {
+    use crate::federation::FederationError as F;
+    use tonic::Status;
+    let message = err.to_string();
+    match err {
+        F::Header { .. } | F::Stale(_) | F::BadSignature | F::Replay | F::UnknownOrigin(_) => {
+            Status::unauthenticated(message)
+        }
+        F::WrongDestination(_) | F::KeyNotPinned(_) | F::PeerKey { .. } => {
+            Status::permission_denied(message)
+        }
+        F::DiscoveryLimited | F::BodyTooLarge(_) => Status::resource_exhausted(message),
+        F::Unreachable { .. } => Status::unavailable(message),
+        F::Storage(e) => Error::Storage(e).into(),
     }
 }

@@ -33,6 +33,8 @@
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, and proto ↔ domain conversion.
+//! - [`federation`]: signed server-to-server calls (the signing client, the verifying layer) and
+//!   the directory of peers' pinned keys.
 //! - [`gossip`]: the libp2p swarm task; the only module that touches `libp2p::Swarm`.
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
 //! - [`error`]: the crate error and its single mapping to gRPC status.
@@ -46,6 +48,7 @@ pub mod config;
 pub mod dms;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod gossip;
 pub mod guilds;
 pub mod harmony;

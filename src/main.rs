@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run a node. With no flags: data in ./guildhall-data, gRPC on 127.0.0.1:7400, p2p on 7401.
     Serve(ServeArgs),
+    /// Replace the node's server key (run while the node is stopped). The old key signs a
+    /// hand-over that the node publishes from its next start, so peers that pinned it follow.
+    RotateServerKey(ServeArgs),
     /// Create an identity (K_id) and a certified device key (K_dev) in a local file.
     Keygen {
         #[command(flatten)]
@@ -228,6 +231,7 @@ async fn run() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::RotateServerKey(args) => rotate_server_key(args),
         Command::Keygen {
             id,
             device_id,
@@ -271,6 +275,26 @@ async fn run() -> Result<()> {
         Command::Tail { target, resume } => tail(&target, resume).await,
         Command::Device(command) => cli::device::run(command).await,
     }
+}
+
+fn rotate_server_key(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    let path = config.server_key_path();
+    let rotation = guildhall::federation::local::rotate_key_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    println!("old key: {}", rotation.old_key);
+    println!("new key: {}", rotation.new_key);
+    println!(
+        "valid until: {} (ms since the epoch)",
+        rotation.new_key_valid_until
+    );
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -54,6 +54,9 @@ pub enum NodeError {
     /// The swarm could not start.
     #[error(transparent)]
     Gossip(#[from] gossip::GossipError),
+    /// The node's key validity could not be recorded.
+    #[error("federation: {0}")]
+    Federation(#[from] crate::federation::FederationError),
     /// The stored server settings could not be read.
     #[error("settings: {0}")]
     Settings(String),
@@ -74,6 +77,8 @@ pub struct RunningNode {
     pub server_id: PublicKey,
     /// What the node reports about itself.
     pub info: NodeInfo,
+    /// The peer directory and the client for signed calls to other servers.
+    pub federation: crate::federation::Federation,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -177,6 +182,14 @@ impl Node {
             })?;
             gossip::parse_bootstrap(&text)?
         };
+        let local_key =
+            crate::federation::local::load(&store, &key, &config.server_key_path()).await?;
+        let federation = crate::federation::Federation::new(
+            store.clone(),
+            key.clone(),
+            canonical_address.clone(),
+            config.clock_skew_ms,
+        );
         let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
         let info = NodeInfo {
             server_id,
@@ -184,6 +197,8 @@ impl Node {
             canonical_address: canonical_address.clone(),
             p2p_addrs: swarm.listen_addrs.clone(),
             p2p_peers: swarm.connected_peers.clone(),
+            key_valid_until: local_key.valid_until,
+            key_rotation: local_key.rotation,
         };
         let accounts = Accounts::new(
             store.clone(),
@@ -268,6 +283,7 @@ impl Node {
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
             .accept_http1(true)
             .layer(SessionLayer::new(accounts))
+            .layer(federation.layer())
             .add_routes(tonic::service::Routes::from(routes));
         let shutdown = cancel.clone();
         let server = tokio::spawn(async move {
@@ -282,7 +298,12 @@ impl Node {
             }
         });
         let retention_ms = config.event_retention_secs.saturating_mul(1000);
-        let pruner = tokio::spawn(prune_loop(store, retention_ms, cancel.clone()));
+        let pruner = tokio::spawn(prune_loop(
+            store,
+            federation.clone(),
+            retention_ms,
+            cancel.clone(),
+        ));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
         let mut tasks = vec![server, swarm.task, pruner, media_expiry];
         tasks.extend(push_tasks);
@@ -290,13 +311,19 @@ impl Node {
             grpc_addr,
             server_id,
             info,
+            federation,
             cancel,
             tasks,
         })
     }
 }
 
-async fn prune_loop(store: Store, event_retention_ms: u64, cancel: CancellationToken) {
+async fn prune_loop(
+    store: Store,
+    federation: crate::federation::Federation,
+    event_retention_ms: u64,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
@@ -306,6 +333,9 @@ async fn prune_loop(store: Store, event_retention_ms: u64, cancel: CancellationT
                 match store.prune_events(now.saturating_sub(event_retention_ms)).await {
                     Ok(n) => tracing::debug!(removed = n, "pruned old events"),
                     Err(e) => tracing::warn!(error = %e, "event prune failed"),
+                }
+                if let Err(e) = federation.prune(now).await {
+                    tracing::warn!(error = %e, "federation nonce prune failed");
                 }
                 match store.prune(now).await {
                     Ok(n) => tracing::debug!(removed = n, "pruned expired rows"),

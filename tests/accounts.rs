@@ -481,7 +481,9 @@ async fn verify_user_vouches_with_a_delegation_token() {
     let node = TestNode::spawn().await;
     let aud = node.audience();
     let ada = register(&node, "Ada").await;
-    let mut client = node.client().await;
+    // VerifyUser is a server-to-server call: another node asks, signing the call.
+    let peer = TestNode::spawn().await;
+    let mut client = peer.federation_client(&node).await;
     let challenge = ada.identity.verify_challenge(&aud, now_ms());
     let reply = client
         .verify_user(pb::VerifyUserRequest {

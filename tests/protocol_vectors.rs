@@ -6,7 +6,8 @@
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
     self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, Signable, UpdateUserPayload, VerifyUserPayload,
+    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
+    UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -38,6 +39,8 @@ fn vectors() -> Vec<Vector> {
     let dev = SecretKey::from_seed(&[2; 32]);
     let server = SecretKey::from_seed(&[3; 32]);
     let (kid, kdev, aud) = (id.public(), dev.public(), server.public());
+    // The second server: destination of the s2s-request vector, new key of the rotation vector.
+    let next = SecretKey::from_seed(&[4; 32]);
     let moved = HomeserverMovePayload {
         id_key: kid,
         new_homeserver: "https://new.example".into(),
@@ -142,7 +145,40 @@ fn vectors() -> Vec<Vector> {
                 timestamp: T,
             },
         ),
+        vector(
+            "s2s-request",
+            "server",
+            &server,
+            &S2sRequestPayload {
+                audience: next.public(),
+                origin_key: aud,
+                origin: "https://a.example".into(),
+                method: "/guildhall.v1.GuildHall/VerifyUser".into(),
+                body_sha256: sha256(&GRPC_BODY),
+                timestamp: T,
+                nonce: [0x5a; 16],
+            },
+        ),
+        vector(
+            "server-key-rotation",
+            "server",
+            &server,
+            &ServerKeyRotationPayload {
+                old_key: aud,
+                new_key: next.public(),
+                new_key_valid_until: EXPIRY,
+                timestamp: T,
+            },
+        ),
     ]
+}
+
+/// The `s2s-request` vector's body: a gRPC frame (flag 0, length 2) around the message bytes `0a00`.
+const GRPC_BODY: [u8; 7] = [0, 0, 0, 0, 2, 0x0a, 0x00];
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Parses the ```` ```vector ```` blocks of PROTOCOL.md: `key: value` lines; a value may continue
@@ -221,7 +257,7 @@ fn the_documented_keys_are_the_vector_keys() {
     // PROTOCOL.md lists these public keys for the seeds 0x01.., 0x02.., 0x03...
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
         .expect("readable");
-    for seed in [1u8, 2, 3] {
+    for seed in [1u8, 2, 3, 4] {
         let public = SecretKey::from_seed(&[seed; 32]).public().to_hex();
         assert!(
             doc.contains(&public),
@@ -233,10 +269,10 @@ fn the_documented_keys_are_the_vector_keys() {
 #[test]
 fn flipping_any_bit_breaks_verification() {
     for v in vectors() {
-        let signer = if v.signer == "K_id" {
-            [1u8; 32]
-        } else {
-            [2u8; 32]
+        let signer = match v.signer {
+            "K_id" => [1u8; 32],
+            "server" => [3u8; 32],
+            _ => [2u8; 32],
         };
         let key = SecretKey::from_seed(&signer).public();
         let sig = guildhall::identity::Signature::from_hex(&v.signature).expect("sig");

@@ -144,6 +144,20 @@ def sb_join_invite(audience, k_id, k_dev, token, display_name, avatar_url, homes
                     f_u64(timestamp))
 
 
+def sb_s2s_request(audience, origin_key, origin: str, method: str, body: bytes, timestamp: int,
+                   nonce: bytes) -> bytes:
+    """Section 8: the body hash is SHA-256 of the HTTP body as sent (one gRPC frame)."""
+    import hashlib
+    check(len(nonce) == 16, "nonce must be 16 bytes")
+    return envelope("s2s-request", f_key(audience), f_key(origin_key), f_str(origin),
+                    f_str(method), hashlib.sha256(body).digest(), f_u64(timestamp), nonce)
+
+
+def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp: int) -> bytes:
+    return envelope("server-key-rotation", f_key(old_key), f_key(new_key),
+                    f_u64(new_key_valid_until), f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -171,13 +185,15 @@ def check_vectors(doc: Path) -> None:
     k_id = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)
     k_dev = Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)
     server = Ed25519PrivateKey.from_private_bytes(b"\x03" * 32)
-    keys = {"K_id": k_id, "K_dev": k_dev}
+    second = Ed25519PrivateKey.from_private_bytes(b"\x04" * 32)
+    keys = {"K_id": k_id, "K_dev": k_dev, "server": server}
 
     # The key table.
     for name, sk, want in [
         ("K_id", k_id, "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"),
         ("K_dev", k_dev, "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394"),
         ("server", server, "ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1"),
+        ("second", second, "ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c"),
     ]:
         check(pub_hex(sk) == want, f"public key of {name}: got {pub_hex(sk)}, doc {want}")
         print(f"  key {name:<6} public key matches")
@@ -198,6 +214,11 @@ def check_vectors(doc: Path) -> None:
     built["verify-user"] = ("K_id", sb_verify_user(AUD, KI, T))
     built["join-invite"] = ("K_dev", sb_join_invite(
         AUD, KI, KD, "0123456789abcdef", "Ada", "", "https://home.example", T))
+    SECOND = raw_pub(second)
+    built["s2s-request"] = ("server", sb_s2s_request(
+        SECOND, AUD, "https://a.example", "/guildhall.v1.GuildHall/VerifyUser",
+        bytes.fromhex("00000000020a00"), T, b"\x5a" * 16))
+    built["server-key-rotation"] = ("server", sb_server_key_rotation(AUD, SECOND, EXPIRY, T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

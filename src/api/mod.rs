@@ -47,6 +47,10 @@ pub struct NodeInfo {
     pub p2p_addrs: watch::Receiver<Vec<String>>,
     /// How many libp2p peers are connected.
     pub p2p_peers: watch::Receiver<usize>,
+    /// Until when the node's key is valid (ms), published for peers that pin it.
+    pub key_valid_until: u64,
+    /// The statement that handed the node's identity to its current key, if it was rotated.
+    pub key_rotation: Option<pb::ServerKeyRotation>,
 }
 
 /// The combined `guildhall.v1.GuildHall` service.
@@ -247,6 +251,9 @@ impl GuildHall for GuildHallApi {
         &self,
         request: Request<pb::VerifyUserRequest>,
     ) -> Reply<pb::VerifyUserResponse> {
+        // A server call: the verifier proved which server asks (docs/PROTOCOL.md §8).
+        let origin = crate::federation::verify::verified_origin(&request)?;
+        tracing::debug!(origin = %origin.address(), "VerifyUser from a peer server");
         let r = request.into_inner();
         let (user, token) = self.accounts.verify_user(&r.user_id, &r.challenge).await?;
         Ok(Response::new(pb::VerifyUserResponse {
@@ -706,6 +713,8 @@ impl GuildHall for GuildHallApi {
             peer_id: info.peer_id.clone(),
             p2p_listen_addrs: info.p2p_addrs.borrow().clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            key_valid_until: info.key_valid_until,
+            key_rotation: info.key_rotation.clone(),
         }))
     }
 }

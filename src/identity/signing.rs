@@ -36,6 +36,10 @@ pub enum Label {
     VerifyUser,
     /// `JoinInviteRequest.signature`: K_dev joins a guild with an invite at one server.
     JoinInvite,
+    /// A server-to-server call: the origin server signs one request for one destination server.
+    S2sRequest,
+    /// A server's old key hands its identity over to a new key (or renews itself).
+    ServerKeyRotation,
 }
 
 impl Label {
@@ -50,6 +54,8 @@ impl Label {
             Label::UpdateUser => "update-user",
             Label::VerifyUser => "verify-user",
             Label::JoinInvite => "join-invite",
+            Label::S2sRequest => "s2s-request",
+            Label::ServerKeyRotation => "server-key-rotation",
         }
     }
 }
@@ -97,6 +103,12 @@ impl Envelope {
     /// A key field: its 32 raw bytes.
     pub fn key(&mut self, key: &PublicKey) -> &mut Self {
         self.raw(key.as_bytes());
+        self
+    }
+
+    /// A fixed-size byte field (a hash, a nonce): its raw bytes.
+    pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        self.raw(value);
         self
     }
 
@@ -427,6 +439,65 @@ impl Signable for JoinInvitePayload {
             .str(&self.display_name)
             .str(&self.avatar_url)
             .str(&self.homeserver_url)
+            .u64(self.timestamp);
+    }
+}
+
+/// `s2s-request`: the origin server signs one server-to-server call for one destination.
+///
+/// Carried in gRPC metadata (see `docs/PROTOCOL.md` §10), never in the request message, so one
+/// layer can sign and verify every server call whatever its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S2sRequestPayload {
+    /// The destination server's key: a call signed for one server is refused by every other.
+    pub audience: PublicKey,
+    /// The origin server's key (the signer).
+    pub origin_key: PublicKey,
+    /// The origin server's canonical address, which its key is pinned under.
+    pub origin: String,
+    /// The gRPC method path, e.g. `/guildhall.v1.GuildHall/VerifyUser`.
+    pub method: String,
+    /// SHA-256 of the HTTP request body exactly as sent (the gRPC length-prefixed message).
+    pub body_sha256: [u8; 32],
+    /// When the call was signed (ms).
+    pub timestamp: u64,
+    /// 16 random bytes, so two calls with the same content are still two calls.
+    pub nonce: [u8; 16],
+}
+
+impl Signable for S2sRequestPayload {
+    const LABEL: Label = Label::S2sRequest;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.origin_key)
+            .str(&self.origin)
+            .str(&self.method)
+            .bytes(&self.body_sha256)
+            .u64(self.timestamp)
+            .bytes(&self.nonce);
+    }
+}
+
+/// `server-key-rotation`: a server's current key names its successor and how long the successor is
+/// valid. Signed by the old key; `old_key == new_key` renews the key's validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerKeyRotationPayload {
+    /// The key being replaced (the signer).
+    pub old_key: PublicKey,
+    /// The key that replaces it.
+    pub new_key: PublicKey,
+    /// Until when the new key is valid (ms).
+    pub new_key_valid_until: u64,
+    /// When the rotation was signed (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for ServerKeyRotationPayload {
+    const LABEL: Label = Label::ServerKeyRotation;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.old_key)
+            .key(&self.new_key)
+            .u64(self.new_key_valid_until)
             .u64(self.timestamp);
     }
 }

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod dms;
 mod events;
+pub mod federation;
 pub mod guilds;
 pub mod harmony;
 pub mod media;

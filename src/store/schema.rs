@@ -15,6 +15,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(MEDIA_V8),
         M::up(HARMONY_V9),
         M::up(PUSH_V10),
+        M::up(FEDERATION_V11),
     ])
 }
 
@@ -407,6 +408,32 @@ CREATE UNIQUE INDEX push_queue_dedup ON push_queue(dedup_key, user_id, url)
 CREATE TABLE push_cursor (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     event_id    INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Federation: peers' pinned keys by address, the nonces of accepted server-to-server calls, and
+/// the validity of this node's own key.
+const FEDERATION_V11: &str = r#"
+CREATE TABLE federation_peers (
+    address         TEXT PRIMARY KEY NOT NULL,   -- the peer's canonical address
+    server_key      BLOB NOT NULL,               -- the pinned ed25519 key (32 bytes)
+    key_valid_until INTEGER NOT NULL,
+    peer_id         TEXT NOT NULL DEFAULT '',
+    pinned_at       INTEGER NOT NULL,            -- first use
+    key_changed_at  INTEGER NOT NULL,            -- first use, or the last rotation applied
+    last_seen_at    INTEGER NOT NULL DEFAULT 0   -- last accepted signed call from it
+) STRICT;
+CREATE TABLE federation_nonces (
+    origin_key  BLOB NOT NULL,
+    nonce       BLOB NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (origin_key, nonce)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX federation_nonces_by_expiry ON federation_nonces(expires_at);
+CREATE TABLE local_server_keys (
+    server_key  BLOB PRIMARY KEY NOT NULL,
+    created_at  INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL
 ) STRICT;
 "#;
 

@@ -85,6 +85,29 @@ impl TestNode {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// The node's canonical address: what peers pin its key under.
+    pub fn address(&self) -> String {
+        self.node().info.canonical_address.clone()
+    }
+
+    /// The node's secret server key, read from its key file (to forge calls in tests).
+    pub fn server_key(&self) -> guildhall::identity::SecretKey {
+        guildhall::node::load_or_create_key(&self.config.server_key_path()).expect("server key")
+    }
+
+    /// A client whose calls this node signs for `peer` (server-to-server calls).
+    pub async fn federation_client(
+        &self,
+        peer: &TestNode,
+    ) -> guildhall::federation::client::SignedClient {
+        self.node()
+            .federation
+            .client()
+            .connect(&peer.address())
+            .await
+            .expect("federation connect")
+    }
 }
 
 impl Drop for TestNode {

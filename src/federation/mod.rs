@@ -1,0 +1,146 @@
+//! Federation: signed server-to-server calls and the directory of peers' keys.
+//!
+//! - [`wire`]: which methods are server calls, the metadata headers, the body hash.
+//! - [`peers`]: the peer directory: fetches a peer's `GetServerInfo`, pins its key by address
+//!   (trust on first use), accepts a new key only through a rotation signed by the pinned one.
+//! - [`verify`]: the tower layer that checks every incoming server call before its handler runs.
+//! - [`client`]: [`FederationClient`], whose channels sign every outgoing call.
+//! - [`local`]: this node's own key validity and the rotation statement it publishes.
+//!
+//! The protocol is `docs/PROTOCOL.md` §8.
+
+pub mod client;
+pub mod local;
+pub mod peers;
+pub mod verify;
+pub mod wire;
+
+use std::sync::Arc;
+
+pub use client::FederationClient;
+pub use peers::{Peer, PeerDirectory};
+pub use verify::{S2sVerifyLayer, VerifiedOrigin};
+
+use crate::identity::SecretKey;
+use crate::identity::freshness::StaleTimestamp;
+use crate::store::{StorageError, Store};
+
+/// Why a server call was refused, or a peer could not be used. Mapped to a status in
+/// `crate::error`; every message starts with the header or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// A signature header is missing or malformed.
+    #[error("{header}: {rule}")]
+    Header {
+        /// The header.
+        header: &'static str,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// The call was signed for another server.
+    #[error("guildhall-destination: the call was signed for server {0}, not for this server")]
+    WrongDestination(String),
+    /// The timestamp is outside the clock-skew window.
+    #[error("guildhall-timestamp: {0}")]
+    Stale(StaleTimestamp),
+    /// The signature does not cover what arrived.
+    #[error(
+        "guildhall-signature: not a signature by guildhall-origin-key over this call (method, body, headers) for this server"
+    )]
+    BadSignature,
+    /// The origin already used this nonce.
+    #[error("guildhall-nonce: already used by this origin (replayed request)")]
+    Replay,
+    /// The origin's key could not be established.
+    #[error("guildhall-origin: {0}")]
+    UnknownOrigin(String),
+    /// The key differs from the one pinned for the address, with no valid rotation.
+    #[error("guildhall-origin-key: {0}")]
+    KeyNotPinned(String),
+    /// A peer's published key or rotation is refused.
+    #[error("server key of {address}: {reason}")]
+    PeerKey {
+        /// The peer's address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Unknown origins are looked up at a bounded rate; the bound is reached.
+    #[error("guildhall-origin: unknown server and the key-discovery limit is reached; retry later")]
+    DiscoveryLimited,
+    /// The body is larger than a server call may be.
+    #[error("request body: larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// A peer could not be reached or answered nonsense (outgoing calls and key fetches).
+    #[error("peer {address}: {reason}")]
+    Unreachable {
+        /// The peer's address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The node's federation parts: its directory of peers, the verifier for incoming calls and the
+/// client for outgoing ones. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Federation {
+    directory: PeerDirectory,
+    client: FederationClient,
+    layer: S2sVerifyLayer,
+    store: Store,
+}
+
+impl Federation {
+    /// Builds the parts for a node whose key is `key` and whose canonical address is `address`.
+    pub fn new(store: Store, key: SecretKey, address: String, clock_skew_ms: u64) -> Self {
+        let directory = PeerDirectory::new(store.clone());
+        let client = FederationClient::new(Arc::new(key.clone()), address, directory.clone());
+        let layer = S2sVerifyLayer::new(verify::Verifier::new(
+            key.public(),
+            clock_skew_ms,
+            directory.clone(),
+            store.clone(),
+        ));
+        Self {
+            directory,
+            client,
+            layer,
+            store,
+        }
+    }
+
+    /// The peer directory.
+    pub fn directory(&self) -> &PeerDirectory {
+        &self.directory
+    }
+
+    /// The client for signed calls to other servers.
+    pub fn client(&self) -> &FederationClient {
+        &self.client
+    }
+
+    /// The layer that verifies incoming server calls (installed on the node's gRPC server).
+    pub fn layer(&self) -> S2sVerifyLayer {
+        self.layer.clone()
+    }
+
+    /// How many accepted-call nonces are remembered (calls accepted within the clock window).
+    pub async fn remembered_nonces(&self) -> Result<u64, FederationError> {
+        Ok(self
+            .store
+            .read(crate::store::federation::nonce_count)
+            .await?)
+    }
+
+    /// Forgets nonces past their window; called by the node's prune loop.
+    pub async fn prune(&self, now: u64) -> Result<usize, FederationError> {
+        Ok(self
+            .store
+            .write(move |tx| crate::store::federation::prune_nonces(tx, now))
+            .await?)
+    }
+}
