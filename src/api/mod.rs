@@ -10,6 +10,7 @@ pub mod http;
 mod mailbox;
 mod media;
 mod messages;
+mod moves;
 pub mod profile;
 mod push;
 pub mod session;
@@ -70,6 +71,7 @@ pub struct GuildHallApi {
     mailbox: crate::mailbox::Mailbox,
     push: crate::push::Push,
     info: Arc<NodeInfo>,
+    outbox: Option<crate::federation::outbox::Outbox>,
 }
 
 impl GuildHallApi {
@@ -102,7 +104,15 @@ impl GuildHallApi {
             guilds,
             limits,
             info: Arc::new(info),
+            outbox: None,
         }
+    }
+
+    /// The service with the federation outbox it wakes after queuing server calls (homeserver
+    /// moves, device revocations). Without one, queued calls wait for a node that runs one.
+    pub fn with_outbox(mut self, outbox: crate::federation::outbox::Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
@@ -194,6 +204,8 @@ impl GuildHall for GuildHallApi {
             new_homeserver: r.new_homeserver,
             migration_timestamp: r.migration_timestamp,
             migration_signature: r.migration_signature,
+            migration_sequence: r.migration_sequence,
+            migration_prev: r.migration_prev,
             migration_targets: r.migration_targets,
             user_id: r
                 .user_id
@@ -201,7 +213,7 @@ impl GuildHall for GuildHallApi {
                 .map(|id| convert::public_key("user_id", id))
                 .transpose()?,
         };
-        let (user, session) = self.accounts.login(input).await?;
+        let (user, session) = moves::login(self, input).await?;
         Ok(Response::new(pb::LoginResponse {
             token: session.access_token,
             user: Some(self.user(&user)),
@@ -260,6 +272,24 @@ impl GuildHall for GuildHallApi {
             user: Some(self.user(&user)),
             push_delegation_token: token,
         }))
+    }
+
+    async fn update_home_server(
+        &self,
+        request: Request<pb::UpdateHomeServerRequest>,
+    ) -> Reply<pb::Empty> {
+        moves::update_home_server(self, request).await
+    }
+
+    async fn revoke_device(&self, request: Request<pb::DeviceRevocation>) -> Reply<pb::Empty> {
+        moves::revoke_device(self, request).await
+    }
+
+    async fn receive_device_revocation(
+        &self,
+        request: Request<pb::DeviceRevocation>,
+    ) -> Reply<pb::Empty> {
+        moves::receive_device_revocation(self, request).await
     }
 
     async fn get_users(

@@ -6,12 +6,19 @@
 //! - [`verify`]: the tower layer that checks every incoming server call before its handler runs.
 //! - [`client`]: [`FederationClient`], whose channels sign every outgoing call.
 //! - [`local`]: this node's own key validity and the rotation statement it publishes.
+//! - [`outbox`]: the durable outbox that delivers server calls that must arrive, in order per
+//!   destination, across restarts ([`raw_codec`] sends its pre-encoded requests).
+//! - [`moves`], [`revocation`]: homeserver moves and device revocations (PROTOCOL.md §12).
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
 pub mod client;
 pub mod local;
+pub mod moves;
+pub mod outbox;
 pub mod peers;
+pub mod raw_codec;
+pub mod revocation;
 pub mod verify;
 pub mod wire;
 
