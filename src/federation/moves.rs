@@ -117,6 +117,16 @@ impl MoveStatement {
         }
     }
 
+    /// Sets a login's migration fields to this statement (the login must be signed afterwards).
+    pub fn apply_to_login(&self, request: &mut pb::LoginRequest) {
+        let p = &self.payload;
+        request.new_homeserver = Some(p.new_homeserver.clone());
+        request.migration_timestamp = Some(p.timestamp);
+        request.migration_signature = Some(self.signature.to_hex());
+        request.migration_sequence = Some(p.sequence);
+        request.migration_prev = Some(p.prev.clone());
+    }
+
     /// SHA-256 of the statement's signing bytes: what the next statement's `prev` must be.
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.payload.signing_bytes()).into()

@@ -17,8 +17,8 @@
 //!   [`Outbox::stats`]) when the peer refuses definitively ([`is_definitive`]: the call itself is
 //!   wrong and would be refused again), or when a call has been failing for longer than
 //!   `give_up_after_secs`. Everything else (unreachable, `UNAVAILABLE`, timeouts, `INTERNAL`,
-//!   `UNAUTHENTICATED` from the peer's verifier, which covers clock skew and key discovery) is
-//!   retried.
+//!   `RESOURCE_EXHAUSTED`, `UNAUTHENTICATED` from the peer's call verifier, which covers clock
+//!   skew and key discovery) is retried.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -87,18 +87,22 @@ impl OutboxConfig {
 
 /// Whether a peer's answer means the call would be refused again (so retrying is pointless):
 /// the request is malformed, not allowed, not applicable to the peer's state, about something the
-/// peer does not know, or a method the peer does not serve.
-pub fn is_definitive(code: tonic::Code) -> bool {
+/// peer does not know, a method the peer does not serve, or carries a user signature that does not
+/// verify. `UNAUTHENTICATED` from the peer's call verifier (messages starting with a
+/// `guildhall-` header name: clock skew, nonce, the peer not reaching this node for its key) is
+/// about the call, not its content, and is retried.
+pub fn is_definitive(status: &tonic::Status) -> bool {
     use tonic::Code;
-    matches!(
-        code,
+    match status.code() {
         Code::InvalidArgument
-            | Code::PermissionDenied
-            | Code::FailedPrecondition
-            | Code::NotFound
-            | Code::OutOfRange
-            | Code::Unimplemented
-    )
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::OutOfRange
+        | Code::Unimplemented => true,
+        Code::Unauthenticated => !status.message().starts_with("guildhall-"),
+        _ => false,
+    }
 }
 
 /// The delay before attempt `attempts + 1`: `base · 2^attempts`, capped, times `jitter` ∈ [0.5, 1].
@@ -171,6 +175,11 @@ impl Outbox {
     /// Pending, destinations and given-up counts.
     pub async fn stats(&self) -> Result<OutboxStats, StorageError> {
         self.store.read(table::stats).await
+    }
+
+    /// The queued calls, oldest first (at most `limit`), with their attempts so far.
+    pub async fn pending(&self, limit: u32) -> Result<Vec<Delivery>, StorageError> {
+        self.store.read(move |c| table::queued(c, limit)).await
     }
 
     /// The latest given-up calls, newest first.
@@ -311,7 +320,7 @@ impl Outbox {
         match grpc.unary::<_, Bytes, _>(request, path, RawCodec).await {
             Ok(_) => Outcome::Acknowledged,
             Err(status) if status.code() == tonic::Code::AlreadyExists => Outcome::Acknowledged,
-            Err(status) if is_definitive(status.code()) => {
+            Err(status) if is_definitive(&status) => {
                 Outcome::Refused(format!("{:?}: {}", status.code(), status.message()))
             }
             Err(status) => {
@@ -400,10 +409,16 @@ mod tests {
 
     #[test]
     fn definitive_codes() {
-        assert!(is_definitive(tonic::Code::InvalidArgument));
-        assert!(is_definitive(tonic::Code::FailedPrecondition));
-        assert!(!is_definitive(tonic::Code::Unavailable));
-        assert!(!is_definitive(tonic::Code::Unauthenticated));
-        assert!(!is_definitive(tonic::Code::AlreadyExists));
+        use tonic::Status;
+        assert!(is_definitive(&Status::invalid_argument("sequence: …")));
+        assert!(is_definitive(&Status::failed_precondition("prev: …")));
+        assert!(is_definitive(&Status::unauthenticated(
+            "signature: not by K_id"
+        )));
+        assert!(!is_definitive(&Status::unauthenticated(
+            "guildhall-timestamp: is 900000 ms in the past"
+        )));
+        assert!(!is_definitive(&Status::unavailable("down")));
+        assert!(!is_definitive(&Status::already_exists("applied")));
     }
 }

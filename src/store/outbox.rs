@@ -100,19 +100,31 @@ pub fn head(conn: &Connection, destination: &str) -> Result<Option<Delivery>, St
             "SELECT id, destination, method, body, created_at, attempts, next_attempt_at
              FROM federation_outbox WHERE destination = ?1 ORDER BY id LIMIT 1",
             [destination],
-            |r| {
-                Ok(Delivery {
-                    id: r.get(0)?,
-                    destination: r.get(1)?,
-                    method: r.get(2)?,
-                    body: r.get(3)?,
-                    created_at: from_sql_int(r.get(4)?),
-                    attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
-                    next_attempt_at: from_sql_int(r.get(6)?),
-                })
-            },
+            delivery_from_row,
         )
         .optional()?)
+}
+
+/// The queued deliveries, oldest first.
+pub fn queued(conn: &Connection, limit: u32) -> Result<Vec<Delivery>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, destination, method, body, created_at, attempts, next_attempt_at
+         FROM federation_outbox ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], delivery_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        destination: r.get(1)?,
+        method: r.get(2)?,
+        body: r.get(3)?,
+        created_at: from_sql_int(r.get(4)?),
+        attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+        next_attempt_at: from_sql_int(r.get(6)?),
+    })
 }
 
 /// The delivery was acknowledged: it leaves the queue.
