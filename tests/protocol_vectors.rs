@@ -5,9 +5,9 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
-    UpdateUserPayload, VerifyUserPayload,
+    self, DeviceCertPayload, DeviceRevocationPayload, HomeserverMovePayload,
+    HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload, LoginPayload, RegisterPayload,
+    S2sRequestPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -167,6 +167,28 @@ fn vectors() -> Vec<Vector> {
                 old_key: aud,
                 new_key: next.public(),
                 new_key_valid_until: EXPIRY,
+                timestamp: T,
+            },
+        ),
+        vector(
+            "homeserver-move-v2",
+            "K_id",
+            &id,
+            &HomeserverMoveV2Payload {
+                id_key: kid,
+                new_homeserver: "https://new.example".into(),
+                timestamp: T,
+                sequence: 2,
+                prev: vec![0xab; 32],
+            },
+        ),
+        vector(
+            "device-revocation",
+            "K_id",
+            &id,
+            &DeviceRevocationPayload {
+                id_key: kid,
+                device_key: kdev,
                 timestamp: T,
             },
         ),

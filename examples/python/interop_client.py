@@ -158,6 +158,18 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
                     f_u64(new_key_valid_until), f_u64(timestamp))
 
 
+def sb_homeserver_move_v2(k_id, new_homeserver: str, timestamp: int, sequence: int,
+                          prev: bytes) -> bytes:
+    """Section 12: prev is SHA-256 of the previous statement's signing bytes, empty for the first."""
+    check(len(prev) in (0, 32), "prev must be empty or 32 bytes")
+    return envelope("homeserver-move-v2", f_key(k_id), f_str(new_homeserver), f_u64(timestamp),
+                    f_u64(sequence), prev)
+
+
+def sb_device_revocation(k_id, k_dev, timestamp: int) -> bytes:
+    return envelope("device-revocation", f_key(k_id), f_key(k_dev), f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -219,6 +231,9 @@ def check_vectors(doc: Path) -> None:
         SECOND, AUD, "https://a.example", "/guildhall.v1.GuildHall/VerifyUser",
         bytes.fromhex("00000000020a00"), T, b"\x5a" * 16))
     built["server-key-rotation"] = ("server", sb_server_key_rotation(AUD, SECOND, EXPIRY, T))
+    built["homeserver-move-v2"] = ("K_id", sb_homeserver_move_v2(
+        KI, "https://new.example", T, 2, b"\xab" * 32))
+    built["device-revocation"] = ("K_id", sb_device_revocation(KI, KD, T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")
