@@ -434,6 +434,10 @@ pub(crate) fn describe(event: Option<Event>) -> String {
             p.user_id, p.new_username, p.new_avatar, p.new_status, p.new_is_bot
         ),
         Some(Event::AppDataUpdated(a)) => format!("app_data_updated app_id={}", a.app_id),
+        Some(Event::DeviceAdded(d)) => format!(
+            "device_added device={} device_id={:?} name={:?}",
+            d.device_pubkey, d.device_id, d.device_name
+        ),
         None => "unknown".into(),
     }
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::api::convert::device_cert_to_proto;
+use crate::federation::moves::MoveStatement;
 use crate::identity::signing::{
-    self, HomeserverMovePayload, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload,
-    VerifyUserPayload,
+    self, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload, VerifyUserPayload,
 };
 use crate::identity::{DeviceCert, KeyError, PublicKey, SecretKey, Signature};
 use crate::proto::guildhall::v1 as pb;
@@ -199,14 +199,18 @@ impl ClientIdentity {
         }
     }
 
-    /// A K_id-signed homeserver move, as `(migration_timestamp, migration_signature hex)`.
-    pub fn homeserver_move(&self, new_homeserver: &str, timestamp: u64) -> (u64, String) {
-        let statement = HomeserverMovePayload {
-            id_key: self.id_key.public(),
-            new_homeserver: new_homeserver.to_owned(),
-            timestamp,
-        };
-        (timestamp, signing::sign(&statement, &self.id_key).to_hex())
+    /// A K_id-signed `homeserver-move-v2` statement: the user's `sequence`-th move (from 1), to
+    /// `new_homeserver`, chained to the previous statement by `prev` (its
+    /// [`MoveStatement::hash`]; empty for the first). Put it on a login with
+    /// [`MoveStatement::apply_to_login`], then [`Self::sign_login`].
+    pub fn homeserver_move(
+        &self,
+        new_homeserver: &str,
+        timestamp: u64,
+        sequence: u64,
+        prev: Vec<u8>,
+    ) -> MoveStatement {
+        MoveStatement::sign(&self.id_key, new_homeserver, timestamp, sequence, prev)
     }
 
     /// (Re)computes `request.signature` over its current fields: use after editing a login.

@@ -63,6 +63,8 @@ pub struct Config {
     pub mailbox: crate::mailbox::MailboxConfig,
     /// Push registration and delivery (`[push]`).
     pub push: crate::push::PushConfig,
+    /// The federation outbox's retry policy (`[outbox]`, see docs/OPERATING.md).
+    pub outbox: crate::federation::outbox::OutboxConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             trusted_ban_origins: Vec::new(),
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
+            outbox: crate::federation::outbox::OutboxConfig::default(),
         }
     }
 }
@@ -196,6 +199,9 @@ impl Config {
             })?;
         }
         self.push
+            .validate()
+            .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
+        self.outbox
             .validate()
             .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
         if self.p2p_listen.parse::<libp2p::Multiaddr>().is_err() {

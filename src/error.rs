@@ -99,6 +99,7 @@ impl From<Error> for tonic::Status {
             Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Federation(e) => federation_status(e),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
+            Error::Storage(StorageError::Refused(m)) => Status::failed_precondition(m),
             Error::Storage(StorageError::Replay) => {
                 Status::unauthenticated("signature: already used (replayed request)")
             }

@@ -79,6 +79,8 @@ pub struct RunningNode {
     pub info: NodeInfo,
     /// The peer directory and the client for signed calls to other servers.
     pub federation: crate::federation::Federation,
+    /// The durable outbox of server calls that must arrive.
+    pub outbox: crate::federation::outbox::Outbox,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -190,6 +192,11 @@ impl Node {
             canonical_address.clone(),
             config.clock_skew_ms,
         );
+        let outbox = crate::federation::outbox::Outbox::new(
+            store.clone(),
+            federation.client().clone(),
+            config.outbox,
+        );
         let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
         let info = NodeInfo {
             server_id,
@@ -263,7 +270,7 @@ impl Node {
         let bans = crate::federation::bans::Bans::new(
             federation.key(),
             info.canonical_address.clone(),
-            federation.client().clone(),
+            outbox.clone(),
             guilds.clone(),
             config
                 .trusted_ban_origins
@@ -282,7 +289,8 @@ impl Node {
             info.clone(),
         )
         .with_mailbox(config.mailbox)
-        .with_bans(bans);
+        .with_bans(bans)
+        .with_outbox(outbox.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
@@ -318,13 +326,20 @@ impl Node {
             cancel.clone(),
         ));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
-        let mut tasks = vec![server, swarm.task, pruner, media_expiry];
+        let mut tasks = vec![
+            server,
+            swarm.task,
+            pruner,
+            media_expiry,
+            outbox.spawn(cancel.clone()),
+        ];
         tasks.extend(push_tasks);
         Ok(RunningNode {
             grpc_addr,
             server_id,
             info,
             federation,
+            outbox,
             cancel,
             tasks,
         })

@@ -341,13 +341,10 @@ async fn login_refusals() {
         "go together",
     );
     let mut request = ada.identity.login_request(&aud, now_ms());
-    let (ts, _) = ada
-        .identity
-        .homeserver_move("https://new.example", now_ms());
-    let (_, forged) = stranger.homeserver_move("https://new.example", ts);
-    request.new_homeserver = Some("https://new.example".into());
-    request.migration_timestamp = Some(ts);
-    request.migration_signature = Some(forged);
+    // Signed by another identity than the one logging in.
+    stranger
+        .homeserver_move(&node.address(), now_ms(), 1, Vec::new())
+        .apply_to_login(&mut request);
     ada.identity.sign_login(&aud, &mut request);
     assert_status(
         node.client().await.login(request).await,
@@ -362,12 +359,9 @@ async fn login_with_a_valid_migration_is_accepted() {
     let aud = node.audience();
     let ada = register(&node, "Ada").await;
     let mut request = ada.identity.login_request(&aud, now_ms());
-    let (ts, sig) = ada
-        .identity
-        .homeserver_move("https://new.example", now_ms());
-    request.new_homeserver = Some("https://new.example".into());
-    request.migration_timestamp = Some(ts);
-    request.migration_signature = Some(sig);
+    ada.identity
+        .homeserver_move(&node.address(), now_ms(), 1, Vec::new())
+        .apply_to_login(&mut request);
     request.migration_targets = vec!["https://old.example".into()];
     ada.identity.sign_login(&aud, &mut request);
     node.client()

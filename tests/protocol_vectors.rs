@@ -5,9 +5,9 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, BanPayload, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
-    UpdateUserPayload, VerifyUserPayload,
+    self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, HomeserverMovePayload,
+    HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload, LoginPayload, RegisterPayload,
+    S2sRequestPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -180,6 +180,28 @@ fn vectors() -> Vec<Vector> {
                 guild_id: "123456789".into(),
                 reason: "spam".into(),
                 evidence_hash: EVIDENCE_HASH.into(),
+                timestamp: T,
+            },
+        ),
+        vector(
+            "homeserver-move-v2",
+            "K_id",
+            &id,
+            &HomeserverMoveV2Payload {
+                id_key: kid,
+                new_homeserver: "https://new.example".into(),
+                timestamp: T,
+                sequence: 2,
+                prev: vec![0xab; 32],
+            },
+        ),
+        vector(
+            "device-revocation",
+            "K_id",
+            &id,
+            &DeviceRevocationPayload {
+                id_key: kid,
+                device_key: kdev,
                 timestamp: T,
             },
         ),

@@ -161,6 +161,16 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
 def sb_ban(origin, banned, guild_id: str, reason: str, evidence_hash: str, timestamp: int) -> bytes:
     return envelope("ban", f_key(origin), f_key(banned), f_str(guild_id), f_str(reason),
                     f_str(evidence_hash), f_u64(timestamp))
+def sb_homeserver_move_v2(k_id, new_homeserver: str, timestamp: int, sequence: int,
+                          prev: bytes) -> bytes:
+    """Section 12: prev is SHA-256 of the previous statement's signing bytes, empty for the first."""
+    check(len(prev) in (0, 32), "prev must be empty or 32 bytes")
+    return envelope("homeserver-move-v2", f_key(k_id), f_str(new_homeserver), f_u64(timestamp),
+                    f_u64(sequence), prev)
+
+
+def sb_device_revocation(k_id, k_dev, timestamp: int) -> bytes:
+    return envelope("device-revocation", f_key(k_id), f_key(k_dev), f_u64(timestamp))
 
 
 # --------------------------------------------------------------------------
@@ -227,6 +237,9 @@ def check_vectors(doc: Path) -> None:
     built["ban"] = ("server", sb_ban(
         AUD, KI, "123456789", "spam",
         "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", T))
+    built["homeserver-move-v2"] = ("K_id", sb_homeserver_move_v2(
+        KI, "https://new.example", T, 2, b"\xab" * 32))
+    built["device-revocation"] = ("K_id", sb_device_revocation(KI, KD, T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

@@ -10,13 +10,12 @@ pub mod tokens;
 use crate::error::{Error, Result};
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::signing::{
-    self, HomeserverMovePayload, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload,
-    VerifyUserPayload,
+    self, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload, VerifyUserPayload,
 };
 use crate::identity::{DeviceCert, PublicKey, Signature};
 use crate::store::{
-    DeviceRecord, HomeserverMove, NewDevice, NewSession, NewUser, ProfileChange, RefreshOutcome,
-    SessionInfo, StorageError, Store, TokenPair, UserRecord,
+    DeviceRecord, NewDevice, NewSession, NewUser, ProfileChange, RefreshOutcome, SessionInfo,
+    StorageError, Store, TokenPair, UserRecord,
 };
 
 /// The settings the account flows need.
@@ -70,8 +69,12 @@ pub struct LoginInput {
     pub new_homeserver: Option<String>,
     /// Migration: the statement's time.
     pub migration_timestamp: Option<u64>,
-    /// Migration: K_id's `homeserver-move` signature, hex as sent.
+    /// Migration: K_id's `homeserver-move-v2` signature, hex as sent.
     pub migration_signature: Option<String>,
+    /// Migration: the statement's place in the user's chain of moves.
+    pub migration_sequence: Option<u64>,
+    /// Migration: hash of the previous statement's signing bytes.
+    pub migration_prev: Option<Vec<u8>>,
     /// Migration: servers to tell.
     pub migration_targets: Vec<String>,
     /// K_id, needed when the device is new to this server.
@@ -234,6 +237,12 @@ impl SessionCache {
         inner.map.insert(hash, session);
     }
 
+    fn forget_device(&self, device_pubkey: &str) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.retain(|_, s| s.device_pubkey != device_pubkey);
+    }
+
     fn forget_family(&self, family: &[u8; 16]) {
         let mut inner = self.lock();
         inner.epoch += 1;
@@ -266,6 +275,17 @@ impl Accounts {
     /// The node's key, the audience its signed requests must name.
     pub fn server_id(&self) -> &PublicKey {
         &self.config.server_id
+    }
+
+    /// Drops the cached sessions of a revoked device, so none outlives its revocation (the stored
+    /// ones went with the device).
+    pub fn forget_device_sessions(&self, device_pubkey: &str) {
+        self.sessions.forget_device(device_pubkey);
+    }
+
+    /// This node's address: the homeserver of users who register here.
+    pub fn canonical_address(&self) -> &str {
+        &self.config.canonical_address
     }
 
     /// Whether a user is a server admin (from configuration, so it is never stale in storage).
@@ -403,7 +423,8 @@ impl Accounts {
     }
 
     /// `Login`: a device of a registered user opens a session; a login may carry a K_id-signed
-    /// homeserver move, which is verified and stored (sending it on is federation's job).
+    /// homeserver move to this node, which is verified, applied and, in the same transaction,
+    /// queued as `UpdateHomeServer` for every migration target (`crate::federation::moves`).
     pub async fn login(&self, input: LoginInput) -> Result<(UserRecord, IssuedSession)> {
         let now = now_ms();
         let device_name = input
@@ -430,7 +451,18 @@ impl Accounts {
             }
         };
         self.check_cert(&id_key, &input.cert, now)?;
-        let homeserver_move = self.check_migration(&input, &id_key)?;
+        let homeserver_move = crate::federation::moves::login_move(
+            &crate::federation::moves::LoginMoveFields {
+                new_homeserver: input.new_homeserver.clone(),
+                timestamp: input.migration_timestamp,
+                signature: input.migration_signature.clone(),
+                sequence: input.migration_sequence,
+                prev: input.migration_prev.clone(),
+                targets: input.migration_targets.clone(),
+            },
+            &id_key,
+            &self.config.canonical_address,
+        )?;
         let payload = LoginPayload {
             audience: self.config.server_id,
             id_key,
@@ -467,62 +499,6 @@ impl Accounts {
             })?;
         tracing::info!(user = %id_key.fmt_short(), "logged in");
         Ok((user, issued))
-    }
-
-    /// Checks a login's migration fields: all or none, a valid address, a valid K_id signature.
-    fn check_migration(
-        &self,
-        input: &LoginInput,
-        id_key: &PublicKey,
-    ) -> Result<Option<HomeserverMove>> {
-        let (new_homeserver, timestamp, signature) = match (
-            &input.new_homeserver,
-            input.migration_timestamp,
-            &input.migration_signature,
-        ) {
-            (None, None, None) => {
-                if !input.migration_targets.is_empty() {
-                    return Err(Error::invalid(
-                        "migration_targets",
-                        "must be empty unless new_homeserver is set",
-                    ));
-                }
-                return Ok(None);
-            }
-            (Some(h), Some(t), Some(s)) => (h, t, s),
-            _ => {
-                return Err(Error::invalid(
-                    "new_homeserver",
-                    "new_homeserver, migration_timestamp and migration_signature go together",
-                ));
-            }
-        };
-        field_rule("new_homeserver", rules::http_url(new_homeserver))?;
-        if input.migration_targets.len() > 64 {
-            return Err(Error::invalid("migration_targets", "at most 64 servers"));
-        }
-        for (i, target) in input.migration_targets.iter().enumerate() {
-            field_rule(&format!("migration_targets[{i}]"), rules::http_url(target))?;
-        }
-        let sig =
-            Signature::from_hex(signature).map_err(|e| Error::invalid("migration_signature", e))?;
-        let statement = HomeserverMovePayload {
-            id_key: *id_key,
-            new_homeserver: new_homeserver.clone(),
-            timestamp,
-        };
-        signing::verify(statement, id_key, &sig).map_err(|_| {
-            Error::unauthenticated(
-                "migration_signature",
-                "not a signature by the user's identity key over the homeserver-move statement",
-            )
-        })?;
-        Ok(Some(HomeserverMove {
-            new_homeserver: new_homeserver.clone(),
-            timestamp,
-            signature: signature.clone(),
-            targets: input.migration_targets.clone(),
-        }))
     }
 
     /// Verifies a `JoinInvite` key proof from a user of this server and prepares their sign-in.

@@ -10,6 +10,7 @@ pub mod http;
 mod mailbox;
 mod media;
 mod messages;
+mod moves;
 pub mod profile;
 mod push;
 pub mod session;
@@ -71,6 +72,7 @@ pub struct GuildHallApi {
     push: crate::push::Push,
     info: Arc<NodeInfo>,
     bans: Option<crate::federation::bans::Bans>,
+    outbox: Option<crate::federation::outbox::Outbox>,
 }
 
 impl GuildHallApi {
@@ -104,7 +106,15 @@ impl GuildHallApi {
             limits,
             info: Arc::new(info),
             bans: None,
+            outbox: None,
         }
+    }
+
+    /// The service with the federation outbox it wakes after queuing server calls (homeserver
+    /// moves, device revocations). Without one, queued calls wait for a node that runs one.
+    pub fn with_outbox(mut self, outbox: crate::federation::outbox::Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
@@ -203,6 +213,8 @@ impl GuildHall for GuildHallApi {
             new_homeserver: r.new_homeserver,
             migration_timestamp: r.migration_timestamp,
             migration_signature: r.migration_signature,
+            migration_sequence: r.migration_sequence,
+            migration_prev: r.migration_prev,
             migration_targets: r.migration_targets,
             user_id: r
                 .user_id
@@ -210,7 +222,7 @@ impl GuildHall for GuildHallApi {
                 .map(|id| convert::public_key("user_id", id))
                 .transpose()?,
         };
-        let (user, session) = self.accounts.login(input).await?;
+        let (user, session) = moves::login(self, input).await?;
         Ok(Response::new(pb::LoginResponse {
             token: session.access_token,
             user: Some(self.user(&user)),
@@ -269,6 +281,24 @@ impl GuildHall for GuildHallApi {
             user: Some(self.user(&user)),
             push_delegation_token: token,
         }))
+    }
+
+    async fn update_home_server(
+        &self,
+        request: Request<pb::UpdateHomeServerRequest>,
+    ) -> Reply<pb::Empty> {
+        moves::update_home_server(self, request).await
+    }
+
+    async fn revoke_device(&self, request: Request<pb::DeviceRevocation>) -> Reply<pb::Empty> {
+        moves::revoke_device(self, request).await
+    }
+
+    async fn receive_device_revocation(
+        &self,
+        request: Request<pb::DeviceRevocation>,
+    ) -> Reply<pb::Empty> {
+        moves::receive_device_revocation(self, request).await
     }
 
     async fn get_users(

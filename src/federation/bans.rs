@@ -12,13 +12,14 @@
 //!   `trusted_ban_origins`, applied here as well: the user is banned from this node's guilds and
 //!   can't join any.
 //!
-//! Sending: the host sends each new notice to the banned user's homeserver and the homeservers of
-//! the guild's members, in the background, a few times with backoff (`deliver`).
+//! Sending: in the ban's own transaction, the host queues `PropagateBan` in the durable outbox
+//! for the banned user's homeserver and the homeservers of the guild's members.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::FederationClient;
+use prost::Message;
+
+use super::outbox::Outbox;
 use crate::error::{Error, Result};
 use crate::guilds::Guilds;
 use crate::identity::freshness::now_ms;
@@ -27,10 +28,6 @@ use crate::identity::{PublicKey, SecretKey, Signature};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::bans::BanNotice;
 
-/// Attempts per destination before a notice is given up (logged).
-const DELIVERY_ATTEMPTS: u32 = 4;
-/// Wait before the second attempt; doubled each time.
-const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Longest guild id a notice may name.
 const GUILD_ID_MAX: usize = 64;
 
@@ -39,7 +36,7 @@ const GUILD_ID_MAX: usize = 64;
 pub struct Bans {
     key: Arc<SecretKey>,
     own_address: String,
-    client: FederationClient,
+    outbox: Outbox,
     guilds: Guilds,
     trusted: Arc<Vec<PublicKey>>,
     clock_skew_ms: u64,
@@ -54,7 +51,7 @@ impl Bans {
     pub fn new(
         key: Arc<SecretKey>,
         own_address: String,
-        client: FederationClient,
+        outbox: Outbox,
         guilds: Guilds,
         trusted: Vec<PublicKey>,
         clock_skew_ms: u64,
@@ -62,7 +59,7 @@ impl Bans {
         Self {
             key,
             own_address,
-            client,
+            outbox,
             guilds,
             trusted: Arc::new(trusted),
             clock_skew_ms,
@@ -97,8 +94,8 @@ impl Bans {
         &self.own_address
     }
 
-    /// `BanUser` on this node: bans through [`Guilds::ban`] with a signed notice stored in the
-    /// same transaction, then sends the notice to the servers that need it.
+    /// `BanUser` on this node: bans through [`Guilds::ban`] with a signed notice stored and its
+    /// deliveries queued in the same transaction, then wakes the outbox.
     pub async fn ban(
         &self,
         caller: &crate::store::SessionInfo,
@@ -107,41 +104,19 @@ impl Bans {
         reason: &str,
     ) -> Result<()> {
         let notice = self.sign(guild_id, user_id, reason)?;
-        let destinations = self
+        let outgoing = crate::store::bans::OutgoingBan {
+            body: notice_message(&notice).encode_to_vec(),
+            notice,
+            own_address: self.own_address.clone(),
+        };
+        let queued = self
             .guilds
-            .ban(
-                caller,
-                guild_id,
-                user_id,
-                reason,
-                Some((notice.clone(), self.own_address.clone())),
-            )
+            .ban(caller, guild_id, user_id, reason, Some(outgoing))
             .await?;
-        self.deliver(notice, destinations);
-        Ok(())
-    }
-
-    /// Sends `notice` to each destination in the background, retrying with backoff.
-    pub fn deliver(&self, notice: BanNotice, destinations: Vec<String>) {
-        for destination in destinations {
-            let (client, notice) = (self.client.clone(), notice.clone());
-            tokio::spawn(async move {
-                let mut wait = FIRST_RETRY;
-                for attempt in 1..=DELIVERY_ATTEMPTS {
-                    match send(&client, &destination, &notice).await {
-                        Ok(()) => return,
-                        Err(e) if attempt == DELIVERY_ATTEMPTS => {
-                            tracing::warn!(%destination, error = %e, "ban notice not delivered; giving up");
-                        }
-                        Err(e) => {
-                            tracing::debug!(%destination, attempt, error = %e, "ban notice delivery failed; retrying");
-                            tokio::time::sleep(wait).await;
-                            wait *= 2;
-                        }
-                    }
-                }
-            });
+        if queued > 0 {
+            self.outbox.wake();
         }
+        Ok(())
     }
 
     /// `PropagateBan`: checks a notice and keeps it (applying it here if its origin is trusted).
@@ -228,21 +203,6 @@ impl Bans {
         );
         Ok(())
     }
-}
-
-async fn send(
-    client: &FederationClient,
-    destination: &str,
-    notice: &BanNotice,
-) -> std::result::Result<(), String> {
-    let mut peer = client
-        .connect(destination)
-        .await
-        .map_err(|e| e.to_string())?;
-    peer.propagate_ban(notice_message(notice))
-        .await
-        .map(|_| ())
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
 /// The wire form of a stored notice.

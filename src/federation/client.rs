@@ -48,6 +48,15 @@ impl FederationClient {
     /// A client for the peer at `address`: checks the peer's key against the directory (pins on
     /// first use), then connects. Refused if the peer's key changed without a valid rotation.
     pub async fn connect(&self, address: &str) -> Result<SignedClient, FederationError> {
+        Ok(GuildHallClient::new(self.connect_service(address).await?))
+    }
+
+    /// The signing channel under [`FederationClient::connect`], for callers that send
+    /// pre-encoded requests (the outbox, through `tonic::client::Grpc`).
+    pub async fn connect_service(
+        &self,
+        address: &str,
+    ) -> Result<SigningService<tonic::transport::Channel>, FederationError> {
         let destination = self.directory.refresh(address).await?;
         let channel = tonic::transport::Endpoint::from_shared(address.to_owned())
             .map_err(|e| FederationError::Unreachable {
@@ -58,14 +67,19 @@ impl FederationClient {
             .timeout(REQUEST_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
-        Ok(GuildHallClient::new(SigningService {
+        Ok(SigningService {
             inner: channel,
             signer: Arc::new(Signer {
                 key: self.key.clone(),
                 origin: self.origin.clone(),
                 destination,
             }),
-        }))
+        })
+    }
+
+    /// This node's canonical address (the origin of its calls).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 }
 

@@ -8,13 +8,20 @@
 //! - [`local`]: this node's own key validity and the rotation statement it publishes.
 //! - [`bans`]: signed ban notices: made for every ban on this node, checked and kept when they
 //!   arrive (`PropagateBan`), applied here when their origin is trusted.
+//! - [`outbox`]: the durable outbox that delivers server calls that must arrive, in order per
+//!   destination, across restarts ([`raw_codec`] sends its pre-encoded requests).
+//! - [`moves`], [`revocation`]: homeserver moves and device revocations (PROTOCOL.md §12).
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
 pub mod bans;
 pub mod client;
 pub mod local;
+pub mod moves;
+pub mod outbox;
 pub mod peers;
+pub mod raw_codec;
+pub mod revocation;
 pub mod verify;
 pub mod wire;
 

@@ -192,17 +192,17 @@ impl Guilds {
     /// `BanUser`: bans a user (member or not) and removes them if they are a member. Banned users
     /// can't rejoin through any invite.
     ///
-    /// With `notice` (the host's signed `BanNotification` for this ban), the notice is stored in
-    /// the same transaction and the servers to tell are answered: the banned user's homeserver
-    /// and the homeservers of the guild's members, other than `own_address`.
+    /// With `outgoing` (the host's signed `BanNotification` for this ban), the notice is stored
+    /// and its deliveries queued in the federation outbox in the same transaction; answers how
+    /// many were queued.
     pub async fn ban(
         &self,
         caller: &SessionInfo,
         guild_id: &str,
         user_id: &str,
         reason: &str,
-        notice: Option<(crate::store::bans::BanNotice, String)>,
-    ) -> Result<Vec<String>> {
+        outgoing: Option<crate::store::bans::OutgoingBan>,
+    ) -> Result<usize> {
         check_reason(reason)?;
         PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
         let access = self.access(guild_id, &caller.user_id).await?;
@@ -216,22 +216,19 @@ impl Guilds {
             reason.to_owned(),
             caller.user_id.clone(),
         );
-        let destinations = self
+        let queued = self
             .events()
             .write(now, move |tx| {
                 db::insert_ban(tx, &g, &u, &r, &by, now)?;
-                let destinations = match &notice {
-                    Some((notice, own_address)) => {
-                        crate::store::bans::insert_notice(tx, notice, false, now)?;
-                        crate::store::bans::ban_destinations(tx, &g, &u, own_address)?
-                    }
-                    None => Vec::new(),
+                let queued = match &outgoing {
+                    Some(ban) => crate::store::bans::record_outgoing(tx, ban, now)?,
+                    None => 0,
                 };
-                Ok((destinations, remove_and_announce(tx, &g, &u)?))
+                Ok((queued, remove_and_announce(tx, &g, &u)?))
             })
             .await?;
-        tracing::info!(guild = guild_id, user = user_id, reason, "banned");
-        Ok(destinations)
+        tracing::info!(guild = guild_id, user = user_id, reason, queued, "banned");
+        Ok(queued)
     }
 
     /// Whether this node hosts a guild with this id.

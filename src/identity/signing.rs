@@ -42,6 +42,10 @@ pub enum Label {
     ServerKeyRotation,
     /// `BanNotification.signature`: a guild's host server bans a user from that guild.
     Ban,
+    /// K_id moves the user to a new homeserver, chained to its previous move (PROTOCOL.md §12).
+    HomeserverMoveV2,
+    /// K_id revokes one of the user's device keys everywhere (PROTOCOL.md §12).
+    DeviceRevocation,
 }
 
 impl Label {
@@ -59,6 +63,8 @@ impl Label {
             Label::S2sRequest => "s2s-request",
             Label::ServerKeyRotation => "server-key-rotation",
             Label::Ban => "ban",
+            Label::HomeserverMoveV2 => "homeserver-move-v2",
+            Label::DeviceRevocation => "device-revocation",
         }
     }
 }
@@ -532,6 +538,57 @@ impl Signable for BanPayload {
             .str(&self.guild_id)
             .str(&self.reason)
             .str(&self.evidence_hash)
+            .u64(self.timestamp);
+    }
+}
+
+/// `homeserver-move-v2`: K_id states that the user now lives at `new_homeserver`, as the
+/// `sequence`-th statement of the user's chain of moves, chained to the one before by `prev`. Not
+/// bound to an audience: every server that knows the user is shown it, by any server (it is
+/// self-certifying), and the chain makes an older statement unable to roll a newer one back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeserverMoveV2Payload {
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// The new homeserver's address.
+    pub new_homeserver: String,
+    /// When the move was stated (ms).
+    pub timestamp: u64,
+    /// The statement's place in the chain: 1 for the first move, then one more each time.
+    pub sequence: u64,
+    /// SHA-256 of the previous statement's signing bytes (32 bytes); empty for the first.
+    pub prev: Vec<u8>,
+}
+
+impl Signable for HomeserverMoveV2Payload {
+    const LABEL: Label = Label::HomeserverMoveV2;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key)
+            .str(&self.new_homeserver)
+            .u64(self.timestamp)
+            .u64(self.sequence)
+            .bytes(&self.prev);
+    }
+}
+
+/// `device-revocation`: K_id states that `device_key` no longer speaks for the user. Not bound to
+/// an audience: the homeserver forwards it to every server of the user. Revocation is final, so a
+/// replay can only repeat what is already true.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRevocationPayload {
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// The revoked device key.
+    pub device_key: PublicKey,
+    /// When the device was revoked (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for DeviceRevocationPayload {
+    const LABEL: Label = Label::DeviceRevocation;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key)
+            .key(&self.device_key)
             .u64(self.timestamp);
     }
 }

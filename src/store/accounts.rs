@@ -101,18 +101,7 @@ pub struct ProfileChange {
     pub timestamp: u64,
 }
 
-/// A verified homeserver move carried by a login.
-#[derive(Debug, Clone)]
-pub struct HomeserverMove {
-    /// The new homeserver.
-    pub new_homeserver: String,
-    /// The statement's timestamp.
-    pub timestamp: u64,
-    /// K_id's signature (hex).
-    pub signature: String,
-    /// Servers to tell.
-    pub targets: Vec<String>,
-}
+pub use super::moves::HomeserverMove;
 
 const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, guild_order, \
      is_profile_synced, irc_name, homeserver, profile_updated_at, created_at";
@@ -233,7 +222,7 @@ impl Store {
     }
 
     /// Logs a device in: records the signature, adds or renews the device, opens a session, and
-    /// stores a homeserver move if the login carried one. Fails with `Ok(None)` if the user is
+    /// applies a homeserver move if the login carried one (queuing its deliveries). Fails with `Ok(None)` if the user is
     /// not registered here (and then changes nothing).
     pub async fn login(
         &self,
@@ -251,21 +240,7 @@ impl Store {
             upsert_device(tx, &device)?;
             insert_session(tx, &session)?;
             if let Some(m) = homeserver_move {
-                let targets = serde_json::to_string(&m.targets)
-                    .map_err(|e| StorageError::Task(e.to_string()))?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO homeserver_moves
-                         (user_id, new_homeserver, timestamp, signature, targets, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        user.id,
-                        m.new_homeserver,
-                        to_sql_int(m.timestamp),
-                        m.signature,
-                        targets,
-                        to_sql_int(device.now)
-                    ],
-                )?;
+                super::moves::apply_login_move(tx, &m, device.now)?;
             }
             Ok(Some(user))
         })

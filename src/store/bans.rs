@@ -23,6 +23,39 @@ pub struct BanNotice {
     pub signature: [u8; 64],
 }
 
+/// A ban this node (a guild's host) makes: its notice, and the encoded `BanNotification` to queue
+/// for the servers concerned.
+#[derive(Debug, Clone)]
+pub struct OutgoingBan {
+    /// The signed notice.
+    pub notice: BanNotice,
+    /// This node's address (never a destination).
+    pub own_address: String,
+    /// The notice as an encoded `BanNotification`.
+    pub body: Vec<u8>,
+}
+
+/// Stores this node's notice and queues `PropagateBan` in the federation outbox for the banned
+/// user's homeserver and the homeservers of the guild's members, in the caller's transaction;
+/// answers how many deliveries were queued. Call before the user leaves the guild's members.
+pub fn record_outgoing(
+    tx: &Connection,
+    ban: &OutgoingBan,
+    now: u64,
+) -> Result<usize, StorageError> {
+    insert_notice(tx, &ban.notice, false, now)?;
+    let destinations = ban_destinations(
+        tx,
+        &ban.notice.guild_id,
+        &ban.notice.user_id,
+        &ban.own_address,
+    )?;
+    for destination in &destinations {
+        super::outbox::enqueue(tx, destination, "PropagateBan", &ban.body, now)?;
+    }
+    Ok(destinations.len())
+}
+
 /// Stores a notice unless one at least as new is stored for the same (origin, guild, user);
 /// answers whether it was stored.
 pub fn insert_notice(

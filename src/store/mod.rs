@@ -15,6 +15,8 @@ pub mod guilds;
 pub mod harmony;
 pub mod media;
 pub mod messages;
+pub mod moves;
+pub mod outbox;
 pub mod push;
 mod schema;
 mod sessions;
@@ -43,7 +45,11 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub enum StorageError {
     /// SQLite refused or failed.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// A rule of the stored state refused the change (a trigger raising [`REFUSED_PREFIX`], or a
+    /// check in a storage function); the text names the field and the rule.
+    #[error("{0}")]
+    Refused(String),
     /// The schema could not be brought up to date.
     #[error("migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
@@ -59,6 +65,21 @@ pub enum StorageError {
     /// A replayed signature: the replay cache already holds it.
     #[error("signature was already used")]
     Replay,
+}
+
+/// How a trigger's `RAISE(ABORT, …)` message marks a rule refusal rather than a failure: the rest
+/// of the message is `"<field>: <rule>"` and reaches the client as `FAILED_PRECONDITION`.
+pub const REFUSED_PREFIX: &str = "refused: ";
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(_, Some(message)) = &e
+            && let Some(rule) = message.strip_prefix(REFUSED_PREFIX)
+        {
+            return StorageError::Refused(rule.to_owned());
+        }
+        StorageError::Sqlite(e)
+    }
 }
 
 /// `PRAGMA synchronous` choice: `Normal` survives a killed process, `Full` survives power loss.

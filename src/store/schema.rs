@@ -16,6 +16,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(HARMONY_V9),
         M::up(PUSH_V10),
         M::up(FEDERATION_V11),
+        M::up(OUTBOX_V13),
         M::up(BANS_V16),
     ])
 }
@@ -454,6 +455,64 @@ CREATE TABLE ban_notices (
     PRIMARY KEY (origin_key, guild_id, user_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX ban_notices_by_user ON ban_notices(user_id);
+"#;
+
+/// The durable federation outbox (queued server calls per destination, and the ones given up),
+/// users' chains of signed homeserver moves, and revoked devices, which triggers keep out of
+/// `devices` and `sessions` whatever path tries to add them back. See docs/OPERATING.md and
+/// docs/PROTOCOL.md §12.
+const OUTBOX_V13: &str = r#"
+CREATE TABLE federation_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT, -- delivery order per destination
+    destination     TEXT NOT NULL,                     -- the peer's canonical address
+    method          TEXT NOT NULL,                     -- GuildHall method name, e.g. UpdateHomeServer
+    body            BLOB NOT NULL,                     -- the encoded request message
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,        -- failed attempts so far
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT
+) STRICT;
+CREATE INDEX federation_outbox_by_destination ON federation_outbox(destination, id);
+CREATE TABLE federation_outbox_failed (
+    id              INTEGER PRIMARY KEY NOT NULL,      -- its id in federation_outbox
+    destination     TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    failed_at       INTEGER NOT NULL,
+    reason          TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE homeserver_statements (
+    user_id         TEXT NOT NULL,
+    sequence        INTEGER NOT NULL,
+    new_homeserver  TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    prev            BLOB NOT NULL,                     -- empty for sequence 1
+    hash            BLOB NOT NULL,                     -- sha256 of its signing bytes
+    signature       TEXT NOT NULL,                     -- hex, by K_id
+    received_at     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, sequence)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE revoked_devices (
+    user_id         TEXT NOT NULL,
+    device_pubkey   TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    signature       TEXT NOT NULL,                     -- hex, by K_id
+    received_at     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_pubkey)
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER devices_refuse_revoked_insert BEFORE INSERT ON devices
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE user_id = NEW.user_id AND device_pubkey = NEW.pubkey)
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+CREATE TRIGGER devices_refuse_revoked_update BEFORE UPDATE ON devices
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE user_id = NEW.user_id AND device_pubkey = NEW.pubkey)
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+CREATE TRIGGER sessions_refuse_revoked BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE user_id = NEW.user_id AND device_pubkey = NEW.device_pubkey)
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
 "#;
 
 #[cfg(test)]

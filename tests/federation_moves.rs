@@ -1,0 +1,546 @@
+//! The durable outbox, homeserver moves and device revocation between nodes on loopback.
+//!
+//! Outbox: a delivery to a node that is down arrives once it is back, deliveries to one
+//! destination arrive in order, a node restarted with queued deliveries still delivers them, and a
+//! definitive refusal is given up, not retried. Moves: between three nodes with the old homeserver
+//! stopped; replayed, older, mis-chained and forged statements are refused and change nothing;
+//! memberships and roles survive. Revocation: a revoked device is refused at its homeserver and at
+//! the user's other servers; a new device's login is announced to the user's other sessions.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use guildhall::client::ClientIdentity;
+use guildhall::federation::moves::MoveStatement;
+use guildhall::federation::revocation;
+use guildhall::identity::SecretKey;
+use guildhall::identity::freshness::now_ms;
+use guildhall::proto::guildhall::v1 as pb;
+use prost::Message;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A node whose outbox retries quickly, so tests don't wait out production backoffs.
+async fn fast_node() -> TestNode {
+    TestNode::spawn_with(|c| {
+        c.outbox.base_delay_ms = 20;
+        c.outbox.max_delay_ms = 200;
+    })
+    .await
+}
+
+/// Stops a node, keeping its data; returns the address to start it on again.
+async fn stop(node: &mut TestNode) -> SocketAddr {
+    let running = node.node.take().expect("running");
+    let addr = running.grpc_addr;
+    running.shutdown();
+    running.stopped().await;
+    addr
+}
+
+/// Starts a stopped node again on the same port, so its address (and its peers' pins) hold.
+async fn start_on(node: &mut TestNode, addr: SocketAddr) {
+    node.config.listen = addr;
+    node.restart().await;
+}
+
+/// The homeserver `node` records for `user_id`, read with a session `token` there.
+async fn homeserver_seen_by(node: &TestNode, token: &str, user_id: &str) -> String {
+    node.client()
+        .await
+        .get_users(authed(
+            token,
+            pb::GetUsersRequest {
+                user_ids: vec![user_id.to_owned()],
+                guild_id: String::new(),
+            },
+        ))
+        .await
+        .expect("get users")
+        .into_inner()
+        .users
+        .first()
+        .expect("user known")
+        .homeserver
+        .clone()
+}
+
+/// Waits until `node`'s outbox has nothing pending.
+async fn drained(node: &TestNode) {
+    let outbox = node.node().outbox.clone();
+    wait_for(WAIT, || {
+        let outbox = outbox.clone();
+        async move { outbox.stats().await.expect("stats").pending == 0 }
+    })
+    .await;
+}
+
+/// Waits until the head of `node`'s outbox has failed at least once.
+async fn has_failed_once(node: &TestNode) {
+    let outbox = node.node().outbox.clone();
+    wait_for(WAIT, || {
+        let outbox = outbox.clone();
+        async move {
+            outbox
+                .pending(1)
+                .await
+                .expect("pending")
+                .first()
+                .is_some_and(|d| d.attempts >= 1)
+        }
+    })
+    .await;
+}
+
+/// A chain of `n` statements moving `user` to `http://h<i>.example`, each chained to the last.
+fn chain(user: &TestUser, n: u64) -> Vec<MoveStatement> {
+    let mut prev = Vec::new();
+    (1..=n)
+        .map(|i| {
+            let s = user.identity.homeserver_move(
+                &format!("http://h{i}.example"),
+                now_ms(),
+                i,
+                prev.clone(),
+            );
+            prev = s.hash().to_vec();
+            s
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn deliveries_wait_for_a_node_that_is_down_arrive_in_order_and_survive_a_restart() {
+    let mut a = fast_node().await;
+    let mut b = fast_node().await;
+    let ada = register(&b, "Ada").await;
+    let b_address = b.address();
+    let b_port = stop(&mut b).await;
+
+    // A queues five chained statements for B while B is down. Applied out of order, B would
+    // refuse the older ones (their sequence is not newer), and they would be given up.
+    for statement in chain(&ada, 5) {
+        a.node()
+            .outbox
+            .enqueue(
+                &b_address,
+                "UpdateHomeServer",
+                statement.to_request().encode_to_vec(),
+            )
+            .await
+            .expect("enqueue");
+    }
+    has_failed_once(&a).await;
+    let pending = a.node().outbox.pending(10).await.expect("pending");
+    assert_eq!(pending.len(), 5, "nothing is lost while B is down");
+    assert_eq!(
+        pending[0].attempts,
+        pending.iter().map(|d| d.attempts).max().unwrap_or(0)
+    );
+    assert!(
+        pending[1..].iter().all(|d| d.attempts == 0),
+        "only the destination's head is tried"
+    );
+
+    // A restarts with its queue; then B comes back on the same address.
+    let a_port = stop(&mut a).await;
+    start_on(&mut a, a_port).await;
+    start_on(&mut b, b_port).await;
+
+    drained(&a).await;
+    let stats = a.node().outbox.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.failed), (0, 0), "all five accepted");
+    let seen = homeserver_seen_by(&b, &ada.token, &ada.user.id).await;
+    assert_eq!(seen, "http://h5.example", "B applied the newest, last");
+}
+
+#[tokio::test]
+async fn a_definitive_refusal_is_given_up_and_the_next_delivery_goes_through() {
+    let a = fast_node().await;
+    let b = fast_node().await;
+    let ada = register(&b, "Ada").await;
+    let [first] = chain(&ada, 1).try_into().expect("one");
+
+    // Malformed (sequence 0), and forged (someone else's signature): B refuses both for good.
+    let mut malformed = first.to_request();
+    malformed.sequence = 0;
+    let mut forged = first.to_request();
+    forged.new_homeserver = "http://evil.example".into();
+    for body in [malformed, forged, first.to_request()] {
+        a.node()
+            .outbox
+            .enqueue(&b.address(), "UpdateHomeServer", body.encode_to_vec())
+            .await
+            .expect("enqueue");
+    }
+    drained(&a).await;
+    let stats = a.node().outbox.stats().await.expect("stats");
+    assert_eq!(stats.failed, 2, "both refusals given up");
+    let failed = a.node().outbox.failed(10).await.expect("failed");
+    assert!(
+        failed.iter().all(|f| f.attempts == 1),
+        "tried once each: {failed:?}"
+    );
+    assert!(failed.iter().any(|f| f.reason.contains("sequence:")));
+    assert!(failed.iter().any(|f| f.reason.contains("signature:")));
+    // The refusals held back nothing: the good statement behind them was applied.
+    let seen = homeserver_seen_by(&b, &ada.token, &ada.user.id).await;
+    assert_eq!(seen, "http://h1.example");
+}
+
+#[tokio::test]
+async fn a_move_reaches_the_other_servers_with_the_old_homeserver_down() {
+    let mut old = fast_node().await;
+    let new = fast_node().await;
+    let other = fast_node().await;
+    let ada = register(&old, "Ada").await;
+    // Ada also has an account on the other server, where she owns a guild with a role.
+    let other_user = register_as(&other, &ada.identity, "Ada").await;
+    let room = create_room(&other, &other_user, "Guild").await;
+    let at_other = other_user.token.clone();
+    let mut c = other.client().await;
+    let role = c
+        .create_role(authed(
+            &at_other,
+            pb::CreateRoleRequest {
+                guild_id: room.guild.clone(),
+                name: "mods".into(),
+                color: "#00ff00".into(),
+                position: 1,
+                permissions: vec![],
+                parent_role_ids: vec![],
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    c.assign_role(authed(
+        &at_other,
+        pb::AssignRoleRequest {
+            guild_id: room.guild.clone(),
+            user_id: ada.user.id.clone(),
+            role_id: role.id.clone(),
+        },
+    ))
+    .await
+    .expect("assign");
+    let members_before = members(&other, &at_other, &room.guild).await;
+    // …and an account on the new homeserver, where she logs in with the move.
+    register_as(&new, &ada.identity, "Ada").await;
+    let old_address = old.address();
+    let old_port = stop(&mut old).await;
+
+    let statement = ada
+        .identity
+        .homeserver_move(&new.address(), now_ms(), 1, Vec::new());
+    let mut login = ada.identity.login_request(&new.audience(), now_ms());
+    statement.apply_to_login(&mut login);
+    login.migration_targets = vec![old_address.clone(), other.address()];
+    ada.identity.sign_login(&new.audience(), &mut login);
+    let reply = new
+        .client()
+        .await
+        .login(login)
+        .await
+        .expect("login with the move")
+        .into_inner();
+    assert_eq!(reply.user.expect("user").homeserver, new.address());
+
+    // The other server learns it although the old homeserver is down.
+    let (other_node, token, id, new_address) =
+        (&other, at_other.clone(), ada.user.id.clone(), new.address());
+    wait_for(WAIT, || {
+        let (token, id, new_address) = (token.clone(), id.clone(), new_address.clone());
+        async move { homeserver_seen_by(other_node, &token, &id).await == new_address }
+    })
+    .await;
+    // The other server's copy is acknowledged (once its answer is recorded); the old
+    // homeserver's copy waits.
+    let outbox = new.node().outbox.clone();
+    wait_for(WAIT, || {
+        let outbox = outbox.clone();
+        async move { outbox.stats().await.expect("stats").pending == 1 }
+    })
+    .await;
+    let waiting = outbox.pending(10).await.expect("pending");
+    assert_eq!(waiting[0].destination, old_address);
+    assert_eq!(outbox.stats().await.expect("stats").failed, 0);
+    assert_eq!(
+        members(&other, &at_other, &room.guild).await,
+        members_before,
+        "memberships and roles survive the move"
+    );
+
+    // Refusals, sent by a verified server (the new homeserver) straight to the other server.
+    let mut peer = new.federation_client(&other).await;
+    assert_status(
+        peer.update_home_server(statement.to_request()).await,
+        Code::AlreadyExists,
+        "already applied",
+    );
+    let older = ada
+        .identity
+        .homeserver_move("http://evil.example", now_ms(), 1, Vec::new());
+    assert_status(
+        peer.update_home_server(older.to_request()).await,
+        Code::FailedPrecondition,
+        "sequence: 1 is not newer",
+    );
+    let unchained = ada
+        .identity
+        .homeserver_move("http://evil.example", now_ms(), 2, vec![7; 32]);
+    assert_status(
+        peer.update_home_server(unchained.to_request()).await,
+        Code::FailedPrecondition,
+        "prev:",
+    );
+    let mut forged = ada
+        .identity
+        .homeserver_move("http://x.example", now_ms(), 2, statement.hash().to_vec())
+        .to_request();
+    forged.new_homeserver = "http://evil.example".into();
+    assert_status(
+        peer.update_home_server(forged).await,
+        Code::Unauthenticated,
+        "signature:",
+    );
+    let mut zero = statement.to_request();
+    zero.sequence = 0;
+    assert_status(
+        peer.update_home_server(zero).await,
+        Code::InvalidArgument,
+        "sequence:",
+    );
+    assert_eq!(
+        homeserver_seen_by(&other, &at_other, &ada.user.id).await,
+        new.address(),
+        "no refusal changed anything"
+    );
+    // The same refusals hold at the new homeserver's own login: a replayed move is refused.
+    let mut again = ada.identity.login_request(&new.audience(), now_ms() + 1);
+    statement.apply_to_login(&mut again);
+    ada.identity.sign_login(&new.audience(), &mut again);
+    assert_status(
+        new.client().await.login(again).await,
+        Code::AlreadyExists,
+        "already applied",
+    );
+
+    // The old homeserver comes back and receives the move too.
+    start_on(&mut old, old_port).await;
+    drained(&new).await;
+    assert_eq!(new.node().outbox.stats().await.expect("stats").failed, 0);
+    assert_eq!(
+        homeserver_seen_by(&old, &ada.token, &ada.user.id).await,
+        new.address()
+    );
+    // A next move chains to this one.
+    let next = ada.identity.homeserver_move(
+        "http://later.example",
+        now_ms(),
+        2,
+        statement.hash().to_vec(),
+    );
+    peer.update_home_server(next.to_request())
+        .await
+        .expect("the next statement in the chain");
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_at_home_and_on_the_users_other_servers() {
+    let home = fast_node().await;
+    let other = fast_node().await;
+    let ada = register(&home, "Ada").await;
+    let laptop = ClientIdentity::from_keys(
+        ada.identity.id_key.clone(),
+        SecretKey::generate(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    let laptop_key = laptop.device_key.public();
+
+    // Ada's phone session hears about the laptop's first login at home.
+    let mut events = home
+        .client()
+        .await
+        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let laptop_home = login(&home, &laptop).await;
+    let notice = tokio::time::timeout(WAIT, events.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .expect("event");
+    match notice.event {
+        Some(pb::stream_response::Event::DeviceAdded(d)) => {
+            assert_eq!(d.device_pubkey, laptop_key.to_hex());
+            assert_eq!(d.device_id, "laptop");
+        }
+        other => panic!("expected device_added, got {other:?}"),
+    }
+    // A device already seen logs in again without a notice: the next event is the tablet's.
+    login(&home, &laptop).await;
+    let tablet = ClientIdentity::from_keys(
+        ada.identity.id_key.clone(),
+        SecretKey::generate(),
+        "tablet",
+        now_ms() - 1000,
+    );
+    login(&home, &tablet).await;
+    let notice = tokio::time::timeout(WAIT, events.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .expect("event");
+    match notice.event {
+        Some(pb::stream_response::Event::DeviceAdded(d)) => {
+            assert_eq!(d.device_pubkey, tablet.device_key.public().to_hex());
+        }
+        other => panic!("expected the tablet's device_added, got {other:?}"),
+    }
+
+    // Ada is also on the other server, with both devices, and lists it at home.
+    register_as(&other, &ada.identity, "Ada").await;
+    let laptop_other = login(&other, &laptop).await;
+    assert_eq!(laptop_other.len(), 64);
+    home.client()
+        .await
+        .add_server(authed(
+            &ada.token,
+            pb::AddServerRequest {
+                server_url: other.address(),
+            },
+        ))
+        .await
+        .expect("add server");
+
+    // Refusals first: someone else's revocation, and a forged one, change nothing.
+    let mallory = new_identity("m");
+    let mut c = home.client().await;
+    assert_status(
+        c.revoke_device(authed(
+            &ada.token,
+            revocation::sign(&mallory.id_key, &laptop_key, now_ms()),
+        ))
+        .await,
+        Code::PermissionDenied,
+        "user_id",
+    );
+    let mut forged = revocation::sign(&ada.identity.id_key, &laptop_key, now_ms());
+    forged.timestamp += 1;
+    assert_status(
+        c.revoke_device(authed(&ada.token, forged)).await,
+        Code::Unauthenticated,
+        "signature",
+    );
+    c.get_my_data(authed(&laptop_home, pb::Empty {}))
+        .await
+        .expect("the laptop still works");
+
+    // The phone revokes the laptop.
+    c.revoke_device(authed(
+        &ada.token,
+        revocation::sign(&ada.identity.id_key, &laptop_key, now_ms()),
+    ))
+    .await
+    .expect("revoke");
+    assert_status(
+        c.get_my_data(authed(&laptop_home, pb::Empty {})).await,
+        Code::Unauthenticated,
+        "authorization",
+    );
+    assert_status(
+        home.client()
+            .await
+            .login(laptop.login_request(&home.audience(), now_ms()))
+            .await,
+        Code::FailedPrecondition,
+        "device_cert.pubkey: this device was revoked",
+    );
+    c.get_my_data(authed(&ada.token, pb::Empty {}))
+        .await
+        .expect("the phone still works");
+
+    // The revocation reaches the other server through the outbox.
+    drained(&home).await;
+    assert_eq!(home.node().outbox.stats().await.expect("stats").failed, 0);
+    assert_status(
+        other
+            .client()
+            .await
+            .get_my_data(authed(&laptop_other, pb::Empty {}))
+            .await,
+        Code::Unauthenticated,
+        "authorization",
+    );
+    assert_status(
+        other
+            .client()
+            .await
+            .login(laptop.login_request(&other.audience(), now_ms()))
+            .await,
+        Code::FailedPrecondition,
+        "device_cert.pubkey: this device was revoked",
+    );
+}
+
+/// Registers an existing identity on `node`.
+async fn register_as(node: &TestNode, identity: &ClientIdentity, name: &str) -> TestUser {
+    let reply = node
+        .client()
+        .await
+        .register(identity.register_request(&node.audience(), name, None, now_ms()))
+        .await
+        .expect("register")
+        .into_inner();
+    TestUser {
+        identity: identity.clone(),
+        token: reply.token,
+        refresh_token: reply.refresh_token,
+        user: reply.user.expect("user"),
+    }
+}
+
+/// Logs `identity`'s device in at `node`; returns the session token.
+async fn login(node: &TestNode, identity: &ClientIdentity) -> String {
+    node.client()
+        .await
+        .login(identity.login_request(&node.audience(), now_ms()))
+        .await
+        .expect("login")
+        .into_inner()
+        .token
+}
+
+/// A guild's members as `(user id, role ids)`, sorted.
+async fn members(node: &TestNode, token: &str, guild: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = node
+        .client()
+        .await
+        .list_guild_members(authed(
+            token,
+            pb::ListGuildMembersRequest {
+                guild_id: guild.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .members
+        .into_iter()
+        .map(|m| {
+            let mut roles = m.roles;
+            roles.sort();
+            (m.user.unwrap_or_default().id, roles)
+        })
+        .collect();
+    out.sort();
+    out
+}
