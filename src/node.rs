@@ -269,7 +269,8 @@ impl Node {
             push,
             info.clone(),
         )
-        .with_mailbox(config.mailbox);
+        .with_mailbox(config.mailbox)
+        .with_federation(&federation, store.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();

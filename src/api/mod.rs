@@ -12,6 +12,7 @@ mod media;
 mod messages;
 pub mod profile;
 mod push;
+pub mod remote;
 pub mod session;
 mod social;
 mod webhooks;
@@ -69,6 +70,7 @@ pub struct GuildHallApi {
     media: crate::media::Media,
     mailbox: crate::mailbox::Mailbox,
     push: crate::push::Push,
+    remote: Option<remote::Remote>,
     info: Arc<NodeInfo>,
 }
 
@@ -99,6 +101,7 @@ impl GuildHallApi {
             media,
             mailbox: crate::mailbox::Mailbox::new(Default::default()),
             push,
+            remote: None,
             guilds,
             limits,
             info: Arc::new(info),
@@ -108,6 +111,22 @@ impl GuildHallApi {
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
     pub fn with_mailbox(mut self, config: crate::mailbox::MailboxConfig) -> Self {
         self.mailbox = crate::mailbox::Mailbox::new(config);
+        self
+    }
+
+    /// The service with remote members and profile propagation over `federation` (without it,
+    /// joins naming another homeserver are answered `UNIMPLEMENTED`).
+    pub fn with_federation(
+        mut self,
+        federation: &crate::federation::Federation,
+        store: crate::store::Store,
+    ) -> Self {
+        self.remote = Some(remote::Remote::new(
+            federation,
+            store,
+            self.info.server_id,
+            self.info.canonical_address.clone(),
+        ));
         self
     }
 
@@ -222,6 +241,7 @@ impl GuildHall for GuildHallApi {
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
         let session = caller(&request)?;
         let r = request.into_inner();
+        let original = r.clone();
         let input = UpdateUserInput {
             fields: UpdateFields {
                 name: r.name,
@@ -244,6 +264,7 @@ impl GuildHall for GuildHallApi {
         self.harmony
             .announce_signed_update(&user, name, avatar)
             .await;
+        remote::forward_profile(self.remote.as_ref(), &user, original);
         Ok(Response::new(self.user(&user)))
     }
 
@@ -260,6 +281,17 @@ impl GuildHall for GuildHallApi {
             user: Some(self.user(&user)),
             push_delegation_token: token,
         }))
+    }
+
+    async fn federate(&self, r: Request<pb::FederationRequest>) -> Reply<pb::FederationResponse> {
+        remote::federate(&self.accounts, r).await
+    }
+
+    async fn update_federated_profile(
+        &self,
+        r: Request<pb::UpdateFederatedProfileRequest>,
+    ) -> Reply<pb::Empty> {
+        remote::update_federated_profile(&self.accounts, &self.harmony, r).await
     }
 
     async fn get_users(
@@ -447,7 +479,7 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::JoinInviteRequest>,
     ) -> Reply<pb::JoinInviteResponse> {
         self.limit_by_address(Limit::Invite, &r)?;
-        guilds::join_invite(&self.accounts, &self.guilds, r).await
+        remote::join_invite(&self.accounts, &self.guilds, self.remote.as_ref(), r).await
     }
 
     async fn send_message(

@@ -6,13 +6,17 @@
 //! - [`verify`]: the tower layer that checks every incoming server call before its handler runs.
 //! - [`client`]: [`FederationClient`], whose channels sign every outgoing call.
 //! - [`local`]: this node's own key validity and the rotation statement it publishes.
+//! - [`vouch`]: a host asks a user's homeserver to vouch for a join (`Federate`).
+//! - [`profiles`]: a homeserver sends its user's signed profile changes to their other servers.
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
 pub mod client;
 pub mod local;
 pub mod peers;
+pub mod profiles;
 pub mod verify;
+pub mod vouch;
 pub mod wire;
 
 use std::sync::Arc;

@@ -15,6 +15,7 @@ pub mod harmony;
 pub mod media;
 pub mod messages;
 pub mod push;
+pub mod remote;
 mod schema;
 mod sessions;
 pub mod settings;
