@@ -588,3 +588,91 @@ async fn profile_changes_reach_the_hosts_of_a_user() {
         "Bobby"
     );
 }
+
+/// The `Federate` request a host at `host` would send for `join`.
+fn federate_request(host: &TestNode, join: pb::JoinInviteRequest) -> pb::FederationRequest {
+    pb::FederationRequest {
+        origin_server_id: host.address(),
+        origin_server_pubkey: host.audience().to_hex(),
+        user_pubkey: join.public_key.clone(),
+        user_display_name: join.display_name.clone(),
+        guild_id: "1".into(),
+        timestamp: join.timestamp,
+        signature: join.signature.clone(),
+        join: Some(join),
+    }
+}
+
+#[tokio::test]
+async fn a_homeserver_vouches_only_for_joins_its_user_signed_for_the_caller() {
+    let (a, b, c) = (
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+    );
+    let bob = register(&b, "Bob").await;
+    let from_a = a.federation_client(&b).await;
+    let join_for = |host: &TestNode, home: &str| {
+        bob.identity.join_invite_request_from(
+            &host.audience(),
+            "0123456789abcdef",
+            "Bob",
+            home,
+            now_ms(),
+        )
+    };
+
+    // A claims a join Bob signed for C: the audience is not A, so B refuses.
+    assert_status(
+        from_a
+            .clone()
+            .federate(federate_request(&a, join_for(&c, &b.address())))
+            .await,
+        Code::Unauthenticated,
+        "join.signature",
+    );
+    // A alters what Bob signed.
+    let mut altered = join_for(&a, &b.address());
+    altered.token = "another-invite00".into();
+    assert_status(
+        from_a.clone().federate(federate_request(&a, altered)).await,
+        Code::Unauthenticated,
+        "join.signature",
+    );
+    // A join naming another homeserver is not B's to vouch for.
+    assert_status(
+        from_a
+            .clone()
+            .federate(federate_request(&a, join_for(&a, &c.address())))
+            .await,
+        Code::PermissionDenied,
+        "join.homeserver_url",
+    );
+    // The seed's fields must repeat the join and the caller.
+    let mut request = federate_request(&a, join_for(&a, &b.address()));
+    request.origin_server_id = c.address();
+    assert_status(
+        from_a.clone().federate(request).await,
+        Code::InvalidArgument,
+        "origin_server_id",
+    );
+    let mut request = federate_request(&a, join_for(&a, &b.address()));
+    request.join = None;
+    assert_status(
+        from_a.clone().federate(request).await,
+        Code::InvalidArgument,
+        "join",
+    );
+    assert!(server_list(&b, &bob).await.is_empty(), "nothing recorded");
+
+    // What Bob did sign for A is vouched for, and A joins his server list.
+    let reply = from_a
+        .clone()
+        .federate(federate_request(&a, join_for(&a, &b.address())))
+        .await
+        .expect("vouched")
+        .into_inner();
+    assert!(reply.accepted);
+    assert_eq!(reply.user.expect("user").id, bob.user.id);
+    assert_eq!(server_list(&b, &bob).await, vec![a.address()]);
+}
