@@ -55,6 +55,10 @@ pub struct Config {
     pub bootstrap_file: PathBuf,
     /// An upload that receives no chunk for this long is removed with its bytes.
     pub upload_expiry_secs: u64,
+    /// Server keys (hex) whose ban notices this node applies to its own guilds: a user such a
+    /// server bans from its guild is banned from this node's guilds too. Other servers' bans are
+    /// kept as advisories only.
+    pub trusted_ban_origins: Vec<String>,
     /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
     pub mailbox: crate::mailbox::MailboxConfig,
     /// Push registration and delivery (`[push]`).
@@ -82,6 +86,7 @@ impl Default for Config {
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
             upload_expiry_secs: 60 * 60,
+            trusted_ban_origins: Vec::new(),
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
         }
@@ -143,6 +148,12 @@ impl Config {
                 field: "access_token_ttl_secs / refresh_token_ttl_secs",
                 rule: "must be greater than 0".into(),
             });
+        }
+        for (i, key) in self.trusted_ban_origins.iter().enumerate() {
+            crate::identity::PublicKey::from_hex(key).map_err(|e| ConfigError::Invalid {
+                field: "trusted_ban_origins",
+                rule: format!("entry {i}: {e}"),
+            })?;
         }
         if self.live_event_capacity == 0
             || self.event_retention_secs == 0

@@ -260,6 +260,18 @@ impl Node {
             crate::push::Push::start(guilds.events(), config.push.clone(), &cancel)
                 .map_err(NodeError::Push)?;
         let media_expiry = media.spawn_expiry(cancel.clone());
+        let bans = crate::federation::bans::Bans::new(
+            federation.key(),
+            info.canonical_address.clone(),
+            federation.client().clone(),
+            guilds.clone(),
+            config
+                .trusted_ban_origins
+                .iter()
+                .filter_map(|k| crate::identity::PublicKey::from_hex(k).ok())
+                .collect(),
+            config.clock_skew_ms,
+        );
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -270,6 +282,7 @@ impl Node {
             info.clone(),
         )
         .with_mailbox(config.mailbox)
+        .with_bans(bans)
         .with_federation(&federation, store.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));

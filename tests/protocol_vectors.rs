@@ -5,7 +5,7 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
+    self, BanPayload, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
     LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
     UpdateUserPayload, VerifyUserPayload,
 };
@@ -170,8 +170,24 @@ fn vectors() -> Vec<Vector> {
                 timestamp: T,
             },
         ),
+        vector(
+            "ban",
+            "server",
+            &server,
+            &BanPayload {
+                origin: aud,
+                banned: kid,
+                guild_id: "123456789".into(),
+                reason: "spam".into(),
+                evidence_hash: EVIDENCE_HASH.into(),
+                timestamp: T,
+            },
+        ),
     ]
 }
+
+/// The `ban` vector's evidence hash: SHA-256 of the three bytes `foo`.
+const EVIDENCE_HASH: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 
 /// The `s2s-request` vector's body: a gRPC frame (flag 0, length 2) around the message bytes `0a00`.
 const GRPC_BODY: [u8; 7] = [0, 0, 0, 0, 2, 0x0a, 0x00];

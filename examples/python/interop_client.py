@@ -158,6 +158,11 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
                     f_u64(new_key_valid_until), f_u64(timestamp))
 
 
+def sb_ban(origin, banned, guild_id: str, reason: str, evidence_hash: str, timestamp: int) -> bytes:
+    return envelope("ban", f_key(origin), f_key(banned), f_str(guild_id), f_str(reason),
+                    f_str(evidence_hash), f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -219,6 +224,9 @@ def check_vectors(doc: Path) -> None:
         SECOND, AUD, "https://a.example", "/guildhall.v1.GuildHall/VerifyUser",
         bytes.fromhex("00000000020a00"), T, b"\x5a" * 16))
     built["server-key-rotation"] = ("server", sb_server_key_rotation(AUD, SECOND, EXPIRY, T))
+    built["ban"] = ("server", sb_ban(
+        AUD, KI, "123456789", "spam",
+        "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

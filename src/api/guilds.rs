@@ -238,13 +238,6 @@ pub async fn kick(g: &Guilds, r: Request<pb::KickUserRequest>) -> Reply<pb::Empt
     ok(pb::Empty {})
 }
 
-pub async fn ban(g: &Guilds, r: Request<pb::BanUserRequest>) -> Reply<pb::Empty> {
-    let s = caller(&r)?;
-    let r = r.into_inner();
-    g.ban(&s, &r.guild_id, &r.user_id, &r.reason).await?;
-    ok(pb::Empty {})
-}
-
 pub async fn list_members(
     g: &Guilds,
     r: Request<pb::ListGuildMembersRequest>,

@@ -72,6 +72,7 @@ pub struct GuildHallApi {
     push: crate::push::Push,
     remote: Option<remote::Remote>,
     info: Arc<NodeInfo>,
+    bans: Option<crate::federation::bans::Bans>,
 }
 
 impl GuildHallApi {
@@ -105,12 +106,20 @@ impl GuildHallApi {
             guilds,
             limits,
             info: Arc::new(info),
+            bans: None,
         }
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
     pub fn with_mailbox(mut self, config: crate::mailbox::MailboxConfig) -> Self {
         self.mailbox = crate::mailbox::Mailbox::new(config);
+        self
+    }
+
+    /// Federated bans: `BanUser` signs and sends a notice; `PropagateBan` accepts them. Without
+    /// it (an API built outside a node), bans stay local and `PropagateBan` is unavailable.
+    pub fn with_bans(mut self, bans: crate::federation::bans::Bans) -> Self {
+        self.bans = Some(bans);
         self
     }
 
@@ -443,7 +452,31 @@ impl GuildHall for GuildHallApi {
         guilds::kick(&self.guilds, r).await
     }
     async fn ban_user(&self, r: Request<pb::BanUserRequest>) -> Reply<pb::Empty> {
-        guilds::ban(&self.guilds, r).await
+        let session = caller(&r)?;
+        let r = r.into_inner();
+        match &self.bans {
+            Some(bans) => {
+                bans.ban(&session, &r.guild_id, &r.user_id, &r.reason)
+                    .await?
+            }
+            None => {
+                self.guilds
+                    .ban(&session, &r.guild_id, &r.user_id, &r.reason, None)
+                    .await?;
+            }
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn propagate_ban(&self, r: Request<pb::BanNotification>) -> Reply<pb::Empty> {
+        // A server call; the notice is self-certifying, so any verified server may relay it.
+        crate::federation::verify::verified_origin(&r)?;
+        let bans = self
+            .bans
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("PropagateBan: federation is not running"))?;
+        bans.receive(r.into_inner()).await?;
+        Ok(Response::new(pb::Empty {}))
     }
     async fn list_guild_members(
         &self,

@@ -6,11 +6,14 @@
 //! - [`verify`]: the tower layer that checks every incoming server call before its handler runs.
 //! - [`client`]: [`FederationClient`], whose channels sign every outgoing call.
 //! - [`local`]: this node's own key validity and the rotation statement it publishes.
+//! - [`bans`]: signed ban notices: made for every ban on this node, checked and kept when they
+//!   arrive (`PropagateBan`), applied here when their origin is trusted.
 //! - [`vouch`]: a host asks a user's homeserver to vouch for a join (`Federate`).
 //! - [`profiles`]: a homeserver sends its user's signed profile changes to their other servers.
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
+pub mod bans;
 pub mod client;
 pub mod local;
 pub mod peers;
@@ -96,6 +99,7 @@ pub struct Federation {
     client: FederationClient,
     layer: S2sVerifyLayer,
     store: Store,
+    key: Arc<SecretKey>,
 }
 
 impl Federation {
@@ -114,12 +118,18 @@ impl Federation {
             client,
             layer,
             store,
+            key: Arc::new(key),
         }
     }
 
     /// The peer directory.
     pub fn directory(&self) -> &PeerDirectory {
         &self.directory
+    }
+
+    /// This node's key (it signs ban notices and other server statements).
+    pub fn key(&self) -> Arc<SecretKey> {
+        self.key.clone()
     }
 
     /// The client for signed calls to other servers.

@@ -191,13 +191,18 @@ impl Guilds {
 
     /// `BanUser`: bans a user (member or not) and removes them if they are a member. Banned users
     /// can't rejoin through any invite.
+    ///
+    /// With `notice` (the host's signed `BanNotification` for this ban), the notice is stored in
+    /// the same transaction and the servers to tell are answered: the banned user's homeserver
+    /// and the homeservers of the guild's members, other than `own_address`.
     pub async fn ban(
         &self,
         caller: &SessionInfo,
         guild_id: &str,
         user_id: &str,
         reason: &str,
-    ) -> Result<()> {
+        notice: Option<(crate::store::bans::BanNotice, String)>,
+    ) -> Result<Vec<String>> {
         check_reason(reason)?;
         PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
         let access = self.access(guild_id, &caller.user_id).await?;
@@ -211,14 +216,74 @@ impl Guilds {
             reason.to_owned(),
             caller.user_id.clone(),
         );
-        self.events()
+        let destinations = self
+            .events()
             .write(now, move |tx| {
                 db::insert_ban(tx, &g, &u, &r, &by, now)?;
-                Ok(((), remove_and_announce(tx, &g, &u)?))
+                let destinations = match &notice {
+                    Some((notice, own_address)) => {
+                        crate::store::bans::insert_notice(tx, notice, false, now)?;
+                        crate::store::bans::ban_destinations(tx, &g, &u, own_address)?
+                    }
+                    None => Vec::new(),
+                };
+                Ok((destinations, remove_and_announce(tx, &g, &u)?))
             })
             .await?;
         tracing::info!(guild = guild_id, user = user_id, reason, "banned");
-        Ok(())
+        Ok(destinations)
+    }
+
+    /// Whether this node hosts a guild with this id.
+    pub async fn guild_exists(&self, guild_id: &str) -> Result<bool> {
+        let id = guild_id.to_owned();
+        Ok(self
+            .store()
+            .read(move |c| db::guild(c, &id))
+            .await?
+            .is_some())
+    }
+
+    /// Stores a ban notice accepted from another server; with `apply` (its origin is one this
+    /// node's operator trusts), also bans the user from every guild of this node they are a
+    /// member of (except one they own) and keeps them from joining any. One transaction;
+    /// answers whether the notice was new (not older than one already stored).
+    pub async fn accept_ban_notice(
+        &self,
+        notice: crate::store::bans::BanNotice,
+        apply: bool,
+    ) -> Result<bool> {
+        let now = now_ms();
+        Ok(self
+            .events()
+            .write(now, move |tx| {
+                if !crate::store::bans::insert_notice(tx, &notice, apply, now)? {
+                    return Ok((false, vec![]));
+                }
+                let mut events = Vec::new();
+                if apply {
+                    let reason = format!(
+                        "banned by trusted server {}: {}",
+                        notice.origin_key, notice.reason
+                    );
+                    for guild_id in crate::store::bans::guilds_of(tx, &notice.user_id)? {
+                        if db::guild(tx, &guild_id)?.is_some_and(|g| g.owner_id == notice.user_id) {
+                            continue;
+                        }
+                        db::insert_ban(
+                            tx,
+                            &guild_id,
+                            &notice.user_id,
+                            &reason,
+                            &notice.origin_key,
+                            now,
+                        )?;
+                        events.extend(remove_and_announce(tx, &guild_id, &notice.user_id)?);
+                    }
+                }
+                Ok((true, events))
+            })
+            .await?)
     }
 
     /// `GenerateInvite` (needs `invites.create`).
@@ -371,6 +436,14 @@ impl Guilds {
                     return Ok((
                         Err(Error::PermissionDenied(
                             "you are banned from this guild".into(),
+                        )),
+                        vec![],
+                    ));
+                }
+                if crate::store::bans::blocked_here(tx, &u)? {
+                    return Ok((
+                        Err(Error::PermissionDenied(
+                            "you are banned from this server's guilds by a server it trusts".into(),
                         )),
                         vec![],
                     ));

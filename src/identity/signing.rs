@@ -40,6 +40,8 @@ pub enum Label {
     S2sRequest,
     /// A server's old key hands its identity over to a new key (or renews itself).
     ServerKeyRotation,
+    /// `BanNotification.signature`: a guild's host server bans a user from that guild.
+    Ban,
 }
 
 impl Label {
@@ -56,6 +58,7 @@ impl Label {
             Label::JoinInvite => "join-invite",
             Label::S2sRequest => "s2s-request",
             Label::ServerKeyRotation => "server-key-rotation",
+            Label::Ban => "ban",
         }
     }
 }
@@ -498,6 +501,37 @@ impl Signable for ServerKeyRotationPayload {
         env.key(&self.old_key)
             .key(&self.new_key)
             .u64(self.new_key_valid_until)
+            .u64(self.timestamp);
+    }
+}
+
+/// `BanNotification`: the server hosting a guild bans a user from it. Not bound to an audience:
+/// the statement is public, delivered to several servers and gossiped, and applying it twice
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanPayload {
+    /// The server that bans (the signer): the guild's host.
+    pub origin: PublicKey,
+    /// The banned user's identity key.
+    pub banned: PublicKey,
+    /// The guild, as its host names it.
+    pub guild_id: String,
+    /// Why, for people.
+    pub reason: String,
+    /// Hex SHA-256 of the evidence the host keeps (e.g. the offending messages), or empty.
+    pub evidence_hash: String,
+    /// When the ban was made (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for BanPayload {
+    const LABEL: Label = Label::Ban;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.origin)
+            .key(&self.banned)
+            .str(&self.guild_id)
+            .str(&self.reason)
+            .str(&self.evidence_hash)
             .u64(self.timestamp);
     }
 }

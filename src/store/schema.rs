@@ -16,6 +16,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(HARMONY_V9),
         M::up(PUSH_V10),
         M::up(FEDERATION_V11),
+        M::up(BANS_V16),
     ])
 }
 
@@ -435,6 +436,24 @@ CREATE TABLE local_server_keys (
     created_at  INTEGER NOT NULL,
     valid_until INTEGER NOT NULL
 ) STRICT;
+"#;
+
+/// Ban notices: every `BanNotification` this node made (as a guild's host) or accepted from
+/// another server, newest per (origin, guild, user), and whether it was applied here by policy.
+const BANS_V16: &str = r#"
+CREATE TABLE ban_notices (
+    origin_key      TEXT NOT NULL,                   -- hex key of the banning server (the host)
+    guild_id        TEXT NOT NULL,                   -- as the host names it
+    user_id         TEXT NOT NULL,                   -- hex K_id of the banned user
+    reason          TEXT NOT NULL,
+    evidence_hash   TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    signature       BLOB NOT NULL,                   -- by origin_key over the `ban` kind
+    applied         INTEGER NOT NULL,                -- 1: enforced on this node's own guilds
+    received_at     INTEGER NOT NULL,
+    PRIMARY KEY (origin_key, guild_id, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ban_notices_by_user ON ban_notices(user_id);
 "#;
 
 #[cfg(test)]

@@ -1,0 +1,259 @@
+//! Bans across servers: the host of a guild signs a `BanNotification` for every ban and sends it
+//! to the servers that need it; a server receiving one (`PropagateBan`) checks it itself and keeps
+//! it, applying it to its own guilds only when its operator trusts the origin.
+//!
+//! - A notice is self-certifying: signed by its origin's server key over the `ban` kind
+//!   (`docs/PROTOCOL.md` §3), so it may arrive through any server, and applying it twice changes
+//!   nothing. For one (origin, guild, user), only a newer notice replaces a stored one.
+//! - A notice about a guild this node hosts, signed by any other server, is refused: only a
+//!   guild's host bans from it.
+//! - Other notices are the host's word about its own guild: kept (the banned user's homeserver
+//!   and the servers of the guild's members learn of it), and, when the origin is in
+//!   `trusted_ban_origins`, applied here as well: the user is banned from this node's guilds and
+//!   can't join any.
+//!
+//! Sending: the host sends each new notice to the banned user's homeserver and the homeservers of
+//! the guild's members, in the background, a few times with backoff (`deliver`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::FederationClient;
+use crate::error::{Error, Result};
+use crate::guilds::Guilds;
+use crate::identity::freshness::now_ms;
+use crate::identity::signing::{self, BanPayload};
+use crate::identity::{PublicKey, SecretKey, Signature};
+use crate::proto::guildhall::v1 as pb;
+use crate::store::bans::BanNotice;
+
+/// Attempts per destination before a notice is given up (logged).
+const DELIVERY_ATTEMPTS: u32 = 4;
+/// Wait before the second attempt; doubled each time.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Longest guild id a notice may name.
+const GUILD_ID_MAX: usize = 64;
+
+/// Makes, sends and accepts ban notices; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bans {
+    key: Arc<SecretKey>,
+    own_address: String,
+    client: FederationClient,
+    guilds: Guilds,
+    trusted: Arc<Vec<PublicKey>>,
+    clock_skew_ms: u64,
+}
+
+fn hex_key(field: &str, value: &str) -> Result<PublicKey> {
+    PublicKey::from_hex(value).map_err(|e| Error::invalid(field, e))
+}
+
+impl Bans {
+    /// Ban handling for the node with `key` at `own_address`, trusting bans signed by `trusted`.
+    pub fn new(
+        key: Arc<SecretKey>,
+        own_address: String,
+        client: FederationClient,
+        guilds: Guilds,
+        trusted: Vec<PublicKey>,
+        clock_skew_ms: u64,
+    ) -> Self {
+        Self {
+            key,
+            own_address,
+            client,
+            guilds,
+            trusted: Arc::new(trusted),
+            clock_skew_ms,
+        }
+    }
+
+    /// This node's signed notice for banning `user_id` from its guild `guild_id`.
+    pub fn sign(&self, guild_id: &str, user_id: &str, reason: &str) -> Result<BanNotice> {
+        let banned = hex_key("user_id", user_id)?;
+        let payload = BanPayload {
+            origin: self.key.public(),
+            banned,
+            guild_id: guild_id.to_owned(),
+            reason: reason.to_owned(),
+            evidence_hash: String::new(),
+            timestamp: now_ms(),
+        };
+        let signature = signing::sign(&payload, &self.key).to_bytes();
+        Ok(BanNotice {
+            origin_key: payload.origin.to_hex(),
+            guild_id: payload.guild_id,
+            user_id: user_id.to_owned(),
+            reason: payload.reason,
+            evidence_hash: payload.evidence_hash,
+            timestamp: payload.timestamp,
+            signature,
+        })
+    }
+
+    /// This node's canonical address (never a destination of its own notices).
+    pub fn own_address(&self) -> &str {
+        &self.own_address
+    }
+
+    /// `BanUser` on this node: bans through [`Guilds::ban`] with a signed notice stored in the
+    /// same transaction, then sends the notice to the servers that need it.
+    pub async fn ban(
+        &self,
+        caller: &crate::store::SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let notice = self.sign(guild_id, user_id, reason)?;
+        let destinations = self
+            .guilds
+            .ban(
+                caller,
+                guild_id,
+                user_id,
+                reason,
+                Some((notice.clone(), self.own_address.clone())),
+            )
+            .await?;
+        self.deliver(notice, destinations);
+        Ok(())
+    }
+
+    /// Sends `notice` to each destination in the background, retrying with backoff.
+    pub fn deliver(&self, notice: BanNotice, destinations: Vec<String>) {
+        for destination in destinations {
+            let (client, notice) = (self.client.clone(), notice.clone());
+            tokio::spawn(async move {
+                let mut wait = FIRST_RETRY;
+                for attempt in 1..=DELIVERY_ATTEMPTS {
+                    match send(&client, &destination, &notice).await {
+                        Ok(()) => return,
+                        Err(e) if attempt == DELIVERY_ATTEMPTS => {
+                            tracing::warn!(%destination, error = %e, "ban notice not delivered; giving up");
+                        }
+                        Err(e) => {
+                            tracing::debug!(%destination, attempt, error = %e, "ban notice delivery failed; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// `PropagateBan`: checks a notice and keeps it (applying it here if its origin is trusted).
+    /// Answers OK for a notice already held, so senders may retry freely.
+    pub async fn receive(&self, n: pb::BanNotification) -> Result<()> {
+        let origin = hex_key("origin_server_id", &n.origin_server_id)?;
+        let banned = hex_key("banned_user_pubkey", &n.banned_user_pubkey)?;
+        if n.guild_id.is_empty() || n.guild_id.len() > GUILD_ID_MAX {
+            return Err(Error::invalid(
+                "guild_id",
+                format!("must be 1 to {GUILD_ID_MAX} bytes"),
+            ));
+        }
+        if n.reason.chars().count() > crate::guilds::members::REASON_MAX {
+            return Err(Error::invalid(
+                "reason",
+                format!(
+                    "must be at most {} characters",
+                    crate::guilds::members::REASON_MAX
+                ),
+            ));
+        }
+        if !(n.evidence_hash.is_empty()
+            || (n.evidence_hash.len() == 64
+                && n.evidence_hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))))
+        {
+            return Err(Error::invalid(
+                "evidence_hash",
+                "must be empty or 64 lowercase hex digits (a SHA-256)",
+            ));
+        }
+        let now = now_ms();
+        if n.timestamp > now.saturating_add(self.clock_skew_ms) {
+            return Err(Error::invalid(
+                "timestamp",
+                "is in the future beyond the clock-skew window",
+            ));
+        }
+        let signature =
+            Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
+        let payload = BanPayload {
+            origin,
+            banned,
+            guild_id: n.guild_id.clone(),
+            reason: n.reason.clone(),
+            evidence_hash: n.evidence_hash.clone(),
+            timestamp: n.timestamp,
+        };
+        signing::verify(payload, &origin, &signature).map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a `ban` signature by origin_server_id over this notice",
+            )
+        })?;
+        if origin == self.key.public() {
+            // Our own notice coming back: we hold it already.
+            return Ok(());
+        }
+        if self.guilds.guild_exists(&n.guild_id).await? {
+            return Err(Error::PermissionDenied(format!(
+                "origin_server_id: is not the host of guild {}; this server hosts it",
+                n.guild_id
+            )));
+        }
+        let apply = self.trusted.contains(&origin);
+        let notice = BanNotice {
+            origin_key: origin.to_hex(),
+            guild_id: n.guild_id,
+            user_id: banned.to_hex(),
+            reason: n.reason,
+            evidence_hash: n.evidence_hash,
+            timestamp: n.timestamp,
+            signature: signature.to_bytes(),
+        };
+        let new = self.guilds.accept_ban_notice(notice, apply).await?;
+        tracing::info!(
+            origin = %origin.fmt_short(),
+            user = %banned.fmt_short(),
+            applied = apply,
+            new,
+            "ban notice accepted"
+        );
+        Ok(())
+    }
+}
+
+async fn send(
+    client: &FederationClient,
+    destination: &str,
+    notice: &BanNotice,
+) -> std::result::Result<(), String> {
+    let mut peer = client
+        .connect(destination)
+        .await
+        .map_err(|e| e.to_string())?;
+    peer.propagate_ban(notice_message(notice))
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// The wire form of a stored notice.
+pub fn notice_message(notice: &BanNotice) -> pb::BanNotification {
+    pb::BanNotification {
+        origin_server_id: notice.origin_key.clone(),
+        banned_user_pubkey: notice.user_id.clone(),
+        guild_id: notice.guild_id.clone(),
+        reason: notice.reason.clone(),
+        evidence_hash: notice.evidence_hash.clone(),
+        timestamp: notice.timestamp,
+        signature: notice.signature.to_vec(),
+    }
+}

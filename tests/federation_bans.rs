@@ -1,0 +1,266 @@
+//! Bans across servers: `BanUser` on a guild's host stores a signed notice; `PropagateBan` checks
+//! a notice itself (the origin's signature, that the origin is not claiming a guild hosted here),
+//! keeps it, and applies it to this node's guilds only when the operator trusts the origin.
+
+mod common;
+
+use common::*;
+use guildhall::identity::SecretKey;
+use guildhall::identity::freshness::now_ms;
+use guildhall::identity::signing::{self, BanPayload};
+use guildhall::proto::guildhall::v1 as pb;
+use tonic::Code;
+
+/// A notice banning `user` from `guild_id`, signed by `key` (claiming `origin` as its origin).
+fn notice(
+    key: &SecretKey,
+    origin: &SecretKey,
+    user: &str,
+    guild_id: &str,
+    timestamp: u64,
+) -> pb::BanNotification {
+    let payload = BanPayload {
+        origin: origin.public(),
+        banned: guildhall::identity::PublicKey::from_hex(user).expect("user key"),
+        guild_id: guild_id.into(),
+        reason: "spam".into(),
+        evidence_hash: String::new(),
+        timestamp,
+    };
+    pb::BanNotification {
+        origin_server_id: origin.public().to_hex(),
+        banned_user_pubkey: user.into(),
+        guild_id: guild_id.into(),
+        reason: "spam".into(),
+        evidence_hash: String::new(),
+        timestamp,
+        signature: signing::sign(&payload, key).to_bytes().to_vec(),
+    }
+}
+
+/// Ban notices a node holds: (origin, guild, user, applied).
+fn notices(node: &TestNode) -> Vec<(String, String, String, bool)> {
+    let db = rusqlite::Connection::open_with_flags(
+        node.config.database_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open db");
+    let mut stmt = db
+        .prepare("SELECT origin_key, guild_id, user_id, applied FROM ban_notices ORDER BY guild_id")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read")
+}
+
+async fn is_member(node: &TestNode, owner: &TestUser, guild: &str, user: &str) -> bool {
+    node.client()
+        .await
+        .list_guild_members(authed(
+            &owner.token,
+            pb::ListGuildMembersRequest {
+                guild_id: guild.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .members
+        .iter()
+        .any(|m| m.user.as_ref().is_some_and(|u| u.id == user))
+}
+
+#[tokio::test]
+async fn a_ban_on_the_host_stores_its_signed_notice() {
+    let host = TestNode::spawn().await;
+    let owner = register(&host, "Owner").await;
+    let mallory = register(&host, "Mallory").await;
+    let room = create_room(&host, &owner, "Town").await;
+    join_room(&host, &mallory, &room.invite).await;
+    host.client()
+        .await
+        .ban_user(authed(
+            &owner.token,
+            pb::BanUserRequest {
+                guild_id: room.guild.clone(),
+                user_id: mallory.user.id.clone(),
+                reason: "spam".into(),
+            },
+        ))
+        .await
+        .expect("ban");
+    assert_eq!(
+        notices(&host),
+        vec![(
+            host.audience().to_hex(),
+            room.guild.clone(),
+            mallory.user.id.clone(),
+            false
+        )]
+    );
+}
+
+#[tokio::test]
+async fn trusted_bans_apply_and_others_are_kept_as_advisories() {
+    let host = TestNode::spawn().await;
+    let host_key = host.server_key();
+    // `trusting` applies the host's bans; `wary` only keeps them.
+    let trusting =
+        TestNode::spawn_with(|c| c.trusted_ban_origins = vec![host_key.public().to_hex()]).await;
+    let wary = TestNode::spawn().await;
+    let mut rooms = Vec::new();
+    let mut mallories = Vec::new();
+    for node in [&trusting, &wary] {
+        let owner = register(node, "Owner").await;
+        let mallory = register(node, "Mallory").await;
+        let room = create_room(node, &owner, "Local").await;
+        join_room(node, &mallory, &room.invite).await;
+        rooms.push((owner, room));
+        mallories.push(mallory);
+    }
+    let at = now_ms();
+    for (i, node) in [&trusting, &wary].into_iter().enumerate() {
+        let ban = notice(&host_key, &host_key, &mallories[i].user.id, "777", at);
+        let mut peer = host.federation_client(node).await;
+        peer.propagate_ban(ban.clone())
+            .await
+            .expect("notice accepted");
+        // Delivering it again is harmless.
+        peer.propagate_ban(ban).await.expect("again");
+        assert_eq!(notices(node).len(), 1);
+    }
+
+    // The trusting node removed Mallory from its guild and keeps her out.
+    let (owner, room) = &rooms[0];
+    assert!(!is_member(&trusting, owner, &room.guild, &mallories[0].user.id).await);
+    assert!(notices(&trusting)[0].3, "applied");
+    let join = |invite: String| {
+        let (node, mallory) = (&trusting, &mallories[0]);
+        async move {
+            node.client()
+                .await
+                .join_invite(mallory.identity.join_invite_request(
+                    &node.audience(),
+                    &invite,
+                    "Mallory",
+                    now_ms(),
+                ))
+                .await
+        }
+    };
+    assert_status(
+        join(room.invite.clone()).await,
+        Code::PermissionDenied,
+        "you are banned from this guild",
+    );
+    // Nor can she join a guild of this node she was never in.
+    let fresh = create_room(&trusting, owner, "Fresh").await;
+    assert_status(
+        join(fresh.invite).await,
+        Code::PermissionDenied,
+        "by a server it trusts",
+    );
+
+    // The wary node kept the notice as an advisory; Mallory stays.
+    let (owner, room) = &rooms[1];
+    assert!(is_member(&wary, owner, &room.guild, &mallories[1].user.id).await);
+    assert!(!notices(&wary)[0].3, "not applied");
+}
+
+#[tokio::test]
+async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing() {
+    let host = TestNode::spawn().await;
+    let host_key = host.server_key();
+    let other = TestNode::spawn().await;
+    let node =
+        TestNode::spawn_with(|c| c.trusted_ban_origins = vec![host_key.public().to_hex()]).await;
+    let owner = register(&node, "Owner").await;
+    let mallory = register(&node, "Mallory").await;
+    let room = create_room(&node, &owner, "Local").await;
+    join_room(&node, &mallory, &room.invite).await;
+    let mut peer = other.federation_client(&node).await;
+    let at = now_ms();
+
+    // Signed by another server's key while naming the trusted host as origin.
+    assert_status(
+        peer.propagate_ban(notice(
+            &other.server_key(),
+            &host_key,
+            &mallory.user.id,
+            "777",
+            at,
+        ))
+        .await,
+        Code::Unauthenticated,
+        "signature: not a `ban` signature by origin_server_id",
+    );
+    // The host claiming a guild this node hosts.
+    assert_status(
+        peer.propagate_ban(notice(
+            &host_key,
+            &host_key,
+            &mallory.user.id,
+            &room.guild,
+            at,
+        ))
+        .await,
+        Code::PermissionDenied,
+        "origin_server_id: is not the host of guild",
+    );
+    let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
+    bad.evidence_hash = "not hex".into();
+    assert_status(
+        peer.propagate_ban(bad).await,
+        Code::InvalidArgument,
+        "evidence_hash",
+    );
+    let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
+    bad.banned_user_pubkey = "zz".into();
+    assert_status(
+        peer.propagate_ban(bad).await,
+        Code::InvalidArgument,
+        "banned_user_pubkey",
+    );
+    assert_status(
+        peer.propagate_ban(notice(
+            &host_key,
+            &host_key,
+            &mallory.user.id,
+            "777",
+            at + 3_600_000,
+        ))
+        .await,
+        Code::InvalidArgument,
+        "timestamp: is in the future",
+    );
+    // Not a server call at all.
+    assert_status(
+        node.client()
+            .await
+            .propagate_ban(notice(&host_key, &host_key, &mallory.user.id, "777", at))
+            .await,
+        Code::Unauthenticated,
+        "guildhall-origin",
+    );
+    assert!(notices(&node).is_empty(), "nothing kept");
+    assert!(is_member(&node, &owner, &room.guild, &mallory.user.id).await);
+
+    // A valid notice relayed by a third server is accepted (notices are self-certifying); an
+    // older one for the same ban changes nothing.
+    peer.propagate_ban(notice(&host_key, &host_key, &mallory.user.id, "777", at))
+        .await
+        .expect("relayed notice");
+    peer.propagate_ban(notice(
+        &host_key,
+        &host_key,
+        &mallory.user.id,
+        "777",
+        at - 1000,
+    ))
+    .await
+    .expect("older notice answers OK");
+    assert_eq!(notices(&node).len(), 1);
+    assert!(!is_member(&node, &owner, &room.guild, &mallory.user.id).await);
+}
