@@ -235,6 +235,24 @@ impl ClientIdentity {
             .join_invite_request(audience, token, display_name, timestamp)
     }
 
+    /// The signed `JoinInviteRequest` for the server `audience` by a user of `homeserver_url`.
+    pub fn join_invite_request_from(
+        &self,
+        audience: &PublicKey,
+        token: &str,
+        display_name: &str,
+        homeserver_url: &str,
+        timestamp: u64,
+    ) -> pb::JoinInviteRequest {
+        self.device().join_invite_request_from(
+            audience,
+            token,
+            display_name,
+            homeserver_url,
+            timestamp,
+        )
+    }
+
     /// The `VerifyUserRequest.challenge` string for the server `audience`.
     pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
         let payload = VerifyUserPayload {
@@ -340,6 +358,19 @@ impl DeviceIdentity {
         display_name: &str,
         timestamp: u64,
     ) -> pb::JoinInviteRequest {
+        self.join_invite_request_from(audience, token, display_name, "", timestamp)
+    }
+
+    /// The signed `JoinInviteRequest` for the server `audience`, by a user whose homeserver is
+    /// `homeserver_url` (another node, which the server asks to vouch; docs/PROTOCOL.md §11).
+    pub fn join_invite_request_from(
+        &self,
+        audience: &PublicKey,
+        token: &str,
+        display_name: &str,
+        homeserver_url: &str,
+        timestamp: u64,
+    ) -> pb::JoinInviteRequest {
         let payload = signing::JoinInvitePayload {
             audience: *audience,
             id_key: self.user_key,
@@ -347,7 +378,7 @@ impl DeviceIdentity {
             token: token.to_owned(),
             display_name: display_name.to_owned(),
             avatar_url: String::new(),
-            homeserver_url: String::new(),
+            homeserver_url: homeserver_url.to_owned(),
             timestamp,
         };
         pb::JoinInviteRequest {
@@ -360,7 +391,7 @@ impl DeviceIdentity {
             timestamp,
             display_name: display_name.to_owned(),
             avatar_url: String::new(),
-            homeserver_url: String::new(),
+            homeserver_url: homeserver_url.to_owned(),
         }
     }
 

@@ -54,6 +54,9 @@ pub enum Error {
     /// A server-to-server call or a peer's key was refused.
     #[error(transparent)]
     Federation(#[from] crate::federation::FederationError),
+    /// A user's homeserver did not vouch for a join.
+    #[error(transparent)]
+    Vouch(#[from] crate::federation::vouch::VouchError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -98,6 +101,7 @@ impl From<Error> for tonic::Status {
             Error::Exhausted(m) => Status::resource_exhausted(m),
             Error::Unimplemented(m) => Status::unimplemented(m),
             Error::Federation(e) => federation_status(e),
+            Error::Vouch(e) => vouch_status(e),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Refused(m)) => Status::failed_precondition(m),
             Error::Storage(StorageError::Replay) => {
@@ -127,5 +131,17 @@ fn federation_status(err: crate::federation::FederationError) -> tonic::Status {
         F::DiscoveryLimited | F::BodyTooLarge(_) => Status::resource_exhausted(message),
         F::Unreachable { .. } => Status::unavailable(message),
         F::Storage(e) => Error::Storage(e).into(),
+    }
+}
+
+/// The status for a join whose homeserver did not vouch: unreachable is `UNAVAILABLE` (retry
+/// later); a refusal, an untrusted key or a vouch for another identity is `UNAUTHENTICATED`.
+fn vouch_status(err: crate::federation::vouch::VouchError) -> tonic::Status {
+    use crate::federation::vouch::VouchError as V;
+    match err {
+        V::Unreachable { .. } => tonic::Status::unavailable(err.to_string()),
+        V::Untrusted { .. } | V::Refused { .. } | V::OtherIdentity { .. } => {
+            tonic::Status::unauthenticated(err.to_string())
+        }
     }
 }

@@ -33,8 +33,9 @@
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, and proto ↔ domain conversion.
-//! - [`federation`]: signed server-to-server calls (the signing client, the verifying layer) and
-//!   the directory of peers' pinned keys.
+//! - [`federation`]: signed server-to-server calls (the signing client, the verifying layer), the
+//!   directory of peers' pinned keys, homeservers vouching for remote members, and forwarding
+//!   users' signed profile changes to their other servers.
 //! - [`gossip`]: the libp2p swarm task; the only module that touches `libp2p::Swarm`.
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
 //! - [`error`]: the crate error and its single mapping to gRPC status.

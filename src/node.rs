@@ -290,7 +290,8 @@ impl Node {
         )
         .with_mailbox(config.mailbox)
         .with_bans(bans)
-        .with_outbox(outbox.clone());
+        .with_outbox(outbox.clone())
+        .with_federation(&federation, store.clone(), outbox.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();

@@ -4,6 +4,7 @@
 //! signatures, and finally the store, which records the request's signature in the replay cache
 //! in the same transaction as the change. A refused request therefore changes nothing.
 
+pub mod remote;
 pub mod rules;
 pub mod tokens;
 
@@ -463,6 +464,10 @@ impl Accounts {
             &id_key,
             &self.config.canonical_address,
         )?;
+        if homeserver_move.is_none() {
+            self.check_remote_login(&id_key, &input.cert.device_key)
+                .await?;
+        }
         let payload = LoginPayload {
             audience: self.config.server_id,
             id_key,
@@ -502,7 +507,7 @@ impl Accounts {
     }
 
     /// Verifies a `JoinInvite` key proof from a user of this server and prepares their sign-in.
-    /// Members from other servers come with federation and are refused here for now.
+    /// Members from other servers join through [`Accounts::prepare_remote_join`].
     pub fn prepare_join(&self, input: &JoinInput) -> Result<PreparedSignIn> {
         let now = now_ms();
         let display_name = field_rule("display_name", rules::display_name(&input.display_name))?;
@@ -512,27 +517,10 @@ impl Accounts {
                 == self.config.canonical_address.trim_end_matches('/');
         if !ours {
             return Err(Error::Unimplemented(
-                "homeserver_url: members from other servers join through federation, which this node does not serve yet".into(),
+                "homeserver_url: this node was started without federation, so only its own users can join".into(),
             ));
         }
-        self.check_fresh(input.timestamp, now)?;
-        self.check_cert(&input.id_key, &input.cert, now)?;
-        let payload = signing::JoinInvitePayload {
-            audience: self.config.server_id,
-            id_key: input.id_key,
-            device_key: input.cert.device_key,
-            token: input.token.clone(),
-            display_name: input.display_name.clone(),
-            avatar_url: input.avatar_url.clone(),
-            homeserver_url: input.homeserver_url.clone(),
-            timestamp: input.timestamp,
-        };
-        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
-            Error::unauthenticated(
-                "signature",
-                "not a signature by device_cert.pubkey over this join for this server",
-            )
-        })?;
+        self.verify_join(input, now)?;
         let user_id = input.id_key.to_hex();
         let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
         Ok(PreparedSignIn {
@@ -648,54 +636,7 @@ impl Accounts {
         input: UpdateUserInput,
     ) -> Result<UserRecord> {
         let f = &input.fields;
-        let change = ProfileChange {
-            display_name: f
-                .name
-                .as_deref()
-                .map(|v| field_rule("name", rules::display_name(v)))
-                .transpose()?,
-            avatar_url: f
-                .avatar_url
-                .as_deref()
-                .map(|v| field_rule("avatar_url", rules::avatar_url(v)))
-                .transpose()?,
-            presence_preference: f
-                .presence_preference
-                .map(|v| {
-                    if PRESENCE_VALUES.contains(&v) {
-                        Ok(v)
-                    } else {
-                        Err(Error::invalid(
-                            "presence_preference",
-                            "must be a PresenceStatus value (0, 1, 3 or 4)",
-                        ))
-                    }
-                })
-                .transpose()?,
-            bio: f
-                .bio
-                .as_deref()
-                .map(|v| field_rule("bio", rules::bio(v)))
-                .transpose()?,
-            guild_order: f
-                .guild_order
-                .as_deref()
-                .map(|v| field_rule("guild_order", rules::guild_order(v)))
-                .transpose()?,
-            is_profile_synced: f.is_profile_synced,
-            irc_name: f
-                .irc_name
-                .as_deref()
-                .map(|v| {
-                    if v.is_empty() {
-                        Ok(String::new())
-                    } else {
-                        field_rule("irc_name", rules::irc_name(v))
-                    }
-                })
-                .transpose()?,
-            timestamp: input.timestamp,
-        };
+        let change = profile_change(f, input.timestamp)?;
         let now = now_ms();
         self.check_fresh(input.timestamp, now)?;
         let id_key = PublicKey::from_hex(&session.user_id)
@@ -706,18 +647,7 @@ impl Accounts {
                 "device_cert.pubkey: is not the device this session was opened with".into(),
             ));
         }
-        let payload = UpdateUserPayload {
-            id_key,
-            device_key: input.cert.device_key,
-            name: f.name.clone(),
-            avatar_url: f.avatar_url.clone(),
-            presence_preference: f.presence_preference.and_then(|v| u64::try_from(v).ok()),
-            bio: f.bio.clone(),
-            guild_order: f.guild_order.clone(),
-            is_profile_synced: f.is_profile_synced,
-            irc_name: f.irc_name.clone(),
-            timestamp: input.timestamp,
-        };
+        let payload = update_payload(id_key, input.cert.device_key, f, input.timestamp);
         signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
             Error::unauthenticated(
                 "signature",
@@ -794,6 +724,79 @@ impl Accounts {
             ))
         }
     }
+}
+
+/// The `update-user` signing payload of a profile change by `device_key` of `id_key`.
+fn update_payload(
+    id_key: PublicKey,
+    device_key: PublicKey,
+    f: &UpdateFields,
+    timestamp: u64,
+) -> UpdateUserPayload {
+    UpdateUserPayload {
+        id_key,
+        device_key,
+        name: f.name.clone(),
+        avatar_url: f.avatar_url.clone(),
+        presence_preference: f.presence_preference.and_then(|v| u64::try_from(v).ok()),
+        bio: f.bio.clone(),
+        guild_order: f.guild_order.clone(),
+        is_profile_synced: f.is_profile_synced,
+        irc_name: f.irc_name.clone(),
+        timestamp,
+    }
+}
+
+/// Checks the field rules of a signed profile change and turns it into the change to store.
+fn profile_change(f: &UpdateFields, timestamp: u64) -> Result<ProfileChange> {
+    Ok(ProfileChange {
+        display_name: f
+            .name
+            .as_deref()
+            .map(|v| field_rule("name", rules::display_name(v)))
+            .transpose()?,
+        avatar_url: f
+            .avatar_url
+            .as_deref()
+            .map(|v| field_rule("avatar_url", rules::avatar_url(v)))
+            .transpose()?,
+        presence_preference: f
+            .presence_preference
+            .map(|v| {
+                if PRESENCE_VALUES.contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(Error::invalid(
+                        "presence_preference",
+                        "must be a PresenceStatus value (0, 1, 3 or 4)",
+                    ))
+                }
+            })
+            .transpose()?,
+        bio: f
+            .bio
+            .as_deref()
+            .map(|v| field_rule("bio", rules::bio(v)))
+            .transpose()?,
+        guild_order: f
+            .guild_order
+            .as_deref()
+            .map(|v| field_rule("guild_order", rules::guild_order(v)))
+            .transpose()?,
+        is_profile_synced: f.is_profile_synced,
+        irc_name: f
+            .irc_name
+            .as_deref()
+            .map(|v| {
+                if v.is_empty() {
+                    Ok(String::new())
+                } else {
+                    field_rule("irc_name", rules::irc_name(v))
+                }
+            })
+            .transpose()?,
+        timestamp,
+    })
 }
 
 /// `VerifyUserRequest.challenge` is `"<timestamp ms>:<signature hex>"` (see `docs/PROTOCOL.md`).

@@ -13,6 +13,7 @@ mod messages;
 mod moves;
 pub mod profile;
 mod push;
+pub mod remote;
 pub mod session;
 mod social;
 mod webhooks;
@@ -70,6 +71,7 @@ pub struct GuildHallApi {
     media: crate::media::Media,
     mailbox: crate::mailbox::Mailbox,
     push: crate::push::Push,
+    remote: Option<remote::Remote>,
     info: Arc<NodeInfo>,
     bans: Option<crate::federation::bans::Bans>,
     outbox: Option<crate::federation::outbox::Outbox>,
@@ -102,6 +104,7 @@ impl GuildHallApi {
             media,
             mailbox: crate::mailbox::Mailbox::new(Default::default()),
             push,
+            remote: None,
             guilds,
             limits,
             info: Arc::new(info),
@@ -127,6 +130,24 @@ impl GuildHallApi {
     /// it (an API built outside a node), bans stay local and `PropagateBan` is unavailable.
     pub fn with_bans(mut self, bans: crate::federation::bans::Bans) -> Self {
         self.bans = Some(bans);
+        self
+    }
+
+    /// The service with remote members and profile propagation over `federation` (without it,
+    /// joins naming another homeserver are answered `UNIMPLEMENTED`).
+    pub fn with_federation(
+        mut self,
+        federation: &crate::federation::Federation,
+        store: crate::store::Store,
+        outbox: crate::federation::outbox::Outbox,
+    ) -> Self {
+        self.remote = Some(remote::Remote::new(
+            federation,
+            store,
+            outbox,
+            self.info.server_id,
+            self.info.canonical_address.clone(),
+        ));
         self
     }
 
@@ -243,6 +264,7 @@ impl GuildHall for GuildHallApi {
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
         let session = caller(&request)?;
         let r = request.into_inner();
+        let original = r.clone();
         let input = UpdateUserInput {
             fields: UpdateFields {
                 name: r.name,
@@ -265,6 +287,7 @@ impl GuildHall for GuildHallApi {
         self.harmony
             .announce_signed_update(&user, name, avatar)
             .await;
+        remote::forward_profile(self.remote.as_ref(), &user, original).await;
         Ok(Response::new(self.user(&user)))
     }
 
@@ -299,6 +322,17 @@ impl GuildHall for GuildHallApi {
         request: Request<pb::DeviceRevocation>,
     ) -> Reply<pb::Empty> {
         moves::receive_device_revocation(self, request).await
+    }
+
+    async fn federate(&self, r: Request<pb::FederationRequest>) -> Reply<pb::FederationResponse> {
+        remote::federate(&self.accounts, r).await
+    }
+
+    async fn update_federated_profile(
+        &self,
+        r: Request<pb::UpdateFederatedProfileRequest>,
+    ) -> Reply<pb::Empty> {
+        remote::update_federated_profile(&self.accounts, &self.harmony, r).await
     }
 
     async fn get_users(
@@ -510,7 +544,7 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::JoinInviteRequest>,
     ) -> Reply<pb::JoinInviteResponse> {
         self.limit_by_address(Limit::Invite, &r)?;
-        guilds::join_invite(&self.accounts, &self.guilds, r).await
+        remote::join_invite(&self.accounts, &self.guilds, self.remote.as_ref(), r).await
     }
 
     async fn send_message(

@@ -11,6 +11,8 @@
 //! - [`outbox`]: the durable outbox that delivers server calls that must arrive, in order per
 //!   destination, across restarts ([`raw_codec`] sends its pre-encoded requests).
 //! - [`moves`], [`revocation`]: homeserver moves and device revocations (PROTOCOL.md §12).
+//! - [`vouch`]: a host asks a user's homeserver to vouch for a join (`Federate`).
+//! - [`profiles`]: a homeserver sends its user's signed profile changes to their other servers.
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
@@ -20,9 +22,11 @@ pub mod local;
 pub mod moves;
 pub mod outbox;
 pub mod peers;
+pub mod profiles;
 pub mod raw_codec;
 pub mod revocation;
 pub mod verify;
+pub mod vouch;
 pub mod wire;
 
 use std::sync::Arc;

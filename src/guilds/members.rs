@@ -34,7 +34,7 @@ pub struct InvitePreview {
 }
 
 /// Why an invite can't be used now, or `None` if it can.
-fn invite_problem(invite: &InviteRecord, now: u64) -> Option<&'static str> {
+pub(super) fn invite_problem(invite: &InviteRecord, now: u64) -> Option<&'static str> {
     if invite.deactivated {
         Some("token: this invite was deactivated")
     } else if invite.expires_at != 0 && invite.expires_at <= now {

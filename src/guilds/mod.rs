@@ -6,6 +6,7 @@
 
 pub mod members;
 pub mod permissions;
+pub mod remote;
 pub mod roles;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod moves;
 pub mod outbox;
 pub mod push;
+pub mod remote;
 mod schema;
 mod sessions;
 pub mod settings;

@@ -1,0 +1,245 @@
+//! Remote members and profile propagation (docs/PROTOCOL.md §11), as thin adapters:
+//!
+//! - `JoinInvite` naming another node as homeserver: check the user's key proof and the invite,
+//!   ask the homeserver to vouch (`Federate`), then write user, device, membership and session in
+//!   one transaction.
+//! - `Federate` (homeserver side): vouch for one of this node's users.
+//! - `UpdateFederatedProfile` (host side): apply a user's signed profile change forwarded by their
+//!   homeserver, and announce it to co-members.
+//! - After a signed `UpdateUser` of one of this node's users: forward it to their other servers.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::accounts::remote::normalise_address;
+use crate::accounts::{Accounts, JoinInput, UpdateFields, UpdateUserInput};
+use crate::error::Error;
+use crate::federation::profiles::ProfileFanout;
+use crate::federation::verify::verified_origin;
+use crate::federation::{Federation, FederationClient, vouch};
+use crate::guilds::Guilds;
+use crate::identity::PublicKey;
+use crate::proto::guildhall::v1 as pb;
+use crate::store::{Store, UserRecord};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// What the node needs to talk to other servers about members and profiles.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    client: FederationClient,
+    fanout: ProfileFanout,
+    server_id: PublicKey,
+    address: String,
+}
+
+impl Remote {
+    /// The remote-member parts of the node holding `server_id` at `address`.
+    pub fn new(
+        federation: &Federation,
+        store: Store,
+        outbox: crate::federation::outbox::Outbox,
+        server_id: PublicKey,
+        address: String,
+    ) -> Self {
+        Self {
+            client: federation.client().clone(),
+            fanout: ProfileFanout::new(outbox, store, address.clone()),
+            server_id,
+            address,
+        }
+    }
+}
+
+/// Renames a field-rule error's field to `prefix.field` (for messages nested in another).
+fn nested(prefix: &str, err: Error) -> Error {
+    match err {
+        Error::InvalidArgument { field, rule } if !prefix.is_empty() => Error::InvalidArgument {
+            field: format!("{prefix}.{field}"),
+            rule,
+        },
+        other => other,
+    }
+}
+
+/// A `JoinInviteRequest` with its keys and signature parsed; `prefix` names where it sits (empty:
+/// it is the request itself).
+fn join_input(r: &pb::JoinInviteRequest, prefix: &str) -> Result<JoinInput, Error> {
+    Ok(JoinInput {
+        token: r.token.clone(),
+        id_key: convert::public_key("public_key", &r.public_key).map_err(|e| nested(prefix, e))?,
+        cert: convert::device_cert(r.device_cert.clone()).map_err(|e| nested(prefix, e))?,
+        signature: convert::signature_bytes("signature", &r.signature)
+            .map_err(|e| nested(prefix, e))?,
+        timestamp: r.timestamp,
+        display_name: r.display_name.clone(),
+        avatar_url: r.avatar_url.clone(),
+        homeserver_url: r.homeserver_url.clone(),
+    })
+}
+
+/// `JoinInvite`: a user of this node joins as before; a user naming another node as homeserver is
+/// vouched for by it first (when the node federates).
+pub async fn join_invite(
+    a: &Accounts,
+    g: &Guilds,
+    remote: Option<&Remote>,
+    r: Request<pb::JoinInviteRequest>,
+) -> Reply<pb::JoinInviteResponse> {
+    let original = r.get_ref().clone();
+    let remote = match remote {
+        Some(remote) if !a.is_own_homeserver(&original.homeserver_url) => remote,
+        _ => {
+            if let Ok(id) = PublicKey::from_hex(&original.public_key) {
+                a.check_homeserver(&id.to_hex(), None).await?;
+            }
+            return super::guilds::join_invite(a, g, r).await;
+        }
+    };
+    let input = join_input(&original, "")?;
+    let prepared = a.prepare_remote_join(&input)?;
+    a.check_homeserver(prepared.user_id(), Some(&prepared.homeserver))
+        .await?;
+    let guild_id = g.check_joinable(prepared.user_id(), &input.token).await?;
+    let request = pb::FederationRequest {
+        origin_server_id: remote.address.clone(),
+        origin_server_pubkey: remote.server_id.to_hex(),
+        user_pubkey: original.public_key.clone(),
+        user_display_name: original.display_name.clone(),
+        guild_id,
+        timestamp: original.timestamp,
+        signature: original.signature.clone(),
+        join: Some(original),
+    };
+    vouch::ask_homeserver(&remote.client, &prepared.homeserver, request)
+        .await
+        .map_err(Error::from)?;
+    let issued = prepared.issued().clone();
+    let user_id = prepared.user_id().to_owned();
+    let (guild, _user) = g
+        .join_with(&user_id, &input.token, move |tx| prepared.apply(tx))
+        .await?;
+    Ok(Response::new(pb::JoinInviteResponse {
+        guild: Some(convert::guild(&guild)),
+        token: issued.access_token,
+        refresh_token: issued.refresh_token,
+    }))
+}
+
+/// `Federate` (homeserver side): the calling host forwards a join of one of this node's users.
+/// The seed's flat fields must repeat the forwarded join and the verified caller.
+pub async fn federate(
+    a: &Accounts,
+    r: Request<pb::FederationRequest>,
+) -> Reply<pb::FederationResponse> {
+    let origin = verified_origin(&r)?;
+    let f = r.into_inner();
+    let join = f.join.ok_or_else(|| {
+        Error::invalid(
+            "join",
+            "is required: the user's signed JoinInviteRequest, as the host received it",
+        )
+    })?;
+    let copies = [
+        (
+            "origin_server_pubkey",
+            f.origin_server_pubkey == origin.key().to_hex(),
+            "must be the calling server's key (guildhall-origin-key)",
+        ),
+        (
+            "origin_server_id",
+            normalise_address(&f.origin_server_id) == normalise_address(origin.address()),
+            "must be the calling server's canonical address (guildhall-origin)",
+        ),
+        (
+            "user_pubkey",
+            f.user_pubkey == join.public_key,
+            "must equal join.public_key",
+        ),
+        (
+            "user_display_name",
+            f.user_display_name == join.display_name,
+            "must equal join.display_name",
+        ),
+        (
+            "timestamp",
+            f.timestamp == join.timestamp,
+            "must equal join.timestamp",
+        ),
+        (
+            "signature",
+            f.signature == join.signature,
+            "must equal join.signature (the user's join-invite signature)",
+        ),
+    ];
+    if let Some((field, _, rule)) = copies.iter().find(|(_, holds, _)| !holds) {
+        return Err(Error::invalid(*field, rule).into());
+    }
+    let input = join_input(&join, "join")?;
+    let user = a
+        .vouch_for_join(origin.address(), origin.key(), &input)
+        .await?;
+    Ok(Response::new(pb::FederationResponse {
+        accepted: true,
+        message: String::new(),
+        user: Some(convert::user(&user, false)),
+    }))
+}
+
+/// `UpdateFederatedProfile` (host side): applies the forwarded change if it verifies and is newer,
+/// then announces `user_updated` (and Harmony's `ProfileUpdated`) to the user's co-members.
+pub async fn update_federated_profile(
+    a: &Accounts,
+    harmony: &crate::harmony::Harmony,
+    r: Request<pb::UpdateFederatedProfileRequest>,
+) -> Reply<pb::Empty> {
+    let origin = verified_origin(&r)?;
+    let f = r.into_inner();
+    let user_id = convert::public_key("user_id", &f.user_id)?;
+    let u = f.update.ok_or_else(|| {
+        Error::invalid(
+            "update",
+            "is required: the user's signed UpdateUserRequest, as their homeserver received it",
+        )
+    })?;
+    let input = UpdateUserInput {
+        fields: UpdateFields {
+            name: u.name,
+            avatar_url: u.avatar_url,
+            presence_preference: u.presence_preference,
+            bio: u.bio,
+            guild_order: u.guild_order,
+            is_profile_synced: u.is_profile_synced,
+            irc_name: u.irc_name,
+        },
+        cert: convert::device_cert(u.device_cert).map_err(|e| nested("update", e))?,
+        timestamp: u.timestamp,
+        signature: convert::signature_bytes("update.signature", &u.signature)?,
+    };
+    let (name, avatar) = (
+        input.fields.name.is_some(),
+        input.fields.avatar_url.is_some(),
+    );
+    let user = a
+        .apply_forwarded_profile(origin.address(), &user_id, &input)
+        .await?;
+    harmony.announce_signed_update(&user, name, avatar).await;
+    tracing::debug!(user = %user_id.fmt_short(), origin = origin.address(), "forwarded profile change applied");
+    Ok(Response::new(pb::Empty {}))
+}
+
+/// After a signed `UpdateUser` was applied: if this node is the user's homeserver, forward the
+/// change as it was signed to the user's other servers, through the durable outbox.
+pub async fn forward_profile(
+    remote: Option<&Remote>,
+    user: &UserRecord,
+    original: pb::UpdateUserRequest,
+) {
+    let Some(remote) = remote else { return };
+    if normalise_address(&user.homeserver) == normalise_address(&remote.address) {
+        // The change is applied; a failure to queue its forwarding is logged, not answered.
+        if let Err(e) = remote.fanout.forward(&user.id, original).await {
+            tracing::warn!(user = %user.id, error = %e, "profile change not queued for other servers");
+        }
+    }
+}
