@@ -434,6 +434,10 @@ pub(crate) fn describe(event: Option<Event>) -> String {
             p.user_id, p.new_username, p.new_avatar, p.new_status, p.new_is_bot
         ),
         Some(Event::AppDataUpdated(a)) => format!("app_data_updated app_id={}", a.app_id),
+        Some(Event::DmInvite(i)) => format!(
+            "dm_invite id={} status={} from={} host={} guild={}",
+            i.invite_id, i.status, i.inviter_id, i.host_server_url, i.guild_id
+        ),
         None => "unknown".into(),
     }
 }

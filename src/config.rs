@@ -59,6 +59,8 @@ pub struct Config {
     pub mailbox: crate::mailbox::MailboxConfig,
     /// Push registration and delivery (`[push]`).
     pub push: crate::push::PushConfig,
+    /// `ProxiedUnread`: how long each queried server has to answer completely, ms.
+    pub unread_proxy_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             upload_expiry_secs: 60 * 60,
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
+            unread_proxy_timeout_ms: 5_000,
         }
     }
 }
@@ -135,6 +138,12 @@ impl Config {
         if self.clock_skew_ms == 0 {
             return Err(ConfigError::Invalid {
                 field: "clock_skew_ms",
+                rule: "must be greater than 0".into(),
+            });
+        }
+        if self.unread_proxy_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "unread_proxy_timeout_ms",
                 rule: "must be greater than 0".into(),
             });
         }

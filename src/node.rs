@@ -269,7 +269,12 @@ impl Node {
             push,
             info.clone(),
         )
-        .with_mailbox(config.mailbox);
+        .with_mailbox(config.mailbox)
+        .with_federation(
+            federation.clone(),
+            config.clock_skew_ms,
+            std::time::Duration::from_millis(config.unread_proxy_timeout_ms),
+        );
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();

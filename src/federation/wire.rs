@@ -41,6 +41,8 @@ pub const S2S_METHODS: &[&str] = &[
     "UpdateHomeServer",
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
+    // guildhall addition (not in the seed).
+    "ReceiveDMInviteRejection",
 ];
 
 /// Whether a request path is a server-to-server method.

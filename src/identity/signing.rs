@@ -40,6 +40,8 @@ pub enum Label {
     S2sRequest,
     /// A server's old key hands its identity over to a new key (or renews itself).
     ServerKeyRotation,
+    /// `DMInvite.signature`: K_dev invites one user to a DM hosted on one server.
+    DmInvite,
 }
 
 impl Label {
@@ -56,6 +58,7 @@ impl Label {
             Label::JoinInvite => "join-invite",
             Label::S2sRequest => "s2s-request",
             Label::ServerKeyRotation => "server-key-rotation",
+            Label::DmInvite => "dm-invite",
         }
     }
 }
@@ -498,6 +501,42 @@ impl Signable for ServerKeyRotationPayload {
         env.key(&self.old_key)
             .key(&self.new_key)
             .u64(self.new_key_valid_until)
+            .u64(self.timestamp);
+    }
+}
+
+/// `dm-invite`: the inviter's device invites one user to a DM guild on its host server. Bound to the
+/// target's homeserver (the audience), so the invite is refused by every other server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmInvitePayload {
+    /// The key of the target's homeserver (the server receiving `ReceiveDMInvite`).
+    pub audience: PublicKey,
+    /// The inviter's identity key (`DMInvite.inviter_pubkey`).
+    pub inviter_key: PublicKey,
+    /// The inviter's device key (the signer, `DMInvite.device_cert.pubkey`).
+    pub device_key: PublicKey,
+    /// The invited user's identity key (`DMInvite.target_user_id`).
+    pub target: PublicKey,
+    /// `DMInvite.token`: what admits the target to the DM's guild on the host.
+    pub token: String,
+    /// `DMInvite.guild_id`: the DM's guild on the host.
+    pub guild_id: String,
+    /// `DMInvite.host_server_url`: the host's canonical address.
+    pub host_server_url: String,
+    /// `DMInvite.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for DmInvitePayload {
+    const LABEL: Label = Label::DmInvite;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.inviter_key)
+            .key(&self.device_key)
+            .key(&self.target)
+            .str(&self.token)
+            .str(&self.guild_id)
+            .str(&self.host_server_url)
             .u64(self.timestamp);
     }
 }
