@@ -158,6 +158,12 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
                     f_u64(new_key_valid_until), f_u64(timestamp))
 
 
+def sb_dm_invite(audience, k_id, k_dev, target, token: str, guild_id: str,
+                 host_server_url: str, timestamp: int) -> bytes:
+    return envelope("dm-invite", f_key(audience), f_key(k_id), f_key(k_dev), f_key(target),
+                    f_str(token), f_str(guild_id), f_str(host_server_url), f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -219,6 +225,8 @@ def check_vectors(doc: Path) -> None:
         SECOND, AUD, "https://a.example", "/guildhall.v1.GuildHall/VerifyUser",
         bytes.fromhex("00000000020a00"), T, b"\x5a" * 16))
     built["server-key-rotation"] = ("server", sb_server_key_rotation(AUD, SECOND, EXPIRY, T))
+    built["dm-invite"] = ("K_dev", sb_dm_invite(
+        SECOND, KI, KD, SECOND, "0123456789abcdef", "42", "https://a.example", T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")
