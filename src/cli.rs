@@ -438,6 +438,10 @@ pub(crate) fn describe(event: Option<Event>) -> String {
             "device_added device={} device_id={:?} name={:?}",
             d.device_pubkey, d.device_id, d.device_name
         ),
+        Some(Event::DmInvite(i)) => format!(
+            "dm_invite id={} status={} from={} host={} guild={}",
+            i.invite_id, i.status, i.inviter_id, i.host_server_url, i.guild_id
+        ),
         None => "unknown".into(),
     }
 }

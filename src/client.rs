@@ -253,6 +253,16 @@ impl ClientIdentity {
         )
     }
 
+    /// Signs `invite` (`dm-invite`) for the target's homeserver `audience`; see
+    /// [`DeviceIdentity::sign_dm_invite`].
+    pub fn sign_dm_invite(
+        &self,
+        audience: &PublicKey,
+        invite: &mut pb::DmInvite,
+    ) -> Result<(), KeyError> {
+        self.device().sign_dm_invite(audience, invite)
+    }
+
     /// The `VerifyUserRequest.challenge` string for the server `audience`.
     pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
         let payload = VerifyUserPayload {
@@ -393,6 +403,35 @@ impl DeviceIdentity {
             avatar_url: String::new(),
             homeserver_url: homeserver_url.to_owned(),
         }
+    }
+
+    /// Signs `invite` (`dm-invite`) for the target's homeserver `audience`: sets `inviter_id`,
+    /// `inviter_pubkey` and `device_cert` to this device's, then `signature` over the invite's
+    /// target, token, guild, host and timestamp (fill those first). Fails if `target_user_id` is
+    /// not a key.
+    pub fn sign_dm_invite(
+        &self,
+        audience: &PublicKey,
+        invite: &mut pb::DmInvite,
+    ) -> Result<(), KeyError> {
+        let target = PublicKey::from_hex(&invite.target_user_id)?;
+        invite.inviter_id = self.user_id();
+        invite.inviter_pubkey = self.user_id();
+        invite.device_cert = Some(device_cert_to_proto(&self.cert));
+        let payload = signing::DmInvitePayload {
+            audience: *audience,
+            inviter_key: self.user_key,
+            device_key: self.device_key.public(),
+            target,
+            token: invite.token.clone(),
+            guild_id: invite.guild_id.clone(),
+            host_server_url: invite.host_server_url.clone(),
+            timestamp: invite.timestamp,
+        };
+        invite.signature = signing::sign(&payload, &self.device_key)
+            .to_bytes()
+            .to_vec();
+        Ok(())
     }
 
     /// The identity as a device-only identity file (without tokens).

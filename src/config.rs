@@ -65,6 +65,8 @@ pub struct Config {
     pub push: crate::push::PushConfig,
     /// The federation outbox's retry policy (`[outbox]`, see docs/OPERATING.md).
     pub outbox: crate::federation::outbox::OutboxConfig,
+    /// `ProxiedUnread`: how long each queried server has to answer completely, ms.
+    pub unread_proxy_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
             outbox: crate::federation::outbox::OutboxConfig::default(),
+            unread_proxy_timeout_ms: 5_000,
         }
     }
 }
@@ -143,6 +146,12 @@ impl Config {
         if self.clock_skew_ms == 0 {
             return Err(ConfigError::Invalid {
                 field: "clock_skew_ms",
+                rule: "must be greater than 0".into(),
+            });
+        }
+        if self.unread_proxy_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "unread_proxy_timeout_ms",
                 rule: "must be greater than 0".into(),
             });
         }

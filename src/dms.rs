@@ -3,9 +3,9 @@
 //! A DM is a guild with `is_dm`: its owner is the user who started it, its default role lets
 //! members read and send but not invite, and it has one channel. `CreateDM` makes the guild and a
 //! DM invite for the other user, who sees it in `ListDMInvites` and accepts (and so joins) or
-//! rejects it. Asking again for a DM with someone returns the existing one. Users on other servers
-//! are reached through federation (`SendDMInvite`/`ReceiveDMInvite`), which this node does not
-//! serve yet.
+//! rejects it. Asking again for a DM with someone returns the existing one. A user of another
+//! server gets the same DM and invite here; the inviter's client then signs the invite and sends it
+//! to the target's homeserver with `SendDMInvite` (see [`crate::dm_invites`]).
 
 use crate::error::{Error, Result};
 use crate::guilds::{Guilds, member_joined_event, permissions};
@@ -21,6 +21,9 @@ const DM_PERMISSIONS: &[&str] = &[
     permissions::MESSAGES_SEND,
     permissions::THREADS_CREATE,
 ];
+
+/// How long a DM invite's token admits its target with `JoinInvite`: 30 days.
+pub const DM_INVITE_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 
 /// A DM invite with its guild's name.
 #[derive(Debug, Clone)]
@@ -77,11 +80,13 @@ impl Dms {
         if let Some(found) = existing {
             return Ok(found);
         }
-        let (Some(my_name), Some(their_name)) = names else {
-            return Err(Error::Unimplemented(
-                "target_user_id: not a user of this server; DMs with other servers need federation, which this node does not serve yet".into(),
+        let (Some(my_name), their_name) = names else {
+            return Err(Error::NotFound(
+                "your user record is missing on this server".into(),
             ));
         };
+        // A user of another server is named by the start of their id until they join.
+        let their_name = their_name.unwrap_or_else(|| target_user_id[..8].to_owned());
         let now = now_ms();
         let ids = self.guilds.ids();
         let name: String = format!("{my_name} & {their_name}")
@@ -128,6 +133,21 @@ impl Dms {
             status: "pending".into(),
             created_at: now,
         };
+        // The token is also a single-use guild invite, so the target can join with `JoinInvite`
+        // on this node from any homeserver; only the target may use it (see `Guilds::join_with`).
+        let join = crate::store::guilds::InviteRecord {
+            token: invite.token.clone(),
+            guild_id: guild.id.clone(),
+            channel_id: channel.id.clone(),
+            channel_name: channel.name.clone(),
+            created_by: caller.user_id.clone(),
+            created_at: now,
+            updated_at: now,
+            expires_at: now.saturating_add(DM_INVITE_TTL_MS),
+            max_uses: 1,
+            uses: 0,
+            deactivated: false,
+        };
         let (g, i, admins) = (guild.clone(), invite.clone(), self.guilds.admins());
         self.guilds
             .events()
@@ -137,6 +157,7 @@ impl Dms {
                 gdb::insert_channel(tx, &channel)?;
                 gdb::add_member(tx, &g.id, &g.owner_id, now)?;
                 db::insert(tx, &i)?;
+                gdb::insert_invite(tx, &join)?;
                 Ok((
                     (),
                     vec![member_joined_event(tx, &g.id, &g.owner_id, &admins)?],

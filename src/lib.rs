@@ -20,6 +20,8 @@
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
 //!   pins, threads, receipts and full-text search.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
+//! - [`dm_invites`]: signed DM invites across nodes (send, receive, list, accept, reject).
+//! - [`unread`]: `ProxiedUnread`, the homeserver's concurrent fan-out to a user's other servers.
 //! - [`harmony`]: Harmony's `protocol.profile.v1` over the same users: numeric ids, profiles,
 //!   status as presence, app data (docs/HARMONY.md).
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
@@ -46,6 +48,7 @@ pub mod api;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod dm_invites;
 pub mod dms;
 pub mod error;
 pub mod events;
@@ -64,4 +67,5 @@ pub mod presence;
 pub mod proto;
 pub mod push;
 pub mod store;
+pub mod unread;
 pub mod webhooks;

@@ -291,7 +291,12 @@ impl Node {
         .with_mailbox(config.mailbox)
         .with_bans(bans)
         .with_outbox(outbox.clone())
-        .with_federation(&federation, store.clone(), outbox.clone());
+        .with_federation(&federation, store.clone(), outbox.clone())
+        .with_dm_federation(
+            federation.clone(),
+            config.clock_skew_ms,
+            std::time::Duration::from_millis(config.unread_proxy_timeout_ms),
+        );
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();

@@ -66,25 +66,6 @@ async fn health_service_reports_serving() {
 }
 
 #[tokio::test]
-async fn later_methods_need_a_session_then_answer_unimplemented() {
-    let node = TestNode::spawn().await;
-    let mut client = node.client().await;
-    // ProxiedUnread arrives with federation (issue 4).
-    let request = pb::ProxiedUnreadRequest::default();
-    assert_status(
-        client.proxied_unread(request.clone()).await,
-        Code::Unauthenticated,
-        "authorization",
-    );
-    let ada = register(&node, "Ada").await;
-    let result = client.proxied_unread(authed(&ada.token, request)).await;
-    assert_eq!(
-        result.expect_err("unimplemented").code(),
-        Code::Unimplemented
-    );
-}
-
-#[tokio::test]
 async fn accounts_and_key_survive_a_restart() {
     let mut node = TestNode::spawn().await;
     let server_id = node.audience();

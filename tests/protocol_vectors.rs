@@ -5,9 +5,10 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, HomeserverMovePayload,
-    HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload, LoginPayload, RegisterPayload,
-    S2sRequestPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload, VerifyUserPayload,
+    self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, DmInvitePayload,
+    HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload,
+    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
+    UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -202,6 +203,21 @@ fn vectors() -> Vec<Vector> {
             &DeviceRevocationPayload {
                 id_key: kid,
                 device_key: kdev,
+                timestamp: T,
+            },
+        ),
+        vector(
+            "dm-invite",
+            "K_dev",
+            &dev,
+            &DmInvitePayload {
+                audience: next.public(),
+                inviter_key: kid,
+                device_key: kdev,
+                target: next.public(),
+                token: "0123456789abcdef".into(),
+                guild_id: "42".into(),
+                host_server_url: "https://a.example".into(),
                 timestamp: T,
             },
         ),

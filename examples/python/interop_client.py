@@ -173,6 +173,12 @@ def sb_device_revocation(k_id, k_dev, timestamp: int) -> bytes:
     return envelope("device-revocation", f_key(k_id), f_key(k_dev), f_u64(timestamp))
 
 
+def sb_dm_invite(audience, k_id, k_dev, target, token: str, guild_id: str,
+                 host_server_url: str, timestamp: int) -> bytes:
+    return envelope("dm-invite", f_key(audience), f_key(k_id), f_key(k_dev), f_key(target),
+                    f_str(token), f_str(guild_id), f_str(host_server_url), f_u64(timestamp))
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -240,6 +246,8 @@ def check_vectors(doc: Path) -> None:
     built["homeserver-move-v2"] = ("K_id", sb_homeserver_move_v2(
         KI, "https://new.example", T, 2, b"\xab" * 32))
     built["device-revocation"] = ("K_id", sb_device_revocation(KI, KD, T))
+    built["dm-invite"] = ("K_dev", sb_dm_invite(
+        SECOND, KI, KD, SECOND, "0123456789abcdef", "42", "https://a.example", T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

@@ -588,9 +588,11 @@ impl Accounts {
     }
 
     /// `VerifyUser`: the user's K_id-signed challenge asks this node to vouch for them; the answer
-    /// carries their profile and a push delegation token for the asking server.
+    /// carries their profile and a push delegation token for the asking server `origin` (the
+    /// token is tied to it: `PushNotification` accepts it only from that server, for that user).
     pub async fn verify_user(
         &self,
+        origin: &str,
         user_id: &str,
         challenge: &str,
     ) -> Result<(UserRecord, String)> {
@@ -620,6 +622,7 @@ impl Accounts {
         self.store
             .create_push_delegation(
                 user.id.clone(),
+                origin.to_owned(),
                 tokens::hash(&token),
                 now,
                 sig.to_bytes(),

@@ -4,6 +4,7 @@
 //! stubs until the issue that brings them lands.
 
 pub mod convert;
+mod federated;
 pub mod files;
 mod guilds;
 pub mod http;
@@ -75,6 +76,7 @@ pub struct GuildHallApi {
     info: Arc<NodeInfo>,
     bans: Option<crate::federation::bans::Bans>,
     outbox: Option<crate::federation::outbox::Outbox>,
+    federated: Option<federated::Remote>,
 }
 
 impl GuildHallApi {
@@ -110,6 +112,7 @@ impl GuildHallApi {
             info: Arc::new(info),
             bans: None,
             outbox: None,
+            federated: None,
         }
     }
 
@@ -118,6 +121,34 @@ impl GuildHallApi {
     pub fn with_outbox(mut self, outbox: crate::federation::outbox::Outbox) -> Self {
         self.outbox = Some(outbox);
         self
+    }
+
+    /// The service with the methods that reach other nodes (DM invites across nodes, the
+    /// unread proxy) served through `federation`; without it they answer `UNIMPLEMENTED`.
+    pub fn with_dm_federation(
+        mut self,
+        federation: crate::federation::Federation,
+        clock_skew_ms: u64,
+        unread_timeout: std::time::Duration,
+    ) -> Self {
+        let dm_invites = crate::dm_invites::DmInvites::new(
+            self.guilds.clone(),
+            federation,
+            self.info.server_id,
+            self.info.canonical_address.clone(),
+            clock_skew_ms,
+        );
+        self.federated = Some(federated::Remote {
+            dm_invites,
+            unread: crate::unread::UnreadProxy::new(unread_timeout),
+        });
+        self
+    }
+
+    fn federated(&self) -> Result<&federated::Remote, Status> {
+        self.federated
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this node was started without federation"))
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
@@ -299,7 +330,10 @@ impl GuildHall for GuildHallApi {
         let origin = crate::federation::verify::verified_origin(&request)?;
         tracing::debug!(origin = %origin.address(), "VerifyUser from a peer server");
         let r = request.into_inner();
-        let (user, token) = self.accounts.verify_user(&r.user_id, &r.challenge).await?;
+        let (user, token) = self
+            .accounts
+            .verify_user(origin.address(), &r.user_id, &r.challenge)
+            .await?;
         Ok(Response::new(pb::VerifyUserResponse {
             user: Some(self.user(&user)),
             push_delegation_token: token,
@@ -646,16 +680,37 @@ impl GuildHall for GuildHallApi {
         &self,
         r: Request<pb::ListDmInvitesRequest>,
     ) -> Reply<pb::ListDmInvitesResponse> {
-        social::list_dm_invites(&self.dms, r).await
+        federated::list_dm_invites(self.federated()?, r).await
     }
     async fn accept_dm_invite(
         &self,
         r: Request<pb::AcceptDmInviteRequest>,
     ) -> Reply<pb::AcceptDmInviteResponse> {
-        social::accept_dm_invite(&self.dms, r).await
+        federated::accept_dm_invite(self.federated()?, r).await
     }
     async fn reject_dm_invite(&self, r: Request<pb::RejectDmInviteRequest>) -> Reply<pb::Empty> {
-        social::reject_dm_invite(&self.dms, r).await
+        federated::reject_dm_invite(self.federated()?, r).await
+    }
+    async fn send_dm_invite(&self, r: Request<pb::SendDmInviteRequest>) -> Reply<pb::Empty> {
+        federated::send_dm_invite(self.federated()?, r).await
+    }
+    async fn receive_dm_invite(&self, r: Request<pb::ReceiveDmInviteRequest>) -> Reply<pb::Empty> {
+        federated::receive_dm_invite(self.federated()?, r).await
+    }
+    async fn receive_dm_invite_rejection(
+        &self,
+        r: Request<pb::ReceiveDmInviteRejectionRequest>,
+    ) -> Reply<pb::Empty> {
+        federated::receive_dm_invite_rejection(self.federated()?, r).await
+    }
+    async fn push_notification(&self, r: Request<pb::PushNotificationRequest>) -> Reply<pb::Empty> {
+        federated::push_notification(&self.push, r).await
+    }
+    async fn proxied_unread(
+        &self,
+        r: Request<pb::ProxiedUnreadRequest>,
+    ) -> Reply<federated::UnreadStream> {
+        federated::proxied_unread(self.federated()?, r).await
     }
 
     async fn initiate_avatar_upload(

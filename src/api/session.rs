@@ -38,6 +38,7 @@ const PUBLIC_METHODS: &[&str] = &[
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
     "ReceiveDeviceRevocation",
+    "ReceiveDMInviteRejection",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do; standard services

@@ -42,6 +42,8 @@ pub const S2S_METHODS: &[&str] = &[
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
     "ReceiveDeviceRevocation",
+    // guildhall addition (not in the seed).
+    "ReceiveDMInviteRejection",
 ];
 
 /// Whether a request path is a server-to-server method.

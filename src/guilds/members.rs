@@ -455,12 +455,24 @@ impl Guilds {
                 if !already && let Some(problem) = invite_problem(&invite, now) {
                     return Ok((Err(Error::FailedPrecondition(problem.into())), vec![]));
                 }
+                // A DM's invite admits only the user it was made for.
+                if !already && guild.is_dm && !crate::store::dm_remote::admits(tx, &t, &u)? {
+                    return Ok((
+                        Err(Error::PermissionDenied(
+                            "token: this DM invite is for another user".into(),
+                        )),
+                        vec![],
+                    ));
+                }
                 let value = first(tx)?;
                 if already {
                     return Ok((Ok((guild, value)), vec![]));
                 }
                 db::use_invite(tx, &t, now)?;
                 db::add_member(tx, &guild.id, &u, now)?;
+                if guild.is_dm {
+                    crate::store::dm_remote::mark_joined(tx, &t, &u, now)?;
+                }
                 let event = member_joined_event(tx, &guild.id, &u, &admins)?;
                 Ok((Ok((guild, value)), vec![event]))
             })

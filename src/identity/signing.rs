@@ -46,6 +46,8 @@ pub enum Label {
     HomeserverMoveV2,
     /// K_id revokes one of the user's device keys everywhere (PROTOCOL.md §12).
     DeviceRevocation,
+    /// `DMInvite.signature`: K_dev invites one user to a DM hosted on one server.
+    DmInvite,
 }
 
 impl Label {
@@ -65,6 +67,7 @@ impl Label {
             Label::Ban => "ban",
             Label::HomeserverMoveV2 => "homeserver-move-v2",
             Label::DeviceRevocation => "device-revocation",
+            Label::DmInvite => "dm-invite",
         }
     }
 }
@@ -589,6 +592,42 @@ impl Signable for DeviceRevocationPayload {
     fn write_fields(&self, env: &mut Envelope) {
         env.key(&self.id_key)
             .key(&self.device_key)
+            .u64(self.timestamp);
+    }
+}
+
+/// `dm-invite`: the inviter's device invites one user to a DM guild on its host server. Bound to the
+/// target's homeserver (the audience), so the invite is refused by every other server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmInvitePayload {
+    /// The key of the target's homeserver (the server receiving `ReceiveDMInvite`).
+    pub audience: PublicKey,
+    /// The inviter's identity key (`DMInvite.inviter_pubkey`).
+    pub inviter_key: PublicKey,
+    /// The inviter's device key (the signer, `DMInvite.device_cert.pubkey`).
+    pub device_key: PublicKey,
+    /// The invited user's identity key (`DMInvite.target_user_id`).
+    pub target: PublicKey,
+    /// `DMInvite.token`: what admits the target to the DM's guild on the host.
+    pub token: String,
+    /// `DMInvite.guild_id`: the DM's guild on the host.
+    pub guild_id: String,
+    /// `DMInvite.host_server_url`: the host's canonical address.
+    pub host_server_url: String,
+    /// `DMInvite.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for DmInvitePayload {
+    const LABEL: Label = Label::DmInvite;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.inviter_key)
+            .key(&self.device_key)
+            .key(&self.target)
+            .str(&self.token)
+            .str(&self.guild_id)
+            .str(&self.host_server_url)
             .u64(self.timestamp);
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod delegated;
 mod delivery;
 pub mod fanout;
 pub mod online;

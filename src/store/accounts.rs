@@ -426,11 +426,12 @@ impl Store {
         .await
     }
 
-    /// Stores a push delegation token (its hash) handed to a server that verified the user, and
-    /// records the challenge's signature so it can't be used twice.
+    /// Stores a push delegation token (its hash) handed to the server `origin` that verified the
+    /// user, and records the challenge's signature so it can't be used twice.
     pub async fn create_push_delegation(
         &self,
         user_id: String,
+        origin: String,
         token_hash: [u8; 32],
         now: u64,
         signature: [u8; 64],
@@ -439,8 +440,8 @@ impl Store {
         self.write(move |tx| {
             remember_signature(tx, &signature, signature_expires_at)?;
             tx.execute(
-                "INSERT INTO push_delegations (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-                params![&token_hash[..], user_id, to_sql_int(now)],
+                "INSERT INTO push_delegations (token_hash, user_id, created_at, origin) VALUES (?1, ?2, ?3, ?4)",
+                params![&token_hash[..], user_id, to_sql_int(now), origin],
             )?;
             Ok(())
         })

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod bans;
+pub mod dm_remote;
 pub mod dms;
 mod events;
 pub mod federation;

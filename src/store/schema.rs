@@ -17,6 +17,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(PUSH_V10),
         M::up(FEDERATION_V11),
         M::up(OUTBOX_V13),
+        M::up(DM_PUSH_V15),
         M::up(BANS_V16),
     ])
 }
@@ -513,6 +514,38 @@ BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked 
 CREATE TRIGGER sessions_refuse_revoked BEFORE INSERT ON sessions
 WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE user_id = NEW.user_id AND device_pubkey = NEW.device_pubkey)
 BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+"#;
+
+/// DM invites across nodes and push delegation: the inviter's `dm-invite` proof on invites this
+/// node hosts (and the homeserver it was sent to), invites received from other hosts, and the
+/// server each push delegation token was handed to.
+const DM_PUSH_V15: &str = r#"
+ALTER TABLE dm_invites ADD COLUMN signature BLOB;                       -- 64 raw bytes; NULL: not sent yet
+ALTER TABLE dm_invites ADD COLUMN signed_at INTEGER NOT NULL DEFAULT 0; -- DMInvite.timestamp that was signed
+ALTER TABLE dm_invites ADD COLUMN device_cert TEXT NOT NULL DEFAULT ''; -- the signer's cert, JSON
+ALTER TABLE dm_invites ADD COLUMN target_server TEXT NOT NULL DEFAULT ''; -- homeserver sent to; '' = this node
+CREATE UNIQUE INDEX dm_invites_by_token ON dm_invites(token);
+
+CREATE TABLE received_dm_invites (
+    invite_id       TEXT PRIMARY KEY NOT NULL,   -- this node's id for it
+    host_invite_id  TEXT NOT NULL,               -- the host's id (DMInvite.invite_id as sent)
+    token           TEXT NOT NULL,
+    inviter_id      TEXT NOT NULL,
+    target_user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    guild_id        TEXT NOT NULL,               -- on the host
+    guild_name      TEXT NOT NULL,
+    host_server_url TEXT NOT NULL,               -- the verified calling server
+    timestamp       INTEGER NOT NULL,            -- DMInvite.timestamp (signed)
+    signature       BLOB NOT NULL,               -- the inviter's dm-invite signature
+    device_cert     TEXT NOT NULL,               -- the signer's cert, JSON
+    status          TEXT NOT NULL DEFAULT 'pending',  -- pending | accepted | rejected
+    received_at     INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (host_server_url, token)
+) STRICT;
+CREATE INDEX received_dm_invites_by_target ON received_dm_invites(target_user_id, status);
+
+ALTER TABLE push_delegations ADD COLUMN origin TEXT NOT NULL DEFAULT '';  -- server it was handed to
 "#;
 
 #[cfg(test)]
