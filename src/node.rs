@@ -79,6 +79,8 @@ pub struct RunningNode {
     pub info: NodeInfo,
     /// The peer directory and the client for signed calls to other servers.
     pub federation: crate::federation::Federation,
+    /// Gossiped server events: publish, register validators, catch up.
+    pub server_events: gossip::ServerEvents,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -191,6 +193,18 @@ impl Node {
             config.clock_skew_ms,
         );
         let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
+        let server_events = gossip::ServerEvents::new(
+            key.clone(),
+            store.clone(),
+            swarm.handle.clone(),
+            config.clock_skew_ms,
+        );
+        let receiver = server_events.spawn_receiver(swarm.events, cancel.clone());
+        let catch_up = tokio::spawn(gossip::catchup::run(
+            server_events.clone(),
+            federation.clone(),
+            cancel.clone(),
+        ));
         let info = NodeInfo {
             server_id,
             peer_id: swarm.peer_id.to_string(),
@@ -269,7 +283,8 @@ impl Node {
             push,
             info.clone(),
         )
-        .with_mailbox(config.mailbox);
+        .with_mailbox(config.mailbox)
+        .with_server_events(server_events.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
@@ -305,13 +320,14 @@ impl Node {
             cancel.clone(),
         ));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
-        let mut tasks = vec![server, swarm.task, pruner, media_expiry];
+        let mut tasks = vec![server, swarm.task, pruner, media_expiry, receiver, catch_up];
         tasks.extend(push_tasks);
         Ok(RunningNode {
             grpc_addr,
             server_id,
             info,
             federation,
+            server_events,
             cancel,
             tasks,
         })

@@ -12,6 +12,7 @@ mod media;
 mod messages;
 pub mod profile;
 mod push;
+mod server_events;
 pub mod session;
 mod social;
 mod webhooks;
@@ -70,6 +71,7 @@ pub struct GuildHallApi {
     mailbox: crate::mailbox::Mailbox,
     push: crate::push::Push,
     info: Arc<NodeInfo>,
+    server_events: Option<crate::gossip::ServerEvents>,
 }
 
 impl GuildHallApi {
@@ -102,7 +104,14 @@ impl GuildHallApi {
             guilds,
             limits,
             info: Arc::new(info),
+            server_events: None,
         }
+    }
+
+    /// The service answering `PullServerEvents` from `events`' log.
+    pub fn with_server_events(mut self, events: crate::gossip::ServerEvents) -> Self {
+        self.server_events = Some(events);
+        self
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
@@ -686,6 +695,13 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::UnregisterFcmTokenRequest>,
     ) -> Reply<pb::Empty> {
         push::unregister_fcm_token(&self.push, r).await
+    }
+
+    async fn pull_server_events(
+        &self,
+        r: Request<pb::PullServerEventsRequest>,
+    ) -> Reply<pb::PullServerEventsResponse> {
+        server_events::pull(self.server_events.as_ref(), r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

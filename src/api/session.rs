@@ -37,6 +37,7 @@ const PUBLIC_METHODS: &[&str] = &[
     "UpdateHomeServer",
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
+    "PullServerEvents",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do; standard services

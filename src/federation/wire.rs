@@ -41,6 +41,7 @@ pub const S2S_METHODS: &[&str] = &[
     "UpdateHomeServer",
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
+    "PullServerEvents",
 ];
 
 /// Whether a request path is a server-to-server method.

@@ -16,6 +16,7 @@ pub mod media;
 pub mod messages;
 pub mod push;
 mod schema;
+pub mod server_events;
 mod sessions;
 pub mod settings;
 pub mod webhooks;

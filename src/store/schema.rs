@@ -16,6 +16,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(HARMONY_V9),
         M::up(PUSH_V10),
         M::up(FEDERATION_V11),
+        M::up(GOSSIP_V14),
     ])
 }
 
@@ -434,6 +435,23 @@ CREATE TABLE local_server_keys (
     server_key  BLOB PRIMARY KEY NOT NULL,
     created_at  INTEGER NOT NULL,
     valid_until INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Gossip: the durable log of server events (this node's own and those it received), which
+/// de-duplicates them and answers peers catching up (`PullServerEvents`).
+const GOSSIP_V14: &str = r#"
+CREATE TABLE server_events (
+    origin      BLOB NOT NULL,               -- the origin server's key (32 bytes)
+    kind        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,            -- the origin's sequence for this kind, from 1
+    timestamp   INTEGER NOT NULL,            -- when the origin signed it (ms)
+    payload     BLOB NOT NULL,
+    signature   BLOB NOT NULL,               -- 64 bytes, server-event
+    content_id  BLOB NOT NULL UNIQUE,        -- SHA-256 of the signing bytes
+    outcome     TEXT NOT NULL CHECK (outcome IN ('accepted', 'ignored', 'rejected')),
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, kind, seq)
 ) STRICT;
 "#;
 
