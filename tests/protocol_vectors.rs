@@ -6,8 +6,8 @@
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
     self, DeviceCertPayload, HomeserverMovePayload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
-    UpdateUserPayload, VerifyUserPayload,
+    LoginPayload, RegisterPayload, S2sRequestPayload, ServerEventPayload, ServerKeyRotationPayload,
+    Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -168,6 +168,18 @@ fn vectors() -> Vec<Vector> {
                 new_key: next.public(),
                 new_key_valid_until: EXPIRY,
                 timestamp: T,
+            },
+        ),
+        vector(
+            "server-event",
+            "server",
+            &server,
+            &ServerEventPayload {
+                origin_key: aud,
+                kind: "test-note".into(),
+                sequence: 7,
+                timestamp: T,
+                payload: b"hello".to_vec(),
             },
         ),
     ]

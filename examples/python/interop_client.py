@@ -158,6 +158,11 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
                     f_u64(new_key_valid_until), f_u64(timestamp))
 
 
+def sb_server_event(origin_key, kind: str, sequence: int, timestamp: int, payload: bytes) -> bytes:
+    return envelope("server-event", f_key(origin_key), f_str(kind), f_u64(sequence),
+                    f_u64(timestamp), payload)
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -219,6 +224,7 @@ def check_vectors(doc: Path) -> None:
         SECOND, AUD, "https://a.example", "/guildhall.v1.GuildHall/VerifyUser",
         bytes.fromhex("00000000020a00"), T, b"\x5a" * 16))
     built["server-key-rotation"] = ("server", sb_server_key_rotation(AUD, SECOND, EXPIRY, T))
+    built["server-event"] = ("server", sb_server_event(AUD, "test-note", 7, T, b"hello"))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")
