@@ -81,6 +81,8 @@ pub struct RunningNode {
     pub federation: crate::federation::Federation,
     /// The durable outbox of server calls that must arrive.
     pub outbox: crate::federation::outbox::Outbox,
+    /// Gossiped server events: publish, register validators, catch up.
+    pub server_events: gossip::ServerEvents,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -198,6 +200,18 @@ impl Node {
             config.outbox,
         );
         let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
+        let server_events = gossip::ServerEvents::new(
+            key.clone(),
+            store.clone(),
+            swarm.handle.clone(),
+            config.clock_skew_ms,
+        );
+        let receiver = server_events.spawn_receiver(swarm.events, cancel.clone());
+        let catch_up = tokio::spawn(gossip::catchup::run(
+            server_events.clone(),
+            federation.clone(),
+            cancel.clone(),
+        ));
         let info = NodeInfo {
             server_id,
             peer_id: swarm.peer_id.to_string(),
@@ -296,7 +310,8 @@ impl Node {
             federation.clone(),
             config.clock_skew_ms,
             std::time::Duration::from_millis(config.unread_proxy_timeout_ms),
-        );
+        )
+        .with_server_events(server_events.clone());
         let harmony = api.harmony();
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
@@ -338,6 +353,8 @@ impl Node {
             pruner,
             media_expiry,
             outbox.spawn(cancel.clone()),
+            receiver,
+            catch_up,
         ];
         tasks.extend(push_tasks);
         Ok(RunningNode {
@@ -346,6 +363,7 @@ impl Node {
             info,
             federation,
             outbox,
+            server_events,
             cancel,
             tasks,
         })

@@ -7,8 +7,8 @@ use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
     self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, DmInvitePayload,
     HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerKeyRotationPayload, Signable,
-    UpdateUserPayload, VerifyUserPayload,
+    LoginPayload, RegisterPayload, S2sRequestPayload, ServerEventPayload, ServerKeyRotationPayload,
+    Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -219,6 +219,18 @@ fn vectors() -> Vec<Vector> {
                 guild_id: "42".into(),
                 host_server_url: "https://a.example".into(),
                 timestamp: T,
+            },
+        ),
+        vector(
+            "server-event",
+            "server",
+            &server,
+            &ServerEventPayload {
+                origin_key: aud,
+                kind: "test-note".into(),
+                sequence: 7,
+                timestamp: T,
+                payload: b"hello".to_vec(),
             },
         ),
     ]

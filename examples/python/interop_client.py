@@ -179,6 +179,11 @@ def sb_dm_invite(audience, k_id, k_dev, target, token: str, guild_id: str,
                     f_str(token), f_str(guild_id), f_str(host_server_url), f_u64(timestamp))
 
 
+def sb_server_event(origin_key, kind: str, sequence: int, timestamp: int, payload: bytes) -> bytes:
+    return envelope("server-event", f_key(origin_key), f_str(kind), f_u64(sequence),
+                    f_u64(timestamp), payload)
+
+
 # --------------------------------------------------------------------------
 # Section 7: test vectors
 # --------------------------------------------------------------------------
@@ -248,6 +253,7 @@ def check_vectors(doc: Path) -> None:
     built["device-revocation"] = ("K_id", sb_device_revocation(KI, KD, T))
     built["dm-invite"] = ("K_dev", sb_dm_invite(
         SECOND, KI, KD, SECOND, "0123456789abcdef", "42", "https://a.example", T))
+    built["server-event"] = ("server", sb_server_event(AUD, "test-note", 7, T, b"hello"))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")

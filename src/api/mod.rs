@@ -15,6 +15,7 @@ mod moves;
 pub mod profile;
 mod push;
 pub mod remote;
+mod server_events;
 pub mod session;
 mod social;
 mod webhooks;
@@ -77,6 +78,7 @@ pub struct GuildHallApi {
     bans: Option<crate::federation::bans::Bans>,
     outbox: Option<crate::federation::outbox::Outbox>,
     federated: Option<federated::Remote>,
+    server_events: Option<crate::gossip::ServerEvents>,
 }
 
 impl GuildHallApi {
@@ -113,6 +115,7 @@ impl GuildHallApi {
             bans: None,
             outbox: None,
             federated: None,
+            server_events: None,
         }
     }
 
@@ -149,6 +152,12 @@ impl GuildHallApi {
         self.federated
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this node was started without federation"))
+    }
+
+    /// The service answering `PullServerEvents` from `events`' log.
+    pub fn with_server_events(mut self, events: crate::gossip::ServerEvents) -> Self {
+        self.server_events = Some(events);
+        self
     }
 
     /// The service with the mailbox bounded by `config` (the default bounds otherwise).
@@ -838,6 +847,13 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::UnregisterFcmTokenRequest>,
     ) -> Reply<pb::Empty> {
         push::unregister_fcm_token(&self.push, r).await
+    }
+
+    async fn pull_server_events(
+        &self,
+        r: Request<pb::PullServerEventsRequest>,
+    ) -> Reply<pb::PullServerEventsResponse> {
+        server_events::pull(self.server_events.as_ref(), r).await
     }
 
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {

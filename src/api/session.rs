@@ -39,6 +39,8 @@ const PUBLIC_METHODS: &[&str] = &[
     "ReceiveDMInvite",
     "ReceiveDeviceRevocation",
     "ReceiveDMInviteRejection",
+    // guildhall addition (not in the seed).
+    "PullServerEvents",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do; standard services

@@ -44,6 +44,8 @@ pub const S2S_METHODS: &[&str] = &[
     "ReceiveDeviceRevocation",
     // guildhall addition (not in the seed).
     "ReceiveDMInviteRejection",
+    // guildhall addition (not in the seed).
+    "PullServerEvents",
 ];
 
 /// Whether a request path is a server-to-server method.

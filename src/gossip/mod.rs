@@ -1,25 +1,39 @@
-//! The libp2p swarm task. Only this module touches `libp2p::Swarm`.
+//! The libp2p swarm task and the server events it gossips. Only this module touches
+//! `libp2p::Swarm`.
 //!
 //! The node's server key is its libp2p identity, so its `PeerId` and its federation identity are
-//! one key. This task listens, answers identify and ping, and publishes its listen addresses; the
-//! federation issue adds gossipsub topics and Kademlia on the same swarm.
+//! one key.
+//!
+//! - [`behaviour`]: gossipsub (signed, application-validated, scored), Kademlia, identify, ping.
+//! - [`event_loop`]: the task owning the swarm; [`GossipHandle`] sends it commands.
+//! - [`event`]: the signed server-event envelope, its content id and its checks.
+//! - [`server_events`]: [`ServerEvents`], the API domain code uses: publish, register a
+//!   validator per kind, the receive path (verify, de-duplicate, validate, store, forward).
+//! - [`catchup`]: pulling missed events from known peers with `PullServerEvents`.
+//!
+//! The protocol is `docs/PROTOCOL.md` §13.
 
-use std::time::Duration;
+pub mod behaviour;
+pub mod catchup;
+pub mod event;
+pub mod event_loop;
+mod pull;
+pub mod server_events;
 
-use futures::StreamExt;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, identify, identity, noise, ping, tcp, yamux};
-use tokio::sync::watch;
+use libp2p::{Multiaddr, PeerId, identity, noise, tcp, yamux};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::SecretKey;
 
-/// The identify protocol version peers announce.
-pub const PROTOCOL_VERSION: &str = "/guildhall/1.0.0";
+pub use behaviour::PROTOCOL_VERSION;
+pub use event::{ServerEvent, VerifiedServerEvent};
+pub use event_loop::{GossipEvent, GossipHandle, PublishFailure};
+pub use server_events::{ServerEvents, Verdict};
 
 /// How long an idle connection to a peer is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Why the swarm could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +57,8 @@ mod tests {
     }
 }
 
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
-}
-
-/// A running swarm: its peer id and its listen addresses as they are bound.
+/// A running swarm: its peer id, its listen addresses as they are bound, and the handle and
+/// events of its task.
 #[derive(Debug)]
 pub struct Swarm {
     /// This node's peer id (derived from the server key).
@@ -58,6 +67,10 @@ pub struct Swarm {
     pub listen_addrs: watch::Receiver<Vec<String>>,
     /// How many peers are connected now.
     pub connected_peers: watch::Receiver<usize>,
+    /// Commands to the swarm task.
+    pub handle: GossipHandle,
+    /// What the swarm task reports (gossip messages to validate, new connections).
+    pub events: mpsc::Receiver<GossipEvent>,
     /// The task; it ends when the token is cancelled.
     pub task: JoinHandle<()>,
 }
@@ -110,18 +123,12 @@ pub fn spawn(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
-            tcp::Config::default(),
+            tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
         .map_err(|e| GossipError::Transport(e.to_string()))?
-        .with_behaviour(|key| Behaviour {
-            identify: identify::Behaviour::new(identify::Config::new(
-                PROTOCOL_VERSION.into(),
-                key.public(),
-            )),
-            ping: ping::Behaviour::default(),
-        })
+        .with_behaviour(|key| behaviour::build(key).map_err(Box::from))
         .map_err(|e| GossipError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
@@ -129,46 +136,23 @@ pub fn spawn(
         .listen_on(addr)
         .map_err(|e| GossipError::Transport(e.to_string()))?;
     for peer in bootstrap {
+        if let Some(id) = behaviour::peer_of(&peer) {
+            swarm.behaviour_mut().kad.add_address(&id, peer.clone());
+        }
         if let Err(e) = swarm.dial(peer.clone()) {
             tracing::warn!(%peer, error = %e, "bootstrap dial failed");
         }
     }
     let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
     let (peers_tx, peers_rx) = watch::channel(0usize);
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                event = swarm.select_next_some() => match event {
-                    SwarmEvent::NewListenAddr { address, .. } => {
-                        tracing::info!(%address, "p2p listening");
-                        addrs_tx.send_modify(|a| a.push(address.to_string()));
-                    }
-                    SwarmEvent::ExpiredListenAddr { address, .. } => {
-                        let gone = address.to_string();
-                        addrs_tx.send_modify(|a| a.retain(|x| *x != gone));
-                    }
-                    SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                        tracing::info!(%peer_id, "p2p connection");
-                        if num_established.get() == 1 {
-                            peers_tx.send_modify(|n| *n += 1);
-                        }
-                    }
-                    SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
-                        peers_tx.send_modify(|n| *n = n.saturating_sub(1));
-                    }
-                    SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                        tracing::warn!(?peer_id, %error, "p2p dial failed");
-                    }
-                    _ => {}
-                },
-            }
-        }
-    });
+    let (handle, event_loop, events) = event_loop::new(swarm, addrs_tx, peers_tx);
+    let task = tokio::spawn(event_loop.run(cancel));
     Ok(Swarm {
         peer_id,
         listen_addrs: addrs_rx,
         connected_peers: peers_rx,
+        handle,
+        events,
         task,
     })
 }

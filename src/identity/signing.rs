@@ -48,6 +48,8 @@ pub enum Label {
     DeviceRevocation,
     /// `DMInvite.signature`: K_dev invites one user to a DM hosted on one server.
     DmInvite,
+    /// A server event (a ban, a profile update, …) its origin server gossips to every node.
+    ServerEvent,
 }
 
 impl Label {
@@ -68,6 +70,7 @@ impl Label {
             Label::HomeserverMoveV2 => "homeserver-move-v2",
             Label::DeviceRevocation => "device-revocation",
             Label::DmInvite => "dm-invite",
+            Label::ServerEvent => "server-event",
         }
     }
 }
@@ -629,5 +632,34 @@ impl Signable for DmInvitePayload {
             .str(&self.guild_id)
             .str(&self.host_server_url)
             .u64(self.timestamp);
+    }
+}
+
+/// `server-event`: an origin server states one server event of `kind`. Not bound to an audience:
+/// it is gossiped to every node and served to any node catching up, and each checks it itself
+/// (`docs/PROTOCOL.md` §13). `(origin_key, kind, sequence)` names it: the origin numbers its
+/// events of each kind 1, 2, 3, … so a node can tell what it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEventPayload {
+    /// The origin server's key (the signer).
+    pub origin_key: PublicKey,
+    /// What kind of event, e.g. `ban`; also the gossip topic it travels on.
+    pub kind: String,
+    /// The origin's sequence number for this kind, from 1.
+    pub sequence: u64,
+    /// When the origin signed it (ms).
+    pub timestamp: u64,
+    /// The kind's own payload bytes (each kind documents its encoding).
+    pub payload: Vec<u8>,
+}
+
+impl Signable for ServerEventPayload {
+    const LABEL: Label = Label::ServerEvent;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.origin_key)
+            .str(&self.kind)
+            .u64(self.sequence)
+            .u64(self.timestamp)
+            .bytes(&self.payload);
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod push;
 pub mod remote;
 mod schema;
+pub mod server_events;
 mod sessions;
 pub mod settings;
 pub mod webhooks;

@@ -17,6 +17,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(PUSH_V10),
         M::up(FEDERATION_V11),
         M::up(OUTBOX_V13),
+        M::up(GOSSIP_V14),
         M::up(DM_PUSH_V15),
         M::up(BANS_V16),
     ])
@@ -546,6 +547,23 @@ CREATE TABLE received_dm_invites (
 CREATE INDEX received_dm_invites_by_target ON received_dm_invites(target_user_id, status);
 
 ALTER TABLE push_delegations ADD COLUMN origin TEXT NOT NULL DEFAULT '';  -- server it was handed to
+"#;
+
+/// Gossip: the durable log of server events (this node's own and those it received), which
+/// de-duplicates them and answers peers catching up (`PullServerEvents`).
+const GOSSIP_V14: &str = r#"
+CREATE TABLE server_events (
+    origin      BLOB NOT NULL,               -- the origin server's key (32 bytes)
+    kind        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,            -- the origin's sequence for this kind, from 1
+    timestamp   INTEGER NOT NULL,            -- when the origin signed it (ms)
+    payload     BLOB NOT NULL,
+    signature   BLOB NOT NULL,               -- 64 bytes, server-event
+    content_id  BLOB NOT NULL UNIQUE,        -- SHA-256 of the signing bytes
+    outcome     TEXT NOT NULL CHECK (outcome IN ('accepted', 'ignored', 'rejected')),
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, kind, seq)
+) STRICT;
 "#;
 
 #[cfg(test)]

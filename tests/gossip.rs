@@ -1,0 +1,424 @@
+//! Gossip of server events between nodes on loopback: an event published on one node reaches the
+//! others through gossip, once each; a forged event from a malicious libp2p peer is rejected, not
+//! forwarded, and costs that peer its score; a node that was down catches up with
+//! `PullServerEvents` and refuses forged events there too.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use guildhall::gossip::{ServerEvent, ServerEvents, Verdict};
+use guildhall::identity::SecretKey;
+use guildhall::identity::freshness::now_ms;
+use guildhall::proto::guildhall::v1 as pb;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, identify, noise, tcp, yamux};
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+const KIND: &str = "test-note";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What a node's test-note validator saw: (origin hex, sequence, payload).
+type Seen = Arc<Mutex<Vec<(String, u64, Vec<u8>)>>>;
+
+/// Registers the test kind on `node`: payloads starting with "reject" break the "test rule";
+/// everything else is accepted and recorded.
+async fn register(node: &TestNode) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    node.node()
+        .server_events
+        .register(KIND, move |event| {
+            let record = record.clone();
+            async move {
+                if event.payload().starts_with(b"reject") {
+                    return Verdict::Reject("test rule".into());
+                }
+                record.lock().expect("lock").push((
+                    event.origin().to_hex(),
+                    event.sequence(),
+                    event.payload().to_vec(),
+                ));
+                Verdict::Accept
+            }
+        })
+        .await
+        .expect("register");
+    seen
+}
+
+fn count(seen: &Seen, payload: &[u8]) -> usize {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, _, p)| p == payload)
+        .count()
+}
+
+fn events(node: &TestNode) -> &ServerEvents {
+    &node.node().server_events
+}
+
+async fn server_info(node: &TestNode) -> pb::ServerInfoResponse {
+    node.client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("server info")
+        .into_inner()
+}
+
+/// `node` meets `peer` as federation would: through `peer`'s published peer id and addresses.
+async fn meet(node: &TestNode, peer: &TestNode) {
+    wait_for(WAIT, || async { !peer.node().p2p_addrs().is_empty() }).await;
+    events(node).meet_peer(&server_info(peer).await).await;
+}
+
+async fn mesh_at_least(node: &TestNode, n: usize) {
+    let handle = events(node).gossip().clone();
+    wait_for(WAIT, || {
+        let handle = handle.clone();
+        async move { handle.mesh_peers(KIND).await >= n }
+    })
+    .await;
+}
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Rogue {
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// A libp2p peer outside guildhall's code: it dials `target`, subscribes to the test topic and
+/// publishes whatever bytes it is sent, signed at the gossipsub layer by its own key.
+async fn rogue_peer(
+    key: &SecretKey,
+    target: Multiaddr,
+) -> (
+    libp2p::PeerId,
+    mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let keypair = guildhall::gossip::keypair(key);
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(ValidationMode::Strict)
+                .build()
+                .expect("config");
+            Rogue {
+                gossipsub: gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )
+                .expect("gossipsub"),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    guildhall::gossip::PROTOCOL_VERSION.into(),
+                    key.public(),
+                )),
+            }
+        })
+        .expect("behaviour")
+        .build();
+    let topic = IdentTopic::new(format!("guildhall/server-events/v1/{KIND}"));
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .expect("subscribe");
+    swarm.dial(target).expect("dial");
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    let task = tokio::spawn(async move {
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut target_subscribed = false;
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(RogueEvent::Gossipsub(
+                        gossipsub::Event::Subscribed { .. },
+                    )) = event
+                    {
+                        target_subscribed = true;
+                    }
+                }
+                Some(data) = rx.recv() => pending.push(data),
+            }
+            if target_subscribed {
+                for data in pending.drain(..) {
+                    swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(topic.clone(), data)
+                        .expect("publish");
+                }
+            }
+        }
+    });
+    (peer_id, tx, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_delivers_once_and_rejects_forgeries_without_forwarding() {
+    let a = TestNode::spawn().await;
+    let b = TestNode::spawn().await;
+    let c = TestNode::spawn().await;
+    let (_seen_a, seen_b, seen_c) = (register(&a).await, register(&b).await, register(&c).await);
+    // A line: A - B - C. C hears A only through B's forwarding.
+    meet(&a, &b).await;
+    meet(&c, &b).await;
+    mesh_at_least(&a, 1).await;
+    mesh_at_least(&b, 2).await;
+    mesh_at_least(&c, 1).await;
+
+    let hello = events(&a)
+        .publish(KIND, b"hello".to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(hello.sequence(), 1);
+    wait_for(WAIT, || async {
+        count(&seen_b, b"hello") == 1 && count(&seen_c, b"hello") == 1
+    })
+    .await;
+
+    // A rogue libp2p peer connected to B only.
+    let rogue_key = SecretKey::generate();
+    let b_addr: Multiaddr = format!("{}/p2p/{}", b.node().p2p_addrs()[0], b.node().info.peer_id)
+        .parse()
+        .expect("multiaddr");
+    let (rogue_id, rogue, _task) = rogue_peer(&rogue_key, b_addr).await;
+    let score_before = events(&b).gossip().peer_score(rogue_id).await;
+
+    // 1. A's event with its payload changed: the signature no longer holds.
+    let mut forged = hello.to_proto();
+    forged.payload = b"forged".to_vec();
+    rogue.send(forged.encode_to_vec()).await.expect("send");
+    // 2. A's real event, re-encoded (an unknown field appended): new gossip id, same event.
+    let mut duplicate = hello.encode();
+    duplicate.extend_from_slice(&[0x7a, 0x01, 0x00]); // field 15, bytes, length 1
+    rogue.send(duplicate).await.expect("send");
+    // 3. A valid event of the rogue's own: proves B processed the two before it.
+    let marker = ServerEvent::sign(&rogue_key, KIND, 1, now_ms(), b"marker".to_vec());
+    rogue.send(marker.encode()).await.expect("send");
+
+    wait_for(WAIT, || async {
+        count(&seen_b, b"marker") == 1 && count(&seen_c, b"marker") == 1
+    })
+    .await;
+    assert_eq!(
+        count(&seen_b, b"hello"),
+        1,
+        "the duplicate reached B's validator"
+    );
+    assert_eq!(count(&seen_b, b"forged"), 0);
+    assert_eq!(count(&seen_c, b"forged"), 0);
+    let stats_b = events(&b).stats();
+    assert!(stats_b.invalid >= 1, "B refused the forgery: {stats_b:?}");
+    assert!(
+        stats_b.duplicates >= 1,
+        "B dropped the duplicate: {stats_b:?}"
+    );
+    assert_eq!(
+        events(&c).stats().invalid,
+        0,
+        "B did not forward the forgery to C"
+    );
+    let score_after = events(&b)
+        .gossip()
+        .peer_score(rogue_id)
+        .await
+        .expect("scoring is on");
+    assert!(
+        score_after < score_before.unwrap_or(0.0) && score_after < 0.0,
+        "the rogue's score dropped: {score_before:?} -> {score_after}"
+    );
+    // The forgery is in no log; the real events are in each once (stored just after the
+    // validator ran, so waited for).
+    for node in [&b, &c] {
+        wait_for(WAIT, || async {
+            events(node).accepted_count(KIND).await.expect("count") == 2
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_rejections_are_not_applied_or_forwarded() {
+    let a = TestNode::spawn().await;
+    let b = TestNode::spawn().await;
+    let (_seen_a, seen_b) = (register(&a).await, register(&b).await);
+    meet(&b, &a).await;
+    mesh_at_least(&a, 1).await;
+    events(&a)
+        .publish(KIND, b"reject me".to_vec())
+        .await
+        .expect("publish");
+    events(&a)
+        .publish(KIND, b"fine".to_vec())
+        .await
+        .expect("publish");
+    wait_for(WAIT, || async { count(&seen_b, b"fine") == 1 }).await;
+    assert_eq!(count(&seen_b, b"reject me"), 0);
+    assert_eq!(events(&b).stats().rejected, 1);
+    wait_for(WAIT, || async {
+        events(&b).accepted_count(KIND).await.expect("count") == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_down_catches_up_and_refuses_forged_events() {
+    let a = TestNode::spawn().await;
+    let mut b = TestNode::spawn().await;
+    let c = TestNode::spawn().await;
+    let (_seen_a, _seen_c) = (register(&a).await, register(&c).await);
+    // B has met A and C in federation (their keys are pinned in its directory).
+    for peer in [&a, &c] {
+        b.node()
+            .federation
+            .directory()
+            .refresh(&peer.address())
+            .await
+            .expect("pin");
+    }
+    // B goes down; A and C publish meanwhile.
+    let stopped = b.node.take().expect("running");
+    stopped.shutdown();
+    stopped.stopped().await;
+    for text in ["one", "two", "three"] {
+        events(&a)
+            .publish(KIND, text.as_bytes().to_vec())
+            .await
+            .expect("publish");
+    }
+    events(&c)
+        .publish(KIND, b"c-one".to_vec())
+        .await
+        .expect("publish");
+    events(&c)
+        .publish(KIND, b"c-two".to_vec())
+        .await
+        .expect("publish");
+    // C's log is corrupted (or C is hostile): its second event no longer matches its signature.
+    let db = rusqlite::Connection::open(c.config.database_path()).expect("open C's db");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    let changed = db
+        .execute(
+            "UPDATE server_events SET payload = CAST('c-evil' AS BLOB) WHERE seq = 2",
+            [],
+        )
+        .expect("tamper");
+    assert_eq!(changed, 1);
+
+    // B comes back; registering the kind makes it pull from the peers it knows.
+    let node = guildhall::node::Node::start(b.config.clone())
+        .await
+        .expect("restart");
+    b.node = Some(node);
+    let seen_b = register(&b).await;
+    wait_for(WAIT, || async {
+        ["one", "two", "three", "c-one"]
+            .iter()
+            .all(|t| count(&seen_b, t.as_bytes()) == 1)
+    })
+    .await;
+    wait_for(WAIT, || async { events(&b).stats().invalid >= 1 }).await;
+    assert_eq!(count(&seen_b, b"c-evil"), 0);
+    assert_eq!(count(&seen_b, b"c-two"), 0);
+    wait_for(WAIT, || async {
+        events(&b).accepted_count(KIND).await.expect("count") == 4
+    })
+    .await;
+
+    // Another round brings nothing new and applies nothing twice.
+    let report = guildhall::gossip::catchup::round(events(&b), &b.node().federation).await;
+    assert_eq!(report.accepted, 0, "{report:?}");
+    assert_eq!(
+        report.invalid, 1,
+        "the forgery is refused again: {report:?}"
+    );
+    assert_eq!(seen_b.lock().expect("lock").len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_server_events_is_a_signed_call_with_checked_fields() {
+    let a = TestNode::spawn().await;
+    let b = TestNode::spawn().await;
+    let _seen = register(&b).await;
+    events(&b)
+        .publish(KIND, b"x".to_vec())
+        .await
+        .expect("publish");
+    // Unsigned: refused by the verify layer.
+    assert_status(
+        b.client()
+            .await
+            .pull_server_events(pb::PullServerEventsRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "guildhall-origin",
+    );
+    let mut signed = a.federation_client(&b).await;
+    let bad_kind = pb::PullServerEventsRequest {
+        origin: b.audience().to_hex(),
+        kind: "Not A Kind".into(),
+        ..Default::default()
+    };
+    assert_status(
+        signed.pull_server_events(bad_kind).await,
+        Code::InvalidArgument,
+        "kind: must be 1-64 characters",
+    );
+    let bad_origin = pb::PullServerEventsRequest {
+        origin: "zz".into(),
+        kind: KIND.into(),
+        ..Default::default()
+    };
+    assert_status(
+        signed.pull_server_events(bad_origin).await,
+        Code::InvalidArgument,
+        "origin: must be lowercase hex",
+    );
+    let heads = signed
+        .pull_server_events(pb::PullServerEventsRequest {
+            kinds: vec![KIND.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("heads")
+        .into_inner()
+        .heads;
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].last_sequence, 1);
+    let page = signed
+        .pull_server_events(pb::PullServerEventsRequest {
+            origin: b.audience().to_hex(),
+            kind: KIND.into(),
+            after_sequence: 0,
+            limit: 10,
+            kinds: Vec::new(),
+        })
+        .await
+        .expect("events")
+        .into_inner()
+        .events;
+    assert_eq!(page.len(), 1);
+    let event = ServerEvent::from_proto(page[0].clone()).expect("well formed");
+    assert!(
+        event.verify().is_ok(),
+        "served events carry the origin's signature"
+    );
+}
