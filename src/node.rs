@@ -60,6 +60,9 @@ pub enum NodeError {
     /// The stored server settings could not be read.
     #[error("settings: {0}")]
     Settings(String),
+    /// A server-event kind could not be registered.
+    #[error("server events: {0}")]
+    ServerEvents(String),
     /// The push client could not be set up.
     #[error("push: {0}")]
     Push(String),
@@ -292,7 +295,10 @@ impl Node {
                 .filter_map(|k| crate::identity::PublicKey::from_hex(k).ok())
                 .collect(),
             config.clock_skew_ms,
-        );
+        )
+        .with_gossip(server_events.clone())
+        .await
+        .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,

@@ -264,3 +264,107 @@ async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing()
     assert_eq!(notices(&node).len(), 1);
     assert!(!is_member(&node, &owner, &room.guild, &mallory.user.id).await);
 }
+
+/// Registers `identity` on `node` (the same person may hold accounts on several nodes).
+async fn register_as(
+    node: &TestNode,
+    identity: &guildhall::client::ClientIdentity,
+    name: &str,
+) -> TestUser {
+    let reply = node
+        .client()
+        .await
+        .register(identity.register_request(&node.audience(), name, None, now_ms()))
+        .await
+        .expect("register")
+        .into_inner();
+    TestUser {
+        identity: identity.clone(),
+        token: reply.token,
+        refresh_token: reply.refresh_token,
+        user: reply.user.expect("user"),
+    }
+}
+
+async fn meet(node: &TestNode, peer: &TestNode) {
+    let wait = std::time::Duration::from_secs(20);
+    wait_for(wait, || async { !peer.node().p2p_addrs().is_empty() }).await;
+    let info = peer
+        .client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("server info")
+        .into_inner();
+    node.node().server_events.meet_peer(&info).await;
+}
+
+#[tokio::test]
+async fn a_ban_is_gossiped_to_every_node_and_caught_up_after_a_restart() {
+    let wait = std::time::Duration::from_secs(20);
+    let host = TestNode::spawn().await;
+    let trust = host.audience().to_hex();
+    let near = TestNode::spawn_with(|c| c.trusted_ban_origins = vec![trust.clone()]).await;
+    let mut far = TestNode::spawn_with(|c| c.trusted_ban_origins = vec![trust.clone()]).await;
+    let mallory = new_identity("phone");
+    let mut rooms = Vec::new();
+    for node in [&host, &near, &far] {
+        let owner = register(node, "Owner").await;
+        let m = register_as(node, &mallory, "Mallory").await;
+        let room = create_room(node, &owner, "Local").await;
+        join_room(node, &m, &room.invite).await;
+        rooms.push((owner, room));
+    }
+    // near meets the host through gossip; far pins the host in its directory (as federation
+    // would) so it can catch up from it, then stops before the ban.
+    meet(&near, &host).await;
+    far.node()
+        .federation
+        .directory()
+        .refresh(&host.address())
+        .await
+        .expect("far pins the host");
+    let handle = host.node().server_events.gossip().clone();
+    wait_for(wait, || {
+        let handle = handle.clone();
+        async move { handle.mesh_peers("ban").await >= 1 }
+    })
+    .await;
+    if let Some(node) = far.node.take() {
+        node.shutdown();
+        node.stopped().await;
+    }
+
+    let (owner, room) = &rooms[0];
+    host.client()
+        .await
+        .ban_user(authed(
+            &owner.token,
+            pb::BanUserRequest {
+                guild_id: room.guild.clone(),
+                user_id: mallory.user_id(),
+                reason: "spam".into(),
+            },
+        ))
+        .await
+        .expect("ban on the host");
+
+    // near learns of it through gossip alone (no member of the host's guild lives there).
+    let (owner, room) = &rooms[1];
+    wait_for(wait, || async {
+        !is_member(&near, owner, &room.guild, &mallory.user_id()).await
+    })
+    .await;
+    // far was down; it pulls the notice from the host when it starts again.
+    far.node = Some(
+        guildhall::node::Node::start(far.config.clone())
+            .await
+            .expect("far restarts"),
+    );
+    let (owner, room) = &rooms[2];
+    wait_for(wait, || async {
+        !is_member(&far, owner, &room.guild, &mallory.user_id()).await
+    })
+    .await;
+    assert!(notices(&far)[0].3, "applied on far");
+}

@@ -13,7 +13,10 @@
 //!   can't join any.
 //!
 //! Sending: in the ban's own transaction, the host queues `PropagateBan` in the durable outbox
-//! for the banned user's homeserver and the homeservers of the guild's members.
+//! for the banned user's homeserver and the homeservers of the guild's members. It also publishes
+//! the notice as a server event of kind [`BAN_KIND`] (payload: the encoded `BanNotification`), so
+//! every node in the gossip mesh learns of it, and nodes that were offline pull it when they
+//! return; the validator for that kind runs the same checks as `PropagateBan`.
 
 use std::sync::Arc;
 
@@ -28,6 +31,9 @@ use crate::identity::{PublicKey, SecretKey, Signature};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::bans::BanNotice;
 
+/// The server-event kind ban notices are gossiped as.
+pub const BAN_KIND: &str = "ban";
+
 /// Longest guild id a notice may name.
 const GUILD_ID_MAX: usize = 64;
 
@@ -40,6 +46,7 @@ pub struct Bans {
     guilds: Guilds,
     trusted: Arc<Vec<PublicKey>>,
     clock_skew_ms: u64,
+    gossip: Option<crate::gossip::ServerEvents>,
 }
 
 fn hex_key(field: &str, value: &str) -> Result<PublicKey> {
@@ -63,6 +70,47 @@ impl Bans {
             guilds,
             trusted: Arc::new(trusted),
             clock_skew_ms,
+            gossip: None,
+        }
+    }
+
+    /// Gossips this node's ban notices through `events`, and accepts (and relays) other nodes'
+    /// notices gossiped as [`BAN_KIND`] after the same checks as `PropagateBan`.
+    pub async fn with_gossip(
+        mut self,
+        events: crate::gossip::ServerEvents,
+    ) -> std::result::Result<Self, crate::gossip::event::EventError> {
+        let bans = self.clone();
+        events
+            .register(BAN_KIND, move |event| {
+                let bans = bans.clone();
+                async move { bans.validate_gossiped(&event).await }
+            })
+            .await?;
+        self.gossip = Some(events);
+        Ok(self)
+    }
+
+    /// The verdict on a gossiped ban notice: it must be the event origin's own notice and pass
+    /// the checks of [`Bans::receive`].
+    async fn validate_gossiped(
+        &self,
+        event: &crate::gossip::VerifiedServerEvent,
+    ) -> crate::gossip::Verdict {
+        use crate::gossip::Verdict;
+        let notice = match pb::BanNotification::decode(event.payload()) {
+            Ok(n) => n,
+            Err(e) => return Verdict::Reject(format!("payload: not a BanNotification: {e}")),
+        };
+        if notice.origin_server_id != event.origin().to_hex() {
+            return Verdict::Reject("origin_server_id: not the event's origin".into());
+        }
+        match self.receive(notice).await {
+            Ok(()) => Verdict::Accept,
+            Err(e @ (Error::Storage(_) | Error::Unimplemented(_))) => {
+                Verdict::Ignore(e.to_string())
+            }
+            Err(e) => Verdict::Reject(e.to_string()),
         }
     }
 
@@ -109,12 +157,20 @@ impl Bans {
             notice,
             own_address: self.own_address.clone(),
         };
+        let body = outgoing.body.clone();
         let queued = self
             .guilds
             .ban(caller, guild_id, user_id, reason, Some(outgoing))
             .await?;
         if queued > 0 {
             self.outbox.wake();
+        }
+        if let Some(events) = &self.gossip {
+            // Best effort: the outbox carries the notice to the servers that must have it, and
+            // the rest find it in this node's event log when they catch up.
+            if let Err(e) = events.publish(BAN_KIND, body).await {
+                tracing::warn!(error = %e, "ban notice not gossiped");
+            }
         }
         Ok(())
     }

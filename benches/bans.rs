@@ -1,0 +1,261 @@
+//! Ban enforcement across nodes: N nodes (3, 5, 10) on loopback in this process, node `i` meeting
+//! node 0 (the host) and node `i-1` in the gossip mesh; every other node trusts the host's bans
+//! (`trusted_ban_origins`). Each round, one user who is a member of a guild on every node is
+//! banned on the host; the clock runs from the `BanUser` call until that node's guild owner sees
+//! the user's `member_removed` on their event stream, i.e. the ban is enforced there. Prints one
+//! JSON object: per N, p50/p99 of the time to enforcement on the slowest node (the ban enforced
+//! everywhere) and over every node, and the rounds that missed the deadline.
+//!
+//! The path measured: the host signs the notice and publishes it as a server event (gossipsub);
+//! each node verifies the event and the notice, stores it, bans the user from its own guilds and
+//! announces the removal. (`PropagateBan` through the outbox reaches homeservers of the host's
+//! members too; here every member lives on the host, so gossip alone carries the ban.)
+//!
+//! Run: `cargo bench --bench bans` (release). `GUILDHALL_BENCH_ROUNDS=5` for a quicker run.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use guildhall::client::ClientIdentity;
+use guildhall::config::Config;
+use guildhall::identity::freshness::now_ms;
+use guildhall::node::{Node, RunningNode};
+use guildhall::proto::guildhall::v1 as pb;
+use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
+use pb::stream_response::Event;
+use serde_json::json;
+use tonic::transport::Channel;
+
+/// How long one round may take before it counts as missed.
+const ROUND_DEADLINE: Duration = Duration::from_secs(10);
+
+fn rounds() -> usize {
+    std::env::var("GUILDHALL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
+
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    (sorted[idx].as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// A node with its guild and the guild owner's session.
+struct BenchNode {
+    node: RunningNode,
+    client: GuildHallClient<Channel>,
+    owner_token: String,
+    guild_id: String,
+    invite: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn register(
+    client: &mut GuildHallClient<Channel>,
+    node: &RunningNode,
+    identity: &ClientIdentity,
+) -> String {
+    client
+        .register(identity.register_request(&node.server_id, "Bench", None, now_ms()))
+        .await
+        .expect("register")
+        .into_inner()
+        .token
+}
+
+async fn start(trusted: Vec<String>) -> BenchNode {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        settings: guildhall::limits::Settings::default().unlimited(),
+        trusted_ban_origins: trusted,
+        ..Config::default()
+    };
+    let node = Node::start(config).await.expect("node starts");
+    let mut client = GuildHallClient::connect(format!("http://{}", node.grpc_addr))
+        .await
+        .expect("connect");
+    let owner = ClientIdentity::generate("owner", now_ms() - 1000);
+    let owner_token = register(&mut client, &node, &owner).await;
+    let guild = client
+        .create_guild(authed(
+            &owner_token,
+            pb::CreateGuildRequest {
+                name: "Local".into(),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("guild")
+        .into_inner();
+    BenchNode {
+        node,
+        client,
+        owner_token,
+        guild_id: guild.guild.expect("guild").id,
+        invite: guild.token,
+        _dir: dir,
+    }
+}
+
+async fn meet(node: &RunningNode, peer: &RunningNode) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while peer.p2p_addrs().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut client = GuildHallClient::connect(format!("http://{}", peer.grpc_addr))
+        .await
+        .expect("connect");
+    let info = client
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("info")
+        .into_inner();
+    node.server_events.meet_peer(&info).await;
+}
+
+/// One scenario: answers (slowest-node times, every-node times, missed rounds).
+async fn scenario(n: usize, rounds: usize) -> (Vec<Duration>, Vec<Duration>, usize) {
+    let mut nodes = vec![start(Vec::new()).await];
+    let trust = nodes[0].node.server_id.to_hex();
+    for _ in 1..n {
+        nodes.push(start(vec![trust.clone()]).await);
+    }
+    for i in 1..n {
+        meet(&nodes[i].node, &nodes[0].node).await;
+        if i > 1 {
+            meet(&nodes[i].node, &nodes[i - 1].node).await;
+        }
+    }
+    // Let the mesh form: every node sees at least one mesh peer on the ban topic.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for bench in &nodes {
+        let gossip = bench.node.server_events.gossip().clone();
+        while gossip.mesh_peers("ban").await == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The owners' event streams, live before the first round.
+    let mut streams = Vec::new();
+    for bench in &nodes {
+        let mut client = bench.client.clone();
+        streams.push(
+            client
+                .subscribe_events(authed(
+                    &bench.owner_token,
+                    pb::SubscribeRequest {
+                        resume_from_event_id: String::new(),
+                    },
+                ))
+                .await
+                .expect("subscribe")
+                .into_inner(),
+        );
+    }
+
+    let (mut slowest, mut every, mut missed) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        let user = ClientIdentity::generate("phone", now_ms() - 1000);
+        let user_id = user.user_id();
+        for bench in &mut nodes {
+            register(&mut bench.client, &bench.node, &user).await;
+            bench
+                .client
+                .join_invite(user.join_invite_request(
+                    &bench.node.server_id,
+                    &bench.invite,
+                    "Target",
+                    now_ms(),
+                ))
+                .await
+                .expect("join");
+        }
+        let started = Instant::now();
+        let host = &mut nodes[0];
+        host.client
+            .ban_user(authed(
+                &host.owner_token,
+                pb::BanUserRequest {
+                    guild_id: host.guild_id.clone(),
+                    user_id: user_id.clone(),
+                    reason: "bench".into(),
+                },
+            ))
+            .await
+            .expect("ban");
+        let waits = streams.iter_mut().zip(&nodes).map(|(stream, bench)| {
+            let (user_id, guild_id) = (user_id.clone(), bench.guild_id.clone());
+            async move {
+                tokio::time::timeout(ROUND_DEADLINE, async {
+                    while let Some(Ok(message)) = stream.next().await {
+                        if let Some(Event::MemberRemoved(m)) = message.event
+                            && m.user_id == user_id
+                            && m.guild_id == guild_id
+                        {
+                            return Some(started.elapsed());
+                        }
+                    }
+                    None
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+        });
+        let times = futures::future::join_all(waits).await;
+        if times.iter().any(Option::is_none) {
+            missed += 1;
+            continue;
+        }
+        let times: Vec<Duration> = times.into_iter().flatten().collect();
+        slowest.push(*times.iter().max().expect("nodes"));
+        every.extend(times);
+    }
+    for bench in nodes {
+        bench.node.shutdown();
+    }
+    slowest.sort();
+    every.sort();
+    (slowest, every, missed)
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds = rounds();
+    let mut results = Vec::new();
+    for n in [3usize, 5, 10] {
+        let (slowest, every, missed) = scenario(n, rounds).await;
+        results.push(json!({
+            "nodes": n,
+            "rounds": rounds,
+            "missed_rounds": missed,
+            "enforced_on_all_nodes_ms": {
+                "p50": percentile(&slowest, 0.5),
+                "p99": percentile(&slowest, 0.99),
+                "max": percentile(&slowest, 1.0),
+            },
+            "enforced_per_node_ms": {
+                "p50": percentile(&every, 0.5),
+                "p99": percentile(&every, 0.99),
+            },
+        }));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "ban_enforcement": results })).expect("json")
+    );
+}
