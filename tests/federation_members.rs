@@ -676,3 +676,84 @@ async fn a_homeserver_vouches_only_for_joins_its_user_signed_for_the_caller() {
     assert_eq!(reply.user.expect("user").id, bob.user.id);
     assert_eq!(server_list(&b, &bob).await, vec![a.address()]);
 }
+
+/// A node whose outbox retries quickly, so the test doesn't wait out production backoffs.
+async fn fast_node() -> TestNode {
+    TestNode::spawn_with(|c| {
+        c.outbox.base_delay_ms = 20;
+        c.outbox.max_delay_ms = 200;
+    })
+    .await
+}
+
+/// Stops `node` and starts it again on the same port (its peers' pins and queued calls hold)
+/// once `meanwhile` has run.
+async fn down_while<F: std::future::Future<Output = ()>>(node: &mut TestNode, meanwhile: F) {
+    let running = node.node.take().expect("running");
+    let addr = running.grpc_addr;
+    running.shutdown();
+    running.stopped().await;
+    meanwhile.await;
+    node.config.listen = addr;
+    node.restart().await;
+}
+
+#[tokio::test]
+async fn a_node_that_was_down_gets_the_profile_change_and_the_ban_it_missed() {
+    let (mut a, mut b) = (fast_node().await, fast_node().await);
+    let owner = register(&a, "Owner").await;
+    let room = create_room(&a, &owner, "Outages").await;
+    let bob = register(&b, "Bob").await;
+    remote_join(&a, &bob, &b.address(), &room.invite, "Bob")
+        .await
+        .expect("join");
+
+    // The host is down while Bob changes his profile at home.
+    let b_client = b.client().await;
+    down_while(&mut a, async {
+        b_client
+            .clone()
+            .update_user(authed(&bob.token, signed_update(&bob, "Robert", now_ms())))
+            .await
+            .expect("update at the homeserver");
+    })
+    .await;
+    wait_for(WAIT, || async {
+        users(&a, &owner.token, &[&bob.user.id]).await[0].name == "Robert"
+    })
+    .await;
+
+    // Bob's homeserver is down while the host bans him.
+    let a_client = a.client().await;
+    let (guild, bob_id) = (room.guild.clone(), bob.user.id.clone());
+    down_while(&mut b, async {
+        a_client
+            .clone()
+            .ban_user(authed(
+                &owner.token,
+                pb::BanUserRequest {
+                    guild_id: guild,
+                    user_id: bob_id,
+                    reason: "spam".into(),
+                },
+            ))
+            .await
+            .expect("ban on the host");
+    })
+    .await;
+    let db = b.config.database_path();
+    let host_key = a.audience().to_hex();
+    wait_for(WAIT, || async {
+        let db =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open");
+        db.query_row(
+            "SELECT count(*) FROM ban_notices WHERE origin_key = ?1 AND user_id = ?2",
+            [&host_key, &bob.user.id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+            == 1
+    })
+    .await;
+}
