@@ -17,8 +17,10 @@ use crate::store::SessionInfo;
 /// The gRPC path prefix of the combined service.
 const GUILDHALL_PREFIX: &str = "/guildhall.v1.GuildHall/";
 
-/// Methods of the combined service callable without a session: they authenticate themselves with
-/// signatures, or are deliberately open (server info, health of the API, invite previews).
+/// Methods of the combined service a client calls without a session: they authenticate themselves
+/// with signatures, or are deliberately open (server info, health of the API, invite previews).
+/// Server-to-server methods ([`crate::federation::wire::S2S_METHODS`]) need no session either:
+/// the federation layer checks their signatures.
 const PUBLIC_METHODS: &[&str] = &[
     "Register",
     "Login",
@@ -30,24 +32,14 @@ const PUBLIC_METHODS: &[&str] = &[
     "PreviewInvite",
     "JoinInvite",
     "SyncMailbox",
-    "Federate",
-    "PropagateBan",
-    "VerifyUser",
-    "PushNotification",
-    "UpdateHomeServer",
-    "UpdateFederatedProfile",
-    "ReceiveDMInvite",
-    "ReceiveDeviceRevocation",
-    "ReceiveDMInviteRejection",
-    // guildhall addition (not in the seed).
-    "PullServerEvents",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do; standard services
 /// (health, reflection) are open.
 pub fn requires_session(path: &str) -> bool {
     if let Some(method) = path.strip_prefix(GUILDHALL_PREFIX) {
-        return !PUBLIC_METHODS.contains(&method);
+        return !PUBLIC_METHODS.contains(&method)
+            && !crate::federation::wire::S2S_METHODS.contains(&method);
     }
     path.starts_with("/protocol.profile.v1.ProfileService/")
 }

@@ -41,10 +41,9 @@ pub const S2S_METHODS: &[&str] = &[
     "UpdateHomeServer",
     "UpdateFederatedProfile",
     "ReceiveDMInvite",
+    // guildhall additions (not in the seed):
     "ReceiveDeviceRevocation",
-    // guildhall addition (not in the seed).
     "ReceiveDMInviteRejection",
-    // guildhall addition (not in the seed).
     "PullServerEvents",
 ];
 
