@@ -299,6 +299,9 @@ impl Node {
         .with_gossip(server_events.clone())
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        crate::federation::gossiped::register(&server_events, store.clone(), accounts.clone())
+            .await
+            .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,

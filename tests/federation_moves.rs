@@ -544,3 +544,88 @@ async fn members(node: &TestNode, token: &str, guild: &str) -> Vec<(String, Vec<
     out.sort();
     out
 }
+
+/// `node` meets `peer` in the gossip mesh, as federation would.
+async fn meet(node: &TestNode, peer: &TestNode) {
+    wait_for(WAIT, || async { !peer.node().p2p_addrs().is_empty() }).await;
+    let info = peer
+        .client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("server info")
+        .into_inner();
+    node.node().server_events.meet_peer(&info).await;
+}
+
+#[tokio::test]
+async fn moves_and_revocations_are_gossiped_to_nodes_outside_the_targets() {
+    let new = fast_node().await;
+    let bystander = fast_node().await;
+    let ada = register(&new, "Ada").await;
+    let there = register_as(&bystander, &ada.identity, "Ada").await;
+    meet(&bystander, &new).await;
+    let gossip = new.node().server_events.gossip().clone();
+    wait_for(WAIT, || {
+        let gossip = gossip.clone();
+        async move {
+            gossip
+                .mesh_peers(guildhall::federation::gossiped::MOVE_KIND)
+                .await
+                >= 1
+        }
+    })
+    .await;
+
+    // Her laptop is signed in at the bystander too.
+    let laptop = ClientIdentity::from_keys(
+        ada.identity.id_key.clone(),
+        SecretKey::generate(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    login(&bystander, &laptop).await;
+
+    // A move to `new` naming no targets at all: only gossip can tell the bystander.
+    let statement = ada
+        .identity
+        .homeserver_move(&new.address(), now_ms(), 1, Vec::new());
+    let mut request = ada.identity.login_request(&new.audience(), now_ms());
+    statement.apply_to_login(&mut request);
+    request.migration_targets = Vec::new();
+    ada.identity.sign_login(&new.audience(), &mut request);
+    new.client()
+        .await
+        .login(request)
+        .await
+        .expect("login with the move");
+    let (token, id, address) = (there.token.clone(), ada.user.id.clone(), new.address());
+    wait_for(WAIT, || {
+        let (token, id, address) = (token.clone(), id.clone(), address.clone());
+        let node = &bystander;
+        async move { homeserver_seen_by(node, &token, &id).await == address }
+    })
+    .await;
+
+    // The bystander still knows the laptop (it may sign in)…
+    login(&bystander, &laptop).await;
+    // …until a revocation of it, made at her (new) homeserver, reaches the bystander
+    // the same way: the device is forgotten there and its login refused.
+    let revocation = revocation::sign(&ada.identity.id_key, &laptop.device_key.public(), now_ms());
+    new.client()
+        .await
+        .revoke_device(authed(&ada.token, revocation))
+        .await
+        .expect("revoke at home");
+    wait_for(WAIT, || async {
+        bystander
+            .client()
+            .await
+            .login(laptop.login_request(&bystander.audience(), now_ms()))
+            .await
+            .is_err_and(|e| {
+                e.code() == Code::PermissionDenied || e.code() == Code::FailedPrecondition
+            })
+    })
+    .await;
+}

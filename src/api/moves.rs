@@ -3,6 +3,7 @@
 //! `ReceiveDeviceRevocation`. The rules are in [`crate::federation::moves`] and
 //! [`crate::federation::revocation`]; `docs/PROTOCOL.md` §12 has the wire form.
 
+use prost::Message;
 use tonic::{Request, Response};
 
 use super::session::caller;
@@ -30,11 +31,36 @@ pub(super) async fn login(
         .map_err(Error::from)?
         .is_some();
     let moving = input.new_homeserver.is_some();
+    let statement = input.new_homeserver.clone().map(|new_homeserver| {
+        (
+            new_homeserver,
+            input.migration_timestamp.unwrap_or_default(),
+            input.migration_signature.clone().unwrap_or_default(),
+            input.migration_sequence.unwrap_or_default(),
+            input.migration_prev.clone().unwrap_or_default(),
+        )
+    });
     let device_id = input.cert.device_id.clone();
     let device_name = input.device_name.clone().unwrap_or_default();
     let (user, session) = api.accounts.login(input).await?;
     if moving && let Some(outbox) = &api.outbox {
         outbox.wake();
+    }
+    if let Some((new_homeserver, timestamp, signature, sequence, prev)) = statement {
+        let request = pb::UpdateHomeServerRequest {
+            user_id: user.id.clone(),
+            new_homeserver,
+            timestamp,
+            signature,
+            sequence,
+            prev,
+        };
+        crate::federation::gossiped::publish(
+            api.server_events.as_ref(),
+            crate::federation::gossiped::MOVE_KIND,
+            request.encode_to_vec(),
+        )
+        .await;
     }
     if !seen {
         let scope = crate::events::user_scope(&user.id);
@@ -116,6 +142,12 @@ pub(super) async fn revoke_device(
     if let Some(outbox) = &api.outbox {
         outbox.wake();
     }
+    crate::federation::gossiped::publish(
+        api.server_events.as_ref(),
+        crate::federation::gossiped::REVOCATION_KIND,
+        verified.to_proto().encode_to_vec(),
+    )
+    .await;
     tracing::info!(user = %&session.user_id[..8], device = %&verified.device_pubkey()[..8], "device revoked");
     Ok(Response::new(pb::Empty {}))
 }

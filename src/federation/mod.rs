@@ -18,6 +18,7 @@
 
 pub mod bans;
 pub mod client;
+pub mod gossiped;
 pub mod local;
 pub mod moves;
 pub mod outbox;

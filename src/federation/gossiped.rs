@@ -1,0 +1,90 @@
+//! Homeserver moves and device revocations as gossiped server events (`docs/PROTOCOL.md` §13),
+//! beside the direct calls the outbox delivers: every node in the mesh learns of them, and a node
+//! that was offline pulls them when it returns.
+//!
+//! Both statements are signed by the user's K_id, so any node may publish or relay them; each
+//! receiver verifies the user's signature itself and applies the statement through the same code
+//! as `UpdateHomeServer` / `ReceiveDeviceRevocation`. A statement a node cannot use (a user it
+//! does not know, an older move) is ignored, not rejected: the peer that relayed it did nothing
+//! wrong. A bad signature or malformed payload is rejected, which penalises the peer.
+
+use prost::Message;
+
+use super::{moves, revocation};
+use crate::accounts::Accounts;
+use crate::error::Error;
+use crate::gossip::event::EventError;
+use crate::gossip::{ServerEvents, Verdict, VerifiedServerEvent};
+use crate::proto::guildhall::v1 as pb;
+use crate::store::Store;
+
+/// The server-event kind of a homeserver move (payload: an encoded `UpdateHomeServerRequest`).
+pub const MOVE_KIND: &str = "homeserver-move";
+/// The server-event kind of a device revocation (payload: an encoded `DeviceRevocation`).
+pub const REVOCATION_KIND: &str = "device-revocation";
+
+/// What an application error means for a gossiped statement.
+fn verdict(result: Result<(), Error>) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Accept,
+        Err(e @ (Error::InvalidArgument { .. } | Error::Unauthenticated(_))) => {
+            Verdict::Reject(e.to_string())
+        }
+        Err(e) => Verdict::Ignore(e.to_string()),
+    }
+}
+
+/// Registers the validators (and appliers) of both kinds on `events`.
+pub async fn register(
+    events: &ServerEvents,
+    store: Store,
+    accounts: Accounts,
+) -> Result<(), EventError> {
+    let move_store = store.clone();
+    events
+        .register(MOVE_KIND, move |event: VerifiedServerEvent| {
+            let store = move_store.clone();
+            async move {
+                let Ok(request) = pb::UpdateHomeServerRequest::decode(event.payload()) else {
+                    return Verdict::Reject("payload: not an UpdateHomeServerRequest".into());
+                };
+                verdict(
+                    async {
+                        let verified = moves::MoveStatement::from_request(&request)?.verify()?;
+                        moves::apply_verified(&store, verified).await
+                    }
+                    .await,
+                )
+            }
+        })
+        .await?;
+    events
+        .register(REVOCATION_KIND, move |event: VerifiedServerEvent| {
+            let (store, accounts) = (store.clone(), accounts.clone());
+            async move {
+                let Ok(request) = pb::DeviceRevocation::decode(event.payload()) else {
+                    return Verdict::Reject("payload: not a DeviceRevocation".into());
+                };
+                verdict(
+                    async {
+                        let verified = revocation::verify(&request)?;
+                        revocation::apply(&store, &verified, Vec::new()).await?;
+                        accounts.forget_device_sessions(&verified.device_pubkey());
+                        Ok(())
+                    }
+                    .await,
+                )
+            }
+        })
+        .await
+}
+
+/// Publishes a statement this node accepted first-hand; a failure only loses the gossip copy (the
+/// outbox still carries it to the servers that must have it), so it is logged.
+pub async fn publish(events: Option<&ServerEvents>, kind: &str, payload: Vec<u8>) {
+    if let Some(events) = events
+        && let Err(e) = events.publish(kind, payload).await
+    {
+        tracing::warn!(kind, error = %e, "statement not gossiped");
+    }
+}
