@@ -124,7 +124,11 @@ async fn walk() -> Result<()> {
             })
             .await?;
         if joined.homeserver != home.address() {
-            bail!("A records {}'s homeserver as {}", who.name, joined.homeserver);
+            bail!(
+                "A records {}'s homeserver as {}",
+                who.name,
+                joined.homeserver
+            );
         }
         ada_events.saw(format!(
             "member_joined: {} (homeserver {} = node {})",
