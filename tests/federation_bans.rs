@@ -265,40 +265,6 @@ async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing()
     assert!(!is_member(&node, &owner, &room.guild, &mallory.user.id).await);
 }
 
-/// Registers `identity` on `node` (the same person may hold accounts on several nodes).
-async fn register_as(
-    node: &TestNode,
-    identity: &guildhall::client::ClientIdentity,
-    name: &str,
-) -> TestUser {
-    let reply = node
-        .client()
-        .await
-        .register(identity.register_request(&node.audience(), name, None, now_ms()))
-        .await
-        .expect("register")
-        .into_inner();
-    TestUser {
-        identity: identity.clone(),
-        token: reply.token,
-        refresh_token: reply.refresh_token,
-        user: reply.user.expect("user"),
-    }
-}
-
-async fn meet(node: &TestNode, peer: &TestNode) {
-    let wait = std::time::Duration::from_secs(20);
-    wait_for(wait, || async { !peer.node().p2p_addrs().is_empty() }).await;
-    let info = peer
-        .client()
-        .await
-        .get_server_info(pb::Empty {})
-        .await
-        .expect("server info")
-        .into_inner();
-    node.node().server_events.meet_peer(&info).await;
-}
-
 #[tokio::test]
 async fn a_ban_is_gossiped_to_every_node_and_caught_up_after_a_restart() {
     let wait = std::time::Duration::from_secs(20);

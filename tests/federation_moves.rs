@@ -490,23 +490,6 @@ async fn a_revoked_device_is_refused_at_home_and_on_the_users_other_servers() {
     );
 }
 
-/// Registers an existing identity on `node`.
-async fn register_as(node: &TestNode, identity: &ClientIdentity, name: &str) -> TestUser {
-    let reply = node
-        .client()
-        .await
-        .register(identity.register_request(&node.audience(), name, None, now_ms()))
-        .await
-        .expect("register")
-        .into_inner();
-    TestUser {
-        identity: identity.clone(),
-        token: reply.token,
-        refresh_token: reply.refresh_token,
-        user: reply.user.expect("user"),
-    }
-}
-
 /// Logs `identity`'s device in at `node`; returns the session token.
 async fn login(node: &TestNode, identity: &ClientIdentity) -> String {
     node.client()
@@ -543,19 +526,6 @@ async fn members(node: &TestNode, token: &str, guild: &str) -> Vec<(String, Vec<
         .collect();
     out.sort();
     out
-}
-
-/// `node` meets `peer` in the gossip mesh, as federation would.
-async fn meet(node: &TestNode, peer: &TestNode) {
-    wait_for(WAIT, || async { !peer.node().p2p_addrs().is_empty() }).await;
-    let info = peer
-        .client()
-        .await
-        .get_server_info(pb::Empty {})
-        .await
-        .expect("server info")
-        .into_inner();
-    node.node().server_events.meet_peer(&info).await;
 }
 
 #[tokio::test]

@@ -65,21 +65,6 @@ fn events(node: &TestNode) -> &ServerEvents {
     &node.node().server_events
 }
 
-async fn server_info(node: &TestNode) -> pb::ServerInfoResponse {
-    node.client()
-        .await
-        .get_server_info(pb::Empty {})
-        .await
-        .expect("server info")
-        .into_inner()
-}
-
-/// `node` meets `peer` as federation would: through `peer`'s published peer id and addresses.
-async fn meet(node: &TestNode, peer: &TestNode) {
-    wait_for(WAIT, || async { !peer.node().p2p_addrs().is_empty() }).await;
-    events(node).meet_peer(&server_info(peer).await).await;
-}
-
 async fn mesh_at_least(node: &TestNode, n: usize) {
     let handle = events(node).gossip().clone();
     wait_for(WAIT, || {

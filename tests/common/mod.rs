@@ -248,3 +248,37 @@ pub async fn join_room(node: &TestNode, who: &TestUser, invite: &str) -> String 
         .into_inner()
         .token
 }
+
+/// Registers `identity` on `node` (one person may hold accounts on several nodes).
+pub async fn register_as(node: &TestNode, identity: &ClientIdentity, name: &str) -> TestUser {
+    let reply = node
+        .client()
+        .await
+        .register(identity.register_request(&node.audience(), name, None, now_ms()))
+        .await
+        .expect("register")
+        .into_inner();
+    TestUser {
+        identity: identity.clone(),
+        token: reply.token,
+        refresh_token: reply.refresh_token,
+        user: reply.user.expect("user"),
+    }
+}
+
+/// `node` meets `peer` in the gossip mesh as federation would: through `peer`'s published peer id
+/// and addresses.
+pub async fn meet(node: &TestNode, peer: &TestNode) {
+    wait_for(Duration::from_secs(20), || async {
+        !peer.node().p2p_addrs().is_empty()
+    })
+    .await;
+    let info = peer
+        .client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("server info")
+        .into_inner();
+    node.node().server_events.meet_peer(&info).await;
+}
