@@ -322,6 +322,14 @@ impl Node {
         )
         .with_server_events(server_events.clone());
         let harmony = api.harmony();
+        crate::federation::gossiped::register_profiles(
+            &server_events,
+            accounts.clone(),
+            harmony.clone(),
+            federation.directory().clone(),
+        )
+        .await
+        .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
         let mut services = tonic::service::Routes::builder();
         services

@@ -757,3 +757,56 @@ async fn a_node_that_was_down_gets_the_profile_change_and_the_ban_it_missed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_profile_change_reaches_a_host_missing_from_the_users_list_by_gossip() {
+    let (a, b, e) = (
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+    );
+    let bob = register(&b, "Bob").await;
+    let mut owners = Vec::new();
+    for host in [&a, &e] {
+        let owner = register(host, "Owner").await;
+        let room = create_room(host, &owner, "Hall").await;
+        remote_join(host, &bob, &b.address(), &room.invite, "Bob")
+            .await
+            .expect("join");
+        owners.push(owner);
+    }
+    // Bob drops E from his list at home: only gossip can tell E now.
+    b.client()
+        .await
+        .remove_server(authed(
+            &bob.token,
+            pb::RemoveServerRequest {
+                server_url: e.address(),
+            },
+        ))
+        .await
+        .expect("remove server");
+    meet(&e, &b).await;
+    let gossip = b.node().server_events.gossip().clone();
+    wait_for(WAIT, || {
+        let gossip = gossip.clone();
+        async move {
+            gossip
+                .mesh_peers(guildhall::federation::gossiped::PROFILE_KIND)
+                .await
+                >= 1
+        }
+    })
+    .await;
+    b.client()
+        .await
+        .update_user(authed(&bob.token, signed_update(&bob, "Robert", now_ms())))
+        .await
+        .expect("update at the homeserver");
+    for (host, owner) in [(&a, &owners[0]), (&e, &owners[1])] {
+        wait_for(WAIT, || async {
+            users(host, &owner.token, &[&bob.user.id]).await[0].name == "Robert"
+        })
+        .await;
+    }
+}

@@ -327,7 +327,13 @@ impl GuildHall for GuildHallApi {
         self.harmony
             .announce_signed_update(&user, name, avatar)
             .await;
-        remote::forward_profile(self.remote.as_ref(), &user, original).await;
+        remote::forward_profile(
+            self.remote.as_ref(),
+            self.server_events.as_ref(),
+            &user,
+            original,
+        )
+        .await;
         Ok(Response::new(self.user(&user)))
     }
 

@@ -21,6 +21,7 @@ use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::proto::guildhall::v1 as pb;
 use crate::store::{Store, UserRecord};
+use prost::Message;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -194,7 +195,19 @@ pub async fn update_federated_profile(
     r: Request<pb::UpdateFederatedProfileRequest>,
 ) -> Reply<pb::Empty> {
     let origin = verified_origin(&r)?;
-    let f = r.into_inner();
+    apply_forwarded(a, harmony, origin.address(), r.into_inner()).await?;
+    Ok(Response::new(pb::Empty {}))
+}
+
+/// Applies a user's signed profile change forwarded by `origin` (the server that must be the
+/// user's homeserver on record here): from `UpdateFederatedProfile`, or gossiped as a
+/// `profile-update` server event.
+pub async fn apply_forwarded(
+    a: &Accounts,
+    harmony: &crate::harmony::Harmony,
+    origin: &str,
+    f: pb::UpdateFederatedProfileRequest,
+) -> Result<(), Error> {
     let user_id = convert::public_key("user_id", &f.user_id)?;
     let u = f.update.ok_or_else(|| {
         Error::invalid(
@@ -220,26 +233,34 @@ pub async fn update_federated_profile(
         input.fields.name.is_some(),
         input.fields.avatar_url.is_some(),
     );
-    let user = a
-        .apply_forwarded_profile(origin.address(), &user_id, &input)
-        .await?;
+    let user = a.apply_forwarded_profile(origin, &user_id, &input).await?;
     harmony.announce_signed_update(&user, name, avatar).await;
-    tracing::debug!(user = %user_id.fmt_short(), origin = origin.address(), "forwarded profile change applied");
-    Ok(Response::new(pb::Empty {}))
+    tracing::debug!(user = %user_id.fmt_short(), origin, "forwarded profile change applied");
+    Ok(())
 }
 
 /// After a signed `UpdateUser` was applied: if this node is the user's homeserver, forward the
 /// change as it was signed to the user's other servers, through the durable outbox.
+///
+/// It is also gossiped (kind `profile-update`), so servers missing from the user's list learn it.
 pub async fn forward_profile(
     remote: Option<&Remote>,
+    events: Option<&crate::gossip::ServerEvents>,
     user: &UserRecord,
     original: pb::UpdateUserRequest,
 ) {
     let Some(remote) = remote else { return };
     if normalise_address(&user.homeserver) == normalise_address(&remote.address) {
+        let gossiped = ProfileFanout::request(&user.id, original.clone()).encode_to_vec();
         // The change is applied; a failure to queue its forwarding is logged, not answered.
         if let Err(e) = remote.fanout.forward(&user.id, original).await {
             tracing::warn!(user = %user.id, error = %e, "profile change not queued for other servers");
         }
+        crate::federation::gossiped::publish(
+            events,
+            crate::federation::gossiped::PROFILE_KIND,
+            gossiped,
+        )
+        .await;
     }
 }

@@ -22,6 +22,9 @@ use crate::store::Store;
 pub const MOVE_KIND: &str = "homeserver-move";
 /// The server-event kind of a device revocation (payload: an encoded `DeviceRevocation`).
 pub const REVOCATION_KIND: &str = "device-revocation";
+/// The server-event kind of a user's profile change (payload: an encoded
+/// `UpdateFederatedProfileRequest`), published by the user's homeserver.
+pub const PROFILE_KIND: &str = "profile-update";
 
 /// What an application error means for a gossiped statement.
 fn verdict(result: Result<(), Error>) -> Verdict {
@@ -74,6 +77,48 @@ pub async fn register(
                     }
                     .await,
                 )
+            }
+        })
+        .await
+}
+
+/// Registers the validator of [`PROFILE_KIND`]: the event's origin must be a peer this node has
+/// pinned (its key gives the address), and that address the user's homeserver on record here;
+/// then the change is checked and applied as `UpdateFederatedProfile` would.
+pub async fn register_profiles(
+    events: &ServerEvents,
+    accounts: Accounts,
+    harmony: crate::harmony::Harmony,
+    directory: super::PeerDirectory,
+) -> Result<(), EventError> {
+    events
+        .register(PROFILE_KIND, move |event: VerifiedServerEvent| {
+            let (accounts, harmony, directory) =
+                (accounts.clone(), harmony.clone(), directory.clone());
+            async move {
+                let Ok(request) = pb::UpdateFederatedProfileRequest::decode(event.payload()) else {
+                    return Verdict::Reject("payload: not an UpdateFederatedProfileRequest".into());
+                };
+                let origin = event.origin();
+                let address = match directory.list().await {
+                    Ok(peers) => peers
+                        .into_iter()
+                        .find(|p| p.key == origin)
+                        .map(|p| p.address),
+                    Err(e) => return Verdict::Ignore(e.to_string()),
+                };
+                let Some(address) = address else {
+                    return Verdict::Ignore("origin: not a server this node has met".into());
+                };
+                match crate::api::remote::apply_forwarded(&accounts, &harmony, &address, request)
+                    .await
+                {
+                    Ok(()) => Verdict::Accept,
+                    Err(e @ (Error::InvalidArgument { .. } | Error::Unauthenticated(_))) => {
+                        Verdict::Reject(e.to_string())
+                    }
+                    Err(e) => Verdict::Ignore(e.to_string()),
+                }
             }
         })
         .await
