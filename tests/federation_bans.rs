@@ -217,6 +217,40 @@ async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing()
         "evidence_hash",
     );
     let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
+    bad.origin_server_id = "zz".into();
+    assert_status(
+        peer.propagate_ban(bad).await,
+        Code::InvalidArgument,
+        "origin_server_id",
+    );
+    let long_guild = "9".repeat(65);
+    assert_status(
+        peer.propagate_ban(notice(
+            &host_key,
+            &host_key,
+            &mallory.user.id,
+            &long_guild,
+            at,
+        ))
+        .await,
+        Code::InvalidArgument,
+        "guild_id",
+    );
+    let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
+    bad.reason = "x".repeat(513);
+    assert_status(
+        peer.propagate_ban(bad).await,
+        Code::InvalidArgument,
+        "reason",
+    );
+    let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
+    bad.signature.truncate(10);
+    assert_status(
+        peer.propagate_ban(bad).await,
+        Code::InvalidArgument,
+        "signature",
+    );
+    let mut bad = notice(&host_key, &host_key, &mallory.user.id, "777", at);
     bad.banned_user_pubkey = "zz".into();
     assert_status(
         peer.propagate_ban(bad).await,

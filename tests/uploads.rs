@@ -318,6 +318,23 @@ async fn bad_chunks_and_bad_totals_are_refused_and_change_nothing() {
         Code::InvalidArgument,
         "mime_type",
     );
+    for bad in ["", "a/b.txt", "tab\there"] {
+        let refused = node
+            .client()
+            .await
+            .upload_begin(authed(
+                &ada.token,
+                pb::UploadBeginRequest {
+                    upload_token: token.clone(),
+                    filename: bad.into(),
+                    mime_type: "text/plain".into(),
+                    total_size: 5000,
+                    chunk_size: 4096,
+                },
+            ))
+            .await;
+        assert_status(refused, Code::InvalidArgument, "filename");
+    }
     assert_status(
         begin(&node, &ada, &token, "text/plain", 5000, 100).await,
         Code::InvalidArgument,
