@@ -280,9 +280,13 @@ impl Node {
                 upload_expiry_ms: config.upload_expiry_secs.saturating_mul(1000),
             },
         );
-        let (push, push_tasks) =
-            crate::push::Push::start(guilds.events(), config.push.clone(), &cancel)
-                .map_err(NodeError::Push)?;
+        let (push, push_tasks) = crate::push::Push::start(
+            guilds.events(),
+            config.push.clone(),
+            Some(outbox.clone()),
+            &cancel,
+        )
+        .map_err(NodeError::Push)?;
         let media_expiry = media.spawn_expiry(cancel.clone());
         let bans = crate::federation::bans::Bans::new(
             federation.key(),

@@ -4,19 +4,15 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::distributor::Distributor;
 use common::*;
 use guildhall::identity::freshness::now_ms;
 use guildhall::identity::signing::{self, DmInvitePayload};
 use guildhall::identity::{DeviceCert, PublicKey, Signature};
 use guildhall::proto::guildhall::v1 as pb;
 use guildhall::proto::guildhall::v1::stream_response::Event;
-use http_body_util::{BodyExt, Full};
 use tonic::Code;
 use tonic::codec::Streaming;
 
@@ -406,57 +402,6 @@ async fn dm_invite_between_users_of_one_node_is_signed_and_joins() {
         .into_inner()
         .guilds;
     assert!(guilds.iter().any(|g| g.id == invite.guild_id && g.is_dm));
-}
-
-/// A tiny HTTP server that records the JSON bodies POSTed to it.
-#[derive(Clone)]
-struct Distributor {
-    addr: SocketAddr,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Distributor {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let me = Self {
-            addr: listener.local_addr().expect("addr"),
-            bodies: Arc::default(),
-        };
-        let shared = me.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move {
-                            let body: hyper::Request<hyper::body::Incoming> = request;
-                            let bytes = body
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let json =
-                                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-                            shared.bodies.lock().expect("lock").push(json);
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        me
-    }
-
-    fn bodies(&self) -> Vec<serde_json::Value> {
-        self.bodies.lock().expect("lock").clone()
-    }
 }
 
 fn notice(message_id: &str) -> String {

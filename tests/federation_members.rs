@@ -18,24 +18,6 @@ use tonic::codec::Streaming;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `who` (a user of `home`) joins `host`'s guild with `invite`, naming `home` as homeserver.
-async fn remote_join(
-    host: &TestNode,
-    who: &TestUser,
-    home: &str,
-    invite: &str,
-    name: &str,
-) -> Result<pb::JoinInviteResponse, tonic::Status> {
-    let request =
-        who.identity
-            .join_invite_request_from(&host.audience(), invite, name, home, now_ms());
-    host.client()
-        .await
-        .join_invite(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 async fn users(node: &TestNode, token: &str, ids: &[&str]) -> Vec<pb::User> {
     node.client()
         .await
@@ -354,6 +336,7 @@ impl GuildHall for LyingHomeserver {
                 id: SecretKey::generate().public().to_hex(),
                 ..Default::default()
             }),
+            push_delegation_token: String::new(),
         }))
     }
 }
@@ -677,30 +660,20 @@ async fn a_homeserver_vouches_only_for_joins_its_user_signed_for_the_caller() {
     assert_eq!(server_list(&b, &bob).await, vec![a.address()]);
 }
 
-/// A node whose outbox retries quickly, so the test doesn't wait out production backoffs.
-async fn fast_node() -> TestNode {
-    TestNode::spawn_with(|c| {
-        c.outbox.base_delay_ms = 20;
-        c.outbox.max_delay_ms = 200;
-    })
-    .await
-}
-
 /// Stops `node` and starts it again on the same port (its peers' pins and queued calls hold)
 /// once `meanwhile` has run.
 async fn down_while<F: std::future::Future<Output = ()>>(node: &mut TestNode, meanwhile: F) {
-    let running = node.node.take().expect("running");
-    let addr = running.grpc_addr;
-    running.shutdown();
-    running.stopped().await;
+    let addr = node.stop().await;
     meanwhile.await;
-    node.config.listen = addr;
-    node.restart().await;
+    node.start_on(addr).await;
 }
 
 #[tokio::test]
 async fn a_node_that_was_down_gets_the_profile_change_and_the_ban_it_missed() {
-    let (mut a, mut b) = (fast_node().await, fast_node().await);
+    let (mut a, mut b) = (
+        TestNode::spawn_fast_outbox().await,
+        TestNode::spawn_fast_outbox().await,
+    );
     let owner = register(&a, "Owner").await;
     let room = create_room(&a, &owner, "Outages").await;
     let bob = register(&b, "Bob").await;

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -23,30 +22,6 @@ use prost::Message;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A node whose outbox retries quickly, so tests don't wait out production backoffs.
-async fn fast_node() -> TestNode {
-    TestNode::spawn_with(|c| {
-        c.outbox.base_delay_ms = 20;
-        c.outbox.max_delay_ms = 200;
-    })
-    .await
-}
-
-/// Stops a node, keeping its data; returns the address to start it on again.
-async fn stop(node: &mut TestNode) -> SocketAddr {
-    let running = node.node.take().expect("running");
-    let addr = running.grpc_addr;
-    running.shutdown();
-    running.stopped().await;
-    addr
-}
-
-/// Starts a stopped node again on the same port, so its address (and its peers' pins) hold.
-async fn start_on(node: &mut TestNode, addr: SocketAddr) {
-    node.config.listen = addr;
-    node.restart().await;
-}
 
 /// The homeserver `node` records for `user_id`, read with a session `token` there.
 async fn homeserver_seen_by(node: &TestNode, token: &str, user_id: &str) -> String {
@@ -67,16 +42,6 @@ async fn homeserver_seen_by(node: &TestNode, token: &str, user_id: &str) -> Stri
         .expect("user known")
         .homeserver
         .clone()
-}
-
-/// Waits until `node`'s outbox has nothing pending.
-async fn drained(node: &TestNode) {
-    let outbox = node.node().outbox.clone();
-    wait_for(WAIT, || {
-        let outbox = outbox.clone();
-        async move { outbox.stats().await.expect("stats").pending == 0 }
-    })
-    .await;
 }
 
 /// Waits until the head of `node`'s outbox has failed at least once.
@@ -115,11 +80,11 @@ fn chain(user: &TestUser, n: u64) -> Vec<MoveStatement> {
 
 #[tokio::test]
 async fn deliveries_wait_for_a_node_that_is_down_arrive_in_order_and_survive_a_restart() {
-    let mut a = fast_node().await;
-    let mut b = fast_node().await;
+    let mut a = TestNode::spawn_fast_outbox().await;
+    let mut b = TestNode::spawn_fast_outbox().await;
     let ada = register(&b, "Ada").await;
     let b_address = b.address();
-    let b_port = stop(&mut b).await;
+    let b_port = b.stop().await;
 
     // A queues five chained statements for B while B is down. Applied out of order, B would
     // refuse the older ones (their sequence is not newer), and they would be given up.
@@ -147,11 +112,11 @@ async fn deliveries_wait_for_a_node_that_is_down_arrive_in_order_and_survive_a_r
     );
 
     // A restarts with its queue; then B comes back on the same address.
-    let a_port = stop(&mut a).await;
-    start_on(&mut a, a_port).await;
-    start_on(&mut b, b_port).await;
+    let a_port = a.stop().await;
+    a.start_on(a_port).await;
+    b.start_on(b_port).await;
 
-    drained(&a).await;
+    a.outbox_drained(WAIT).await;
     let stats = a.node().outbox.stats().await.expect("stats");
     assert_eq!((stats.pending, stats.failed), (0, 0), "all five accepted");
     let seen = homeserver_seen_by(&b, &ada.token, &ada.user.id).await;
@@ -160,8 +125,8 @@ async fn deliveries_wait_for_a_node_that_is_down_arrive_in_order_and_survive_a_r
 
 #[tokio::test]
 async fn a_definitive_refusal_is_given_up_and_the_next_delivery_goes_through() {
-    let a = fast_node().await;
-    let b = fast_node().await;
+    let a = TestNode::spawn_fast_outbox().await;
+    let b = TestNode::spawn_fast_outbox().await;
     let ada = register(&b, "Ada").await;
     let [first] = chain(&ada, 1).try_into().expect("one");
 
@@ -177,7 +142,7 @@ async fn a_definitive_refusal_is_given_up_and_the_next_delivery_goes_through() {
             .await
             .expect("enqueue");
     }
-    drained(&a).await;
+    a.outbox_drained(WAIT).await;
     let stats = a.node().outbox.stats().await.expect("stats");
     assert_eq!(stats.failed, 2, "both refusals given up");
     let failed = a.node().outbox.failed(10).await.expect("failed");
@@ -194,9 +159,9 @@ async fn a_definitive_refusal_is_given_up_and_the_next_delivery_goes_through() {
 
 #[tokio::test]
 async fn a_move_reaches_the_other_servers_with_the_old_homeserver_down() {
-    let mut old = fast_node().await;
-    let new = fast_node().await;
-    let other = fast_node().await;
+    let mut old = TestNode::spawn_fast_outbox().await;
+    let new = TestNode::spawn_fast_outbox().await;
+    let other = TestNode::spawn_fast_outbox().await;
     let ada = register(&old, "Ada").await;
     // Ada also has an account on the other server, where she owns a guild with a role.
     let other_user = register_as(&other, &ada.identity, "Ada").await;
@@ -232,7 +197,7 @@ async fn a_move_reaches_the_other_servers_with_the_old_homeserver_down() {
     // …and an account on the new homeserver, where she logs in with the move.
     register_as(&new, &ada.identity, "Ada").await;
     let old_address = old.address();
-    let old_port = stop(&mut old).await;
+    let old_port = old.stop().await;
 
     let statement = ada
         .identity
@@ -331,8 +296,8 @@ async fn a_move_reaches_the_other_servers_with_the_old_homeserver_down() {
     );
 
     // The old homeserver comes back and receives the move too.
-    start_on(&mut old, old_port).await;
-    drained(&new).await;
+    old.start_on(old_port).await;
+    new.outbox_drained(WAIT).await;
     assert_eq!(new.node().outbox.stats().await.expect("stats").failed, 0);
     assert_eq!(
         homeserver_seen_by(&old, &ada.token, &ada.user.id).await,
@@ -352,8 +317,8 @@ async fn a_move_reaches_the_other_servers_with_the_old_homeserver_down() {
 
 #[tokio::test]
 async fn a_revoked_device_is_refused_at_home_and_on_the_users_other_servers() {
-    let home = fast_node().await;
-    let other = fast_node().await;
+    let home = TestNode::spawn_fast_outbox().await;
+    let other = TestNode::spawn_fast_outbox().await;
     let ada = register(&home, "Ada").await;
     let laptop = ClientIdentity::from_keys(
         ada.identity.id_key.clone(),
@@ -468,7 +433,7 @@ async fn a_revoked_device_is_refused_at_home_and_on_the_users_other_servers() {
         .expect("the phone still works");
 
     // The revocation reaches the other server through the outbox.
-    drained(&home).await;
+    home.outbox_drained(WAIT).await;
     assert_eq!(home.node().outbox.stats().await.expect("stats").failed, 0);
     assert_status(
         other
@@ -530,8 +495,8 @@ async fn members(node: &TestNode, token: &str, guild: &str) -> Vec<(String, Vec<
 
 #[tokio::test]
 async fn moves_and_revocations_are_gossiped_to_nodes_outside_the_targets() {
-    let new = fast_node().await;
-    let bystander = fast_node().await;
+    let new = TestNode::spawn_fast_outbox().await;
+    let bystander = TestNode::spawn_fast_outbox().await;
     let ada = register(&new, "Ada").await;
     let there = register_as(&bystander, &ada.identity, "Ada").await;
     meet(&bystander, &new).await;

@@ -175,13 +175,15 @@ impl Accounts {
     /// call's signature) forwards `join`, the user's own signed `JoinInviteRequest`. Vouches only if
     /// the join names this node as homeserver, was signed for `origin_key` by a device of one of
     /// this node's users, and is within the clock window; then adds `origin` to the user's server
-    /// list. Returns the user.
+    /// list, and hands it a push delegation for the user (replacing any earlier one), so it can
+    /// push mentions and DMs through this node (docs/PROTOCOL.md §14.2). Returns the user and the
+    /// delegation token.
     pub async fn vouch_for_join(
         &self,
         origin: &str,
         origin_key: PublicKey,
         join: &JoinInput,
-    ) -> Result<UserRecord> {
+    ) -> Result<(UserRecord, String)> {
         if join.homeserver_url.is_empty() || !self.is_own_homeserver(&join.homeserver_url) {
             return Err(Error::PermissionDenied(format!(
                 "join.homeserver_url: names {:?}, not this server",
@@ -230,11 +232,17 @@ impl Accounts {
                 "join.device_cert.pubkey: not a device of this user on their homeserver; log in here with it first".into(),
             ));
         }
+        let token = super::tokens::generate();
         self.store
-            .add_server(user_id, normalise_address(origin).to_owned(), now)
+            .vouch_for(
+                user_id,
+                normalise_address(origin).to_owned(),
+                super::tokens::hash(&token),
+                now,
+            )
             .await?;
         tracing::info!(user = %join.id_key.fmt_short(), host = origin, "vouched for a remote join");
-        Ok(user)
+        Ok((user, token))
     }
 
     /// Host side of `UpdateFederatedProfile`: applies `update`, a profile change signed by the

@@ -112,13 +112,23 @@ pub async fn join_invite(
         signature: original.signature.clone(),
         join: Some(original),
     };
-    vouch::ask_homeserver(&remote.client, &prepared.homeserver, request)
+    let vouched = vouch::ask_homeserver(&remote.client, &prepared.homeserver, request)
         .await
         .map_err(Error::from)?;
     let issued = prepared.issued().clone();
     let user_id = prepared.user_id().to_owned();
     let (guild, _user) = g
-        .join_with(&user_id, &input.token, move |tx| prepared.apply(tx))
+        .join_with(&user_id, &input.token, move |tx| {
+            let user = prepared.apply(tx)?;
+            crate::store::remote_push::save_token(
+                tx,
+                &user.id,
+                &prepared.homeserver,
+                &vouched.push_delegation_token,
+                crate::identity::freshness::now_ms(),
+            )?;
+            Ok(user)
+        })
         .await?;
     Ok(Response::new(pb::JoinInviteResponse {
         guild: Some(convert::guild(&guild)),
@@ -177,13 +187,14 @@ pub async fn federate(
         return Err(Error::invalid(*field, rule).into());
     }
     let input = join_input(&join, "join")?;
-    let user = a
+    let (user, push_delegation_token) = a
         .vouch_for_join(origin.address(), origin.key(), &input)
         .await?;
     Ok(Response::new(pb::FederationResponse {
         accepted: true,
         message: String::new(),
         user: Some(convert::user(&user, false)),
+        push_delegation_token,
     }))
 }
 

@@ -56,14 +56,24 @@ pub enum VouchError {
     },
 }
 
+/// A homeserver's yes to a join.
+#[derive(Debug, Clone)]
+pub struct Vouched {
+    /// The user it vouched for (the identity that signed the join).
+    pub user: pb::User,
+    /// The push delegation it handed this node for the user (empty if it handed none): kept to
+    /// push the user's mentions and DMs through their homeserver (docs/PROTOCOL.md §14.2).
+    pub push_delegation_token: String,
+}
+
 /// Sends `request` (whose `join` is the user's signed join) to `homeserver` as a signed
-/// `Federate` call and returns the user it vouched for, which is checked to be
-/// `request.user_pubkey`. Bounded by [`VOUCH_TIMEOUT`].
+/// `Federate` call and returns its answer, whose user is checked to be `request.user_pubkey`.
+/// Bounded by [`VOUCH_TIMEOUT`].
 pub async fn ask_homeserver(
     client: &FederationClient,
     homeserver: &str,
     request: pb::FederationRequest,
-) -> Result<pb::User, VouchError> {
+) -> Result<Vouched, VouchError> {
     let expected = request.user_pubkey.clone();
     let call = async {
         let mut peer = client.connect(homeserver).await.map_err(|e| match e {
@@ -107,7 +117,10 @@ pub async fn ask_homeserver(
         });
     }
     match reply.user {
-        Some(user) if user.id == expected => Ok(user),
+        Some(user) if user.id == expected => Ok(Vouched {
+            user,
+            push_delegation_token: reply.push_delegation_token,
+        }),
         other => Err(VouchError::OtherIdentity {
             homeserver: homeserver.to_owned(),
             vouched: other.map(|u| u.id).unwrap_or_default(),

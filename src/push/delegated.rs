@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Push;
+use crate::accounts::remote::normalise_address;
 use crate::accounts::tokens;
 use crate::error::{Error, Result};
 use crate::federation::VerifiedOrigin;
@@ -130,7 +131,9 @@ impl Push {
             .read(move |c| crate::store::dm_remote::push_delegation(c, &hash))
             .await?;
         match holder {
-            Some((user, server)) if user == target_user_id && server == origin.address() => {}
+            Some((user, server))
+                if user == target_user_id
+                    && normalise_address(&server) == normalise_address(origin.address()) => {}
             _ => {
                 return Err(Error::PermissionDenied(
                     "push_delegation_token: not a token this server handed to the calling server \

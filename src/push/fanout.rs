@@ -10,6 +10,11 @@
 //! the members it mentions (`<@user>`, or `<@&role>` for a role they hold; mentioning the guild's
 //! default role, whose id is the guild id, mentions everyone). Only members who can read the
 //! channel, who have a distributor, and who are not [online](super::online) at that moment.
+//!
+//! A remote member (a user whose homeserver is another node) with no distributor here is pushed
+//! through their homeserver: the fan-out queues `PushNotification` in the federation outbox with
+//! the delegation token the homeserver handed out at their join (docs/PROTOCOL.md §14.2), in the
+//! same transaction as the local pushes and the cursor.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::online::OnlineUsers;
 use crate::events::{self, Events};
+use crate::federation::outbox::Outbox;
 use crate::guilds::{Guilds, permissions};
 use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1 as pb;
@@ -85,6 +91,9 @@ pub(crate) struct Fanout {
     pub(crate) events: Events,
     pub(crate) online: OnlineUsers,
     pub(crate) wake_delivery: Arc<Notify>,
+    /// Where pushes for remote members go (`PushNotification` to their homeservers); `None` on a
+    /// node that does not federate.
+    pub(crate) outbox: Option<Outbox>,
     pub(crate) max_age_ms: u64,
     pub(crate) dm_memo: HashMap<String, bool>,
     /// Last event handled, and whether that is newer than what is saved.
@@ -250,21 +259,20 @@ impl Fanout {
             .map_err(|e| StorageError::Task(format!("push payload: {e}")))?;
         let queued = self
             .store()
-            .enqueue_pushes(
-                offline,
-                body,
-                Some(format!("m:{}", m.id)),
-                now_ms(),
-                Some(event_id),
-            )
+            .enqueue_message_pushes(offline, body, format!("m:{}", m.id), now_ms(), event_id)
             .await?;
         // The cursor was saved with the pushes.
         if event_id >= self.cursor {
             self.cursor = event_id;
             self.unsaved = false;
         }
-        if queued > 0 {
+        if queued.local > 0 {
             self.wake_delivery.notify_one();
+        }
+        if queued.delegated > 0
+            && let Some(outbox) = &self.outbox
+        {
+            outbox.wake();
         }
         Ok(())
     }

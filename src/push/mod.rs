@@ -1,6 +1,6 @@
 //! Push notifications: users register UnifiedPush distributors (and FCM tokens), and the node
 //! POSTs a small notice to each distributor of a user who is offline when they are mentioned or
-//! sent a DM.
+//! sent a DM; a remote member's notice goes to their homeserver as `PushNotification`.
 //!
 //! - [`config`]: the `[push]` settings.
 //! - [`online`]: who has a live event stream open (the "online" rule).
@@ -52,9 +52,11 @@ pub struct Push {
 
 impl Push {
     /// Starts the fan-out and delivery tasks over `events`; they stop when `cancel` fires.
+    /// Pushes for remote members are queued in `outbox` (see [`fanout`]).
     pub fn start(
         events: &Events,
         config: PushConfig,
+        outbox: Option<crate::federation::outbox::Outbox>,
         cancel: &CancellationToken,
     ) -> std::result::Result<(Self, Vec<JoinHandle<()>>), String> {
         let client = client::PushClient::new(
@@ -71,6 +73,7 @@ impl Push {
             events: events.clone(),
             online: push.online.clone(),
             wake_delivery: push.wake_delivery.clone(),
+            outbox,
             max_age_ms: push.config.max_age_secs.saturating_mul(1000),
             dm_memo: HashMap::new(),
             cursor: 0,

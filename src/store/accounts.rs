@@ -409,6 +409,11 @@ impl Store {
                 "DELETE FROM user_servers WHERE user_id = ?1 AND server_url = ?2",
                 params![user_id, server_url],
             )?;
+            // A server the user dropped may no longer push to them.
+            tx.execute(
+                "DELETE FROM push_delegations WHERE user_id = ?1 AND origin = ?2",
+                params![user_id, server_url.trim_end_matches('/')],
+            )?;
             Ok(removed > 0)
         })
         .await
@@ -439,12 +444,47 @@ impl Store {
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
             remember_signature(tx, &signature, signature_expires_at)?;
-            tx.execute(
-                "INSERT INTO push_delegations (token_hash, user_id, created_at, origin) VALUES (?1, ?2, ?3, ?4)",
-                params![&token_hash[..], user_id, to_sql_int(now), origin],
-            )?;
-            Ok(())
+            delegate_push(tx, &user_id, &origin, &token_hash, now)
         })
         .await
     }
+
+    /// `Federate` said yes: adds the host `server_url` to the user's server list and hands it a
+    /// push delegation (the hash of `token_hash`'s token), in one transaction.
+    pub async fn vouch_for(
+        &self,
+        user_id: String,
+        server_url: String,
+        token_hash: [u8; 32],
+        now: u64,
+    ) -> Result<(), StorageError> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_servers (user_id, server_url, created_at)
+                 VALUES (?1, ?2, ?3)",
+                params![user_id, server_url, to_sql_int(now)],
+            )?;
+            delegate_push(tx, &user_id, &server_url, &token_hash, now)
+        })
+        .await
+    }
+}
+
+/// Makes `token_hash` the one live push delegation of `user_id` to the server `origin`: a newer
+/// delegation replaces the older, so tokens don't pile up with every join or `VerifyUser`.
+fn delegate_push(
+    tx: &Connection,
+    user_id: &str,
+    origin: &str,
+    token_hash: &[u8; 32],
+    now: u64,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO push_delegations (token_hash, user_id, created_at, origin)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id, origin) DO UPDATE
+             SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+        params![&token_hash[..], user_id, to_sql_int(now), origin],
+    )?;
+    Ok(())
 }

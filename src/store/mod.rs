@@ -20,6 +20,7 @@ pub mod moves;
 pub mod outbox;
 pub mod push;
 pub mod remote;
+pub mod remote_push;
 mod schema;
 pub mod server_events;
 mod sessions;

@@ -129,18 +129,34 @@ impl Store {
         cursor: Option<u64>,
     ) -> Result<usize, StorageError> {
         self.write(move |tx| {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO push_queue
-                     (user_id, url, payload, dedup_key, attempts, next_attempt_at, created_at)
-                 SELECT user_id, url, ?2, ?3, 0, ?4, ?4 FROM push_distributors WHERE user_id = ?1",
-            )?;
-            let mut queued = 0;
-            for user in &user_ids {
-                queued += insert.execute(params![user, payload, dedup_key, to_sql_int(now)])?;
-            }
+            let queued = queue_local(tx, &user_ids, &payload, dedup_key.as_deref(), now)?;
             if let Some(cursor) = cursor {
                 save_cursor(tx, cursor)?;
             }
+            Ok(queued)
+        })
+        .await
+    }
+
+    /// The fan-out's write for one message: [`Store::enqueue_pushes`] for the users with
+    /// distributors here, plus a `PushNotification` in the federation outbox for each remote
+    /// member with none here whose homeserver handed this node a push delegation
+    /// ([`super::remote_push::queue_delegated`]), and the cursor, in one transaction. Returns
+    /// how many were queued each way.
+    pub async fn enqueue_message_pushes(
+        &self,
+        user_ids: Vec<String>,
+        payload: String,
+        dedup_key: String,
+        now: u64,
+        cursor: u64,
+    ) -> Result<QueuedPushes, StorageError> {
+        self.write(move |tx| {
+            let queued = QueuedPushes {
+                local: queue_local(tx, &user_ids, &payload, Some(&dedup_key), now)?,
+                delegated: super::remote_push::queue_delegated(tx, &user_ids, &payload, now)?,
+            };
+            save_cursor(tx, cursor)?;
             Ok(queued)
         })
         .await
@@ -329,6 +345,35 @@ fn add_capped(
     Ok(AddOutcome::Added)
 }
 
+/// How many pushes one message queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueuedPushes {
+    /// Pushes to distributors registered on this node.
+    pub local: usize,
+    /// `PushNotification` calls to remote members' homeservers, in the federation outbox.
+    pub delegated: usize,
+}
+
+/// Queues `payload` once per distributor of each user; returns how many were queued.
+fn queue_local(
+    tx: &Connection,
+    user_ids: &[String],
+    payload: &str,
+    dedup_key: Option<&str>,
+    now: u64,
+) -> Result<usize, StorageError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO push_queue
+             (user_id, url, payload, dedup_key, attempts, next_attempt_at, created_at)
+         SELECT user_id, url, ?2, ?3, 0, ?4, ?4 FROM push_distributors WHERE user_id = ?1",
+    )?;
+    let mut queued = 0;
+    for user in user_ids {
+        queued += insert.execute(params![user, payload, dedup_key, to_sql_int(now)])?;
+    }
+    Ok(queued)
+}
+
 fn save_cursor(tx: &Connection, event_id: u64) -> Result<(), StorageError> {
     tx.execute(
         "INSERT INTO push_cursor (id, event_id) VALUES (1, ?1)
@@ -338,8 +383,8 @@ fn save_cursor(tx: &Connection, event_id: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// The members of `guild_id` other than `sender` who have at least one distributor and are in
-/// `audience`.
+/// The members of `guild_id` other than `sender` who can be pushed to (at least one distributor
+/// here, or a push delegation from their homeserver) and are in `audience`.
 pub fn push_candidates(
     c: &Connection,
     guild_id: &str,
@@ -349,7 +394,8 @@ pub fn push_candidates(
     let mut sql = String::from(
         "SELECT m.user_id FROM members m
          WHERE m.guild_id = ? AND m.user_id != ?
-           AND EXISTS (SELECT 1 FROM push_distributors d WHERE d.user_id = m.user_id)",
+           AND (EXISTS (SELECT 1 FROM push_distributors d WHERE d.user_id = m.user_id)
+                OR EXISTS (SELECT 1 FROM remote_push_tokens t WHERE t.user_id = m.user_id))",
     );
     let mut values: Vec<rusqlite::types::Value> =
         vec![guild_id.to_owned().into(), sender.to_owned().into()];

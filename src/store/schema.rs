@@ -20,6 +20,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(GOSSIP_V14),
         M::up(DM_PUSH_V15),
         M::up(BANS_V16),
+        M::up(REMOTE_PUSH_V17),
     ])
 }
 
@@ -457,6 +458,21 @@ CREATE TABLE ban_notices (
     PRIMARY KEY (origin_key, guild_id, user_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX ban_notices_by_user ON ban_notices(user_id);
+"#;
+
+/// Pushes for remote members: the push delegation tokens a host got from its remote members'
+/// homeservers at their joins (docs/PROTOCOL.md §14.2), and one live delegation per user and
+/// server on the homeserver's side, so repeated joins and `VerifyUser` calls don't pile up tokens.
+const REMOTE_PUSH_V17: &str = r#"
+CREATE TABLE remote_push_tokens (
+    user_id     TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    homeserver  TEXT NOT NULL,                   -- the homeserver that handed the token out
+    token       TEXT NOT NULL,                   -- sent back in PushNotification
+    received_at INTEGER NOT NULL
+) STRICT;
+DELETE FROM push_delegations WHERE rowid NOT IN
+    (SELECT max(rowid) FROM push_delegations GROUP BY user_id, origin);
+CREATE UNIQUE INDEX push_delegations_by_holder ON push_delegations(user_id, origin);
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),

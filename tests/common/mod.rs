@@ -1,6 +1,8 @@
 //! Test harness: whole nodes on loopback with ephemeral ports and a temporary data directory.
 #![allow(dead_code)]
 
+pub mod distributor;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,6 +84,38 @@ impl TestNode {
         self.node = Some(node);
     }
 
+    /// Stops the node, keeping its data; returns the address to start it on again.
+    pub async fn stop(&mut self) -> std::net::SocketAddr {
+        let running = self.node.take().expect("running");
+        let addr = running.grpc_addr;
+        running.shutdown();
+        running.stopped().await;
+        addr
+    }
+
+    /// Starts a stopped node again on the same port, so its address (and its peers' pins and
+    /// queued calls) hold.
+    pub async fn start_on(&mut self, addr: std::net::SocketAddr) {
+        self.config.listen = addr;
+        self.restart().await;
+    }
+
+    /// A node whose federation outbox retries quickly, so tests don't wait out production
+    /// backoffs.
+    pub async fn spawn_fast_outbox() -> Self {
+        Self::spawn_with(fast_outbox).await
+    }
+
+    /// Waits until this node's outbox has nothing pending.
+    pub async fn outbox_drained(&self, timeout: Duration) {
+        let outbox = self.node().outbox.clone();
+        wait_for(timeout, || {
+            let outbox = outbox.clone();
+            async move { outbox.stats().await.expect("stats").pending == 0 }
+        })
+        .await;
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -116,6 +150,12 @@ impl Drop for TestNode {
             node.shutdown();
         }
     }
+}
+
+/// Makes a node's federation outbox retry quickly (for [`TestNode::spawn_with`]).
+pub fn fast_outbox(config: &mut Config) {
+    config.outbox.base_delay_ms = 20;
+    config.outbox.max_delay_ms = 200;
 }
 
 /// A registered user with a live session.
@@ -281,4 +321,23 @@ pub async fn meet(node: &TestNode, peer: &TestNode) {
         .expect("server info")
         .into_inner();
     node.node().server_events.meet_peer(&info).await;
+}
+
+/// `who` (a user of the node at `home`) joins `host`'s guild with `invite`, naming `home` as
+/// homeserver, so `host` asks `home` to vouch.
+pub async fn remote_join(
+    host: &TestNode,
+    who: &TestUser,
+    home: &str,
+    invite: &str,
+    name: &str,
+) -> Result<pb::JoinInviteResponse, tonic::Status> {
+    let request =
+        who.identity
+            .join_invite_request_from(&host.audience(), invite, name, home, now_ms());
+    host.client()
+        .await
+        .join_invite(request)
+        .await
+        .map(tonic::Response::into_inner)
 }
