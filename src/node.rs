@@ -236,8 +236,13 @@ impl Node {
             },
         );
 
+        let announcer = crate::federation::membership::MembershipAnnouncer::new(
+            server_events.clone(),
+            info.canonical_address.clone(),
+        );
         let events =
-            crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone());
+            crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone())
+                .with_hook(std::sync::Arc::new(announcer));
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
@@ -306,6 +311,14 @@ impl Node {
         crate::federation::gossiped::register(&server_events, store.clone(), accounts.clone())
             .await
             .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        crate::federation::membership::register(
+            &server_events,
+            store.clone(),
+            federation.directory().clone(),
+            info.canonical_address.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,

@@ -128,12 +128,23 @@ pub struct IssuedSession {
 pub struct MyData {
     /// The user.
     pub user: UserRecord,
-    /// Their server list with when each was added.
-    pub servers: Vec<(String, u64)>,
+    /// Their server list.
+    pub servers: Vec<ServerEntry>,
     /// Their devices.
     pub devices: Vec<DeviceRecord>,
     /// Their push distributors.
     pub push_distributors: Vec<String>,
+}
+
+/// A server in a user's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEntry {
+    /// Its address.
+    pub url: String,
+    /// When it was added (ms).
+    pub created_at: u64,
+    /// The guilds the user is a member of there, as its signed `membership` events said.
+    pub guild_ids: Vec<String>,
 }
 
 /// A `JoinInvite` as received.
@@ -695,9 +706,29 @@ impl Accounts {
         let user = self.store.user(user_id.clone()).await?.ok_or_else(|| {
             Error::Unauthenticated("authorization: the user no longer exists".into())
         })?;
+        let guilds = self.store.remote_guilds(user_id.clone()).await?;
+        let servers = self
+            .store
+            .servers(user_id.clone())
+            .await?
+            .into_iter()
+            .map(|(url, created_at)| {
+                let here = remote::normalise_address(&url);
+                let guild_ids = guilds
+                    .iter()
+                    .filter(|(host, _)| remote::normalise_address(host) == here)
+                    .map(|(_, guild)| guild.clone())
+                    .collect();
+                ServerEntry {
+                    url,
+                    created_at,
+                    guild_ids,
+                }
+            })
+            .collect();
         Ok(MyData {
             user,
-            servers: self.store.servers(user_id.clone()).await?,
+            servers,
             devices: self.store.devices(user_id.clone()).await?,
             push_distributors: self.store.push_distributors(user_id).await?,
         })

@@ -409,9 +409,10 @@ impl GuildHall for GuildHallApi {
             servers: data
                 .servers
                 .into_iter()
-                .map(|(server_url, created_at)| pb::UserServer {
-                    server_url,
-                    created_at,
+                .map(|s| pb::UserServer {
+                    server_url: s.url,
+                    created_at: s.created_at,
+                    guild_ids: s.guild_ids,
                 })
                 .collect(),
             device_certificates: data

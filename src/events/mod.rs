@@ -38,6 +38,7 @@ pub fn row(scopes: Vec<String>, event: pb::stream_response::Event) -> EventRow {
     EventRow {
         scopes,
         payload: payload.encode_to_vec(),
+        membership: None,
     }
 }
 
@@ -73,6 +74,24 @@ pub fn decode(event: &StoredEvent) -> Option<pb::StreamResponse> {
     }
 }
 
+/// Work that must commit in the same transaction as a write's events and finish after it, such as
+/// announcing a remote member's join to other servers: whatever path changes a membership, the
+/// announcement commits with it or not at all.
+pub trait CommitHook: Send + Sync + std::fmt::Debug {
+    /// Runs inside the write's transaction with the events it logs (cheap when none concern the
+    /// hook: it should look only at marks such as [`EventRow::membership`]); what it returns runs
+    /// once the transaction has committed.
+    fn in_transaction(
+        &self,
+        tx: &rusqlite::Connection,
+        rows: &[EventRow],
+        now: u64,
+    ) -> Result<Option<AfterCommit>, StorageError>;
+}
+
+/// What a [`CommitHook`] runs after the commit (on its own task: the write's caller does not wait).
+pub type AfterCommit = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// The event log and its live hub.
 #[derive(Debug, Clone)]
 pub struct Events {
@@ -81,6 +100,7 @@ pub struct Events {
     /// Ends every subscription when the node stops (open streams would otherwise hold the gRPC
     /// server's graceful shutdown forever).
     cancel: tokio_util::sync::CancellationToken,
+    hook: Option<Arc<dyn CommitHook>>,
 }
 
 impl Events {
@@ -92,7 +112,14 @@ impl Events {
             store,
             live,
             cancel,
+            hook: None,
         }
+    }
+
+    /// Runs `hook` in every write's transaction from now on (set it before handing out clones).
+    pub fn with_hook(mut self, hook: Arc<dyn CommitHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Runs a write that produces events: `f` returns its value and the events to log.
@@ -104,8 +131,18 @@ impl Events {
             + 'static,
     {
         let live = self.live.clone();
-        self.store
-            .write_with_events(now, f, move |stored| {
+        let hook = self.hook.clone();
+        let with_hook = move |tx: &rusqlite::Connection| {
+            let (value, rows) = f(tx)?;
+            let after = match &hook {
+                Some(hook) => hook.in_transaction(tx, &rows, now)?,
+                None => None,
+            };
+            Ok(((value, after), rows))
+        };
+        let (value, after) = self
+            .store
+            .write_with_events(now, with_hook, move |stored| {
                 for stored in stored {
                     let event = LiveEvent {
                         stored,
@@ -115,7 +152,11 @@ impl Events {
                     let _ = live.send(Arc::new(event));
                 }
             })
-            .await
+            .await?;
+        if let Some(after) = after {
+            tokio::spawn(after);
+        }
+        Ok(value)
     }
 
     /// A receiver of live events, from now on.

@@ -99,12 +99,8 @@ pub async fn register_profiles(
                 let Ok(request) = pb::UpdateFederatedProfileRequest::decode(event.payload()) else {
                     return Verdict::Reject("payload: not an UpdateFederatedProfileRequest".into());
                 };
-                let origin = event.origin();
-                let address = match directory.list().await {
-                    Ok(peers) => peers
-                        .into_iter()
-                        .find(|p| p.key == origin)
-                        .map(|p| p.address),
+                let address = match directory.address_of(&event.origin()).await {
+                    Ok(address) => address,
                     Err(e) => return Verdict::Ignore(e.to_string()),
                 };
                 let Some(address) = address else {

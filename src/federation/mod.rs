@@ -13,6 +13,8 @@
 //! - [`moves`], [`revocation`]: homeserver moves and device revocations (PROTOCOL.md §12).
 //! - [`vouch`]: a host asks a user's homeserver to vouch for a join (`Federate`).
 //! - [`profiles`]: a homeserver sends its user's signed profile changes to their other servers.
+//! - [`gossiped`], [`membership`]: statements that travel as gossiped server events too, and the
+//!   hosts' announcements of remote members' joins and leaves, kept by the members' homeservers.
 //!
 //! The protocol is `docs/PROTOCOL.md` §8.
 
@@ -20,6 +22,7 @@ pub mod bans;
 pub mod client;
 pub mod gossiped;
 pub mod local;
+pub mod membership;
 pub mod moves;
 pub mod outbox;
 pub mod peers;

@@ -121,6 +121,17 @@ impl PeerDirectory {
             .collect()
     }
 
+    /// The address pinned to `key`, if this node has met a server with that key (a server event's
+    /// origin is named by key; what it may say depends on the address, e.g. a user's homeserver).
+    pub async fn address_of(&self, key: &PublicKey) -> Result<Option<String>, FederationError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(|p| p.key == *key)
+            .map(|p| p.address))
+    }
+
     /// Fetches `address`'s `GetServerInfo`, checks it against the pin and stores any change: the
     /// key to sign outgoing calls to `address` for. Called before talking to a peer, so a peer
     /// that changed its key without a valid rotation is never trusted.

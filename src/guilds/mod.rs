@@ -20,7 +20,7 @@ use crate::proto::guildhall::v1 as pb;
 use crate::store::guilds::{
     self as db, ChannelRecord, FolderRecord, GuildContext, GuildRecord, InviteRecord, RoleRecord,
 };
-use crate::store::{EventRow, SessionInfo, StorageError, Store};
+use crate::store::{EventRow, MembershipMark, SessionInfo, StorageError, Store};
 use permissions::{RoleGraph, RoleNode, Standing};
 
 /// Longest guild, channel, folder or role name.
@@ -532,22 +532,34 @@ pub(crate) fn member_joined_event(
     admins: &[String],
 ) -> std::result::Result<EventRow, StorageError> {
     let user = user_proto(c, user_id, admins)?;
-    Ok(events::row(
+    let mut row = events::row(
         vec![events::guild_scope(guild_id), events::user_scope(user_id)],
         pb::stream_response::Event::MemberJoined(pb::GuildMemberJoined {
             guild_id: guild_id.to_owned(),
             user: Some(user),
         }),
-    ))
+    );
+    row.membership = Some(MembershipMark {
+        guild_id: guild_id.to_owned(),
+        user_id: user_id.to_owned(),
+        joined: true,
+    });
+    Ok(row)
 }
 
 /// The `member_removed` event: the guild sees it, and so does the removed user.
 pub(crate) fn member_removed_event(guild_id: &str, user_id: &str) -> EventRow {
-    events::row(
+    let mut row = events::row(
         vec![events::guild_scope(guild_id), events::user_scope(user_id)],
         pb::stream_response::Event::MemberRemoved(pb::GuildMemberRemoved {
             guild_id: guild_id.to_owned(),
             user_id: user_id.to_owned(),
         }),
-    )
+    );
+    row.membership = Some(MembershipMark {
+        guild_id: guild_id.to_owned(),
+        user_id: user_id.to_owned(),
+        joined: false,
+    });
+    row
 }

@@ -13,6 +13,21 @@ pub struct EventRow {
     pub scopes: Vec<String>,
     /// The encoded payload.
     pub payload: Vec<u8>,
+    /// Set on the events that record a membership change, so work that must commit with such a
+    /// change (announcing a remote member's join to other servers) finds it without decoding
+    /// every payload.
+    pub membership: Option<MembershipMark>,
+}
+
+/// Which membership an event's change is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipMark {
+    /// The guild.
+    pub guild_id: String,
+    /// The user who joined or left.
+    pub user_id: String,
+    /// `true`: they joined; `false`: they left or were removed.
+    pub joined: bool,
 }
 
 /// An appended event.

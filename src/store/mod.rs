@@ -15,6 +15,7 @@ pub mod federation;
 pub mod guilds;
 pub mod harmony;
 pub mod media;
+pub mod memberships;
 pub mod messages;
 pub mod moves;
 pub mod outbox;
@@ -29,7 +30,7 @@ pub mod webhooks;
 mod writer;
 
 pub use accounts::{DeviceRecord, HomeserverMove, NewDevice, NewUser, ProfileChange, UserRecord};
-pub use events::{EventRow, StoredEvent};
+pub use events::{EventRow, MembershipMark, StoredEvent};
 pub use sessions::{NewSession, RefreshOutcome, SessionInfo, TokenPair};
 
 use std::path::Path;

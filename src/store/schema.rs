@@ -21,6 +21,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(DM_PUSH_V15),
         M::up(BANS_V16),
         M::up(REMOTE_PUSH_V17),
+        M::up(MEMBERSHIPS_V18),
     ])
 }
 
@@ -473,6 +474,22 @@ CREATE TABLE remote_push_tokens (
 DELETE FROM push_delegations WHERE rowid NOT IN
     (SELECT max(rowid) FROM push_delegations GROUP BY user_id, origin);
 CREATE UNIQUE INDEX push_delegations_by_holder ON push_delegations(user_id, origin);
+"#;
+
+/// On a homeserver: its users' memberships in guilds hosted elsewhere, as the hosts' signed
+/// `membership` server events announced them (docs/PROTOCOL.md §13). A row outlives a leave (as
+/// `joined = 0`) so an older event arriving late can't bring the membership back.
+const MEMBERSHIPS_V18: &str = r#"
+CREATE TABLE remote_memberships (
+    user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    host_key    TEXT NOT NULL,                   -- hex key of the host (the events' origin)
+    guild_id    TEXT NOT NULL,                   -- as the host names it
+    host_url    TEXT NOT NULL,                   -- the host's address, as pinned here
+    joined      INTEGER NOT NULL,                -- 1: a member now; 0: left or removed
+    seq         INTEGER NOT NULL,                -- the event's sequence: only newer ones apply
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, host_key, guild_id)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
