@@ -5,6 +5,10 @@
 //! database), sequentially and with 64 calls in flight, with p50/p99 latency. For comparison, the
 //! same client shape calling the unsigned `GetServerInfo`.
 //!
+//! Then meshes of 3, 5 and 10 nodes in one process: every node calls `VerifyUser` on every other
+//! node at once (one call in flight per ordered pair, so 6, 20 and 90 in flight), for the
+//! aggregate signed calls per second and their latency.
+//!
 //! Run: `cargo bench --bench federation` (release build). Sizes: `GUILDHALL_BENCH_SCALE=0.1` for a
 //! quick run.
 
@@ -148,7 +152,78 @@ async fn main() {
         .await;
         results.insert(name.into(), value);
     }
-    println!("{}", serde_json::Value::Object(results));
     a.shutdown();
     b.shutdown();
+    for n in [3, 5, 10] {
+        results.insert(format!("mesh_{n}_nodes_all_to_all"), mesh(n).await);
+    }
+    println!("{}", serde_json::Value::Object(results));
+}
+
+/// `n` nodes, each with one user; every node calls `VerifyUser` on every other for its user,
+/// one call in flight per ordered pair, `scaled(6000)` calls in all.
+async fn mesh(n: usize) -> serde_json::Value {
+    let dirs: Vec<_> = (0..n)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        nodes.push(start(dir.path()).await);
+    }
+    let mut users = Vec::new();
+    for node in &nodes {
+        let user = ClientIdentity::generate("bench", now_ms() - 1000);
+        GuildHallClient::connect(node.info.canonical_address.clone())
+            .await
+            .expect("connect")
+            .register(user.register_request(&node.server_id, "Bench", None, now_ms()))
+            .await
+            .expect("register");
+        users.push(std::sync::Arc::new(user));
+    }
+    let pairs: Vec<(usize, usize)> = (0..n)
+        .flat_map(|from| {
+            (0..n)
+                .filter(move |to| *to != from)
+                .map(move |to| (from, to))
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for (from, to) in &pairs {
+        let address = nodes[*to].info.canonical_address.clone();
+        let client = nodes[*from]
+            .federation
+            .client()
+            .connect(&address)
+            .await
+            .expect("federation connect");
+        clients.push((client, nodes[*to].server_id, users[*to].clone()));
+    }
+    let calls = scaled(6_000);
+    let base = now_ms();
+    let clients = std::sync::Arc::new(clients);
+    let value = measure(calls, pairs.len(), move |i| {
+        let clients = clients.clone();
+        async move {
+            // Worker w makes calls w, w + pairs, …: one ordered pair per worker.
+            let (client, audience, user) = &clients[i % clients.len()];
+            let request = pb::VerifyUserRequest {
+                user_id: user.user_id(),
+                // Distinct timestamps: a challenge is refused the second time at its homeserver.
+                challenge: user.verify_challenge(audience, base - i as u64),
+            };
+            let t = Instant::now();
+            client
+                .clone()
+                .verify_user(request)
+                .await
+                .expect("signed call");
+            t.elapsed()
+        }
+    })
+    .await;
+    for node in &nodes {
+        node.shutdown();
+    }
+    value
 }

@@ -288,7 +288,7 @@ impl Node {
         let (push, push_tasks) = crate::push::Push::start(
             guilds.events(),
             config.push.clone(),
-            Some(outbox.clone()),
+            outbox.clone(),
             &cancel,
         )
         .map_err(NodeError::Push)?;

@@ -1,7 +1,7 @@
 //! Membership changes as gossiped server events, between nodes on loopback: hosts announce their
 //! remote members' joins, kicks and bans (signed `membership` events, never their own users'), and
 //! the member's homeserver lists where its user is a member (`GetMyData`, each server's
-//! `guild_ids`). A host can't make a user a member of anything they did not join through it, a
+//! `guild_ids`); DMs are not announced. A host can't make a user a member of anything they did not join through it, a
 //! malformed announcement is rejected, and a leave from a host stands.
 
 mod common;
@@ -83,6 +83,23 @@ async fn hosts_announce_remote_members_and_the_homeserver_lists_where_they_are()
     )
     .await;
 
+    // A DM with Ada on A is nobody else's business: not announced, not listed.
+    let dm = a
+        .client()
+        .await
+        .create_dm(authed(
+            &ada.token,
+            pb::CreateDmRequest {
+                target_user_id: bob.user.id.clone(),
+            },
+        ))
+        .await
+        .expect("create DM")
+        .into_inner();
+    remote_join(&a, &bob, &b.address(), &dm.token, "Bob")
+        .await
+        .expect("Bob joins the DM");
+
     // Kicked on A, banned on E: both leave the list, the servers stay (Bob's to drop).
     a.client()
         .await
@@ -110,7 +127,7 @@ async fn hosts_announce_remote_members_and_the_homeserver_lists_where_they_are()
         .expect("ban");
     lists(&b, &bob, vec![(a.address(), vec![]), (e.address(), vec![])]).await;
 
-    // A's log holds Bob's join and kick, signed by A, and nothing about Ada or Dee.
+    // A's log holds Bob's join and kick, signed by A, and nothing about Ada, Dee or the DM.
     let pulled = c
         .federation_client(&a)
         .await

@@ -19,6 +19,7 @@ use crate::federation::verify::verified_origin;
 use crate::federation::{Federation, FederationClient, vouch};
 use crate::guilds::Guilds;
 use crate::identity::PublicKey;
+use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1 as pb;
 use crate::store::{Store, UserRecord};
 use prost::Message;
@@ -125,7 +126,7 @@ pub async fn join_invite(
                 &user.id,
                 &prepared.homeserver,
                 &vouched.push_delegation_token,
-                crate::identity::freshness::now_ms(),
+                now_ms(),
             )?;
             Ok(user)
         })

@@ -7,7 +7,8 @@
 //!   that logs a `member_joined` or `member_removed` event (joins, kicks, bans, bans applied from a
 //!   trusted server) appends the signed server event in the same transaction, so no path can change
 //!   a remote membership without announcing it, and a crash can't lose the announcement. Members
-//!   whose homeserver is this node are not announced: nobody else needs to know.
+//!   whose homeserver is this node are not announced: nobody else needs to know. DMs are not
+//!   announced either.
 //! - **Receiving (homeserver).** The host speaks for its own guilds only, which the event's
 //!   signature proves, so the rules are about the member: the event is applied only by the
 //!   member's homeserver, only from a server it has met, a join only from a server in the member's
@@ -53,13 +54,17 @@ impl MembershipAnnouncer {
     }
 
     /// The signed event announcing `change`, appended to the log inside `tx`; `None` when the
-    /// member is this node's own user or unknown.
+    /// member is this node's own user or unknown, or the guild is a DM (who talks to whom is no
+    /// business of the mesh; the member's homeserver knows their DMs from the DM invites).
     fn announce_in(
         &self,
         tx: &Connection,
         change: &crate::store::MembershipMark,
         now: u64,
     ) -> Result<Option<ServerEvent>, StorageError> {
+        if crate::store::guilds::guild(tx, &change.guild_id)?.is_none_or(|g| g.is_dm) {
+            return Ok(None);
+        }
         let Some(user) = load_user(tx, &change.user_id)? else {
             return Ok(None);
         };

@@ -91,9 +91,8 @@ pub(crate) struct Fanout {
     pub(crate) events: Events,
     pub(crate) online: OnlineUsers,
     pub(crate) wake_delivery: Arc<Notify>,
-    /// Where pushes for remote members go (`PushNotification` to their homeservers); `None` on a
-    /// node that does not federate.
-    pub(crate) outbox: Option<Outbox>,
+    /// Where pushes for remote members go (`PushNotification` to their homeservers).
+    pub(crate) outbox: Outbox,
     pub(crate) max_age_ms: u64,
     pub(crate) dm_memo: HashMap<String, bool>,
     /// Last event handled, and whether that is newer than what is saved.
@@ -269,10 +268,8 @@ impl Fanout {
         if queued.local > 0 {
             self.wake_delivery.notify_one();
         }
-        if queued.delegated > 0
-            && let Some(outbox) = &self.outbox
-        {
-            outbox.wake();
+        if queued.delegated > 0 {
+            self.outbox.wake();
         }
         Ok(())
     }

@@ -56,7 +56,7 @@ impl Push {
     pub fn start(
         events: &Events,
         config: PushConfig,
-        outbox: Option<crate::federation::outbox::Outbox>,
+        outbox: crate::federation::outbox::Outbox,
         cancel: &CancellationToken,
     ) -> std::result::Result<(Self, Vec<JoinHandle<()>>), String> {
         let client = client::PushClient::new(

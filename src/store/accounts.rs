@@ -387,15 +387,8 @@ impl Store {
         server_url: String,
         now: u64,
     ) -> Result<(), StorageError> {
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO user_servers (user_id, server_url, created_at)
-                 VALUES (?1, ?2, ?3)",
-                params![user_id, server_url, to_sql_int(now)],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| list_server(tx, &user_id, &server_url, now))
+            .await
     }
 
     /// Removes a server from the user's list; `false` if it was not there.
@@ -450,7 +443,7 @@ impl Store {
     }
 
     /// `Federate` said yes: adds the host `server_url` to the user's server list and hands it a
-    /// push delegation (the hash of `token_hash`'s token), in one transaction.
+    /// push delegation (`token_hash`: the hash of the token it is given), in one transaction.
     pub async fn vouch_for(
         &self,
         user_id: String,
@@ -459,15 +452,25 @@ impl Store {
         now: u64,
     ) -> Result<(), StorageError> {
         self.write(move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO user_servers (user_id, server_url, created_at)
-                 VALUES (?1, ?2, ?3)",
-                params![user_id, server_url, to_sql_int(now)],
-            )?;
+            list_server(tx, &user_id, &server_url, now)?;
             delegate_push(tx, &user_id, &server_url, &token_hash, now)
         })
         .await
     }
+}
+
+/// Adds `server_url` to the user's server list; one already there changes nothing.
+fn list_server(
+    tx: &Connection,
+    user_id: &str,
+    server_url: &str,
+    now: u64,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO user_servers (user_id, server_url, created_at) VALUES (?1, ?2, ?3)",
+        params![user_id, server_url, to_sql_int(now)],
+    )?;
+    Ok(())
 }
 
 /// Makes `token_hash` the one live push delegation of `user_id` to the server `origin`: a newer
