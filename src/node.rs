@@ -238,6 +238,7 @@ impl Node {
 
         let announcer = crate::federation::membership::MembershipAnnouncer::new(
             server_events.clone(),
+            outbox.clone(),
             info.canonical_address.clone(),
         );
         let events =

@@ -1,8 +1,10 @@
 //! Membership changes as gossiped server events, between nodes on loopback: hosts announce their
 //! remote members' joins, kicks and bans (signed `membership` events, never their own users'), and
 //! the member's homeserver lists where its user is a member (`GetMyData`, each server's
-//! `guild_ids`); DMs are not announced. A host can't make a user a member of anything they did not join through it, a
-//! malformed announcement is rejected, and a leave from a host stands.
+//! `guild_ids`), delivered straight to it (`ReceiveServerEvent`, through the host's outbox) and
+//! gossiped; DMs are not announced. A host can't list a user where they did not join through it,
+//! a malformed announcement is rejected, a leave from a host stands, and `ReceiveServerEvent`
+//! takes only the caller's own, well-formed events.
 
 mod common;
 
@@ -10,8 +12,12 @@ use std::time::Duration;
 
 use common::*;
 use guildhall::federation::membership::MEMBERSHIP_KIND;
+use guildhall::gossip::ServerEvent;
+use guildhall::identity::SecretKey;
+use guildhall::identity::freshness::now_ms;
 use guildhall::proto::guildhall::v1 as pb;
 use prost::Message;
+use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -67,11 +73,11 @@ async fn hosts_announce_remote_members_and_the_homeserver_lists_where_they_are()
     // A local member of A: nobody else needs to hear of her.
     let dee = register(&a, "Dee").await;
     join_room(&a, &dee, &on_a.invite).await;
+    // No gossip mesh is needed: each host delivers its announcement to B through its outbox.
     for (host, room) in [(&a, &on_a), (&e, &on_e)] {
         remote_join(host, &bob, &b.address(), &room.invite, "Bob")
             .await
             .expect("Bob joins");
-        meet(&b, host).await;
     }
     lists(
         &b,
@@ -232,4 +238,78 @@ async fn a_host_cannot_list_a_user_where_they_did_not_join_and_malformed_news_is
         .await
         .expect("add server");
     assert_eq!(where_member(&b, &bob).await, vec![(x.address(), vec![])]);
+}
+
+#[tokio::test]
+async fn receive_server_event_takes_only_the_callers_own_well_formed_events() {
+    let (x, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let bob = register(&b, "Bob").await;
+    let change = pb::MembershipChange {
+        guild_id: "7".into(),
+        user_id: bob.user.id.clone(),
+        homeserver: b.address(),
+        joined: false,
+    }
+    .encode_to_vec();
+    let mut to_b = x.federation_client(&b).await;
+
+    // Another server's event, delivered by X: refused (others' events travel by gossip).
+    let stranger = SecretKey::generate();
+    let theirs = ServerEvent::sign(&stranger, MEMBERSHIP_KIND, 1, now_ms(), change.clone());
+    assert_status(
+        to_b.receive_server_event(theirs.to_proto()).await,
+        Code::PermissionDenied,
+        "origin",
+    );
+    // X's own, but tampered with after signing; then malformed fields.
+    let mut forged = ServerEvent::sign(
+        &x.server_key(),
+        MEMBERSHIP_KIND,
+        1,
+        now_ms(),
+        change.clone(),
+    )
+    .to_proto();
+    forged.payload = b"other bytes".to_vec();
+    assert_status(
+        to_b.receive_server_event(forged).await,
+        Code::InvalidArgument,
+        "event",
+    );
+    let mut no_sequence = ServerEvent::sign(
+        &x.server_key(),
+        MEMBERSHIP_KIND,
+        1,
+        now_ms(),
+        change.clone(),
+    )
+    .to_proto();
+    no_sequence.sequence = 0;
+    assert_status(
+        to_b.receive_server_event(no_sequence).await,
+        Code::InvalidArgument,
+        "sequence",
+    );
+    // Signed by X, but its payload breaks the kind's rules: rejected, so X's outbox gives up.
+    let junk = ServerEvent::sign(
+        &x.server_key(),
+        MEMBERSHIP_KIND,
+        1,
+        now_ms(),
+        b"junk".to_vec(),
+    );
+    assert_status(
+        to_b.receive_server_event(junk.to_proto()).await,
+        Code::FailedPrecondition,
+        "payload",
+    );
+    let stats = b.node().server_events.stats();
+    assert_eq!((stats.accepted, stats.rejected), (0, 1), "{stats:?}");
+    // A good one from X for sequence 2 is taken (X is pinned by now; Bob never joined X, and a
+    // leave needs no listing).
+    let good = ServerEvent::sign(&x.server_key(), MEMBERSHIP_KIND, 2, now_ms(), change);
+    to_b.receive_server_event(good.to_proto())
+        .await
+        .expect("accepted");
+    assert_eq!(b.node().server_events.stats().accepted, 1);
 }

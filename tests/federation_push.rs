@@ -189,7 +189,9 @@ async fn a_push_waits_for_a_homeserver_that_is_down_and_stops_when_the_user_drop
         .await
         .expect("Bob joins A");
 
-    // B is down when Ada mentions Bob: A keeps the push in its outbox until B is back.
+    // B is down when Ada mentions Bob (after it got the news of his join): A keeps the push in
+    // its outbox until B is back.
+    a.outbox_drained(WAIT).await;
     let b_addr = b.stop().await;
     let first = send(&a, &ada.token, &room.channel, &mention(&bob)).await;
     let outbox = a.node().outbox.clone();

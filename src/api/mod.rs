@@ -863,6 +863,10 @@ impl GuildHall for GuildHallApi {
         server_events::pull(self.server_events.as_ref(), r).await
     }
 
+    async fn receive_server_event(&self, r: Request<pb::ServerEvent>) -> Reply<pb::Empty> {
+        server_events::receive(self.server_events.as_ref(), r).await
+    }
+
     async fn hello_grpc(&self, _request: Request<pb::Empty>) -> Reply<pb::HelloResponse> {
         Ok(Response::new(pb::HelloResponse {
             message: format!("Hello from guildhall {}", env!("CARGO_PKG_VERSION")),

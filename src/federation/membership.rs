@@ -6,7 +6,9 @@
 //! - **Announcing (host).** [`MembershipAnnouncer`] is the event log's commit hook: every write
 //!   that logs a `member_joined` or `member_removed` event (joins, kicks, bans, bans applied from a
 //!   trusted server) appends the signed server event in the same transaction, so no path can change
-//!   a remote membership without announcing it, and a crash can't lose the announcement. Members
+//!   a remote membership without announcing it, and a crash can't lose the announcement. The
+//!   member's homeserver must have it, so the event also goes straight there
+//!   (`ReceiveServerEvent`, through the durable outbox); gossip carries it to the rest. Members
 //!   whose homeserver is this node are not announced: nobody else needs to know. DMs are not
 //!   announced either.
 //! - **Receiving (homeserver).** The host speaks for its own guilds only, which the event's
@@ -21,6 +23,7 @@ use prost::Message;
 use rusqlite::Connection;
 
 use super::PeerDirectory;
+use super::outbox::Outbox;
 use crate::accounts::remote::normalise_address;
 use crate::accounts::rules;
 use crate::events::{AfterCommit, CommitHook};
@@ -43,14 +46,19 @@ const GUILD_ID_MAX: usize = 128;
 #[derive(Debug)]
 pub struct MembershipAnnouncer {
     events: ServerEvents,
+    outbox: Outbox,
     address: String,
 }
 
 impl MembershipAnnouncer {
     /// The announcer of the node at `address` (its canonical address: members whose homeserver it
-    /// is are not announced).
-    pub fn new(events: ServerEvents, address: String) -> Self {
-        Self { events, address }
+    /// is are not announced), delivering to the members' homeservers through `outbox`.
+    pub fn new(events: ServerEvents, outbox: Outbox, address: String) -> Self {
+        Self {
+            events,
+            outbox,
+            address,
+        }
     }
 
     /// The signed event announcing `change`, appended to the log inside `tx`; `None` when the
@@ -74,17 +82,26 @@ impl MembershipAnnouncer {
         let payload = pb::MembershipChange {
             guild_id: change.guild_id.clone(),
             user_id: change.user_id.clone(),
-            homeserver: user.homeserver,
+            homeserver: user.homeserver.clone(),
             joined: change.joined,
         };
-        self.events
+        let event = self
+            .events
             .append_in(tx, MEMBERSHIP_KIND, payload.encode_to_vec(), now)
-            .map(Some)
             .map_err(|e| match e {
                 ServerEventError::Storage(s) => s,
                 // The kind is a constant and the payload small, so this does not happen.
                 ServerEventError::Event(e) => StorageError::Task(e.to_string()),
-            })
+            })?;
+        // The homeserver must have it: straight there through the outbox, besides gossip.
+        crate::store::outbox::enqueue(
+            tx,
+            &user.homeserver,
+            "ReceiveServerEvent",
+            &event.to_proto().encode_to_vec(),
+            now,
+        )?;
+        Ok(Some(event))
     }
 }
 
@@ -102,8 +119,9 @@ impl CommitHook for MembershipAnnouncer {
         if announced.is_empty() {
             return Ok(None);
         }
-        let events = self.events.clone();
+        let (events, outbox) = (self.events.clone(), self.outbox.clone());
         Ok(Some(Box::pin(async move {
+            outbox.wake();
             for event in &announced {
                 events.announce(event).await;
             }

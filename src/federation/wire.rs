@@ -45,6 +45,7 @@ pub const S2S_METHODS: &[&str] = &[
     "ReceiveDeviceRevocation",
     "ReceiveDMInviteRejection",
     "PullServerEvents",
+    "ReceiveServerEvent",
 ];
 
 /// Whether a request path is a server-to-server method.
