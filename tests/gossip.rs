@@ -1,7 +1,8 @@
 //! Gossip of server events between nodes on loopback: an event published on one node reaches the
 //! others through gossip, once each; a forged event from a malicious libp2p peer is rejected, not
 //! forwarded, and costs that peer its score; a node that was down catches up with
-//! `PullServerEvents` and refuses forged events there too.
+//! `PullServerEvents` and refuses forged events there too; a server met in federation is caught
+//! up with and meshed at once.
 
 mod common;
 
@@ -336,6 +337,33 @@ async fn a_node_that_was_down_catches_up_and_refuses_forged_events() {
         "the forgery is refused again: {report:?}"
     );
     assert_eq!(seen_b.lock().expect("lock").len(), 4);
+}
+
+#[tokio::test]
+async fn a_server_met_in_federation_is_caught_up_and_joins_the_mesh_at_once() {
+    let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let (_seen_a, seen_b) = (register(&a).await, register(&b).await);
+    events(&a)
+        .publish(KIND, b"before we met".to_vec())
+        .await
+        .expect("publish");
+    // A's first signed call to B is all that introduces them: each pins the other, and neither
+    // waits for its periodic catch-up round to pull from and dial the other.
+    a.federation_client(&b)
+        .await
+        .pull_server_events(pb::PullServerEventsRequest {
+            kinds: vec![KIND.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("a signed call");
+    wait_for(WAIT, || async { count(&seen_b, b"before we met") == 1 }).await;
+    mesh_at_least(&a, 1).await;
+    events(&a)
+        .publish(KIND, b"after".to_vec())
+        .await
+        .expect("publish");
+    wait_for(WAIT, || async { count(&seen_b, b"after") == 1 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

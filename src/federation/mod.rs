@@ -39,8 +39,8 @@ pub use client::FederationClient;
 pub use peers::{Peer, PeerDirectory};
 pub use verify::{S2sVerifyLayer, VerifiedOrigin};
 
-use crate::identity::SecretKey;
 use crate::identity::freshness::StaleTimestamp;
+use crate::identity::{PublicKey, SecretKey};
 use crate::store::{StorageError, Store};
 
 /// Why a server call was refused, or a peer could not be used. Mapped to a status in
@@ -158,6 +158,20 @@ impl Federation {
         Ok(self
             .store
             .read(crate::store::federation::nonce_count)
+            .await?)
+    }
+
+    /// Whether the call from `origin` with `nonce` was accepted here (and is still remembered):
+    /// lets an operator, or a test, ask about one call rather than count them all.
+    pub async fn nonce_remembered(
+        &self,
+        origin: &PublicKey,
+        nonce: [u8; 16],
+    ) -> Result<bool, FederationError> {
+        let key = *origin.as_bytes();
+        Ok(self
+            .store
+            .read(move |c| crate::store::federation::nonce_used(c, &key, &nonce))
             .await?)
     }
 

@@ -82,12 +82,25 @@ pub struct Judgement {
     pub change: Option<PinChange>,
 }
 
+/// Most newly pinned addresses kept for the catch-up task before it takes them; past this they
+/// wait for its periodic round.
+const NEW_PEERS_MAX: usize = 1024;
+
+/// Addresses pinned for the first time, for the catch-up task to meet at once (so a peer met in
+/// federation joins the gossip mesh now, not at the next periodic round).
+#[derive(Debug, Default)]
+struct NewPeers {
+    addresses: std::sync::Mutex<Vec<String>>,
+    added: tokio::sync::Notify,
+}
+
 /// The peer directory; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PeerDirectory {
     store: Store,
     discovery: Arc<DefaultDirectRateLimiter>,
     discovery_slots: Arc<Semaphore>,
+    new_peers: Arc<NewPeers>,
 }
 
 impl PeerDirectory {
@@ -98,6 +111,39 @@ impl PeerDirectory {
             store,
             discovery: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
             discovery_slots: Arc::new(Semaphore::new(DISCOVERY_CONCURRENCY)),
+            new_peers: Arc::default(),
+        }
+    }
+
+    /// Records that `address` was pinned for the first time (see [`Self::newly_pinned`]).
+    pub(crate) fn pinned_new(&self, address: &str) {
+        let mut addresses = self
+            .new_peers
+            .addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if addresses.len() < NEW_PEERS_MAX && !addresses.iter().any(|a| a == address) {
+            addresses.push(address.to_owned());
+        }
+        drop(addresses);
+        self.new_peers.added.notify_one();
+    }
+
+    /// Waits until some address was pinned for the first time, and takes those pinned since the
+    /// last call.
+    pub async fn newly_pinned(&self) -> Vec<String> {
+        loop {
+            let taken = std::mem::take(
+                &mut *self
+                    .new_peers
+                    .addresses
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.new_peers.added.notified().await;
         }
     }
 
@@ -150,11 +196,15 @@ impl PeerDirectory {
         let current = self.get(address).await?;
         let judgement = judge(current.as_ref(), address, info, now_ms())?;
         if let Some(change) = judgement.change {
+            let first = matches!(change, PinChange::New { .. });
             let owned = address.to_owned();
             self.store
                 .write(move |tx| table::apply_pin(tx, &owned, &change, now_ms()))
                 .await
                 .map_err(|e| pin_race(address, e))?;
+            if first {
+                self.pinned_new(address);
+            }
         }
         Ok(judgement.key)
     }

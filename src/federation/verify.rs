@@ -19,6 +19,7 @@ use super::wire::{self, SignedCall};
 use super::{FederationError, PeerDirectory};
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::{PublicKey, signing};
+use crate::store::federation::PinChange;
 use crate::store::{StorageError, Store};
 
 /// The server a call came from, proven by its signature. Only the verifier puts one in a
@@ -105,6 +106,7 @@ impl Verifier {
             .resolve_origin(&verified.origin, origin_key)
             .await?;
         let address = verified.origin.clone();
+        let first = matches!(pin, Some(PinChange::New { .. }));
         let expires_at = verified.timestamp.saturating_add(self.window_ms);
         self.store
             .write(move |tx| {
@@ -127,6 +129,9 @@ impl Verifier {
                 )),
                 other => other.into(),
             })?;
+        if first {
+            self.directory.pinned_new(&verified.origin);
+        }
         Ok(VerifiedOrigin {
             address: verified.origin.clone(),
             key: origin_key,

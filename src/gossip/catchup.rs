@@ -2,7 +2,8 @@
 //!
 //! **From whom.** Every peer in the federation directory (each server this node has called or been
 //! called by, under its canonical address). **When.** At start, when a kind is registered, when a
-//! libp2p connection to a new peer is made, and every [`CATCH_UP_EVERY`].
+//! libp2p connection to a new peer is made, and every [`CATCH_UP_EVERY`]; and from one peer alone
+//! as soon as it is pinned for the first time (so a server met in federation joins the mesh now).
 //! **What.** For each peer: its `GetServerInfo` (which also hands its libp2p addresses to the
 //! swarm, so peers met in federation join the gossip mesh), then `PullServerEvents` with `origin`
 //! empty for the heads it holds of the kinds this node handles, then, for each `(origin, kind)`
@@ -75,12 +76,19 @@ enum Stop {
 pub async fn run(events: ServerEvents, federation: Federation, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(CATCH_UP_EVERY);
     loop {
-        tokio::select! {
+        let report = tokio::select! {
             () = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-            () = events.catch_up_wanted() => {}
-        }
-        let report = round(&events, &federation).await;
+            _ = tick.tick() => round(&events, &federation).await,
+            () = events.catch_up_wanted() => round(&events, &federation).await,
+            // A server met in federation for the first time: meet it and pull from it now.
+            addresses = federation.directory().newly_pinned() => {
+                let mut report = CatchUpReport::default();
+                for address in addresses {
+                    pull_one(&events, &federation, &address, &mut report).await;
+                }
+                report
+            }
+        };
         if report.accepted + report.invalid + report.rejected > 0 {
             tracing::info!(?report, "server-event catch-up");
         }
@@ -104,24 +112,34 @@ pub async fn round(events: &ServerEvents, federation: &Federation) -> CatchUpRep
         if peer.key == events.server_id() {
             continue;
         }
-        report.peers += 1;
-        let pull = pull_from(events, federation, &peer.address, &mut report);
-        match tokio::time::timeout(PEER_BUDGET, pull).await {
-            Ok(Ok(())) => {}
-            Ok(Err(Stop::Unreachable(why))) => {
-                report.unreachable += 1;
-                tracing::debug!(peer = %peer.address, %why, "catch-up: peer unreachable");
-            }
-            Ok(Err(Stop::Misbehaved(why))) => {
-                tracing::warn!(peer = %peer.address, %why, "catch-up: peer served bad events");
-            }
-            Err(_) => {
-                report.unreachable += 1;
-                tracing::info!(peer = %peer.address, "catch-up: peer took too long");
-            }
-        }
+        pull_one(events, federation, &peer.address, &mut report).await;
     }
     report
+}
+
+/// Pulls from the peer at `address` within [`PEER_BUDGET`], counting what happened in `report`.
+async fn pull_one(
+    events: &ServerEvents,
+    federation: &Federation,
+    address: &str,
+    report: &mut CatchUpReport,
+) {
+    report.peers += 1;
+    let pull = pull_from(events, federation, address, report);
+    match tokio::time::timeout(PEER_BUDGET, pull).await {
+        Ok(Ok(())) => {}
+        Ok(Err(Stop::Unreachable(why))) => {
+            report.unreachable += 1;
+            tracing::debug!(peer = %address, %why, "catch-up: peer unreachable");
+        }
+        Ok(Err(Stop::Misbehaved(why))) => {
+            tracing::warn!(peer = %address, %why, "catch-up: peer served bad events");
+        }
+        Err(_) => {
+            report.unreachable += 1;
+            tracing::info!(peer = %address, "catch-up: peer took too long");
+        }
+    }
 }
 
 /// Pulls from the peer at `address`.

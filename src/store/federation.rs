@@ -137,9 +137,23 @@ pub fn apply_pin(
         )?,
     };
     if changed == 0 {
-        return Err(StorageError::Conflict(format!(
-            "the pinned key of {address} changed meanwhile"
-        )));
+        // Two calls that brought the same change at once (the first calls after a rotation, say):
+        // the pin already holds the key, which is all either needed.
+        let wanted = match change {
+            PinChange::New { key, .. } | PinChange::Replace { key, .. } => key,
+        };
+        let held: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT server_key FROM federation_peers WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if held.as_deref() != Some(&wanted[..]) {
+            return Err(StorageError::Conflict(format!(
+                "the pinned key of {address} changed meanwhile"
+            )));
+        }
     }
     Ok(())
 }
