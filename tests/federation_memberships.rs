@@ -90,18 +90,7 @@ async fn hosts_announce_remote_members_and_the_homeserver_lists_where_they_are()
     .await;
 
     // A DM with Ada on A is nobody else's business: not announced, not listed.
-    let dm = a
-        .client()
-        .await
-        .create_dm(authed(
-            &ada.token,
-            pb::CreateDmRequest {
-                target_user_id: bob.user.id.clone(),
-            },
-        ))
-        .await
-        .expect("create DM")
-        .into_inner();
+    let dm = create_dm(&a, &ada, &bob.user.id).await;
     remote_join(&a, &bob, &b.address(), &dm.token, "Bob")
         .await
         .expect("Bob joins the DM");

@@ -44,23 +44,6 @@ async fn homeserver_seen_by(node: &TestNode, token: &str, user_id: &str) -> Stri
         .clone()
 }
 
-/// Waits until the head of `node`'s outbox has failed at least once.
-async fn has_failed_once(node: &TestNode) {
-    let outbox = node.node().outbox.clone();
-    wait_for(WAIT, || {
-        let outbox = outbox.clone();
-        async move {
-            outbox
-                .pending(1)
-                .await
-                .expect("pending")
-                .first()
-                .is_some_and(|d| d.attempts >= 1)
-        }
-    })
-    .await;
-}
-
 /// A chain of `n` statements moving `user` to `http://h<i>.example`, each chained to the last.
 fn chain(user: &TestUser, n: u64) -> Vec<MoveStatement> {
     let mut prev = Vec::new();
@@ -99,7 +82,7 @@ async fn deliveries_wait_for_a_node_that_is_down_arrive_in_order_and_survive_a_r
             .await
             .expect("enqueue");
     }
-    has_failed_once(&a).await;
+    a.outbox_head_failed(WAIT).await;
     let pending = a.node().outbox.pending(10).await.expect("pending");
     assert_eq!(pending.len(), 5, "nothing is lost while B is down");
     assert_eq!(

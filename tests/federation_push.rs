@@ -40,24 +40,6 @@ async fn register_distributor(node: &TestNode, who: &TestUser, url: &str) {
         .expect("register distributor");
 }
 
-async fn send(node: &TestNode, token: &str, channel: &str, text: &str) -> pb::Message {
-    node.client()
-        .await
-        .send_message(authed(
-            token,
-            pb::SendMessageRequest {
-                channel_id: channel.into(),
-                text: text.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("send")
-        .into_inner()
-        .message
-        .expect("message")
-}
-
 fn mention(user: &TestUser) -> String {
     format!("<@{}>", user.user.id)
 }
@@ -113,14 +95,14 @@ async fn offline_remote_members_are_pushed_through_their_homeservers() {
         .await
         .expect("subscribe")
         .into_inner();
-    let both = send(
+    let both = send_text(
         &a,
         &ada.token,
         &room.channel,
         &format!("{} {}", mention(&bob), mention(&cy)),
     )
     .await;
-    let to_dee = send(&a, &ada.token, &room.channel, &mention(&dee)).await;
+    let to_dee = send_text(&a, &ada.token, &room.channel, &mention(&dee)).await;
 
     assert_eq!(
         bodies(&to_b, 1).await,
@@ -135,18 +117,7 @@ async fn offline_remote_members_are_pushed_through_their_homeservers() {
     );
 
     // A DM from Ada to Bob on A: Bob joins it through B, and is pushed for Ada's message.
-    let dm = a
-        .client()
-        .await
-        .create_dm(authed(
-            &ada.token,
-            pb::CreateDmRequest {
-                target_user_id: bob.user.id.clone(),
-            },
-        ))
-        .await
-        .expect("create DM")
-        .into_inner();
+    let dm = create_dm(&a, &ada, &bob.user.id).await;
     remote_join(&a, &bob, &b.address(), &dm.token, "Bob")
         .await
         .expect("Bob joins the DM");
@@ -166,7 +137,7 @@ async fn offline_remote_members_are_pushed_through_their_homeservers() {
         .channels[0]
         .id
         .clone();
-    let hello = send(&a, &ada.token, &dm_channel, "hello, Bob").await;
+    let hello = send_text(&a, &ada.token, &dm_channel, "hello, Bob").await;
     assert_eq!(
         bodies(&to_b, 2).await[1],
         expected("dm", &a, &dm_guild, &hello)
@@ -193,20 +164,8 @@ async fn a_push_waits_for_a_homeserver_that_is_down_and_stops_when_the_user_drop
     // its outbox until B is back.
     a.outbox_drained(WAIT).await;
     let b_addr = b.stop().await;
-    let first = send(&a, &ada.token, &room.channel, &mention(&bob)).await;
-    let outbox = a.node().outbox.clone();
-    wait_for(WAIT, || {
-        let outbox = outbox.clone();
-        async move {
-            outbox
-                .pending(1)
-                .await
-                .expect("pending")
-                .first()
-                .is_some_and(|d| d.method == "PushNotification" && d.attempts >= 1)
-        }
-    })
-    .await;
+    let first = send_text(&a, &ada.token, &room.channel, &mention(&bob)).await;
+    assert_eq!(a.outbox_head_failed(WAIT).await.method, "PushNotification");
     b.start_on(b_addr).await;
     assert_eq!(
         bodies(&to_b, 1).await,
@@ -224,7 +183,7 @@ async fn a_push_waits_for_a_homeserver_that_is_down_and_stops_when_the_user_drop
         ))
         .await
         .expect("remove server");
-    send(&a, &ada.token, &room.channel, &mention(&bob)).await;
+    send_text(&a, &ada.token, &room.channel, &mention(&bob)).await;
     let outbox = a.node().outbox.clone();
     wait_for(WAIT, || {
         let outbox = outbox.clone();

@@ -99,10 +99,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
-        super::super::schema::migrations()
-            .to_latest(&mut c)
-            .expect("migrate");
+        let c = super::super::schema::test_db();
         c.execute(
             "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
              VALUES ('u', 'U', 'h', 0, 0)",

@@ -207,11 +207,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
-        c.pragma_update(None, "foreign_keys", "ON").expect("fk");
-        super::super::schema::migrations()
-            .to_latest(&mut c)
-            .expect("migrate");
+        let c = super::super::schema::test_db();
         c.execute(
             "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
              VALUES ('u', 'U', 'http://a', 0, 0)",

@@ -216,11 +216,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
-        super::super::schema::migrations()
-            .to_latest(&mut c)
-            .expect("migrate");
-        c
+        super::super::schema::test_db()
     }
 
     #[test]

@@ -599,6 +599,15 @@ CREATE TABLE server_events (
 ) STRICT;
 "#;
 
+/// A migrated in-memory database with foreign keys on, for the storage modules' unit tests.
+#[cfg(test)]
+pub(super) fn test_db() -> rusqlite::Connection {
+    let mut c = rusqlite::Connection::open_in_memory().expect("open");
+    c.pragma_update(None, "foreign_keys", "ON").expect("fk");
+    migrations().to_latest(&mut c).expect("migrate");
+    c
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -116,6 +116,24 @@ impl TestNode {
         .await;
     }
 
+    /// Waits until the head of this node's outbox has failed at least once (its destination is
+    /// down), and returns it.
+    pub async fn outbox_head_failed(
+        &self,
+        timeout: Duration,
+    ) -> guildhall::store::outbox::Delivery {
+        let outbox = self.node().outbox.clone();
+        let head = || {
+            let outbox = outbox.clone();
+            async move { outbox.pending(1).await.expect("pending").into_iter().next() }
+        };
+        wait_for(timeout, || async {
+            head().await.is_some_and(|d| d.attempts >= 1)
+        })
+        .await;
+        head().await.expect("a queued delivery")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -340,4 +358,38 @@ pub async fn remote_join(
         .join_invite(request)
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// Sends `text` to `channel` on `node` with the session `token`; returns the stored message.
+pub async fn send_text(node: &TestNode, token: &str, channel: &str, text: &str) -> pb::Message {
+    node.client()
+        .await
+        .send_message(authed(
+            token,
+            pb::SendMessageRequest {
+                channel_id: channel.into(),
+                text: text.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("send")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+/// `owner` (a user of `node`) opens a DM with `target_id`; returns the DM and its invite token.
+pub async fn create_dm(node: &TestNode, owner: &TestUser, target_id: &str) -> pb::CreateDmResponse {
+    node.client()
+        .await
+        .create_dm(authed(
+            &owner.token,
+            pb::CreateDmRequest {
+                target_user_id: target_id.into(),
+            },
+        ))
+        .await
+        .expect("create DM")
+        .into_inner()
 }
