@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::distributor::Distributor;
+use common::distributor::{Distributor, register_distributor};
 use common::*;
 use guildhall::config::Config;
 use guildhall::proto::guildhall::v1 as pb;
@@ -25,19 +25,6 @@ fn homeserver(config: &mut Config) {
     config.push.retry_initial_backoff_ms = 50;
     config.push.retry_max_backoff_ms = 200;
     fast_outbox(config);
-}
-
-async fn register_distributor(node: &TestNode, who: &TestUser, url: &str) {
-    node.client()
-        .await
-        .register_push_distributor(authed(
-            &who.token,
-            pb::RegisterPushDistributorRequest {
-                distributor_url: url.into(),
-            },
-        ))
-        .await
-        .expect("register distributor");
 }
 
 fn mention(user: &TestUser) -> String {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::distributor::register_distributor;
 use common::*;
 use guildhall::config::Config;
 use guildhall::proto::guildhall::v1 as pb;
@@ -132,19 +133,6 @@ fn test_push(config: &mut Config) {
     config.push.request_timeout_ms = 5_000;
 }
 
-async fn register_distributor(node: &TestNode, who: &TestUser, url: &str) {
-    node.client()
-        .await
-        .register_push_distributor(authed(
-            &who.token,
-            pb::RegisterPushDistributorRequest {
-                distributor_url: url.into(),
-            },
-        ))
-        .await
-        .expect("register distributor");
-}
-
 async fn distributors(node: &TestNode, who: &TestUser) -> Vec<String> {
     node.client()
         .await
@@ -156,21 +144,7 @@ async fn distributors(node: &TestNode, who: &TestUser) -> Vec<String> {
 }
 
 async fn send(node: &TestNode, who: &TestUser, channel: &str, text: &str) -> pb::Message {
-    node.client()
-        .await
-        .send_message(authed(
-            &who.token,
-            pb::SendMessageRequest {
-                channel_id: channel.into(),
-                text: text.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("send")
-        .into_inner()
-        .message
-        .expect("message")
+    send_text(node, &who.token, channel, text).await
 }
 
 fn mention(user: &TestUser) -> String {

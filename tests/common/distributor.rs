@@ -8,6 +8,23 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+use super::{TestNode, TestUser, authed};
+use guildhall::proto::guildhall::v1 as pb;
+
+/// `who` registers the push distributor `url` on `node` (their homeserver or a host).
+pub async fn register_distributor(node: &TestNode, who: &TestUser, url: &str) {
+    node.client()
+        .await
+        .register_push_distributor(authed(
+            &who.token,
+            pb::RegisterPushDistributorRequest {
+                distributor_url: url.into(),
+            },
+        ))
+        .await
+        .expect("register distributor");
+}
+
 /// A tiny HTTP server that records the JSON bodies POSTed to it.
 #[derive(Clone)]
 pub struct Distributor {
