@@ -14,7 +14,9 @@
 //! 1. Ada registers on A, Bob on B, Cleo on C: each node is its user's *homeserver*.
 //! 2. Ada creates a guild on A.
 //! 3. Bob and Cleo join it from their homeservers: their `JoinInvite` names their homeserver, and
-//!    A asks it to vouch for them (`Federate`) before signing them in (docs/PROTOCOL.md §11).
+//!    A asks it to vouch for them (`Federate`) before signing them in (docs/PROTOCOL.md §11). A
+//!    then announces each join (a signed `membership` server event, §13), and each homeserver
+//!    lists the guild under A in `GetMyData`.
 //! 4. Bob and Cleo exchange messages on A; each prints what arrives on their event stream.
 //! 5. Bob renames himself at B; B forwards his signed change to A (`UpdateFederatedProfile`,
 //!    through B's durable outbox) and Ada sees `user_updated`.
@@ -22,7 +24,8 @@
 //!    with it; B tells A and C (`UpdateHomeServer`, through the outbox, §12).
 //! 7. Ada bans Bob on A. A sends its signed ban notice to Bob's homeserver B (`PropagateBan`,
 //!    §15). B was started trusting A's bans (`trusted_ban_origins`), so it applies the ban to
-//!    its own guilds: Bob leaves the guild Cleo made on B. Bob can rejoin neither guild.
+//!    its own guilds: Bob leaves the guild Cleo made on B. Bob can rejoin neither guild, and B no
+//!    longer lists A's guild for him.
 //!
 //! Every wait is bounded (10 s); if a step does not happen, the program says which one and exits
 //! with status 1, so it doubles as a smoke test of federation. `RUST_LOG=info` shows the nodes'
@@ -147,6 +150,21 @@ async fn walk() -> Result<()> {
         println!(
             "    [{}] {}'s server list now includes A (A asked {} to vouch)",
             home.name, who.name, home.name
+        );
+        // A announces the remote member's join (a signed `membership` server event), straight
+        // to the homeserver through its outbox and by gossip; the homeserver lists the guild.
+        wait_until(
+            &format!("{} to list {}'s guild on A", home.name, who.name),
+            || async {
+                Ok(guilds_at(home, &who.token, &a.address())
+                    .await?
+                    .contains(&guild_id))
+            },
+        )
+        .await?;
+        println!(
+            "    [{}] lists {}'s guilds on A: {guild_id} (from A's signed membership event)",
+            home.name, who.name
         );
     }
 
@@ -290,6 +308,13 @@ async fn walk() -> Result<()> {
     refused(&again, "A", "Bob rejoins Analytical Engines")?;
     let again = local_join(&b, &bob, &corner.token).await;
     refused(&again, "B", "Bob rejoins Cleo's corner")?;
+    wait_until("B to drop Analytical Engines from Bob's list", || async {
+        Ok(!guilds_at(&b, &bob.token, &a.address())
+            .await?
+            .contains(&guild_id))
+    })
+    .await?;
+    println!("    [B] no longer lists Analytical Engines for Bob (A announced his removal)");
 
     for hall in [a, b, c] {
         hall.node.shutdown();
@@ -519,6 +544,22 @@ async fn server_list(home: &Hall, token: &str) -> Result<Vec<String>> {
         .servers
         .into_iter()
         .map(|s| s.server_url)
+        .collect())
+}
+
+/// The guilds `home` lists for the caller on the server at `server` (`GetMyData`).
+async fn guilds_at(home: &Hall, token: &str, server: &str) -> Result<Vec<String>> {
+    Ok(home
+        .client()
+        .await?
+        .get_my_data(authed(token, pb::Empty {}))
+        .await
+        .context("get my data")?
+        .into_inner()
+        .servers
+        .into_iter()
+        .filter(|s| s.server_url == server)
+        .flat_map(|s| s.guild_ids)
         .collect())
 }
 
