@@ -332,7 +332,7 @@ impl Node {
         .with_mailbox(config.mailbox)
         .with_bans(bans)
         .with_outbox(outbox.clone())
-        .with_federation(&federation, store.clone(), outbox.clone())
+        .with_federation(&federation, outbox.clone())
         .with_dm_federation(
             federation.clone(),
             config.clock_skew_ms,

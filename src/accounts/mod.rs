@@ -644,11 +644,22 @@ impl Accounts {
     }
 
     /// `UpdateUser`: a signed profile change from one of the session user's devices.
-    pub async fn update_user(
+    ///
+    /// `then` runs in the change's transaction with the updated user: the homeserver queues the
+    /// change for the user's other servers there, so an acknowledged change is never left
+    /// unforwarded.
+    pub async fn update_user<T, F>(
         &self,
         session: &SessionInfo,
         input: UpdateUserInput,
-    ) -> Result<UserRecord> {
+        then: F,
+    ) -> Result<(UserRecord, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &UserRecord) -> std::result::Result<T, StorageError>
+            + Send
+            + 'static,
+    {
         let f = &input.fields;
         let change = profile_change(f, input.timestamp)?;
         let now = now_ms();
@@ -668,13 +679,13 @@ impl Accounts {
                 "not a signature by device_cert.pubkey over this update",
             )
         })?;
-        let user = self
-            .store
+        self.store
             .update_profile(
                 session.user_id.clone(),
                 change,
                 input.signature.to_bytes(),
                 self.replay_horizon(input.timestamp),
+                then,
             )
             .await
             .map_err(|e| match e {
@@ -682,8 +693,7 @@ impl Accounts {
                     Error::FailedPrecondition(m)
                 }
                 other => Error::Storage(other),
-            })?;
-        Ok(user)
+            })
     }
 
     /// `GetUsers`: the known users among `ids`.

@@ -178,12 +178,10 @@ impl GuildHallApi {
     pub fn with_federation(
         mut self,
         federation: &crate::federation::Federation,
-        store: crate::store::Store,
         outbox: crate::federation::outbox::Outbox,
     ) -> Self {
         self.remote = Some(remote::Remote::new(
             federation,
-            store,
             outbox,
             self.info.server_id,
             self.info.canonical_address.clone(),
@@ -323,15 +321,16 @@ impl GuildHall for GuildHallApi {
             input.fields.name.is_some(),
             input.fields.avatar_url.is_some(),
         );
-        let user = self.accounts.update_user(&session, input).await?;
+        let forward =
+            remote::forward_profile_in(self.remote.as_ref(), self.server_events.as_ref(), original);
+        let (user, forwarding) = self.accounts.update_user(&session, input, forward).await?;
         self.harmony
             .announce_signed_update(&user, name, avatar)
             .await;
-        remote::forward_profile(
+        remote::profile_forwarded(
             self.remote.as_ref(),
             self.server_events.as_ref(),
-            &user,
-            original,
+            forwarding,
         )
         .await;
         Ok(Response::new(self.user(&user)))
@@ -543,7 +542,7 @@ impl GuildHall for GuildHallApi {
             }
             None => {
                 self.guilds
-                    .ban(&session, &r.guild_id, &r.user_id, &r.reason, None)
+                    .ban(&session, &r.guild_id, &r.user_id, &r.reason, |_, _| Ok(()))
                     .await?;
             }
         }

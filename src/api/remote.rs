@@ -6,7 +6,8 @@
 //! - `Federate` (homeserver side): vouch for one of this node's users.
 //! - `UpdateFederatedProfile` (host side): apply a user's signed profile change forwarded by their
 //!   homeserver, and announce it to co-members.
-//! - After a signed `UpdateUser` of one of this node's users: forward it to their other servers.
+//! - A signed `UpdateUser` of one of this node's users: queued for their other servers in the
+//!   change's own transaction.
 
 use tonic::{Request, Response, Status};
 
@@ -21,7 +22,7 @@ use crate::guilds::Guilds;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1 as pb;
-use crate::store::{Store, UserRecord};
+use crate::store::{StorageError, UserRecord};
 use prost::Message;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -39,14 +40,13 @@ impl Remote {
     /// The remote-member parts of the node holding `server_id` at `address`.
     pub fn new(
         federation: &Federation,
-        store: Store,
         outbox: crate::federation::outbox::Outbox,
         server_id: PublicKey,
         address: String,
     ) -> Self {
         Self {
             client: federation.client().clone(),
-            fanout: ProfileFanout::new(outbox, store, address.clone()),
+            fanout: ProfileFanout::new(outbox, address.clone()),
             server_id,
             address,
         }
@@ -251,28 +251,58 @@ pub async fn apply_forwarded(
     Ok(())
 }
 
-/// After a signed `UpdateUser` was applied: if this node is the user's homeserver, forward the
-/// change as it was signed to the user's other servers, through the durable outbox.
-///
-/// It is also gossiped (kind `profile-update`), so servers missing from the user's list learn it.
-pub async fn forward_profile(
+/// What forwarding a profile change left to do once its transaction committed.
+#[derive(Debug, Default)]
+pub struct ProfileForwarding {
+    queued: usize,
+    event: Option<crate::gossip::ServerEvent>,
+}
+
+/// The part of `UpdateUser` that runs in the change's transaction: if this node is the user's
+/// homeserver, queue the change as it was signed for the user's other servers (durable outbox)
+/// and append it to the log as a `profile-update` server event, so servers missing from the
+/// user's list learn it too. Finish with [`profile_forwarded`] after the commit.
+pub fn forward_profile_in(
     remote: Option<&Remote>,
     events: Option<&crate::gossip::ServerEvents>,
-    user: &UserRecord,
     original: pb::UpdateUserRequest,
-) {
-    let Some(remote) = remote else { return };
-    if normalise_address(&user.homeserver) == normalise_address(&remote.address) {
-        let gossiped = ProfileFanout::request(&user.id, original.clone()).encode_to_vec();
-        // The change is applied; a failure to queue its forwarding is logged, not answered.
-        if let Err(e) = remote.fanout.forward(&user.id, original).await {
-            tracing::warn!(user = %user.id, error = %e, "profile change not queued for other servers");
+) -> impl FnOnce(&rusqlite::Connection, &UserRecord) -> Result<ProfileForwarding, StorageError>
++ Send
++ 'static {
+    let (remote, events) = (remote.cloned(), events.cloned());
+    move |tx, user| {
+        let Some(remote) = remote else {
+            return Ok(ProfileForwarding::default());
+        };
+        if normalise_address(&user.homeserver) != normalise_address(&remote.address) {
+            return Ok(ProfileForwarding::default());
         }
-        crate::federation::gossiped::publish(
-            events,
-            crate::federation::gossiped::PROFILE_KIND,
-            gossiped,
-        )
-        .await;
+        let body = ProfileFanout::request(&user.id, original).encode_to_vec();
+        let now = now_ms();
+        let queued = remote.fanout.queue_in(tx, &user.id, &body, now)?;
+        let event = match &events {
+            Some(events) => {
+                Some(events.append_in(tx, crate::federation::gossiped::PROFILE_KIND, body, now)?)
+            }
+            None => None,
+        };
+        Ok(ProfileForwarding { queued, event })
+    }
+}
+
+/// After the change committed: wakes the outbox for what [`forward_profile_in`] queued and
+/// gossips its event.
+pub async fn profile_forwarded(
+    remote: Option<&Remote>,
+    events: Option<&crate::gossip::ServerEvents>,
+    done: ProfileForwarding,
+) {
+    if done.queued > 0
+        && let Some(remote) = remote
+    {
+        remote.fanout.wake();
+    }
+    if let (Some(events), Some(event)) = (events, done.event) {
+        events.announce(&event).await;
     }
 }

@@ -142,8 +142,10 @@ impl Bans {
         &self.own_address
     }
 
-    /// `BanUser` on this node: bans through [`Guilds::ban`] with a signed notice stored and its
-    /// deliveries queued in the same transaction, then wakes the outbox.
+    /// `BanUser` on this node: bans through [`Guilds::ban`] with, in the same transaction, the
+    /// signed notice stored, its deliveries queued in the outbox and its server event appended to
+    /// the log; then wakes the outbox and gossips the event. A crash after the commit loses
+    /// nothing: the outbox resumes, and peers find the event in the log when they catch up.
     pub async fn ban(
         &self,
         caller: &crate::store::SessionInfo,
@@ -157,20 +159,23 @@ impl Bans {
             notice,
             own_address: self.own_address.clone(),
         };
-        let body = outgoing.body.clone();
-        let queued = self
+        let gossip = self.gossip.clone();
+        let (queued, event) = self
             .guilds
-            .ban(caller, guild_id, user_id, reason, Some(outgoing))
+            .ban(caller, guild_id, user_id, reason, move |tx, now| {
+                let queued = crate::store::bans::record_outgoing(tx, &outgoing, now)?;
+                let event = match &gossip {
+                    Some(events) => Some(events.append_in(tx, BAN_KIND, outgoing.body, now)?),
+                    None => None,
+                };
+                Ok((queued, event))
+            })
             .await?;
         if queued > 0 {
             self.outbox.wake();
         }
-        if let Some(events) = &self.gossip {
-            // Best effort: the outbox carries the notice to the servers that must have it, and
-            // the rest find it in this node's event log when they catch up.
-            if let Err(e) = events.publish(BAN_KIND, body).await {
-                tracing::warn!(error = %e, "ban notice not gossiped");
-            }
+        if let (Some(events), Some(event)) = (&self.gossip, event) {
+            events.announce(&event).await;
         }
         Ok(())
     }

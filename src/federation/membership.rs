@@ -28,7 +28,6 @@ use crate::accounts::remote::normalise_address;
 use crate::accounts::rules;
 use crate::events::{AfterCommit, CommitHook};
 use crate::gossip::event::EventError;
-use crate::gossip::server_events::ServerEventError;
 use crate::gossip::{ServerEvent, ServerEvents, Verdict, VerifiedServerEvent};
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
@@ -87,12 +86,7 @@ impl MembershipAnnouncer {
         };
         let event = self
             .events
-            .append_in(tx, MEMBERSHIP_KIND, payload.encode_to_vec(), now)
-            .map_err(|e| match e {
-                ServerEventError::Storage(s) => s,
-                // The kind is a constant and the payload small, so this does not happen.
-                ServerEventError::Event(e) => StorageError::Task(e.to_string()),
-            })?;
+            .append_in(tx, MEMBERSHIP_KIND, payload.encode_to_vec(), now)?;
         // The homeserver must have it: straight there through the outbox, besides gossip.
         crate::store::outbox::enqueue(
             tx,

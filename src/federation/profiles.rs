@@ -1,33 +1,29 @@
 //! Sending a user's signed profile change from their homeserver to every server in their server
 //! list (`UpdateFederatedProfile`, docs/PROTOCOL.md §11).
 //!
-//! [`ProfileFanout::forward`] queues one call per server in the durable federation outbox, so
-//! `UpdateUser` never waits on other nodes and a change reaches a server that is down once it
+//! [`ProfileFanout::queue_in`] queues one call per server in the durable federation outbox, in
+//! the transaction of the change itself: an acknowledged change is never left unforwarded,
+//! `UpdateUser` never waits on other nodes, and a change reaches a server that is down once it
 //! returns (in order with the user's other changes to it). Receivers ignore a change that is not
 //! newer than what they hold, so a repeated delivery is harmless.
-
-use prost::Message;
 
 use super::outbox::Outbox;
 use crate::accounts::remote::normalise_address;
 use crate::proto::guildhall::v1 as pb;
-use crate::store::{StorageError, Store};
+use crate::store::StorageError;
 
 /// Sends profile changes to the servers in a user's server list; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ProfileFanout {
     outbox: Outbox,
-    store: Store,
     own_address: String,
 }
 
 impl ProfileFanout {
-    /// A fanout queueing in `outbox`, reading server lists from `store`, and skipping
-    /// `own_address` if a user listed it.
-    pub fn new(outbox: Outbox, store: Store, own_address: String) -> Self {
+    /// A fanout queueing in `outbox`, skipping `own_address` if a user listed it.
+    pub fn new(outbox: Outbox, own_address: String) -> Self {
         Self {
             outbox,
-            store,
             own_address,
         }
     }
@@ -50,41 +46,30 @@ impl ProfileFanout {
         }
     }
 
-    /// Queues `update` (the user's signed change, as received) for every server in the user's
-    /// server list, in one transaction; answers how many were queued.
-    pub async fn forward(
+    /// Inside the change's transaction `tx`: queues `body` (an encoded
+    /// [`ProfileFanout::request`]) for every server in `user_id`'s server list but this one;
+    /// answers how many were queued. Call [`ProfileFanout::wake`] once it committed.
+    pub fn queue_in(
         &self,
+        tx: &rusqlite::Connection,
         user_id: &str,
-        update: pb::UpdateUserRequest,
+        body: &[u8],
+        now: u64,
     ) -> Result<usize, StorageError> {
-        let servers = self.store.servers(user_id.to_owned()).await?;
-        let own = normalise_address(&self.own_address).to_owned();
-        let destinations: Vec<String> = servers
-            .into_iter()
-            .map(|(url, _)| url)
-            .filter(|url| normalise_address(url) != own)
-            .collect();
-        if destinations.is_empty() {
-            return Ok(0);
+        let own = normalise_address(&self.own_address);
+        let mut queued = 0;
+        for (destination, _) in crate::store::accounts::servers_of(tx, user_id)? {
+            if normalise_address(&destination) == own {
+                continue;
+            }
+            crate::store::outbox::enqueue(tx, &destination, "UpdateFederatedProfile", body, now)?;
+            queued += 1;
         }
-        let body = Self::request(user_id, update).encode_to_vec();
-        let now = crate::identity::freshness::now_ms();
-        let count = destinations.len();
-        self.store
-            .write(move |tx| {
-                for destination in &destinations {
-                    crate::store::outbox::enqueue(
-                        tx,
-                        destination,
-                        "UpdateFederatedProfile",
-                        &body,
-                        now,
-                    )?;
-                }
-                Ok(())
-            })
-            .await?;
+        Ok(queued)
+    }
+
+    /// Tells the outbox that deliveries were queued.
+    pub fn wake(&self) {
         self.outbox.wake();
-        Ok(count)
     }
 }

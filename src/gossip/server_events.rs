@@ -140,6 +140,18 @@ pub enum ServerEventError {
     Storage(#[from] StorageError),
 }
 
+/// For events appended inside a storage transaction: a kind or payload that breaks a rule is a
+/// refusal of the whole change (it can't happen for the node's own constant kinds and bounded
+/// payloads).
+impl From<ServerEventError> for StorageError {
+    fn from(e: ServerEventError) -> Self {
+        match e {
+            ServerEventError::Storage(s) => s,
+            ServerEventError::Event(e) => StorageError::Refused(e.to_string()),
+        }
+    }
+}
+
 impl From<ServerEventError> for crate::error::Error {
     fn from(e: ServerEventError) -> Self {
         match e {
@@ -324,14 +336,7 @@ impl ServerEvents {
         let event = self
             .inner
             .store
-            .write(move |tx| {
-                this.append_in(tx, &kind_owned, payload, now_ms())
-                    .map_err(|e| match e {
-                        ServerEventError::Storage(s) => s,
-                        // Checked above, so this does not happen.
-                        ServerEventError::Event(e) => StorageError::Task(e.to_string()),
-                    })
-            })
+            .write(move |tx| Ok(this.append_in(tx, &kind_owned, payload, now_ms())?))
             .await?;
         self.announce(&event).await;
         Ok(event)

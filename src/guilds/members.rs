@@ -192,17 +192,24 @@ impl Guilds {
     /// `BanUser`: bans a user (member or not) and removes them if they are a member. Banned users
     /// can't rejoin through any invite.
     ///
-    /// With `outgoing` (the host's signed `BanNotification` for this ban), the notice is stored
-    /// and its deliveries queued in the federation outbox in the same transaction; answers how
-    /// many were queued.
-    pub async fn ban(
+    /// `within` runs inside the ban's transaction before the user leaves the guild's members
+    /// (with the time of the ban): the host stores its signed `BanNotification` there, queues its
+    /// deliveries and appends the gossiped event, so all of it commits with the ban or not at
+    /// all. Answers what `within` returned.
+    pub async fn ban<T, F>(
         &self,
         caller: &SessionInfo,
         guild_id: &str,
         user_id: &str,
         reason: &str,
-        outgoing: Option<crate::store::bans::OutgoingBan>,
-    ) -> Result<usize> {
+        within: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, u64) -> std::result::Result<T, StorageError>
+            + Send
+            + 'static,
+    {
         check_reason(reason)?;
         PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
         let access = self.access(guild_id, &caller.user_id).await?;
@@ -216,19 +223,16 @@ impl Guilds {
             reason.to_owned(),
             caller.user_id.clone(),
         );
-        let queued = self
+        let value = self
             .events()
             .write(now, move |tx| {
                 db::insert_ban(tx, &g, &u, &r, &by, now)?;
-                let queued = match &outgoing {
-                    Some(ban) => crate::store::bans::record_outgoing(tx, ban, now)?,
-                    None => 0,
-                };
-                Ok((queued, remove_and_announce(tx, &g, &u)?))
+                let value = within(tx, now)?;
+                Ok((value, remove_and_announce(tx, &g, &u)?))
             })
             .await?;
-        tracing::info!(guild = guild_id, user = user_id, reason, queued, "banned");
-        Ok(queued)
+        tracing::info!(guild = guild_id, user = user_id, reason, "banned");
+        Ok(value)
     }
 
     /// Whether this node hosts a guild with this id.

@@ -282,15 +282,22 @@ impl Store {
         .await
     }
 
-    /// Applies a verified profile change if it is newer than the stored profile. Returns the
-    /// updated user, or `Conflict` naming the rule that refused it.
-    pub async fn update_profile(
+    /// Applies a verified profile change if it is newer than the stored profile, then runs
+    /// `then` with the updated user in the same transaction (the homeserver queues the change
+    /// for the user's other servers there). Returns the updated user and what `then` returned,
+    /// or `Conflict` naming the rule that refused the change.
+    pub async fn update_profile<T, F>(
         &self,
         user_id: String,
         change: ProfileChange,
         signature: [u8; 64],
         signature_expires_at: u64,
-    ) -> Result<UserRecord, StorageError> {
+        then: F,
+    ) -> Result<(UserRecord, T), StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &UserRecord) -> Result<T, StorageError> + Send + 'static,
+    {
         self.write(move |tx| {
             remember_signature(tx, &signature, signature_expires_at)?;
             let user = load_user(tx, &user_id)?
@@ -342,7 +349,10 @@ impl Store {
                     to_sql_int(change.timestamp),
                 ],
             )?;
-            load_user(tx, &user_id)?.ok_or_else(|| StorageError::Task("user vanished".into()))
+            let user = load_user(tx, &user_id)?
+                .ok_or_else(|| StorageError::Task("user vanished".into()))?;
+            let value = then(tx, &user)?;
+            Ok((user, value))
         })
         .await
     }
@@ -369,15 +379,7 @@ impl Store {
 
     /// The servers the user says they belong to, with when each was added.
     pub async fn servers(&self, user_id: String) -> Result<Vec<(String, u64)>, StorageError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT server_url, created_at FROM user_servers WHERE user_id = ?1
-                 ORDER BY created_at, server_url",
-            )?;
-            let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, from_sql_int(r.get(1)?))))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.read(move |conn| servers_of(conn, &user_id)).await
     }
 
     /// Adds a server to the user's list; adding one already there changes nothing.
@@ -457,6 +459,16 @@ impl Store {
         })
         .await
     }
+}
+
+/// The servers in the user's list, with when each was added, oldest first.
+pub fn servers_of(conn: &Connection, user_id: &str) -> Result<Vec<(String, u64)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT server_url, created_at FROM user_servers WHERE user_id = ?1
+         ORDER BY created_at, server_url",
+    )?;
+    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, from_sql_int(r.get(1)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Adds `server_url` to the user's server list; one already there changes nothing.
