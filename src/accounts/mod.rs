@@ -437,7 +437,19 @@ impl Accounts {
     /// `Login`: a device of a registered user opens a session; a login may carry a K_id-signed
     /// homeserver move to this node, which is verified, applied and, in the same transaction,
     /// queued as `UpdateHomeServer` for every migration target (`crate::federation::moves`).
-    pub async fn login(&self, input: LoginInput) -> Result<(UserRecord, IssuedSession)> {
+    /// `then` runs in the same transaction with the user (the new homeserver appends the move's
+    /// server event there) and whether the login carried a move.
+    pub async fn login<T, F>(
+        &self,
+        input: LoginInput,
+        then: F,
+    ) -> Result<(UserRecord, IssuedSession, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &UserRecord, bool) -> std::result::Result<T, StorageError>
+            + Send
+            + 'static,
+    {
         let now = now_ms();
         let device_name = input
             .device_name
@@ -500,7 +512,8 @@ impl Accounts {
         let user_id = id_key.to_hex();
         let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
         let device = Self::device_record(&user_id, &input.cert, device_name, now);
-        let user = self
+        let moving = homeserver_move.is_some();
+        let (user, value) = self
             .store
             .login(
                 device,
@@ -508,13 +521,14 @@ impl Accounts {
                 input.signature.to_bytes(),
                 self.replay_horizon(input.timestamp),
                 homeserver_move,
+                move |tx, user| then(tx, user, moving),
             )
             .await?
             .ok_or_else(|| {
                 Error::NotFound("user_id: no user with this identity is registered here".into())
             })?;
         tracing::info!(user = %id_key.fmt_short(), "logged in");
-        Ok((user, issued))
+        Ok((user, issued, value))
     }
 
     /// Verifies a `JoinInvite` key proof from a user of this server and prepares their sign-in.

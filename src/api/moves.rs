@@ -42,11 +42,16 @@ pub(super) async fn login(
     });
     let device_id = input.cert.device_id.clone();
     let device_name = input.device_name.clone().unwrap_or_default();
-    let (user, session) = api.accounts.login(input).await?;
-    if moving && let Some(outbox) = &api.outbox {
-        outbox.wake();
-    }
-    if let Some((new_homeserver, timestamp, signature, sequence, prev)) = statement {
+    // The move's server event is appended in the login's transaction, which also applies the
+    // move and queues its deliveries.
+    let events = api.server_events.clone();
+    let append_move = move |tx: &rusqlite::Connection, user: &UserRecord, moved: bool| {
+        let (Some(events), true) = (events, moved) else {
+            return Ok(None);
+        };
+        let Some((new_homeserver, timestamp, signature, sequence, prev)) = statement else {
+            return Ok(None);
+        };
         let request = pb::UpdateHomeServerRequest {
             user_id: user.id.clone(),
             new_homeserver,
@@ -55,12 +60,20 @@ pub(super) async fn login(
             sequence,
             prev,
         };
-        crate::federation::gossiped::publish(
-            api.server_events.as_ref(),
-            crate::federation::gossiped::MOVE_KIND,
+        let kind = crate::federation::gossiped::MOVE_KIND;
+        Ok(Some(events.append_in(
+            tx,
+            kind,
             request.encode_to_vec(),
-        )
-        .await;
+            now_ms(),
+        )?))
+    };
+    let (user, session, event) = api.accounts.login(input, append_move).await?;
+    if moving && let Some(outbox) = &api.outbox {
+        outbox.wake();
+    }
+    if let (Some(events), Some(event)) = (&api.server_events, event) {
+        events.announce(&event).await;
     }
     if !seen {
         let scope = crate::events::user_scope(&user.id);
@@ -136,18 +149,16 @@ pub(super) async fn revoke_device(
         .collect();
     targets.sort();
     targets.dedup();
-    revocation::apply(store, &verified, targets).await?;
+    let (_, event) =
+        revocation::apply(store, &verified, targets, api.server_events.as_ref()).await?;
     api.accounts
         .forget_device_sessions(&verified.device_pubkey());
     if let Some(outbox) = &api.outbox {
         outbox.wake();
     }
-    crate::federation::gossiped::publish(
-        api.server_events.as_ref(),
-        crate::federation::gossiped::REVOCATION_KIND,
-        verified.to_proto().encode_to_vec(),
-    )
-    .await;
+    if let (Some(events), Some(event)) = (&api.server_events, event) {
+        events.announce(&event).await;
+    }
     tracing::info!(user = %&session.user_id[..8], device = %&verified.device_pubkey()[..8], "device revoked");
     Ok(Response::new(pb::Empty {}))
 }
@@ -160,7 +171,7 @@ pub(super) async fn receive_device_revocation(
     let origin = verified_origin(&request)?;
     let verified = revocation::verify(request.get_ref())?;
     tracing::debug!(origin = %origin.address(), "ReceiveDeviceRevocation");
-    revocation::apply(api.events.store(), &verified, Vec::new()).await?;
+    revocation::apply(api.events.store(), &verified, Vec::new(), None).await?;
     api.accounts
         .forget_device_sessions(&verified.device_pubkey());
     Ok(Response::new(pb::Empty {}))

@@ -71,7 +71,7 @@ pub async fn register(
                 verdict(
                     async {
                         let verified = revocation::verify(&request)?;
-                        revocation::apply(&store, &verified, Vec::new()).await?;
+                        revocation::apply(&store, &verified, Vec::new(), None).await?;
                         accounts.forget_device_sessions(&verified.device_pubkey());
                         Ok(())
                     }
@@ -118,14 +118,4 @@ pub async fn register_profiles(
             }
         })
         .await
-}
-
-/// Publishes a statement this node accepted first-hand; a failure only loses the gossip copy (the
-/// outbox still carries it to the servers that must have it), so it is logged.
-pub async fn publish(events: Option<&ServerEvents>, kind: &str, payload: Vec<u8>) {
-    if let Some(events) = events
-        && let Err(e) = events.publish(kind, payload).await
-    {
-        tracing::warn!(kind, error = %e, "statement not gossiped");
-    }
 }

@@ -9,6 +9,7 @@
 use prost::Message as _;
 
 use crate::error::{Error, Result};
+use crate::gossip::{ServerEvent, ServerEvents};
 use crate::identity::freshness::now_ms;
 use crate::identity::signing::{self, DeviceRevocationPayload};
 use crate::identity::{PublicKey, SecretKey, Signature};
@@ -88,15 +89,20 @@ pub fn verify(r: &pb::DeviceRevocation) -> Result<VerifiedRevocation> {
 
 /// Applies a verified revocation: records it, deletes the device and its sessions, and queues it
 /// for each of `forward_to` (inside the same transaction). Returns whether it was new here.
+/// With `gossip` (the homeserver accepting the revocation first-hand), a new revocation is also
+/// appended to the log as a `device-revocation` server event in the same transaction, and
+/// returned for the caller to gossip once committed.
 pub async fn apply(
     store: &Store,
     revocation: &VerifiedRevocation,
     forward_to: Vec<String>,
-) -> Result<bool> {
+    gossip: Option<&ServerEvents>,
+) -> Result<(bool, Option<ServerEvent>)> {
     let (user, device) = (revocation.user_id(), revocation.device_pubkey());
     let (timestamp, signature) = (revocation.payload.timestamp, revocation.signature.to_hex());
     let body = revocation.to_proto().encode_to_vec();
-    let new = store
+    let gossip = gossip.cloned();
+    Ok(store
         .write(move |tx| {
             let now = now_ms();
             let new =
@@ -110,10 +116,15 @@ pub async fn apply(
                     now,
                 )?;
             }
-            Ok(new)
+            let event = match (&gossip, new) {
+                (Some(events), true) => {
+                    Some(events.append_in(tx, super::gossiped::REVOCATION_KIND, body, now)?)
+                }
+                _ => None,
+            };
+            Ok((new, event))
         })
-        .await?;
-    Ok(new)
+        .await?)
 }
 
 #[cfg(test)]

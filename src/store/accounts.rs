@@ -224,14 +224,19 @@ impl Store {
     /// Logs a device in: records the signature, adds or renews the device, opens a session, and
     /// applies a homeserver move if the login carried one (queuing its deliveries). Fails with `Ok(None)` if the user is
     /// not registered here (and then changes nothing).
-    pub async fn login(
+    pub async fn login<T, F>(
         &self,
         device: NewDevice,
         session: NewSession,
         signature: [u8; 64],
         signature_expires_at: u64,
         homeserver_move: Option<HomeserverMove>,
-    ) -> Result<Option<UserRecord>, StorageError> {
+        then: F,
+    ) -> Result<Option<(UserRecord, T)>, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &UserRecord) -> Result<T, StorageError> + Send + 'static,
+    {
         self.write(move |tx| {
             let Some(user) = load_user(tx, &device.user_id)? else {
                 return Ok(None);
@@ -242,7 +247,8 @@ impl Store {
             if let Some(m) = homeserver_move {
                 super::moves::apply_login_move(tx, &m, device.now)?;
             }
-            Ok(Some(user))
+            let value = then(tx, &user)?;
+            Ok(Some((user, value)))
         })
         .await
     }
