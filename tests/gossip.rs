@@ -2,7 +2,7 @@
 //! others through gossip, once each; a forged event from a malicious libp2p peer is rejected, not
 //! forwarded, and costs that peer its score; a node that was down catches up with
 //! `PullServerEvents` and refuses forged events there too; a server met in federation is caught
-//! up with and meshed at once.
+//! up with and meshed at once; Kademlia connects two nodes that only know a third.
 
 mod common;
 
@@ -364,6 +364,32 @@ async fn a_server_met_in_federation_is_caught_up_and_joins_the_mesh_at_once() {
         .await
         .expect("publish");
     wait_for(WAIT, || async { count(&seen_b, b"after") == 1 }).await;
+}
+
+#[tokio::test]
+async fn kademlia_finds_a_peer_nobody_introduced() {
+    let (a, b, c) = (
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+        TestNode::spawn().await,
+    );
+    let (_seen_a, _seen_b, seen_c) = (register(&a).await, register(&b).await, register(&c).await);
+    // A and C each know only B (and no server call pins anyone); A finds C through B's DHT.
+    meet(&a, &b).await;
+    meet(&c, &b).await;
+    wait_for(WAIT, || async {
+        a.node().p2p_peer_count() == 2 && c.node().p2p_peer_count() == 2
+    })
+    .await;
+    // With B gone, gossip still gets from A to C over the link Kademlia made.
+    drop(b);
+    wait_for(WAIT, || async { a.node().p2p_peer_count() == 1 }).await;
+    mesh_at_least(&a, 1).await;
+    events(&a)
+        .publish(KIND, b"found you".to_vec())
+        .await
+        .expect("publish");
+    wait_for(WAIT, || async { count(&seen_c, b"found you") == 1 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
