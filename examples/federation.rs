@@ -532,8 +532,9 @@ async fn send(hall: &Hall, token: &str, channel: &str, text: &str) -> Result<()>
     Ok(())
 }
 
-/// The servers a user listed at their homeserver (`GetMyData`).
-async fn server_list(home: &Hall, token: &str) -> Result<Vec<String>> {
+/// The servers a user listed at their homeserver, with the guilds they are in there
+/// (`GetMyData`).
+async fn my_servers(home: &Hall, token: &str) -> Result<Vec<pb::UserServer>> {
     Ok(home
         .client()
         .await?
@@ -541,22 +542,19 @@ async fn server_list(home: &Hall, token: &str) -> Result<Vec<String>> {
         .await
         .context("get my data")?
         .into_inner()
-        .servers
-        .into_iter()
-        .map(|s| s.server_url)
-        .collect())
+        .servers)
 }
 
-/// The guilds `home` lists for the caller on the server at `server` (`GetMyData`).
+/// The servers a user listed at their homeserver.
+async fn server_list(home: &Hall, token: &str) -> Result<Vec<String>> {
+    let servers = my_servers(home, token).await?;
+    Ok(servers.into_iter().map(|s| s.server_url).collect())
+}
+
+/// The guilds `home` lists for the caller on the server at `server`.
 async fn guilds_at(home: &Hall, token: &str, server: &str) -> Result<Vec<String>> {
-    Ok(home
-        .client()
-        .await?
-        .get_my_data(authed(token, pb::Empty {}))
-        .await
-        .context("get my data")?
-        .into_inner()
-        .servers
+    let servers = my_servers(home, token).await?;
+    Ok(servers
         .into_iter()
         .filter(|s| s.server_url == server)
         .flat_map(|s| s.guild_ids)

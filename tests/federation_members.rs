@@ -55,16 +55,8 @@ async fn member_ids(node: &TestNode, token: &str, guild: &str) -> Vec<String> {
 }
 
 async fn server_list(home: &TestNode, who: &TestUser) -> Vec<String> {
-    home.client()
-        .await
-        .get_my_data(authed(&who.token, pb::Empty {}))
-        .await
-        .expect("my data")
-        .into_inner()
-        .servers
-        .into_iter()
-        .map(|s| s.server_url)
-        .collect()
+    let servers = my_servers(home, who).await;
+    servers.into_iter().map(|s| s.server_url).collect()
 }
 
 async fn subscribe(node: &TestNode, token: &str) -> Streaming<pb::StreamResponse> {

@@ -23,13 +23,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// `who`'s server list at `home`: each server's address and the guilds listed there.
 async fn where_member(home: &TestNode, who: &TestUser) -> Vec<(String, Vec<String>)> {
-    home.client()
-        .await
-        .get_my_data(authed(&who.token, pb::Empty {}))
-        .await
-        .expect("my data")
-        .into_inner()
-        .servers
+    let servers = my_servers(home, who).await;
+    servers
         .into_iter()
         .map(|s| (s.server_url, s.guild_ids))
         .collect()

@@ -99,14 +99,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let c = super::super::schema::test_db();
-        c.execute(
-            "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
-             VALUES ('u', 'U', 'h', 0, 0)",
-            [],
-        )
-        .expect("user");
-        c
+        super::super::schema::test_db_with_user("u", "h")
     }
 
     fn announced(joined: bool, seq: u64) -> Announced {

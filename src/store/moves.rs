@@ -207,14 +207,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let c = super::super::schema::test_db();
-        c.execute(
-            "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
-             VALUES ('u', 'U', 'http://a', 0, 0)",
-            [],
-        )
-        .expect("user");
-        c
+        super::super::schema::test_db_with_user("u", "http://a")
     }
 
     fn record(sequence: u64, prev: Vec<u8>, hash: u8, to: &str) -> MoveRecord {

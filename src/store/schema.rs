@@ -608,6 +608,19 @@ pub(super) fn test_db() -> rusqlite::Connection {
     c
 }
 
+/// [`test_db`] with one user, `id`, whose homeserver is `homeserver`.
+#[cfg(test)]
+pub(super) fn test_db_with_user(id: &str, homeserver: &str) -> rusqlite::Connection {
+    let c = test_db();
+    c.execute(
+        "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
+         VALUES (?1, 'U', ?2, 0, 0)",
+        [id, homeserver],
+    )
+    .expect("user");
+    c
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -393,3 +393,14 @@ pub async fn create_dm(node: &TestNode, owner: &TestUser, target_id: &str) -> pb
         .expect("create DM")
         .into_inner()
 }
+
+/// `who`'s server list at their homeserver `home` (`GetMyData`), with the guilds listed there.
+pub async fn my_servers(home: &TestNode, who: &TestUser) -> Vec<pb::UserServer> {
+    home.client()
+        .await
+        .get_my_data(authed(&who.token, pb::Empty {}))
+        .await
+        .expect("my data")
+        .into_inner()
+        .servers
+}
