@@ -210,6 +210,22 @@ async fn a_host_cannot_list_a_user_where_they_did_not_join_and_malformed_news_is
     })
     .await;
 
+    // A server B never met (in its swarm, but never pinned by a call) has no say, even on a leave.
+    let y = TestNode::spawn().await;
+    meet(&b, &y).await;
+    meshed(&y).await;
+    let before = at_b.stats();
+    y.node()
+        .server_events
+        .publish(MEMBERSHIP_KIND, announce("5", false).encode_to_vec())
+        .await
+        .expect("publish from an unmet server");
+    wait_for(WAIT, || async { at_b.stats().ignored > before.ignored }).await;
+    assert_eq!(
+        at_b.accepted_count(MEMBERSHIP_KIND).await.expect("count"),
+        2
+    );
+
     // Listed again: the leave stands, the forged join never did.
     b.client()
         .await
