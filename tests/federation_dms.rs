@@ -417,7 +417,7 @@ async fn push_delegation_reaches_the_distributor_only_from_its_server() {
     let c = TestNode::spawn().await;
     let bob = register(&b, "Bob").await;
     let cy = register(&b, "Cy").await;
-    let distributor = Distributor::start().await;
+    let distributor = Distributor::start(&[]).await;
     b.client()
         .await
         .register_push_distributor(authed(

@@ -58,7 +58,7 @@ async fn offline_remote_members_are_pushed_through_their_homeservers() {
     let bob = register(&b, "Bob").await;
     let cy = register(&c, "Cy").await;
     let dee = register(&c, "Dee").await;
-    let (to_b, to_c) = (Distributor::start().await, Distributor::start().await);
+    let (to_b, to_c) = (Distributor::start(&[]).await, Distributor::start(&[]).await);
     register_distributor(&b, &bob, &to_b.url("/bob")).await;
     register_distributor(&c, &cy, &to_c.url("/cy")).await;
     register_distributor(&c, &dee, &to_c.url("/dee")).await;
@@ -140,7 +140,7 @@ async fn a_push_waits_for_a_homeserver_that_is_down_and_stops_when_the_user_drop
     let mut b = TestNode::spawn_with(homeserver).await;
     let ada = register(&a, "Ada").await;
     let bob = register(&b, "Bob").await;
-    let to_b = Distributor::start().await;
+    let to_b = Distributor::start(&[]).await;
     register_distributor(&b, &bob, &to_b.url("/bob")).await;
     let room = create_room(&a, &ada, "Engines").await;
     remote_join(&a, &bob, &b.address(), &room.invite, "Bob")

@@ -3,127 +3,15 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::distributor::register_distributor;
+use common::distributor::{Answer, Distributor as Receiver, register_distributor};
 use common::*;
 use guildhall::config::Config;
 use guildhall::proto::guildhall::v1 as pb;
-use http_body_util::{BodyExt, Full};
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// How the receiver answers one request.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Never answers.
-    Hang,
-}
-
-/// A request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    body: serde_json::Value,
-}
-
-/// A tiny HTTP server on 127.0.0.1:0 that records every POST and answers from a script of
-/// (path, answer) pairs, each used once, in order (200 when none is left for the path).
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<(&'static str, Answer)>>>,
-}
-
-impl Receiver {
-    async fn start(script: &[(&'static str, Answer)]) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let receiver = Self {
-            addr: listener.local_addr().expect("addr"),
-            received: Arc::default(),
-            script: Arc::new(Mutex::new(script.iter().copied().collect())),
-        };
-        let shared = receiver.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { shared.answer(request).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        receiver
-    }
-
-    async fn answer(
-        &self,
-        request: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-        let path = request.uri().path().to_owned();
-        let body = request
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        self.received.lock().expect("lock").push(Received {
-            path: path.clone(),
-            body,
-        });
-        let answer = {
-            let mut script = self.script.lock().expect("lock");
-            match script.iter().position(|(p, _)| *p == path) {
-                Some(i) => script.remove(i).map_or(Answer::Status(200), |(_, a)| a),
-                None => Answer::Status(200),
-            }
-        };
-        match answer {
-            Answer::Hang => std::future::pending().await,
-            Answer::Status(code) => {
-                let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                *response.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
-                Ok(response)
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
-
-    fn at(&self, path: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
-    }
-
-    async fn wait_for_count(&self, path: &str, n: usize) -> Vec<Received> {
-        wait_for(WAIT, || async { self.at(path).len() >= n }).await;
-        self.at(path)
-    }
-}
 
 /// Short retries and loopback receivers allowed.
 fn test_push(config: &mut Config) {
