@@ -170,12 +170,11 @@ impl PeerDirectory {
     /// The address pinned to `key`, if this node has met a server with that key (a server event's
     /// origin is named by key; what it may say depends on the address, e.g. a user's homeserver).
     pub async fn address_of(&self, key: &PublicKey) -> Result<Option<String>, FederationError> {
+        let key = *key.as_bytes();
         Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .find(|p| p.key == *key)
-            .map(|p| p.address))
+            .store
+            .read(move |c| table::address_of_key(c, &key))
+            .await?)
     }
 
     /// Fetches `address`'s `GetServerInfo`, checks it against the pin and stores any change: the

@@ -84,6 +84,16 @@ pub fn peer(c: &Connection, address: &str) -> Result<Option<PeerRecord>, Storage
     .optional()?)
 }
 
+/// The address pinned to `key` (the first by address, should two share it).
+pub fn address_of_key(c: &Connection, key: &[u8; 32]) -> Result<Option<String>, StorageError> {
+    Ok(c.query_row(
+        "SELECT address FROM federation_peers WHERE server_key = ?1 ORDER BY address LIMIT 1",
+        [&key[..]],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
 /// Every pinned peer, by address.
 pub fn peers(c: &Connection) -> Result<Vec<PeerRecord>, StorageError> {
     let mut stmt = c.prepare(&format!(

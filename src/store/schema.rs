@@ -22,6 +22,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(BANS_V16),
         M::up(REMOTE_PUSH_V17),
         M::up(MEMBERSHIPS_V18),
+        M::up(PEERS_BY_KEY_V19),
     ])
 }
 
@@ -490,6 +491,11 @@ CREATE TABLE remote_memberships (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (user_id, host_key, guild_id)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Gossip validators look a server event's origin up by key, once per event.
+const PEERS_BY_KEY_V19: &str = r#"
+CREATE INDEX federation_peers_by_key ON federation_peers(server_key);
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
