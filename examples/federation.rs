@@ -336,6 +336,9 @@ fn config_in(dir: &std::path::Path) -> Config {
         data_dir: dir.to_path_buf(),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        // The three nodes are on loopback: let them reach each other (a node on the internet
+        // leaves this off, see docs/OPERATING.md).
+        allow_private_addresses: true,
         ..Config::default()
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Target {
         default_value = "http://127.0.0.1:7400"
     )]
     pub(crate) server: String,
+    /// A PEM file of CA certificates to trust for https:// servers, besides the public roots.
+    #[arg(long, env = "GUILDHALL_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 pub(crate) fn default_identity_path() -> PathBuf {
@@ -72,15 +75,23 @@ pub(crate) fn load_full(path: &Path) -> Result<(IdentityFile, ClientIdentity)> {
     Ok((file, identity))
 }
 
-pub(crate) async fn dial(server: &str) -> Result<GuildHallClient<Channel>> {
-    GuildHallClient::connect(server.to_owned())
+/// How long the CLI waits for a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection to `server`: `https://` is verified TLS (the public roots plus `ca_file`), never
+/// plaintext. The person at the keyboard names the server, so any address may be dialled.
+pub(crate) async fn dial(server: &str, ca_file: Option<&Path>) -> Result<GuildHallClient<Channel>> {
+    let outbound = guildhall::outbound::Outbound::unrestricted(ca_file)?;
+    let channel = outbound
+        .channel(server, CONNECT_TIMEOUT)
         .await
-        .with_context(|| format!("connecting to {server}"))
+        .with_context(|| format!("connecting to {server}"))?;
+    Ok(GuildHallClient::new(channel))
 }
 
 /// A connection and the server's key, the audience signed requests must name.
-pub(crate) async fn connect(server: &str) -> Result<(GuildHallClient<Channel>, PublicKey)> {
-    let mut client = dial(server).await?;
+pub(crate) async fn connect(target: &Target) -> Result<(GuildHallClient<Channel>, PublicKey)> {
+    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
     let info = client.get_server_info(pb::Empty {}).await?.into_inner();
     let audience = PublicKey::from_hex(&info.server_pubkey).context("server_pubkey")?;
     Ok((client, audience))
@@ -101,7 +112,7 @@ pub(crate) fn save_session(
 
 pub(crate) async fn register(target: &Target, name: &str) -> Result<()> {
     let (file, identity) = load_full(&target.id.identity)?;
-    let (mut client, audience) = connect(&target.server).await?;
+    let (mut client, audience) = connect(target).await?;
     let request = identity.register_request(&audience, name, Some("guildhall cli"), now_ms());
     let reply = client.register(request).await?.into_inner();
     let user = reply.user.unwrap_or_default();
@@ -111,7 +122,7 @@ pub(crate) async fn register(target: &Target, name: &str) -> Result<()> {
 
 pub(crate) async fn login(target: &Target) -> Result<()> {
     let (file, identity) = load(&target.id.identity)?;
-    let (mut client, audience) = connect(&target.server).await?;
+    let (mut client, audience) = connect(target).await?;
     let reply = client
         .login(identity.login_request(&audience, now_ms()))
         .await?
@@ -145,8 +156,8 @@ pub(crate) async fn whoami(target: &Target) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn info(server: &str) -> Result<()> {
-    let mut client = dial(server).await?;
+pub(crate) async fn info(server: &str, ca_file: Option<&Path>) -> Result<()> {
+    let mut client = dial(server, ca_file).await?;
     let info = client.get_server_info(pb::Empty {}).await?.into_inner();
     println!("address:   {}", info.canonical_address);
     println!("server id: {}", info.server_pubkey);
@@ -179,7 +190,7 @@ impl Session {
             );
         }
         Ok(Self {
-            client: dial(&target.server).await?,
+            client: dial(&target.server, target.ca_file.as_deref()).await?,
             bearer: format!("Bearer {}", file.access_token).parse()?,
             user_id: identity.user_id(),
         })
@@ -307,7 +318,7 @@ pub(crate) async fn join(target: &Target, token: &str, name: Option<String>) -> 
             data.user.unwrap_or_default().name
         }
     };
-    let (mut client, audience) = connect(&target.server).await?;
+    let (mut client, audience) = connect(target).await?;
     let preview = client
         .preview_invite(pb::PreviewInviteRequest {
             token: token.to_owned(),

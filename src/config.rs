@@ -67,6 +67,20 @@ pub struct Config {
     pub outbox: crate::federation::outbox::OutboxConfig,
     /// `ProxiedUnread`: how long each queried server has to answer completely, ms.
     pub unread_proxy_timeout_ms: u64,
+    /// TLS on the node's port and the roots its outgoing `https://` connections trust (`[tls]`).
+    pub tls: crate::tls::TlsConfig,
+    /// Whether the node may connect to loopback, private, link-local and other non-public
+    /// addresses that a request names (a homeserver, a DM invite's server, a push distributor, a
+    /// server list entry). Off by default: otherwise anyone could make the node open connections
+    /// into its own network. Turn on for a LAN-only deployment or tests.
+    pub allow_private_addresses: bool,
+    /// Reverse proxies (addresses or CIDR blocks, e.g. `"127.0.0.1"`, `"10.0.0.0/8"`) whose
+    /// `X-Forwarded-For` names the real client, for per-address rate limits and connection caps.
+    /// A client connecting from anywhere else can't choose its address by sending the header.
+    pub trusted_proxies: Vec<String>,
+    /// Most connections one client address may hold open at once (0: no cap); trusted proxies
+    /// are not capped.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Config {
@@ -95,6 +109,10 @@ impl Default for Config {
             push: crate::push::PushConfig::default(),
             outbox: crate::federation::outbox::OutboxConfig::default(),
             unread_proxy_timeout_ms: 5_000,
+            tls: crate::tls::TlsConfig::default(),
+            allow_private_addresses: false,
+            trusted_proxies: Vec::new(),
+            max_connections_per_address: 256,
         }
     }
 }
@@ -213,6 +231,10 @@ impl Config {
         self.outbox
             .validate()
             .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
+        self.tls
+            .validate()
+            .map_err(|(field, rule)| ConfigError::Invalid { field, rule })?;
+        self.trusted_proxy_nets()?;
         if self.p2p_listen.parse::<libp2p::Multiaddr>().is_err() {
             return Err(ConfigError::Invalid {
                 field: "p2p_listen",
@@ -220,6 +242,22 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// `trusted_proxies` read as address blocks (a bare address is a block of one).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        field: "trusted_proxies",
+                        rule: format!("{entry:?} is not an IP address or CIDR block"),
+                    })
+            })
+            .collect()
     }
 
     /// The path of the SQLite database.

@@ -629,18 +629,20 @@ fn remote_refusal(url: &str, status: &tonic::Status) -> Error {
         Code::Unauthenticated => Error::Unauthenticated(message),
         Code::FailedPrecondition | Code::AlreadyExists => Error::FailedPrecondition(message),
         Code::ResourceExhausted => Error::Exhausted(message),
-        _ => Error::Federation(FederationError::Unreachable {
+        _ => FederationError::Unreachable {
             address: url.to_owned(),
             reason: format!("{:?}: {}", status.code(), status.message()),
-        }),
+        }
+        .into(),
     }
 }
 
 fn no_answer(url: &str) -> Error {
-    Error::Federation(FederationError::Unreachable {
+    FederationError::Unreachable {
         address: url.to_owned(),
         reason: format!("no answer within {REMOTE_CALL_TIMEOUT:?}"),
-    })
+    }
+    .into()
 }
 
 fn cert_to_pb(cert: &StoredCert) -> pb::DeviceCert {

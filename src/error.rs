@@ -51,12 +51,10 @@ pub enum Error {
     /// The method is part of the API but not served by this build yet.
     #[error("{0}")]
     Unimplemented(String),
-    /// A server-to-server call or a peer's key was refused.
-    #[error(transparent)]
-    Federation(#[from] crate::federation::FederationError),
-    /// A user's homeserver did not vouch for a join.
-    #[error(transparent)]
-    Vouch(#[from] crate::federation::vouch::VouchError),
+    /// Another server needed for this request could not be reached; retry later. The message
+    /// never says why (see `outbound::UNREACHABLE`): the detail is logged.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -100,8 +98,7 @@ impl From<Error> for tonic::Status {
             }
             Error::Exhausted(m) => Status::resource_exhausted(m),
             Error::Unimplemented(m) => Status::unimplemented(m),
-            Error::Federation(e) => federation_status(e),
-            Error::Vouch(e) => vouch_status(e),
+            Error::Unavailable(m) => Status::unavailable(m),
             Error::Storage(StorageError::Conflict(m)) => Status::already_exists(m),
             Error::Storage(StorageError::Refused(m)) => Status::failed_precondition(m),
             Error::Storage(StorageError::Replay) => {
@@ -111,37 +108,6 @@ impl From<Error> for tonic::Status {
                 tracing::error!(error = %other, "storage failure");
                 Status::internal("internal storage error")
             }
-        }
-    }
-}
-
-/// The status for a refused server call or peer: a forged, misdirected, stale or replayed call is
-/// `UNAUTHENTICATED`; a proof that holds but for the wrong server or key is `PERMISSION_DENIED`.
-fn federation_status(err: crate::federation::FederationError) -> tonic::Status {
-    use crate::federation::FederationError as F;
-    use tonic::Status;
-    let message = err.to_string();
-    match err {
-        F::Header { .. } | F::Stale(_) | F::BadSignature | F::Replay | F::UnknownOrigin(_) => {
-            Status::unauthenticated(message)
-        }
-        F::WrongDestination(_) | F::KeyNotPinned(_) | F::PeerKey { .. } => {
-            Status::permission_denied(message)
-        }
-        F::DiscoveryLimited | F::BodyTooLarge(_) => Status::resource_exhausted(message),
-        F::Unreachable { .. } => Status::unavailable(message),
-        F::Storage(e) => Error::Storage(e).into(),
-    }
-}
-
-/// The status for a join whose homeserver did not vouch: unreachable is `UNAVAILABLE` (retry
-/// later); a refusal, an untrusted key or a vouch for another identity is `UNAUTHENTICATED`.
-fn vouch_status(err: crate::federation::vouch::VouchError) -> tonic::Status {
-    use crate::federation::vouch::VouchError as V;
-    match err {
-        V::Unreachable { .. } => tonic::Status::unavailable(err.to_string()),
-        V::Untrusted { .. } | V::Refused { .. } | V::OtherIdentity { .. } => {
-            tonic::Status::unauthenticated(err.to_string())
         }
     }
 }

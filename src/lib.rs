@@ -39,6 +39,13 @@
 //!   directory of peers' pinned keys, homeservers vouching for remote members, and forwarding
 //!   users' signed profile changes to their other servers.
 //! - [`gossip`]: the libp2p swarm task; the only module that touches `libp2p::Swarm`.
+//! - [`outbound`]: every connection the node opens to an address a request named: one address
+//!   policy (WHATWG URL parsing, a deny table of non-public blocks, checked at connect time) and
+//!   verified TLS for `https://`.
+//! - [`listener`]: the accept loop under the server: TLS when configured, connections per address
+//!   capped, the real client address behind a trusted reverse proxy.
+//! - [`tls`]: rustls configs: the roots outgoing connections trust, the served certificate and its
+//!   reload.
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
 //! - [`error`]: the crate error and its single mapping to gRPC status.
 //! - [`proto`]: code generated from `proto/`.
@@ -59,13 +66,16 @@ pub mod harmony;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod listener;
 pub mod mailbox;
 pub mod media;
 pub mod messages;
 pub mod node;
+pub mod outbound;
 pub mod presence;
 pub mod proto;
 pub mod push;
 pub mod store;
+pub mod tls;
 pub mod unread;
 pub mod webhooks;

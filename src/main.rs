@@ -68,6 +68,9 @@ enum Command {
             default_value = "http://127.0.0.1:7400"
         )]
         server: String,
+        /// A PEM file of CA certificates to trust for https:// servers, besides the public roots.
+        #[arg(long, env = "GUILDHALL_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Create guilds and list yours.
     #[command(subcommand)]
@@ -240,7 +243,7 @@ async fn run() -> Result<()> {
         Command::Register { target, name } => register(&target, &name).await,
         Command::Login { target } => login(&target).await,
         Command::Whoami { target } => whoami(&target).await,
-        Command::Info { server } => info(&server).await,
+        Command::Info { server, ca_file } => info(&server, ca_file.as_deref()).await,
         Command::Guild(GuildCommand::Create { target, name }) => guild_create(&target, name).await,
         Command::Guild(GuildCommand::List { target }) => guild_list(&target).await,
         Command::Channel(ChannelCommand::Create {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::accounts::{Accounts, AccountsConfig};
 use crate::api::profile::ProfileApi;
@@ -69,6 +68,9 @@ pub enum NodeError {
     /// gRPC reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The certificate, key or CA file could not be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -172,11 +174,29 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let served_cert = if config.tls.serves_tls() {
+            Some(crate::tls::ServerCert::load(
+                &config.tls.cert_file,
+                &config.tls.key_file,
+            )?)
+        } else {
+            None
+        };
+        let scheme = if served_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let canonical_address = if config.public_url.is_empty() {
-            format!("http://{grpc_addr}")
+            format!("{scheme}://{grpc_addr}")
         } else {
             config.public_url.clone()
         };
+        let outbound = crate::outbound::Outbound::new(
+            crate::outbound::AddressPolicy::new(config.allow_private_addresses),
+            crate::tls::ClientTls::new(config.tls.extra_ca())?,
+        );
+        let trusted_proxies = std::sync::Arc::new(config.trusted_proxy_nets()?);
 
         let bootstrap = if config.bootstrap_file.as_os_str().is_empty() {
             Vec::new()
@@ -196,6 +216,7 @@ impl Node {
             key.clone(),
             canonical_address.clone(),
             config.clock_skew_ms,
+            outbound.clone(),
         );
         let outbox = crate::federation::outbox::Outbox::new(
             store.clone(),
@@ -290,6 +311,7 @@ impl Node {
             guilds.events(),
             config.push.clone(),
             outbox.clone(),
+            outbound,
             &cancel,
         )
         .map_err(NodeError::Push)?;
@@ -359,14 +381,24 @@ impl Node {
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
             .accept_http1(true)
+            .layer(crate::listener::ClientAddressLayer::new(
+                trusted_proxies.clone(),
+            ))
             .layer(SessionLayer::new(accounts))
             .layer(federation.layer())
             .add_routes(tonic::service::Routes::from(routes));
         let shutdown = cancel.clone();
+        let listener_config = crate::listener::ListenerConfig {
+            tls: served_cert
+                .as_ref()
+                .map(|c| c.server_config())
+                .transpose()?,
+            max_connections_per_address: config.max_connections_per_address,
+            trusted_proxies,
+            handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+        };
+        let incoming = crate::listener::incoming(listener, listener_config, cancel.clone());
         let server = tokio::spawn(async move {
-            // Without TCP_NODELAY, small gRPC replies wait out Nagle's algorithm and the peer's
-            // delayed ACK (~40 ms per unary call).
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                 .await
@@ -392,6 +424,9 @@ impl Node {
             catch_up,
         ];
         tasks.extend(push_tasks);
+        if let Some(cert) = served_cert {
+            tasks.push(cert.spawn_watch(cancel.clone()));
+        }
         Ok(RunningNode {
             grpc_addr,
             server_id,

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::accounts::rules;
 use crate::error::{Error, Result};
+use crate::outbound::Outbound;
 use crate::proto::guildhall::v1 as pb;
 use crate::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 
@@ -26,6 +27,8 @@ pub const MAX_QUERIES: usize = 32;
 pub const TOKEN_MAX: usize = 512;
 /// Most guilds read from one server (their channels are read too).
 pub const MAX_GUILDS: usize = 200;
+/// How long connecting to one queried server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// `ListChannels` calls in flight to one server at a time.
 const CHANNEL_CONCURRENCY: usize = 8;
 
@@ -33,6 +36,7 @@ const CHANNEL_CONCURRENCY: usize = 8;
 #[derive(Debug, Clone)]
 pub struct UnreadProxy {
     per_server: Duration,
+    outbound: Outbound,
 }
 
 /// One checked query.
@@ -42,9 +46,13 @@ struct Query {
 }
 
 impl UnreadProxy {
-    /// A proxy giving each server `per_server` to answer completely.
-    pub fn new(per_server: Duration) -> Self {
-        Self { per_server }
+    /// A proxy giving each server `per_server` to answer completely, reaching them through
+    /// `outbound` (the queried URLs are the caller's: they pass the node's address policy).
+    pub fn new(per_server: Duration, outbound: Outbound) -> Self {
+        Self {
+            per_server,
+            outbound,
+        }
     }
 
     /// Checks the queries, starts one task per server and returns the stream of their answers,
@@ -67,9 +75,10 @@ impl UnreadProxy {
         // Room for every answer: a task never waits on a slow reader.
         let (tx, rx) = mpsc::channel(checked.len().max(1));
         for query in checked {
-            let (tx, per_server) = (tx.clone(), self.per_server);
+            let (tx, per_server, outbound) = (tx.clone(), self.per_server, self.outbound.clone());
             tokio::spawn(async move {
-                let answer = match tokio::time::timeout(per_server, fetch(&query)).await {
+                let answer = match tokio::time::timeout(per_server, fetch(&outbound, &query)).await
+                {
                     Ok(Ok((guilds, channels))) => pb::ProxiedUnreadResponse {
                         server: query.url,
                         guilds,
@@ -128,13 +137,18 @@ fn authed<T>(query: &Query, message: T) -> tonic::Request<T> {
 }
 
 /// Reads one server's guilds and their channels with the user's session there.
-async fn fetch(query: &Query) -> std::result::Result<(Vec<pb::Guild>, Vec<pb::Channel>), String> {
-    let channel = tonic::transport::Endpoint::from_shared(query.url.clone())
-        .map_err(|e| format!("bad address: {e}"))?
-        .tcp_nodelay(true)
-        .connect()
+async fn fetch(
+    outbound: &Outbound,
+    query: &Query,
+) -> std::result::Result<(Vec<pb::Guild>, Vec<pb::Channel>), String> {
+    let channel = outbound
+        .channel(&query.url, CONNECT_TIMEOUT)
         .await
-        .map_err(|e| format!("unreachable: {e}"))?;
+        .map_err(|e| {
+            // The same words whatever the cause, so the proxy can't map a network.
+            tracing::info!(server = %query.url, error = %e, "ProxiedUnread: unreachable");
+            crate::outbound::UNREACHABLE.to_owned()
+        })?;
     let client = GuildHallClient::new(channel);
     let mut guilds = client
         .clone()

@@ -413,7 +413,7 @@ fn notice(message_id: &str) -> String {
 #[tokio::test]
 async fn push_delegation_reaches_the_distributor_only_from_its_server() {
     let a = TestNode::spawn().await;
-    let b = TestNode::spawn_with(|c| c.push.allow_private_destinations = true).await;
+    let b = TestNode::spawn_with(|c| c.allow_private_addresses = true).await;
     let c = TestNode::spawn().await;
     let bob = register(&b, "Bob").await;
     let cy = register(&b, "Cy").await;
@@ -593,7 +593,7 @@ async fn proxied_unread_streams_each_server_as_it_answers() {
         at_dead
             .error
             .as_deref()
-            .is_some_and(|e| e.contains("unreachable"))
+            .is_some_and(|e| e.contains("not reachable from this server"))
     );
     let at_c: Vec<_> = seen.iter().filter(|r| r.server == c.address()).collect();
     assert_eq!(at_c.len(), 2);

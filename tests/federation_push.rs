@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// A homeserver that may POST to distributors on loopback, one delivery at a time (so "nothing
 /// else arrived first" means nothing else was queued), and retries its outbox quickly.
 fn homeserver(config: &mut Config) {
-    config.push.allow_private_destinations = true;
+    config.allow_private_addresses = true;
     config.push.max_concurrent_deliveries = 1;
     config.push.retry_initial_backoff_ms = 50;
     config.push.retry_max_backoff_ms = 200;

@@ -134,6 +134,7 @@ impl GuildHallApi {
         clock_skew_ms: u64,
         unread_timeout: std::time::Duration,
     ) -> Self {
+        let outbound = federation.directory().outbound().clone();
         let dm_invites = crate::dm_invites::DmInvites::new(
             self.guilds.clone(),
             federation,
@@ -143,7 +144,7 @@ impl GuildHallApi {
         );
         self.federated = Some(federated::Remote {
             dm_invites,
-            unread: crate::unread::UnreadProxy::new(unread_timeout),
+            unread: crate::unread::UnreadProxy::new(unread_timeout, outbound),
         });
         self
     }

@@ -150,7 +150,7 @@ async fn link_request(
     let expected =
         PublicKey::from_hex(user_id).context("--user-id: must be a user id (hex K_id)")?;
     let pending = PendingLink::new(device_id, name.as_deref());
-    let mut client = dial(&target.server).await?;
+    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
     put(
         &mut client,
         pending.code.request_box(),
@@ -173,7 +173,7 @@ async fn link_request(
     file.save(path)?;
     println!("identity:    {} (this device only)", path.display());
 
-    let (mut client, audience) = connect(&target.server).await?;
+    let (mut client, audience) = connect(target).await?;
     let mut request = device.login_request(&audience, now_ms());
     request.device_name = name;
     device.sign_login(&audience, &mut request);
@@ -202,7 +202,7 @@ async fn link_approve(
 ) -> Result<()> {
     let (_, identity) = load_full(&target.id.identity)?;
     let code = LinkCode::parse(code)?;
-    let mut client = dial(&target.server).await?;
+    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
     let payload = take_within(&mut client, &code.request_box(), wait)
         .await?
         .context(

@@ -58,15 +58,14 @@ impl FederationClient {
         address: &str,
     ) -> Result<SigningService<tonic::transport::Channel>, FederationError> {
         let destination = self.directory.refresh(address).await?;
-        let channel = tonic::transport::Endpoint::from_shared(address.to_owned())
+        let channel = self
+            .directory
+            .outbound()
+            .lazy_channel(address, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
             .map_err(|e| FederationError::Unreachable {
                 address: address.to_owned(),
                 reason: e.to_string(),
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            })?;
         Ok(SigningService {
             inner: channel,
             signer: Arc::new(Signer {

@@ -102,6 +102,34 @@ pub enum FederationError {
     Storage(#[from] StorageError),
 }
 
+/// How a refused server call or an unusable peer reaches a client: a forged, misdirected, stale
+/// or replayed call is `UNAUTHENTICATED`; a proof that holds but for the wrong server or key is
+/// `PERMISSION_DENIED`; an unreachable peer is `UNAVAILABLE`, in the same words whatever the cause.
+impl From<FederationError> for crate::error::Error {
+    fn from(err: FederationError) -> Self {
+        use crate::error::Error;
+        use FederationError as F;
+        let message = err.to_string();
+        match err {
+            F::Header { .. } | F::Stale(_) | F::BadSignature | F::Replay | F::UnknownOrigin(_) => {
+                Error::Unauthenticated(message)
+            }
+            F::WrongDestination(_) | F::KeyNotPinned(_) | F::PeerKey { .. } => {
+                Error::PermissionDenied(message)
+            }
+            F::DiscoveryLimited | F::BodyTooLarge(_) => Error::Exhausted(message),
+            F::Unreachable { address, reason } => {
+                tracing::info!(peer = %address, %reason, "peer unreachable");
+                Error::Unavailable(format!(
+                    "peer {address} is {}",
+                    crate::outbound::UNREACHABLE
+                ))
+            }
+            F::Storage(e) => Error::Storage(e),
+        }
+    }
+}
+
 /// The node's federation parts: its directory of peers, the verifier for incoming calls and the
 /// client for outgoing ones. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -114,9 +142,16 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// Builds the parts for a node whose key is `key` and whose canonical address is `address`.
-    pub fn new(store: Store, key: SecretKey, address: String, clock_skew_ms: u64) -> Self {
-        let directory = PeerDirectory::new(store.clone());
+    /// Builds the parts for a node whose key is `key` and whose canonical address is `address`,
+    /// reaching other servers through `outbound`.
+    pub fn new(
+        store: Store,
+        key: SecretKey,
+        address: String,
+        clock_skew_ms: u64,
+        outbound: crate::outbound::Outbound,
+    ) -> Self {
+        let directory = PeerDirectory::new(store.clone(), outbound);
         let client = FederationClient::new(Arc::new(key.clone()), address, directory.clone());
         let layer = S2sVerifyLayer::new(verify::Verifier::new(
             key.public(),

@@ -21,6 +21,7 @@ use super::FederationError;
 use crate::identity::freshness::now_ms;
 use crate::identity::signing::{self, ServerKeyRotationPayload};
 use crate::identity::{PublicKey, Signature};
+use crate::outbound::Outbound;
 use crate::proto::guildhall::v1 as pb;
 use crate::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use crate::store::federation::{self as table, PeerRecord, PinChange};
@@ -101,14 +102,17 @@ pub struct PeerDirectory {
     discovery: Arc<DefaultDirectRateLimiter>,
     discovery_slots: Arc<Semaphore>,
     new_peers: Arc<NewPeers>,
+    outbound: Outbound,
 }
 
 impl PeerDirectory {
-    /// A directory over the node's store.
-    pub fn new(store: Store) -> Self {
+    /// A directory over the node's store, reaching peers through `outbound` (its address policy
+    /// and TLS roots).
+    pub fn new(store: Store, outbound: Outbound) -> Self {
         let per_minute = NonZeroU32::new(DISCOVERY_PER_MINUTE).expect("constant is non-zero");
         Self {
             store,
+            outbound,
             discovery: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
             discovery_slots: Arc::new(Semaphore::new(DISCOVERY_CONCURRENCY)),
             new_peers: Arc::default(),
@@ -181,7 +185,7 @@ impl PeerDirectory {
     /// key to sign outgoing calls to `address` for. Called before talking to a peer, so a peer
     /// that changed its key without a valid rotation is never trusted.
     pub async fn refresh(&self, address: &str) -> Result<PublicKey, FederationError> {
-        let info = fetch_info(address).await?;
+        let info = self.fetch_info(address).await?;
         self.observe(address, &info).await
     }
 
@@ -232,9 +236,11 @@ impl PeerDirectory {
             .discovery_slots
             .try_acquire()
             .map_err(|_| FederationError::DiscoveryLimited)?;
-        let info = fetch_info(address).await.map_err(|e| {
+        let info = self.fetch_info(address).await.map_err(|e| {
+            tracing::info!(peer = %address, error = %e, "key fetch for an unknown caller failed");
             FederationError::UnknownOrigin(format!(
-                "{address} is not a known server and its key could not be fetched ({e})"
+                "{address} is not a known server and its key could not be fetched: {}",
+                crate::outbound::UNREACHABLE
             ))
         })?;
         let judgement = judge(current.as_ref(), address, &info, now)?;
@@ -388,31 +394,39 @@ fn check_rotation(
         .map_err(|_| "key_rotation.signature: not a signature by the pinned key".into())
 }
 
-/// Fetches `GetServerInfo` from `address`, bounded by [`FETCH_TIMEOUT`].
-pub async fn fetch_info(address: &str) -> Result<pb::ServerInfoResponse, FederationError> {
-    let fail = |reason: String| FederationError::Unreachable {
-        address: address.to_owned(),
-        reason,
-    };
-    if address.len() > 2048 || !(address.starts_with("http://") || address.starts_with("https://"))
-    {
-        return Err(fail(
-            "must be an http:// or https:// address of at most 2048 bytes".into(),
-        ));
-    }
-    let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
-        .map_err(|e| fail(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(FETCH_TIMEOUT);
-    let fetch = async {
-        let channel = endpoint.connect().await.map_err(|e| fail(e.to_string()))?;
-        GuildHallClient::new(channel)
-            .get_server_info(pb::Empty {})
+impl PeerDirectory {
+    /// Fetches `GetServerInfo` from `address`, bounded by [`FETCH_TIMEOUT`], through the
+    /// outbound policy and TLS.
+    pub async fn fetch_info(
+        &self,
+        address: &str,
+    ) -> Result<pb::ServerInfoResponse, FederationError> {
+        let fail = |reason: String| FederationError::Unreachable {
+            address: address.to_owned(),
+            reason,
+        };
+        if address.len() > 2048 {
+            return Err(fail("must be an address of at most 2048 bytes".into()));
+        }
+        let fetch = async {
+            let channel = self
+                .outbound
+                .channel(address, CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            GuildHallClient::new(channel)
+                .get_server_info(pb::Empty {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| fail(format!("GetServerInfo: {}", s.message())))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| fail(format!("GetServerInfo: {}", s.message())))
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, fetch)
-        .await
-        .map_err(|_| fail(format!("no answer within {FETCH_TIMEOUT:?}")))?
+            .map_err(|_| fail(format!("no answer within {FETCH_TIMEOUT:?}")))?
+    }
+
+    /// The outbound policy and TLS roots peers are reached through.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
 }

@@ -14,8 +14,8 @@ use crate::proto::guildhall::v1 as pb;
 /// so it is short; a homeserver that can't answer in time is treated as unreachable.
 pub const VOUCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a homeserver's vouch was not obtained. Mapped to a status in `crate::error`; every message
-/// starts with `homeserver_url`, the field that named the homeserver.
+/// Why a homeserver's vouch was not obtained; every message starts with `homeserver_url`, the
+/// field that named the homeserver.
 #[derive(Debug, thiserror::Error)]
 pub enum VouchError {
     /// The homeserver could not be reached or did not answer in time.
@@ -54,6 +54,27 @@ pub enum VouchError {
         /// The id it answered with.
         vouched: String,
     },
+}
+
+/// How a join whose homeserver did not vouch reaches the client: unreachable is `UNAVAILABLE`
+/// (retry later, in the same words whatever the cause); a refusal, an untrusted key or a vouch
+/// for another identity is `UNAUTHENTICATED`.
+impl From<VouchError> for crate::error::Error {
+    fn from(err: VouchError) -> Self {
+        use crate::error::Error;
+        match err {
+            VouchError::Unreachable { homeserver, reason } => {
+                tracing::info!(%homeserver, %reason, "homeserver unreachable for a vouch");
+                Error::Unavailable(format!(
+                    "homeserver_url: {homeserver} is {}",
+                    crate::outbound::UNREACHABLE
+                ))
+            }
+            VouchError::Untrusted { .. }
+            | VouchError::Refused { .. }
+            | VouchError::OtherIdentity { .. } => Error::Unauthenticated(err.to_string()),
+        }
+    }
 }
 
 /// A homeserver's yes to a join.

@@ -150,7 +150,9 @@ async fn pull_from(
     report: &mut CatchUpReport,
 ) -> Result<(), Stop> {
     let unreachable = |e: &dyn std::fmt::Display| Stop::Unreachable(e.to_string());
-    let info = crate::federation::peers::fetch_info(address)
+    let info = federation
+        .directory()
+        .fetch_info(address)
         .await
         .map_err(|e| unreachable(&e))?;
     federation

@@ -25,10 +25,6 @@ pub struct PushConfig {
     /// A push still undelivered this long after it was queued is dropped: a notification about
     /// an old message is noise.
     pub max_age_secs: u64,
-    /// Whether distributor URLs may point at loopback, private, link-local or other non-public
-    /// addresses. Off by default: otherwise any user could make the node POST into its own
-    /// network. Turn on for a LAN-only deployment or tests.
-    pub allow_private_destinations: bool,
 }
 
 impl Default for PushConfig {
@@ -42,7 +38,6 @@ impl Default for PushConfig {
             retry_max_backoff_ms: 15 * 60 * 1000,
             max_attempts: 10,
             max_age_secs: 24 * 60 * 60,
-            allow_private_destinations: false,
         }
     }
 }

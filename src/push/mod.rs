@@ -48,6 +48,7 @@ pub struct Push {
     config: Arc<PushConfig>,
     online: OnlineUsers,
     wake_delivery: Arc<Notify>,
+    outbound: crate::outbound::Outbound,
 }
 
 impl Push {
@@ -57,15 +58,17 @@ impl Push {
         events: &Events,
         config: PushConfig,
         outbox: crate::federation::outbox::Outbox,
+        outbound: crate::outbound::Outbound,
         cancel: &CancellationToken,
     ) -> std::result::Result<(Self, Vec<JoinHandle<()>>), String> {
         let client = client::PushClient::new(
             Duration::from_millis(config.request_timeout_ms),
-            config.allow_private_destinations,
-        )?;
+            outbound.clone(),
+        );
         let push = Self {
             store: events.store().clone(),
             config: Arc::new(config),
+            outbound,
             online: OnlineUsers::default(),
             wake_delivery: Arc::new(Notify::new()),
         };
@@ -117,20 +120,12 @@ impl Push {
 
     fn distributor_url(&self, raw: &str) -> Result<String> {
         let url = rules::http_url(raw).map_err(|rule| Error::invalid("distributor_url", rule))?;
-        if !self.config.allow_private_destinations {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|_| Error::invalid("distributor_url", "must be a URL"))?;
-            let host = uri.host().unwrap_or_default();
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse()
-                && let Some(why) = client::forbidden_ip(ip)
-            {
-                return Err(Error::invalid(
-                    "distributor_url",
-                    format!("must not point at {why} ({host})"),
-                ));
-            }
-        }
+        // An address literal the node won't connect to is refused now; a name is checked on
+        // every delivery, against every address it resolves to.
+        self.outbound
+            .policy()
+            .check_url(&url)
+            .map_err(|why| Error::invalid("distributor_url", why))?;
         Ok(url)
     }
 

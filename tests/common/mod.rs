@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod distributor;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +47,9 @@ impl TestNode {
             // Tests register and send a lot from one address; the rate-limit tests turn limits
             // on through the admin API.
             settings: guildhall::limits::Settings::default().unlimited(),
+            // Test nodes federate with each other on loopback; the address-policy tests turn
+            // this back off.
+            allow_private_addresses: true,
             ..Config::default()
         };
         edit(&mut config);
@@ -66,10 +70,16 @@ impl TestNode {
         self.node().server_id
     }
 
+    /// A client of the node at its canonical address (`https://` when it serves TLS, verified
+    /// against its configured extra CA).
     pub async fn client(&self) -> GuildHallClient<Channel> {
-        GuildHallClient::connect(format!("http://{}", self.node().grpc_addr))
+        let outbound = guildhall::outbound::Outbound::unrestricted(self.config.tls.extra_ca())
+            .expect("client TLS");
+        let channel = outbound
+            .channel(&self.address(), Duration::from_secs(5))
             .await
-            .expect("connect")
+            .expect("connect");
+        GuildHallClient::new(channel)
     }
 
     /// Stops the node and starts it again on the same data directory (new ports).
@@ -403,4 +413,25 @@ pub async fn my_servers(home: &TestNode, who: &TestUser) -> Vec<pb::UserServer> 
         .expect("my data")
         .into_inner()
         .servers
+}
+
+/// The ids of `guild`'s members on `node`, as `token`'s holder sees them.
+pub async fn member_ids(node: &TestNode, token: &str, guild: &str) -> Vec<String> {
+    node.client()
+        .await
+        .list_guild_members(authed(
+            token,
+            pb::ListGuildMembersRequest {
+                guild_id: guild.into(),
+                limit: 100,
+                offset: 0,
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .members
+        .into_iter()
+        .map(|m| m.user.expect("user").id)
+        .collect()
 }
