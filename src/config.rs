@@ -81,6 +81,9 @@ pub struct Config {
     /// Most connections one client address may hold open at once (0: no cap); trusted proxies
     /// are not capped.
     pub max_connections_per_address: usize,
+    /// On shutdown (SIGTERM, Ctrl-C), how long open connections get to finish their calls and
+    /// acknowledge the close before they are dropped, ms.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             allow_private_addresses: false,
             trusted_proxies: Vec::new(),
             max_connections_per_address: 256,
+            shutdown_grace_ms: 10_000,
         }
     }
 }

@@ -201,6 +201,18 @@ struct ServeArgs {
     /// The URL clients and other servers reach this node at.
     #[arg(long, env = "GUILDHALL_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "GUILDHALL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "GUILDHALL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for outgoing https:// besides the public roots.
+    #[arg(long, env = "GUILDHALL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Let requests make the node connect to loopback/private addresses (tests, LANs).
+    #[arg(long, env = "GUILDHALL_ALLOW_PRIVATE_ADDRESSES")]
+    allow_private_addresses: Option<bool>,
 }
 
 #[tokio::main]
@@ -288,6 +300,8 @@ fn rotate_server_key(args: ServeArgs) -> Result<()> {
     if let Some(v) = args.data_dir {
         config.data_dir = v;
     }
+    // Not while a node runs on this directory: it would go on signing with the old key.
+    let _lock = guildhall::node::DataDirLock::acquire(&config.data_dir)?;
     let path = config.server_key_path();
     let rotation = guildhall::federation::local::rotate_key_file(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -317,22 +331,71 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(v) = args.public_url {
         config.public_url = v;
     }
+    if let Some(v) = args.tls_cert {
+        config.tls.cert_file = v;
+    }
+    if let Some(v) = args.tls_key {
+        config.tls.key_file = v;
+    }
+    if let Some(v) = args.tls_ca {
+        config.tls.extra_ca_file = v;
+    }
+    if let Some(v) = args.allow_private_addresses {
+        config.allow_private_addresses = v;
+    }
     let node = Node::start(config.clone()).await?;
     // Give the swarm a moment to report its bound addresses before printing them.
     let mut addrs = node.info.p2p_addrs.clone();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), addrs.changed()).await;
-    println!("guildhall {} is running", env!("CARGO_PKG_VERSION"));
-    println!("  gRPC:      http://{}", node.grpc_addr);
-    println!("  address:   {}", node.info.canonical_address);
-    println!("  server id: {}", node.server_id);
-    println!("  peer id:   {}", node.info.peer_id);
+    // Written once and never fatally: a closed stdout (a supervisor that stopped reading) must
+    // not take the node down.
+    let scheme = if config.tls.serves_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut banner = format!(
+        "guildhall {} is running\n  gRPC:      {scheme}://{}\n  address:   {}\n  server id: {}\n  peer id:   {}\n",
+        env!("CARGO_PKG_VERSION"),
+        node.grpc_addr,
+        node.info.canonical_address,
+        node.server_id,
+        node.info.peer_id
+    );
     for addr in node.p2p_addrs() {
-        println!("  p2p:       {addr}/p2p/{}", node.info.peer_id);
+        banner.push_str(&format!("  p2p:       {addr}/p2p/{}\n", node.info.peer_id));
     }
-    println!("  data:      {}", config.data_dir.display());
-    println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
+    banner.push_str(&format!(
+        "  data:      {}\nPress Ctrl-C to stop.\n",
+        config.data_dir.display()
+    ));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
+    let signal = stop_signal().await?;
+    tracing::info!(%signal, "stopping: no new connections; open calls and streams end; queued work stays queued");
     node.shutdown();
     node.stopped().await;
+    tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what systemd and Docker send) and names it.
+async fn stop_signal() -> Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let name = tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT")?,
+            _ = term.recv() => "SIGTERM",
+        };
+        Ok(name)
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
 }

@@ -71,6 +71,62 @@ pub enum NodeError {
     /// The certificate, key or CA file could not be used.
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// Another process holds the data directory.
+    #[error(transparent)]
+    Locked(#[from] DataDirLockError),
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirLockError {
+    /// Another guildhall process (a node, or `rotate-server-key`) holds it.
+    #[error(
+        "data directory {0} is in use by another guildhall process (it holds {0}/{LOCK_FILE}); \
+         two nodes on one directory would share a key and corrupt each other's state"
+    )]
+    InUse(String),
+    /// The lock file could not be opened or locked.
+    #[error("locking data directory {dir}: {source}")]
+    Io {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The file in the data directory that a running node (or `rotate-server-key`) holds locked.
+pub const LOCK_FILE: &str = "lock";
+
+/// An exclusive hold on a data directory; released when dropped (or when the process dies, since
+/// it is an OS file lock, so a killed node never leaves a stale lock behind).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock on `dir` (creating it if needed), or says who has it.
+    pub fn acquire(dir: &Path) -> Result<Self, DataDirLockError> {
+        let io = |source| DataDirLockError::Io {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(DataDirLockError::InUse(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
 }
 
 /// A started node. Dropping it does not stop it; call [`RunningNode::shutdown`].
@@ -90,6 +146,8 @@ pub struct RunningNode {
     pub server_events: gossip::ServerEvents,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    store: Store,
+    lock: DataDirLock,
 }
 
 impl RunningNode {
@@ -98,11 +156,18 @@ impl RunningNode {
         self.cancel.cancel();
     }
 
-    /// Waits until every task has stopped (after [`RunningNode::shutdown`] or a fatal error).
+    /// Waits until every task has stopped (after [`RunningNode::shutdown`] or a fatal error):
+    /// the server has stopped accepting and its open calls and event streams have ended, the
+    /// outbox and push deliveries have stopped (what they had not delivered stays queued), and
+    /// every acknowledged write is in the database file. Then the data directory is released.
     pub async fn stopped(self) {
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Err(e) = self.store.flush().await {
+            tracing::warn!(error = %e, "final WAL checkpoint failed (the WAL is replayed on next start)");
+        }
+        drop(self.lock);
     }
 
     /// How many libp2p peers are connected now.
@@ -159,6 +224,7 @@ impl Node {
     /// Opens storage, loads the key, binds gRPC and libp2p, and starts serving.
     pub async fn start(config: Config) -> Result<RunningNode, NodeError> {
         config.validate()?;
+        let lock = DataDirLock::acquire(&config.data_dir)?;
         let key = load_or_create_key(&config.server_key_path())?;
         let server_id = key.public();
         let store = Store::open(&config.database_path(), config.sqlite_synchronous).await?;
@@ -254,6 +320,7 @@ impl Node {
                 access_ttl_ms: config.access_token_ttl_secs.saturating_mul(1000),
                 refresh_ttl_ms: config.refresh_token_ttl_secs.saturating_mul(1000),
                 admins: config.admins.clone(),
+                address_policy: crate::outbound::AddressPolicy::new(config.allow_private_addresses),
             },
         );
 
@@ -398,17 +465,29 @@ impl Node {
             handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
         };
         let incoming = crate::listener::incoming(listener, listener_config, cancel.clone());
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
         let server = tokio::spawn(async move {
-            if let Err(e) = router
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "gRPC server stopped");
+            let serve =
+                router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+            // A graceful HTTP/2 shutdown waits for every client to acknowledge it; a client that
+            // never does must not keep the node from stopping.
+            let deadline = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            tokio::select! {
+                result = serve => if let Err(e) = result {
+                    tracing::error!(error = %e, "gRPC server stopped");
+                },
+                () = deadline => tracing::warn!(
+                    ?grace,
+                    "connections still open after the shutdown grace period; closing them"
+                ),
             }
         });
         let retention_ms = config.event_retention_secs.saturating_mul(1000);
         let pruner = tokio::spawn(prune_loop(
-            store,
+            store.clone(),
             federation.clone(),
             retention_ms,
             cancel.clone(),
@@ -436,6 +515,8 @@ impl Node {
             server_events,
             cancel,
             tasks,
+            store,
+            lock,
         })
     }
 }

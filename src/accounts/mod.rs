@@ -34,6 +34,9 @@ pub struct AccountsConfig {
     pub refresh_ttl_ms: u64,
     /// Hex K_ids of server admins.
     pub admins: Vec<String>,
+    /// Which addresses the node connects to: a server-list entry the node would never reach is
+    /// refused when it is added.
+    pub address_policy: crate::outbound::AddressPolicy,
 }
 
 /// A registration as received, with keys parsed.
@@ -761,6 +764,12 @@ impl Accounts {
     /// `AddServer`: records a server the user belongs to.
     pub async fn add_server(&self, session: &SessionInfo, server_url: &str) -> Result<()> {
         let url = field_rule("server_url", rules::http_url(server_url))?;
+        // The node forwards the user's profile changes and revocations to every listed server:
+        // an address literal it won't connect to is refused now; a name is checked at connect time.
+        self.config
+            .address_policy
+            .check_url(&url)
+            .map_err(|why| Error::invalid("server_url", why))?;
         Ok(self
             .store
             .add_server(session.user_id.clone(), url, now_ms())

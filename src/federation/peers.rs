@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use super::FederationError;
@@ -34,6 +34,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Key fetches for unknown callers per minute, node-wide: an unauthenticated caller can make the
 /// node contact an address it names, so that is rationed.
 const DISCOVERY_PER_MINUTE: u32 = 60;
+/// Key fetches for unknown callers per minute from one client address: an unauthenticated
+/// caller makes the node dial out, so one address can't spend the node-wide allowance alone.
+const DISCOVERY_PER_ADDRESS_PER_MINUTE: u32 = 10;
 /// Key fetches for unknown callers in flight at once.
 const DISCOVERY_CONCURRENCY: usize = 4;
 
@@ -100,6 +103,7 @@ struct NewPeers {
 pub struct PeerDirectory {
     store: Store,
     discovery: Arc<DefaultDirectRateLimiter>,
+    discovery_by_address: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
     discovery_slots: Arc<Semaphore>,
     new_peers: Arc<NewPeers>,
     outbound: Outbound,
@@ -110,9 +114,12 @@ impl PeerDirectory {
     /// and TLS roots).
     pub fn new(store: Store, outbound: Outbound) -> Self {
         let per_minute = NonZeroU32::new(DISCOVERY_PER_MINUTE).expect("constant is non-zero");
+        let per_address =
+            NonZeroU32::new(DISCOVERY_PER_ADDRESS_PER_MINUTE).expect("constant is non-zero");
         Self {
             store,
             outbound,
+            discovery_by_address: Arc::new(RateLimiter::keyed(Quota::per_minute(per_address))),
             discovery: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
             discovery_slots: Arc::new(Semaphore::new(DISCOVERY_CONCURRENCY)),
             new_peers: Arc::default(),
@@ -215,11 +222,13 @@ impl PeerDirectory {
     /// For an incoming call from `address` signed by `claimed`: the pin change accepting the call
     /// needs (`None` when the pin already holds `claimed`). Nothing is written here; the verifier
     /// stores the change with the call's nonce only once the whole call is accepted. Fetches the
-    /// caller's `GetServerInfo` only when the pin can't answer, at a bounded rate and concurrency.
+    /// caller's `GetServerInfo` only when the pin can't answer, at a bounded rate (node-wide and
+    /// per `client` address) and concurrency.
     pub(crate) async fn resolve_origin(
         &self,
         address: &str,
         claimed: PublicKey,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Option<PinChange>, FederationError> {
         let now = now_ms();
         let current = self.get(address).await?;
@@ -228,6 +237,11 @@ impl PeerDirectory {
             && peer.key_valid_until >= now
         {
             return Ok(None);
+        }
+        if let Some(ip) = client
+            && self.discovery_by_address.check_key(&ip).is_err()
+        {
+            return Err(FederationError::DiscoveryLimited);
         }
         if self.discovery.check().is_err() {
             return Err(FederationError::DiscoveryLimited);

@@ -81,6 +81,7 @@ impl Verifier {
         method: &str,
         headers: &http::HeaderMap,
         body: &[u8],
+        client: Option<std::net::IpAddr>,
     ) -> Result<VerifiedOrigin, FederationError> {
         let call = SignedCall::parse(headers, method, body)?;
         let p = &call.payload;
@@ -103,7 +104,7 @@ impl Verifier {
         }
         let pin = self
             .directory
-            .resolve_origin(&verified.origin, origin_key)
+            .resolve_origin(&verified.origin, origin_key, client)
             .await?;
         let address = verified.origin.clone();
         let first = matches!(pin, Some(PinChange::New { .. }));
@@ -215,7 +216,15 @@ where
                 }
             };
             let method = parts.uri.path().to_owned();
-            match verifier.verify(&method, &parts.headers, &bytes).await {
+            let client = parts
+                .extensions
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr)
+                .map(|addr| addr.ip());
+            match verifier
+                .verify(&method, &parts.headers, &bytes, client)
+                .await
+            {
                 Ok(origin) => {
                     tracing::debug!(origin = %origin.address, %method, "signed server call accepted");
                     parts.extensions.insert(origin);

@@ -196,13 +196,20 @@ impl Store {
     /// past their window, then checkpoints the WAL so the disk footprint stays bounded.
     pub async fn prune(&self, now_ms: u64) -> Result<usize, StorageError> {
         let removed = self.write(move |tx| sessions::prune(tx, now_ms)).await?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    /// Waits until every write queued before this call is committed, then checkpoints the WAL
+    /// into the database file: what a clean shutdown does last, so the data directory is whole
+    /// without its `-wal` file.
+    pub async fn flush(&self) -> Result<(), StorageError> {
         self.inner
             .writer
             .exclusive(
                 |conn| Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?),
             )
-            .await?;
-        Ok(removed)
+            .await
     }
 }
 
