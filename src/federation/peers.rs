@@ -32,9 +32,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Key fetches for unknown callers per minute, node-wide: an unauthenticated caller can make the
 /// node contact an address it names, so that is rationed.
-const DISCOVERY_PER_MINUTE: u32 = 60;
+pub const DISCOVERY_PER_MINUTE: u32 = 60;
 /// Key fetches for unknown callers in flight at once.
-const DISCOVERY_CONCURRENCY: usize = 4;
+pub const DISCOVERY_CONCURRENCY: usize = 4;
 
 /// One pinned peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,11 +394,13 @@ pub async fn fetch_info(address: &str) -> Result<pb::ServerInfoResponse, Federat
         address: address.to_owned(),
         reason,
     };
-    if address.len() > 2048 || !(address.starts_with("http://") || address.starts_with("https://"))
+    if address.len() > super::wire::MAX_ADDRESS_BYTES
+        || !(address.starts_with("http://") || address.starts_with("https://"))
     {
-        return Err(fail(
-            "must be an http:// or https:// address of at most 2048 bytes".into(),
-        ));
+        return Err(fail(format!(
+            "must be an http:// or https:// address of at most {} bytes",
+            super::wire::MAX_ADDRESS_BYTES
+        )));
     }
     let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
         .map_err(|e| fail(e.to_string()))?
