@@ -347,7 +347,7 @@ pub(crate) async fn send(target: &Target, channel_id: String, text: String) -> R
 }
 
 pub(crate) async fn history(target: &Target, channel_id: String, limit: u32) -> Result<()> {
-    const PAGE: u32 = 100; // the most GetHistory returns at once
+    const PAGE: u32 = guildhall::messages::HISTORY_PAGE_MAX;
     let mut s = Session::open(target).await?;
     let mut messages = Vec::new();
     let mut cursor = String::new();

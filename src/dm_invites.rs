@@ -36,9 +36,9 @@ pub const MAX_INVITE_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Most pending invites from other nodes one user holds; more are refused until some are answered.
 pub const MAX_PENDING_RECEIVED: u64 = 100;
 /// Longest token, guild id or invite id accepted from another node, in bytes.
-const ID_MAX: usize = 128;
+pub const ID_MAX: usize = 128;
 /// Longest guild name accepted from another node, in bytes.
-const GUILD_NAME_MAX: usize = 400;
+pub const GUILD_NAME_MAX: usize = 400;
 
 /// Where and how to join an accepted DM (`AcceptDMInviteResponse`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -442,8 +442,13 @@ impl Node {
         services
             .add_service(health)
             .add_service(reflection)
-            .add_service(GuildHallServer::new(api))
-            .add_service(ProfileServiceServer::new(ProfileApi::new(harmony)));
+            .add_service(
+                GuildHallServer::new(api).max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                ProfileServiceServer::new(ProfileApi::new(harmony))
+                    .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
+            );
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

@@ -547,3 +547,39 @@ async fn moves_and_revocations_are_gossiped_to_nodes_outside_the_targets() {
     })
     .await;
 }
+
+/// A member known to a host as another node's user moves to that host with a `Login` there: the
+/// login's answer already shows the host as the homeserver (it was once read before the move).
+#[tokio::test]
+async fn a_login_carrying_a_move_answers_with_the_new_homeserver() {
+    let home = TestNode::spawn_fast_outbox().await;
+    let host = TestNode::spawn_fast_outbox().await;
+    let ada = register(&home, "Ada").await;
+    let owner = register(&host, "Owner").await;
+    let room = create_room(&host, &owner, "Guild").await;
+    remote_join(&host, &ada, &home.address(), &room.invite, "Ada")
+        .await
+        .expect("remote join");
+
+    let statement = ada
+        .identity
+        .homeserver_move(&host.address(), now_ms(), 1, Vec::new());
+    let mut login = ada.identity.login_request(&host.audience(), now_ms());
+    statement.apply_to_login(&mut login);
+    login.migration_targets = vec![home.address()];
+    ada.identity.sign_login(&host.audience(), &mut login);
+    let reply = host
+        .client()
+        .await
+        .login(login)
+        .await
+        .expect("login with the move")
+        .into_inner();
+    assert_eq!(reply.user.expect("user").homeserver, host.address());
+    home.outbox_drained(WAIT).await;
+    host.outbox_drained(WAIT).await;
+    assert_eq!(
+        homeserver_seen_by(&home, &ada.token, &ada.user.id).await,
+        host.address()
+    );
+}

@@ -5,6 +5,13 @@
    document's rules and checks bytes and signatures against the hex in the document.
 2. With --server, registers a fresh identity on a running node, calls GetMyData,
    logs in again and checks that replaying the Login is refused (UNAUTHENTICATED).
+3. With --host as well (a second node that can reach the first), runs the federation
+   walk of sections 11, 13 and 14: the user of --server joins a guild on --host
+   (join-invite, vouched for by Federate), talks there, changes their profile at home
+   (update-user, forwarded to the host), sees the host's membership event in GetMyData,
+   is invited to a DM from the host (dm-invite), revokes a second device
+   (device-revocation) and finally moves her homeserver to the host (homeserver-move-v2
+   in a Login, sent on to the old homeserver).
 
 Exit status is non-zero on any mismatch.
 """
@@ -308,58 +315,111 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def run_client(server: str, proto_root: Path) -> None:
+def same_address(a: str, b: str) -> bool:
+    """Canonical addresses compare with a trailing '/' ignored (section 11.1)."""
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def wait_until(what: str, probe, timeout_s: float = 60.0, step_s: float = 0.2):
+    """Calls probe() until it returns something truthy, at most timeout_s seconds.
+
+    For effects that travel between nodes in the background (the outbox, section 10)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise Mismatch(f"{what}: not seen within {timeout_s:.0f} s")
+        time.sleep(step_s)
+
+
+def bearer(token: str):
+    return [("authorization", f"Bearer {token}")]
+
+
+class Identity:
+    """A user's K_id and one device K_dev with its DeviceCert (sections 1, 3 device-cert)."""
+
+    def __init__(self, pb2, device_id: str):
+        self.k_id = Ed25519PrivateKey.generate()
+        self.k_dev = Ed25519PrivateKey.generate()
+        self.kid_hex, self.kdev_hex = pub_hex(self.k_id), pub_hex(self.k_dev)
+        self.device_id = device_id
+        issued = now_ms()
+        expiry = issued + 30 * 24 * 3600 * 1000
+        self.cert = pb2.DeviceCert(
+            pubkey=self.kdev_hex, device_id=device_id, issued_at=issued, expiry=expiry,
+            signature=self.k_id.sign(sb_device_cert(self.kid_hex, self.kdev_hex, device_id,
+                                                    issued, expiry)).hex())
+
+
+def server_info(pb2, stub, name: str):
+    info = stub.GetServerInfo(pb2.Empty(), timeout=10)
+    check(HEX64.match(info.server_pubkey) is not None,
+          f"{name}: server_pubkey not 64 lowercase hex: {info.server_pubkey!r}")
+    check(info.canonical_address.startswith(("http://", "https://")),
+          f"{name}: canonical_address is not an http(s) URL: {info.canonical_address!r}")
+    return info
+
+
+def register(pb2, stub, audience: str, who: Identity, display_name: str, device_name: str):
+    """Section 6 steps 3: Register, signed for `audience`."""
+    ts = now_ms()
+    r = stub.Register(pb2.RegisterRequest(
+        display_name=display_name, public_key=who.kid_hex, device_cert=who.cert,
+        id_proof=who.k_id.sign(sb_id_proof(audience, who.kid_hex, ts)).hex(),
+        device_name=device_name,
+        signature=who.k_dev.sign(sb_register(audience, who.kid_hex, who.kdev_hex, display_name,
+                                             device_name, ts)),
+        timestamp=ts), timeout=10)
+    check(HEX64.match(r.token) is not None, f"Register token not 64 hex: {r.token!r}")
+    check(HEX64.match(r.refresh_token) is not None, "Register refresh_token not 64 hex")
+    check(r.user.id == who.kid_hex, f"Register user.id {r.user.id} != K_id {who.kid_hex}")
+    return r
+
+
+def open_channel(address: str, flag: str):
+    import grpc
+
+    m = re.match(r"^(https?)://([^/]+)/?$", address)
+    check(m is not None, f"{flag} must look like http://host:port, got {address!r}")
+    scheme, target = m.groups()
+    if scheme == "https":
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials())
+    return grpc.insecure_channel(target)
+
+
+def run_client(server: str, proto_root: Path, host: str | None = None) -> None:
     import grpc
 
     print(f"== live client against {server}")
-    m = re.match(r"^(https?)://([^/]+)/?$", server)
-    check(m is not None, f"--server must look like http://host:port, got {server!r}")
-    scheme, target = m.groups()
 
     with tempfile.TemporaryDirectory(prefix="guildhall-py-stubs-") as tmp:
         pb2, pb2_grpc = load_stubs(proto_root, tmp)
-        channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials())
-                   if scheme == "https" else grpc.insecure_channel(target))
+        channel = open_channel(server, "--server")
         stub = pb2_grpc.GuildHallStub(channel)
 
         # 1. Keys and a device certificate.
-        k_id = Ed25519PrivateKey.generate()
-        k_dev = Ed25519PrivateKey.generate()
-        kid_hex, kdev_hex = pub_hex(k_id), pub_hex(k_dev)
-        issued = now_ms()
-        expiry = issued + 30 * 24 * 3600 * 1000
-        device_id = "py-" + secrets.token_hex(4)
-        cert = pb2.DeviceCert(
-            pubkey=kdev_hex, device_id=device_id, issued_at=issued, expiry=expiry,
-            signature=k_id.sign(sb_device_cert(kid_hex, kdev_hex, device_id, issued, expiry)).hex())
-        print(f"  [keys]      K_id={kid_hex}\n              K_dev={kdev_hex} device_id={device_id}")
+        ada = Identity(pb2, "py-" + secrets.token_hex(4))
+        k_id, k_dev, cert = ada.k_id, ada.k_dev, ada.cert
+        kid_hex, kdev_hex = ada.kid_hex, ada.kdev_hex
+        print(f"  [keys]      K_id={kid_hex}\n              K_dev={kdev_hex} "
+              f"device_id={ada.device_id}")
 
         # 2. Audience.
-        info = stub.GetServerInfo(pb2.Empty(), timeout=10)
+        info = server_info(pb2, stub, "server")
         audience = info.server_pubkey
-        check(HEX64.match(audience) is not None, f"server_pubkey not 64 lowercase hex: {audience!r}")
         print(f"  [info]      server_pubkey={audience} version={info.version!r} peer_id={info.peer_id}")
 
         # 3. Register.
+        r = register(pb2, stub, audience, ada, "Py Client", "Python")
         ts = now_ms()
-        device_name = "Python"
-        reg = pb2.RegisterRequest(
-            display_name="Py Client", public_key=kid_hex, device_cert=cert,
-            id_proof=k_id.sign(sb_id_proof(audience, kid_hex, ts)).hex(),
-            device_name=device_name,
-            signature=k_dev.sign(sb_register(audience, kid_hex, kdev_hex, "Py Client",
-                                             device_name, ts)),
-            timestamp=ts)
-        r = stub.Register(reg, timeout=10)
-        check(HEX64.match(r.token) is not None, f"Register token not 64 hex: {r.token!r}")
-        check(HEX64.match(r.refresh_token) is not None, "Register refresh_token not 64 hex")
-        check(r.user.id == kid_hex, f"Register user.id {r.user.id} != K_id {kid_hex}")
         print(f"  [register]  OK user.id={r.user.id} name={r.user.name!r} "
               f"token={r.token[:8]}... refresh={r.refresh_token[:8]}...")
 
         # 4. GetMyData with the bearer token.
-        md = stub.GetMyData(pb2.Empty(), metadata=[("authorization", f"Bearer {r.token}")],
-                            timeout=10)
+        md = stub.GetMyData(pb2.Empty(), metadata=bearer(r.token), timeout=10)
         check(md.user.id == kid_hex, f"GetMyData user.id {md.user.id} != {kid_hex}")
         print(f"  [getmydata] OK user.id={md.user.id} name={md.user.name!r} "
               f"devices={len(md.device_certificates)}")
@@ -376,8 +436,7 @@ def run_client(server: str, proto_root: Path) -> None:
         check(lr.user.id == kid_hex, f"Login user.id {lr.user.id} != {kid_hex}")
         check(lr.token != r.token, "Login returned the Register token again")
         print(f"  [login]     OK user.id={lr.user.id} token={lr.token[:8]}...")
-        md2 = stub.GetMyData(pb2.Empty(), metadata=[("authorization", f"Bearer {lr.token}")],
-                             timeout=10)
+        md2 = stub.GetMyData(pb2.Empty(), metadata=bearer(lr.token), timeout=10)
         check(md2.user.id == kid_hex, "GetMyData with the Login token returned another user")
         print("  [getmydata] OK with the Login token")
 
@@ -395,19 +454,227 @@ def run_client(server: str, proto_root: Path) -> None:
         else:
             raise Mismatch("replayed Login was accepted")
         print("  live checks passed")
+        if host:
+            run_federation(pb2, pb2_grpc, stub, info, ada, lr.token, host)
         channel.close()
+
+
+def run_federation(pb2, pb2_grpc, home, home_info, ada: Identity, ada_home_token: str,
+                   host_address: str) -> None:
+    """Sections 11, 13 and 14 across two nodes: `home` is Ada's homeserver, `host_address`
+    another node that hosts a guild. Every signature is made here, from the document."""
+    import grpc
+
+    print(f"== federation: homeserver {home_info.canonical_address}, host {host_address}")
+    host_channel = open_channel(host_address, "--host")
+    host = pb2_grpc.GuildHallStub(host_channel)
+    host_info = server_info(pb2, host, "host")
+    check(host_info.server_pubkey != home_info.server_pubkey,
+          "--server and --host are the same node (same server_pubkey)")
+    print(f"  [host]      server_pubkey={host_info.server_pubkey} "
+          f"address={host_info.canonical_address}")
+
+    # Bo, a user of the host, makes a guild there and an invite to it.
+    bo = Identity(pb2, "py-host-" + secrets.token_hex(4))
+    bo_token = register(pb2, host, host_info.server_pubkey, bo, "Py Host Owner", "Python").token
+    guild = host.CreateGuild(pb2.CreateGuildRequest(name="Python interop"),
+                             metadata=bearer(bo_token), timeout=10).guild
+    channels = host.ListChannels(pb2.ListChannelsRequest(guild_id=guild.id),
+                                 metadata=bearer(bo_token), timeout=10).channels
+    check(len(channels) >= 1, f"CreateGuild made no channel in guild {guild.id}")
+    channel_id = channels[0].id
+    invite = host.GenerateInvite(pb2.GenerateInviteRequest(channel_id=channel_id, max_uses=1),
+                                 metadata=bearer(bo_token), timeout=10).token
+    check(len(invite) > 0, "GenerateInvite returned an empty token")
+    print(f"  [guild]     id={guild.id} channel={channel_id} invite={invite}")
+
+    # 11.1: Ada joins on the host naming her homeserver; the host asks it to vouch (Federate).
+    ts = now_ms()
+    home_url = home_info.canonical_address
+    join = pb2.JoinInviteRequest(
+        token=invite, public_key=ada.kid_hex, device_cert=ada.cert, timestamp=ts,
+        display_name="Py Client", avatar_url="", homeserver_url=home_url,
+        signature=ada.k_dev.sign(sb_join_invite(host_info.server_pubkey, ada.kid_hex,
+                                                ada.kdev_hex, invite, "Py Client", "",
+                                                home_url, ts)))
+    joined = host.JoinInvite(join, timeout=30)
+    check(joined.guild.id == guild.id, f"JoinInvite joined {joined.guild.id}, not {guild.id}")
+    check(HEX64.match(joined.token) is not None, "JoinInvite token not 64 hex")
+    ada_host_token = joined.token
+    print(f"  [join]      OK on the host, vouched for by the homeserver; "
+          f"token={ada_host_token[:8]}...")
+
+    # The homeserver added the host to Ada's server list before vouching (11.1 step 3).
+    md = home.GetMyData(pb2.Empty(), metadata=bearer(ada_home_token), timeout=10)
+    listed = [s.server_url for s in md.servers]
+    check(any(same_address(u, host_info.canonical_address) for u in listed),
+          f"GetMyData.servers on the homeserver {listed} lacks the host "
+          f"{host_info.canonical_address}")
+    print(f"  [servers]   homeserver lists the host: {listed}")
+    ada_on_host = host.GetUsers(pb2.GetUsersRequest(user_ids=[ada.kid_hex]),
+                                metadata=bearer(bo_token), timeout=10).users
+    check(len(ada_on_host) == 1 and same_address(ada_on_host[0].homeserver, home_url),
+          f"the host shows Ada's homeserver as "
+          f"{[u.homeserver for u in ada_on_host]}, not {home_url}")
+
+    # A remote member talks like a local one (11).
+    text = "hello from Python, " + secrets.token_hex(4)
+    sent = host.SendMessage(pb2.SendMessageRequest(channel_id=channel_id, text=text),
+                            metadata=bearer(ada_host_token), timeout=10).message
+    history = host.GetHistory(pb2.GetHistoryRequest(channel_id=channel_id, limit=10),
+                              metadata=bearer(bo_token), timeout=10).messages
+    check(any(m.id == sent.id and m.sender_id == ada.kid_hex and m.text == text
+              for m in history),
+          f"Bo's history on the host lacks Ada's message {sent.id}")
+    print(f"  [message]   OK Bo sees Ada's message {sent.id}")
+
+    # 13: the host announces the membership to her homeserver, which lists the guild.
+    def guild_listed():
+        servers = home.GetMyData(pb2.Empty(), metadata=bearer(ada_home_token),
+                                 timeout=10).servers
+        return any(same_address(s.server_url, host_info.canonical_address)
+                   and guild.id in s.guild_ids for s in servers)
+    wait_until(f"guild {guild.id} in GetMyData.servers[host].guild_ids", guild_listed)
+    print(f"  [membership] OK the homeserver lists guild {guild.id} on the host")
+
+    # 11.3: a signed profile change at home reaches the host, which checks Ada's signature.
+    ts = now_ms()
+    new_name, new_bio = "Py Renamed", "changed from Python"
+    upd = pb2.UpdateUserRequest(
+        name=new_name, bio=new_bio, device_cert=ada.cert, timestamp=ts,
+        signature=ada.k_dev.sign(sb_update_user(ada.kid_hex, ada.kdev_hex, new_name, None, None,
+                                                new_bio, None, None, None, ts)))
+    me = home.UpdateUser(upd, metadata=bearer(ada_home_token), timeout=10)
+    check(me.name == new_name and me.bio == new_bio,
+          f"UpdateUser answered name={me.name!r} bio={me.bio!r}")
+
+    def renamed_on_host():
+        users = host.GetUsers(pb2.GetUsersRequest(user_ids=[ada.kid_hex]),
+                              metadata=bearer(bo_token), timeout=10).users
+        return users and users[0].name == new_name and users[0].bio == new_bio
+    wait_until("Ada's new name on the host (UpdateFederatedProfile)", renamed_on_host)
+    print(f"  [profile]   OK the host shows {new_name!r}")
+    try:
+        home.UpdateUser(upd, metadata=bearer(ada_home_token), timeout=10)
+    except grpc.RpcError as e:
+        refused = f"{e.code().name} {e.details()!r}"
+        # Section 4: a seen signature is refused, and a profile change must also be newer.
+        check((e.code(), e.details().split(":")[0]) in [
+                  (grpc.StatusCode.UNAUTHENTICATED, "signature"),
+                  (grpc.StatusCode.FAILED_PRECONDITION, "timestamp")],
+              f"replayed UpdateUser: expected UNAUTHENTICATED 'signature: …' or "
+              f"FAILED_PRECONDITION 'timestamp: …', got {e.code().name} {e.details()!r}")
+    else:
+        raise Mismatch("replayed UpdateUser was accepted")
+    print(f"  [profile]   replay refused: {refused}")
+
+    # 14.1: Bo invites Ada to a DM hosted on the host, signed for Ada's homeserver.
+    dm = host.CreateDM(pb2.CreateDMRequest(target_user_id=ada.kid_hex),
+                       metadata=bearer(bo_token), timeout=10)
+    check(dm.guild.is_dm and dm.token, f"CreateDM answered {dm}")
+    ts = now_ms()
+    host_url = host_info.canonical_address
+    dm_invite = pb2.DMInvite(
+        token=dm.token, inviter_id=bo.kid_hex, guild_id=dm.guild.id, host_server_url=host_url,
+        timestamp=ts, inviter_pubkey=bo.kid_hex, device_cert=bo.cert,
+        target_user_id=ada.kid_hex,
+        signature=bo.k_dev.sign(sb_dm_invite(home_info.server_pubkey, bo.kid_hex, bo.kdev_hex,
+                                             ada.kid_hex, dm.token, dm.guild.id, host_url, ts)))
+    host.SendDMInvite(pb2.SendDMInviteRequest(target_user_id=ada.kid_hex, invite=dm_invite,
+                                              target_homeserver_url=home_url),
+                      metadata=bearer(bo_token), timeout=30)
+    invites = home.ListDMInvites(pb2.ListDMInvitesRequest(), metadata=bearer(ada_home_token),
+                                 timeout=10).invites
+    got = [i for i in invites if i.token == dm.token]
+    check(len(got) == 1, f"ListDMInvites on the homeserver: no invite with token {dm.token}")
+    got = got[0]
+    check(got.status == "pending" and got.guild_id == dm.guild.id
+          and same_address(got.host_server_url, host_url),
+          f"DM invite on the homeserver: status={got.status!r} guild_id={got.guild_id!r} "
+          f"host_server_url={got.host_server_url!r}")
+    # Ada's client checks the invite itself (14.1 step 5), from the fields it was given.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(got.device_cert.pubkey)).verify(
+        got.signature, sb_dm_invite(home_info.server_pubkey, got.inviter_pubkey,
+                                    got.device_cert.pubkey, got.target_user_id, got.token,
+                                    got.guild_id, got.host_server_url, got.timestamp))
+    print(f"  [dm-invite] OK delivered to the homeserver, signature checks: {got.invite_id}")
+
+    # 12.2: Ada certifies a second device, uses it at home, then revokes it with K_id.
+    laptop = Ed25519PrivateKey.generate()
+    laptop_hex = pub_hex(laptop)
+    issued = now_ms()
+    laptop_cert = pb2.DeviceCert(
+        pubkey=laptop_hex, device_id="py-laptop", issued_at=issued,
+        expiry=issued + 24 * 3600 * 1000,
+        signature=ada.k_id.sign(sb_device_cert(ada.kid_hex, laptop_hex, "py-laptop", issued,
+                                               issued + 24 * 3600 * 1000)).hex())
+
+    def laptop_login():
+        lts = now_ms()
+        return home.Login(pb2.LoginRequest(
+            device_cert=laptop_cert, timestamp=lts, user_id=ada.kid_hex,
+            signature=laptop.sign(sb_login(home_info.server_pubkey, ada.kid_hex, laptop_hex,
+                                           None, None, None, None, [], lts))), timeout=10)
+    laptop_token = laptop_login().token
+    home.GetMyData(pb2.Empty(), metadata=bearer(laptop_token), timeout=10)
+    rts = now_ms()
+    home.RevokeDevice(pb2.DeviceRevocation(
+        user_id=ada.kid_hex, device_pubkey=laptop_hex, timestamp=rts,
+        signature=ada.k_id.sign(sb_device_revocation(ada.kid_hex, laptop_hex, rts)).hex()),
+        metadata=bearer(ada_home_token), timeout=10)
+    try:
+        laptop_login()
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.FAILED_PRECONDITION
+              and e.details().startswith("device_cert.pubkey"),
+              f"login with a revoked device: expected FAILED_PRECONDITION "
+              f"'device_cert.pubkey: …', got {e.code().name} {e.details()!r}")
+    else:
+        raise Mismatch("a revoked device logged in again")
+    print("  [revoke]    OK the revoked device can't log in at home")
+
+    # 12.1: Ada moves her homeserver to the host: a homeserver-move-v2 statement (sequence 1)
+    # carried by a Login at the host, which tells her old homeserver through its outbox.
+    mts = now_ms()
+    move_bytes = sb_homeserver_move_v2(ada.kid_hex, host_url, mts, 1, b"")
+    move_sig = ada.k_id.sign(move_bytes).hex()
+    targets = [home_url]
+    lts = max(now_ms(), mts + 1)
+    moved = host.Login(pb2.LoginRequest(
+        device_cert=ada.cert, timestamp=lts, user_id=ada.kid_hex, new_homeserver=host_url,
+        migration_timestamp=mts, migration_signature=move_sig, migration_targets=targets,
+        migration_sequence=1, migration_prev=b"",
+        signature=ada.k_dev.sign(sb_login(host_info.server_pubkey, ada.kid_hex, ada.kdev_hex,
+                                          None, host_url, mts, move_sig, targets, lts))),
+        timeout=10)
+    check(same_address(moved.user.homeserver, host_url),
+          f"Login with a move: the host shows homeserver {moved.user.homeserver!r}")
+
+    def moved_at_old_home():
+        users = home.GetUsers(pb2.GetUsersRequest(user_ids=[ada.kid_hex]),
+                              metadata=bearer(ada_home_token), timeout=10).users
+        return users and same_address(users[0].homeserver, host_url)
+    wait_until("the move on the old homeserver (UpdateHomeServer)", moved_at_old_home)
+    print(f"  [move]      OK both nodes show Ada's homeserver as {host_url}")
+    host_channel.close()
+    print("  federation checks passed")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", help="node gRPC address, e.g. http://127.0.0.1:50051")
+    ap.add_argument("--host", help="a second node that hosts a guild, reachable from --server "
+                    "and able to reach it (runs the federation checks)")
     ap.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="path to PROTOCOL.md")
     ap.add_argument("--proto", type=Path, default=DEFAULT_PROTO, help="proto include root")
     args = ap.parse_args()
     try:
         check_vectors(args.doc)
+        if args.host and not args.server:
+            raise Mismatch("--host needs --server (the user's homeserver)")
         if args.server:
-            run_client(args.server, args.proto)
+            run_client(args.server, args.proto, args.host)
         else:
             print("(no --server given: skipped the live client)")
     except Mismatch as e:

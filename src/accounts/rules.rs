@@ -18,6 +18,10 @@ pub const DEVICE_NAME_MAX: usize = 64;
 pub const URL_MAX: usize = 2048;
 /// Most guilds in `guild_order`.
 pub const GUILD_ORDER_MAX: usize = 500;
+/// Longest guild id in `guild_order`, bytes (ids of other servers' guilds are opaque strings).
+pub const GUILD_ORDER_ID_MAX: usize = 128;
+/// Shortest and longest channel IRC name (the IRC gateway's channel names).
+pub const CHANNEL_IRC_NAME_LEN: (usize, usize) = (2, 32);
 
 /// Names no user may take, compared case-insensitively.
 const RESERVED_NAMES: [&str; 3] = ["everyone", "here", "system message"];
@@ -130,8 +134,9 @@ pub fn name(raw: &str, max: usize) -> Result<String, String> {
 /// Channel IRC names: 2-32 characters of lowercase letters, digits, `_`, `-` and `.`, no `..`.
 pub fn channel_irc_name(raw: &str) -> Result<String, String> {
     let len = raw.chars().count();
-    if !(2..=32).contains(&len) {
-        return Err(format!("must be 2-32 characters (got {len})"));
+    let (min, max) = CHANNEL_IRC_NAME_LEN;
+    if !(min..=max).contains(&len) {
+        return Err(format!("must be {min}-{max} characters (got {len})"));
     }
     if !raw
         .chars()
@@ -158,7 +163,7 @@ pub fn color(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Bios: at most 190 characters; line breaks allowed, other non-rendering characters not.
+/// Bios: at most [`BIO_MAX`] characters; line breaks allowed, other non-rendering characters not.
 pub fn bio(raw: &str) -> Result<String, String> {
     let len = raw.chars().count();
     if len > BIO_MAX {
@@ -215,8 +220,11 @@ pub fn guild_order(raw: &str) -> Result<String, String> {
     if ids.len() > GUILD_ORDER_MAX {
         return Err(format!("must list at most {GUILD_ORDER_MAX} guilds"));
     }
-    if ids.iter().any(|id| id.is_empty() || id.len() > 128) {
-        return Err("guild ids must be 1-128 bytes".into());
+    if ids
+        .iter()
+        .any(|id| id.is_empty() || id.len() > GUILD_ORDER_ID_MAX)
+    {
+        return Err(format!("guild ids must be 1-{GUILD_ORDER_ID_MAX} bytes"));
     }
     Ok(raw.to_owned())
 }

@@ -10,6 +10,15 @@ use crate::store::UserRecord;
 /// Parses a required `DeviceCert` field.
 pub fn device_cert(cert: Option<pb::DeviceCert>) -> Result<DeviceCert> {
     let cert = cert.ok_or_else(|| Error::invalid("device_cert", "is required"))?;
+    if !crate::identity::cert::device_id_ok(&cert.device_id) {
+        return Err(Error::invalid(
+            "device_cert.device_id",
+            format!(
+                "must be 1-{} bytes with no control characters",
+                crate::identity::cert::MAX_DEVICE_ID_LEN
+            ),
+        ));
+    }
     Ok(DeviceCert {
         device_key: PublicKey::from_hex(&cert.pubkey)
             .map_err(|e| Error::invalid("device_cert.pubkey", e))?,

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde::Deserialize;
@@ -28,10 +28,16 @@ pub struct WebhookBody {
     pub avatar_url: Option<String>,
 }
 
+/// Largest webhook request body, bytes: axum's default, named so it is documented
+/// (docs/LIMITS.md). It holds the longest text any `max_message_length` allows (100 000
+/// characters of at most 4 bytes) with room to spare; a larger body is refused unread.
+pub const WEBHOOK_BODY_MAX: usize = 2 * 1024 * 1024;
+
 /// The HTTP routes.
 pub fn router(webhooks: Webhooks) -> axum::Router {
     axum::Router::new()
         .route("/webhooks/{id}/{token}", post(execute))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_MAX))
         .with_state(webhooks)
 }
 

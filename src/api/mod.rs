@@ -57,6 +57,12 @@ pub struct NodeInfo {
     pub key_rotation: Option<pb::ServerKeyRotation>,
 }
 
+/// Largest request message the gRPC services decode, bytes (tonic's default, named so it is
+/// documented and can't change unnoticed with a tonic upgrade). Upload chunks
+/// ([`crate::media::MAX_CHUNK`]) stay well under it; a larger message is refused with
+/// `OUT_OF_RANGE` before it reaches a handler.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// The combined `guildhall.v1.GuildHall` service.
 #[derive(Debug, Clone)]
 pub struct GuildHallApi {

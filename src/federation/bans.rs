@@ -34,8 +34,8 @@ use crate::store::bans::BanNotice;
 /// The server-event kind ban notices are gossiped as.
 pub const BAN_KIND: &str = "ban";
 
-/// Longest guild id a notice may name.
-const GUILD_ID_MAX: usize = 64;
+/// Longest guild id a notice may name, in bytes.
+pub const GUILD_ID_MAX: usize = 64;
 
 /// Makes, sends and accepts ban notices; cheap to clone.
 #[derive(Debug, Clone)]

@@ -39,7 +39,7 @@ use crate::store::{EventRow, StorageError, Store, accounts::load_user};
 pub const MEMBERSHIP_KIND: &str = "membership";
 
 /// Longest guild id accepted in a `MembershipChange`, in bytes.
-const GUILD_ID_MAX: usize = 128;
+pub const GUILD_ID_MAX: usize = 128;
 
 /// The host's side: announces remote members' joins and leaves in the transaction that makes them.
 #[derive(Debug)]

@@ -33,12 +33,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Key fetches for unknown callers per minute, node-wide: an unauthenticated caller can make the
 /// node contact an address it names, so that is rationed.
-const DISCOVERY_PER_MINUTE: u32 = 60;
+pub const DISCOVERY_PER_MINUTE: u32 = 60;
 /// Key fetches for unknown callers per minute from one client address: an unauthenticated
 /// caller makes the node dial out, so one address can't spend the node-wide allowance alone.
-const DISCOVERY_PER_ADDRESS_PER_MINUTE: u32 = 10;
+pub const DISCOVERY_PER_ADDRESS_PER_MINUTE: u32 = 10;
 /// Key fetches for unknown callers in flight at once.
-const DISCOVERY_CONCURRENCY: usize = 4;
+pub const DISCOVERY_CONCURRENCY: usize = 4;
 
 /// One pinned peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,8 +419,11 @@ impl PeerDirectory {
             address: address.to_owned(),
             reason,
         };
-        if address.len() > 2048 {
-            return Err(fail("must be an address of at most 2048 bytes".into()));
+        if address.len() > super::wire::MAX_ADDRESS_BYTES {
+            return Err(fail(format!(
+                "must be an address of at most {} bytes",
+                super::wire::MAX_ADDRESS_BYTES
+            )));
         }
         let fetch = async {
             let channel = self

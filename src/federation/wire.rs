@@ -28,6 +28,10 @@ pub const HEADER_SIGNATURE: &str = "guildhall-signature";
 /// bounds the memory one call can take (tonic's default message limit is the same 4 MiB).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Longest server address (`guildhall-origin`, and any address a peer is fetched from), in bytes:
+/// the URL rule of the Users resource.
+pub const MAX_ADDRESS_BYTES: usize = 2048;
+
 /// The gRPC path prefix of the combined service.
 const GUILDHALL_PREFIX: &str = "/guildhall.v1.GuildHall/";
 
@@ -141,11 +145,14 @@ impl SignedCall {
     /// checked is what arrived. Checks formats only, not the signature.
     pub fn parse(headers: &HeaderMap, method: &str, body: &[u8]) -> Result<Self, FederationError> {
         let origin = header(headers, HEADER_ORIGIN)?;
-        if origin.len() > 2048 || !(origin.starts_with("http://") || origin.starts_with("https://"))
+        if origin.len() > MAX_ADDRESS_BYTES
+            || !(origin.starts_with("http://") || origin.starts_with("https://"))
         {
             return Err(bad(
                 HEADER_ORIGIN,
-                "must be an http:// or https:// address of at most 2048 bytes",
+                format!(
+                    "must be an http:// or https:// address of at most {MAX_ADDRESS_BYTES} bytes"
+                ),
             ));
         }
         let key = |name| {

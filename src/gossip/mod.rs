@@ -17,7 +17,7 @@ pub mod behaviour;
 pub mod catchup;
 pub mod event;
 pub mod event_loop;
-mod pull;
+pub mod pull;
 pub mod server_events;
 
 use libp2p::{Multiaddr, PeerId, identity, noise, tcp, yamux};

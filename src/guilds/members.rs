@@ -12,6 +12,8 @@ use crate::store::{SessionInfo, StorageError, UserRecord};
 pub const REASON_MAX: usize = 512;
 /// Longest invite lifetime a request may ask for.
 pub const MAX_INVITE_AGE_SECS: u64 = 365 * 24 * 60 * 60;
+/// Most joins one invite may allow (0 means unlimited): a bound that still fits an `int32`.
+pub const MAX_INVITE_USES: i32 = 1_000_000;
 
 /// A member with their user record (if the user is known here).
 #[derive(Debug, Clone)]
@@ -302,10 +304,10 @@ impl Guilds {
             ));
         }
         let max_uses = max_uses.unwrap_or(0);
-        if !(0..=1_000_000).contains(&max_uses) {
+        if !(0..=MAX_INVITE_USES).contains(&max_uses) {
             return Err(Error::invalid(
                 "max_uses",
-                "must be 0 (unlimited) to 1000000",
+                format!("must be 0 (unlimited) to {MAX_INVITE_USES}"),
             ));
         }
         let (channel, access) = self.channel_access(channel_id, &caller.user_id).await?;

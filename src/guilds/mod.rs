@@ -29,6 +29,11 @@ pub const NAME_MAX: usize = 100;
 /// How long an invite lives when the request does not say.
 pub const DEFAULT_INVITE_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Page of `ListGuildMembers` and `ListServerGuilds` when the request asks for 0.
+pub const LIST_PAGE_DEFAULT: u32 = 100;
+/// Largest page of `ListGuildMembers` and `ListServerGuilds`: bounds one read and one answer.
+pub const LIST_PAGE_MAX: u32 = 1000;
+
 /// The caller's view of one guild: the guild, its role graph, and their standing in it.
 #[derive(Debug, Clone)]
 pub struct Access {
@@ -511,16 +516,21 @@ pub struct ChannelUpdate {
     pub position: Option<i32>,
 }
 
-/// Validates paging: limit 1-1000 (0 means 100), offset ≥ 0.
+/// Validates paging: limit 1 to [`LIST_PAGE_MAX`] (0 means [`LIST_PAGE_DEFAULT`]), offset ≥ 0.
 pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
-    let limit = match limit {
-        0 => 100,
-        1..=1000 => limit,
-        _ => return Err(Error::invalid("limit", "must be 0 (default 100) to 1000")),
+    let limit = match u32::try_from(limit) {
+        Ok(0) => LIST_PAGE_DEFAULT,
+        Ok(n) if n <= LIST_PAGE_MAX => n,
+        _ => {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 0 (default {LIST_PAGE_DEFAULT}) to {LIST_PAGE_MAX}"),
+            ));
+        }
     };
     let offset =
         u32::try_from(offset).map_err(|_| Error::invalid("offset", "must not be negative"))?;
-    Ok((u32::try_from(limit).unwrap_or(100), offset))
+    Ok((limit, offset))
 }
 
 /// The `member_joined` event: the guild sees it, and so does the joiner (whose subscriptions

@@ -28,6 +28,10 @@ pub struct RoleInput {
     pub parent_role_ids: Vec<String>,
 }
 
+/// Most roles one `BatchUpdateRoles` may change: every change is checked against the whole role
+/// graph, so a batch costs its size times the graph.
+pub const MAX_ROLES_PER_BATCH: usize = 256;
+
 fn node(role: &RoleRecord) -> RoleNode {
     RoleNode {
         position: role.position,
@@ -185,8 +189,11 @@ impl Guilds {
         inputs: Vec<RoleInput>,
         prefix: &str,
     ) -> Result<Vec<RoleRecord>> {
-        if inputs.len() > 256 {
-            return Err(Error::invalid("roles", "at most 256 per batch"));
+        if inputs.len() > MAX_ROLES_PER_BATCH {
+            return Err(Error::invalid(
+                "roles",
+                format!("at most {MAX_ROLES_PER_BATCH} per batch"),
+            ));
         }
         let access = self.access(guild_id, &caller.user_id).await?;
         access.require(permissions::ROLES_MANAGE)?;

@@ -10,6 +10,15 @@ use super::signing::{self, DeviceCertPayload, Verified};
 /// The longest a device id may be, in bytes.
 pub const MAX_DEVICE_ID_LEN: usize = 64;
 
+/// Whether `device_id` is 1 to [`MAX_DEVICE_ID_LEN`] bytes with no control characters (the
+/// `device-cert` rule of docs/PROTOCOL.md §3), so request parsing can refuse it as malformed
+/// before any signature is checked.
+pub fn device_id_ok(device_id: &str) -> bool {
+    !device_id.is_empty()
+        && device_id.len() <= MAX_DEVICE_ID_LEN
+        && !device_id.chars().any(char::is_control)
+}
+
 /// A device certificate as received, with its keys already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceCert {
@@ -88,10 +97,7 @@ impl DeviceCert {
         now_ms: u64,
         skew_ms: u64,
     ) -> Result<Verified<DeviceCertPayload>, CertError> {
-        let id_ok = !self.device_id.is_empty()
-            && self.device_id.len() <= MAX_DEVICE_ID_LEN
-            && !self.device_id.chars().any(char::is_control);
-        if !id_ok {
+        if !device_id_ok(&self.device_id) {
             return Err(CertError::BadDeviceId);
         }
         if self.expiry <= self.issued_at {

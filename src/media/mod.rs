@@ -37,6 +37,9 @@ pub const MAX_OPEN_UPLOADS: u32 = 8;
 /// Longest file name, in bytes.
 pub const MAX_FILENAME: usize = 255;
 
+/// Longest type or subtype of a media type, in bytes (RFC 6838's limit for each).
+pub const MIME_PART_MAX: usize = 63;
+
 /// How many missing chunk indexes an unfinished `UploadFinish` lists.
 const MISSING_SHOWN: usize = 8;
 
@@ -120,7 +123,7 @@ fn mime_rule(mime: &str) -> Result<String> {
     let mime = mime.to_ascii_lowercase();
     let ok_part = |p: &str| {
         !p.is_empty()
-            && p.len() <= 63
+            && p.len() <= MIME_PART_MAX
             && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };

@@ -19,6 +19,14 @@ pub const MAX_ROWS: usize = 5;
 pub const MAX_PER_ROW: usize = 5;
 /// Most options in one select.
 pub const MAX_OPTIONS: usize = 25;
+/// Longest button label, characters (Discord's limit, so bots written for it fit).
+pub const BUTTON_LABEL_MAX: usize = 80;
+/// Longest `custom_id` of a button or select, characters: the bot's own key, echoed back.
+pub const CUSTOM_ID_MAX: usize = 100;
+/// Longest select placeholder, characters.
+pub const PLACEHOLDER_MAX: usize = 150;
+/// Longest select option label, value or description, characters.
+pub const OPTION_TEXT_MAX: usize = 100;
 
 /// How a message's components are stored: one protobuf message holding the list.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -68,7 +76,7 @@ fn check_button(at: &str, b: &pb::Component) -> Result<()> {
             "must be 1 (primary) to 5 (link)",
         ));
     }
-    text_len(&format!("{at}.label"), &b.label, 0, 80)?;
+    text_len(&format!("{at}.label"), &b.label, 0, BUTTON_LABEL_MAX)?;
     if b.label.is_empty() && b.emoji.is_empty() {
         return Err(Error::invalid(
             format!("{at}.label"),
@@ -84,7 +92,7 @@ fn check_button(at: &str, b: &pb::Component) -> Result<()> {
             ));
         }
     } else {
-        text_len(&format!("{at}.custom_id"), &b.custom_id, 1, 100)?;
+        text_len(&format!("{at}.custom_id"), &b.custom_id, 1, CUSTOM_ID_MAX)?;
         if !b.url.is_empty() {
             return Err(Error::invalid(
                 format!("{at}.url"),
@@ -102,8 +110,13 @@ fn check_button(at: &str, b: &pb::Component) -> Result<()> {
 }
 
 fn check_select(at: &str, s: &pb::Component) -> Result<()> {
-    text_len(&format!("{at}.custom_id"), &s.custom_id, 1, 100)?;
-    text_len(&format!("{at}.placeholder"), &s.placeholder, 0, 150)?;
+    text_len(&format!("{at}.custom_id"), &s.custom_id, 1, CUSTOM_ID_MAX)?;
+    text_len(
+        &format!("{at}.placeholder"),
+        &s.placeholder,
+        0,
+        PLACEHOLDER_MAX,
+    )?;
     if s.options.is_empty() || s.options.len() > MAX_OPTIONS {
         return Err(Error::invalid(
             format!("{at}.options"),
@@ -112,13 +125,23 @@ fn check_select(at: &str, s: &pb::Component) -> Result<()> {
     }
     let mut values = HashSet::new();
     for (i, o) in s.options.iter().enumerate() {
-        text_len(&format!("{at}.options[{i}].label"), &o.label, 1, 100)?;
-        text_len(&format!("{at}.options[{i}].value"), &o.value, 1, 100)?;
+        text_len(
+            &format!("{at}.options[{i}].label"),
+            &o.label,
+            1,
+            OPTION_TEXT_MAX,
+        )?;
+        text_len(
+            &format!("{at}.options[{i}].value"),
+            &o.value,
+            1,
+            OPTION_TEXT_MAX,
+        )?;
         text_len(
             &format!("{at}.options[{i}].description"),
             &o.description,
             0,
-            100,
+            OPTION_TEXT_MAX,
         )?;
         if !values.insert(o.value.as_str()) {
             return Err(Error::invalid(

@@ -19,14 +19,32 @@ use crate::store::guilds::{self as gdb, ChannelRecord};
 use crate::store::messages::{self as db, Attachment, Direction, MessageRecord, MessageView};
 use crate::store::{EventRow, SessionInfo, StorageError, Store};
 
-/// Longest idempotency key.
+/// Longest idempotency key, bytes: a client's retry key (a UUID is 36), not a payload.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
-/// Longest emoji (a name or a sequence).
+/// Longest emoji (a name or a sequence), characters: the longest ZWJ sequences are well under.
 pub const MAX_EMOJI: usize = 64;
-/// Most distinct emoji on one message.
+/// Most distinct emoji on one message, so one message's reaction list stays small to send.
 pub const MAX_REACTION_KINDS: i64 = 50;
-/// Default and largest history page.
-pub const HISTORY_PAGE: (u32, u32) = (50, 100);
+/// `GetHistory` page when the request asks for 0.
+pub const HISTORY_PAGE_DEFAULT: u32 = 50;
+/// Largest `GetHistory` page: bounds one read and one answer.
+pub const HISTORY_PAGE_MAX: u32 = 100;
+/// Most metadata entries on one message: metadata is for small machine-readable tags.
+pub const METADATA_MAX_ENTRIES: usize = 32;
+/// Longest metadata key, bytes.
+pub const METADATA_KEY_MAX: usize = 64;
+/// Longest metadata value, bytes.
+pub const METADATA_VALUE_MAX: usize = 1024;
+/// Most words in a search query: each becomes an FTS5 term, and terms multiply the work.
+pub const SEARCH_MAX_WORDS: usize = 16;
+/// Longest search query, bytes.
+pub const SEARCH_QUERY_MAX: usize = 256;
+/// `SearchMessages` page when the request asks for 0.
+pub const SEARCH_PAGE_DEFAULT: u32 = 25;
+/// Largest `SearchMessages` page.
+pub const SEARCH_PAGE_MAX: u32 = 100;
+/// Deepest `SearchMessages` offset: FTS5 reads and skips every result before it.
+pub const SEARCH_MAX_OFFSET: u32 = 10_000;
 
 /// What `SendMessage` asks for.
 #[derive(Debug, Clone, Default)]
@@ -200,15 +218,17 @@ impl Messages {
                 format!("must be at most {MAX_IDEMPOTENCY_KEY} bytes"),
             ));
         }
-        if input.metadata.len() > 32
-            || input
-                .metadata
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
+        if input.metadata.len() > METADATA_MAX_ENTRIES
+            || input.metadata.iter().any(|(k, v)| {
+                k.is_empty() || k.len() > METADATA_KEY_MAX || v.len() > METADATA_VALUE_MAX
+            })
         {
             return Err(Error::invalid(
                 "metadata",
-                "at most 32 entries, keys 1-64 bytes, values at most 1024 bytes",
+                format!(
+                    "at most {METADATA_MAX_ENTRIES} entries, keys 1-{METADATA_KEY_MAX} bytes, \
+                     values at most {METADATA_VALUE_MAX} bytes"
+                ),
             ));
         }
         components::validate(&input.components)?;
@@ -412,7 +432,7 @@ impl Messages {
         limit: i32,
         reverse: bool,
     ) -> Result<Page> {
-        let (default, max) = HISTORY_PAGE;
+        let (default, max) = (HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX);
         let limit = match limit {
             0 => default,
             1.. if limit <= max as i32 => limit as u32,
@@ -674,22 +694,34 @@ impl Messages {
     ) -> Result<(Vec<MessageView>, u64)> {
         let terms: Vec<String> = query
             .split_whitespace()
-            .take(16)
             .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
             .collect();
-        if terms.is_empty() || query.len() > 256 {
+        if terms.is_empty() || terms.len() > SEARCH_MAX_WORDS || query.len() > SEARCH_QUERY_MAX {
             return Err(Error::invalid(
                 "query",
-                "must have 1-16 words and at most 256 bytes",
+                format!(
+                    "must have 1-{SEARCH_MAX_WORDS} words and at most {SEARCH_QUERY_MAX} bytes \
+                     (got {} words, {} bytes)",
+                    terms.len(),
+                    query.len()
+                ),
             ));
         }
         let limit = match limit {
-            0 => 25,
-            1..=100 => limit,
-            _ => return Err(Error::invalid("limit", "must be 0 (default 25) to 100")),
+            0 => SEARCH_PAGE_DEFAULT,
+            1..=SEARCH_PAGE_MAX => limit,
+            _ => {
+                return Err(Error::invalid(
+                    "limit",
+                    format!("must be 0 (default {SEARCH_PAGE_DEFAULT}) to {SEARCH_PAGE_MAX}"),
+                ));
+            }
         };
-        if offset > 10_000 {
-            return Err(Error::invalid("offset", "must be at most 10000"));
+        if offset > SEARCH_MAX_OFFSET {
+            return Err(Error::invalid(
+                "offset",
+                format!("must be at most {SEARCH_MAX_OFFSET}"),
+            ));
         }
         let channels: Vec<String> = if channel_id.is_empty() {
             // Every readable channel of every guild the caller is in, in one read.

@@ -18,7 +18,9 @@ use crate::identity::PublicKey;
 /// Largest `PushNotificationRequest.payload` accepted, in bytes.
 pub const PAYLOAD_MAX: usize = 2048;
 /// Longest id in a payload, in bytes.
-const ID_MAX: usize = 128;
+pub const ID_MAX: usize = 128;
+/// Longest `push_delegation_token`, in bytes (the node's own are 64 hex characters).
+pub const DELEGATION_TOKEN_MAX: usize = 256;
 
 /// The notice another server sends, as `PushNotificationRequest.payload`.
 #[derive(Debug, Deserialize)]
@@ -118,10 +120,12 @@ impl Push {
         payload: &str,
     ) -> Result<usize> {
         PublicKey::from_hex(target_user_id).map_err(|e| Error::invalid("target_user_id", e))?;
-        if token.is_empty() || token.len() > 256 {
+        if token.is_empty() || token.len() > DELEGATION_TOKEN_MAX {
             return Err(Error::invalid(
                 "push_delegation_token",
-                "must be 1 to 256 bytes (the token VerifyUser returned)",
+                format!(
+                    "must be 1 to {DELEGATION_TOKEN_MAX} bytes (the token VerifyUser returned)"
+                ),
             ));
         }
         let (body, message_id) = forwarded(origin.address(), payload)?;

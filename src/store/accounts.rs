@@ -244,9 +244,14 @@ impl Store {
             remember_signature(tx, &signature, signature_expires_at)?;
             upsert_device(tx, &device)?;
             insert_session(tx, &session)?;
-            if let Some(m) = homeserver_move {
-                super::moves::apply_login_move(tx, &m, device.now)?;
-            }
+            let user = match homeserver_move {
+                Some(m) => {
+                    super::moves::apply_login_move(tx, &m, device.now)?;
+                    // The answer shows the user as the move left them: at their new homeserver.
+                    load_user(tx, &device.user_id)?.unwrap_or(user)
+                }
+                None => user,
+            };
             let value = then(tx, &user)?;
             Ok(Some((user, value)))
         })
