@@ -569,7 +569,9 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         (
             "federation::peers::DISCOVERY_PER_ADDRESS_PER_MINUTE",
             (
-                vec![u64::from(federation::peers::DISCOVERY_PER_ADDRESS_PER_MINUTE)],
+                vec![u64::from(
+                    federation::peers::DISCOVERY_PER_ADDRESS_PER_MINUTE,
+                )],
                 EXHAUSTED,
             ),
         ),
