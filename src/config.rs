@@ -55,9 +55,15 @@ pub struct Config {
     pub bootstrap_file: PathBuf,
     /// An upload that receives no chunk for this long is removed with its bytes.
     pub upload_expiry_secs: u64,
-    /// Server keys (hex) whose ban notices this node applies to its own guilds: a user such a
-    /// server bans from its guild is banned from this node's guilds too. Other servers' bans are
-    /// kept as advisories only.
+    /// The ban lists this node enforces on its own guilds (`[[trusted_ban_lists]]`): a server's
+    /// moderation list (its admins' bans), or one guild's bans (`server` + `guild`). Trusting a
+    /// server names what of it is trusted: never every guild owner on it. Bans from other lists
+    /// are kept as advisories that admins can see (`ListBanNotices`).
+    pub trusted_ban_lists: Vec<TrustedBanList>,
+    /// Older spelling, kept so existing files still load: each key (hex) trusts that server's
+    /// **moderation list only**, like a `trusted_ban_lists` entry with no `guild`. (Before, it
+    /// trusted every guild ban signed by the server, so any guild owner there could ban users
+    /// from this node's guilds.)
     pub trusted_ban_origins: Vec<String>,
     /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
     pub mailbox: crate::mailbox::MailboxConfig,
@@ -90,6 +96,7 @@ impl Default for Config {
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
             upload_expiry_secs: 60 * 60,
+            trusted_ban_lists: Vec::new(),
             trusted_ban_origins: Vec::new(),
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
@@ -98,6 +105,22 @@ impl Default for Config {
         }
     }
 }
+
+/// One trusted ban list (`[[trusted_ban_lists]]` in the file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedBanList {
+    /// The server's key (lowercase hex, as `GetServerInfo.server_pubkey` shows it).
+    pub server: String,
+    /// Absent: the server's moderation list, which only its admins add to. Present: only the bans
+    /// of that guild of the server (its id as the server names it), which the guild's moderators
+    /// make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild: Option<String>,
+}
+
+/// Longest guild id a trusted list may name (a ban notice's longest).
+const TRUSTED_GUILD_MAX: usize = 64;
 
 /// A configuration that can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -161,12 +184,7 @@ impl Config {
                 rule: "must be greater than 0".into(),
             });
         }
-        for (i, key) in self.trusted_ban_origins.iter().enumerate() {
-            crate::identity::PublicKey::from_hex(key).map_err(|e| ConfigError::Invalid {
-                field: "trusted_ban_origins",
-                rule: format!("entry {i}: {e}"),
-            })?;
-        }
+        self.trusted_lists()?;
         if self.live_event_capacity == 0
             || self.event_retention_secs == 0
             || self.rate_limit_window_secs == 0
@@ -220,6 +238,48 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The ban lists to trust: `trusted_ban_lists`, then each of `trusted_ban_origins` as that
+    /// server's moderation list. A bad entry is an error naming the field, the entry and the rule.
+    pub fn trusted_lists(&self) -> Result<Vec<crate::guilds::ban_lists::TrustedList>, ConfigError> {
+        use crate::guilds::ban_lists::TrustedList;
+        use crate::identity::PublicKey;
+        let mut lists = Vec::new();
+        for (i, list) in self.trusted_ban_lists.iter().enumerate() {
+            let server = PublicKey::from_hex(&list.server).map_err(|e| ConfigError::Invalid {
+                field: "trusted_ban_lists",
+                rule: format!("entry {i}: server: {e}"),
+            })?;
+            if let Some(guild) = &list.guild
+                && (guild.is_empty()
+                    || guild.len() > TRUSTED_GUILD_MAX
+                    || guild.chars().any(char::is_control))
+            {
+                return Err(ConfigError::Invalid {
+                    field: "trusted_ban_lists",
+                    rule: format!(
+                        "entry {i}: guild: must be 1 to {TRUSTED_GUILD_MAX} bytes with no \
+                         control characters (leave it out to trust the server's moderation list)"
+                    ),
+                });
+            }
+            lists.push(TrustedList {
+                server,
+                guild: list.guild.clone(),
+            });
+        }
+        for (i, key) in self.trusted_ban_origins.iter().enumerate() {
+            let server = PublicKey::from_hex(key).map_err(|e| ConfigError::Invalid {
+                field: "trusted_ban_origins",
+                rule: format!("entry {i}: {e}"),
+            })?;
+            lists.push(TrustedList {
+                server,
+                guild: None,
+            });
+        }
+        Ok(lists)
     }
 
     /// The path of the SQLite database.

@@ -1,6 +1,7 @@
 //! Test harness: whole nodes on loopback with ephemeral ports and a temporary data directory.
 #![allow(dead_code)]
 
+pub mod bans;
 pub mod distributor;
 
 use std::path::PathBuf;
