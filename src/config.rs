@@ -331,4 +331,53 @@ mod tests {
         };
         assert!(bad.validate().is_err());
     }
+
+    #[test]
+    fn trusted_ban_lists_name_what_is_trusted_and_refuse_mistakes() {
+        let key = crate::identity::SecretKey::generate().public();
+        let text = format!(
+            "trusted_ban_origins = [\"{key}\"]\n\
+             [[trusted_ban_lists]]\nserver = \"{key}\"\n\
+             [[trusted_ban_lists]]\nserver = \"{key}\"\nguild = \"777\"\n",
+            key = key.to_hex()
+        );
+        let parsed: Config = toml::from_str(&text).expect("parses");
+        parsed.validate().expect("valid");
+        let lists = parsed.trusted_lists().expect("lists");
+        let guilds: Vec<_> = lists.iter().map(|l| l.guild.as_deref()).collect();
+        // The older spelling trusts the server's moderation list only.
+        assert_eq!(guilds, vec![None, Some("777"), None]);
+        assert!(lists.iter().all(|l| l.server == key));
+
+        let invalid = |text: &str| match toml::from_str::<Config>(text).expect("parses").validate()
+        {
+            Err(ConfigError::Invalid { field, rule }) => format!("{field}: {rule}"),
+            other => panic!("expected an invalid config, got {other:?}"),
+        };
+        assert!(
+            invalid("[[trusted_ban_lists]]\nserver = \"zz\"")
+                .starts_with("trusted_ban_lists: entry 0: server:")
+        );
+        let empty_guild = format!(
+            "[[trusted_ban_lists]]\nserver = \"{}\"\nguild = \"\"",
+            key.to_hex()
+        );
+        assert!(
+            invalid(&empty_guild).starts_with("trusted_ban_lists: entry 0: guild: must be 1 to 64")
+        );
+        assert!(
+            invalid("trusted_ban_origins = [\"zz\"]").starts_with("trusted_ban_origins: entry 0:")
+        );
+        // A misspelt key in an entry is refused when the file is read, naming the key.
+        let typo = format!(
+            "[[trusted_ban_lists]]\nserver = \"{}\"\nguid = \"777\"",
+            key.to_hex()
+        );
+        let err = toml::from_str::<Config>(&typo).expect_err("unknown key");
+        assert!(err.to_string().contains("guid"), "{err}");
+        // A list with no server.
+        let err = toml::from_str::<Config>("[[trusted_ban_lists]]\nguild = \"777\"")
+            .expect_err("server is required");
+        assert!(err.to_string().contains("server"), "{err}");
+    }
 }
