@@ -231,6 +231,55 @@ async fn a_server_admins_moderation_list_is_applied_and_lifted_where_trusted() {
 }
 
 #[tokio::test]
+async fn a_list_entry_goes_straight_to_the_users_homeserver() {
+    let (b, b_admin) = node_with_admin(fast_outbox).await;
+    let (mut t, _) =
+        node_with_admin(|c| c.trusted_ban_lists = vec![trust(&b.audience(), None)]).await;
+    // Mallory lives on T and joined a guild on B from there: B knows T is her homeserver.
+    let mallory = register(&t, "Mallory").await;
+    let owner = register(&t, "Owner").await;
+    let room = create_room(&t, &owner, "Local").await;
+    join_room(&t, &mallory, &room.invite).await;
+    let b_owner = register(&b, "Owner").await;
+    let b_room = create_room(&b, &b_owner, "B's").await;
+    remote_join(&b, &mallory, &t.address(), &b_room.invite, "Mallory")
+        .await
+        .expect("Mallory joins B's guild from T");
+    b.outbox_drained(WAIT).await;
+
+    // T is down when B's admin bans her: the entry waits in B's outbox, for T.
+    let t_address = t.address();
+    let t_addr = t.stop().await;
+    let entry = server_ban(&b, &b_admin, &mallory.user.id, true)
+        .await
+        .expect("banned");
+    let queued = b.outbox_head_failed(WAIT).await;
+    assert_eq!(
+        (queued.destination.as_str(), queued.method.as_str()),
+        (t_address.as_str(), "ReceiveServerEvent")
+    );
+    let event = pb::ServerEvent::decode(&queued.body[..]).expect("a ServerEvent");
+    assert_eq!(event.kind, SERVER_BAN_KIND);
+    assert_eq!(
+        pb::ServerBanEntry::decode(&event.payload[..]).expect("an entry"),
+        entry
+    );
+    t.start_on(t_addr).await;
+    wait_for(WAIT, || async {
+        !is_member(&t, &owner, &room.guild, &mallory.user.id).await
+    })
+    .await;
+    server_ban(&b, &b_admin, &mallory.user.id, false)
+        .await
+        .expect("lifted");
+    wait_for(WAIT, || async {
+        try_join(&t, &mallory, &room.invite).await.is_ok()
+    })
+    .await;
+    b.outbox_drained(WAIT).await;
+}
+
+#[tokio::test]
 async fn only_a_servers_admins_change_its_moderation_list() {
     let (b, admin) = node_with_admin(|_| {}).await;
     let user = register(&b, "User").await;

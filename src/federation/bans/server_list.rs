@@ -1,6 +1,8 @@
 //! A server's own moderation list: entries its server key signs (`server-ban`, docs/PROTOCOL.md
 //! §3), made only when one of its admins asks (`AddServerBan`, `RemoveServerBan`), and published as
-//! server events of kind [`SERVER_BAN_KIND`] (gossip, and the event log peers catch up from).
+//! server events of kind [`SERVER_BAN_KIND`] (gossip, and the event log peers catch up from); the
+//! banned user's homeserver, when it is another node this one knows, also gets the event straight
+//! away (`ReceiveServerEvent` through the durable outbox).
 //!
 //! A node receiving an entry (by gossip, catch-up or `ReceiveServerEvent`) checks it itself and
 //! keeps the newest per (origin, user); it enforces it only if it trusts the origin's moderation
@@ -10,12 +12,14 @@
 use prost::Message;
 
 use super::{Bans, check_reason, hex_key};
+use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
 use crate::gossip::{Verdict, VerifiedServerEvent};
 use crate::guilds::ban_lists::Reconciled;
 use crate::identity::Signature;
 use crate::identity::signing::{self, ServerBanPayload};
 use crate::proto::guildhall::v1 as pb;
+use crate::store::accounts::load_user;
 use crate::store::server_bans::{HeldBan, ServerBanEntry};
 use crate::store::{SessionInfo, StorageError};
 
@@ -25,8 +29,9 @@ pub const SERVER_BAN_KIND: &str = "server-ban";
 
 impl Bans {
     /// `AddServerBan` (`banned`) / `RemoveServerBan`: a server admin changes this node's
-    /// moderation list. The entry is signed, stored, applied here and appended to the event log
-    /// in one transaction, then gossiped; answers the signed entry.
+    /// moderation list. The entry is signed, stored, applied here, appended to the event log and
+    /// queued for the user's homeserver in one transaction, then gossiped; answers the signed
+    /// entry.
     pub async fn change_server_ban(
         &self,
         caller: &SessionInfo,
@@ -36,7 +41,8 @@ impl Bans {
     ) -> Result<ServerBanEntry> {
         let (key, gossip, reason_owned) =
             (self.key.clone(), self.gossip.clone(), reason.to_owned());
-        let (entry, event) = self
+        let own_address = self.own_address.clone();
+        let (entry, (event, queued)) = self
             .guilds
             .change_server_ban(
                 caller,
@@ -61,19 +67,38 @@ impl Bans {
                         timestamp,
                         signature,
                     };
-                    let event = match &gossip {
-                        Some(events) => Some(events.append_in(
-                            tx,
-                            SERVER_BAN_KIND,
-                            entry_message(&entry).encode_to_vec(),
-                            timestamp,
-                        )?),
-                        None => None,
+                    let Some(events) = &gossip else {
+                        return Ok((entry, (None, false)));
                     };
-                    Ok((entry, event))
+                    let event = events.append_in(
+                        tx,
+                        SERVER_BAN_KIND,
+                        entry_message(&entry).encode_to_vec(),
+                        timestamp,
+                    )?;
+                    // The user's homeserver, if another node, must have it: straight there
+                    // through the outbox, besides gossip.
+                    let home = load_user(tx, &entry.user_id)?
+                        .map(|u| u.homeserver)
+                        .filter(|h| {
+                            !h.is_empty() && normalise_address(h) != normalise_address(&own_address)
+                        });
+                    if let Some(home) = &home {
+                        crate::store::outbox::enqueue(
+                            tx,
+                            home,
+                            "ReceiveServerEvent",
+                            &event.to_proto().encode_to_vec(),
+                            timestamp,
+                        )?;
+                    }
+                    Ok((entry, (Some(event), home.is_some())))
                 },
             )
             .await?;
+        if queued {
+            self.outbox.wake();
+        }
         if let (Some(events), Some(event)) = (&self.gossip, event) {
             events.announce(&event).await;
         }
