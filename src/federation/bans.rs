@@ -197,6 +197,17 @@ impl Bans {
         Ok(())
     }
 
+    /// Refuses a signed statement dated further ahead than the clock-skew window.
+    fn check_not_future(&self, timestamp: u64) -> Result<()> {
+        if timestamp > now_ms().saturating_add(self.clock_skew_ms) {
+            return Err(Error::invalid(
+                "timestamp",
+                "is in the future beyond the clock-skew window",
+            ));
+        }
+        Ok(())
+    }
+
     /// `PropagateBan`: checks a notice and keeps it (applying it here if its guild's bans are a
     /// trusted list). Answers OK for a notice already held, so senders may retry freely.
     pub async fn receive(&self, n: pb::BanNotification) -> Result<()> {
@@ -208,7 +219,7 @@ impl Bans {
                 format!("must be 1 to {GUILD_ID_MAX} bytes"),
             ));
         }
-        check_reason(&n.reason)?;
+        crate::guilds::members::check_reason(&n.reason)?;
         if !(n.evidence_hash.is_empty()
             || (n.evidence_hash.len() == 64
                 && n.evidence_hash
@@ -265,33 +276,6 @@ impl Bans {
             new,
             "ban notice accepted"
         );
-        Ok(())
-    }
-}
-
-/// Refuses a reason longer than a ban's may be.
-fn check_reason(reason: &str) -> Result<()> {
-    if reason.chars().count() > crate::guilds::members::REASON_MAX {
-        return Err(Error::invalid(
-            "reason",
-            format!(
-                "must be at most {} characters",
-                crate::guilds::members::REASON_MAX
-            ),
-        ));
-    }
-    Ok(())
-}
-
-impl Bans {
-    /// Refuses a signed statement dated further ahead than the clock-skew window.
-    fn check_not_future(&self, timestamp: u64) -> Result<()> {
-        if timestamp > now_ms().saturating_add(self.clock_skew_ms) {
-            return Err(Error::invalid(
-                "timestamp",
-                "is in the future beyond the clock-skew window",
-            ));
-        }
         Ok(())
     }
 }

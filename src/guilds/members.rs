@@ -62,8 +62,9 @@ pub(super) fn remove_and_announce(
     })
 }
 
-/// Refuses a kick or ban reason longer than [`REASON_MAX`] characters.
-pub(super) fn check_reason(reason: &str) -> Result<()> {
+/// Refuses a kick or ban reason longer than [`REASON_MAX`] characters (also a ban notice's or a
+/// moderation-list entry's from another server).
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     if reason.chars().count() > REASON_MAX {
         return Err(Error::invalid(
             "reason",

@@ -11,7 +11,7 @@
 
 use prost::Message;
 
-use super::{Bans, check_reason, hex_key};
+use super::{Bans, hex_key};
 use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
 use crate::gossip::{Verdict, VerifiedServerEvent};
@@ -111,7 +111,7 @@ impl Bans {
     pub async fn receive_server_ban(&self, n: pb::ServerBanEntry) -> Result<bool> {
         let origin = hex_key("origin_server_id", &n.origin_server_id)?;
         let user = hex_key("user_id", &n.user_id)?;
-        check_reason(&n.reason)?;
+        crate::guilds::members::check_reason(&n.reason)?;
         self.check_not_future(n.timestamp)?;
         let signature =
             Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
