@@ -58,16 +58,6 @@ async fn server_ban(
     reply.map(tonic::Response::into_inner)
 }
 
-/// Waits until `node`'s gossip mesh for `kind` has a peer.
-async fn mesh_ready(node: &TestNode, kind: &'static str) {
-    let handle = node.node().server_events.gossip().clone();
-    wait_for(WAIT, || {
-        let handle = handle.clone();
-        async move { handle.mesh_peers(kind).await >= 1 }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn a_guild_owner_on_a_trusted_server_cannot_touch_the_trusting_nodes_guilds() {
     let b = TestNode::spawn_fast_outbox().await;
@@ -78,7 +68,7 @@ async fn a_guild_owner_on_a_trusted_server_cannot_touch_the_trusting_nodes_guild
     let (new, new_admin) =
         node_with_admin(|c| c.trusted_ban_lists = vec![trust(&b_key, None)]).await;
     meet(&new, &b).await;
-    mesh_ready(&b, "ban").await;
+    b.meshed("ban").await;
 
     // On each trusting node, Mallory is a member of a local guild.
     let mallory = register(&old, "Mallory").await;
@@ -154,7 +144,7 @@ async fn a_server_admins_moderation_list_is_applied_and_lifted_where_trusted() {
     let b_key = b.audience();
     let (t, t_admin) = node_with_admin(|c| c.trusted_ban_lists = vec![trust(&b_key, None)]).await;
     meet(&t, &b).await;
-    mesh_ready(&b, SERVER_BAN_KIND).await;
+    b.meshed(SERVER_BAN_KIND).await;
 
     // Mallory is a member of a guild on T and of one on B.
     let mallory = register(&t, "Mallory").await;

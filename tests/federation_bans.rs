@@ -295,12 +295,7 @@ async fn a_ban_is_gossiped_to_every_node_and_caught_up_after_a_restart() {
         .refresh(&host.address())
         .await
         .expect("far pins the host");
-    let handle = host.node().server_events.gossip().clone();
-    wait_for(wait, || {
-        let handle = handle.clone();
-        async move { handle.mesh_peers("ban").await >= 1 }
-    })
-    .await;
+    host.meshed("ban").await;
     if let Some(node) = far.node.take() {
         node.shutdown();
         node.stopped().await;

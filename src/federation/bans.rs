@@ -124,10 +124,7 @@ impl Bans {
         }
         match self.receive(notice).await {
             Ok(()) => Verdict::Accept,
-            Err(e @ (Error::Storage(_) | Error::Unimplemented(_))) => {
-                Verdict::Ignore(e.to_string())
-            }
-            Err(e) => Verdict::Reject(e.to_string()),
+            Err(e) => refusal_verdict(e),
         }
     }
 
@@ -277,6 +274,16 @@ impl Bans {
             "ban notice accepted"
         );
         Ok(())
+    }
+}
+
+/// The verdict on a gossiped ban statement that its checks refused: a local failure is not the
+/// sender's fault (ignore), anything else breaks a rule (reject, penalising the sender).
+fn refusal_verdict(e: Error) -> crate::gossip::Verdict {
+    use crate::gossip::Verdict;
+    match e {
+        Error::Storage(_) | Error::Unimplemented(_) => Verdict::Ignore(e.to_string()),
+        _ => Verdict::Reject(e.to_string()),
     }
 }
 

@@ -104,37 +104,41 @@ impl Guilds {
     /// trusted here), also removes the user from this node's guilds and keeps them from joining
     /// any. One transaction; answers whether the notice was new (not older than one held).
     pub async fn accept_ban_notice(&self, notice: BanNotice, apply: bool) -> Result<bool> {
-        let now = now_ms();
-        Ok(self
-            .events()
-            .write(now, move |tx| {
-                if !crate::store::bans::insert_notice(tx, &notice, apply, now)? {
-                    return Ok((false, vec![]));
-                }
-                let events = if apply {
-                    remove_everywhere(tx, &notice.user_id)?
-                } else {
-                    vec![]
-                };
-                Ok((true, events))
-            })
-            .await?)
+        let user = notice.user_id.clone();
+        self.accept_held(user, apply, move |tx, now| {
+            crate::store::bans::insert_notice(tx, &notice, apply, now)
+        })
+        .await
     }
 
     /// Stores a moderation-list entry accepted from another server; with `apply` (that server's
     /// list is trusted here) a ban is enforced (the user leaves this node's guilds and can't join
     /// any) and a lift ends it. Answers whether the entry was new (newer than the one held).
     pub async fn accept_server_ban(&self, entry: ServerBanEntry, apply: bool) -> Result<bool> {
+        let (user, applied) = (entry.user_id.clone(), apply && entry.banned);
+        self.accept_held(user, applied, move |tx, now| {
+            server_bans::insert_entry(tx, &entry, applied, now)
+        })
+        .await
+    }
+
+    /// One transaction: `insert` stores a held ban (answering whether it was new); a new one that
+    /// is `applied` removes `user_id` from this node's guilds.
+    async fn accept_held<F>(&self, user_id: String, applied: bool, insert: F) -> Result<bool>
+    where
+        F: FnOnce(&rusqlite::Connection, u64) -> std::result::Result<bool, StorageError>
+            + Send
+            + 'static,
+    {
         let now = now_ms();
         Ok(self
             .events()
             .write(now, move |tx| {
-                let applied = apply && entry.banned;
-                if !server_bans::insert_entry(tx, &entry, applied, now)? {
+                if !insert(tx, now)? {
                     return Ok((false, vec![]));
                 }
                 let events = if applied {
-                    remove_everywhere(tx, &entry.user_id)?
+                    remove_everywhere(tx, &user_id)?
                 } else {
                     vec![]
                 };

@@ -11,7 +11,7 @@
 
 use prost::Message;
 
-use super::{Bans, hex_key};
+use super::{Bans, hex_key, refusal_verdict};
 use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
 use crate::gossip::{Verdict, VerifiedServerEvent};
@@ -172,10 +172,7 @@ impl Bans {
         match self.receive_server_ban(entry).await {
             Ok(true) => Verdict::Accept,
             Ok(false) => Verdict::Ignore("not newer than the entry held".into()),
-            Err(e @ (Error::Storage(_) | Error::Unimplemented(_))) => {
-                Verdict::Ignore(e.to_string())
-            }
-            Err(e) => Verdict::Reject(e.to_string()),
+            Err(e) => refusal_verdict(e),
         }
     }
 
