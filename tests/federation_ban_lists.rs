@@ -259,6 +259,13 @@ async fn a_list_entry_goes_straight_to_the_users_homeserver() {
         !is_member(&t, &owner, &room.guild, &mallory.user.id).await
     })
     .await;
+    // B enforces its own list on remote members too: it removed her, and she can't join back.
+    assert!(!is_member(&b, &b_owner, &b_room.guild, &mallory.user.id).await);
+    assert_status(
+        remote_join(&b, &mallory, &t.address(), &b_room.invite, "Mallory").await,
+        Code::PermissionDenied,
+        "by a ban list it trusts",
+    );
     server_ban(&b, &b_admin, &mallory.user.id, false)
         .await
         .expect("lifted");
@@ -411,6 +418,30 @@ async fn forged_and_unsigned_moderation_list_entries_are_refused() {
         Code::FailedPrecondition,
         "origin_server_id: not the event's origin",
     );
+    // Not an entry at all; fields that break the rules (each re-signed by B, so only the rule
+    // is wrong).
+    let junk = ServerEvent::sign(&b_key, SERVER_BAN_KIND, 10, at, b"junk".to_vec()).to_proto();
+    assert_status(
+        from_b.receive_server_event(junk).await,
+        Code::FailedPrecondition,
+        "payload: not a ServerBanEntry",
+    );
+    let mut bad_user = list_entry(&b_key, &b_key, &mallory.user.id, true, at);
+    bad_user.user_id = "zz".into();
+    let mut long_reason = list_entry(&b_key, &b_key, &mallory.user.id, true, at);
+    long_reason.reason = "x".repeat(513);
+    let future = list_entry(&b_key, &b_key, &mallory.user.id, true, at + 3_600_000);
+    for (sequence, entry, field) in [
+        (11, bad_user, "user_id"),
+        (12, long_reason, "reason: must be at most 512 characters"),
+        (13, future, "timestamp: is in the future"),
+    ] {
+        assert_status(
+            from_b.receive_server_event(event(sequence, &entry)).await,
+            Code::FailedPrecondition,
+            field,
+        );
+    }
     assert!(is_member(&t, &owner, &room.guild, &mallory.user.id).await);
     assert!(
         held_bans(&t, &t_admin, false)
