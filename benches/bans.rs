@@ -1,7 +1,7 @@
 //! Ban enforcement across nodes: N nodes (3, 5, 10) on loopback in this process, node `i` meeting
-//! node 0 (the host) and node `i-1` in the gossip mesh; every other node trusts the host's bans
-//! (`trusted_ban_origins`). Each round, one user who is a member of a guild on every node is
-//! banned on the host; the clock runs from the `BanUser` call until that node's guild owner sees
+//! node 0 (the host) and node `i-1` in the gossip mesh; every other node trusts the bans of the
+//! host's guild (`trusted_ban_lists` naming the host and that guild). Each round, one user who is
+//! a member of a guild on every node is banned on the host; the clock runs from the `BanUser` call until that node's guild owner sees
 //! the user's `member_removed` on their event stream, i.e. the ban is enforced there. Prints one
 //! JSON object: per N, p50/p99 of the time to enforcement on the slowest node (the ban enforced
 //! everywhere) and over every node, and the rounds that missed the deadline.
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use guildhall::client::ClientIdentity;
-use guildhall::config::Config;
+use guildhall::config::{Config, TrustedBanList};
 use guildhall::identity::freshness::now_ms;
 use guildhall::node::{Node, RunningNode};
 use guildhall::proto::guildhall::v1 as pb;
@@ -75,7 +75,7 @@ async fn register(
         .token
 }
 
-async fn start(trusted: Vec<String>) -> BenchNode {
+async fn start(trusted: Vec<TrustedBanList>) -> BenchNode {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -85,7 +85,7 @@ async fn start(trusted: Vec<String>) -> BenchNode {
         allow_private_addresses: true,
         max_connections_per_address: 0,
         settings: guildhall::limits::Settings::default().unlimited(),
-        trusted_ban_origins: trusted,
+        trusted_ban_lists: trusted,
         ..Config::default()
     };
     let node = Node::start(config).await.expect("node starts");
@@ -134,7 +134,10 @@ async fn meet(node: &RunningNode, peer: &RunningNode) {
 /// One scenario: answers (slowest-node times, every-node times, missed rounds).
 async fn scenario(n: usize, rounds: usize) -> (Vec<Duration>, Vec<Duration>, usize) {
     let mut nodes = vec![start(Vec::new()).await];
-    let trust = nodes[0].node.server_id.to_hex();
+    let trust = TrustedBanList {
+        server: nodes[0].node.server_id.to_hex(),
+        guild: Some(nodes[0].guild_id.clone()),
+    };
     for _ in 1..n {
         nodes.push(start(vec![trust.clone()]).await);
     }

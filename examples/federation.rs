@@ -22,10 +22,12 @@
 //!    through B's durable outbox) and Ada sees `user_updated`.
 //! 6. Cleo moves her home from C to B: she signs a `homeserver-move-v2` statement and logs in at B
 //!    with it; B tells A and C (`UpdateHomeServer`, through the outbox, §12).
-//! 7. Ada bans Bob on A. A sends its signed ban notice to Bob's homeserver B (`PropagateBan`,
-//!    §15). B was started trusting A's bans (`trusted_ban_origins`), so it applies the ban to
-//!    its own guilds: Bob leaves the guild Cleo made on B. Bob can rejoin neither guild, and B no
-//!    longer lists A's guild for him.
+//! 7. Ada bans Bob from her guild on A. A sends its signed ban notice to Bob's homeserver B
+//!    (`PropagateBan`, §15), which keeps it as an advisory: B trusts A's *moderation list*
+//!    (`trusted_ban_lists`), not every guild owner on A. Ada is also A's admin, so she puts Bob
+//!    on A's moderation list (`AddServerBan`): A signs a `server-ban` entry and sends it to B
+//!    (`ReceiveServerEvent`, besides gossip), B applies it to its own guilds, and Bob leaves the
+//!    guild Cleo made on B. Bob can rejoin neither guild, and B no longer lists A's guild for him.
 //!
 //! Every wait is bounded (10 s); if a step does not happen, the program says which one and exits
 //! with status 1, so it doubles as a smoke test of federation. `RUST_LOG=info` shows the nodes'
@@ -36,7 +38,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use guildhall::client::ClientIdentity;
-use guildhall::config::Config;
+use guildhall::config::{Config, TrustedBanList};
 use guildhall::identity::PublicKey;
 use guildhall::identity::freshness::now_ms;
 use guildhall::node::{Node, RunningNode, load_or_create_key};
@@ -72,12 +74,21 @@ async fn main() -> ExitCode {
 /// The whole walk-through; the first step that does not happen as expected ends it with an error.
 async fn walk() -> Result<()> {
     step(0, "Start three nodes on loopback");
-    // B must know A's server key to trust A's bans, so A's key is made before A starts.
+    // B must know A's server key to trust A's moderation list, so A's key is made before A
+    // starts; Ada will be A's admin, so her identity is made first too.
     let a_dir = tempfile::tempdir()?;
     let a_key = load_or_create_key(&config_in(a_dir.path()).server_key_path())?;
-    let a = Hall::start("A", a_dir, Vec::new()).await?;
-    let b = Hall::start("B", tempfile::tempdir()?, vec![a_key.public().to_hex()]).await?;
-    let c = Hall::start("C", tempfile::tempdir()?, Vec::new()).await?;
+    let ada_identity = ClientIdentity::generate("phone", now_ms() - 1000);
+    let ada_id = ada_identity.user_id();
+    let a = Hall::start("A", a_dir, |c| c.admins = vec![ada_id]).await?;
+    let b = Hall::start("B", tempfile::tempdir()?, |c| {
+        c.trusted_ban_lists = vec![TrustedBanList {
+            server: a_key.public().to_hex(),
+            guild: None,
+        }];
+    })
+    .await?;
+    let c = Hall::start("C", tempfile::tempdir()?, |_| {}).await?;
     for hall in [&a, &b, &c] {
         println!(
             "    node {} at {} (server key {}…)",
@@ -86,10 +97,12 @@ async fn walk() -> Result<()> {
             &hall.audience().to_hex()[..16]
         );
     }
-    println!("    node B trusts bans signed by node A");
+    println!(
+        "    node B trusts node A's moderation list (its admins' bans, not its guild owners')"
+    );
 
     step(1, "Ada registers on A, Bob on B, Cleo on C");
-    let ada = Person::register(&a, "Ada").await?;
+    let ada = Person::register_as(&a, "Ada", ada_identity).await?;
     let bob = Person::register(&b, "Bob").await?;
     let cleo = Person::register(&c, "Cleo").await?;
     for p in [&ada, &bob, &cleo] {
@@ -240,7 +253,10 @@ async fn walk() -> Result<()> {
         );
     }
 
-    step(7, "Ada bans Bob on A; B, Bob's homeserver, trusts A");
+    step(
+        7,
+        "Ada bans Bob from her guild, then from A (its moderation list); B trusts that list",
+    );
     // Cleo, at home on B now, makes a guild there, and Bob joins it.
     let corner = b
         .client()
@@ -274,7 +290,7 @@ async fn walk() -> Result<()> {
         ))
         .await
         .context("Ada bans Bob")?;
-    println!("    [A] Bob is banned; A signed a ban notice for B");
+    println!("    [A] Bob is banned from Analytical Engines; A signed a ban notice for B");
     let removed_from = |guild: String| {
         let bob_id = bob.id();
         move |e: &Event| match e {
@@ -286,13 +302,33 @@ async fn walk() -> Result<()> {
         .until("Bob's removal", removed_from(guild_id.clone()))
         .await?;
     ada_events.saw("member_removed: Bob left Analytical Engines");
+    println!(
+        "    (B keeps A's guild bans as advisories only: a guild owner's ban is not A's word)"
+    );
+    let entry = a
+        .client()
+        .await?
+        .add_server_ban(authed(
+            &ada.token,
+            pb::ServerBanRequest {
+                user_id: bob.id(),
+                reason: "testing the moderation list".into(),
+            },
+        ))
+        .await
+        .context("Ada, A's admin, puts Bob on A's moderation list")?
+        .into_inner();
+    println!(
+        "    [A] Bob is on A's moderation list; A signed a server-ban entry at {}",
+        entry.timestamp
+    );
     cleo_at_b_events
         .until(
             "Bob's removal from Cleo's corner",
             removed_from(corner_id.clone()),
         )
         .await?;
-    cleo_at_b_events.saw("member_removed: Bob left Cleo's corner (B applied A's ban notice)");
+    cleo_at_b_events.saw("member_removed: Bob left Cleo's corner (B applied A's moderation list)");
 
     let again = a
         .client()
@@ -344,16 +380,14 @@ fn config_in(dir: &std::path::Path) -> Config {
 }
 
 impl Hall {
-    /// Starts a node in `dir` that applies bans signed by the server keys `trusted_ban_origins`.
+    /// Starts a node in `dir`, its configuration changed by `edit` (admins, trusted ban lists).
     async fn start(
         name: &'static str,
         dir: tempfile::TempDir,
-        trusted_ban_origins: Vec<String>,
+        edit: impl FnOnce(&mut Config),
     ) -> Result<Self> {
-        let config = Config {
-            trusted_ban_origins,
-            ..config_in(dir.path())
-        };
+        let mut config = config_in(dir.path());
+        edit(&mut config);
         let node = Node::start(config)
             .await
             .with_context(|| format!("node {name} starts"))?;

@@ -55,9 +55,15 @@ pub struct Config {
     pub bootstrap_file: PathBuf,
     /// An upload that receives no chunk for this long is removed with its bytes.
     pub upload_expiry_secs: u64,
-    /// Server keys (hex) whose ban notices this node applies to its own guilds: a user such a
-    /// server bans from its guild is banned from this node's guilds too. Other servers' bans are
-    /// kept as advisories only.
+    /// The ban lists this node enforces on its own guilds (`[[trusted_ban_lists]]`): a server's
+    /// moderation list (its admins' bans), or one guild's bans (`server` + `guild`). Trusting a
+    /// server names what of it is trusted: never every guild owner on it. Bans from other lists
+    /// are kept as advisories that admins can see (`ListBanNotices`).
+    pub trusted_ban_lists: Vec<TrustedBanList>,
+    /// Older spelling, kept so existing files still load: each key (hex) trusts that server's
+    /// **moderation list only**, like a `trusted_ban_lists` entry with no `guild`. (Before, it
+    /// trusted every guild ban signed by the server, so any guild owner there could ban users
+    /// from this node's guilds.)
     pub trusted_ban_origins: Vec<String>,
     /// Bounds of the device-linking mailbox (`SyncMailbox`): sizes, waits, expiry, memory.
     pub mailbox: crate::mailbox::MailboxConfig,
@@ -107,6 +113,7 @@ impl Default for Config {
             livekit_api_secret: String::new(),
             bootstrap_file: PathBuf::new(),
             upload_expiry_secs: 60 * 60,
+            trusted_ban_lists: Vec::new(),
             trusted_ban_origins: Vec::new(),
             mailbox: crate::mailbox::MailboxConfig::default(),
             push: crate::push::PushConfig::default(),
@@ -120,6 +127,22 @@ impl Default for Config {
         }
     }
 }
+
+/// One trusted ban list (`[[trusted_ban_lists]]` in the file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedBanList {
+    /// The server's key (lowercase hex, as `GetServerInfo.server_pubkey` shows it).
+    pub server: String,
+    /// Absent: the server's moderation list, which only its admins add to. Present: only the bans
+    /// of that guild of the server (its id as the server names it), which the guild's moderators
+    /// make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild: Option<String>,
+}
+
+/// Longest guild id a trusted list may name (a ban notice's longest).
+const TRUSTED_GUILD_MAX: usize = 64;
 
 /// A configuration that can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -183,12 +206,7 @@ impl Config {
                 rule: "must be greater than 0".into(),
             });
         }
-        for (i, key) in self.trusted_ban_origins.iter().enumerate() {
-            crate::identity::PublicKey::from_hex(key).map_err(|e| ConfigError::Invalid {
-                field: "trusted_ban_origins",
-                rule: format!("entry {i}: {e}"),
-            })?;
-        }
+        self.trusted_lists()?;
         if self.live_event_capacity == 0
             || self.event_retention_secs == 0
             || self.rate_limit_window_secs == 0
@@ -264,6 +282,48 @@ impl Config {
             .collect()
     }
 
+    /// The ban lists to trust: `trusted_ban_lists`, then each of `trusted_ban_origins` as that
+    /// server's moderation list. A bad entry is an error naming the field, the entry and the rule.
+    pub fn trusted_lists(&self) -> Result<Vec<crate::guilds::ban_lists::TrustedList>, ConfigError> {
+        use crate::guilds::ban_lists::TrustedList;
+        use crate::identity::PublicKey;
+        let mut lists = Vec::new();
+        for (i, list) in self.trusted_ban_lists.iter().enumerate() {
+            let server = PublicKey::from_hex(&list.server).map_err(|e| ConfigError::Invalid {
+                field: "trusted_ban_lists",
+                rule: format!("entry {i}: server: {e}"),
+            })?;
+            if let Some(guild) = &list.guild
+                && (guild.is_empty()
+                    || guild.len() > TRUSTED_GUILD_MAX
+                    || guild.chars().any(char::is_control))
+            {
+                return Err(ConfigError::Invalid {
+                    field: "trusted_ban_lists",
+                    rule: format!(
+                        "entry {i}: guild: must be 1 to {TRUSTED_GUILD_MAX} bytes with no \
+                         control characters (leave it out to trust the server's moderation list)"
+                    ),
+                });
+            }
+            lists.push(TrustedList {
+                server,
+                guild: list.guild.clone(),
+            });
+        }
+        for (i, key) in self.trusted_ban_origins.iter().enumerate() {
+            let server = PublicKey::from_hex(key).map_err(|e| ConfigError::Invalid {
+                field: "trusted_ban_origins",
+                rule: format!("entry {i}: {e}"),
+            })?;
+            lists.push(TrustedList {
+                server,
+                guild: None,
+            });
+        }
+        Ok(lists)
+    }
+
     /// The path of the SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("guildhall.sqlite3")
@@ -312,5 +372,54 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn trusted_ban_lists_name_what_is_trusted_and_refuse_mistakes() {
+        let key = crate::identity::SecretKey::generate().public();
+        let text = format!(
+            "trusted_ban_origins = [\"{key}\"]\n\
+             [[trusted_ban_lists]]\nserver = \"{key}\"\n\
+             [[trusted_ban_lists]]\nserver = \"{key}\"\nguild = \"777\"\n",
+            key = key.to_hex()
+        );
+        let parsed: Config = toml::from_str(&text).expect("parses");
+        parsed.validate().expect("valid");
+        let lists = parsed.trusted_lists().expect("lists");
+        let guilds: Vec<_> = lists.iter().map(|l| l.guild.as_deref()).collect();
+        // The older spelling trusts the server's moderation list only.
+        assert_eq!(guilds, vec![None, Some("777"), None]);
+        assert!(lists.iter().all(|l| l.server == key));
+
+        let invalid = |text: &str| match toml::from_str::<Config>(text).expect("parses").validate()
+        {
+            Err(ConfigError::Invalid { field, rule }) => format!("{field}: {rule}"),
+            other => panic!("expected an invalid config, got {other:?}"),
+        };
+        assert!(
+            invalid("[[trusted_ban_lists]]\nserver = \"zz\"")
+                .starts_with("trusted_ban_lists: entry 0: server:")
+        );
+        let empty_guild = format!(
+            "[[trusted_ban_lists]]\nserver = \"{}\"\nguild = \"\"",
+            key.to_hex()
+        );
+        assert!(
+            invalid(&empty_guild).starts_with("trusted_ban_lists: entry 0: guild: must be 1 to 64")
+        );
+        assert!(
+            invalid("trusted_ban_origins = [\"zz\"]").starts_with("trusted_ban_origins: entry 0:")
+        );
+        // A misspelt key in an entry is refused when the file is read, naming the key.
+        let typo = format!(
+            "[[trusted_ban_lists]]\nserver = \"{}\"\nguid = \"777\"",
+            key.to_hex()
+        );
+        let err = toml::from_str::<Config>(&typo).expect_err("unknown key");
+        assert!(err.to_string().contains("guid"), "{err}");
+        // A list with no server.
+        let err = toml::from_str::<Config>("[[trusted_ban_lists]]\nguild = \"777\"")
+            .expect_err("server is required");
+        assert!(err.to_string().contains("server"), "{err}");
     }
 }

@@ -388,16 +388,19 @@ impl Node {
             info.canonical_address.clone(),
             outbox.clone(),
             guilds.clone(),
-            config
-                .trusted_ban_origins
-                .iter()
-                .filter_map(|k| crate::identity::PublicKey::from_hex(k).ok())
-                .collect(),
+            crate::guilds::ban_lists::BanTrust::new(&server_id, config.trusted_lists()?),
             config.clock_skew_ms,
         )
         .with_gossip(server_events.clone())
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        if !config.trusted_ban_origins.is_empty() {
+            tracing::warn!(
+                "trusted_ban_origins trusts only those servers' moderation lists, not their \
+                 guilds' bans; name a guild in [[trusted_ban_lists]] to trust its bans"
+            );
+        }
+        bans.reconcile().await?;
         crate::federation::gossiped::register(&server_events, store.clone(), accounts.clone())
             .await
             .map_err(|e| NodeError::ServerEvents(e.to_string()))?;

@@ -1,76 +1,16 @@
 //! Bans across servers: `BanUser` on a guild's host stores a signed notice; `PropagateBan` checks
 //! a notice itself (the origin's signature, that the origin is not claiming a guild hosted here),
-//! keeps it, and applies it to this node's guilds only when the operator trusts the origin.
+//! keeps it, and applies it to this node's guilds only when the operator trusts that guild's bans
+//! (`trusted_ban_lists` naming the server and the guild). Trusting a server's moderation list
+//! (`tests/federation_ban_lists.rs`) does not trust its guild owners.
 
 mod common;
 
+use common::bans::{is_member, notice, notices, trust, try_join};
 use common::*;
-use guildhall::identity::SecretKey;
 use guildhall::identity::freshness::now_ms;
-use guildhall::identity::signing::{self, BanPayload};
 use guildhall::proto::guildhall::v1 as pb;
 use tonic::Code;
-
-/// A notice banning `user` from `guild_id`, signed by `key` (claiming `origin` as its origin).
-fn notice(
-    key: &SecretKey,
-    origin: &SecretKey,
-    user: &str,
-    guild_id: &str,
-    timestamp: u64,
-) -> pb::BanNotification {
-    let payload = BanPayload {
-        origin: origin.public(),
-        banned: guildhall::identity::PublicKey::from_hex(user).expect("user key"),
-        guild_id: guild_id.into(),
-        reason: "spam".into(),
-        evidence_hash: String::new(),
-        timestamp,
-    };
-    pb::BanNotification {
-        origin_server_id: origin.public().to_hex(),
-        banned_user_pubkey: user.into(),
-        guild_id: guild_id.into(),
-        reason: "spam".into(),
-        evidence_hash: String::new(),
-        timestamp,
-        signature: signing::sign(&payload, key).to_bytes().to_vec(),
-    }
-}
-
-/// Ban notices a node holds: (origin, guild, user, applied).
-fn notices(node: &TestNode) -> Vec<(String, String, String, bool)> {
-    let db = rusqlite::Connection::open_with_flags(
-        node.config.database_path(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    let mut stmt = db
-        .prepare("SELECT origin_key, guild_id, user_id, applied FROM ban_notices ORDER BY guild_id")
-        .expect("query");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("read")
-}
-
-async fn is_member(node: &TestNode, owner: &TestUser, guild: &str, user: &str) -> bool {
-    node.client()
-        .await
-        .list_guild_members(authed(
-            &owner.token,
-            pb::ListGuildMembersRequest {
-                guild_id: guild.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("members")
-        .into_inner()
-        .members
-        .iter()
-        .any(|m| m.user.as_ref().is_some_and(|u| u.id == user))
-}
 
 #[tokio::test]
 async fn a_ban_on_the_host_stores_its_signed_notice() {
@@ -103,12 +43,14 @@ async fn a_ban_on_the_host_stores_its_signed_notice() {
 }
 
 #[tokio::test]
-async fn trusted_bans_apply_and_others_are_kept_as_advisories() {
+async fn a_trusted_guilds_bans_apply_another_guilds_are_advisories_and_trust_is_read_at_start() {
     let host = TestNode::spawn().await;
     let host_key = host.server_key();
-    // `trusting` applies the host's bans; `wary` only keeps them.
-    let trusting =
-        TestNode::spawn_with(|c| c.trusted_ban_origins = vec![host_key.public().to_hex()]).await;
+    // `trusting` applies the bans of the host's guild 777 only; `wary` trusts nothing.
+    let mut trusting = TestNode::spawn_with(|c| {
+        c.trusted_ban_lists = vec![trust(&host_key.public(), Some("777"))];
+    })
+    .await;
     let wary = TestNode::spawn().await;
     let mut rooms = Vec::new();
     let mut mallories = Vec::new();
@@ -120,6 +62,10 @@ async fn trusted_bans_apply_and_others_are_kept_as_advisories() {
         rooms.push((owner, room));
         mallories.push(mallory);
     }
+    // Trudy is banned from another guild of the same host, 778.
+    let (owner, room) = &rooms[0];
+    let trudy = register(&trusting, "Trudy").await;
+    join_room(&trusting, &trudy, &room.invite).await;
     let at = now_ms();
     for (i, node) in [&trusting, &wary].into_iter().enumerate() {
         let ban = notice(&host_key, &host_key, &mallories[i].user.id, "777", at);
@@ -131,42 +77,59 @@ async fn trusted_bans_apply_and_others_are_kept_as_advisories() {
         peer.propagate_ban(ban).await.expect("again");
         assert_eq!(notices(node).len(), 1);
     }
+    host.federation_client(&trusting)
+        .await
+        .propagate_ban(notice(&host_key, &host_key, &trudy.user.id, "778", at))
+        .await
+        .expect("a ban from guild 778 is kept");
 
-    // The trusting node removed Mallory from its guild and keeps her out.
-    let (owner, room) = &rooms[0];
+    // The trusting node removed Mallory from its guild and keeps her out of every guild here.
     assert!(!is_member(&trusting, owner, &room.guild, &mallories[0].user.id).await);
-    assert!(notices(&trusting)[0].3, "applied");
-    let join = |invite: String| {
-        let (node, mallory) = (&trusting, &mallories[0]);
-        async move {
-            node.client()
-                .await
-                .join_invite(mallory.identity.join_invite_request(
-                    &node.audience(),
-                    &invite,
-                    "Mallory",
-                    now_ms(),
-                ))
-                .await
-        }
-    };
-    assert_status(
-        join(room.invite.clone()).await,
-        Code::PermissionDenied,
-        "you are banned from this guild",
+    let held = notices(&trusting);
+    assert_eq!(
+        held.iter().map(|n| (n.1.as_str(), n.3)).collect::<Vec<_>>(),
+        vec![("777", true), ("778", false)],
+        "777 applied, 778 an advisory"
     );
-    // Nor can she join a guild of this node she was never in.
+    assert_status(
+        try_join(&trusting, &mallories[0], &room.invite).await,
+        Code::PermissionDenied,
+        "by a ban list it trusts",
+    );
     let fresh = create_room(&trusting, owner, "Fresh").await;
     assert_status(
-        join(fresh.invite).await,
+        try_join(&trusting, &mallories[0], &fresh.invite).await,
         Code::PermissionDenied,
-        "by a server it trusts",
+        "by a ban list it trusts",
     );
+    // Guild 778's ban is not trusted: Trudy stays, and may join another guild.
+    assert!(is_member(&trusting, owner, &room.guild, &trudy.user.id).await);
+    try_join(&trusting, &trudy, &fresh.invite)
+        .await
+        .expect("a ban from an untrusted guild keeps no one out");
 
     // The wary node kept the notice as an advisory; Mallory stays.
-    let (owner, room) = &rooms[1];
-    assert!(is_member(&wary, owner, &room.guild, &mallories[1].user.id).await);
+    let (wary_owner, wary_room) = &rooms[1];
+    assert!(is_member(&wary, wary_owner, &wary_room.guild, &mallories[1].user.id).await);
     assert!(!notices(&wary)[0].3, "not applied");
+
+    // The operator stops trusting guild 777 and trusts 778 instead: at start the node re-decides
+    // the bans it holds. Mallory may join again; Trudy is removed.
+    trusting.config.trusted_ban_lists = vec![trust(&host_key.public(), Some("778"))];
+    let addr = trusting.stop().await;
+    trusting.start_on(addr).await;
+    assert_eq!(
+        notices(&trusting)
+            .iter()
+            .map(|n| (n.1.as_str(), n.3))
+            .collect::<Vec<_>>(),
+        vec![("777", false), ("778", true)]
+    );
+    try_join(&trusting, &mallories[0], &room.invite)
+        .await
+        .expect("no longer trusted: Mallory may join again");
+    assert!(!is_member(&trusting, owner, &room.guild, &trudy.user.id).await);
+    assert!(!is_member(&trusting, owner, &fresh.guild, &trudy.user.id).await);
 }
 
 #[tokio::test]
@@ -174,8 +137,10 @@ async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing()
     let host = TestNode::spawn().await;
     let host_key = host.server_key();
     let other = TestNode::spawn().await;
-    let node =
-        TestNode::spawn_with(|c| c.trusted_ban_origins = vec![host_key.public().to_hex()]).await;
+    let node = TestNode::spawn_with(|c| {
+        c.trusted_ban_lists = vec![trust(&host_key.public(), Some("777"))];
+    })
+    .await;
     let owner = register(&node, "Owner").await;
     let mallory = register(&node, "Mallory").await;
     let room = create_room(&node, &owner, "Local").await;
@@ -303,12 +268,18 @@ async fn forged_misplaced_and_malformed_notices_are_refused_and_change_nothing()
 async fn a_ban_is_gossiped_to_every_node_and_caught_up_after_a_restart() {
     let wait = std::time::Duration::from_secs(20);
     let host = TestNode::spawn().await;
-    let trust = host.audience().to_hex();
-    let near = TestNode::spawn_with(|c| c.trusted_ban_origins = vec![trust.clone()]).await;
-    let mut far = TestNode::spawn_with(|c| c.trusted_ban_origins = vec![trust.clone()]).await;
     let mallory = new_identity("phone");
     let mut rooms = Vec::new();
-    for node in [&host, &near, &far] {
+    let owner = register(&host, "Owner").await;
+    let m = register_as(&host, &mallory, "Mallory").await;
+    let room = create_room(&host, &owner, "Local").await;
+    join_room(&host, &m, &room.invite).await;
+    // near and far trust the bans of the host's guild.
+    let trusted = vec![trust(&host.audience(), Some(&room.guild))];
+    rooms.push((owner, room));
+    let near = TestNode::spawn_with(|c| c.trusted_ban_lists = trusted.clone()).await;
+    let mut far = TestNode::spawn_with(|c| c.trusted_ban_lists = trusted.clone()).await;
+    for node in [&near, &far] {
         let owner = register(node, "Owner").await;
         let m = register_as(node, &mallory, "Mallory").await;
         let room = create_room(node, &owner, "Local").await;
@@ -324,12 +295,7 @@ async fn a_ban_is_gossiped_to_every_node_and_caught_up_after_a_restart() {
         .refresh(&host.address())
         .await
         .expect("far pins the host");
-    let handle = host.node().server_events.gossip().clone();
-    wait_for(wait, || {
-        let handle = handle.clone();
-        async move { handle.mesh_peers("ban").await >= 1 }
-    })
-    .await;
+    host.meshed("ban").await;
     if let Some(node) = far.node.take() {
         node.shutdown();
         node.stopped().await;

@@ -7,8 +7,8 @@ use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
     self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, DmInvitePayload,
     HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerEventPayload, ServerKeyRotationPayload,
-    Signable, UpdateUserPayload, VerifyUserPayload,
+    LoginPayload, RegisterPayload, S2sRequestPayload, ServerBanPayload, ServerEventPayload,
+    ServerKeyRotationPayload, Signable, UpdateUserPayload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -231,6 +231,18 @@ fn vectors() -> Vec<Vector> {
                 sequence: 7,
                 timestamp: T,
                 payload: b"hello".to_vec(),
+            },
+        ),
+        vector(
+            "server-ban",
+            "server",
+            &server,
+            &ServerBanPayload {
+                origin: aud,
+                user: kid,
+                banned: true,
+                reason: "spam".into(),
+                timestamp: T,
             },
         ),
     ]

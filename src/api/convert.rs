@@ -223,3 +223,18 @@ pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
         thread_id: m.thread_id.clone(),
     }
 }
+
+/// The protobuf form of a ban held from a list (`ListBanNotices`).
+pub fn held_ban(ban: &crate::store::server_bans::HeldBan) -> pb::HeldBan {
+    pb::HeldBan {
+        origin_server_id: ban.origin_key.clone(),
+        guild_id: ban.guild_id.clone(),
+        user_id: ban.user_id.clone(),
+        banned: ban.banned,
+        reason: ban.reason.clone(),
+        timestamp: ban.timestamp,
+        applied: ban.applied,
+        received_at: ban.received_at,
+        signature: ban.signature.clone(),
+    }
+}

@@ -225,6 +225,29 @@ impl GuildHallApi {
         Ok(self.limits.check(limit, &session.user_id)?)
     }
 
+    fn bans(&self) -> Result<&crate::federation::bans::Bans, Status> {
+        self.bans
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("bans across servers: federation is not running"))
+    }
+
+    /// `AddServerBan` (`banned`) and `RemoveServerBan`.
+    async fn change_server_ban(
+        &self,
+        r: Request<pb::ServerBanRequest>,
+        banned: bool,
+    ) -> Reply<pb::ServerBanEntry> {
+        let session = caller(&r)?;
+        let r = r.into_inner();
+        let entry = self
+            .bans()?
+            .change_server_ban(&session, &r.user_id, banned, &r.reason)
+            .await?;
+        Ok(Response::new(crate::federation::bans::entry_message(
+            &entry,
+        )))
+    }
+
     fn user(&self, record: &crate::store::UserRecord) -> pb::User {
         convert::user(record, self.accounts.is_admin(&record.id))
     }
@@ -556,14 +579,37 @@ impl GuildHall for GuildHallApi {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn add_server_ban(&self, r: Request<pb::ServerBanRequest>) -> Reply<pb::ServerBanEntry> {
+        self.change_server_ban(r, true).await
+    }
+
+    async fn remove_server_ban(
+        &self,
+        r: Request<pb::ServerBanRequest>,
+    ) -> Reply<pb::ServerBanEntry> {
+        self.change_server_ban(r, false).await
+    }
+
+    async fn list_ban_notices(
+        &self,
+        r: Request<pb::ListBanNoticesRequest>,
+    ) -> Reply<pb::ListBanNoticesResponse> {
+        let session = caller(&r)?;
+        let r = r.into_inner();
+        let (bans, total) = self
+            .bans()?
+            .held(&session, r.advisories_only, r.limit, r.offset)
+            .await?;
+        Ok(Response::new(pb::ListBanNoticesResponse {
+            bans: bans.iter().map(convert::held_ban).collect(),
+            total: i32::try_from(total).unwrap_or(i32::MAX),
+        }))
+    }
+
     async fn propagate_ban(&self, r: Request<pb::BanNotification>) -> Reply<pb::Empty> {
         // A server call; the notice is self-certifying, so any verified server may relay it.
         crate::federation::verify::verified_origin(&r)?;
-        let bans = self
-            .bans
-            .as_ref()
-            .ok_or_else(|| Status::unimplemented("PropagateBan: federation is not running"))?;
-        bans.receive(r.into_inner()).await?;
+        self.bans()?.receive(r.into_inner()).await?;
         Ok(Response::new(pb::Empty {}))
     }
     async fn list_guild_members(

@@ -1,6 +1,8 @@
 //! Bans across servers: the host of a guild signs a `BanNotification` for every ban and sends it
-//! to the servers that need it; a server receiving one (`PropagateBan`) checks it itself and keeps
-//! it, applying it to its own guilds only when its operator trusts the origin.
+//! to the servers that need it; a server's admins keep its own moderation list
+//! ([`server_list`]); a server receiving either checks it itself and keeps it, applying it to its
+//! own guilds only when its operator trusts the list it comes from
+//! ([`crate::guilds::ban_lists::BanTrust`]).
 //!
 //! - A notice is self-certifying: signed by its origin's server key over the `ban` kind
 //!   (`docs/PROTOCOL.md` §3), so it may arrive through any server, and applying it twice changes
@@ -8,15 +10,20 @@
 //! - A notice about a guild this node hosts, signed by any other server, is refused: only a
 //!   guild's host bans from it.
 //! - Other notices are the host's word about its own guild: kept (the banned user's homeserver
-//!   and the servers of the guild's members learn of it), and, when the origin is in
-//!   `trusted_ban_origins`, applied here as well: the user is banned from this node's guilds and
-//!   can't join any.
+//!   and the servers of the guild's members learn of it), and, when that guild's bans are a
+//!   trusted list here (`trusted_ban_lists` naming the server and the guild), applied as well:
+//!   the user is removed from this node's guilds and can't join any. Trusting a server's
+//!   moderation list does not trust its guilds' bans: any user of a server can own a guild there.
 //!
 //! Sending: in the ban's own transaction, the host queues `PropagateBan` in the durable outbox
 //! for the banned user's homeserver and the homeservers of the guild's members. It also publishes
 //! the notice as a server event of kind [`BAN_KIND`] (payload: the encoded `BanNotification`), so
 //! every node in the gossip mesh learns of it, and nodes that were offline pull it when they
 //! return; the validator for that kind runs the same checks as `PropagateBan`.
+
+mod server_list;
+
+pub use server_list::{SERVER_BAN_KIND, entry_message};
 
 use std::sync::Arc;
 
@@ -25,6 +32,7 @@ use prost::Message;
 use super::outbox::Outbox;
 use crate::error::{Error, Result};
 use crate::guilds::Guilds;
+use crate::guilds::ban_lists::BanTrust;
 use crate::identity::freshness::now_ms;
 use crate::identity::signing::{self, BanPayload};
 use crate::identity::{PublicKey, SecretKey, Signature};
@@ -44,7 +52,7 @@ pub struct Bans {
     own_address: String,
     outbox: Outbox,
     guilds: Guilds,
-    trusted: Arc<Vec<PublicKey>>,
+    trust: Arc<BanTrust>,
     clock_skew_ms: u64,
     gossip: Option<crate::gossip::ServerEvents>,
 }
@@ -54,13 +62,14 @@ fn hex_key(field: &str, value: &str) -> Result<PublicKey> {
 }
 
 impl Bans {
-    /// Ban handling for the node with `key` at `own_address`, trusting bans signed by `trusted`.
+    /// Ban handling for the node with `key` at `own_address`, enforcing the bans of the lists
+    /// `trust` names (and this node's own moderation list).
     pub fn new(
         key: Arc<SecretKey>,
         own_address: String,
         outbox: Outbox,
         guilds: Guilds,
-        trusted: Vec<PublicKey>,
+        trust: BanTrust,
         clock_skew_ms: u64,
     ) -> Self {
         Self {
@@ -68,18 +77,20 @@ impl Bans {
             own_address,
             outbox,
             guilds,
-            trusted: Arc::new(trusted),
+            trust: Arc::new(trust),
             clock_skew_ms,
             gossip: None,
         }
     }
 
-    /// Gossips this node's ban notices through `events`, and accepts (and relays) other nodes'
-    /// notices gossiped as [`BAN_KIND`] after the same checks as `PropagateBan`.
+    /// Gossips this node's ban notices and moderation-list entries through `events`, and accepts
+    /// (and relays) other nodes' notices gossiped as [`BAN_KIND`] after the same checks as
+    /// `PropagateBan`, and their moderation-list entries ([`SERVER_BAN_KIND`]).
     pub async fn with_gossip(
         mut self,
         events: crate::gossip::ServerEvents,
     ) -> std::result::Result<Self, crate::gossip::event::EventError> {
+        self.gossip = Some(events.clone());
         let bans = self.clone();
         events
             .register(BAN_KIND, move |event| {
@@ -87,7 +98,13 @@ impl Bans {
                 async move { bans.validate_gossiped(&event).await }
             })
             .await?;
-        self.gossip = Some(events);
+        let bans = self.clone();
+        events
+            .register(SERVER_BAN_KIND, move |event| {
+                let bans = bans.clone();
+                async move { bans.validate_gossiped_server_ban(&event).await }
+            })
+            .await?;
         Ok(self)
     }
 
@@ -107,10 +124,7 @@ impl Bans {
         }
         match self.receive(notice).await {
             Ok(()) => Verdict::Accept,
-            Err(e @ (Error::Storage(_) | Error::Unimplemented(_))) => {
-                Verdict::Ignore(e.to_string())
-            }
-            Err(e) => Verdict::Reject(e.to_string()),
+            Err(e) => refusal_verdict(e),
         }
     }
 
@@ -180,8 +194,19 @@ impl Bans {
         Ok(())
     }
 
-    /// `PropagateBan`: checks a notice and keeps it (applying it here if its origin is trusted).
-    /// Answers OK for a notice already held, so senders may retry freely.
+    /// Refuses a signed statement dated further ahead than the clock-skew window.
+    fn check_not_future(&self, timestamp: u64) -> Result<()> {
+        if timestamp > now_ms().saturating_add(self.clock_skew_ms) {
+            return Err(Error::invalid(
+                "timestamp",
+                "is in the future beyond the clock-skew window",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `PropagateBan`: checks a notice and keeps it (applying it here if its guild's bans are a
+    /// trusted list). Answers OK for a notice already held, so senders may retry freely.
     pub async fn receive(&self, n: pb::BanNotification) -> Result<()> {
         let origin = hex_key("origin_server_id", &n.origin_server_id)?;
         let banned = hex_key("banned_user_pubkey", &n.banned_user_pubkey)?;
@@ -191,15 +216,7 @@ impl Bans {
                 format!("must be 1 to {GUILD_ID_MAX} bytes"),
             ));
         }
-        if n.reason.chars().count() > crate::guilds::members::REASON_MAX {
-            return Err(Error::invalid(
-                "reason",
-                format!(
-                    "must be at most {} characters",
-                    crate::guilds::members::REASON_MAX
-                ),
-            ));
-        }
+        crate::guilds::members::check_reason(&n.reason)?;
         if !(n.evidence_hash.is_empty()
             || (n.evidence_hash.len() == 64
                 && n.evidence_hash
@@ -211,13 +228,7 @@ impl Bans {
                 "must be empty or 64 lowercase hex digits (a SHA-256)",
             ));
         }
-        let now = now_ms();
-        if n.timestamp > now.saturating_add(self.clock_skew_ms) {
-            return Err(Error::invalid(
-                "timestamp",
-                "is in the future beyond the clock-skew window",
-            ));
-        }
+        self.check_not_future(n.timestamp)?;
         let signature =
             Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
         let payload = BanPayload {
@@ -244,7 +255,7 @@ impl Bans {
                 n.guild_id
             )));
         }
-        let apply = self.trusted.contains(&origin);
+        let apply = self.trust.trusts(&n.origin_server_id, Some(&n.guild_id));
         let notice = BanNotice {
             origin_key: origin.to_hex(),
             guild_id: n.guild_id,
@@ -263,6 +274,16 @@ impl Bans {
             "ban notice accepted"
         );
         Ok(())
+    }
+}
+
+/// The verdict on a gossiped ban statement that its checks refused: a local failure is not the
+/// sender's fault (ignore), anything else breaks a rule (reject, penalising the sender).
+fn refusal_verdict(e: Error) -> crate::gossip::Verdict {
+    use crate::gossip::Verdict;
+    match e {
+        Error::Storage(_) | Error::Unimplemented(_) => Verdict::Ignore(e.to_string()),
+        _ => Verdict::Reject(e.to_string()),
     }
 }
 

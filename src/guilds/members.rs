@@ -10,6 +10,9 @@ use crate::store::{SessionInfo, StorageError, UserRecord};
 
 /// Longest kick or ban reason, in characters.
 pub const REASON_MAX: usize = 512;
+/// The refusal of a join by a user a trusted ban list bans from this node's guilds.
+pub(super) const BLOCKED_HERE: &str =
+    "you are banned from this server's guilds by a ban list it trusts";
 /// Longest invite lifetime a request may ask for.
 pub const MAX_INVITE_AGE_SECS: u64 = 365 * 24 * 60 * 60;
 /// Most joins one invite may allow (0 means unlimited): a bound that still fits an `int32`.
@@ -49,7 +52,7 @@ pub(super) fn invite_problem(invite: &InviteRecord, now: u64) -> Option<&'static
 }
 
 /// Removes a member; if they were one, the `member_removed` event to log with it.
-fn remove_and_announce(
+pub(super) fn remove_and_announce(
     tx: &rusqlite::Connection,
     guild_id: &str,
     user_id: &str,
@@ -61,7 +64,9 @@ fn remove_and_announce(
     })
 }
 
-fn check_reason(reason: &str) -> Result<()> {
+/// Refuses a kick or ban reason longer than [`REASON_MAX`] characters (also a ban notice's or a
+/// moderation-list entry's from another server).
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     if reason.chars().count() > REASON_MAX {
         return Err(Error::invalid(
             "reason",
@@ -247,48 +252,6 @@ impl Guilds {
             .is_some())
     }
 
-    /// Stores a ban notice accepted from another server; with `apply` (its origin is one this
-    /// node's operator trusts), also bans the user from every guild of this node they are a
-    /// member of (except one they own) and keeps them from joining any. One transaction;
-    /// answers whether the notice was new (not older than one already stored).
-    pub async fn accept_ban_notice(
-        &self,
-        notice: crate::store::bans::BanNotice,
-        apply: bool,
-    ) -> Result<bool> {
-        let now = now_ms();
-        Ok(self
-            .events()
-            .write(now, move |tx| {
-                if !crate::store::bans::insert_notice(tx, &notice, apply, now)? {
-                    return Ok((false, vec![]));
-                }
-                let mut events = Vec::new();
-                if apply {
-                    let reason = format!(
-                        "banned by trusted server {}: {}",
-                        notice.origin_key, notice.reason
-                    );
-                    for guild_id in crate::store::bans::guilds_of(tx, &notice.user_id)? {
-                        if db::guild(tx, &guild_id)?.is_some_and(|g| g.owner_id == notice.user_id) {
-                            continue;
-                        }
-                        db::insert_ban(
-                            tx,
-                            &guild_id,
-                            &notice.user_id,
-                            &reason,
-                            &notice.origin_key,
-                            now,
-                        )?;
-                        events.extend(remove_and_announce(tx, &guild_id, &notice.user_id)?);
-                    }
-                }
-                Ok((true, events))
-            })
-            .await?)
-    }
-
     /// `GenerateInvite` (needs `invites.create`).
     pub async fn generate_invite(
         &self,
@@ -444,12 +407,7 @@ impl Guilds {
                     ));
                 }
                 if crate::store::bans::blocked_here(tx, &u)? {
-                    return Ok((
-                        Err(Error::PermissionDenied(
-                            "you are banned from this server's guilds by a server it trusts".into(),
-                        )),
-                        vec![],
-                    ));
+                    return Ok((Err(Error::PermissionDenied(BLOCKED_HERE.into())), vec![]));
                 }
                 let Some(guild) = db::guild(tx, &invite.guild_id)? else {
                     return Ok((

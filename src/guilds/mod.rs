@@ -4,6 +4,7 @@
 //! one read, computes the caller's [`Standing`], checks the permission it needs, and writes through
 //! [`Events::write`] so the change and its event commit together.
 
+pub mod ban_lists;
 pub mod members;
 pub mod permissions;
 pub mod remote;

@@ -1,7 +1,7 @@
 //! Guild checks for members from other nodes.
 
 use super::Guilds;
-use super::members::invite_problem;
+use super::members::{BLOCKED_HERE, invite_problem};
 use crate::error::{Error, Result};
 use crate::identity::freshness::now_ms;
 use crate::store::guilds as db;
@@ -26,6 +26,9 @@ impl Guilds {
                     return Ok(Err(Error::PermissionDenied(
                         "you are banned from this guild".into(),
                     )));
+                }
+                if crate::store::bans::blocked_here(c, &u)? {
+                    return Ok(Err(Error::PermissionDenied(BLOCKED_HERE.into())));
                 }
                 if db::guild(c, &invite.guild_id)?.is_none() {
                     return Ok(Err(Error::NotFound(

@@ -50,6 +50,9 @@ pub enum Label {
     DmInvite,
     /// A server event (a ban, a profile update, …) its origin server gossips to every node.
     ServerEvent,
+    /// An entry of a server's own moderation list (a ban or its lift), made at one of its admins'
+    /// request; distinct from [`Label::Ban`] so a guild owner's ban can never pass for one.
+    ServerBan,
 }
 
 impl Label {
@@ -71,6 +74,7 @@ impl Label {
             Label::DeviceRevocation => "device-revocation",
             Label::DmInvite => "dm-invite",
             Label::ServerEvent => "server-event",
+            Label::ServerBan => "server-ban",
         }
     }
 }
@@ -661,5 +665,36 @@ impl Signable for ServerEventPayload {
             .u64(self.sequence)
             .u64(self.timestamp)
             .bytes(&self.payload);
+    }
+}
+
+/// `server-ban`: an entry of a server's own moderation list: the server bans `user` from all of
+/// its guilds (`banned`) or lifts that ban (`!banned`). Signed by the server key, and made only at
+/// the request of one of the server's admins, so a node that trusts the server's moderation list
+/// trusts its admins, not every guild owner on it (a guild owner's bans are [`BanPayload`]s, a
+/// different label). Not bound to an audience: the list is public and gossiped; for one
+/// (origin, user) the newest entry wins, so replaying an old one changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerBanPayload {
+    /// The server whose list this is (the signer).
+    pub origin: PublicKey,
+    /// The user the entry is about (their identity key).
+    pub user: PublicKey,
+    /// `true`: banned; `false`: a ban lifted.
+    pub banned: bool,
+    /// Why, for people.
+    pub reason: String,
+    /// When the entry was made (ms); orders the entries for one user.
+    pub timestamp: u64,
+}
+
+impl Signable for ServerBanPayload {
+    const LABEL: Label = Label::ServerBan;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.origin)
+            .key(&self.user)
+            .bool(self.banned)
+            .str(&self.reason)
+            .u64(self.timestamp);
     }
 }

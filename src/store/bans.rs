@@ -1,4 +1,5 @@
 //! Ban notices: signed bans this node made as a guild's host, and those it accepted from others.
+//! Servers' moderation lists are in [`super::server_bans`].
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -118,11 +119,15 @@ pub fn notice(
     .optional()?)
 }
 
-/// Whether a ban by a server this node trusts applies to the user here: they may not join this
-/// node's guilds.
+/// Whether a ban from a list this node trusts (another server's guild ban, or a moderation-list
+/// entry, this node's own list included) applies to the user here: they may not join this node's
+/// guilds.
 pub fn blocked_here(c: &Connection, user_id: &str) -> Result<bool, StorageError> {
     Ok(c.query_row(
-        "SELECT 1 FROM ban_notices WHERE user_id = ?1 AND applied = 1 LIMIT 1",
+        "SELECT 1 FROM ban_notices WHERE user_id = ?1 AND applied = 1
+         UNION ALL
+         SELECT 1 FROM server_bans WHERE user_id = ?1 AND applied = 1 AND banned = 1
+         LIMIT 1",
         params![user_id],
         |_| Ok(()),
     )

@@ -23,6 +23,7 @@ pub mod push;
 pub mod remote;
 pub mod remote_push;
 mod schema;
+pub mod server_bans;
 pub mod server_events;
 mod sessions;
 pub mod settings;

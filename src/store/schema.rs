@@ -23,6 +23,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(REMOTE_PUSH_V17),
         M::up(MEMBERSHIPS_V18),
         M::up(PEERS_BY_KEY_V19),
+        M::up(BAN_LISTS_V20),
     ])
 }
 
@@ -462,6 +463,32 @@ CREATE TABLE ban_notices (
 CREATE INDEX ban_notices_by_user ON ban_notices(user_id);
 "#;
 
+/// Scoped ban trust (docs/PROTOCOL.md §15): servers' own moderation lists (`server-ban` entries,
+/// this node's and those accepted from others, newest per origin and user), an index for the few
+/// notices applied here, and no more per-guild copies of applied notices: an applied list entry is
+/// the ban itself (it keeps the user out of every guild here), so lifting it or no longer trusting
+/// its list ends it. The copies older nodes made (`bans` rows whose `banned_by` is the origin of an
+/// applied notice for that user) are removed; the node re-decides `applied` at start from its
+/// configured trust.
+const BAN_LISTS_V20: &str = r#"
+CREATE TABLE server_bans (
+    origin_key      TEXT NOT NULL,                   -- hex key of the server whose list it is
+    user_id         TEXT NOT NULL,                   -- hex K_id
+    banned          INTEGER NOT NULL,                -- 1: banned; 0: lifted
+    reason          TEXT NOT NULL,
+    timestamp       INTEGER NOT NULL,                -- signed; newest wins
+    signature       BLOB NOT NULL,                   -- by origin_key over the `server-ban` kind
+    applied         INTEGER NOT NULL,                -- 1: enforced on this node's guilds
+    received_at     INTEGER NOT NULL,
+    PRIMARY KEY (origin_key, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX server_bans_by_user ON server_bans(user_id);
+CREATE INDEX ban_notices_applied ON ban_notices(origin_key) WHERE applied = 1;
+DELETE FROM bans WHERE EXISTS (
+    SELECT 1 FROM ban_notices n
+    WHERE n.applied = 1 AND n.origin_key = bans.banned_by AND n.user_id = bans.user_id);
+"#;
+
 /// Pushes for remote members: the push delegation tokens a host got from its remote members'
 /// homeservers at their joins (docs/PROTOCOL.md §14.2), and one live delegation per user and
 /// server on the homeserver's side, so repeated joins and `VerifyUser` calls don't pile up tokens.
@@ -632,5 +659,51 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(super::migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn ban_lists_v20_drops_the_guild_copies_of_applied_notices() {
+        let mut c = rusqlite::Connection::open_in_memory().expect("open");
+        let migrations = super::migrations();
+        // The version before V20: the last one without its table (names are not positions).
+        let has_v20 = |version: usize| {
+            let mut probe = rusqlite::Connection::open_in_memory().expect("open");
+            migrations.to_version(&mut probe, version).expect("migrate");
+            probe
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'server_bans'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .expect("schema")
+                > 0
+        };
+        let before = (1..).find(|v| has_v20(*v)).expect("V20 is a step") - 1;
+        migrations.to_version(&mut c, before).expect("to V19");
+        // Guild rows are beside the point here.
+        c.pragma_update(None, "foreign_keys", "OFF")
+            .expect("fk off");
+        let (origin, moderator) = ("o".repeat(64), "m".repeat(64));
+        c.execute_batch(&format!(
+            "INSERT INTO ban_notices VALUES ('{origin}', '777', 'u1', '', '', 1, x'00', 1, 1);
+             INSERT INTO ban_notices VALUES ('{origin}', '778', 'u2', '', '', 1, x'00', 0, 1);
+             INSERT INTO bans VALUES ('g', 'u1', 'copy', '{origin}', 1);
+             INSERT INTO bans VALUES ('g', 'u2', 'not applied: not a copy', '{origin}', 1);
+             INSERT INTO bans VALUES ('h', 'u1', 'a moderator''s own', '{moderator}', 1);"
+        ))
+        .expect("V19 rows");
+        migrations.to_latest(&mut c).expect("to latest");
+        let mut stmt = c
+            .prepare("SELECT guild_id, user_id FROM bans ORDER BY guild_id, user_id")
+            .expect("query");
+        let left: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(
+            left,
+            vec![("g".into(), "u2".into()), ("h".into(), "u1".into())]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Test harness: whole nodes on loopback with ephemeral ports and a temporary data directory.
 #![allow(dead_code)]
 
+pub mod bans;
 pub mod distributor;
 pub mod tls;
 
@@ -142,6 +143,17 @@ impl TestNode {
         })
         .await;
         head().await.expect("a queued delivery")
+    }
+
+    /// Waits until this node has a gossip mesh peer for `kind`, so what it publishes next is
+    /// gossiped.
+    pub async fn meshed(&self, kind: &str) {
+        let gossip = self.node().server_events.gossip().clone();
+        wait_for(Duration::from_secs(20), || {
+            let (gossip, kind) = (gossip.clone(), kind.to_owned());
+            async move { gossip.mesh_peers(&kind).await >= 1 }
+        })
+        .await;
     }
 
     pub fn data_dir(&self) -> PathBuf {
