@@ -643,6 +643,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
 /// carry: no request is refused or clipped by them, so they have no row.
 const INTERNAL: &[(&str, &str)] = &[
     (
+        "config::TRUSTED_GUILD_MAX",
+        "a guild id in the operator's trusted_ban_lists, checked at start (no request reaches it)",
+    ),
+    (
         "accounts::SESSION_CACHE_MAX",
         "sessions cached in memory; a miss reads the database",
     ),
