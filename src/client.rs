@@ -518,7 +518,7 @@ impl IdentityFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        crate::node::write_private(path, &serde_json::to_string_pretty(self)?)?;
+        crate::identity::key_file::write_private(path, &serde_json::to_string_pretty(self)?)?;
         Ok(())
     }
 }

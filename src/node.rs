@@ -194,26 +194,12 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey, NodeError> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
             }
-            write_private(path, &hex::encode(key.to_seed())).map_err(|e| err(e.to_string()))?;
+            crate::identity::key_file::write_private(path, &hex::encode(key.to_seed()))
+                .map_err(|e| err(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
     }
-}
-
-/// Writes a file only its owner can read.
-pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// Entry point for starting nodes.

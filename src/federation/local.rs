@@ -157,8 +157,8 @@ pub fn rotate_key_file(key_path: &Path) -> Result<pb::ServerKeyRotation, std::io
     let new = SecretKey::generate();
     let now = now_ms();
     let rotation = sign_rotation(&old, new.public(), now.saturating_add(KEY_VALIDITY_MS), now);
-    crate::node::write_private(&rotation_path(key_path), &encode(&rotation))?;
-    crate::node::write_private(key_path, &hex::encode(new.to_seed()))?;
+    crate::identity::key_file::write_private(&rotation_path(key_path), &encode(&rotation))?;
+    crate::identity::key_file::write_private(key_path, &hex::encode(new.to_seed()))?;
     Ok(rotation)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cert;
 pub mod freshness;
+pub mod key_file;
 pub mod keys;
 pub mod signing;
 
