@@ -166,7 +166,7 @@ impl DmInvites {
                 (peer.key, Some((url.clone(), client)))
             }
         };
-        let proof = self.check_signature(&invite, audience, now)?;
+        let proof = self.check_signature(&invite, audience, now).await?;
         let guild_id = record.guild_id.clone();
         let guild_name = self
             .guilds
@@ -246,8 +246,8 @@ impl DmInvites {
     }
 
     /// Checks `invite.signature` through the chain K_dev → DeviceCert → K_id (the inviter) for
-    /// `audience`; returns what to keep as proof.
-    fn check_signature(
+    /// `audience`, refusing a device its owner revoked; returns what to keep as proof.
+    async fn check_signature(
         &self,
         invite: &pb::DmInvite,
         audience: PublicKey,
@@ -276,8 +276,15 @@ impl DmInvites {
             signature: Signature::from_hex(&raw.signature)
                 .map_err(|e| Error::invalid("invite.device_cert.signature", e))?,
         };
-        cert.verify(&inviter, now, self.skew_ms)
-            .map_err(|e| Error::unauthenticated("invite.device_cert", e))?;
+        crate::accounts::check_device(
+            self.guilds.store(),
+            &inviter,
+            &cert,
+            now,
+            self.skew_ms,
+            "invite.device_cert",
+        )
+        .await?;
         let signature = Signature::from_bytes(&invite.signature)
             .map_err(|e| Error::invalid("invite.signature", e))?;
         let payload = DmInvitePayload {
@@ -351,7 +358,7 @@ impl DmInvites {
                 format!("is older than {MAX_INVITE_AGE_MS} ms; invites expire"),
             ));
         }
-        let proof = self.check_signature(&invite, self.own_key, now)?;
+        let proof = self.check_signature(&invite, self.own_key, now).await?;
         let target = invite.target_user_id.clone();
         let (id, address) = (target.clone(), self.address.clone());
         let ours = self
