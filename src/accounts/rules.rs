@@ -8,6 +8,8 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Longest display name.
 pub const DISPLAY_NAME_MAX: usize = 32;
+/// Longest webhook name (the seed's webhook rule).
+pub const WEBHOOK_NAME_MAX: usize = 80;
 /// Shortest and longest IRC-style unique name.
 pub const IRC_NAME_LEN: (usize, usize) = (2, 32);
 /// Longest bio.
@@ -78,11 +80,28 @@ fn check_visible(text: &str, allow_newlines: bool) -> Result<(), String> {
 /// Display names: trimmed, inner whitespace runs collapsed to one space, 1-32 characters, no
 /// non-rendering characters, and not `everyone`, `here` or `system message`.
 pub fn display_name(raw: &str) -> Result<String, String> {
+    shown_name(raw, DISPLAY_NAME_MAX)
+}
+
+/// Webhook names, and the `username` a webhook post shows: the display-name rules (a webhook is
+/// shown beside members, so it may not take a name members can't) with the seed's webhook length,
+/// 1-80 characters, and never containing `clyde` in any case.
+pub fn webhook_name(raw: &str) -> Result<String, String> {
+    let name = shown_name(raw, WEBHOOK_NAME_MAX)?;
+    if name.to_lowercase().contains("clyde") {
+        return Err("must not contain \"clyde\"".into());
+    }
+    Ok(name)
+}
+
+/// A name shown as a message's sender: trimmed, inner whitespace runs collapsed to one space,
+/// 1-`max` characters, no non-rendering characters, and none of the reserved names.
+fn shown_name(raw: &str, max: usize) -> Result<String, String> {
     let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let len = normalised.chars().count();
-    if len == 0 || len > DISPLAY_NAME_MAX {
+    if len == 0 || len > max {
         return Err(format!(
-            "must be 1-{DISPLAY_NAME_MAX} characters after trimming and collapsing whitespace (got {len})"
+            "must be 1-{max} characters after trimming and collapsing whitespace (got {len})"
         ));
     }
     check_visible(&normalised, false)?;
@@ -244,6 +263,21 @@ mod tests {
         assert!(display_name("Everyone").is_err());
         assert!(display_name("system  message").is_err());
         assert!(display_name("here!").is_ok());
+    }
+
+    #[test]
+    fn webhook_names_follow_the_display_name_rules() {
+        assert_eq!(webhook_name("  Deploy   bot ").as_deref(), Ok("Deploy bot"));
+        assert!(webhook_name(&"w".repeat(80)).is_ok());
+        assert!(webhook_name(&"w".repeat(81)).is_err());
+        assert!(webhook_name("").is_err());
+        for reserved in ["everyone", "HERE", "System  Message"] {
+            assert!(webhook_name(reserved).is_err(), "{reserved}");
+        }
+        assert!(webhook_name("My CLYDE").is_err());
+        assert!(webhook_name("a\u{200B}b").is_err());
+        assert!(webhook_name("a\nb").is_ok_and(|n| n == "a b"));
+        assert!(webhook_name("a\u{0}b").is_err());
     }
 
     #[test]

@@ -281,7 +281,8 @@ impl Messages {
         }))
     }
 
-    /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name.
+    /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name and
+    /// marked as the webhook's (`Message.webhook_id`), so it never passes as a member's.
     pub async fn post_webhook(
         &self,
         webhook: &crate::store::webhooks::WebhookRecord,
@@ -308,8 +309,6 @@ impl Messages {
             .await?
             .ok_or_else(|| Error::NotFound("the webhook's channel is gone".into()))?;
         let (users, roles) = mentions::parse(text);
-        let mut metadata = BTreeMap::new();
-        metadata.insert("webhook_id".to_owned(), webhook.id.clone());
         let record = MessageRecord {
             id: self.ids().next(),
             channel_id: channel.id.clone(),
@@ -317,11 +316,11 @@ impl Messages {
             sender_id: webhook.id.clone(),
             created_at: now_ms(),
             text: text.to_owned(),
-            metadata,
             mentioned_users: users,
             mentioned_roles: roles,
             sender_name: Some(name),
             sender_avatar: Some(avatar),
+            webhook_id: Some(webhook.id.clone()),
             ..MessageRecord::default()
         };
         Ok(self

@@ -24,6 +24,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(MEMBERSHIPS_V18),
         M::up(PEERS_BY_KEY_V19),
         M::up(REVOKED_KEYS_V20),
+        M::up(WEBHOOK_MESSAGES_V21),
     ])
 }
 
@@ -526,6 +527,14 @@ CREATE TRIGGER sessions_refuse_revoked BEFORE INSERT ON sessions
 WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE device_pubkey = NEW.device_pubkey
              AND (user_id = NEW.user_id OR held = 1))
 BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+"#;
+
+/// Which messages a webhook posted: `Message.webhook_id` marks them for clients, so a webhook
+/// can't pass as a member whatever name it posts under. Before this, webhook posts were the only
+/// messages with `sender_name` set, and their `sender_id` is the webhook's id.
+const WEBHOOK_MESSAGES_V21: &str = r#"
+ALTER TABLE messages ADD COLUMN webhook_id TEXT;
+UPDATE messages SET webhook_id = sender_id WHERE sender_name IS NOT NULL;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
