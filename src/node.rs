@@ -361,6 +361,8 @@ impl Node {
             .accept_http1(true)
             .layer(SessionLayer::new(accounts))
             .layer(federation.layer())
+            // Innermost: every string field of every request is checked once callers are known.
+            .layer(crate::api::text::TextCheckLayer::new())
             .add_routes(tonic::service::Routes::from(routes));
         let shutdown = cancel.clone();
         let server = tokio::spawn(async move {

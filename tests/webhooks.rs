@@ -394,6 +394,15 @@ async fn webhook_names_follow_the_display_name_rules_and_posts_are_marked_as_the
             "{answer}"
         );
     }
+    // Content keeps line breaks and tabs, and nothing else that is a control character.
+    let (status, answer) = post(&node, &path, r#"{"content": "nul\u0000"}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("content: must not contain control characters")),
+        "{answer}"
+    );
     assert!(history(&node, &bob, &channel).await.is_empty());
 
     // A post under a member's name is still marked as the webhook's, in history and live; a

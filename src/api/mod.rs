@@ -18,6 +18,7 @@ pub mod remote;
 mod server_events;
 pub mod session;
 mod social;
+pub mod text;
 mod webhooks;
 
 use std::sync::Arc;

@@ -191,6 +191,8 @@ impl Bans {
                 format!("must be 1 to {GUILD_ID_MAX} bytes"),
             ));
         }
+        crate::accounts::rules::no_controls(&n.reason, crate::accounts::rules::Lines::Single)
+            .map_err(|rule| Error::invalid("reason", rule))?;
         if n.reason.chars().count() > crate::guilds::members::REASON_MAX {
             return Err(Error::invalid(
                 "reason",

@@ -2,6 +2,7 @@
 
 use super::permissions;
 use super::{Guilds, member_joined_event, member_removed_event, page};
+use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
@@ -60,6 +61,8 @@ fn remove_and_announce(
 }
 
 fn check_reason(reason: &str) -> Result<()> {
+    rules::no_controls(reason, rules::Lines::Single)
+        .map_err(|rule| Error::invalid("reason", rule))?;
     if reason.chars().count() > REASON_MAX {
         return Err(Error::invalid(
             "reason",

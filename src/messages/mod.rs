@@ -9,6 +9,7 @@ pub mod mentions;
 
 use std::collections::BTreeMap;
 
+use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::events::{self, Events};
 use crate::guilds::{Guilds, permissions};
@@ -290,6 +291,9 @@ impl Messages {
         name: String,
         avatar: String,
     ) -> Result<MessageView> {
+        // The HTTP body bypasses the gRPC text check: the same rule for multi-line text here.
+        rules::no_controls(text, rules::Lines::Multi)
+            .map_err(|rule| Error::invalid("content", rule))?;
         let len = text.chars().count();
         let max = self.limits.max_message_length();
         if len == 0 || len > max {
