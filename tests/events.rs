@@ -337,3 +337,45 @@ async fn shutdown_ends_open_subscriptions() {
         .expect("the stream ends");
     assert!(!matches!(end, Ok(Some(_))), "no event after shutdown");
 }
+
+#[tokio::test]
+async fn open_event_streams_are_capped_per_user() {
+    let node = TestNode::spawn_with(|c| c.max_event_streams_per_user = 2).await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let open = || async {
+        node.client()
+            .await
+            .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+            .await
+    };
+    let first = subscribe(&node, &ada, None).await;
+    let _second = subscribe(&node, &ada, None).await;
+    assert_status(
+        open().await,
+        Code::ResourceExhausted,
+        "max_event_streams_per_user",
+    );
+    // Each user has their own slots.
+    let _bob = subscribe(&node, &bob, None).await;
+
+    // A closed stream gives its slot back (once the node sees the client go away), and the
+    // refused call took none: exactly one more opens.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let _third = loop {
+        match open().await {
+            Ok(stream) => break stream,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("unexpected {status:?}"),
+        }
+    };
+    assert_status(
+        open().await,
+        Code::ResourceExhausted,
+        "max_event_streams_per_user",
+    );
+}

@@ -668,9 +668,9 @@ impl GuildHall for GuildHallApi {
                 )
             })?),
         };
+        // While the stream is open the user counts as online (no pushes), and holds one of their
+        // `max_event_streams_per_user` slots.
         let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
-        // While the stream is open the user counts as online and gets no pushes.
-        let stream = self.push.online().track(&s.user_id, stream);
         Ok(Response::new(Box::pin(stream)))
     }
 

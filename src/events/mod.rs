@@ -101,6 +101,8 @@ pub struct Events {
     /// server's graceful shutdown forever).
     cancel: tokio_util::sync::CancellationToken,
     hook: Option<Arc<dyn CommitHook>>,
+    /// The `SubscribeEvents` streams open now, per user, and their bound.
+    streams: stream::OpenStreams,
 }
 
 impl Events {
@@ -113,7 +115,19 @@ impl Events {
             live,
             cancel,
             hook: None,
+            streams: stream::OpenStreams::new(stream::MAX_STREAMS_PER_USER),
         }
+    }
+
+    /// Bounds the streams one user may hold open at once (set it before handing out clones).
+    pub fn with_max_streams_per_user(mut self, max: usize) -> Self {
+        self.streams = stream::OpenStreams::new(max);
+        self
+    }
+
+    /// The streams open now: the push fan-out counts a user with one as online.
+    pub fn open_streams(&self) -> &stream::OpenStreams {
+        &self.streams
     }
 
     /// Runs `hook` in every write's transaction from now on (set it before handing out clones).

@@ -7,9 +7,14 @@
 //! reports a lag, and the task catches up from the log: memory stays bounded and nothing is
 //! dropped. A subscriber sees an event when one of the event's scopes is one of its own: its user
 //! scope and the scopes of the guilds it is a member of (updated as it joins and leaves).
+//!
+//! Each user holds at most `max_event_streams_per_user` streams open at once ([`OpenStreams`]):
+//! a stream takes its slot before anything else and gives it back when the client goes away.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
@@ -23,10 +28,90 @@ use crate::store::{StorageError, StoredEvent, guilds as gdb};
 pub const OUTPUT_CAPACITY: usize = 256;
 /// Events read from the log per catch-up query.
 const CATCH_UP_BATCH: usize = 500;
+/// Default for the `max_event_streams_per_user` setting: room for a user's phone, laptop, tablet
+/// and a handful of browser tabs, far below what would strain the node.
+pub const MAX_STREAMS_PER_USER: usize = 16;
 
-/// The stream handed to tonic.
-pub type EventStream =
-    tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>;
+/// The `SubscribeEvents` streams open on this node, counted per user and bounded per user. Cheap
+/// to clone; clones share the counts.
+#[derive(Debug, Clone)]
+pub struct OpenStreams {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    max_per_user: usize,
+}
+
+impl OpenStreams {
+    /// No streams open yet; each user may open `max_per_user`.
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max_per_user,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many streams `user_id` has open now.
+    pub fn count(&self, user_id: &str) -> usize {
+        self.lock().get(user_id).copied().unwrap_or(0)
+    }
+
+    /// Takes one of `user_id`'s slots, held until the returned [`StreamSlot`] is dropped; refuses
+    /// (`RESOURCE_EXHAUSTED`, naming the setting) when all are taken.
+    pub fn open(&self, user_id: &str) -> Result<StreamSlot> {
+        let mut counts = self.lock();
+        let open = counts.entry(user_id.to_owned()).or_default();
+        if *open >= self.max_per_user {
+            return Err(Error::Exhausted(format!(
+                "max_event_streams_per_user: you already have {} event streams open on this \
+                 node, the most it allows; close one first",
+                self.max_per_user
+            )));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            streams: self.clone(),
+            user_id: user_id.to_owned(),
+        })
+    }
+}
+
+/// One open stream's place in [`OpenStreams`], given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: OpenStreams,
+    user_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.streams.lock();
+        if let Some(n) = counts.get_mut(&self.user_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// The stream handed to tonic: the subscription's output, holding the user's slot for as long as
+/// tonic holds the stream (it drops it when the client goes away).
+#[derive(Debug)]
+pub struct EventStream {
+    inner: tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>,
+    _slot: StreamSlot,
+}
+
+impl futures::Stream for EventStream {
+    type Item = std::result::Result<pb::StreamResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
 
 async fn scopes_of(
     events: &Events,
@@ -42,12 +127,14 @@ async fn scopes_of(
     Ok(scopes)
 }
 
-/// Starts a subscription for `user_id`, replaying everything after `resume_from` first.
+/// Starts a subscription for `user_id`, replaying everything after `resume_from` first; refused
+/// when the user already holds every stream slot.
 pub async fn subscribe(
     events: &Events,
     user_id: &str,
     resume_from: Option<u64>,
 ) -> Result<EventStream> {
+    let slot = events.open_streams().open(user_id)?;
     let live = events.follow();
     let (oldest, newest) = events.store().event_bounds().await?;
     let cursor = match resume_from {
@@ -74,7 +161,10 @@ pub async fn subscribe(
         out: tx,
     };
     tokio::spawn(task.run(live, resume_from.is_some()));
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Ok(EventStream {
+        inner: tokio_stream::wrappers::ReceiverStream::new(rx),
+        _slot: slot,
+    })
 }
 
 struct Subscription {
@@ -226,5 +316,24 @@ mod tests {
             .expect("event")
             .expect("ok");
         assert_eq!(first.event_id, 4);
+    }
+
+    #[test]
+    fn stream_slots_are_bounded_per_user_and_given_back() {
+        let streams = OpenStreams::new(2);
+        let a = streams.open("u").expect("first");
+        let _b = streams.open("u").expect("second");
+        let refused = streams.open("u").expect_err("third");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("max_event_streams_per_user:"),
+            "{refused}"
+        );
+        assert_eq!(streams.count("u"), 2, "a refusal takes no slot");
+        let _other = streams.open("v").expect("another user has their own slots");
+        drop(a);
+        assert_eq!(streams.count("u"), 1);
+        let _again = streams.open("u").expect("a freed slot");
     }
 }

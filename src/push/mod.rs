@@ -66,7 +66,7 @@ impl Push {
         let push = Self {
             store: events.store().clone(),
             config: Arc::new(config),
-            online: OnlineUsers::default(),
+            online: OnlineUsers::new(events.open_streams().clone()),
             wake_delivery: Arc::new(Notify::new()),
         };
         let fanout = fanout::Fanout {
@@ -92,7 +92,7 @@ impl Push {
         Ok((push, tasks))
     }
 
-    /// Who has a live stream open; `SubscribeEvents` registers its streams here.
+    /// Who has a live stream open (counted by the event streams themselves).
     pub fn online(&self) -> &OnlineUsers {
         &self.online
     }
