@@ -244,6 +244,9 @@ impl Node {
         let events =
             crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone())
                 .with_max_streams_per_user(config.max_event_streams_per_user)
+                .with_read_gate(std::sync::Arc::new(
+                    crate::guilds::permissions::ReadPermission,
+                ))
                 .with_hook(std::sync::Arc::new(announcer));
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;

@@ -103,6 +103,12 @@ pub struct Events {
     hook: Option<Arc<dyn CommitHook>>,
     /// The `SubscribeEvents` streams open now, per user, and their bound.
     streams: stream::OpenStreams,
+    /// Who may see a guild's channel content in their stream (`messages.read`); without one,
+    /// every member may.
+    read_gate: Option<Arc<dyn stream::ReadGate>>,
+    /// Bumped by every change of who may read what (roles, their permissions, their holders), so
+    /// subscriptions re-ask [`Self::read_gate`] instead of trusting what they cached.
+    access_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Events {
@@ -116,7 +122,28 @@ impl Events {
             cancel,
             hook: None,
             streams: stream::OpenStreams::new(stream::MAX_STREAMS_PER_USER),
+            read_gate: None,
+            access_epoch: Arc::default(),
         }
+    }
+
+    /// Subscriptions deliver a guild's channel content (messages, typing, reactions, receipts)
+    /// only to members `gate` lets read it (set it before handing out clones).
+    pub fn with_read_gate(mut self, gate: Arc<dyn stream::ReadGate>) -> Self {
+        self.read_gate = Some(gate);
+        self
+    }
+
+    /// Says that who may read what changed (a role's permissions or parents, a role deleted,
+    /// assigned or unassigned): call it after such a change commits, and every subscription asks
+    /// the read gate again before its next delivery.
+    pub fn access_changed(&self) {
+        self.access_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Bounds the streams one user may hold open at once (set it before handing out clones).

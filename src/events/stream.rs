@@ -10,6 +10,12 @@
 //!
 //! Each user holds at most `max_event_streams_per_user` streams open at once ([`OpenStreams`]):
 //! a stream takes its slot before anything else and gives it back when the client goes away.
+//!
+//! A guild's channel content (messages created, updated and deleted, typing, receipts) goes only
+//! to members allowed to read it (`messages.read`, docs/PERMISSIONS.md): the rule lives with the
+//! guilds, above this floor, and is handed in as a [`ReadGate`]. A subscription asks it once per
+//! guild and caches the answer until [`Events::access_changed`] says permissions moved, so a
+//! message fanned out to many subscribers costs no read per subscriber.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -31,6 +37,27 @@ const CATCH_UP_BATCH: usize = 500;
 /// Default for the `max_event_streams_per_user` setting: room for a user's phone, laptop, tablet
 /// and a handful of browser tabs, far below what would strain the node.
 pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// Whether a user may see a guild's channel content in their event stream. The permission rules
+/// are the guilds' (a floor above the event log), so they come in through this trait.
+pub trait ReadGate: Send + Sync + std::fmt::Debug {
+    /// Whether `user_id` may read the channels of `guild_id` now, read through `conn`.
+    fn may_read(
+        &self,
+        conn: &rusqlite::Connection,
+        guild_id: &str,
+        user_id: &str,
+    ) -> std::result::Result<bool, StorageError>;
+}
+
+/// Whether an event is a guild's channel content, which only its readers receive.
+fn is_channel_content(message: &pb::StreamResponse) -> bool {
+    use pb::stream_response::Event as E;
+    matches!(
+        message.event,
+        Some(E::MessageCreated(_) | E::MessageUpdated(_) | E::MessageDeleted(_) | E::Delivery(_))
+    )
+}
 
 /// The `SubscribeEvents` streams open on this node, counted per user and bounded per user. Cheap
 /// to clone; clones share the counts.
@@ -157,6 +184,8 @@ pub async fn subscribe(
         events: events.clone(),
         user_id: user_id.to_owned(),
         scopes,
+        readable: HashMap::new(),
+        epoch: 0,
         cursor,
         out: tx,
     };
@@ -171,6 +200,9 @@ struct Subscription {
     events: Events,
     user_id: String,
     scopes: HashSet<String>,
+    /// The read gate's answers per guild, valid while the access epoch is `epoch`.
+    readable: HashMap<String, bool>,
+    epoch: u64,
     cursor: u64,
     out: mpsc::Sender<std::result::Result<pb::StreamResponse, Status>>,
 }
@@ -247,18 +279,37 @@ impl Subscription {
         if event.id <= self.cursor {
             return Flow::Continue;
         }
-        if !event.scopes.iter().any(|s| self.scopes.contains(s)) {
+        let Some(scope) = event.scopes.iter().find(|s| self.scopes.contains(*s)) else {
             return Flow::Continue;
-        }
+        };
         self.cursor = event.id;
+        if let Some(guild_id) = scope.strip_prefix("g:")
+            && is_channel_content(message)
+        {
+            match self.may_read(guild_id).await {
+                Ok(true) => {}
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a subscriber's permissions failed");
+                    let _ = self
+                        .out
+                        .send(Err(Status::internal("event log unavailable")))
+                        .await;
+                    return Flow::Stop;
+                }
+            }
+        }
         match &message.event {
             Some(pb::stream_response::Event::MemberJoined(j))
                 if j.user.as_ref().is_some_and(|u| u.id == self.user_id) =>
             {
+                // A member who comes back holds only the default role again: ask anew.
                 self.scopes.insert(guild_scope(&j.guild_id));
+                self.readable.remove(&j.guild_id);
             }
             Some(pb::stream_response::Event::MemberRemoved(r)) if r.user_id == self.user_id => {
                 self.scopes.remove(&guild_scope(&r.guild_id));
+                self.readable.remove(&r.guild_id);
             }
             _ => {}
         }
@@ -266,6 +317,31 @@ impl Subscription {
             return Flow::Stop;
         }
         Flow::Continue
+    }
+
+    /// Whether the subscriber may read `guild_id`'s channels: the cached answer while no access
+    /// change happened since it was asked, else the read gate's (the epoch is taken before the
+    /// read, so a change that lands during it is seen next time).
+    async fn may_read(&mut self, guild_id: &str) -> std::result::Result<bool, StorageError> {
+        let Some(gate) = self.events.read_gate.clone() else {
+            return Ok(true);
+        };
+        let epoch = self.events.access_epoch();
+        if epoch != self.epoch {
+            self.readable.clear();
+            self.epoch = epoch;
+        }
+        if let Some(&readable) = self.readable.get(guild_id) {
+            return Ok(readable);
+        }
+        let (guild, user) = (guild_id.to_owned(), self.user_id.clone());
+        let readable = self
+            .events
+            .store()
+            .read(move |c| gate.may_read(c, &guild, &user))
+            .await?;
+        self.readable.insert(guild_id.to_owned(), readable);
+        Ok(readable)
     }
 }
 

@@ -636,10 +636,12 @@ impl Messages {
                 "is not a stored message (typing indicators can't be acknowledged)",
             )
         })?;
-        let (channel, _) = self
+        let (channel, access) = self
             .guilds
             .channel_access(&message.channel_id, &caller.user_id)
             .await?;
+        // Only a reader received the message, so only a reader acknowledges it.
+        access.require(permissions::MESSAGES_READ)?;
         let now = now_ms();
         let status = if read {
             pb::ReceiptType::Read
