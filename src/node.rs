@@ -338,7 +338,8 @@ impl Node {
         .with_outbox(outbox.clone())
         .with_federation(&federation, outbox.clone())
         .with_dm_federation(
-            federation.clone(),
+            &federation,
+            outbox.clone(),
             config.clock_skew_ms,
             std::time::Duration::from_millis(config.unread_proxy_timeout_ms),
         )

@@ -128,16 +128,19 @@ impl GuildHallApi {
     }
 
     /// The service with the methods that reach other nodes (DM invites across nodes, the
-    /// unread proxy) served through `federation`; without it they answer `UNIMPLEMENTED`.
+    /// unread proxy): peers' keys from `federation`'s directory, DM invites and their rejections
+    /// sent through `outbox`; without it they answer `UNIMPLEMENTED`.
     pub fn with_dm_federation(
         mut self,
-        federation: crate::federation::Federation,
+        federation: &crate::federation::Federation,
+        outbox: crate::federation::outbox::Outbox,
         clock_skew_ms: u64,
         unread_timeout: std::time::Duration,
     ) -> Self {
         let dm_invites = crate::dm_invites::DmInvites::new(
             self.guilds.clone(),
-            federation,
+            federation.directory().clone(),
+            outbox,
             self.info.server_id,
             self.info.canonical_address.clone(),
             clock_skew_ms,
