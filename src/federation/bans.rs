@@ -191,17 +191,8 @@ impl Bans {
                 format!("must be 1 to {GUILD_ID_MAX} bytes"),
             ));
         }
-        crate::accounts::rules::no_controls(&n.reason, crate::accounts::rules::Lines::Single)
-            .map_err(|rule| Error::invalid("reason", rule))?;
-        if n.reason.chars().count() > crate::guilds::members::REASON_MAX {
-            return Err(Error::invalid(
-                "reason",
-                format!(
-                    "must be at most {} characters",
-                    crate::guilds::members::REASON_MAX
-                ),
-            ));
-        }
+        // The rule a ban's reason met on its host: no control characters, bounded length.
+        crate::guilds::members::check_reason(&n.reason)?;
         if !(n.evidence_hash.is_empty()
             || (n.evidence_hash.len() == 64
                 && n.evidence_hash

@@ -60,7 +60,9 @@ fn remove_and_announce(
     })
 }
 
-fn check_reason(reason: &str) -> Result<()> {
+/// A kick or ban reason: one line without control characters, at most [`REASON_MAX`] characters
+/// (also the rule for ban notices from other servers).
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     rules::no_controls(reason, rules::Lines::Single)
         .map_err(|rule| Error::invalid("reason", rule))?;
     if reason.chars().count() > REASON_MAX {
