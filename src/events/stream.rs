@@ -279,12 +279,13 @@ impl Subscription {
         if event.id <= self.cursor {
             return Flow::Continue;
         }
-        let Some(scope) = event.scopes.iter().find(|s| self.scopes.contains(*s)) else {
+        if !event.scopes.iter().any(|s| self.scopes.contains(s)) {
             return Flow::Continue;
-        };
+        }
         self.cursor = event.id;
-        if let Some(guild_id) = scope.strip_prefix("g:")
-            && is_channel_content(message)
+        // Channel content is gated by its guild, whichever of the event's scopes let it through.
+        if is_channel_content(message)
+            && let Some(guild_id) = event.scopes.iter().find_map(|s| s.strip_prefix("g:"))
         {
             match self.may_read(guild_id).await {
                 Ok(true) => {}
