@@ -40,6 +40,10 @@ pub struct Config {
     pub event_retention_secs: u64,
     /// Events the live fan-out holds before a slow subscriber falls back to reading the log.
     pub live_event_capacity: usize,
+    /// Most `SubscribeEvents` streams one user may hold open on this node at once (all devices
+    /// together): each costs a task and a buffer, so one account can't exhaust the node by
+    /// opening streams. One more answers `RESOURCE_EXHAUSTED` naming this setting.
+    pub max_event_streams_per_user: usize,
     /// The window every rate limit in `ServerSettings` counts over (their values are per window).
     pub rate_limit_window_secs: u64,
     /// Starting server settings (limits); admins' changes through `UpdateServerSettings` are
@@ -106,6 +110,7 @@ impl Default for Config {
             sqlite_synchronous: Synchronous::Normal,
             event_retention_secs: 7 * 24 * 60 * 60,
             live_event_capacity: crate::events::LIVE_CAPACITY,
+            max_event_streams_per_user: crate::events::stream::STREAMS_PER_USER_DEFAULT,
             rate_limit_window_secs: 60,
             settings: crate::limits::Settings::default(),
             livekit_url: String::new(),
@@ -207,6 +212,12 @@ impl Config {
             });
         }
         self.trusted_lists()?;
+        if self.max_event_streams_per_user == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max_event_streams_per_user",
+                rule: "must be greater than 0".into(),
+            });
+        }
         if self.live_event_capacity == 0
             || self.event_retention_secs == 0
             || self.rate_limit_window_secs == 0

@@ -10,16 +10,19 @@
 //! `JoinInvite`) or rejects it (the homeserver tells the host with `ReceiveDMInviteRejection`, and
 //! the host tells the inviter).
 //!
-//! Delivery is a direct call bounded in time: if the other node is unreachable the caller gets
-//! `UNAVAILABLE` and nothing is recorded, so the call can be retried (a durable outbox is to take
-//! these calls over).
+//! Delivery goes through the durable federation outbox, like every server call that must arrive:
+//! `SendDMInvite` records the signed invite and queues `ReceiveDMInvite` in one transaction, and
+//! `RejectDMInvite` marks the invite rejected and queues `ReceiveDMInviteRejection` in one
+//! transaction. Neither waits for the other node: one that is down gets the call when it is back
+//! (`docs/PROTOCOL.md` §14.1, `docs/OPERATING.md` "Federation outbox").
 
-use std::time::Duration;
+use prost::Message as _;
 
 use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::events::{row, user_scope};
-use crate::federation::{Federation, FederationError, VerifiedOrigin};
+use crate::federation::outbox::Outbox;
+use crate::federation::{FederationError, PeerDirectory};
 use crate::guilds::Guilds;
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::signing::{self, DmInvitePayload};
@@ -29,8 +32,10 @@ use crate::store::dm_remote::{self as rdb, InviteProof, ReceivedInvite, StoredCe
 use crate::store::dms::{self as db, DmInviteRecord};
 use crate::store::{SessionInfo, StorageError, accounts, guilds as gdb};
 
-/// How long a call to another node about a DM invite may take, connection included.
-pub const REMOTE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server method that delivers an invite to the target's homeserver.
+pub const RECEIVE_DM_INVITE: &str = "ReceiveDMInvite";
+/// The server method that tells the DM's host its invite was rejected.
+pub const RECEIVE_DM_INVITE_REJECTION: &str = "ReceiveDMInviteRejection";
 /// A received invite signed longer ago than this is refused: 7 days (room for delayed delivery).
 pub const MAX_INVITE_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Most pending invites from other nodes one user holds; more are refused until some are answered.
@@ -55,7 +60,8 @@ pub struct JoinTarget {
 #[derive(Debug, Clone)]
 pub struct DmInvites {
     guilds: Guilds,
-    federation: Federation,
+    directory: PeerDirectory,
+    outbox: Outbox,
     own_key: PublicKey,
     address: String,
     skew_ms: u64,
@@ -71,17 +77,20 @@ enum Destination {
 
 impl DmInvites {
     /// The operations of the node with key `own_key` at `address`, refusing signatures further
-    /// than `skew_ms` from its clock.
+    /// than `skew_ms` from its clock; other servers' keys come from `directory`, and calls to them
+    /// go through `outbox`.
     pub fn new(
         guilds: Guilds,
-        federation: Federation,
+        directory: PeerDirectory,
+        outbox: Outbox,
         own_key: PublicKey,
         address: String,
         skew_ms: u64,
     ) -> Self {
         Self {
             guilds,
-            federation,
+            directory,
+            outbox,
             own_key,
             address,
             skew_ms,
@@ -89,7 +98,9 @@ impl DmInvites {
     }
 
     /// `SendDMInvite`: checks the caller's signed invite against the DM they made with `CreateDM`
-    /// and delivers it to the target (here, or at their homeserver).
+    /// and delivers it to the target: here at once, or to their homeserver through the outbox (in
+    /// the transaction that records the invite as sent, so it arrives even if that server is down
+    /// now).
     pub async fn send(
         &self,
         caller: &SessionInfo,
@@ -153,20 +164,11 @@ impl DmInvites {
         let destination = self
             .destination(target_user_id, target_homeserver_url)
             .await?;
-        let (audience, remote) = match &destination {
-            Destination::Local => (self.own_key, None),
-            Destination::Remote(url) => {
-                let client = self.federation.client().connect(url).await?;
-                let peer = self.federation.directory().get(url).await?.ok_or_else(|| {
-                    FederationError::Unreachable {
-                        address: url.clone(),
-                        reason: "its key could not be pinned".into(),
-                    }
-                })?;
-                (peer.key, Some((url.clone(), client)))
-            }
+        let audience = match &destination {
+            Destination::Local => Some(self.own_key),
+            Destination::Remote(url) => self.key_of(url).await?,
         };
-        let proof = self.check_signature(&invite, audience, now)?;
+        let proof = self.check_signature(&invite, audience, now).await?;
         let guild_id = record.guild_id.clone();
         let guild_name = self
             .guilds
@@ -178,38 +180,54 @@ impl DmInvites {
         invite.inviter_id = caller.user_id.clone();
         invite.guild_name = guild_name;
         invite.status = "pending".into();
-        let target_server = match remote {
-            None => String::new(),
-            Some((url, mut client)) => {
-                let request = pb::ReceiveDmInviteRequest {
-                    invite: Some(invite.clone()),
-                };
-                let call = client.receive_dm_invite(request);
-                match tokio::time::timeout(REMOTE_CALL_TIMEOUT, call).await {
-                    Ok(Ok(_)) => url,
-                    Ok(Err(status)) => return Err(remote_refusal(&url, &status)),
-                    Err(_) => return Err(no_answer(&url)),
-                }
-            }
-        };
         let (id, target) = (record.invite_id.clone(), record.target_user_id.clone());
-        let local = target_server.is_empty();
+        let remote = matches!(destination, Destination::Remote(_));
         self.guilds
             .events()
-            .write(now, move |tx| {
-                rdb::record_sent(tx, &id, &proof, &target_server)?;
-                let events = if local {
-                    vec![row(
+            .write(now, move |tx| match destination {
+                Destination::Local => {
+                    rdb::record_sent(tx, &id, &proof, "")?;
+                    let event = row(
                         vec![user_scope(&target)],
                         pb::stream_response::Event::DmInvite(invite),
-                    )]
-                } else {
-                    vec![]
-                };
-                Ok(((), events))
+                    );
+                    Ok(((), vec![event]))
+                }
+                Destination::Remote(url) => {
+                    rdb::record_sent(tx, &id, &proof, &url)?;
+                    let request = pb::ReceiveDmInviteRequest {
+                        invite: Some(invite),
+                    };
+                    crate::store::outbox::enqueue(
+                        tx,
+                        &url,
+                        RECEIVE_DM_INVITE,
+                        &request.encode_to_vec(),
+                        now,
+                    )?;
+                    Ok(((), vec![]))
+                }
             })
             .await?;
+        if remote {
+            self.outbox.wake();
+        }
         Ok(())
+    }
+
+    /// The key a remote homeserver's invites are signed for: its published key if it answers
+    /// now (checked against the pin), else the key pinned for it; `None` if it is down and was
+    /// never met, when the signature can't be checked here and is left to that server, which
+    /// checks it on delivery anyway. A key the server changed without a valid rotation is
+    /// refused.
+    async fn key_of(&self, url: &str) -> Result<Option<PublicKey>> {
+        match self.directory.refresh(url).await {
+            Ok(key) => Ok(Some(key)),
+            Err(FederationError::Unreachable { .. }) => {
+                Ok(self.directory.get(url).await?.map(|peer| peer.key))
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Where the invite for `target` goes: this node for its own users, else the homeserver the
@@ -246,11 +264,13 @@ impl DmInvites {
     }
 
     /// Checks `invite.signature` through the chain K_dev → DeviceCert → K_id (the inviter) for
-    /// `audience`; returns what to keep as proof.
-    fn check_signature(
+    /// `audience`, refusing a device its owner revoked; returns what to keep as proof. Without an
+    /// audience (the target's homeserver is down and was never met) the cert and the signature's
+    /// form are checked, and the signature itself is left to that homeserver.
+    async fn check_signature(
         &self,
         invite: &pb::DmInvite,
-        audience: PublicKey,
+        audience: Option<PublicKey>,
         now: u64,
     ) -> Result<InviteProof> {
         let inviter = PublicKey::from_hex(&invite.inviter_pubkey)
@@ -276,27 +296,20 @@ impl DmInvites {
             signature: Signature::from_hex(&raw.signature)
                 .map_err(|e| Error::invalid("invite.device_cert.signature", e))?,
         };
-        cert.verify(&inviter, now, self.skew_ms)
-            .map_err(|e| Error::unauthenticated("invite.device_cert", e))?;
+        crate::accounts::check_device(
+            self.guilds.store(),
+            &inviter,
+            &cert,
+            now,
+            self.skew_ms,
+            "invite.device_cert",
+        )
+        .await?;
         let signature = Signature::from_bytes(&invite.signature)
             .map_err(|e| Error::invalid("invite.signature", e))?;
-        let payload = DmInvitePayload {
-            audience,
-            inviter_key: inviter,
-            device_key: cert.device_key,
-            target,
-            token: invite.token.clone(),
-            guild_id: invite.guild_id.clone(),
-            host_server_url: invite.host_server_url.clone(),
-            timestamp: invite.timestamp,
-        };
-        signing::verify(payload, &cert.device_key, &signature).map_err(|_| {
-            Error::unauthenticated(
-                "invite.signature",
-                "not a dm-invite signature by the inviter's certified device over this target, \
-                 token, guild, host and timestamp for the target's homeserver",
-            )
-        })?;
+        if let Some(audience) = audience {
+            verify_invite(invite, audience, inviter, target, &cert, &signature)?;
+        }
         Ok(InviteProof {
             signature: invite.signature.clone(),
             signed_at: invite.timestamp,
@@ -310,20 +323,15 @@ impl DmInvites {
         })
     }
 
-    /// `ReceiveDMInvite` (server call from the DM's host): verifies the inviter's signature
-    /// itself, checks the target is a user of this node, stores the invite and tells the target.
-    /// A repeated delivery of the same invite changes nothing.
-    pub async fn receive(
-        &self,
-        origin: &VerifiedOrigin,
-        invite: Option<pb::DmInvite>,
-    ) -> Result<()> {
+    /// `ReceiveDMInvite` (server call from the DM's host, at the verified address `origin`):
+    /// verifies the inviter's signature itself, checks the target is a user of this node, stores
+    /// the invite and tells the target. A repeated delivery of the same invite changes nothing.
+    pub async fn receive(&self, origin: &str, invite: Option<pb::DmInvite>) -> Result<()> {
         let invite = invite.ok_or_else(|| Error::invalid("invite", "is required"))?;
-        if invite.host_server_url != origin.address() {
+        if invite.host_server_url != origin {
             return Err(Error::PermissionDenied(format!(
-                "invite.host_server_url: must be the calling server's address {} (a server \
-                 delivers only invites to DMs it hosts)",
-                origin.address()
+                "invite.host_server_url: must be the calling server's address {origin} (a server \
+                 delivers only invites to DMs it hosts)"
             )));
         }
         check_len("invite.token", &invite.token, 1)?;
@@ -351,7 +359,9 @@ impl DmInvites {
                 format!("is older than {MAX_INVITE_AGE_MS} ms; invites expire"),
             ));
         }
-        let proof = self.check_signature(&invite, self.own_key, now)?;
+        let proof = self
+            .check_signature(&invite, Some(self.own_key), now)
+            .await?;
         let target = invite.target_user_id.clone();
         let (id, address) = (target.clone(), self.address.clone());
         let ours = self
@@ -374,7 +384,7 @@ impl DmInvites {
             target_user_id: target.clone(),
             guild_id: invite.guild_id.clone(),
             guild_name: invite.guild_name.clone(),
-            host_server_url: origin.address().to_owned(),
+            host_server_url: origin.to_owned(),
             timestamp: invite.timestamp,
             signature: proof.signature,
             cert: proof.cert,
@@ -490,28 +500,42 @@ impl DmInvites {
         })
     }
 
-    /// `RejectDMInvite`: for an invite from another host, tells the host first (nothing changes
-    /// here if it can't be reached); for one of this node's DMs, tells the inviter directly.
+    /// `RejectDMInvite`: for an invite from another host, marks it rejected and, in the same
+    /// transaction, queues the notice to the host in the outbox (a host that is down gets it when
+    /// it is back); for one of this node's DMs, tells the inviter directly.
     pub async fn reject(&self, caller: &SessionInfo, invite_id: &str) -> Result<()> {
         let Some(invite) = self.own_received(caller, invite_id).await? else {
             return self.reject_hosted(caller, invite_id).await;
         };
-        let url = invite.host_server_url.clone();
-        let mut client = self.federation.client().connect(&url).await?;
-        let call = client.receive_dm_invite_rejection(pb::ReceiveDmInviteRejectionRequest {
+        let notice = pb::ReceiveDmInviteRejectionRequest {
             token: invite.token.clone(),
             target_user_id: invite.target_user_id.clone(),
-        });
-        match tokio::time::timeout(REMOTE_CALL_TIMEOUT, call).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(status)) => return Err(remote_refusal(&url, &status)),
-            Err(_) => return Err(no_answer(&url)),
         }
-        let (id, now) = (invite.invite_id, now_ms());
-        self.guilds
+        .encode_to_vec();
+        let (id, host, now) = (invite.invite_id, invite.host_server_url, now_ms());
+        let changed = self
+            .guilds
             .store()
-            .write(move |tx| rdb::resolve_received(tx, &id, "rejected", now))
+            .write(move |tx| {
+                if !rdb::resolve_received(tx, &id, "rejected", now)? {
+                    return Ok(false);
+                }
+                crate::store::outbox::enqueue(
+                    tx,
+                    &host,
+                    RECEIVE_DM_INVITE_REJECTION,
+                    &notice,
+                    now,
+                )?;
+                Ok(true)
+            })
             .await?;
+        if !changed {
+            return Err(Error::FailedPrecondition(
+                "invite_id: this invite was already answered".into(),
+            ));
+        }
+        self.outbox.wake();
         Ok(())
     }
 
@@ -572,7 +596,7 @@ impl DmInvites {
     /// notice changes nothing.
     pub async fn receive_rejection(
         &self,
-        origin: &VerifiedOrigin,
+        origin: &str,
         token: &str,
         target_user_id: &str,
     ) -> Result<()> {
@@ -584,9 +608,7 @@ impl DmInvites {
             .store()
             .read(move |c| rdb::hosted_by_token(c, &t))
             .await?
-            .filter(|h| {
-                h.invite.target_user_id == target_user_id && h.target_server == origin.address()
-            })
+            .filter(|h| h.invite.target_user_id == target_user_id && h.target_server == origin)
             .ok_or_else(|| {
                 Error::NotFound(
                     "token: no DM invite with this token was sent to your server for \
@@ -604,6 +626,35 @@ impl DmInvites {
     }
 }
 
+/// Checks the `dm-invite` signature of `invite` for `audience`.
+fn verify_invite(
+    invite: &pb::DmInvite,
+    audience: PublicKey,
+    inviter: PublicKey,
+    target: PublicKey,
+    cert: &DeviceCert,
+    signature: &Signature,
+) -> Result<()> {
+    let payload = DmInvitePayload {
+        audience,
+        inviter_key: inviter,
+        device_key: cert.device_key,
+        target,
+        token: invite.token.clone(),
+        guild_id: invite.guild_id.clone(),
+        host_server_url: invite.host_server_url.clone(),
+        timestamp: invite.timestamp,
+    };
+    signing::verify(payload, &cert.device_key, signature).map_err(|_| {
+        Error::unauthenticated(
+            "invite.signature",
+            "not a dm-invite signature by the inviter's certified device over this target, \
+             token, guild, host and timestamp for the target's homeserver",
+        )
+    })?;
+    Ok(())
+}
+
 /// A token or id from a request: `min` to [`ID_MAX`] bytes of visible ASCII.
 fn check_len(field: &str, value: &str, min: usize) -> Result<()> {
     if value.len() < min || value.len() > ID_MAX {
@@ -616,33 +667,6 @@ fn check_len(field: &str, value: &str, min: usize) -> Result<()> {
         return Err(Error::invalid(field, "must be visible ASCII"));
     }
     Ok(())
-}
-
-/// The error for another node's refusal: its code, and its message prefixed with who refused.
-fn remote_refusal(url: &str, status: &tonic::Status) -> Error {
-    use tonic::Code;
-    let message = format!("server {url} refused: {}", status.message());
-    match status.code() {
-        Code::InvalidArgument => Error::invalid("invite", message),
-        Code::NotFound => Error::NotFound(message),
-        Code::PermissionDenied => Error::PermissionDenied(message),
-        Code::Unauthenticated => Error::Unauthenticated(message),
-        Code::FailedPrecondition | Code::AlreadyExists => Error::FailedPrecondition(message),
-        Code::ResourceExhausted => Error::Exhausted(message),
-        _ => FederationError::Unreachable {
-            address: url.to_owned(),
-            reason: format!("{:?}: {}", status.code(), status.message()),
-        }
-        .into(),
-    }
-}
-
-fn no_answer(url: &str) -> Error {
-    FederationError::Unreachable {
-        address: url.to_owned(),
-        reason: format!("no answer within {REMOTE_CALL_TIMEOUT:?}"),
-    }
-    .into()
 }
 
 fn cert_to_pb(cert: &StoredCert) -> pb::DeviceCert {

@@ -111,3 +111,24 @@ impl From<Error> for tonic::Status {
         }
     }
 }
+
+/// The HTTP status for a gRPC code, for the node's plain-HTTP routes (webhook posts): errors
+/// become a [`tonic::Status`] through the one mapping above, and its code picks the HTTP status
+/// (the usual gRPC-to-HTTP table, as in grpc-gateway), so both transports refuse alike.
+pub fn http_status(code: tonic::Code) -> http::StatusCode {
+    use http::StatusCode as H;
+    use tonic::Code as C;
+    match code {
+        C::Ok => H::OK,
+        C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => H::BAD_REQUEST,
+        C::Unauthenticated => H::UNAUTHORIZED,
+        C::PermissionDenied => H::FORBIDDEN,
+        C::NotFound => H::NOT_FOUND,
+        C::AlreadyExists | C::Aborted => H::CONFLICT,
+        C::ResourceExhausted => H::TOO_MANY_REQUESTS,
+        C::Unimplemented => H::NOT_IMPLEMENTED,
+        C::Unavailable => H::SERVICE_UNAVAILABLE,
+        C::DeadlineExceeded => H::GATEWAY_TIMEOUT,
+        C::Cancelled | C::Unknown | C::Internal | C::DataLoss => H::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -34,7 +34,8 @@
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
-//!   non-public method, and proto ↔ domain conversion.
+//!   non-public method, the text layer that checks every string field of every request for
+//!   control characters, and proto ↔ domain conversion.
 //! - [`federation`]: signed server-to-server calls (the signing client, the verifying layer), the
 //!   directory of peers' pinned keys, homeservers vouching for remote members, and forwarding
 //!   users' signed profile changes to their other servers.

@@ -317,6 +317,10 @@ impl Node {
         );
         let events =
             crate::events::Events::new(store.clone(), config.live_event_capacity, cancel.clone())
+                .with_max_streams_per_user(config.max_event_streams_per_user)
+                .with_read_gate(std::sync::Arc::new(
+                    crate::guilds::permissions::ReadPermission,
+                ))
                 .with_hook(std::sync::Arc::new(announcer));
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;
@@ -412,7 +416,8 @@ impl Node {
         .with_outbox(outbox.clone())
         .with_federation(&federation, outbox.clone())
         .with_dm_federation(
-            federation.clone(),
+            &federation,
+            outbox.clone(),
             config.clock_skew_ms,
             std::time::Duration::from_millis(config.unread_proxy_timeout_ms),
         )
@@ -447,6 +452,8 @@ impl Node {
             ))
             .layer(SessionLayer::new(accounts))
             .layer(federation.layer())
+            // Innermost: every string field of every request is checked once callers are known.
+            .layer(crate::api::text::TextCheckLayer::new())
             .add_routes(tonic::service::Routes::from(routes));
         let shutdown = cancel.clone();
         let listener_config = crate::listener::ListenerConfig {

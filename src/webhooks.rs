@@ -1,8 +1,10 @@
 //! Webhooks: a channel URL programs post messages to, with no user account.
 //!
 //! Managing webhooks needs `webhooks.manage`. The token is shown once, at creation, and stored
-//! only as a hash; a program posts with `POST /webhooks/{id}/{token}` (see `api::http`). Names
-//! follow the Users resource: 1-80 characters and never containing "clyde".
+//! only as a hash; a program posts with `POST /webhooks/{id}/{token}` (see `api::http` and
+//! `docs/WEBHOOKS.md`). A webhook's name, and the `username` a post shows instead, follow the
+//! display-name rules with the webhook length ([`rules::webhook_name`]), and every message a
+//! webhook posts is marked as the webhook's (`Message.webhook_id`), so it can't pass as a member.
 
 use crate::accounts::{rules, tokens};
 use crate::error::{Error, Result};
@@ -13,16 +15,9 @@ use crate::store::messages::MessageView;
 use crate::store::webhooks::{self as db, WebhookRecord};
 use crate::store::{SessionInfo, guilds as gdb};
 
-/// Longest webhook name.
-pub const NAME_MAX: usize = 80;
-
-/// Webhook names: 1-80 characters, no "clyde" in any case.
+/// Checks a webhook name (or a post's `username`) given in `field`; returns it normalised.
 pub fn check_name(field: &str, raw: &str) -> Result<String> {
-    let name = rules::name(raw, NAME_MAX).map_err(|rule| Error::invalid(field, rule))?;
-    if name.to_lowercase().contains("clyde") {
-        return Err(Error::invalid(field, "must not contain \"clyde\""));
-    }
-    Ok(name)
+    rules::webhook_name(raw).map_err(|rule| Error::invalid(field, rule))
 }
 
 /// The webhook operations of one node.
@@ -211,5 +206,7 @@ mod tests {
         assert!(super::check_name("name", "My CLYDE").is_err());
         assert!(super::check_name("name", &"w".repeat(81)).is_err());
         assert!(super::check_name("name", "").is_err());
+        let reserved = super::check_name("username", "everyone").expect_err("reserved");
+        assert!(reserved.to_string().starts_with("username: "), "{reserved}");
     }
 }

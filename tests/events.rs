@@ -337,3 +337,160 @@ async fn shutdown_ends_open_subscriptions() {
         .expect("the stream ends");
     assert!(!matches!(end, Ok(Some(_))), "no event after shutdown");
 }
+
+#[tokio::test]
+async fn open_event_streams_are_capped_per_user() {
+    let node = TestNode::spawn_with(|c| c.max_event_streams_per_user = 2).await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let open = || async {
+        node.client()
+            .await
+            .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+            .await
+    };
+    let first = subscribe(&node, &ada, None).await;
+    let _second = subscribe(&node, &ada, None).await;
+    assert_status(
+        open().await,
+        Code::ResourceExhausted,
+        "max_event_streams_per_user",
+    );
+    // Each user has their own slots.
+    let _bob = subscribe(&node, &bob, None).await;
+
+    // A closed stream gives its slot back (once the node sees the client go away), and the
+    // refused call took none: exactly one more opens.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let _third = loop {
+        match open().await {
+            Ok(stream) => break stream,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(tokio::time::Instant::now() < deadline, "the slot came back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("unexpected {status:?}"),
+        }
+    };
+    assert_status(
+        open().await,
+        Code::ResourceExhausted,
+        "max_event_streams_per_user",
+    );
+}
+
+/// `messages.read` gates a guild's channel content in the stream (docs/PERMISSIONS.md): a member
+/// without it gets the guild's other events but not its messages, live or on resume, and gets them
+/// again as soon as a role grants it.
+#[tokio::test]
+async fn members_without_messages_read_do_not_receive_message_events() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let cy = register(&node, "Cy").await;
+    let r = room(&node, &ada).await;
+    join(&node, &bob, &r).await;
+    let mut c = node.client().await;
+    let mut stream = subscribe(&node, &bob, None).await;
+    let mut ada_stream = subscribe(&node, &ada, None).await;
+    say(&mut c, &ada, &r.channel, "before").await;
+    let before = until_text(&mut stream, "before").await;
+
+    // The default role stops granting messages.read.
+    let roles = c
+        .list_roles(authed(
+            &ada.token,
+            pb::ListRolesRequest {
+                guild_id: r.guild.clone(),
+            },
+        ))
+        .await
+        .expect("roles")
+        .into_inner()
+        .roles;
+    let everyone = roles
+        .iter()
+        .find(|role| role.id == r.guild)
+        .expect("default");
+    c.update_role(authed(
+        &ada.token,
+        pb::UpdateRoleRequest {
+            role_id: everyone.id.clone(),
+            guild_id: r.guild.clone(),
+            name: everyone.name.clone(),
+            color: everyone.color.clone(),
+            position: everyone.position,
+            permissions: vec!["messages.send".into()],
+            parent_role_ids: vec![],
+        },
+    ))
+    .await
+    .expect("update the default role");
+    say(&mut c, &ada, &r.channel, "secret").await;
+    c.send_message(authed(
+        &ada.token,
+        pb::SendMessageRequest {
+            channel_id: r.channel.clone(),
+            typing: Some(pb::TypingContent { is_typing: true }),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("typing");
+    join(&node, &cy, &r).await;
+    // Bob's next event is Cy's join: neither the message nor the typing indicator reached him.
+    let joined = next(&mut stream).await;
+    assert!(
+        matches!(&joined.event, Some(Event::MemberJoined(j)) if j.user.as_ref().is_some_and(|u| u.id == cy.user.id)),
+        "expected Cy's join, got {joined:?}"
+    );
+    // Resuming replays the join, not the message.
+    let mut resumed = subscribe(&node, &bob, Some(before.event_id)).await;
+    let replayed = next(&mut resumed).await;
+    assert_eq!(replayed.event_id, joined.event_id, "{replayed:?}");
+    drop(resumed);
+    // He can't acknowledge what he may not read either (Ada, who can, knows its event id).
+    let secret = until_text(&mut ada_stream, "secret").await;
+    assert_status(
+        c.ack_message(authed(
+            &bob.token,
+            pb::AcknowledgeRequest {
+                event_id: secret.event_id,
+                status: pb::ReceiptType::Read as i32,
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        "messages.read",
+    );
+
+    // A role that grants messages.read brings the messages back at once.
+    let readers = c
+        .create_role(authed(
+            &ada.token,
+            pb::CreateRoleRequest {
+                guild_id: r.guild.clone(),
+                name: "Readers".into(),
+                position: 1,
+                permissions: vec!["messages.read".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create role")
+        .into_inner();
+    c.assign_role(authed(
+        &ada.token,
+        pb::AssignRoleRequest {
+            guild_id: r.guild.clone(),
+            user_id: bob.user.id.clone(),
+            role_id: readers.id.clone(),
+        },
+    ))
+    .await
+    .expect("assign");
+    say(&mut c, &ada, &r.channel, "welcome back").await;
+    let back = next(&mut stream).await;
+    assert_eq!(text_of(&back).as_deref(), Some("welcome back"), "{back:?}");
+}

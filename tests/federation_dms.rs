@@ -98,6 +98,23 @@ async fn list(node: &TestNode, who: &TestUser) -> Vec<pb::DmInvite> {
         .invites
 }
 
+/// `who`'s invites on `node` once there are some: deliveries to another node go through the
+/// sender's outbox, so they arrive a moment after `SendDMInvite` answers.
+async fn arrived(node: &TestNode, who: &TestUser) -> Vec<pb::DmInvite> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let invites = list(node, who).await;
+        if !invites.is_empty() {
+            return invites;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no invite arrived within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Checks an invite's signature the way any client can: cert chain, then `dm-invite` for
 /// `audience`.
 fn signature_holds(invite: &pb::DmInvite, audience: PublicKey) -> bool {
@@ -209,7 +226,7 @@ async fn dm_invite_reaches_the_target_homeserver_and_answers_reach_the_host() {
     send(&a, &ada, &invite, &b.address())
         .await
         .expect("send to Cy");
-    let id = list(&b, &cy).await[0].invite_id.clone();
+    let id = arrived(&b, &cy).await[0].invite_id.clone();
     b.client()
         .await
         .reject_dm_invite(authed(
@@ -304,7 +321,8 @@ async fn dm_invite_refusals_change_nothing() {
     );
     assert!(list(&b, &bob).await.is_empty(), "B stored nothing");
 
-    // A target that is not B's user: B refuses, and A says so.
+    // A target that is not B's user: B refuses, directly and when A's outbox delivers it (A
+    // can't know; the outbox gives the delivery up at B's definitive answer).
     let stranger = new_identity("x").user_id();
     let other = signed_invite(&a, &ada, &stranger, &b.audience()).await;
     assert_status(
@@ -316,24 +334,33 @@ async fn dm_invite_refusals_change_nothing() {
         Code::NotFound,
         "not a user of this server",
     );
-    assert_status(
-        send(&a, &ada, &other, &b.address()).await,
-        Code::NotFound,
-        "refused",
+    send(&a, &ada, &other, &b.address())
+        .await
+        .expect("queued for B");
+    let outbox = a.node().outbox.clone();
+    wait_for(WAIT, || {
+        let outbox = outbox.clone();
+        async move { !outbox.failed(10).await.expect("failed").is_empty() }
+    })
+    .await;
+    let given_up = outbox.failed(10).await.expect("failed");
+    assert_eq!(given_up[0].method, "ReceiveDMInvite");
+    assert!(
+        given_up[0].reason.contains("not a user of this server"),
+        "{given_up:?}"
     );
 
-    // Without a homeserver for an unknown target; to an unreachable one.
+    // Without a homeserver for an unknown target: refused at once. To an unreachable one: queued
+    // (it waits in A's outbox for that server, holding up no other).
     assert_status(
         send(&a, &ada, &invite, "").await,
         Code::InvalidArgument,
         "target_homeserver_url",
     );
     let dead = dead_address().await;
-    assert_status(
-        send(&a, &ada, &invite, &dead).await,
-        Code::Unavailable,
-        &dead,
-    );
+    send(&a, &ada, &invite, &dead)
+        .await
+        .expect("queued for a server that is down");
     // Someone else's invite; an invite whose signer is not the caller.
     let eve = register(&a, "Eve").await;
     assert_status(
@@ -341,13 +368,81 @@ async fn dm_invite_refusals_change_nothing() {
         Code::InvalidArgument,
         "invite.inviter_pubkey",
     );
-    // Nothing was recorded on A for the failed sends: the invite still goes out once, signed.
+    // The refused sends changed nothing: the invite still goes out once, signed.
     send(&a, &ada, &invite, &b.address())
         .await
         .expect("send after the failures");
-    let listed = list(&b, &bob).await;
+    let listed = arrived(&b, &bob).await;
     assert_eq!(listed.len(), 1);
     assert!(signature_holds(&listed[0], b.audience()));
+}
+
+#[tokio::test]
+async fn dm_invites_and_rejections_wait_for_a_node_that_is_down() {
+    let mut a = TestNode::spawn_fast_outbox().await;
+    let mut b = TestNode::spawn_fast_outbox().await;
+    let ada = register(&a, "Ada").await;
+    let bob = register(&b, "Bob").await;
+    // Ada's client learnt B's key while B was up; then B goes down.
+    let invite = signed_invite(&a, &ada, &bob.user.id, &b.audience()).await;
+    let b_url = b.address();
+    let b_addr = b.stop().await;
+
+    // A accepts the invite and queues it; B gets it once it is back.
+    send(&a, &ada, &invite, &b_url)
+        .await
+        .expect("queued while B is down");
+    let head = a.outbox_head_failed(WAIT).await;
+    assert_eq!(head.method, "ReceiveDMInvite");
+    b.start_on(b_addr).await;
+    let got = arrived(&b, &bob).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].token, invite.token);
+    assert!(
+        signature_holds(&got[0], b.audience()),
+        "checked by B itself"
+    );
+
+    // Bob rejects while A is down: B records it and queues the notice; A hears when it is back.
+    let a_addr = a.stop().await;
+    b.client()
+        .await
+        .reject_dm_invite(authed(
+            &bob.token,
+            pb::RejectDmInviteRequest {
+                invite_id: got[0].invite_id.clone(),
+            },
+        ))
+        .await
+        .expect("rejected while A is down");
+    assert!(list(&b, &bob).await.is_empty());
+    let head = b.outbox_head_failed(WAIT).await;
+    assert_eq!(head.method, "ReceiveDMInviteRejection");
+    a.start_on(a_addr).await;
+    // Ada's stream replays from the start, so the notice counts whether it came before or after.
+    let mut ada_events = a
+        .client()
+        .await
+        .subscribe_events(authed(
+            &ada.token,
+            pb::SubscribeRequest {
+                resume_from_event_id: "0".into(),
+            },
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let rejected = loop {
+        if let Some(Event::DmInvite(i)) = next(&mut ada_events).await.event
+            && i.status == "rejected"
+        {
+            break i;
+        }
+    };
+    assert_eq!(rejected.token, invite.token);
+    assert_eq!(rejected.target_user_id, bob.user.id);
+    b.outbox_drained(WAIT).await;
+    assert_eq!(b.node().outbox.stats().await.expect("stats").failed, 0);
 }
 
 #[tokio::test]

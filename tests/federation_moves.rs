@@ -438,6 +438,154 @@ async fn a_revoked_device_is_refused_at_home_and_on_the_users_other_servers() {
     );
 }
 
+#[tokio::test]
+async fn a_revoked_device_key_is_refused_for_every_identity_and_at_remote_hosts() {
+    const REVOKED: &str = "device_cert.pubkey: this device was revoked by its owner";
+    let home = TestNode::spawn_fast_outbox().await;
+    let host = TestNode::spawn().await;
+    let ada = register(&home, "Ada").await;
+    let laptop = ClientIdentity::from_keys(
+        ada.identity.id_key.clone(),
+        SecretKey::generate(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    login(&home, &laptop).await;
+    // The laptop joins a guild on the host, vouched for by home (which lists the host for Ada).
+    let olga = register(&host, "Olga").await;
+    let room = create_room(&host, &olga, "Garden").await;
+    let laptop_user = TestUser {
+        identity: laptop.clone(),
+        token: String::new(),
+        refresh_token: String::new(),
+        user: ada.user.clone(),
+    };
+    let laptop_on_host = remote_join(&host, &laptop_user, &home.address(), &room.invite, "Ada")
+        .await
+        .expect("remote join")
+        .token;
+
+    // Anyone can sign a revocation of a key that is not theirs: it binds the signer alone.
+    let mallory = register(&home, "Mallory").await;
+    home.client()
+        .await
+        .revoke_device(authed(
+            &mallory.token,
+            revocation::sign(
+                &mallory.identity.id_key,
+                &ada.identity.device_key.public(),
+                now_ms(),
+            ),
+        ))
+        .await
+        .expect("accepted, for Mallory's own identity");
+    login(&home, &ada.identity).await;
+
+    // Ada revokes the laptop at home; the host hears of it through the outbox.
+    home.client()
+        .await
+        .revoke_device(authed(
+            &ada.token,
+            revocation::sign(&ada.identity.id_key, &laptop.device_key.public(), now_ms()),
+        ))
+        .await
+        .expect("revoke");
+    home.outbox_drained(WAIT).await;
+
+    // Whoever certifies the laptop's key now, as a new identity or another's device, is refused.
+    let thief = ClientIdentity::from_keys(
+        SecretKey::generate(),
+        laptop.device_key.clone(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    let as_mallorys = ClientIdentity::from_keys(
+        mallory.identity.id_key.clone(),
+        laptop.device_key.clone(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    let mut anonymous = laptop.login_request(&home.audience(), now_ms());
+    anonymous.user_id = None;
+    laptop.sign_login(&home.audience(), &mut anonymous);
+    for node in [&home, &host] {
+        let mut c = node.client().await;
+        assert_status(
+            c.register(thief.register_request(&node.audience(), "Thief", None, now_ms()))
+                .await,
+            Code::FailedPrecondition,
+            REVOKED,
+        );
+        assert_status(
+            c.join_invite(thief.join_invite_request(
+                &node.audience(),
+                &room.invite,
+                "Thief",
+                now_ms(),
+            ))
+            .await,
+            Code::FailedPrecondition,
+            REVOKED,
+        );
+        assert_status(
+            c.login(as_mallorys.login_request(&node.audience(), now_ms()))
+                .await,
+            Code::FailedPrecondition,
+            REVOKED,
+        );
+    }
+    assert_status(
+        home.client().await.login(anonymous).await,
+        Code::FailedPrecondition,
+        REVOKED,
+    );
+    // At the host, the laptop's own login and join answer the revocation (PROTOCOL.md §12.2), not
+    // a hint to be vouched for by the homeserver.
+    assert_status(
+        host.client()
+            .await
+            .login(laptop.login_request(&host.audience(), now_ms()))
+            .await,
+        Code::FailedPrecondition,
+        REVOKED,
+    );
+    assert_status(
+        remote_join(&host, &laptop_user, &home.address(), &room.invite, "Ada").await,
+        Code::FailedPrecondition,
+        REVOKED,
+    );
+
+    // Nothing changed: the thief is unknown on both nodes, the laptop's session on the host is
+    // gone, Ada's phone and Mallory still work.
+    for (node, token) in [(&home, &ada.token), (&host, &olga.token)] {
+        let users = node
+            .client()
+            .await
+            .get_users(authed(
+                token,
+                pb::GetUsersRequest {
+                    user_ids: vec![thief.user_id()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("get users")
+            .into_inner()
+            .users;
+        assert!(users.is_empty(), "{users:?}");
+    }
+    assert_status(
+        host.client()
+            .await
+            .get_my_data(authed(&laptop_on_host, pb::Empty {}))
+            .await,
+        Code::Unauthenticated,
+        "authorization",
+    );
+    login(&home, &ada.identity).await;
+    login(&home, &mallory.identity).await;
+}
+
 /// Logs `identity`'s device in at `node`; returns the session token.
 async fn login(node: &TestNode, identity: &ClientIdentity) -> String {
     node.client()

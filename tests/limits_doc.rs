@@ -182,7 +182,7 @@ const SILENT: Option<&str> = None;
 fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
     use guildhall::{
         accounts, api, dm_invites, dms, federation, gossip, guilds, harmony, mailbox, media,
-        messages, presence, push, unread, webhooks,
+        messages, presence, push, unread,
     };
     let s = guildhall::limits::Settings::default();
     let c = guildhall::config::Config::default();
@@ -210,7 +210,11 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         ),
         (
             "api::MAX_REQUEST_BYTES",
-            (vec![n(api::MAX_REQUEST_BYTES)], Some("OUT_OF_RANGE")),
+            (vec![n(api::MAX_REQUEST_BYTES)], EXHAUSTED),
+        ),
+        (
+            "api::text::MAX_DEPTH",
+            (vec![u64::from(api::text::MAX_DEPTH)], INVALID),
         ),
         (
             "config.clock_skew_ms",
@@ -428,10 +432,13 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             "messages::components::OPTION_TEXT_MAX",
             (vec![n(messages::components::OPTION_TEXT_MAX)], INVALID),
         ),
-        ("webhooks::NAME_MAX", (vec![n(webhooks::NAME_MAX)], INVALID)),
+        (
+            "accounts::rules::WEBHOOK_NAME_MAX",
+            (vec![n(accounts::rules::WEBHOOK_NAME_MAX)], INVALID),
+        ),
         (
             "api::http::WEBHOOK_BODY_MAX",
-            (vec![n(api::http::WEBHOOK_BODY_MAX)], Some("HTTP 400")),
+            (vec![n(api::http::WEBHOOK_BODY_MAX)], Some("HTTP 413")),
         ),
         (
             "settings.max_upload_size",
@@ -527,6 +534,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![n(m.max_queued_bytes)], EXHAUSTED),
         ),
         (
+            "config.max_event_streams_per_user",
+            (vec![n(c.max_event_streams_per_user)], EXHAUSTED),
+        ),
+        (
             "config.event_retention_secs",
             (vec![c.event_retention_secs], Some("OUT_OF_RANGE")),
         ),
@@ -543,10 +554,6 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         (
             "federation::vouch::VOUCH_TIMEOUT",
             (vec![secs(federation::vouch::VOUCH_TIMEOUT)], UNAVAILABLE),
-        ),
-        (
-            "dm_invites::REMOTE_CALL_TIMEOUT",
-            (vec![secs(dm_invites::REMOTE_CALL_TIMEOUT)], UNAVAILABLE),
         ),
         (
             "federation::wire::MAX_BODY_BYTES",
@@ -1294,7 +1301,7 @@ async fn refusals_over_each_limit_are_as_documented() {
             .await,
     );
     r.check(
-        "webhooks::NAME_MAX",
+        "accounts::rules::WEBHOOK_NAME_MAX",
         c.create_webhook(authed(
             &t,
             pb::CreateWebhookRequest {

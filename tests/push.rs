@@ -220,7 +220,10 @@ async fn fcm_tokens_register_and_unregister() {
     for (bad, rule) in [
         (String::new(), "token: is required"),
         ("with space".to_owned(), "token: must be visible ASCII"),
-        ("tab\there".to_owned(), "token: must be visible ASCII"),
+        (
+            "tab\there".to_owned(),
+            "token: must not contain control characters",
+        ),
         ("é".to_owned(), "token: must be visible ASCII"),
         ("x".repeat(4097), "token: must be at most 4096 bytes"),
     ] {

@@ -663,3 +663,147 @@ async fn admin_paging_and_the_remaining_rate_limits() {
         "invite_rate_limit",
     );
 }
+
+/// Control characters are refused in every text field of every request, by one check before any
+/// handler runs (`api::text`), with the field named; line breaks and tabs are text only in
+/// multi-line fields such as a message's.
+#[tokio::test]
+async fn control_characters_are_refused_in_every_text_field() {
+    use guildhall::proto::protocol::profile::v1 as profile;
+    use guildhall::proto::protocol::profile::v1::profile_service_client::ProfileServiceClient;
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let room = create_room(&node, &ada, "R").await;
+    let mut c = node.client().await;
+    const RULE: &str = "must not contain control characters";
+
+    // A NUL in a search query used to reach the full-text engine and answer INTERNAL.
+    for query in ["a\u{0}b", "\u{0}", "tab\tbed"] {
+        assert_status(
+            c.search_messages(authed(
+                &ada.token,
+                pb::SearchMessagesRequest {
+                    channel_id: room.channel.clone(),
+                    query: query.into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+            Code::InvalidArgument,
+            &format!("query: {RULE}"),
+        );
+    }
+    // Message text keeps line breaks and tabs, nothing else.
+    c.send_message(authed(
+        &ada.token,
+        text(&room.channel, "two\r\nlines\tand a tab"),
+    ))
+    .await
+    .expect("multi-line text");
+    for bad in ["bell\u{7}", "nul\u{0}", "esc\u{1b}[2J", "c1\u{9b}"] {
+        assert_status(
+            c.send_message(authed(&ada.token, text(&room.channel, bad)))
+                .await,
+            Code::InvalidArgument,
+            &format!("text: {RULE}"),
+        );
+    }
+    // Names and other one-line fields, in any service.
+    assert_status(
+        c.create_guild(authed(
+            &ada.token,
+            pb::CreateGuildRequest {
+                name: "Evil\u{0}".into(),
+                avatar_url: None,
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        &format!("name: {RULE}"),
+    );
+    assert_status(
+        c.create_channel(authed(
+            &ada.token,
+            pb::CreateChannelRequest {
+                guild_id: room.guild.clone(),
+                name: "line\nbreak".into(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        &format!("name: {RULE}"),
+    );
+    let eve = new_identity("phone");
+    assert_status(
+        c.register(eve.register_request(&node.audience(), "Eve\u{1b}[31m", None, now_ms()))
+            .await,
+        Code::InvalidArgument,
+        &format!("display_name: {RULE}"),
+    );
+    let mut profiles = ProfileServiceClient::connect(format!("http://{}", node.node().grpc_addr))
+        .await
+        .expect("connect");
+    assert_status(
+        profiles
+            .update_profile(authed(
+                &ada.token,
+                profile::UpdateProfileRequest {
+                    new_user_name: Some("Ada\u{0}".into()),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        &format!("new_user_name: {RULE}"),
+    );
+
+    // Nothing changed: one message, one guild, one channel, Eve unknown, Ada's name as it was.
+    let history = c
+        .get_history(authed(
+            &ada.token,
+            pb::GetHistoryRequest {
+                channel_id: room.channel.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .messages;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].text, "two\r\nlines\tand a tab");
+    let guilds = c
+        .list_guilds(authed(&ada.token, pb::ListGuildsRequest {}))
+        .await
+        .expect("guilds")
+        .into_inner()
+        .guilds;
+    assert_eq!(guilds.len(), 1);
+    let channels = c
+        .list_channels(authed(
+            &ada.token,
+            pb::ListChannelsRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels;
+    assert_eq!(channels.len(), 1);
+    let users = c
+        .get_users(authed(
+            &ada.token,
+            pb::GetUsersRequest {
+                user_ids: vec![eve.user_id(), ada.user.id.clone()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("users")
+        .into_inner()
+        .users;
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].name, "Ada");
+}

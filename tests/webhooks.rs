@@ -10,6 +10,16 @@ use tonic::Code;
 
 /// POSTs `body` to the node's HTTP side; returns the status and the JSON answer.
 async fn post(node: &TestNode, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, _, answer) = post_full(node, path, body).await;
+    (status, answer)
+}
+
+/// [`post`], with the answer's headers too.
+async fn post_full(
+    node: &TestNode,
+    path: &str,
+    body: &str,
+) -> (u16, hyper::HeaderMap, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(node.node().grpc_addr)
         .await
         .expect("connect");
@@ -25,6 +35,7 @@ async fn post(node: &TestNode, path: &str, body: &str) -> (u16, serde_json::Valu
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
@@ -33,8 +44,28 @@ async fn post(node: &TestNode, path: &str, body: &str) -> (u16, serde_json::Valu
         .to_bytes();
     (
         status,
+        headers,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// The channel's messages, oldest first, as `who` reads them.
+async fn history(node: &TestNode, who: &TestUser, channel: &str) -> Vec<pb::Message> {
+    node.client()
+        .await
+        .get_history(authed(
+            &who.token,
+            pb::GetHistoryRequest {
+                channel_id: channel.to_owned(),
+                cursor: String::new(),
+                limit: 0,
+                reverse: true,
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .messages
 }
 
 async fn setup(node: &TestNode, owner: &TestUser, member: &TestUser) -> (String, String) {
@@ -281,4 +312,152 @@ async fn webhook_management_needs_the_permission_and_valid_names() {
         Code::NotFound,
         "webhook_id",
     );
+}
+
+#[tokio::test]
+async fn webhook_names_follow_the_display_name_rules_and_posts_are_marked_as_the_webhooks() {
+    let node = TestNode::spawn_with(|c| c.settings.message_rate_limit = 3).await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let (guild, channel) = setup(&node, &ada, &bob).await;
+    let mut c = node.client().await;
+
+    // Names members can't take, webhooks can't either: at creation and at update.
+    for name in ["everyone", "HERE", "System  Message", "a\u{200B}b"] {
+        assert_status(
+            c.create_webhook(authed(
+                &ada.token,
+                pb::CreateWebhookRequest {
+                    channel_id: channel.clone(),
+                    name: name.into(),
+                    avatar_url: None,
+                },
+            ))
+            .await,
+            Code::InvalidArgument,
+            "name: ",
+        );
+    }
+    let hook = c
+        .create_webhook(authed(
+            &ada.token,
+            pb::CreateWebhookRequest {
+                channel_id: channel.clone(),
+                name: "Deploys".into(),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_status(
+        c.update_webhook(authed(
+            &ada.token,
+            pb::UpdateWebhookRequest {
+                webhook_id: hook.id.clone(),
+                name: Some("everyone".into()),
+                avatar_url: None,
+                channel_id: None,
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        "name: ",
+    );
+    let listed = c
+        .list_webhooks(authed(
+            &ada.token,
+            pb::ListWebhooksRequest {
+                guild_id: guild.clone(),
+                channel_id: None,
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .webhooks;
+    assert_eq!(
+        listed[0].name, "Deploys",
+        "the refused update changed nothing"
+    );
+
+    // The per-post username follows the same rules; a refused post stores nothing.
+    let path = format!("/webhooks/{}/{}", hook.id, hook.token);
+    for username in ["everyone", "here", "system message", "Clyde", ""] {
+        let body = serde_json::json!({ "content": "hi", "username": username }).to_string();
+        let (status, answer) = post(&node, &path, &body).await;
+        assert_eq!(status, 400, "{username:?}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("username: ")),
+            "{answer}"
+        );
+    }
+    // Content keeps line breaks and tabs, and nothing else that is a control character.
+    let (status, answer) = post(&node, &path, r#"{"content": "nul\u0000"}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("content: must not contain control characters")),
+        "{answer}"
+    );
+    assert!(history(&node, &bob, &channel).await.is_empty());
+
+    // A post under a member's name is still marked as the webhook's, in history and live; a
+    // member's own message is not, whatever metadata it carries.
+    let mut stream = c
+        .subscribe_events(authed(&bob.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let (status, answer) = post(&node, &path, r#"{"content": "hi all", "username": "Ada"}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    let live = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .expect("event");
+    match live.event {
+        Some(pb::stream_response::Event::MessageCreated(e)) => {
+            let m = e.message.expect("message");
+            assert_eq!(
+                (m.sender_name.as_str(), m.webhook_id.as_str()),
+                ("Ada", hook.id.as_str())
+            );
+        }
+        other => panic!("expected message_created, got {other:?}"),
+    }
+    node.client()
+        .await
+        .send_message(authed(
+            &ada.token,
+            pb::SendMessageRequest {
+                channel_id: channel.clone(),
+                text: "the real Ada".into(),
+                metadata: [("webhook_id".to_owned(), hook.id.clone())].into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("send");
+    let messages = history(&node, &bob, &channel).await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].webhook_id, hook.id);
+    assert_eq!(messages[0].sender_id, hook.id);
+    assert_eq!(messages[1].sender_name, "Ada");
+    assert!(
+        messages[1].webhook_id.is_empty(),
+        "a member's message is never a webhook's"
+    );
+
+    // Over the rate limit: 429 with when to retry.
+    let (mut status, mut headers) = (0, hyper::HeaderMap::new());
+    for _ in 0..4 {
+        (status, headers, _) = post_full(&node, &path, r#"{"content": "again"}"#).await;
+    }
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(headers.contains_key("retry-after-ms"), "{headers:?}");
 }

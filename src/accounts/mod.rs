@@ -277,6 +277,41 @@ fn field_rule<T>(field: &str, result: std::result::Result<T, String>) -> Result<
     result.map_err(|rule| Error::invalid(field, rule))
 }
 
+/// The one check a device key passes wherever a request offers one (registration, login, joins
+/// here and vouching for joins elsewhere, profile changes, DM invites): its cert chains to
+/// `id_key` and is valid at `at` (`UNAUTHENTICATED`), and the key is not revoked for that identity,
+/// by its owner or, for a key this node knew as another identity's device, by that owner
+/// (`FAILED_PRECONDITION`, docs/PROTOCOL.md §12.2). `field` names the cert in the request
+/// (`device_cert`, `join.device_cert`, `invite.device_cert`). The store's triggers refuse the
+/// same keys again when a device or session is written, so a path that forgot this check still
+/// can't bring a revoked key back; checking here answers before any other work (a homeserver
+/// asked to vouch, an invite delivered).
+pub async fn check_device(
+    store: &Store,
+    id_key: &PublicKey,
+    cert: &DeviceCert,
+    at: u64,
+    skew_ms: u64,
+    field: &str,
+) -> Result<()> {
+    cert.verify(id_key, at, skew_ms)
+        .map_err(|e| Error::unauthenticated(field, e))?;
+    if store
+        .device_refused(id_key.to_hex(), cert.device_key.to_hex())
+        .await?
+    {
+        return Err(revoked(field));
+    }
+    Ok(())
+}
+
+/// The refusal of a revoked device key; the same words as the store triggers' refusal.
+fn revoked(field: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "{field}.pubkey: this device was revoked by its owner"
+    ))
+}
+
 impl Accounts {
     /// The account flows of one node.
     pub fn new(store: Store, config: AccountsConfig) -> Self {
@@ -313,10 +348,23 @@ impl Accounts {
             .map_err(|e| Error::unauthenticated("timestamp", e))
     }
 
-    fn check_cert(&self, id_key: &PublicKey, cert: &DeviceCert, now: u64) -> Result<()> {
-        cert.verify(id_key, now, self.config.clock_skew_ms)
-            .map(|_| ())
-            .map_err(|e| Error::unauthenticated("device_cert", e))
+    /// [`check_device`] for a request's `field` with this node's clock window.
+    async fn check_cert(
+        &self,
+        id_key: &PublicKey,
+        cert: &DeviceCert,
+        now: u64,
+        field: &str,
+    ) -> Result<()> {
+        check_device(
+            &self.store,
+            id_key,
+            cert,
+            now,
+            self.config.clock_skew_ms,
+            field,
+        )
+        .await
     }
 
     /// Until when the replay cache must remember a signature made at `timestamp`.
@@ -387,7 +435,8 @@ impl Accounts {
             .map(|n| field_rule("device_name", rules::device_name(n)))
             .transpose()?;
         self.check_fresh(input.timestamp, now)?;
-        self.check_cert(&input.id_key, &input.cert, now)?;
+        self.check_cert(&input.id_key, &input.cert, now, "device_cert")
+            .await?;
         let proof = IdProofPayload {
             audience: self.config.server_id,
             id_key: input.id_key,
@@ -463,21 +512,23 @@ impl Accounts {
         let id_key = match input.user_id {
             Some(key) => key,
             None => {
-                let owner = self
-                    .store
-                    .device_owner(input.cert.device_key.to_hex())
-                    .await?
-                    .ok_or_else(|| {
-                        Error::NotFound(
-                            "device_cert.pubkey: unknown device; send user_id to log in a new device"
-                                .into(),
-                        )
-                    })?;
+                let device = input.cert.device_key.to_hex();
+                let Some(owner) = self.store.device_owner(device.clone()).await? else {
+                    // A revoked key is gone from the devices: say why rather than "unknown".
+                    if self.store.device_refused(String::new(), device).await? {
+                        return Err(revoked("device_cert"));
+                    }
+                    return Err(Error::NotFound(
+                        "device_cert.pubkey: unknown device; send user_id to log in a new device"
+                            .into(),
+                    ));
+                };
                 PublicKey::from_hex(&owner)
                     .map_err(|e| Error::Storage(StorageError::Task(format!("stored id: {e}"))))?
             }
         };
-        self.check_cert(&id_key, &input.cert, now)?;
+        self.check_cert(&id_key, &input.cert, now, "device_cert")
+            .await?;
         let homeserver_move = crate::federation::moves::login_move(
             &crate::federation::moves::LoginMoveFields {
                 new_homeserver: input.new_homeserver.clone(),
@@ -536,7 +587,7 @@ impl Accounts {
 
     /// Verifies a `JoinInvite` key proof from a user of this server and prepares their sign-in.
     /// Members from other servers join through [`Accounts::prepare_remote_join`].
-    pub fn prepare_join(&self, input: &JoinInput) -> Result<PreparedSignIn> {
+    pub async fn prepare_join(&self, input: &JoinInput) -> Result<PreparedSignIn> {
         let now = now_ms();
         let display_name = field_rule("display_name", rules::display_name(&input.display_name))?;
         field_rule("avatar_url", rules::avatar_url(&input.avatar_url))?;
@@ -548,8 +599,10 @@ impl Accounts {
                 "homeserver_url: this node was started without federation, so only its own users can join".into(),
             ));
         }
-        self.verify_join(input, now)?;
+        self.verify_join(input, now).await?;
         let user_id = input.id_key.to_hex();
+        // After the key checks, so a revoked device hears that, not where its homeserver is.
+        self.check_homeserver(&user_id, None).await?;
         let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
         Ok(PreparedSignIn {
             new_user: NewUser {
@@ -683,7 +736,8 @@ impl Accounts {
         self.check_fresh(input.timestamp, now)?;
         let id_key = PublicKey::from_hex(&session.user_id)
             .map_err(|e| Error::Storage(StorageError::Task(format!("stored id: {e}"))))?;
-        self.check_cert(&id_key, &input.cert, now)?;
+        self.check_cert(&id_key, &input.cert, now, "device_cert")
+            .await?;
         if input.cert.device_key.to_hex() != session.device_pubkey {
             return Err(Error::PermissionDenied(
                 "device_cert.pubkey: is not the device this session was opened with".into(),

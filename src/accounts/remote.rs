@@ -69,11 +69,12 @@ impl Accounts {
                 == normalise_address(&self.config.canonical_address)
     }
 
-    /// Checks a join's key proof (clock window, device cert, `join-invite` signature for this
-    /// server).
-    pub(super) fn verify_join(&self, input: &JoinInput, now: u64) -> Result<()> {
+    /// Checks a join's key proof (clock window, device cert and revocations, `join-invite`
+    /// signature for this server).
+    pub(super) async fn verify_join(&self, input: &JoinInput, now: u64) -> Result<()> {
         self.check_fresh(input.timestamp, now)?;
-        self.check_cert(&input.id_key, &input.cert, now)?;
+        self.check_cert(&input.id_key, &input.cert, now, "device_cert")
+            .await?;
         let payload = signing::JoinInvitePayload {
             audience: self.config.server_id,
             id_key: input.id_key,
@@ -95,13 +96,14 @@ impl Accounts {
 
     /// Host side: checks a join from a user of another node (field rules and the user's key
     /// proof) and prepares their sign-in. Nothing is written until the homeserver vouched.
-    pub fn prepare_remote_join(&self, input: &JoinInput) -> Result<PreparedRemoteSignIn> {
+    pub async fn prepare_remote_join(&self, input: &JoinInput) -> Result<PreparedRemoteSignIn> {
         let now = now_ms();
         let display_name = field_rule("display_name", rules::display_name(&input.display_name))?;
         let avatar_url = field_rule("avatar_url", rules::avatar_url(&input.avatar_url))?;
         let homeserver = field_rule("homeserver_url", rules::http_url(&input.homeserver_url))?;
         let homeserver = normalise_address(&homeserver).to_owned();
-        self.verify_join(input, now)?;
+        // A device revoked by its owner is refused here, before its homeserver is asked.
+        self.verify_join(input, now).await?;
         let user_id = input.id_key.to_hex();
         let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
         Ok(PreparedRemoteSignIn {
@@ -193,8 +195,8 @@ impl Accounts {
         let now = now_ms();
         self.check_fresh(join.timestamp, now)
             .map_err(|e| Error::Unauthenticated(format!("join.{e}")))?;
-        self.check_cert(&join.id_key, &join.cert, now)
-            .map_err(|e| Error::Unauthenticated(format!("join.{e}")))?;
+        self.check_cert(&join.id_key, &join.cert, now, "join.device_cert")
+            .await?;
         let payload = signing::JoinInvitePayload {
             audience: origin_key,
             id_key: join.id_key,
@@ -262,15 +264,17 @@ impl Accounts {
                 "is in the future beyond the allowed clock skew",
             ));
         }
-        update
-            .cert
-            .verify(user_id, update.timestamp, self.config.clock_skew_ms)
-            .map_err(|e| {
-                Error::unauthenticated(
-                    "update.device_cert",
-                    format!("{e} (when the change was signed)"),
-                )
-            })?;
+        // The cert must have been valid when the change was signed (deliveries are retried), and
+        // a device revoked since can't have its changes applied any more.
+        super::check_device(
+            &self.store,
+            user_id,
+            &update.cert,
+            update.timestamp,
+            self.config.clock_skew_ms,
+            "update.device_cert",
+        )
+        .await?;
         let payload = super::update_payload(
             *user_id,
             update.cert.device_key,

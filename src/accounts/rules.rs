@@ -8,6 +8,8 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Longest display name.
 pub const DISPLAY_NAME_MAX: usize = 32;
+/// Longest webhook name (the seed's webhook rule).
+pub const WEBHOOK_NAME_MAX: usize = 80;
 /// Shortest and longest IRC-style unique name.
 pub const IRC_NAME_LEN: (usize, usize) = (2, 32);
 /// Longest bio.
@@ -31,6 +33,38 @@ const RESERVED_NAMES: [&str; 3] = ["everyone", "here", "system message"];
 const INVISIBLE: [char; 8] = [
     '\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}', '\u{034F}', '\u{17B4}', '\u{17B5}',
 ];
+
+/// Which control characters a text field may hold. Every string a client or server sends is
+/// checked against one of these (`crate::api::text` for gRPC, the webhook body in
+/// `crate::webhooks`), so no field stores or acts on a NUL or an escape sequence, and a search
+/// query can't reach the full-text engine with one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Single-line fields (names, ids, tokens, URLs, queries, reasons): no control character.
+    Single,
+    /// Multi-line text (message text, bios, message metadata values): tab, line feed and carriage
+    /// return are allowed, other control characters are not.
+    Multi,
+}
+
+/// Refuses control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) that `lines`
+/// does not allow. Field rules may be stricter (names refuse every non-rendering character, bios
+/// keep only line feeds).
+pub fn no_controls(text: &str, lines: Lines) -> Result<(), String> {
+    let allowed = |c: char| lines == Lines::Multi && matches!(c, '\t' | '\n' | '\r');
+    match text.chars().find(|&c| c.is_control() && !allowed(c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "must not contain control characters{} (found U+{:04X})",
+            if lines == Lines::Multi {
+                " other than tab, line feed and carriage return"
+            } else {
+                ""
+            },
+            u32::from(c)
+        )),
+    }
+}
 
 /// Whether `c` is a zero-width, non-rendering or control character. The zero-width joiner is
 /// judged by [`check_visible`], which allows it only inside emoji sequences.
@@ -79,14 +113,33 @@ fn check_visible(text: &str, allow_newlines: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Display names: trimmed, inner whitespace runs collapsed to one space, 1-32 characters, no
-/// non-rendering characters, and not `everyone`, `here` or `system message`.
+/// Display names: no control characters (not even line breaks), trimmed, inner whitespace runs
+/// collapsed to one space, 1-32 characters, no non-rendering characters, and not `everyone`,
+/// `here` or `system message`.
 pub fn display_name(raw: &str) -> Result<String, String> {
+    shown_name(raw, DISPLAY_NAME_MAX)
+}
+
+/// Webhook names, and the `username` a webhook post shows: the display-name rules (a webhook is
+/// shown beside members, so it may not take a name members can't) with the seed's webhook length,
+/// 1-80 characters, and never containing `clyde` in any case.
+pub fn webhook_name(raw: &str) -> Result<String, String> {
+    let name = shown_name(raw, WEBHOOK_NAME_MAX)?;
+    if name.to_lowercase().contains("clyde") {
+        return Err("must not contain \"clyde\"".into());
+    }
+    Ok(name)
+}
+
+/// A name shown as a message's sender: trimmed, inner whitespace runs collapsed to one space,
+/// 1-`max` characters, no non-rendering characters, and none of the reserved names.
+fn shown_name(raw: &str, max: usize) -> Result<String, String> {
+    no_controls(raw, Lines::Single)?;
     let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let len = normalised.chars().count();
-    if len == 0 || len > DISPLAY_NAME_MAX {
+    if len == 0 || len > max {
         return Err(format!(
-            "must be 1-{DISPLAY_NAME_MAX} characters after trimming and collapsing whitespace (got {len})"
+            "must be 1-{max} characters after trimming and collapsing whitespace (got {len})"
         ));
     }
     check_visible(&normalised, false)?;
@@ -120,6 +173,7 @@ pub fn irc_name(raw: &str) -> Result<String, String> {
 /// Names of guilds, channels, folders and roles: trimmed, whitespace collapsed, 1-`max`
 /// characters, no non-rendering characters.
 pub fn name(raw: &str, max: usize) -> Result<String, String> {
+    no_controls(raw, Lines::Single)?;
     let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     let len = normalised.chars().count();
     if len == 0 || len > max {
@@ -175,6 +229,7 @@ pub fn bio(raw: &str) -> Result<String, String> {
 
 /// Device names: 1-64 characters, trimmed, no non-rendering characters.
 pub fn device_name(raw: &str) -> Result<String, String> {
+    no_controls(raw, Lines::Single)?;
     let trimmed = raw.trim();
     let len = trimmed.chars().count();
     if len == 0 || len > DEVICE_NAME_MAX {
@@ -188,6 +243,7 @@ pub fn device_name(raw: &str) -> Result<String, String> {
 
 /// An `http` or `https` URL with a host, at most 2048 bytes: server addresses, avatar URLs.
 pub fn http_url(raw: &str) -> Result<String, String> {
+    no_controls(raw, Lines::Single)?;
     if raw.len() > URL_MAX {
         return Err(format!("must be at most {URL_MAX} bytes"));
     }
@@ -252,6 +308,50 @@ mod tests {
         assert!(display_name("Everyone").is_err());
         assert!(display_name("system  message").is_err());
         assert!(display_name("here!").is_ok());
+    }
+
+    #[test]
+    fn webhook_names_follow_the_display_name_rules() {
+        assert_eq!(webhook_name("  Deploy   bot ").as_deref(), Ok("Deploy bot"));
+        assert!(webhook_name(&"w".repeat(80)).is_ok());
+        assert!(webhook_name(&"w".repeat(81)).is_err());
+        assert!(webhook_name("").is_err());
+        for reserved in ["everyone", "HERE", "System  Message"] {
+            assert!(webhook_name(reserved).is_err(), "{reserved}");
+        }
+        assert!(webhook_name("My CLYDE").is_err());
+        assert!(webhook_name("a\u{200B}b").is_err());
+        assert!(
+            webhook_name("a\nb").is_err(),
+            "a line break is a control character"
+        );
+        assert!(webhook_name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn control_characters() {
+        assert!(no_controls("plain text, ünïcode 👩\u{200D}💻", Lines::Single).is_ok());
+        assert!(no_controls("line\r\nnext\tcell", Lines::Multi).is_ok());
+        for bad in [
+            "a\nb",
+            "\t",
+            "nul\u{0}",
+            "esc\u{1b}[2J",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            let rule = no_controls(bad, Lines::Single).expect_err(bad);
+            assert!(
+                rule.starts_with("must not contain control characters"),
+                "{rule}"
+            );
+        }
+        for bad in ["nul\u{0}", "bell\u{7}", "del\u{7f}", "c1\u{9b}"] {
+            assert!(no_controls(bad, Lines::Multi).is_err(), "{bad:?}");
+        }
+        assert!(display_name("Ada\tLovelace").is_err());
+        assert!(name("general\u{0}", 100).is_err());
+        assert!(device_name("phone\n").is_err());
     }
 
     #[test]

@@ -221,6 +221,7 @@ pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
         sender_avatar_url: view.sender_avatar_url.clone(),
         components: crate::messages::components::decode(&m.components),
         thread_id: m.thread_id.clone(),
+        webhook_id: m.webhook_id.clone().unwrap_or_default(),
     }
 }
 

@@ -46,7 +46,9 @@ pub async fn receive_dm_invite(
     q: Request<pb::ReceiveDmInviteRequest>,
 ) -> Reply<pb::Empty> {
     let origin = verified_origin(&q)?;
-    r.dm_invites.receive(&origin, q.into_inner().invite).await?;
+    r.dm_invites
+        .receive(origin.address(), q.into_inner().invite)
+        .await?;
     ok(pb::Empty {})
 }
 
@@ -57,7 +59,7 @@ pub async fn receive_dm_invite_rejection(
     let origin = verified_origin(&q)?;
     let q = q.into_inner();
     r.dm_invites
-        .receive_rejection(&origin, &q.token, &q.target_user_id)
+        .receive_rejection(origin.address(), &q.token, &q.target_user_id)
         .await?;
     ok(pb::Empty {})
 }

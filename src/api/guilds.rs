@@ -321,7 +321,7 @@ pub async fn join_invite(
         avatar_url: r.avatar_url,
         homeserver_url: r.homeserver_url,
     };
-    let prepared = a.prepare_join(&input)?;
+    let prepared = a.prepare_join(&input).await?;
     let user_id = prepared.user_id().to_owned();
     let issued = prepared.issued.clone();
     let (guild, _user) = g

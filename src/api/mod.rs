@@ -18,6 +18,7 @@ pub mod remote;
 mod server_events;
 pub mod session;
 mod social;
+pub mod text;
 mod webhooks;
 
 use std::sync::Arc;
@@ -60,7 +61,7 @@ pub struct NodeInfo {
 /// Largest request message the gRPC services decode, bytes (tonic's default, named so it is
 /// documented and can't change unnoticed with a tonic upgrade). Upload chunks
 /// ([`crate::media::MAX_CHUNK`]) stay well under it; a larger message is refused with
-/// `OUT_OF_RANGE` before it reaches a handler.
+/// `RESOURCE_EXHAUSTED` by the request layer ([`text`]) before it is read to the end.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The combined `guildhall.v1.GuildHall` service.
@@ -133,17 +134,20 @@ impl GuildHallApi {
     }
 
     /// The service with the methods that reach other nodes (DM invites across nodes, the
-    /// unread proxy) served through `federation`; without it they answer `UNIMPLEMENTED`.
+    /// unread proxy): peers' keys from `federation`'s directory, DM invites and their rejections
+    /// sent through `outbox`; without it they answer `UNIMPLEMENTED`.
     pub fn with_dm_federation(
         mut self,
-        federation: crate::federation::Federation,
+        federation: &crate::federation::Federation,
+        outbox: crate::federation::outbox::Outbox,
         clock_skew_ms: u64,
         unread_timeout: std::time::Duration,
     ) -> Self {
         let outbound = federation.directory().outbound().clone();
         let dm_invites = crate::dm_invites::DmInvites::new(
             self.guilds.clone(),
-            federation,
+            federation.directory().clone(),
+            outbox,
             self.info.server_id,
             self.info.canonical_address.clone(),
             clock_skew_ms,
@@ -720,9 +724,9 @@ impl GuildHall for GuildHallApi {
                 )
             })?),
         };
+        // While the stream is open the user counts as online (no pushes), and holds one of their
+        // `max_event_streams_per_user` slots.
         let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
-        // While the stream is open the user counts as online and gets no pushes.
-        let stream = self.push.online().track(&s.user_id, stream);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -91,15 +91,12 @@ pub async fn join_invite(
     let original = r.get_ref().clone();
     let remote = match remote {
         Some(remote) if !a.is_own_homeserver(&original.homeserver_url) => remote,
-        _ => {
-            if let Ok(id) = PublicKey::from_hex(&original.public_key) {
-                a.check_homeserver(&id.to_hex(), None).await?;
-            }
-            return super::guilds::join_invite(a, g, r).await;
-        }
+        // A join naming this node (or any join on a node without federation) signs in a user of
+        // this node; `prepare_join` refuses an identity held here with another homeserver.
+        _ => return super::guilds::join_invite(a, g, r).await,
     };
     let input = join_input(&original, "")?;
-    let prepared = a.prepare_remote_join(&input)?;
+    let prepared = a.prepare_remote_join(&input).await?;
     a.check_homeserver(prepared.user_id(), Some(&prepared.homeserver))
         .await?;
     let guild_id = g.check_joinable(prepared.user_id(), &input.token).await?;

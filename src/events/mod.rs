@@ -101,6 +101,14 @@ pub struct Events {
     /// server's graceful shutdown forever).
     cancel: tokio_util::sync::CancellationToken,
     hook: Option<Arc<dyn CommitHook>>,
+    /// The `SubscribeEvents` streams open now, per user, and their bound.
+    streams: stream::OpenStreams,
+    /// Who may see a guild's channel content in their stream (`messages.read`); without one,
+    /// every member may.
+    read_gate: Option<Arc<dyn stream::ReadGate>>,
+    /// Bumped by every change of who may read what (roles, their permissions, their holders), so
+    /// subscriptions re-ask [`Self::read_gate`] instead of trusting what they cached.
+    access_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Events {
@@ -113,7 +121,40 @@ impl Events {
             live,
             cancel,
             hook: None,
+            streams: stream::OpenStreams::new(stream::STREAMS_PER_USER_DEFAULT),
+            read_gate: None,
+            access_epoch: Arc::default(),
         }
+    }
+
+    /// Subscriptions deliver a guild's channel content (messages, typing, reactions, receipts)
+    /// only to members `gate` lets read it (set it before handing out clones).
+    pub fn with_read_gate(mut self, gate: Arc<dyn stream::ReadGate>) -> Self {
+        self.read_gate = Some(gate);
+        self
+    }
+
+    /// Says that who may read what changed (a role's permissions or parents, a role deleted,
+    /// assigned or unassigned): call it after such a change commits, and every subscription asks
+    /// the read gate again before its next delivery.
+    pub fn access_changed(&self) {
+        self.access_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bounds the streams one user may hold open at once (set it before handing out clones).
+    pub fn with_max_streams_per_user(mut self, max: usize) -> Self {
+        self.streams = stream::OpenStreams::new(max);
+        self
+    }
+
+    /// The streams open now: the push fan-out counts a user with one as online.
+    pub fn open_streams(&self) -> &stream::OpenStreams {
+        &self.streams
     }
 
     /// Runs `hook` in every write's transaction from now on (set it before handing out clones).

@@ -7,9 +7,20 @@
 //! reports a lag, and the task catches up from the log: memory stays bounded and nothing is
 //! dropped. A subscriber sees an event when one of the event's scopes is one of its own: its user
 //! scope and the scopes of the guilds it is a member of (updated as it joins and leaves).
+//!
+//! Each user holds at most `max_event_streams_per_user` streams open at once ([`OpenStreams`]):
+//! a stream takes its slot before anything else and gives it back when the client goes away.
+//!
+//! A guild's channel content (messages created, updated and deleted, typing, receipts) goes only
+//! to members allowed to read it (`messages.read`, docs/PERMISSIONS.md): the rule lives with the
+//! guilds, above this floor, and is handed in as a [`ReadGate`]. A subscription asks it once per
+//! guild and caches the answer until [`Events::access_changed`] says permissions moved, so a
+//! message fanned out to many subscribers costs no read per subscriber.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
@@ -23,10 +34,111 @@ use crate::store::{StorageError, StoredEvent, guilds as gdb};
 pub const OUTPUT_CAPACITY: usize = 256;
 /// Events read from the log per catch-up query.
 const CATCH_UP_BATCH: usize = 500;
+/// Default for the `max_event_streams_per_user` setting: room for a user's phone, laptop, tablet
+/// and a handful of browser tabs, far below what would strain the node.
+pub const STREAMS_PER_USER_DEFAULT: usize = 16;
 
-/// The stream handed to tonic.
-pub type EventStream =
-    tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>;
+/// Whether a user may see a guild's channel content in their event stream. The permission rules
+/// are the guilds' (a floor above the event log), so they come in through this trait.
+pub trait ReadGate: Send + Sync + std::fmt::Debug {
+    /// Whether `user_id` may read the channels of `guild_id` now, read through `conn`.
+    fn may_read(
+        &self,
+        conn: &rusqlite::Connection,
+        guild_id: &str,
+        user_id: &str,
+    ) -> std::result::Result<bool, StorageError>;
+}
+
+/// Whether an event is a guild's channel content, which only its readers receive.
+fn is_channel_content(message: &pb::StreamResponse) -> bool {
+    use pb::stream_response::Event as E;
+    matches!(
+        message.event,
+        Some(E::MessageCreated(_) | E::MessageUpdated(_) | E::MessageDeleted(_) | E::Delivery(_))
+    )
+}
+
+/// The `SubscribeEvents` streams open on this node, counted per user and bounded per user. Cheap
+/// to clone; clones share the counts.
+#[derive(Debug, Clone)]
+pub struct OpenStreams {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    max_per_user: usize,
+}
+
+impl OpenStreams {
+    /// No streams open yet; each user may open `max_per_user`.
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max_per_user,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many streams `user_id` has open now.
+    pub fn count(&self, user_id: &str) -> usize {
+        self.lock().get(user_id).copied().unwrap_or(0)
+    }
+
+    /// Takes one of `user_id`'s slots, held until the returned [`StreamSlot`] is dropped; refuses
+    /// (`RESOURCE_EXHAUSTED`, naming the setting) when all are taken.
+    pub fn open(&self, user_id: &str) -> Result<StreamSlot> {
+        let mut counts = self.lock();
+        let open = counts.entry(user_id.to_owned()).or_default();
+        if *open >= self.max_per_user {
+            return Err(Error::Exhausted(format!(
+                "max_event_streams_per_user: you already have {} event streams open on this \
+                 node, the most it allows; close one first",
+                self.max_per_user
+            )));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            streams: self.clone(),
+            user_id: user_id.to_owned(),
+        })
+    }
+}
+
+/// One open stream's place in [`OpenStreams`], given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: OpenStreams,
+    user_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.streams.lock();
+        if let Some(n) = counts.get_mut(&self.user_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// The stream handed to tonic: the subscription's output, holding the user's slot for as long as
+/// tonic holds the stream (it drops it when the client goes away).
+#[derive(Debug)]
+pub struct EventStream {
+    inner: tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>,
+    _slot: StreamSlot,
+}
+
+impl futures::Stream for EventStream {
+    type Item = std::result::Result<pb::StreamResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
 
 async fn scopes_of(
     events: &Events,
@@ -42,12 +154,14 @@ async fn scopes_of(
     Ok(scopes)
 }
 
-/// Starts a subscription for `user_id`, replaying everything after `resume_from` first.
+/// Starts a subscription for `user_id`, replaying everything after `resume_from` first; refused
+/// when the user already holds every stream slot.
 pub async fn subscribe(
     events: &Events,
     user_id: &str,
     resume_from: Option<u64>,
 ) -> Result<EventStream> {
+    let slot = events.open_streams().open(user_id)?;
     let live = events.follow();
     let (oldest, newest) = events.store().event_bounds().await?;
     let cursor = match resume_from {
@@ -70,17 +184,25 @@ pub async fn subscribe(
         events: events.clone(),
         user_id: user_id.to_owned(),
         scopes,
+        readable: HashMap::new(),
+        epoch: 0,
         cursor,
         out: tx,
     };
     tokio::spawn(task.run(live, resume_from.is_some()));
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Ok(EventStream {
+        inner: tokio_stream::wrappers::ReceiverStream::new(rx),
+        _slot: slot,
+    })
 }
 
 struct Subscription {
     events: Events,
     user_id: String,
     scopes: HashSet<String>,
+    /// The read gate's answers per guild, valid while the access epoch is `epoch`.
+    readable: HashMap<String, bool>,
+    epoch: u64,
     cursor: u64,
     out: mpsc::Sender<std::result::Result<pb::StreamResponse, Status>>,
 }
@@ -161,14 +283,34 @@ impl Subscription {
             return Flow::Continue;
         }
         self.cursor = event.id;
+        // Channel content is gated by its guild, whichever of the event's scopes let it through.
+        if is_channel_content(message)
+            && let Some(guild_id) = event.scopes.iter().find_map(|s| s.strip_prefix("g:"))
+        {
+            match self.may_read(guild_id).await {
+                Ok(true) => {}
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a subscriber's permissions failed");
+                    let _ = self
+                        .out
+                        .send(Err(Status::internal("event log unavailable")))
+                        .await;
+                    return Flow::Stop;
+                }
+            }
+        }
         match &message.event {
             Some(pb::stream_response::Event::MemberJoined(j))
                 if j.user.as_ref().is_some_and(|u| u.id == self.user_id) =>
             {
+                // A member who comes back holds only the default role again: ask anew.
                 self.scopes.insert(guild_scope(&j.guild_id));
+                self.readable.remove(&j.guild_id);
             }
             Some(pb::stream_response::Event::MemberRemoved(r)) if r.user_id == self.user_id => {
                 self.scopes.remove(&guild_scope(&r.guild_id));
+                self.readable.remove(&r.guild_id);
             }
             _ => {}
         }
@@ -176,6 +318,31 @@ impl Subscription {
             return Flow::Stop;
         }
         Flow::Continue
+    }
+
+    /// Whether the subscriber may read `guild_id`'s channels: the cached answer while no access
+    /// change happened since it was asked, else the read gate's (the epoch is taken before the
+    /// read, so a change that lands during it is seen next time).
+    async fn may_read(&mut self, guild_id: &str) -> std::result::Result<bool, StorageError> {
+        let Some(gate) = self.events.read_gate.clone() else {
+            return Ok(true);
+        };
+        let epoch = self.events.access_epoch();
+        if epoch != self.epoch {
+            self.readable.clear();
+            self.epoch = epoch;
+        }
+        if let Some(&readable) = self.readable.get(guild_id) {
+            return Ok(readable);
+        }
+        let (guild, user) = (guild_id.to_owned(), self.user_id.clone());
+        let readable = self
+            .events
+            .store()
+            .read(move |c| gate.may_read(c, &guild, &user))
+            .await?;
+        self.readable.insert(guild_id.to_owned(), readable);
+        Ok(readable)
     }
 }
 
@@ -226,5 +393,24 @@ mod tests {
             .expect("event")
             .expect("ok");
         assert_eq!(first.event_id, 4);
+    }
+
+    #[test]
+    fn stream_slots_are_bounded_per_user_and_given_back() {
+        let streams = OpenStreams::new(2);
+        let a = streams.open("u").expect("first");
+        let _b = streams.open("u").expect("second");
+        let refused = streams.open("u").expect_err("third");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("max_event_streams_per_user:"),
+            "{refused}"
+        );
+        assert_eq!(streams.count("u"), 2, "a refusal takes no slot");
+        let _other = streams.open("v").expect("another user has their own slots");
+        drop(a);
+        assert_eq!(streams.count("u"), 1);
+        let _again = streams.open("u").expect("a freed slot");
     }
 }

@@ -216,6 +216,7 @@ impl Bans {
                 format!("must be 1 to {GUILD_ID_MAX} bytes"),
             ));
         }
+        // The rule a ban's reason met on its host: no control characters, bounded length.
         crate::guilds::members::check_reason(&n.reason)?;
         if !(n.evidence_hash.is_empty()
             || (n.evidence_hash.len() == 64

@@ -2,6 +2,7 @@
 
 use super::permissions;
 use super::{Guilds, member_joined_event, member_removed_event, page};
+use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
@@ -64,9 +65,11 @@ pub(super) fn remove_and_announce(
     })
 }
 
-/// Refuses a kick or ban reason longer than [`REASON_MAX`] characters (also a ban notice's or a
-/// moderation-list entry's from another server).
+/// A kick or ban reason: one line without control characters, at most [`REASON_MAX`] characters
+/// (also the rule for a ban notice's or a moderation-list entry's from another server).
 pub(crate) fn check_reason(reason: &str) -> Result<()> {
+    rules::no_controls(reason, rules::Lines::Single)
+        .map_err(|rule| Error::invalid("reason", rule))?;
     if reason.chars().count() > REASON_MAX {
         return Err(Error::invalid(
             "reason",

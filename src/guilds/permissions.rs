@@ -268,3 +268,23 @@ mod tests {
         assert!(!is_known("root"));
     }
 }
+
+/// The `messages.read` rule as the event streams apply it: a member receives a guild's channel
+/// content (messages, typing, reactions, receipts) only while they may read its channels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadPermission;
+
+impl crate::events::stream::ReadGate for ReadPermission {
+    fn may_read(
+        &self,
+        conn: &rusqlite::Connection,
+        guild_id: &str,
+        user_id: &str,
+    ) -> Result<bool, crate::store::StorageError> {
+        let Some(ctx) = crate::store::guilds::context(conn, guild_id, user_id)? else {
+            return Ok(false);
+        };
+        Ok(super::Guilds::access_from(ctx, user_id)
+            .is_ok_and(|access| access.standing.has(MESSAGES_READ)))
+    }
+}

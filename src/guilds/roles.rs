@@ -232,6 +232,8 @@ impl Guilds {
                 Ok(())
             })
             .await?;
+        // Permissions and parents may have moved: event streams ask who may read again.
+        self.events().access_changed();
         Ok(out)
     }
 
@@ -256,6 +258,7 @@ impl Guilds {
         self.store()
             .write(move |tx| db::delete_role(tx, &g, &r))
             .await?;
+        self.events().access_changed();
         Ok(())
     }
 
@@ -288,7 +291,8 @@ impl Guilds {
         let role = Self::find_role(&access, role_id, "role_id")?;
         outranks(&access, role, "role_id")?;
         let (g, u, r) = (guild_id.to_owned(), user_id.to_owned(), role_id.to_owned());
-        self.store()
+        let changed = self
+            .store()
             .write(move |tx| {
                 if db::member(tx, &g, &u)?.is_none() {
                     return Ok(false);
@@ -300,11 +304,13 @@ impl Guilds {
                 }
                 Ok(true)
             })
-            .await?
-            .then_some(())
-            .ok_or_else(|| {
-                Error::NotFound(format!("user_id: {user_id} is not a member of this guild"))
-            })
+            .await?;
+        if changed {
+            self.events().access_changed();
+        }
+        changed.then_some(()).ok_or_else(|| {
+            Error::NotFound(format!("user_id: {user_id} is not a member of this guild"))
+        })
     }
 
     /// `GetMyPermissions`.

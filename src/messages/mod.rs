@@ -9,6 +9,7 @@ pub mod mentions;
 
 use std::collections::BTreeMap;
 
+use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::events::{self, Events};
 use crate::guilds::{Guilds, permissions};
@@ -301,7 +302,8 @@ impl Messages {
         }))
     }
 
-    /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name.
+    /// Posts a webhook's message to its channel, shown under the webhook's (or the given) name and
+    /// marked as the webhook's (`Message.webhook_id`), so it never passes as a member's.
     pub async fn post_webhook(
         &self,
         webhook: &crate::store::webhooks::WebhookRecord,
@@ -309,6 +311,9 @@ impl Messages {
         name: String,
         avatar: String,
     ) -> Result<MessageView> {
+        // The HTTP body bypasses the gRPC text check: the same rule for multi-line text here.
+        rules::no_controls(text, rules::Lines::Multi)
+            .map_err(|rule| Error::invalid("content", rule))?;
         let len = text.chars().count();
         let max = self.limits.max_message_length();
         if len == 0 || len > max {
@@ -328,8 +333,6 @@ impl Messages {
             .await?
             .ok_or_else(|| Error::NotFound("the webhook's channel is gone".into()))?;
         let (users, roles) = mentions::parse(text);
-        let mut metadata = BTreeMap::new();
-        metadata.insert("webhook_id".to_owned(), webhook.id.clone());
         let record = MessageRecord {
             id: self.ids().next(),
             channel_id: channel.id.clone(),
@@ -337,11 +340,11 @@ impl Messages {
             sender_id: webhook.id.clone(),
             created_at: now_ms(),
             text: text.to_owned(),
-            metadata,
             mentioned_users: users,
             mentioned_roles: roles,
             sender_name: Some(name),
             sender_avatar: Some(avatar),
+            webhook_id: Some(webhook.id.clone()),
             ..MessageRecord::default()
         };
         Ok(self
@@ -653,10 +656,12 @@ impl Messages {
                 "is not a stored message (typing indicators can't be acknowledged)",
             )
         })?;
-        let (channel, _) = self
+        let (channel, access) = self
             .guilds
             .channel_access(&message.channel_id, &caller.user_id)
             .await?;
+        // Only a reader received the message, so only a reader acknowledges it.
+        access.require(permissions::MESSAGES_READ)?;
         let now = now_ms();
         let status = if read {
             pb::ReceiptType::Read

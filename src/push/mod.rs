@@ -69,7 +69,7 @@ impl Push {
             store: events.store().clone(),
             config: Arc::new(config),
             outbound,
-            online: OnlineUsers::default(),
+            online: OnlineUsers::new(events.open_streams().clone()),
             wake_delivery: Arc::new(Notify::new()),
         };
         let fanout = fanout::Fanout {
@@ -95,7 +95,7 @@ impl Push {
         Ok((push, tasks))
     }
 
-    /// Who has a live stream open; `SubscribeEvents` registers its streams here.
+    /// Who has a live stream open (counted by the event streams themselves).
     pub fn online(&self) -> &OnlineUsers {
         &self.online
     }

@@ -4,73 +4,27 @@
 //! happen, so a push would only duplicate them; a user without one gets pushes. Presence status
 //! (`SignalOnline`, `UpdatePresence`) is what the user *tells* others, and a client that crashed
 //! never says `SignalOffline`, so it is not used here. The count is per user, across devices: one
-//! open stream on any device means no pushes to any of the user's distributors.
+//! open stream on any device means no pushes to any of the user's distributors. The streams are
+//! counted where they are opened ([`OpenStreams`], which also bounds them per user); this reads
+//! those counts.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use crate::events::stream::OpenStreams;
 
-use futures::Stream;
-
-/// Open live streams per user.
-#[derive(Debug, Clone, Default)]
+/// Whether users have a live stream open, read from the event streams' own counts.
+#[derive(Debug, Clone)]
 pub struct OnlineUsers {
-    streams: Arc<Mutex<HashMap<String, usize>>>,
+    streams: OpenStreams,
 }
 
 impl OnlineUsers {
+    /// Online means a stream counted in `streams`.
+    pub fn new(streams: OpenStreams) -> Self {
+        Self { streams }
+    }
+
     /// Whether `user_id` has a live stream open now.
     pub fn is_online(&self, user_id: &str) -> bool {
-        self.lock().get(user_id).is_some_and(|n| *n > 0)
-    }
-
-    /// Counts `stream` as one of `user_id`'s live streams until it is dropped (the client went
-    /// away, or the node stops).
-    pub fn track<S>(&self, user_id: &str, stream: S) -> Tracked<S> {
-        *self.lock().entry(user_id.to_owned()).or_default() += 1;
-        Tracked {
-            stream,
-            _guard: Guard {
-                users: self.clone(),
-                user_id: user_id.to_owned(),
-            },
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-struct Guard {
-    users: OnlineUsers,
-    user_id: String,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let mut map = self.users.lock();
-        if let Some(n) = map.get_mut(&self.user_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.user_id);
-            }
-        }
-    }
-}
-
-/// A stream counted in [`OnlineUsers`] for as long as it lives.
-pub struct Tracked<S> {
-    stream: S,
-    _guard: Guard,
-}
-
-impl<S: Stream + Unpin> Stream for Tracked<S> {
-    type Item = S::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.stream).poll_next(cx)
+        self.streams.count(user_id) > 0
     }
 }
 
@@ -79,11 +33,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_streams_until_dropped() {
-        let online = OnlineUsers::default();
+    fn online_while_a_stream_is_open() {
+        let streams = OpenStreams::new(4);
+        let online = OnlineUsers::new(streams.clone());
         assert!(!online.is_online("a"));
-        let first = online.track("a", futures::stream::empty::<()>());
-        let second = online.track("a", futures::stream::empty::<()>());
+        let first = streams.open("a").expect("slot");
+        let second = streams.open("a").expect("slot");
         assert!(online.is_online("a"));
         assert!(!online.is_online("b"));
         drop(first);

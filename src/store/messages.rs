@@ -48,6 +48,10 @@ pub struct MessageRecord {
     pub sender_avatar: Option<String>,
     /// The attached file, if any.
     pub media: Option<Attachment>,
+    /// The webhook that posted this message (then `sender_id` is that id too); `None` for a
+    /// member's message. Only a webhook post sets it, so clients can tell the two apart whatever
+    /// name the webhook shows.
+    pub webhook_id: Option<String>,
 }
 
 /// A message with what is shown beside it.
@@ -102,7 +106,7 @@ const COLUMNS: &str = "m.id, m.channel_id, m.guild_id, m.sender_id, m.created_at
      m.text, m.components, m.metadata, m.mentioned_users, m.mentioned_roles, m.is_pinned, m.thread_id, \
      m.idempotency_key, coalesce(m.sender_name, u.display_name, ''), \
      coalesce(m.sender_avatar, u.avatar_url, ''), m.sender_name, m.sender_avatar, \
-     m.media_id, f.mime_type, f.size, f.blurhash, f.width, f.height";
+     m.media_id, f.mime_type, f.size, f.blurhash, f.width, f.height, m.webhook_id";
 
 const FROM: &str = "FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
      LEFT JOIN media_files f ON f.id = m.media_id";
@@ -141,6 +145,7 @@ fn view_row(r: &Row<'_>) -> rusqlite::Result<MessageView> {
                 }),
                 None => None,
             },
+            webhook_id: r.get(25)?,
         },
         reactions: Vec::new(),
         sender_name: r.get(15)?,
@@ -177,8 +182,8 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
     c.prepare_cached(
         "INSERT INTO messages (id, channel_id, guild_id, sender_id, created_at, reply_to, text, components,
                                metadata, mentioned_users, mentioned_roles, idempotency_key, sender_name,
-                               sender_avatar, media_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                               sender_avatar, media_id, webhook_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         to_sql_int(m.id),
@@ -196,6 +201,7 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
         m.sender_name,
         m.sender_avatar,
         m.media.as_ref().map(|a| &a.file_id),
+        m.webhook_id,
     ])?;
     let id = m.id.to_string();
     c.prepare_cached("UPDATE channels SET latest_message_id = ?2 WHERE id = ?1")?

@@ -4,7 +4,8 @@
 //! `crate::federation::revocation`); these functions enforce the state rules inside the caller's
 //! transaction: a move must be newer than the user's current one (and chained to it when it
 //! directly follows), and a revoked device is deleted (its sessions with it, by cascade) and kept
-//! out by the triggers of migration `OUTBOX_V13`.
+//! out by the triggers of migrations `OUTBOX_V13` and `REVOKED_KEYS_V21` (a key that was the
+//! revoker's device here stays refused for every identity).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -134,7 +135,10 @@ pub fn apply_login_move(tx: &Connection, m: &HomeserverMove, now: u64) -> Result
 }
 
 /// Records a verified revocation of `device_pubkey` (hex) of `user_id` and deletes the device, with
-/// its sessions. Returns whether it was new here.
+/// its sessions. Returns whether it was new here. If the key was the user's device here, the
+/// revocation is *held*: the key is refused for every identity from now on (migration
+/// `REVOKED_KEYS_V21`); otherwise it is refused for this user only, since anyone can sign a
+/// revocation of a key that is not theirs.
 pub fn revoke_device(
     tx: &Connection,
     user_id: &str,
@@ -143,16 +147,22 @@ pub fn revoke_device(
     signature: &str,
     now: u64,
 ) -> Result<bool, StorageError> {
+    let held: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE pubkey = ?1 AND user_id = ?2)",
+        [device_pubkey, user_id],
+        |r| r.get(0),
+    )?;
     let inserted = tx.execute(
         "INSERT OR IGNORE INTO revoked_devices
-             (user_id, device_pubkey, timestamp, signature, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+             (user_id, device_pubkey, timestamp, signature, received_at, held)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             user_id,
             device_pubkey,
             to_sql_int(timestamp),
             signature,
-            to_sql_int(now)
+            to_sql_int(now),
+            held
         ],
     )?;
     tx.execute(
@@ -169,14 +179,18 @@ pub fn user_servers(conn: &Connection, user_id: &str) -> Result<Vec<String>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Whether the device is revoked for the user.
-pub fn is_revoked(
+/// Whether the key `device_pubkey` is refused as a device of `user_id` because of a revocation:
+/// one by that user, or a held one by anyone (the same rule as the triggers of migration
+/// `REVOKED_KEYS_V21`, asked before a request does any work). An empty `user_id` asks about held
+/// revocations only.
+pub fn device_refused(
     conn: &Connection,
     user_id: &str,
     device_pubkey: &str,
 ) -> Result<bool, StorageError> {
     Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM revoked_devices WHERE user_id = ?1 AND device_pubkey = ?2)",
+        "SELECT EXISTS (SELECT 1 FROM revoked_devices WHERE device_pubkey = ?2
+                        AND (user_id = ?1 OR held = 1))",
         [user_id, device_pubkey],
         |r| r.get(0),
     )?)
@@ -191,13 +205,13 @@ impl Store {
         self.read(move |c| head(c, &user_id)).await
     }
 
-    /// Whether the user's device is revoked here.
-    pub async fn device_revoked(
+    /// Whether `device_pubkey` is refused as a device of `user_id` (see [`device_refused`]).
+    pub async fn device_refused(
         &self,
         user_id: String,
         device_pubkey: String,
     ) -> Result<bool, StorageError> {
-        self.read(move |c| is_revoked(c, &user_id, &device_pubkey))
+        self.read(move |c| device_refused(c, &user_id, &device_pubkey))
             .await
     }
 }
@@ -276,6 +290,41 @@ mod tests {
             matches!(&err, StorageError::Refused(m) if m.starts_with("device_cert.pubkey:")),
             "{err:?}"
         );
-        assert!(is_revoked(&c, "u", "d").expect("read"));
+        assert!(device_refused(&c, "u", "d").expect("read"));
+    }
+
+    #[test]
+    fn a_held_revocation_refuses_the_key_for_every_identity() {
+        let c = db();
+        c.execute(
+            "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
+             VALUES ('v', 'V', 'http://a', 0, 0)",
+            [],
+        )
+        .expect("second user");
+        let insert = |c: &Connection, user: &str, key: &str| {
+            c.execute(
+                "INSERT INTO devices (pubkey, user_id, device_id, cert_issued_at, cert_expiry,
+                     cert_signature, created_at, last_seen_at) VALUES (?1, ?2, 'x', 0, 1, '', 0, 0)",
+                [key, user],
+            )
+        };
+        // u's own device, revoked: held, so v can't take the key either.
+        insert(&c, "u", "held").expect("device");
+        assert!(revoke_device(&c, "u", "held", 1, "", 2).expect("revoke"));
+        assert!(device_refused(&c, "v", "held").expect("read"));
+        assert!(device_refused(&c, "", "held").expect("read"));
+        let err = StorageError::from(insert(&c, "v", "held").expect_err("refused"));
+        assert!(matches!(&err, StorageError::Refused(_)), "{err:?}");
+        // u revokes a key that is v's here: it binds u alone, and v keeps the key.
+        insert(&c, "v", "theirs").expect("device");
+        assert!(revoke_device(&c, "u", "theirs", 1, "", 2).expect("revoke"));
+        assert!(!device_refused(&c, "v", "theirs").expect("read"));
+        assert!(device_refused(&c, "u", "theirs").expect("read"));
+        c.execute(
+            "UPDATE devices SET last_seen_at = 5 WHERE pubkey = 'theirs'",
+            [],
+        )
+        .expect("v's device still renews");
     }
 }

@@ -24,6 +24,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(MEMBERSHIPS_V18),
         M::up(PEERS_BY_KEY_V19),
         M::up(BAN_LISTS_V20),
+        M::up(REVOKED_KEYS_V21),
+        M::up(WEBHOOK_MESSAGES_V22),
     ])
 }
 
@@ -523,6 +525,43 @@ CREATE TABLE remote_memberships (
 /// Gossip validators look a server event's origin up by key, once per event.
 const PEERS_BY_KEY_V19: &str = r#"
 CREATE INDEX federation_peers_by_key ON federation_peers(server_key);
+"#;
+
+/// A revoked device key stays revoked for every identity, not only the one that revoked it: a key
+/// this node knew as the revoker's device when the revocation arrived (`held`) can't come back
+/// under another identity (docs/PROTOCOL.md §12.2). A revocation of a key the node never saw as
+/// the revoker's keeps that identity from using it, and no other: anyone can sign a revocation of
+/// any key, so it must not lock another identity out of a key it holds. Existing revocations count
+/// as held unless another identity holds the key now. The triggers of `OUTBOX_V13` are replaced by
+/// ones that check the key alone for held revocations.
+const REVOKED_KEYS_V21: &str = r#"
+ALTER TABLE revoked_devices ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+UPDATE revoked_devices SET held = 1 WHERE NOT EXISTS
+    (SELECT 1 FROM devices d WHERE d.pubkey = revoked_devices.device_pubkey);
+CREATE INDEX revoked_devices_by_key ON revoked_devices(device_pubkey);
+DROP TRIGGER devices_refuse_revoked_insert;
+DROP TRIGGER devices_refuse_revoked_update;
+DROP TRIGGER sessions_refuse_revoked;
+CREATE TRIGGER devices_refuse_revoked_insert BEFORE INSERT ON devices
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE device_pubkey = NEW.pubkey
+             AND (user_id = NEW.user_id OR held = 1))
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+CREATE TRIGGER devices_refuse_revoked_update BEFORE UPDATE ON devices
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE device_pubkey = NEW.pubkey
+             AND (user_id = NEW.user_id OR held = 1))
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+CREATE TRIGGER sessions_refuse_revoked BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM revoked_devices WHERE device_pubkey = NEW.device_pubkey
+             AND (user_id = NEW.user_id OR held = 1))
+BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked by its owner'); END;
+"#;
+
+/// Which messages a webhook posted: `Message.webhook_id` marks them for clients, so a webhook
+/// can't pass as a member whatever name it posts under. Before this, webhook posts were the only
+/// messages with `sender_name` set, and their `sender_id` is the webhook's id.
+const WEBHOOK_MESSAGES_V22: &str = r#"
+ALTER TABLE messages ADD COLUMN webhook_id TEXT;
+UPDATE messages SET webhook_id = sender_id WHERE sender_name IS NOT NULL;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
