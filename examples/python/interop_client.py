@@ -168,6 +168,12 @@ def sb_server_key_rotation(old_key, new_key, new_key_valid_until: int, timestamp
 def sb_ban(origin, banned, guild_id: str, reason: str, evidence_hash: str, timestamp: int) -> bytes:
     return envelope("ban", f_key(origin), f_key(banned), f_str(guild_id), f_str(reason),
                     f_str(evidence_hash), f_u64(timestamp))
+
+
+def sb_server_ban(origin, user, banned: bool, reason: str, timestamp: int) -> bytes:
+    """Section 15.1: an entry of the origin server's own moderation list."""
+    return envelope("server-ban", f_key(origin), f_key(user), f_bool(banned), f_str(reason),
+                    f_u64(timestamp))
 def sb_homeserver_move_v2(k_id, new_homeserver: str, timestamp: int, sequence: int,
                           prev: bytes) -> bytes:
     """Section 12: prev is SHA-256 of the previous statement's signing bytes, empty for the first."""
@@ -261,6 +267,7 @@ def check_vectors(doc: Path) -> None:
     built["dm-invite"] = ("K_dev", sb_dm_invite(
         SECOND, KI, KD, SECOND, "0123456789abcdef", "42", "https://a.example", T))
     built["server-event"] = ("server", sb_server_event(AUD, "test-note", 7, T, b"hello"))
+    built["server-ban"] = ("server", sb_server_ban(AUD, KI, True, "spam", T))
 
     check(set(vectors) == set(built),
           f"vector labels in doc {sorted(vectors)} != kinds built {sorted(built)}")
@@ -583,9 +590,16 @@ def run_federation(pb2, pb2_grpc, home, home_info, ada: Identity, ada_home_token
     host.SendDMInvite(pb2.SendDMInviteRequest(target_user_id=ada.kid_hex, invite=dm_invite,
                                               target_homeserver_url=home_url),
                       metadata=bearer(bo_token), timeout=30)
-    invites = home.ListDMInvites(pb2.ListDMInvitesRequest(), metadata=bearer(ada_home_token),
-                                 timeout=10).invites
-    got = [i for i in invites if i.token == dm.token]
+    # 14.1: the host answers once the invite is in its outbox; delivery follows, so look a few
+    # times (bounded: 100 tries, 10 s at most).
+    got = []
+    for _ in range(100):
+        invites = home.ListDMInvites(pb2.ListDMInvitesRequest(),
+                                     metadata=bearer(ada_home_token), timeout=10).invites
+        got = [i for i in invites if i.token == dm.token]
+        if got:
+            break
+        time.sleep(0.1)
     check(len(got) == 1, f"ListDMInvites on the homeserver: no invite with token {dm.token}")
     got = got[0]
     check(got.status == "pending" and got.guild_id == dm.guild.id
