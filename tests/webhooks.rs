@@ -453,11 +453,157 @@ async fn webhook_names_follow_the_display_name_rules_and_posts_are_marked_as_the
     );
 
     // Over the rate limit: 429 with when to retry.
-    let (mut status, mut headers) = (0, hyper::HeaderMap::new());
+    let (mut status, mut headers, mut answer) = (0, hyper::HeaderMap::new(), Default::default());
     for _ in 0..4 {
-        (status, headers, _) = post_full(&node, &path, r#"{"content": "again"}"#).await;
+        (status, headers, answer) = post_full(&node, &path, r#"{"content": "again"}"#).await;
     }
     assert_eq!(status, 429);
     assert!(headers.contains_key("retry-after"), "{headers:?}");
     assert!(headers.contains_key("retry-after-ms"), "{headers:?}");
+    assert!(
+        answer["retry_after"].as_f64().is_some_and(|s| s > 0.0),
+        "Discord's libraries read retry_after from the body: {answer}"
+    );
+}
+
+/// POSTs `body` with the given content type; returns the status and the JSON answer.
+async fn post_as(
+    node: &TestNode,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let stream = tokio::net::TcpStream::connect(node.node().grpc_addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let request = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn discord_and_slack_integrations_post_without_change() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let (_, channel) = setup(&node, &ada, &bob).await;
+    let hook = node
+        .client()
+        .await
+        .create_webhook(authed(
+            &ada.token,
+            pb::CreateWebhookRequest {
+                channel_id: channel.clone(),
+                name: "Alerts".into(),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let path = format!("/webhooks/{}/{}", hook.id, hook.token);
+
+    // What a Discord integration sends: embeds rendered, the rest accepted and ignored.
+    let discord = r#"{"username": "Grafana", "tts": false, "allowed_mentions": {"parse": []},
+        "embeds": [{"title": "CPU high", "url": "https://grafana.example/d/1",
+                    "description": "db1 at 97%", "color": 15158332,
+                    "fields": [{"name": "host", "value": "db1", "inline": true}],
+                    "footer": {"text": "alertmanager"}}]}"#;
+    assert_eq!(
+        post_as(&node, &path, "application/json", discord).await.0,
+        200
+    );
+    // Slack's JSON body, and its form encoding with the JSON in `payload`.
+    let slack = r#"{"text": "backup done", "icon_emoji": ":floppy_disk:", "mrkdwn": true,
+        "icon_url": "https://ci.example/i.png",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*nightly* ok"}}]}"#;
+    assert_eq!(
+        post_as(&node, &path, "application/json", slack).await.0,
+        200
+    );
+    let form = "payload=%7B%22text%22%3A%22from%20a%20form%22%2C%22username%22%3A%22cron%22%7D";
+    assert_eq!(
+        post_as(&node, &path, "application/x-www-form-urlencoded", form)
+            .await
+            .0,
+        200
+    );
+
+    let messages = history(&node, &bob, &channel).await;
+    let shown: Vec<(&str, &str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.text.as_str(),
+                m.sender_name.as_str(),
+                m.sender_avatar_url.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                "**CPU high** <https://grafana.example/d/1>\ndb1 at 97%\n**host**: db1\n_alertmanager_",
+                "Grafana",
+                ""
+            ),
+            (
+                "backup done\n\n*nightly* ok",
+                "Alerts",
+                "https://ci.example/i.png"
+            ),
+            ("from a form", "cron", ""),
+        ]
+    );
+    assert!(messages.iter().all(|m| m.webhook_id == hook.id));
+
+    // Refusals name the rule and post nothing.
+    let (status, answer) = post_as(&node, &path, "text/plain", r#"{"content": "x"}"#).await;
+    assert_eq!(status, 415, "{answer}");
+    let (status, answer) = post_as(
+        &node,
+        &path,
+        "application/json",
+        r#"{"content": "x", "text": "y"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            400,
+            Some("text: give `content` or Slack's `text`, not both")
+        )
+    );
+    let (status, answer) = post_as(&node, &path, "application/json", r#"{"embeds": []}"#).await;
+    assert_eq!(status, 400, "nothing to post: {answer}");
+    let (status, answer) =
+        post_as(&node, &path, "application/x-www-form-urlencoded", "text=hi").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("payload: ")),
+        "{answer}"
+    );
+    assert_eq!(history(&node, &bob, &channel).await.len(), 3);
 }

@@ -19,6 +19,7 @@ mod server_events;
 pub mod session;
 mod social;
 pub mod text;
+pub mod webhook_body;
 mod webhooks;
 
 use std::sync::Arc;
