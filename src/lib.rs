@@ -53,6 +53,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod backup;
 pub mod calls;
 pub mod client;
 pub mod config;

@@ -30,6 +30,18 @@ enum Command {
     /// Replace the node's server key (run while the node is stopped). The old key signs a
     /// hand-over that the node publishes from its next start, so peers that pinned it follow.
     RotateServerKey(ServeArgs),
+    /// Copy the node's data directory (database, server key, uploaded files) into a new
+    /// directory, consistently, while the node runs. Restore: see docs/OPERATING.md, "Backups".
+    Backup {
+        /// The new (or empty) directory to write the copy to.
+        dest: PathBuf,
+        /// TOML config file naming the data directory.
+        #[arg(long, env = "GUILDHALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// The node's data directory (default: the config's, else ./guildhall-data).
+        #[arg(long, env = "GUILDHALL_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Create an identity (K_id) and a certified device key (K_dev) in a local file.
     Keygen {
         #[command(flatten)]
@@ -247,6 +259,11 @@ async fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::RotateServerKey(args) => rotate_server_key(args),
+        Command::Backup {
+            dest,
+            config,
+            data_dir,
+        } => backup(&dest, config, data_dir),
         Command::Keygen {
             id,
             device_id,
@@ -311,6 +328,43 @@ fn rotate_server_key(args: ServeArgs) -> Result<()> {
         "valid until: {} (ms since the epoch)",
         rotation.new_key_valid_until
     );
+    Ok(())
+}
+
+fn backup(
+    dest: &std::path::Path,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    let mut config = match &config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = data_dir {
+        config.data_dir = v;
+    }
+    let started = std::time::Instant::now();
+    let report = guildhall::backup::run(&config, dest)?;
+    println!(
+        "backed up {} to {} in {:.1} s",
+        config.data_dir.display(),
+        dest.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("  database:       {} bytes", report.database_bytes);
+    println!("  keys:           {}", report.key_files.join(", "));
+    println!(
+        "  uploaded files: {} ({} bytes)",
+        report.blobs, report.blob_bytes
+    );
+    if !report.missing_blobs.is_empty() {
+        eprintln!(
+            "warning: {} uploaded files the database refers to were not on disk (removed after \
+             the copy began, or lost before): {}",
+            report.missing_blobs.len(),
+            report.missing_blobs.join(", ")
+        );
+    }
     Ok(())
 }
 

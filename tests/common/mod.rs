@@ -4,6 +4,7 @@
 pub mod bans;
 pub mod distributor;
 pub mod tls;
+pub mod uploads;
 
 use std::path::PathBuf;
 use std::time::Duration;
