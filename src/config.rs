@@ -179,6 +179,31 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// `public_url`, if set, is what other servers and clients are told to reach the node at and
+    /// what it signs its calls as: an absolute `http://` or `https://` URL of a host (and port),
+    /// nothing after it. `chat.example.org` would parse as a relative path and federate as
+    /// nonsense, so it is refused at start rather than discovered by peers.
+    fn check_public_url(&self) -> Result<(), ConfigError> {
+        if self.public_url.is_empty() {
+            return Ok(());
+        }
+        let invalid = |why: String| ConfigError::Invalid {
+            field: "public_url",
+            rule: format!(
+                "must be an absolute http:// or https:// URL such as https://chat.example.org \
+                 ({why}; got {:?})",
+                self.public_url
+            ),
+        };
+        crate::outbound::policy::Target::parse(&self.public_url)
+            .map_err(|e| invalid(e.to_string()))?;
+        let url = url::Url::parse(&self.public_url).map_err(|e| invalid(e.to_string()))?;
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("nothing may follow the host and port".into()));
+        }
+        Ok(())
+    }
+
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -193,6 +218,7 @@ impl Config {
 
     /// Checks the values that can be checked without starting anything.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_public_url()?;
         if self.clock_skew_ms == 0 {
             return Err(ConfigError::Invalid {
                 field: "clock_skew_ms",
@@ -354,6 +380,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_url_must_be_an_absolute_http_url() {
+        let with = |url: &str| Config {
+            public_url: url.into(),
+            ..Config::default()
+        };
+        for good in [
+            "",
+            "https://chat.example.org",
+            "http://10.0.0.5:7400",
+            "https://a.example/",
+        ] {
+            assert!(with(good).validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "chat.example.org",
+            "chat.example.org:7400",
+            "ftp://chat.example.org",
+            "https://user@chat.example.org",
+            "https://chat.example.org/guildhall",
+            "https://chat.example.org/?x=1",
+        ] {
+            let err = with(bad).validate().expect_err(bad).to_string();
+            assert!(
+                err.starts_with("config public_url: must be an absolute http:// or https:// URL"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_file_overrides() {

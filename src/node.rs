@@ -263,6 +263,9 @@ impl Node {
         };
         let local_key =
             crate::federation::local::load(&store, &key, &config.server_key_path()).await?;
+        for warning in operator_warnings(&config, grpc_addr, &local_key, now_ms()) {
+            tracing::warn!("{warning}");
+        }
         let federation = crate::federation::Federation::new(
             store.clone(),
             key.clone(),
@@ -547,5 +550,76 @@ async fn prune_loop(
                 }
             }
         }
+    }
+}
+
+/// How long before the server key expires the node starts warning at every start.
+const KEY_EXPIRY_WARNING_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// Warnings for settings that start but won't serve a community well: listening on every
+/// interface while telling the world a non-address, and a server key about to expire (after
+/// which peers refuse the node's calls). Logged at every start.
+fn operator_warnings(
+    config: &Config,
+    grpc_addr: SocketAddr,
+    key: &crate::federation::local::LocalKey,
+    now: u64,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.public_url.is_empty() && config.listen.ip().is_unspecified() {
+        warnings.push(format!(
+            "listening on every interface without public_url: other servers and clients are \
+             told http://{grpc_addr}, which reaches nothing; set public_url to the URL they reach \
+             this node at"
+        ));
+    }
+    let left = key.valid_until.saturating_sub(now);
+    if left < KEY_EXPIRY_WARNING_MS {
+        let days = left / (24 * 60 * 60 * 1000);
+        warnings.push(format!(
+            "the server key expires in {days} days, after which other servers refuse this node's \
+             calls: stop the node and run `guildhall rotate-server-key` (docs/OPERATING.md, \
+             \"The server key\")"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod operator_warning_tests {
+    use super::*;
+    use crate::federation::local::LocalKey;
+
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+
+    #[test]
+    fn every_interface_without_public_url_and_a_key_near_expiry_warn() {
+        let now = 1_000 * DAY;
+        let fresh = LocalKey {
+            valid_until: now + 200 * DAY,
+            rotation: None,
+        };
+        let addr: SocketAddr = "0.0.0.0:7400".parse().expect("addr");
+        let local = Config::default();
+        assert!(operator_warnings(&local, local.listen, &fresh, now).is_empty());
+        let mut open = Config {
+            listen: addr,
+            ..Config::default()
+        };
+        let warned = operator_warnings(&open, addr, &fresh, now);
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].contains("without public_url"), "{warned:?}");
+        open.public_url = "https://chat.example.org".into();
+        assert!(operator_warnings(&open, addr, &fresh, now).is_empty());
+        let expiring = LocalKey {
+            valid_until: now + 12 * DAY + 5,
+            rotation: None,
+        };
+        let warned = operator_warnings(&open, addr, &expiring, now);
+        assert_eq!(warned.len(), 1);
+        assert!(
+            warned[0].starts_with("the server key expires in 12 days"),
+            "{warned:?}"
+        );
     }
 }
