@@ -1,8 +1,10 @@
 //! Node configuration: one serde struct with embedded defaults.
 //!
 //! Precedence, lowest first: these defaults, the TOML file given with `--config`, environment
-//! variables (`GUILDHALL_*`), command-line flags. With no file and no flags the node runs on
-//! loopback with its data in `./guildhall-data`.
+//! variables (`GUILDHALL_<KEY>` for every key, `__` between the parts of a nested one:
+//! `GUILDHALL_TLS__CERT_FILE`), command-line flags. The layers are merged by `figment`
+//! ([`Config::load`]). With no file and no flags the node runs on loopback with its data in
+//! `./guildhall-data`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,6 +151,23 @@ pub struct TrustedBanList {
 /// Longest guild id a trusted list may name (a ban notice's longest).
 const TRUSTED_GUILD_MAX: usize = 64;
 
+/// What every setting's environment variable starts with.
+pub const ENV_PREFIX: &str = "GUILDHALL_";
+
+/// `GUILDHALL_*` variables that are not settings: the command line's own (which file to read,
+/// the TLS flags' short names, the client commands' identity, server and CA) and the test
+/// harness's. [`Config::load`] leaves them out; names are without the prefix, lowercase.
+pub const CLI_ONLY_ENV: &[&str] = &[
+    "config",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "identity",
+    "server",
+    "ca_file",
+    "interop_python",
+];
+
 /// A configuration that can't be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -168,6 +187,10 @@ pub enum ConfigError {
         /// Why.
         source: Box<toml::de::Error>,
     },
+    /// A `GUILDHALL_*` variable does not fit [`Config`]; the text names the variable and the
+    /// setting.
+    #[error("config {}", describe_env_error(.0))]
+    Env(Box<figment::Error>),
     /// A value breaks a rule.
     #[error("config {field}: {rule}")]
     Invalid {
@@ -176,6 +199,29 @@ pub enum ConfigError {
         /// The rule.
         rule: String,
     },
+}
+
+/// An environment layer's error as the operator set it: the variable, the setting, the rule.
+fn describe_env_error(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let mut path = e.path.clone();
+    if let Kind::UnknownField(name, _) = &e.kind
+        && path.last() != Some(name)
+    {
+        path.push(name.clone());
+    }
+    if path.is_empty() {
+        return format!("from the environment: {}", e.kind);
+    }
+    let variable = format!("{ENV_PREFIX}{}", path.join("__").to_uppercase());
+    let setting = path.join(".").to_lowercase();
+    match &e.kind {
+        Kind::UnknownField(..) => format!(
+            "{variable}: no setting {setting} (docs/OPERATING.md lists them; unset the variable \
+             if it is not meant for guildhall)"
+        ),
+        kind => format!("{variable} (setting {setting}): {kind}"),
+    }
 }
 
 impl Config {
@@ -204,7 +250,29 @@ impl Config {
         Ok(())
     }
 
-    /// Reads a TOML file over the defaults.
+    /// The configuration from every layer: the defaults, then `file` (if given), then the
+    /// `GUILDHALL_*` environment variables, each over the one before. Command-line flags are the
+    /// caller's to apply last. Variables the command line reads itself ([`CLI_ONLY_ENV`]) are not
+    /// settings and are left out; any other `GUILDHALL_` variable must name a key.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        use figment::Figment;
+        use figment::providers::{Env, Format, Serialized, Toml};
+        let mut layers = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            // Parsed alone first, so a mistake in the file is reported with its line and column.
+            Self::from_file(path)?;
+            layers = layers.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| !CLI_ONLY_ENV.iter().any(|cli| key == *cli))
+            .split("__");
+        layers
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Env(Box::new(e)))
+    }
+
+    /// Reads a TOML file over the defaults (no environment).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -380,6 +448,56 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure type, not ours"
+    )]
+    fn every_key_can_come_from_the_environment_over_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "guildhall.toml",
+                "clock_skew_ms = 1000\npublic_url = \"https://from.file\"\n[tls]\ncert_file = \"a.pem\"\n",
+            )?;
+            jail.set_env("GUILDHALL_PUBLIC_URL", "https://chat.example.org");
+            jail.set_env("GUILDHALL_ADMINS", r#"["ab", "cd"]"#);
+            jail.set_env("GUILDHALL_TLS__KEY_FILE", "/etc/guildhall/key.pem");
+            jail.set_env("GUILDHALL_SETTINGS__MAX_MESSAGE_LENGTH", "8000");
+            jail.set_env("GUILDHALL_OUTBOX__CONCURRENCY", "3");
+            // The command line's own variables are not settings.
+            jail.set_env("GUILDHALL_CONFIG", "guildhall.toml");
+            jail.set_env("GUILDHALL_TLS_CERT", "ignored.pem");
+            let config = Config::load(Some(Path::new("guildhall.toml"))).expect("loads");
+            assert_eq!(config.clock_skew_ms, 1000, "from the file");
+            assert_eq!(
+                config.public_url, "https://chat.example.org",
+                "env over file"
+            );
+            assert_eq!(config.admins, vec!["ab".to_owned(), "cd".to_owned()]);
+            assert_eq!(config.tls.cert_file, PathBuf::from("a.pem"));
+            assert_eq!(config.tls.key_file, PathBuf::from("/etc/guildhall/key.pem"));
+            assert_eq!(config.settings.max_message_length, 8000);
+            assert_eq!(config.outbox.concurrency, 3);
+
+            jail.set_env("GUILDHALL_CLOCK_SKEW", "5");
+            let typo = Config::load(None).expect_err("unknown key").to_string();
+            assert!(
+                typo.starts_with("config GUILDHALL_CLOCK_SKEW: no setting clock_skew"),
+                "{typo}"
+            );
+            jail.clear_env();
+            jail.set_env("GUILDHALL_CLOCK_SKEW_MS", "soon");
+            let wrong = Config::load(None).expect_err("wrong type").to_string();
+            assert!(
+                wrong.starts_with(
+                    "config GUILDHALL_CLOCK_SKEW_MS (setting clock_skew_ms): invalid type"
+                ),
+                "{wrong}"
+            );
+            Ok(())
+        });
+    }
 
     #[test]
     fn public_url_must_be_an_absolute_http_url() {

@@ -310,10 +310,7 @@ async fn run() -> Result<()> {
 }
 
 fn rotate_server_key(args: ServeArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.data_dir {
         config.data_dir = v;
     }
@@ -336,10 +333,7 @@ fn backup(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
-    let mut config = match &config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load(config.as_deref())?;
     if let Some(v) = data_dir {
         config.data_dir = v;
     }
@@ -369,10 +363,7 @@ fn backup(
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.data_dir {
         config.data_dir = v;
     }
