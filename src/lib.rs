@@ -33,6 +33,8 @@
 //! - [`push`]: push distributors and FCM tokens; queued, retried pushes for offline users.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
+//! - [`metrics`]: the node's Prometheus metrics, named in one place, recorded by the parts below
+//!   the API through the store's handle and served at `/metrics`.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, the text layer that checks every string field of every request for
 //!   control characters, and proto ↔ domain conversion.
@@ -71,6 +73,7 @@ pub mod listener;
 pub mod mailbox;
 pub mod media;
 pub mod messages;
+pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod presence;

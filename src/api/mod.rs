@@ -12,6 +12,8 @@ mod mailbox;
 mod media;
 mod messages;
 mod moves;
+pub mod observe;
+pub mod ops;
 pub mod profile;
 mod push;
 pub mod remote;

@@ -100,6 +100,11 @@ impl std::fmt::Debug for Command {
 }
 
 impl GossipHandle {
+    /// Whether the swarm task is still running (it dropped its command queue if not).
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// Publishes `data` on the topic of `kind`.
     pub async fn publish(&self, kind: &str, data: Vec<u8>) -> Result<(), PublishFailure> {
         let (reply, answer) = oneshot::channel();
