@@ -47,6 +47,7 @@
 //!   verified TLS for `https://`.
 //! - [`listener`]: the accept loop under the server: TLS when configured, connections per address
 //!   capped, the real client address behind a trusted reverse proxy.
+//! - [`logging`]: the command's log output (stderr, text or JSON) and its one-line error report.
 //! - [`tls`]: rustls configs: the roots outgoing connections trust, the served certificate and its
 //!   reload.
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
@@ -70,6 +71,7 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod listener;
+pub mod logging;
 pub mod mailbox;
 pub mod media;
 pub mod messages;

@@ -290,6 +290,7 @@ impl GuildHall for GuildHallApi {
             timestamp: r.timestamp,
         };
         let (user, session) = self.accounts.register(input).await?;
+        tracing::info!(user = %user.id, name = %user.display_name, "user registered");
         Ok(Response::new(pb::RegisterResponse {
             token: session.access_token,
             user: Some(self.user(&user)),

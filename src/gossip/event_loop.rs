@@ -344,13 +344,19 @@ impl EventLoop {
             } => {
                 tracing::debug!(%peer_id, "p2p connection");
                 if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, "p2p peer connected");
                     self.peers.send_modify(|n| *n += 1);
                     let _ = self.events.try_send(GossipEvent::PeerConnected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
             } => {
+                let cause = cause.map(|c| c.to_string());
+                tracing::info!(peer = %peer_id, cause = cause.as_deref().unwrap_or("closed"), "p2p peer disconnected");
                 self.peers.send_modify(|n| *n = n.saturating_sub(1));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
