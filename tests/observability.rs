@@ -150,6 +150,26 @@ async fn metrics_move_with_traffic() {
         }
     }
     assert_eq!(limited, 1);
+    // A method the node does not have: counted under `other`, never under a name of the caller's.
+    let channel = tonic::transport::Endpoint::from_shared(node.address())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.expect("ready");
+    let unknown = raw
+        .unary::<_, Bytes, _>(
+            tonic::Request::new(Bytes::new()),
+            http::uri::PathAndQuery::from_static("/guildhall.v1.GuildHall/NoSuchMethod"),
+            guildhall::federation::raw_codec::RawCodec,
+        )
+        .await;
+    // (Refused by the session layer first: methods of the service need a session.)
+    assert_eq!(
+        unknown.expect_err("no such method").code(),
+        tonic::Code::Unauthenticated
+    );
     let stream = client
         .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
         .await
@@ -187,8 +207,13 @@ async fn metrics_move_with_traffic() {
     assert!(value(&after, "guildhall_store_commit_duration_seconds_count") >= 1.0);
     assert!(value(&after, "guildhall_database_size_bytes") > 0.0);
     assert_eq!(value(&after, "guildhall_event_streams_open"), 1.0);
-    // An unknown path is `other`, never a label of the caller's choosing.
     assert!(!after.keys().any(|k| k.contains("NoSuchMethod")));
+    assert!(
+        value(
+            &after,
+            "guildhall_grpc_requests_total{method=\"other\",code=\"Unauthenticated\"}"
+        ) >= 1.0
+    );
 
     // The stream counts when it ends: the client went away, so Cancelled.
     drop(stream);

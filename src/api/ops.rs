@@ -31,8 +31,7 @@ use crate::metrics::Gauges;
 use crate::store::Store;
 
 /// How long `/readyz` waits for its probe write to commit before it answers that the database
-/// is not ready. Well under the usual probe timeouts (Kubernetes: 1 s by default is too short for
-/// a commit under load; operators set several seconds).
+/// is not ready: far longer than a commit takes, short enough that a probe gets an answer.
 const READY_WRITE_WAIT: Duration = Duration::from_secs(3);
 
 /// The content type of the Prometheus text format this endpoint serves (OpenMetrics).
@@ -132,19 +131,26 @@ async fn metrics(State(ops): State<Ops>, request: axum::http::request::Parts) ->
             "/metrics is served only to loopback and trusted_proxies (docs/OPERATING.md)\n".into(),
         );
     }
-    let outbox_depths = match ops.store.read(crate::store::outbox::depths).await {
-        Ok(depths) => depths,
+    // Both off the async threads: a read connection, and the files' sizes.
+    let files = ops.database_files.clone();
+    let read = ops
+        .store
+        .read(move |conn| {
+            let bytes = files
+                .iter()
+                .filter_map(|path| std::fs::metadata(path).ok())
+                .map(|m| m.len())
+                .sum::<u64>();
+            Ok((crate::store::outbox::depths(conn)?, bytes))
+        })
+        .await;
+    let (outbox_depths, database_bytes) = match read {
+        Ok(read) => read,
         Err(e) => {
             tracing::warn!(error = %e, "metrics: reading the outbox depth failed");
-            Vec::new()
+            (Vec::new(), 0)
         }
     };
-    let database_bytes = ops
-        .database_files
-        .iter()
-        .filter_map(|path| std::fs::metadata(path).ok())
-        .map(|m| m.len())
-        .sum();
     let metrics = ops.store.metrics();
     metrics.set_gauges(Gauges {
         event_streams: ops.streams.total(),
