@@ -159,9 +159,9 @@ struct RefusalLog(Mutex<HashMap<Limit, (Instant, u64)>>);
 
 impl RefusalLog {
     /// Logs a refusal over `limit` by `key` at INFO, unless one was logged less than
-    /// [`REFUSAL_LOG_EVERY`] ago (then it is only counted).
-    fn refused(&self, limit: Limit, key: &str) {
-        let now = Instant::now();
+    /// [`REFUSAL_LOG_EVERY`] before `now` (then it is only counted). Answers whether it logged,
+    /// and how many refusals went unlogged before this one.
+    fn refused(&self, limit: Limit, key: &str, now: Instant) -> Option<u64> {
         let mut log = self
             .0
             .lock()
@@ -169,6 +169,7 @@ impl RefusalLog {
         match log.get_mut(&limit) {
             Some((last, suppressed)) if now.duration_since(*last) < REFUSAL_LOG_EVERY => {
                 *suppressed += 1;
+                None
             }
             entry => {
                 let suppressed = entry.map_or(0, |(_, n)| *n);
@@ -180,6 +181,7 @@ impl RefusalLog {
                     "request refused over a rate limit (logged at most every {} s per limit)",
                     REFUSAL_LOG_EVERY.as_secs()
                 );
+                Some(suppressed)
             }
         }
     }
@@ -310,7 +312,7 @@ impl Limits {
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
             self.store.metrics().rate_limited(setting_name(limit));
-            self.refusals.refused(limit, key);
+            self.refusals.refused(limit, key, Instant::now());
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             Error::ResourceExhausted {
                 what: setting_name(limit).to_owned(),
@@ -347,5 +349,33 @@ fn setting_name(limit: Limit) -> &'static str {
         Limit::Discovery => "discovery_rate_limit",
         Limit::SyncMailbox => "sync_mailbox_rate_limit",
         Limit::Ping => "ping_rate_limit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_per_interval_per_limit() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.refused(Limit::Login, "203.0.113.1", start), Some(0));
+        assert_eq!(log.refused(Limit::Login, "203.0.113.2", start), None);
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.3", start + Duration::from_secs(1)),
+            None
+        );
+        // Another limit has its own interval.
+        assert_eq!(log.refused(Limit::Ping, "203.0.113.1", start), Some(0));
+        // The next line after the interval says how many went unlogged.
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.4", start + REFUSAL_LOG_EVERY),
+            Some(2)
+        );
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.5", start + REFUSAL_LOG_EVERY),
+            None
+        );
     }
 }
