@@ -96,6 +96,9 @@ pub struct Config {
     /// On shutdown (SIGTERM, Ctrl-C), how long open connections get to finish their calls and
     /// acknowledge the close before they are dropped, ms.
     pub shutdown_grace_ms: u64,
+    /// How `guildhall serve` writes its logs to stderr: `text` or `json` (one object per line);
+    /// `--log-format` and `GUILDHALL_LOG_FORMAT` override it.
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl Default for Config {
@@ -131,6 +134,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             max_connections_per_address: 256,
             shutdown_grace_ms: 10_000,
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }

@@ -33,6 +33,8 @@
 //! - [`push`]: push distributors and FCM tokens; queued, retried pushes for offline users.
 //! - [`events`]: the persistent event log and live fan-out behind `SubscribeEvents`.
 //! - [`ids`]: time-ordered ids.
+//! - [`metrics`]: the node's Prometheus metrics, named in one place, recorded by the parts below
+//!   the API through the store's handle and served at `/metrics`.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, the text layer that checks every string field of every request for
 //!   control characters, and proto ↔ domain conversion.
@@ -45,6 +47,7 @@
 //!   verified TLS for `https://`.
 //! - [`listener`]: the accept loop under the server: TLS when configured, connections per address
 //!   capped, the real client address behind a trusted reverse proxy.
+//! - [`logging`]: the command's log output (stderr, text or JSON) and its one-line error report.
 //! - [`tls`]: rustls configs: the roots outgoing connections trust, the served certificate and its
 //!   reload.
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
@@ -69,9 +72,11 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod listener;
+pub mod logging;
 pub mod mailbox;
 pub mod media;
 pub mod messages;
+pub mod metrics;
 pub mod node;
 pub mod outbound;
 pub mod presence;

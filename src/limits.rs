@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -148,11 +148,51 @@ struct State {
     limiters: HashMap<Limit, Arc<DefaultKeyedRateLimiter<String>>>,
 }
 
+/// How often, at most, refusals over one limit are logged: a flood of refused requests must not
+/// become a flood of log lines. Refusals in between are counted into the next line (and always
+/// into the `guildhall_rate_limited_total` metric).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// When refusals over a limit were last logged, and how many went unlogged since.
+#[derive(Debug, Default)]
+struct RefusalLog(Mutex<HashMap<Limit, (Instant, u64)>>);
+
+impl RefusalLog {
+    /// Logs a refusal over `limit` by `key` at INFO, unless one was logged less than
+    /// [`REFUSAL_LOG_EVERY`] before `now` (then it is only counted). Answers whether it logged,
+    /// and how many refusals went unlogged before this one.
+    fn refused(&self, limit: Limit, key: &str, now: Instant) -> Option<u64> {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match log.get_mut(&limit) {
+            Some((last, suppressed)) if now.duration_since(*last) < REFUSAL_LOG_EVERY => {
+                *suppressed += 1;
+                None
+            }
+            entry => {
+                let suppressed = entry.map_or(0, |(_, n)| *n);
+                log.insert(limit, (now, 0));
+                tracing::info!(
+                    limit = setting_name(limit),
+                    key,
+                    unlogged_since_last = suppressed,
+                    "request refused over a rate limit (logged at most every {} s per limit)",
+                    REFUSAL_LOG_EVERY.as_secs()
+                );
+                Some(suppressed)
+            }
+        }
+    }
+}
+
 /// The node's settings and its rate limiters.
 pub struct Limits {
     store: Store,
     window: Duration,
     state: RwLock<State>,
+    refusals: RefusalLog,
 }
 
 impl std::fmt::Debug for Limits {
@@ -210,6 +250,7 @@ impl Limits {
             }),
             store,
             window,
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -270,6 +311,8 @@ impl Limits {
             return Ok(());
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            self.store.metrics().rate_limited(setting_name(limit));
+            self.refusals.refused(limit, key, Instant::now());
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             Error::ResourceExhausted {
                 what: setting_name(limit).to_owned(),
@@ -306,5 +349,33 @@ fn setting_name(limit: Limit) -> &'static str {
         Limit::Discovery => "discovery_rate_limit",
         Limit::SyncMailbox => "sync_mailbox_rate_limit",
         Limit::Ping => "ping_rate_limit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_per_interval_per_limit() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.refused(Limit::Login, "203.0.113.1", start), Some(0));
+        assert_eq!(log.refused(Limit::Login, "203.0.113.2", start), None);
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.3", start + Duration::from_secs(1)),
+            None
+        );
+        // Another limit has its own interval.
+        assert_eq!(log.refused(Limit::Ping, "203.0.113.1", start), Some(0));
+        // The next line after the interval says how many went unlogged.
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.4", start + REFUSAL_LOG_EVERY),
+            Some(2)
+        );
+        assert_eq!(
+            log.refused(Limit::Login, "203.0.113.5", start + REFUSAL_LOG_EVERY),
+            None
+        );
     }
 }

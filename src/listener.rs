@@ -152,7 +152,8 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+/// Whether `ip` (an IPv4-mapped IPv6 address read as IPv4) is in one of `proxies`.
+pub fn trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
     proxies.iter().any(|net| net.contains(&ip))
 }

@@ -13,12 +13,22 @@ use cli::{
     invite_create, join, keygen, login, register, send, tail, whoami,
 };
 use guildhall::config::Config;
+use guildhall::logging::LogFormat;
 use guildhall::node::Node;
 
 /// A federated, peer-to-peer chat homeserver.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log format on stderr: `text` (colour only on a terminal) or `json` (one object per line).
+    /// For `serve` it overrides `log_format` in the config file.
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDHALL_LOG_FORMAT",
+        value_name = "text|json"
+    )]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -242,7 +252,10 @@ async fn main() -> std::process::ExitCode {
         Err(err) => {
             match err.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
-                None => eprintln!("error: {err:#}"),
+                None => {
+                    let err: &(dyn std::error::Error + 'static) = err.as_ref();
+                    eprintln!("error: {}", guildhall::logging::report(err));
+                }
             }
             std::process::ExitCode::FAILURE
         }
@@ -250,14 +263,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p=warn".into()),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+    let Cli {
+        log_format,
+        command,
+    } = Cli::parse();
+    // `serve` starts logging once its config file (which may set the format) is read.
+    if !matches!(command, Command::Serve(_)) {
+        guildhall::logging::init(log_format.unwrap_or_default());
+    }
+    match command {
+        Command::Serve(args) => serve(args, log_format).await,
         Command::RotateServerKey(args) => rotate_server_key(args),
         Command::Backup {
             dest,
@@ -362,7 +377,7 @@ fn backup(
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.data_dir {
         config.data_dir = v;
@@ -388,6 +403,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(v) = args.allow_private_addresses {
         config.allow_private_addresses = v;
     }
+    guildhall::logging::init(log_format.unwrap_or(config.log_format));
     let node = Node::start(config.clone()).await?;
     // Give the swarm a moment to report its bound addresses before printing them.
     let mut addrs = node.info.p2p_addrs.clone();

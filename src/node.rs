@@ -328,6 +328,7 @@ impl Node {
         // Continue after the largest stored id, so ids never repeat even if the clock went back.
         let floor = store.read(crate::store::messages::max_stored_id).await?;
         let ids = std::sync::Arc::new(crate::ids::IdGenerator::starting_after(floor));
+        let open_streams = events.open_streams().clone();
         let guilds = crate::guilds::Guilds::new(store.clone(), events, ids, config.admins.clone());
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -337,8 +338,17 @@ impl Node {
         health_reporter
             .set_serving::<ProfileServiceServer<ProfileApi>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        // Both reflection versions (grpcurl and older tools ask v1alpha), each describing the
+        // node's services and the health service.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| NodeError::Reflection(e.to_string()))?;
+        let reflection = reflection()
             .build_v1()
             .map_err(|e| NodeError::Reflection(e.to_string()))?;
         let window = std::time::Duration::from_secs(config.rate_limit_window_secs);
@@ -434,11 +444,26 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
-        let http = crate::api::http::router(api.webhooks()).merge(crate::api::files::router(media));
+        let ops = crate::api::ops::Ops {
+            store: store.clone(),
+            database_files: vec![
+                config.database_path(),
+                crate::store::wal_path(&config.database_path()),
+            ],
+            streams: open_streams,
+            gossip: swarm.handle.clone(),
+            p2p_addrs: info.p2p_addrs.clone(),
+            p2p_peers: info.p2p_peers.clone(),
+            trusted_proxies: trusted_proxies.clone(),
+        };
+        let http = crate::api::http::router(api.webhooks())
+            .merge(crate::api::files::router(media))
+            .merge(crate::api::ops::router(ops));
         let mut services = tonic::service::Routes::builder();
         services
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(
                 GuildHallServer::new(api).max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
             )
@@ -450,6 +475,10 @@ impl Node {
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
             .accept_http1(true)
+            // Outermost: every call is counted, refused ones too.
+            .layer(crate::api::observe::CallMetricsLayer::new(
+                store.metrics().clone(),
+            ))
             .layer(crate::listener::ClientAddressLayer::new(
                 trusted_proxies.clone(),
             ))

@@ -12,6 +12,8 @@ mod mailbox;
 mod media;
 mod messages;
 mod moves;
+pub mod observe;
+pub mod ops;
 pub mod profile;
 mod push;
 pub mod remote;
@@ -289,6 +291,7 @@ impl GuildHall for GuildHallApi {
             timestamp: r.timestamp,
         };
         let (user, session) = self.accounts.register(input).await?;
+        tracing::info!(user = %user.id, name = %user.display_name, "user registered");
         Ok(Response::new(pb::RegisterResponse {
             token: session.access_token,
             user: Some(self.user(&user)),

@@ -85,6 +85,12 @@ impl OpenStreams {
         self.lock().get(user_id).copied().unwrap_or(0)
     }
 
+    /// How many streams are open now, all users together (the `guildhall_event_streams_open`
+    /// metric).
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     /// Takes one of `user_id`'s slots, held until the returned [`StreamSlot`] is dropped; refuses
     /// (`RESOURCE_EXHAUSTED`, naming the setting) when all are taken.
     pub fn open(&self, user_id: &str) -> Result<StreamSlot> {

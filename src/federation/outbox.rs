@@ -342,6 +342,7 @@ impl Outbox {
             }
             Outcome::Retry(error) if now.saturating_sub(d.created_at) < give_up_after_ms => {
                 let next = now.saturating_add(backoff_ms(&self.config, d.attempts, jitter()));
+                self.store.metrics().outbox_retry(&d.destination);
                 tracing::debug!(destination = %d.destination, method = %d.method, attempts = d.attempts + 1, %error, "delivery failed; will retry");
                 self.store
                     .write(move |tx| table::retry_later(tx, id, next, &error))
@@ -368,6 +369,7 @@ impl Outbox {
         self.store
             .write(move |tx| table::give_up(tx, id, now, &reason))
             .await?;
+        self.store.metrics().outbox_give_up(&d.destination);
         let given_up = self.stats().await.map(|s| s.failed).unwrap_or_default();
         tracing::warn!(
             destination = %d.destination,

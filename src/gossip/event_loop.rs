@@ -100,6 +100,11 @@ impl std::fmt::Debug for Command {
 }
 
 impl GossipHandle {
+    /// Whether the swarm task is still running (it dropped its command queue if not).
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// Publishes `data` on the topic of `kind`.
     pub async fn publish(&self, kind: &str, data: Vec<u8>) -> Result<(), PublishFailure> {
         let (reply, answer) = oneshot::channel();
@@ -339,13 +344,19 @@ impl EventLoop {
             } => {
                 tracing::debug!(%peer_id, "p2p connection");
                 if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, "p2p peer connected");
                     self.peers.send_modify(|n| *n += 1);
                     let _ = self.events.try_send(GossipEvent::PeerConnected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
             } => {
+                let cause = cause.map(|c| c.to_string());
+                tracing::info!(peer = %peer_id, cause = cause.as_deref().unwrap_or("closed"), "p2p peer disconnected");
                 self.peers.send_modify(|n| *n = n.saturating_sub(1));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

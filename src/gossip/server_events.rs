@@ -71,6 +71,17 @@ pub enum Received {
 }
 
 impl Received {
+    /// The outcome's name, as metrics label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Received::Accepted => "accepted",
+            Received::Rejected(_) => "rejected",
+            Received::Ignored(_) => "ignored",
+            Received::Duplicate => "duplicate",
+            Received::Invalid(_) => "invalid",
+        }
+    }
+
     fn acceptance(&self) -> MessageAcceptance {
         match self {
             Received::Accepted => MessageAcceptance::Accept,
@@ -305,8 +316,9 @@ impl ServerEvents {
             .publish(event.kind(), event.encode())
             .await
         {
-            Ok(()) => {}
+            Ok(()) => self.inner.store.metrics().gossip_published("sent"),
             Err(PublishFailure::NoPeers) => {
+                self.inner.store.metrics().gossip_published("no_peers");
                 tracing::debug!(
                     kind = event.kind(),
                     seq = event.sequence(),
@@ -314,6 +326,7 @@ impl ServerEvents {
                 );
             }
             Err(e) => {
+                self.inner.store.metrics().gossip_published("failed");
                 self.inner
                     .counters
                     .publish_failures
@@ -544,6 +557,7 @@ impl ServerEvents {
                             }
                             None => Received::Ignored("not a server-event topic".into()),
                         };
+                        this.inner.store.metrics().gossip_received(received.name());
                         match &received {
                             Received::Invalid(e) => {
                                 tracing::info!(peer = %source, reason = %e, "invalid gossip message");

@@ -396,7 +396,8 @@ impl Guilds {
         }
         let now = now_ms();
         let (t, u, admins) = (token.to_owned(), user_id.to_owned(), self.admins());
-        self.events()
+        let (guild, value, joined) = self
+            .events()
             .write(now, move |tx| {
                 let Some(invite) = db::invite(tx, &t)? else {
                     return Ok((Err(Error::NotFound("token: no such invite".into())), vec![]));
@@ -433,7 +434,7 @@ impl Guilds {
                 }
                 let value = first(tx)?;
                 if already {
-                    return Ok((Ok((guild, value)), vec![]));
+                    return Ok((Ok((guild, value, false)), vec![]));
                 }
                 db::use_invite(tx, &t, now)?;
                 db::add_member(tx, &guild.id, &u, now)?;
@@ -441,8 +442,12 @@ impl Guilds {
                     crate::store::dm_remote::mark_joined(tx, &t, &u, now)?;
                 }
                 let event = member_joined_event(tx, &guild.id, &u, &admins)?;
-                Ok((Ok((guild, value)), vec![event]))
+                Ok((Ok((guild, value, true)), vec![event]))
             })
-            .await?
+            .await??;
+        if joined {
+            tracing::info!(guild = %guild.id, user = user_id, dm = guild.is_dm, "joined a guild");
+        }
+        Ok((guild, value))
     }
 }

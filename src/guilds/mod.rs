@@ -248,7 +248,8 @@ impl Guilds {
             deactivated: false,
         };
         let (g, admins, owner) = (guild.clone(), self.admins.clone(), caller.user_id.clone());
-        self.events
+        let token = self
+            .events
             .write(now, move |tx| {
                 db::insert_guild(tx, &g)?;
                 db::insert_role(tx, &default_role)?;
@@ -259,8 +260,9 @@ impl Guilds {
                 Ok((invite.token, vec![joined]))
             })
             .await
-            .map(|token| (guild, token))
-            .map_err(Error::from)
+            .map_err(Error::from)?;
+        tracing::info!(guild = %guild.id, owner = %guild.owner_id, "guild created");
+        Ok((guild, token))
     }
 
     /// `UpdateGuild`: rename or change the avatar (needs `guild.manage`).

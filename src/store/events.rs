@@ -83,6 +83,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<(T, Vec<EventRow>), StorageError> + Send + 'static,
         P: FnOnce(Vec<StoredEvent>) + Send + 'static,
     {
+        let metrics = self.inner.metrics.clone();
         self.inner
             .writer
             .write(
@@ -92,6 +93,7 @@ impl Store {
                     Ok((value, stored))
                 },
                 move |(value, stored)| {
+                    metrics.events_published(stored.len());
                     on_commit(stored);
                     value
                 },

@@ -102,6 +102,7 @@ pub enum Synchronous {
 
 struct Inner {
     writer: writer::Writer,
+    metrics: crate::metrics::Metrics,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -157,13 +158,21 @@ impl Store {
             reader.busy_timeout(BUSY_TIMEOUT)?;
             readers.push(Mutex::new(reader));
         }
+        let metrics = crate::metrics::Metrics::new();
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: writer::Writer::start(writer)?,
+                writer: writer::Writer::start(writer, metrics.clone())?,
+                metrics,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// The node's metrics, made with the store so that every part holding it can record (see
+    /// [`crate::metrics`]).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// Runs `f` in the next group commit; returns only after the commit, so an acknowledged write
@@ -202,6 +211,27 @@ impl Store {
         Ok(removed)
     }
 
+    /// Proves the database takes writes (`/readyz`): one write through the group-commit writer
+    /// that inserts a row into the replay cache and deletes it again. The commit writes the
+    /// touched pages to the WAL, so a stopped writer, a lock held elsewhere, a read-only or full
+    /// disk all fail it; the stored state is as before.
+    pub async fn probe_write(&self) -> Result<(), StorageError> {
+        self.write(|tx| {
+            // Not a signature anyone made: 64 bytes of a marker text, expired since the epoch.
+            let marker = [b'#'; 64];
+            tx.execute(
+                "INSERT OR REPLACE INTO replay_cache (signature, expires_at) VALUES (?1, 0)",
+                [&marker[..]],
+            )?;
+            tx.execute(
+                "DELETE FROM replay_cache WHERE signature = ?1",
+                [&marker[..]],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Waits until every write queued before this call is committed, then checkpoints the WAL
     /// into the database file: what a clean shutdown does last, so the data directory is whole
     /// without its `-wal` file.
@@ -213,6 +243,13 @@ impl Store {
             )
             .await
     }
+}
+
+/// The write-ahead log beside the database at `path` (SQLite names it `<file>-wal`).
+pub fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    std::path::PathBuf::from(name)
 }
 
 /// Records a signature in the replay cache inside the caller's transaction, refusing one already

@@ -179,6 +179,20 @@ pub fn stats(conn: &Connection) -> Result<OutboxStats, StorageError> {
     })
 }
 
+/// Deliveries waiting per destination (the `guildhall_outbox_depth` metric).
+pub fn depths(conn: &Connection) -> Result<Vec<(String, u64)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT destination, count(*) FROM federation_outbox GROUP BY destination",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut depths = Vec::new();
+    for row in rows {
+        let (destination, n) = row?;
+        depths.push((destination, from_sql_int(n)));
+    }
+    Ok(depths)
+}
+
 /// The most recent deliveries given up, newest first.
 pub fn failed(conn: &Connection, limit: u32) -> Result<Vec<FailedDelivery>, StorageError> {
     let mut stmt = conn.prepare_cached(

@@ -9,11 +9,13 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StorageError;
+use crate::metrics::Metrics;
 
 /// Most writes committed together.
 pub const MAX_GROUP: usize = 256;
@@ -115,12 +117,12 @@ impl std::fmt::Debug for Task {
 }
 
 impl Writer {
-    /// Starts the writer thread over `conn`.
-    pub fn start(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the writer thread over `conn`; it records each group commit in `metrics`.
+    pub fn start(conn: Connection, metrics: Metrics) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel();
         std::thread::Builder::new()
             .name("guildhall-writer".into())
-            .spawn(move || run(conn, &jobs))?;
+            .spawn(move || run(conn, &jobs, &metrics))?;
         Ok(Self { queue })
     }
 
@@ -168,7 +170,7 @@ impl Writer {
 }
 
 /// The writer thread: group, commit, answer; until every handle is dropped.
-fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>) {
+fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>, metrics: &Metrics) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = jobs.recv() {
         let mut next = Some(first);
@@ -176,7 +178,7 @@ fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>) {
             match task {
                 Task::Write(job) => group.push(job),
                 Task::Exclusive(f) => {
-                    commit_group(&conn, &mut group);
+                    commit_group(&conn, &mut group, metrics);
                     f(&mut conn);
                 }
             }
@@ -184,15 +186,16 @@ fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>) {
                 next = jobs.try_recv().ok();
             }
         }
-        commit_group(&conn, &mut group);
+        commit_group(&conn, &mut group, metrics);
     }
 }
 
 /// Runs the queued jobs in one transaction and answers them after its commit.
-fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
+fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, metrics: &Metrics) {
     if group.is_empty() {
         return;
     }
+    let (started, writes) = (Instant::now(), group.len());
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let reason = format!("could not begin a write: {e}");
         for job in group.drain(..) {
@@ -205,6 +208,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>) {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     });
+    metrics.group_commit(writes, started.elapsed());
     if let Some(reason) = &commit {
         tracing::error!(%reason, "group commit failed");
     }
@@ -222,7 +226,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);")
             .expect("schema");
-        (Writer::start(conn).expect("start"), dir)
+        (Writer::start(conn, Metrics::new()).expect("start"), dir)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
