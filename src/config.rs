@@ -453,6 +453,39 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The keys of a TOML table, recursively, as `section.key` paths.
+    fn key_paths(value: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, inner) in table {
+                let path = format!("{prefix}{key}");
+                if let toml::Value::Table(_) = inner {
+                    key_paths(inner, &format!("{path}."), out);
+                } else {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_config_has_every_key_and_loads() {
+        let text = include_str!("../deploy/guildhall.toml");
+        let example: Config = toml::from_str(text).expect("deploy/guildhall.toml parses");
+        example.validate().expect("deploy/guildhall.toml is valid");
+        let (mut listed, mut known) = (Default::default(), Default::default());
+        key_paths(&toml::from_str(text).expect("toml"), "", &mut listed);
+        key_paths(
+            &toml::Value::try_from(Config::default()).expect("serialise"),
+            "",
+            &mut known,
+        );
+        let missing: Vec<&String> = known.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "deploy/guildhall.toml is missing {missing:?}: add each with its default and a comment"
+        );
+    }
+
     #[test]
     #[allow(
         clippy::result_large_err,
