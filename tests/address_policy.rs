@@ -235,3 +235,69 @@ async fn proxied_unread_and_server_lists_follow_the_policy() {
     );
     assert_eq!(target.connections.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_dm_invite_cannot_make_the_node_dial_a_private_address() {
+    let host = TestNode::spawn_with(|c| {
+        c.allow_private_addresses = false;
+        fast_outbox(c);
+    })
+    .await;
+    let ada = register(&host, "Ada").await;
+    let target = watched(Behaviour::Close).await;
+    let p = target.port;
+    // Bo is unknown here; the invite names his (private) homeserver. Its key can't be fetched,
+    // so the signature is left to that server: any audience will do.
+    let bo = new_identity("phone");
+    let bo_id = bo.user_id();
+    for url in [
+        format!("http://127.1:{p}"),
+        format!("http://2130706433:{p}"),
+        format!("http://[::ffff:127.0.0.1]:{p}"),
+    ] {
+        let reply = host
+            .client()
+            .await
+            .create_dm(authed(
+                &ada.token,
+                pb::CreateDmRequest {
+                    target_user_id: bo_id.clone(),
+                },
+            ))
+            .await
+            .expect("create DM")
+            .into_inner();
+        let mut invite = pb::DmInvite {
+            token: reply.token,
+            guild_id: reply.guild.expect("guild").id,
+            host_server_url: host.address(),
+            timestamp: now_ms(),
+            target_user_id: bo_id.clone(),
+            ..Default::default()
+        };
+        ada.identity
+            .sign_dm_invite(&host.audience(), &mut invite)
+            .expect("sign");
+        // Queued (the outbox delivers when it can) or refused: either way, never dialled.
+        let _ = host
+            .client()
+            .await
+            .send_dm_invite(authed(
+                &ada.token,
+                pb::SendDmInviteRequest {
+                    target_user_id: bo_id.clone(),
+                    invite: Some(invite),
+                    target_homeserver_url: url.clone(),
+                },
+            ))
+            .await;
+    }
+    // Let the outbox try its deliveries, then check nothing reached the port.
+    let head = host.outbox_head_failed(Duration::from_secs(10)).await;
+    assert_eq!(head.method, "ReceiveDMInvite");
+    assert_eq!(
+        target.connections.load(Ordering::SeqCst),
+        0,
+        "no DM invite delivery reached a private address"
+    );
+}
