@@ -1,5 +1,5 @@
 //! The outbound address policy: a request can't make the node connect to a non-public address in
-//! any spelling (a join's homeserver, `ProxiedUnread` servers, a server-list entry), and a peer
+//! any spelling (a join's homeserver, a DM invite's, `ProxiedUnread` servers, a server-list entry), and a peer
 //! that can't be reached gets the same answer whatever the state of its port.
 
 mod common;
