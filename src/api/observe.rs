@@ -15,6 +15,7 @@
 //! stream's opening (the response headers), so hour-long streams don't swamp the histogram.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -133,27 +134,21 @@ pub struct CallMetrics<S> {
     metrics: Metrics,
 }
 
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CallMetrics<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Body + Send + Unpin + 'static,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Unpin,
+    ResBody: Body + Unpin,
 {
     type Response = http::Response<MeteredBody<ResBody>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = MeteredCall<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        // The clone is not ready; keep the ready one for this call (tower's documented pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let is_grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -168,22 +163,43 @@ where
                 done: false,
             }
         });
-        Box::pin(async move {
-            let response = inner.call(request).await?;
-            let Some(mut meter) = meter else {
-                return Ok(response.map(|body| MeteredBody { body, meter: None }));
-            };
+        // No clone of the inner stack and no allocation: the inner future is wrapped as it is.
+        MeteredCall {
+            inner: self.inner.call(request),
+            meter,
+        }
+    }
+}
+
+/// The future of a measured call: the inner service's, then the response with its body metered.
+#[derive(Debug)]
+pub struct MeteredCall<F> {
+    inner: F,
+    meter: Option<Meter>,
+}
+
+impl<F, ResBody, E> Future for MeteredCall<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>> + Unpin,
+{
+    type Output = Result<http::Response<MeteredBody<ResBody>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(response)) => response,
+        };
+        let mut meter = self.meter.take();
+        if let Some(meter) = &mut meter {
             if let Some(status) = response.headers().get("grpc-status") {
                 // Trailers-only: the call ended here.
                 meter.finish(code_name(Some(status)));
             } else if meter.streaming {
                 meter.opened();
             }
-            Ok(response.map(|body| MeteredBody {
-                body,
-                meter: Some(meter),
-            }))
-        })
+        }
+        Poll::Ready(Ok(response.map(|body| MeteredBody { body, meter })))
     }
 }
 
