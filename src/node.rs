@@ -307,6 +307,7 @@ impl Node {
                 refresh_ttl_ms: config.refresh_token_ttl_secs.saturating_mul(1000),
                 admins: config.admins.clone(),
                 address_policy: crate::outbound::AddressPolicy::new(config.allow_private_addresses),
+                registration: config.registration_policy(),
             },
         );
 
@@ -333,6 +334,11 @@ impl Node {
             .await;
         health_reporter
             .set_serving::<ProfileServiceServer<ProfileApi>>()
+            .await;
+        health_reporter
+            .set_serving::<crate::proto::guildhall::admin::v1::admin_server::AdminServer<
+                crate::api::admin::AdminApi,
+            >>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -442,7 +448,11 @@ impl Node {
             .add_service(
                 ProfileServiceServer::new(ProfileApi::new(harmony))
                     .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
-            );
+            )
+            .add_service(crate::api::admin::service(
+                crate::admin::Admin::new(store.clone()),
+                accounts.clone(),
+            ));
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

@@ -160,6 +160,7 @@ pub fn invite(i: &crate::store::guilds::InviteRecord) -> pb::Invite {
         is_deactivated: i.deactivated,
         updated_at: timestamp(i.updated_at),
         max_uses: i.max_uses,
+        allows_registration: i.allows_registration,
     }
 }
 

@@ -246,6 +246,7 @@ impl Guilds {
             max_uses: 0,
             uses: 0,
             deactivated: false,
+            allows_registration: false,
         };
         let (g, admins, owner) = (guild.clone(), self.admins.clone(), caller.user_id.clone());
         self.events

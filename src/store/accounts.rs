@@ -199,7 +199,8 @@ fn upsert_device(tx: &Connection, device: &NewDevice) -> Result<(), StorageError
 
 impl Store {
     /// Creates a user with its first device and session, recording the request's signature in the
-    /// replay cache, all in one transaction.
+    /// replay cache and spending one use of the registration token that admitted them (if one
+    /// was needed), all in one transaction.
     pub async fn register(
         &self,
         user: NewUser,
@@ -207,6 +208,7 @@ impl Store {
         session: NewSession,
         signature: [u8; 64],
         signature_expires_at: u64,
+        registration_token: Option<[u8; 32]>,
     ) -> Result<UserRecord, StorageError> {
         self.write(move |tx| {
             remember_signature(tx, &signature, signature_expires_at)?;
@@ -215,6 +217,9 @@ impl Store {
                     "public_key: this identity is already registered on this server; use Login"
                         .into(),
                 ));
+            }
+            if let Some(hash) = registration_token {
+                super::admin::spend_token(tx, &hash, user.created_at)?;
             }
             sign_in(tx, Some(&user), &device, &session)
         })

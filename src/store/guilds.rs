@@ -121,6 +121,8 @@ pub struct InviteRecord {
     pub uses: i32,
     /// Whether deactivated.
     pub deactivated: bool,
+    /// Whether people new to the node may register by joining with it (an admin's invite).
+    pub allows_registration: bool,
 }
 
 /// A guild with its member and channel counts, for server admins.
@@ -200,7 +202,7 @@ fn role_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
 }
 
 const INVITE_COLUMNS: &str = "i.token, i.guild_id, i.channel_id, c.name, i.created_by, i.created_at, \
-     i.updated_at, i.expires_at, i.max_uses, i.uses, i.deactivated";
+     i.updated_at, i.expires_at, i.max_uses, i.uses, i.deactivated, i.allow_registration";
 
 fn invite_row(r: &Row<'_>) -> rusqlite::Result<InviteRecord> {
     Ok(InviteRecord {
@@ -215,6 +217,7 @@ fn invite_row(r: &Row<'_>) -> rusqlite::Result<InviteRecord> {
         max_uses: r.get(8)?,
         uses: r.get(9)?,
         deactivated: r.get(10)?,
+        allows_registration: r.get(11)?,
     })
 }
 
@@ -601,9 +604,9 @@ pub fn is_banned(c: &Connection, guild_id: &str, user_id: &str) -> Result<bool, 
 /// Inserts an invite.
 pub fn insert_invite(c: &Connection, i: &InviteRecord) -> Result<(), StorageError> {
     c.execute(
-        "INSERT INTO invites (token, guild_id, channel_id, created_by, created_at, updated_at, expires_at, max_uses)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-        params![i.token, i.guild_id, i.channel_id, i.created_by, to_sql_int(i.created_at), to_sql_int(i.expires_at), i.max_uses],
+        "INSERT INTO invites (token, guild_id, channel_id, created_by, created_at, updated_at, expires_at, max_uses, allow_registration)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+        params![i.token, i.guild_id, i.channel_id, i.created_by, to_sql_int(i.created_at), to_sql_int(i.expires_at), i.max_uses, i.allows_registration],
     )?;
     Ok(())
 }

@@ -26,6 +26,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(BAN_LISTS_V20),
         M::up(REVOKED_KEYS_V21),
         M::up(WEBHOOK_MESSAGES_V22),
+        M::up(REGISTRATION_TOKENS_V23),
     ])
 }
 
@@ -562,6 +563,34 @@ BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked 
 const WEBHOOK_MESSAGES_V22: &str = r#"
 ALTER TABLE messages ADD COLUMN webhook_id TEXT;
 UPDATE messages SET webhook_id = sender_id WHERE sender_name IS NOT NULL;
+"#;
+
+/// Who may register: registration tokens that admins make (only their SHA-256 is kept, like
+/// session tokens), invites that let people new to the node register whatever its policy, and
+/// the audit log of admin actions (`guildhall.admin.v1`, docs/OPERATING.md).
+const REGISTRATION_TOKENS_V23: &str = r#"
+CREATE TABLE registration_tokens (
+    id          TEXT PRIMARY KEY NOT NULL,           -- public id, for listing and revoking
+    token_hash  BLOB NOT NULL UNIQUE,                -- sha256 of the secret token
+    created_by  TEXT NOT NULL,                       -- the admin's user id
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL DEFAULT 0,          -- 0: never
+    max_uses    INTEGER NOT NULL DEFAULT 0,          -- 0: unlimited
+    uses        INTEGER NOT NULL DEFAULT 0,
+    revoked_at  INTEGER,                             -- NULL: not revoked
+    note        TEXT NOT NULL DEFAULT ''
+) STRICT;
+ALTER TABLE invites ADD COLUMN allow_registration INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE admin_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,                    -- ms
+    actor       TEXT NOT NULL,                       -- the admin's user id
+    action      TEXT NOT NULL,                       -- the Admin method
+    target      TEXT NOT NULL,
+    result      TEXT NOT NULL                        -- 'ok' or the refusal
+) STRICT;
+CREATE INDEX admin_audit_by_actor ON admin_audit(actor, id);
+CREATE INDEX admin_audit_by_action ON admin_audit(action, id);
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),

@@ -1,0 +1,183 @@
+//! The `guildhall.admin.v1.Admin` service: a thin adapter over [`crate::admin`].
+//!
+//! The admin check is made once for the whole service, by [`AdminGate`] in front of it: the
+//! session layer has already resolved the caller's token, and the gate lets through only users in
+//! the `admins` setting; anyone else gets `PERMISSION_DENIED` before the request is decoded, so
+//! nothing a non-admin sends can change anything. Each handler then runs its action and records
+//! it ([`AdminApi::audited`]): an INFO line and an audit row with the actor, the action, the
+//! target and the result, refusals included.
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::accounts::Accounts;
+use crate::admin::Admin;
+use crate::api::convert::timestamp;
+use crate::api::session::caller;
+use crate::error::Error;
+use crate::proto::guildhall::admin::v1 as pb;
+use crate::proto::guildhall::admin::v1::admin_server::{self, AdminServer};
+use crate::store::admin::RegistrationTokenRecord;
+
+/// The gRPC path prefix of the admin service (the session layer authenticates all of it).
+pub const ADMIN_PREFIX: &str = "/guildhall.admin.v1.Admin/";
+
+/// Lets through only sessions of the node's configured admins.
+#[derive(Debug, Clone)]
+pub struct AdminGate {
+    accounts: Accounts,
+}
+
+impl tonic::service::Interceptor for AdminGate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let session = caller(&request)?;
+        if self.accounts.is_admin(&session.user_id) {
+            return Ok(request);
+        }
+        tracing::warn!(user = %session.user_id, "admin call refused: not a server admin");
+        Err(Status::permission_denied(
+            "authorization: only this server's admins (the `admins` setting) may call \
+             guildhall.admin.v1",
+        ))
+    }
+}
+
+/// The admin service.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    admin: Admin,
+}
+
+/// The admin service behind its gate, ready to add to the node's routes.
+pub fn service(
+    admin: Admin,
+    accounts: Accounts,
+) -> InterceptedService<AdminServer<AdminApi>, AdminGate> {
+    AdminServer::with_interceptor(AdminApi { admin }, AdminGate { accounts })
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// How a result reads in the audit log: `ok`, or the status code and message.
+fn outcome<T>(result: &Result<T, Status>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(status) => format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+impl AdminApi {
+    /// Records `action` on `target` by the caller of `request` with its result, and returns it.
+    async fn audited<R, T>(
+        &self,
+        request: &Request<R>,
+        action: &str,
+        target: &str,
+        result: Result<T, Error>,
+    ) -> Reply<T> {
+        let actor = caller(request)?.user_id;
+        let result = result.map_err(Status::from);
+        self.admin
+            .record(&actor, action, target, &outcome(&result))
+            .await;
+        result.map(Response::new)
+    }
+}
+
+fn token_message(t: &RegistrationTokenRecord) -> pb::RegistrationToken {
+    pb::RegistrationToken {
+        id: t.id.clone(),
+        max_uses: t.max_uses,
+        uses: t.uses,
+        created_at: timestamp(t.created_at),
+        expires_at: (t.expires_at != 0)
+            .then(|| timestamp(t.expires_at))
+            .flatten(),
+        created_by: t.created_by.clone(),
+        revoked_at: t.revoked_at.and_then(timestamp),
+        note: t.note.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for AdminApi {
+    async fn create_registration_token(
+        &self,
+        request: Request<pb::CreateRegistrationTokenRequest>,
+    ) -> Reply<pb::CreateRegistrationTokenResponse> {
+        let actor = caller(&request)?.user_id;
+        let r = request.get_ref();
+        let result = self
+            .admin
+            .create_token(&actor, r.max_uses, r.max_age_secs, &r.note)
+            .await
+            .map(|(token, record)| pb::CreateRegistrationTokenResponse {
+                token,
+                info: Some(token_message(&record)),
+            });
+        let target = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.info.as_ref())
+            .map(|i| i.id.clone())
+            .unwrap_or_default();
+        self.audited(&request, "CreateRegistrationToken", &target, result)
+            .await
+    }
+
+    async fn list_registration_tokens(
+        &self,
+        request: Request<pb::ListRegistrationTokensRequest>,
+    ) -> Reply<pb::ListRegistrationTokensResponse> {
+        let result = self
+            .admin
+            .list_tokens(request.get_ref().include_inactive)
+            .await
+            .map(|tokens| pb::ListRegistrationTokensResponse {
+                tokens: tokens.iter().map(token_message).collect(),
+            });
+        self.audited(&request, "ListRegistrationTokens", "", result)
+            .await
+    }
+
+    async fn revoke_registration_token(
+        &self,
+        request: Request<pb::RevokeRegistrationTokenRequest>,
+    ) -> Reply<pb::RegistrationToken> {
+        let id = request.get_ref().id.clone();
+        let result = self
+            .admin
+            .revoke_token(&id)
+            .await
+            .map(|t| token_message(&t));
+        self.audited(&request, "RevokeRegistrationToken", &id, result)
+            .await
+    }
+
+    /// Not itself recorded: reading the log would otherwise add to it with every page.
+    async fn list_audit_log(
+        &self,
+        request: Request<pb::ListAuditLogRequest>,
+    ) -> Reply<pb::ListAuditLogResponse> {
+        let r = request.into_inner();
+        let page = self
+            .admin
+            .audit_log(r.before_id, r.limit, &r.actor, &r.action)
+            .await?;
+        Ok(Response::new(pb::ListAuditLogResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| pb::AuditEntry {
+                    id: e.id,
+                    at: timestamp(e.at),
+                    actor: e.actor,
+                    action: e.action,
+                    target: e.target,
+                    result: e.result,
+                })
+                .collect(),
+            next_before_id: page.next_before_id,
+        }))
+    }
+}

@@ -1,0 +1,476 @@
+//! Who may register (the `registration` policy, registration tokens, invites that register) and
+//! the admin service `guildhall.admin.v1`: every method refused to non-admins with nothing
+//! changed, and every admin action recorded in the audit log. Over the network, with real gRPC
+//! clients.
+
+mod common;
+
+use common::*;
+use guildhall::accounts::registration::RegistrationPolicy;
+use guildhall::client::ClientIdentity;
+use guildhall::identity::freshness::now_ms;
+use guildhall::proto::guildhall::admin::v1 as ad;
+use guildhall::proto::guildhall::admin::v1::admin_client::AdminClient;
+use guildhall::proto::guildhall::v1 as pb;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A node with `policy` whose server admin is registered, and that admin.
+async fn node_with_admin(policy: Option<RegistrationPolicy>) -> (TestNode, TestUser) {
+    let admin = new_identity("phone");
+    let id = admin.user_id();
+    let node = TestNode::spawn_with(|c| {
+        c.admins = vec![id];
+        c.registration = policy;
+    })
+    .await;
+    // Admins register whatever the policy.
+    let admin = register_as(&node, &admin, "Admin").await;
+    (node, admin)
+}
+
+async fn admin_client(node: &TestNode) -> AdminClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(node.address())
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    AdminClient::new(channel)
+}
+
+/// `identity` asks to register with `token` (empty: none).
+async fn try_register(
+    node: &TestNode,
+    identity: &ClientIdentity,
+    token: &str,
+) -> Result<pb::RegisterResponse, tonic::Status> {
+    let mut request = identity.register_request(&node.audience(), "New", None, now_ms());
+    request.registration_token = token.to_owned();
+    node.client()
+        .await
+        .register(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// `identity` asks to join with `invite`, presenting `token` (empty: none).
+async fn try_join(
+    node: &TestNode,
+    identity: &ClientIdentity,
+    invite: &str,
+    token: &str,
+) -> Result<pb::JoinInviteResponse, tonic::Status> {
+    let mut request = identity.join_invite_request(&node.audience(), invite, "Joiner", now_ms());
+    request.registration_token = token.to_owned();
+    node.client()
+        .await
+        .join_invite(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn create_token(
+    node: &TestNode,
+    admin: &TestUser,
+    max_uses: u32,
+) -> ad::CreateRegistrationTokenResponse {
+    admin_client(node)
+        .await
+        .create_registration_token(authed(
+            &admin.token,
+            ad::CreateRegistrationTokenRequest {
+                max_uses,
+                max_age_secs: None,
+                note: "for a test".into(),
+            },
+        ))
+        .await
+        .expect("admin makes a token")
+        .into_inner()
+}
+
+async fn invite(
+    node: &TestNode,
+    who: &TestUser,
+    channel: &str,
+    allow: bool,
+) -> Result<String, tonic::Status> {
+    node.client()
+        .await
+        .generate_invite(authed(
+            &who.token,
+            pb::GenerateInviteRequest {
+                channel_id: channel.into(),
+                max_age_secs: None,
+                max_uses: None,
+                allow_registration: allow,
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().token)
+}
+
+#[tokio::test]
+async fn a_loopback_node_is_open_by_default_and_a_token_is_ignored_there() {
+    let node = TestNode::spawn().await;
+    try_register(&node, &new_identity("a"), "")
+        .await
+        .expect("open on loopback");
+    try_register(&node, &new_identity("b"), "not-a-token")
+        .await
+        .expect("an open node ignores the token");
+}
+
+#[tokio::test]
+async fn a_closed_node_registers_nobody_but_its_admins_and_their_invites() {
+    let (node, admin) = node_with_admin(Some(RegistrationPolicy::Closed)).await;
+    let stranger = new_identity("s");
+    assert_status(
+        try_register(&node, &stranger, "").await,
+        Code::PermissionDenied,
+        "registration: this server does not register new accounts (registration = \"closed\")",
+    );
+    let room = create_room(&node, &admin, "Hall").await;
+    // An ordinary invite doesn't register new people on a closed node.
+    assert_status(
+        try_join(&node, &stranger, &room.invite, "").await,
+        Code::PermissionDenied,
+        "token: this server does not register new accounts (registration = \"closed\"); this \
+         invite does not let new people register",
+    );
+    // An admin's invite made to register does.
+    let open_invite = invite(&node, &admin, &room.channel, true)
+        .await
+        .expect("admins may make invites that register");
+    try_join(&node, &stranger, &open_invite, "")
+        .await
+        .expect("the admin's invite registers");
+    let listed = node
+        .client()
+        .await
+        .list_invites(authed(
+            &admin.token,
+            pb::ListInvitesRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .invites;
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.token == open_invite && i.allows_registration)
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.token == room.invite && !i.allows_registration)
+    );
+}
+
+#[tokio::test]
+async fn only_server_admins_make_invites_that_register() {
+    let node = TestNode::spawn().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    assert_status(
+        invite(&node, &owner, &room.channel, true).await,
+        Code::PermissionDenied,
+        "allow_registration: only server admins may make invites that register new accounts",
+    );
+}
+
+#[tokio::test]
+async fn a_token_node_registers_with_a_valid_token_only() {
+    let (node, admin) = node_with_admin(Some(RegistrationPolicy::Token)).await;
+    assert_status(
+        try_register(&node, &new_identity("a"), "").await,
+        Code::PermissionDenied,
+        "registration_token: is required: this server registers new accounts only with a \
+         registration token from its admins (registration = \"token\")",
+    );
+    assert_status(
+        try_register(&node, &new_identity("a"), "0123").await,
+        Code::PermissionDenied,
+        "registration_token: no such registration token on this server",
+    );
+    let one = create_token(&node, &admin, 1).await;
+    let info = one.info.clone().expect("info");
+    assert_eq!((info.uses, info.max_uses), (0, 1));
+    assert!(info.expires_at.is_some(), "tokens expire by default");
+    try_register(&node, &new_identity("a"), &one.token)
+        .await
+        .expect("a valid token registers");
+    assert_status(
+        try_register(&node, &new_identity("b"), &one.token).await,
+        Code::FailedPrecondition,
+        "registration_token: this registration token has been used its maximum number of times",
+    );
+
+    // Joining as a new user: the same policy; a known user needs nothing.
+    let room = create_room(&node, &admin, "Hall").await;
+    let joiner = new_identity("j");
+    assert_status(
+        try_join(&node, &joiner, &room.invite, "").await,
+        Code::PermissionDenied,
+        "registration_token: is required",
+    );
+    let many = create_token(&node, &admin, 0).await;
+    try_join(&node, &joiner, &room.invite, &many.token)
+        .await
+        .expect("a token lets a new user join");
+    try_join(&node, &joiner, &room.invite, "")
+        .await
+        .expect("a known user joins without a token");
+
+    // Revoked: refused from then on, and listed only with --all.
+    let mut a = admin_client(&node).await;
+    let revoked = a
+        .revoke_registration_token(authed(
+            &admin.token,
+            ad::RevokeRegistrationTokenRequest {
+                id: many.info.expect("info").id.clone(),
+            },
+        ))
+        .await
+        .expect("revoke")
+        .into_inner();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(revoked.uses, 1, "the join spent one use");
+    assert_status(
+        try_register(&node, &new_identity("c"), &many.token).await,
+        Code::FailedPrecondition,
+        "registration_token: this registration token was revoked by a server admin",
+    );
+    let list = |all: bool| {
+        let mut a = a.clone();
+        let token = admin.token.clone();
+        async move {
+            a.list_registration_tokens(authed(
+                &token,
+                ad::ListRegistrationTokensRequest {
+                    include_inactive: all,
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner()
+            .tokens
+        }
+    };
+    assert!(list(false).await.is_empty(), "both are used up or revoked");
+    assert_eq!(list(true).await.len(), 2);
+}
+
+#[tokio::test]
+async fn every_admin_action_is_audited_with_its_result() {
+    let (node, admin) = node_with_admin(None).await;
+    let made = create_token(&node, &admin, 3).await;
+    let id = made.info.expect("info").id;
+    let mut a = admin_client(&node).await;
+    assert_status(
+        a.create_registration_token(authed(
+            &admin.token,
+            ad::CreateRegistrationTokenRequest {
+                max_uses: 2_000_000,
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        "max_uses: must be 0 (unlimited) to 1000000",
+    );
+    assert_status(
+        a.revoke_registration_token(authed(
+            &admin.token,
+            ad::RevokeRegistrationTokenRequest { id: "nope".into() },
+        ))
+        .await,
+        Code::NotFound,
+        "id: no registration token \"nope\"",
+    );
+    a.revoke_registration_token(authed(
+        &admin.token,
+        ad::RevokeRegistrationTokenRequest { id: id.clone() },
+    ))
+    .await
+    .expect("revoke");
+    let log = a
+        .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
+        .await
+        .expect("audit log")
+        .into_inner();
+    let seen: Vec<(&str, &str, &str)> = log
+        .entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[0], ("RevokeRegistrationToken", id.as_str(), "ok"));
+    assert_eq!(seen[1].0, "RevokeRegistrationToken");
+    assert!(seen[1].2.starts_with("NotFound: id:"), "{seen:?}");
+    assert_eq!(seen[2].0, "CreateRegistrationToken");
+    assert!(
+        seen[2].2.starts_with("InvalidArgument: max_uses:"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[3], ("CreateRegistrationToken", id.as_str(), "ok"));
+    assert!(
+        log.entries
+            .iter()
+            .all(|e| e.actor == admin.user.id && e.at.is_some())
+    );
+    // Paging and filters.
+    let page = a
+        .list_audit_log(authed(
+            &admin.token,
+            ad::ListAuditLogRequest {
+                limit: 3,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("page")
+        .into_inner();
+    assert_eq!(page.entries.len(), 3);
+    let rest = a
+        .list_audit_log(authed(
+            &admin.token,
+            ad::ListAuditLogRequest {
+                before_id: page.next_before_id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("next page")
+        .into_inner();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.next_before_id, 0);
+    let creates = a
+        .list_audit_log(authed(
+            &admin.token,
+            ad::ListAuditLogRequest {
+                action: "CreateRegistrationToken".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("filtered")
+        .into_inner();
+    assert_eq!(creates.entries.len(), 2);
+}
+
+/// Every method of the admin service, called by `token` with a request that an admin's call
+/// would act on.
+async fn call_every_method(
+    a: &mut AdminClient<Channel>,
+    token: &str,
+    token_id: &str,
+) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let mut results = Vec::new();
+    results.push((
+        "CreateRegistrationToken",
+        a.create_registration_token(authed(token, ad::CreateRegistrationTokenRequest::default()))
+            .await
+            .map(drop),
+    ));
+    results.push((
+        "ListRegistrationTokens",
+        a.list_registration_tokens(authed(token, ad::ListRegistrationTokensRequest::default()))
+            .await
+            .map(drop),
+    ));
+    results.push((
+        "RevokeRegistrationToken",
+        a.revoke_registration_token(authed(
+            token,
+            ad::RevokeRegistrationTokenRequest {
+                id: token_id.into(),
+            },
+        ))
+        .await
+        .map(drop),
+    ));
+    results.push((
+        "ListAuditLog",
+        a.list_audit_log(authed(token, ad::ListAuditLogRequest::default()))
+            .await
+            .map(drop),
+    ));
+    results
+}
+
+#[tokio::test]
+async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
+    let (node, admin) = node_with_admin(None).await;
+    let user = register(&node, "User").await;
+    let made = create_token(&node, &admin, 1).await;
+    let id = made.info.expect("info").id;
+    let mut a = admin_client(&node).await;
+    let audit_before = a
+        .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
+        .await
+        .expect("log")
+        .into_inner()
+        .entries;
+
+    for (method, result) in call_every_method(&mut a, &user.token, &id).await {
+        match result {
+            Err(status) => {
+                assert_eq!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "{method}: {status:?}"
+                );
+                assert!(
+                    status
+                        .message()
+                        .contains("only this server's admins (the `admins` setting)"),
+                    "{method}: {status:?}"
+                );
+            }
+            Ok(()) => panic!("{method}: a non-admin was let through"),
+        }
+    }
+    for (method, result) in call_every_method(&mut a, "not-a-session", &id).await {
+        let status = result.expect_err(method);
+        assert_eq!(status.code(), Code::Unauthenticated, "{method}: {status:?}");
+    }
+    let mut no_session = admin_client(&node).await;
+    let status = no_session
+        .list_audit_log(ad::ListAuditLogRequest::default())
+        .await
+        .expect_err("no session");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // Nothing changed: the token is live and unused, no token was made, nothing was recorded.
+    let tokens = a
+        .list_registration_tokens(authed(
+            &admin.token,
+            ad::ListRegistrationTokensRequest {
+                include_inactive: true,
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].revoked_at.is_none());
+    let audit_after = a
+        .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
+        .await
+        .expect("log")
+        .into_inner()
+        .entries;
+    // The admin's own list above is the only new entry.
+    assert_eq!(audit_after.len(), audit_before.len() + 1);
+    assert!(audit_after.iter().all(|e| e.actor == admin.user.id));
+
+    // The same calls by the admin go through.
+    for (method, result) in call_every_method(&mut a, &admin.token, &id).await {
+        result.unwrap_or_else(|s| panic!("{method} by an admin: {s:?}"));
+    }
+}
