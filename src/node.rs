@@ -408,6 +408,7 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        let admin = crate::admin::Admin::new(store.clone(), accounts.clone(), guilds.clone());
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -449,10 +450,7 @@ impl Node {
                 ProfileServiceServer::new(ProfileApi::new(harmony))
                     .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
             )
-            .add_service(crate::api::admin::service(
-                crate::admin::Admin::new(store.clone()),
-                accounts.clone(),
-            ));
+            .add_service(crate::api::admin::service(admin, accounts.clone()));
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

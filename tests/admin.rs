@@ -368,6 +368,7 @@ async fn call_every_method(
     a: &mut AdminClient<Channel>,
     token: &str,
     token_id: &str,
+    target_user: &str,
 ) -> Vec<(&'static str, Result<(), tonic::Status>)> {
     let mut results = Vec::new();
     results.push((
@@ -394,6 +395,29 @@ async fn call_every_method(
         .map(drop),
     ));
     results.push((
+        "ListUsers",
+        a.list_users(authed(token, ad::ListUsersRequest::default()))
+            .await
+            .map(drop),
+    ));
+    let user = || ad::UserRequest {
+        user_id: target_user.into(),
+    };
+    results.push(("GetUser", a.get_user(authed(token, user())).await.map(drop)));
+    // Reactivating first: an admin's pass through the table leaves the user active.
+    results.push((
+        "ReactivateUser",
+        a.reactivate_user(authed(token, user())).await.map(drop),
+    ));
+    results.push((
+        "DeactivateUser",
+        a.deactivate_user(authed(token, user())).await.map(drop),
+    ));
+    results.push((
+        "ReactivateUser",
+        a.reactivate_user(authed(token, user())).await.map(drop),
+    ));
+    results.push((
         "ListAuditLog",
         a.list_audit_log(authed(token, ad::ListAuditLogRequest::default()))
             .await
@@ -406,6 +430,7 @@ async fn call_every_method(
 async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
     let (node, admin) = node_with_admin(None).await;
     let user = register(&node, "User").await;
+    let victim = register(&node, "Victim").await;
     let made = create_token(&node, &admin, 1).await;
     let id = made.info.expect("info").id;
     let mut a = admin_client(&node).await;
@@ -416,7 +441,7 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .into_inner()
         .entries;
 
-    for (method, result) in call_every_method(&mut a, &user.token, &id).await {
+    for (method, result) in call_every_method(&mut a, &user.token, &id, &victim.user.id).await {
         match result {
             Err(status) => {
                 assert_eq!(
@@ -434,7 +459,7 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
             Ok(()) => panic!("{method}: a non-admin was let through"),
         }
     }
-    for (method, result) in call_every_method(&mut a, "not-a-session", &id).await {
+    for (method, result) in call_every_method(&mut a, "not-a-session", &id, &victim.user.id).await {
         let status = result.expect_err(method);
         assert_eq!(status.code(), Code::Unauthenticated, "{method}: {status:?}");
     }
@@ -459,6 +484,12 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .tokens;
     assert_eq!(tokens.len(), 1);
     assert!(tokens[0].revoked_at.is_none());
+    // The user the non-admin tried to deactivate still has their session.
+    node.client()
+        .await
+        .get_my_data(authed(&victim.token, pb::Empty {}))
+        .await
+        .expect("the victim's session still works");
     let audit_after = a
         .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
         .await
@@ -470,7 +501,262 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
     assert!(audit_after.iter().all(|e| e.actor == admin.user.id));
 
     // The same calls by the admin go through.
-    for (method, result) in call_every_method(&mut a, &admin.token, &id).await {
+    for (method, result) in call_every_method(&mut a, &admin.token, &id, &victim.user.id).await {
         result.unwrap_or_else(|s| panic!("{method} by an admin: {s:?}"));
     }
+}
+
+#[tokio::test]
+async fn admins_list_search_and_show_users() {
+    let (node, admin) = node_with_admin(None).await;
+    let ada = register(&node, "Ada Lovelace").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Engines").await;
+    join_room(&node, &bob, &room.invite).await;
+    let mut a = admin_client(&node).await;
+    let list = |query: &str, page_token: &str, limit: u32| {
+        let mut a = a.clone();
+        let request = authed(
+            &admin.token,
+            ad::ListUsersRequest {
+                query: query.into(),
+                page_token: page_token.into(),
+                limit,
+            },
+        );
+        async move { a.list_users(request).await.map(|r| r.into_inner()) }
+    };
+    // Paged by id: everyone exactly once.
+    let first = list("", "", 2).await.expect("page");
+    assert_eq!(first.users.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let rest = list("", &first.next_page_token, 2).await.expect("page");
+    assert_eq!(rest.users.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+    let mut ids: Vec<String> = first
+        .users
+        .iter()
+        .chain(&rest.users)
+        .map(|u| u.id.clone())
+        .collect();
+    ids.sort();
+    let mut expected = vec![
+        admin.user.id.clone(),
+        ada.user.id.clone(),
+        bob.user.id.clone(),
+    ];
+    expected.sort();
+    assert_eq!(ids, expected);
+    // Search: part of a name, any case; an id prefix.
+    let found = list("lovel", "", 0).await.expect("search");
+    assert_eq!(found.users.len(), 1);
+    assert_eq!(found.users[0].id, ada.user.id);
+    assert_eq!(found.users[0].guild_count, 1);
+    assert_eq!(found.users[0].device_count, 1);
+    assert!(found.users[0].last_seen_at.is_some());
+    assert!(!found.users[0].is_server_admin);
+    let by_id = list(&bob.user.id[..10], "", 0).await.expect("search");
+    assert!(by_id.users.iter().any(|u| u.id == bob.user.id));
+    assert_status(
+        list(&"x".repeat(101), "", 0).await,
+        Code::InvalidArgument,
+        "query: must be at most 100 characters",
+    );
+    assert_status(
+        list("", "", 1001).await,
+        Code::InvalidArgument,
+        "limit: must be 0 (default 100) to 1000",
+    );
+
+    let shown = a
+        .get_user(authed(
+            &admin.token,
+            ad::UserRequest {
+                user_id: ada.user.id.clone(),
+            },
+        ))
+        .await
+        .expect("show")
+        .into_inner();
+    assert_eq!(shown.user.as_ref().expect("user").name, "Ada Lovelace");
+    assert_eq!(shown.devices.len(), 1);
+    assert_eq!(
+        shown.devices[0].pubkey,
+        ada.identity.cert.device_key.to_hex()
+    );
+    assert_eq!(shown.guilds.len(), 1);
+    assert_eq!(shown.guilds[0].guild_id, room.guild);
+    assert!(shown.guilds[0].is_owner);
+    assert!(shown.open_sessions >= 1);
+    assert_status(
+        a.get_user(authed(
+            &admin.token,
+            ad::UserRequest {
+                user_id: "00ff".into(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        "user_id: no user \"00ff\" on this server",
+    );
+}
+
+/// The next `user_updated` about `user_id` on `stream`, skipping other events.
+async fn user_updated(
+    stream: &mut tonic::Streaming<pb::StreamResponse>,
+    user_id: &str,
+) -> pb::User {
+    for _ in 0..1000 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(pb::stream_response::Event::UserUpdated(u)) = event.event
+            && let Some(user) = u.user
+            && user.id == user_id
+        {
+            return user;
+        }
+    }
+    panic!("no user_updated for {user_id}");
+}
+
+#[tokio::test]
+async fn a_deactivated_account_loses_its_sessions_and_co_members_are_told() {
+    let (node, admin) = node_with_admin(None).await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Hall").await;
+    join_room(&node, &bob, &room.invite).await;
+    let mut events = node
+        .client()
+        .await
+        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut bobs_events = node
+        .client()
+        .await
+        .subscribe_events(authed(&bob.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut a = admin_client(&node).await;
+    let bob_id = || ad::UserRequest {
+        user_id: bob.user.id.clone(),
+    };
+
+    let details = a
+        .deactivate_user(authed(&admin.token, bob_id()))
+        .await
+        .expect("deactivate")
+        .into_inner();
+    assert!(details.user.expect("user").deactivated_at.is_some());
+    assert_eq!(details.open_sessions, 0);
+    assert!(user_updated(&mut events, &bob.user.id).await.is_deactivated);
+    // Bob's open stream hears it, then ends.
+    assert!(
+        user_updated(&mut bobs_events, &bob.user.id)
+            .await
+            .is_deactivated
+    );
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), bobs_events.message())
+        .await
+        .expect("the stream ends within the wait");
+    let status = end.expect_err("ends with a status");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().contains("deactivated by a server admin"),
+        "{status:?}"
+    );
+
+    // Sessions revoked, and none can be opened.
+    let mut c = node.client().await;
+    assert_status(
+        c.get_my_data(authed(&bob.token, pb::Empty {})).await,
+        Code::Unauthenticated,
+        "authorization: token is unknown, expired or revoked",
+    );
+    assert_status(
+        c.refresh(pb::RefreshRequest {
+            refresh_token: bob.refresh_token.clone(),
+        })
+        .await,
+        Code::Unauthenticated,
+        "refresh_token: unknown or revoked",
+    );
+    assert_status(
+        c.login(bob.identity.login_request(&node.audience(), now_ms()))
+            .await,
+        Code::FailedPrecondition,
+        "user_id: this account was deactivated by a server admin",
+    );
+    assert_status(
+        c.join_invite(bob.identity.join_invite_request(
+            &node.audience(),
+            &room.invite,
+            "Bob",
+            now_ms(),
+        ))
+        .await,
+        Code::FailedPrecondition,
+        "user_id: this account was deactivated by a server admin",
+    );
+    // Still a member: reactivating restores the account as it was.
+    assert!(
+        member_ids(&node, &ada.token, &room.guild)
+            .await
+            .contains(&bob.user.id)
+    );
+    // Deactivating twice changes nothing; admins can't be deactivated.
+    a.deactivate_user(authed(&admin.token, bob_id()))
+        .await
+        .expect("again");
+    assert_status(
+        a.deactivate_user(authed(
+            &admin.token,
+            ad::UserRequest {
+                user_id: admin.user.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        "is a server admin (the `admins` setting)",
+    );
+
+    let details = a
+        .reactivate_user(authed(&admin.token, bob_id()))
+        .await
+        .expect("reactivate")
+        .into_inner();
+    assert!(details.user.expect("user").deactivated_at.is_none());
+    assert!(!user_updated(&mut events, &bob.user.id).await.is_deactivated);
+    let login = c
+        .login(bob.identity.login_request(&node.audience(), now_ms()))
+        .await
+        .expect("a reactivated account logs in")
+        .into_inner();
+    c.get_my_data(authed(&login.token, pb::Empty {}))
+        .await
+        .expect("its new session works");
+
+    let log = a
+        .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
+        .await
+        .expect("log")
+        .into_inner()
+        .entries;
+    let actions: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(actions[0], ("ReactivateUser", "ok"));
+    assert_eq!(actions[1].0, "DeactivateUser");
+    assert!(
+        actions[1].1.starts_with("FailedPrecondition: user_id:"),
+        "{actions:?}"
+    );
+    assert_eq!(log[2].target, bob.user.id);
 }

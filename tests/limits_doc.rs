@@ -340,6 +340,20 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![n(admin::TOKENS_LIST_MAX)], SILENT),
         ),
         (
+            "admin::users::USERS_PAGE_MAX",
+            (
+                vec![
+                    u64::from(admin::users::USERS_PAGE_MAX),
+                    u64::from(admin::users::USERS_PAGE_DEFAULT),
+                ],
+                INVALID,
+            ),
+        ),
+        (
+            "admin::users::QUERY_MAX",
+            (vec![n(admin::users::QUERY_MAX)], INVALID),
+        ),
+        (
             "admin::AUDIT_PAGE_MAX",
             (
                 vec![

@@ -272,6 +272,12 @@ impl SessionCache {
         inner.map.retain(|_, s| s.device_pubkey != device_pubkey);
     }
 
+    fn forget_user(&self, user_id: &str) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.retain(|_, s| s.user_id != user_id);
+    }
+
     fn forget_family(&self, family: &[u8; 16]) {
         let mut inner = self.lock();
         inner.epoch += 1;
@@ -345,6 +351,12 @@ impl Accounts {
     /// ones went with the device).
     pub fn forget_device_sessions(&self, device_pubkey: &str) {
         self.sessions.forget_device(device_pubkey);
+    }
+
+    /// Drops every cached session of a user whose stored sessions were revoked (a deactivated
+    /// account), so none outlives the revocation.
+    pub fn forget_user_sessions(&self, user_id: &str) {
+        self.sessions.forget_user(user_id);
     }
 
     /// This node's address: the homeserver of users who register here.

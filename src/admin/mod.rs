@@ -1,11 +1,12 @@
 //! Server administration: what the node's configured admins may do through `guildhall.admin.v1`
-//! (registration tokens, the audit log; users, content and federation views come with later
-//! parts), and the audit log every admin call is recorded in.
+//! (registration tokens, users in [`users`]), and the audit log every admin call is recorded in.
 //!
 //! Who is an admin is decided once, by the adapter's gate ([`crate::api::admin`]) from the
 //! `admins` setting; the functions here take the admin's id as the actor and trust it.
 
-use crate::accounts::tokens;
+pub mod users;
+
+use crate::accounts::{Accounts, tokens};
 use crate::error::{Error, Result};
 use crate::identity::freshness::now_ms;
 use crate::store::Store;
@@ -31,6 +32,8 @@ pub const AUDIT_PAGE_MAX: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct Admin {
     store: Store,
+    accounts: Accounts,
+    guilds: crate::guilds::Guilds,
 }
 
 /// A page of the audit log.
@@ -43,9 +46,14 @@ pub struct AuditPage {
 }
 
 impl Admin {
-    /// The admin operations over the node's store.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// The admin operations over the node's store, accounts (sessions, who is an admin) and
+    /// guilds (their event log, for the events admin actions send).
+    pub fn new(store: Store, accounts: Accounts, guilds: crate::guilds::Guilds) -> Self {
+        Self {
+            store,
+            accounts,
+            guilds,
+        }
     }
 
     /// Records an admin action in the audit log and logs it at INFO. A failure to record is

@@ -46,6 +46,7 @@ impl tonic::service::Interceptor for AdminGate {
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     admin: Admin,
+    accounts: Accounts,
 }
 
 /// The admin service behind its gate, ready to add to the node's routes.
@@ -53,7 +54,13 @@ pub fn service(
     admin: Admin,
     accounts: Accounts,
 ) -> InterceptedService<AdminServer<AdminApi>, AdminGate> {
-    AdminServer::with_interceptor(AdminApi { admin }, AdminGate { accounts })
+    AdminServer::with_interceptor(
+        AdminApi {
+            admin,
+            accounts: accounts.clone(),
+        },
+        AdminGate { accounts },
+    )
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -81,6 +88,84 @@ impl AdminApi {
             .record(&actor, action, target, &outcome(&result))
             .await;
         result.map(Response::new)
+    }
+}
+
+fn user_summary(s: &crate::store::admin::UserSummary, is_admin: bool) -> pb::UserSummary {
+    let u = &s.user;
+    pb::UserSummary {
+        id: u.id.clone(),
+        name: u.display_name.clone(),
+        irc_name: u.irc_name.clone().unwrap_or_default(),
+        homeserver: u.homeserver.clone(),
+        created_at: timestamp(u.created_at),
+        last_seen_at: (s.last_seen_at != 0)
+            .then(|| timestamp(s.last_seen_at))
+            .flatten(),
+        deactivated_at: u.deactivated_at.and_then(timestamp),
+        device_count: s.devices,
+        guild_count: s.guilds,
+        is_server_admin: is_admin,
+    }
+}
+
+impl AdminApi {
+    fn user_details(&self, d: &crate::admin::users::UserDetails) -> pb::UserDetails {
+        pb::UserDetails {
+            user: Some(user_summary(
+                &d.summary,
+                self.accounts.is_admin(&d.summary.user.id),
+            )),
+            devices: d
+                .devices
+                .iter()
+                .map(|dev| pb::UserDevice {
+                    pubkey: dev.pubkey.clone(),
+                    device_id: dev.device_id.clone(),
+                    name: dev.name.clone(),
+                    last_seen_at: timestamp(dev.last_seen_at),
+                })
+                .collect(),
+            servers: d
+                .servers
+                .iter()
+                .map(|(url, added)| pb::UserServerEntry {
+                    url: url.clone(),
+                    added_at: timestamp(*added),
+                })
+                .collect(),
+            guilds: d
+                .guilds
+                .iter()
+                .map(|(id, name, is_owner, is_dm)| pb::UserGuild {
+                    guild_id: id.clone(),
+                    name: name.clone(),
+                    is_owner: *is_owner,
+                    is_dm: *is_dm,
+                })
+                .collect(),
+            open_sessions: d.open_sessions,
+        }
+    }
+
+    /// `DeactivateUser` and `ReactivateUser`.
+    async fn set_user_active(
+        &self,
+        request: Request<pb::UserRequest>,
+        active: bool,
+    ) -> Reply<pb::UserDetails> {
+        let id = request.get_ref().user_id.clone();
+        let result = self
+            .admin
+            .set_user_active(&id, active)
+            .await
+            .map(|d| self.user_details(&d));
+        let action = if active {
+            "ReactivateUser"
+        } else {
+            "DeactivateUser"
+        };
+        self.audited(&request, action, &id, result).await
     }
 }
 
@@ -152,6 +237,41 @@ impl admin_server::Admin for AdminApi {
             .map(|t| token_message(&t));
         self.audited(&request, "RevokeRegistrationToken", &id, result)
             .await
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Reply<pb::ListUsersResponse> {
+        let r = request.get_ref();
+        let result = self
+            .admin
+            .list_users(&r.query, &r.page_token, r.limit)
+            .await
+            .map(|page| pb::ListUsersResponse {
+                users: page
+                    .users
+                    .iter()
+                    .map(|u| user_summary(u, self.accounts.is_admin(&u.user.id)))
+                    .collect(),
+                next_page_token: page.next_page_token,
+            });
+        let target = r.query.clone();
+        self.audited(&request, "ListUsers", &target, result).await
+    }
+
+    async fn get_user(&self, request: Request<pb::UserRequest>) -> Reply<pb::UserDetails> {
+        let id = request.get_ref().user_id.clone();
+        let result = self.admin.user(&id).await.map(|d| self.user_details(&d));
+        self.audited(&request, "GetUser", &id, result).await
+    }
+
+    async fn deactivate_user(&self, request: Request<pb::UserRequest>) -> Reply<pb::UserDetails> {
+        self.set_user_active(request, false).await
+    }
+
+    async fn reactivate_user(&self, request: Request<pb::UserRequest>) -> Reply<pb::UserDetails> {
+        self.set_user_active(request, true).await
     }
 
     /// Not itself recorded: reading the log would otherwise add to it with every page.

@@ -1,4 +1,5 @@
-//! `guildhall admin`: server administration over `guildhall.admin.v1`, as the identity file's
+//! `guildhall admin`: server administration over `guildhall.admin.v1` (registration tokens,
+//! users, the audit log), as the identity file's
 //! saved session (which must be one of the server's `admins`; anyone else is refused by the
 //! server with `PERMISSION_DENIED`). See docs/OPERATING.md, "Server administration".
 
@@ -16,6 +17,9 @@ pub(crate) enum AdminCommand {
     /// Registration tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Users: list and search, show one, deactivate, reactivate.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Show the audit log of admin actions, newest first.
     Audit {
         #[command(flatten)]
@@ -32,6 +36,46 @@ pub(crate) enum AdminCommand {
         /// Only entries older than this id (the `next` printed after a page).
         #[arg(long, default_value_t = 0)]
         before: u64,
+    },
+}
+
+/// `admin users …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// List users by id; --query matches an id prefix or part of a name.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// An id prefix, or a part of the display or IRC name.
+        #[arg(long, default_value = "")]
+        query: String,
+        /// How many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this page token (printed after a full page).
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Show one user: devices, servers, guilds, last seen.
+    Show {
+        #[command(flatten)]
+        target: Target,
+        /// The user id (hex K_id).
+        user_id: String,
+    },
+    /// Deactivate an account: its sessions end and it can't log in until reactivated.
+    Deactivate {
+        #[command(flatten)]
+        target: Target,
+        /// The user id (hex K_id).
+        user_id: String,
+    },
+    /// Reactivate a deactivated account.
+    Reactivate {
+        #[command(flatten)]
+        target: Target,
+        /// The user id (hex K_id).
+        user_id: String,
     },
 }
 
@@ -102,8 +146,94 @@ fn print_token(t: &pb::RegistrationToken) {
     );
 }
 
+fn print_user(u: &pb::UserSummary) {
+    let mut notes = String::new();
+    if u.is_server_admin {
+        notes.push_str("  (admin)");
+    }
+    if let Some(at) = u.deactivated_at {
+        notes.push_str(&format!("  (deactivated {})", when(Some(at))));
+    }
+    println!(
+        "{}  {:?}  devices {}  guilds {}  last seen {}  home {}{notes}",
+        u.id,
+        u.name,
+        u.device_count,
+        u.guild_count,
+        when(u.last_seen_at),
+        u.homeserver
+    );
+}
+
+fn print_details(d: &pb::UserDetails) {
+    if let Some(u) = &d.user {
+        print_user(u);
+    }
+    println!("open sessions: {}", d.open_sessions);
+    for dev in &d.devices {
+        println!(
+            "device: {} {:?} {:?} last seen {}",
+            dev.pubkey,
+            dev.device_id,
+            dev.name,
+            when(dev.last_seen_at)
+        );
+    }
+    for s in &d.servers {
+        println!("server: {} (added {})", s.url, when(s.added_at));
+    }
+    for g in &d.guilds {
+        let role = match (g.is_owner, g.is_dm) {
+            (_, true) => "  (dm)",
+            (true, false) => "  (owner)",
+            _ => "",
+        };
+        println!("guild:  {}  {}{role}", g.guild_id, g.name);
+    }
+}
+
+async fn users(command: UsersCommand) -> Result<()> {
+    match command {
+        UsersCommand::List {
+            target,
+            query,
+            limit,
+            page_token,
+        } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::ListUsersRequest {
+                query,
+                page_token,
+                limit,
+            });
+            let reply = a.client.list_users(request).await?.into_inner();
+            reply.users.iter().for_each(print_user);
+            if !reply.next_page_token.is_empty() {
+                println!("next: --page-token {}", reply.next_page_token);
+            }
+        }
+        UsersCommand::Show { target, user_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::UserRequest { user_id });
+            print_details(&a.client.get_user(request).await?.into_inner());
+        }
+        UsersCommand::Deactivate { target, user_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::UserRequest { user_id });
+            print_details(&a.client.deactivate_user(request).await?.into_inner());
+        }
+        UsersCommand::Reactivate { target, user_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::UserRequest { user_id });
+            print_details(&a.client.reactivate_user(request).await?.into_inner());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(command: AdminCommand) -> Result<()> {
     match command {
+        AdminCommand::Users(command) => return users(command).await,
         AdminCommand::Tokens(TokensCommand::Create {
             target,
             max_uses,

@@ -482,6 +482,27 @@ impl Guilds {
         self.list_channels_unchecked(guild_id).await
     }
 
+    /// The `user_updated` event for `user_id`'s record as stored in `tx`, to every guild they are
+    /// in and to their own devices: what co-members' clients refresh a member from when an
+    /// account changes outside a profile edit (a server admin deactivating or reactivating it).
+    pub(crate) fn user_updated_row(
+        &self,
+        tx: &rusqlite::Connection,
+        user_id: &str,
+    ) -> std::result::Result<EventRow, StorageError> {
+        let mut scopes: Vec<String> = db::guild_ids_of(tx, user_id)?
+            .iter()
+            .map(|g| events::guild_scope(g))
+            .collect();
+        scopes.push(events::user_scope(user_id));
+        Ok(events::row(
+            scopes,
+            pb::stream_response::Event::UserUpdated(pb::UserUpdated {
+                user: Some(user_proto(tx, user_id, &self.admins)?),
+            }),
+        ))
+    }
+
     /// The store, for sibling modules.
     pub(crate) fn store(&self) -> &Store {
         &self.store

@@ -31,6 +31,8 @@ pub struct UserRecord {
     pub profile_updated_at: u64,
     /// When the user registered here (ms).
     pub created_at: u64,
+    /// When a server admin deactivated the account (ms); `None` while it is active.
+    pub deactivated_at: Option<u64>,
 }
 
 /// A user to create at registration.
@@ -103,10 +105,13 @@ pub struct ProfileChange {
 
 pub use super::moves::HomeserverMove;
 
-const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, guild_order, \
-     is_profile_synced, irc_name, homeserver, profile_updated_at, created_at";
+/// The columns [`user_from_row`] reads, in its order (unqualified: select from `users` alone).
+pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, \
+     guild_order, is_profile_synced, irc_name, homeserver, profile_updated_at, created_at, \
+     deactivated_at";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+/// A user from a row of [`USER_COLUMNS`] (further columns after them are the caller's).
+pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: row.get(0)?,
         display_name: row.get(1)?,
@@ -119,6 +124,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         homeserver: row.get(8)?,
         profile_updated_at: from_sql_int(row.get(9)?),
         created_at: from_sql_int(row.get(10)?),
+        deactivated_at: row.get::<_, Option<i64>>(11)?.map(from_sql_int),
     })
 }
 

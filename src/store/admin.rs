@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::accounts::{USER_COLUMNS, UserRecord, user_from_row};
 use super::{StorageError, from_sql_int, to_sql_int};
 
 /// A registration token as stored (without its secret).
@@ -215,6 +216,124 @@ pub fn audit_page(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A user as an admin lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user.
+    pub user: UserRecord,
+    /// The latest sign-in of any of their devices (ms), 0 for none.
+    pub last_seen_at: u64,
+    /// Their devices here.
+    pub devices: u32,
+    /// The guilds (DMs included) they are a member of here.
+    pub guilds: u32,
+}
+
+const SUMMARY_EXTRA: &str = "(SELECT max(last_seen_at) FROM devices d WHERE d.user_id = users.id), \
+     (SELECT count(*) FROM devices d WHERE d.user_id = users.id), \
+     (SELECT count(*) FROM members m WHERE m.user_id = users.id)";
+
+fn summary_row(r: &Row<'_>) -> rusqlite::Result<UserSummary> {
+    Ok(UserSummary {
+        user: user_from_row(r)?,
+        last_seen_at: r.get::<_, Option<i64>>(12)?.map_or(0, from_sql_int),
+        devices: r.get(13)?,
+        guilds: r.get(14)?,
+    })
+}
+
+/// `text` with LIKE's wildcards escaped (`\` is the escape).
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A page of users by id, after `after` (empty: from the first): those whose id starts with
+/// `query` or whose display or IRC name contains it (ASCII case ignored), everyone when `query`
+/// is empty.
+pub fn users_page(
+    c: &Connection,
+    query: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<UserSummary>, StorageError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS}, {SUMMARY_EXTRA} FROM users
+         WHERE id > ?1 AND (?2 = '' OR id LIKE ?3 ESCAPE '\\'
+                            OR display_name LIKE ?4 ESCAPE '\\' OR irc_name LIKE ?4 ESCAPE '\\')
+         ORDER BY id LIMIT ?5"
+    );
+    let escaped = like_escaped(query);
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            after,
+            query,
+            format!("{}%", escaped.to_ascii_lowercase()),
+            format!("%{escaped}%"),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        summary_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One user's summary.
+pub fn user_summary(c: &Connection, user_id: &str) -> Result<Option<UserSummary>, StorageError> {
+    let sql = format!("SELECT {USER_COLUMNS}, {SUMMARY_EXTRA} FROM users WHERE id = ?1");
+    Ok(c.query_row(&sql, [user_id], summary_row).optional()?)
+}
+
+/// A guild a user is a member of: id, name, whether they own it, whether it is a DM.
+pub type MemberGuild = (String, String, bool, bool);
+
+/// The guilds a user is a member of here, by id.
+pub fn guilds_of(c: &Connection, user_id: &str) -> Result<Vec<MemberGuild>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT g.id, g.name, g.owner_id = ?1, g.is_dm FROM members m JOIN guilds g ON g.id = m.guild_id
+         WHERE m.user_id = ?1 ORDER BY g.id",
+    )?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many unexpired access tokens a user holds.
+pub fn open_sessions(c: &Connection, user_id: &str, now: u64) -> Result<u32, StorageError> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2",
+        params![user_id, to_sql_int(now)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Deactivates (`Some(now)`) or reactivates (`None`) a user. Deactivating deletes their sessions
+/// and refresh tokens (the schema's trigger then refuses new ones). Returns whether anything
+/// changed: deactivating a deactivated user, or reactivating an active one, changes nothing.
+pub fn set_deactivated(
+    c: &Connection,
+    user_id: &str,
+    at: Option<u64>,
+) -> Result<bool, StorageError> {
+    let changed = match at {
+        Some(now) => c.execute(
+            "UPDATE users SET deactivated_at = ?2 WHERE id = ?1 AND deactivated_at IS NULL",
+            params![user_id, to_sql_int(now)],
+        )?,
+        None => c.execute(
+            "UPDATE users SET deactivated_at = NULL WHERE id = ?1 AND deactivated_at IS NOT NULL",
+            [user_id],
+        )?,
+    };
+    if at.is_some() {
+        c.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        c.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user_id])?;
+    }
+    Ok(changed > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +392,43 @@ mod tests {
         let a = audit_page(&c, 0, "a", "", 10).expect("page");
         assert_eq!(a.len(), 3);
         assert!(audit_page(&c, 0, "", "Other", 10).expect("page").is_empty());
+    }
+
+    #[test]
+    fn users_are_paged_by_id_and_searched_by_id_prefix_or_name() {
+        let c = super::super::schema::test_db();
+        for (id, name) in [("aa01", "Ada"), ("ab02", "Bob_x"), ("bb03", "Adalbert")] {
+            c.execute(
+                "INSERT INTO users (id, display_name, homeserver, profile_updated_at, created_at)
+                 VALUES (?1, ?2, 'h', 0, 0)",
+                [id, name],
+            )
+            .expect("user");
+        }
+        let ids = |page: Vec<UserSummary>| page.into_iter().map(|s| s.user.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(users_page(&c, "", "", 2).expect("page")),
+            ["aa01", "ab02"]
+        );
+        assert_eq!(ids(users_page(&c, "", "ab02", 2).expect("page")), ["bb03"]);
+        assert_eq!(
+            ids(users_page(&c, "A", "", 10).expect("page")),
+            ["aa01", "ab02", "bb03"]
+        );
+        assert_eq!(
+            ids(users_page(&c, "ada", "", 10).expect("page")),
+            ["aa01", "bb03"]
+        );
+        assert_eq!(ids(users_page(&c, "b_", "", 10).expect("page")), ["ab02"]);
+        assert_eq!(
+            ids(users_page(&c, "%", "", 10).expect("page")),
+            Vec::<String>::new()
+        );
+        assert!(set_deactivated(&c, "aa01", Some(5)).expect("deactivate"));
+        assert!(!set_deactivated(&c, "aa01", Some(6)).expect("again"));
+        let s = user_summary(&c, "aa01").expect("read").expect("exists");
+        assert_eq!(s.user.deactivated_at, Some(5));
+        assert!(set_deactivated(&c, "aa01", None).expect("reactivate"));
+        assert!(!set_deactivated(&c, "aa01", None).expect("again"));
     }
 }

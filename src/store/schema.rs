@@ -27,6 +27,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(REVOKED_KEYS_V21),
         M::up(WEBHOOK_MESSAGES_V22),
         M::up(REGISTRATION_TOKENS_V23),
+        M::up(USER_DEACTIVATION_V24),
     ])
 }
 
@@ -591,6 +592,16 @@ CREATE TABLE admin_audit (
 ) STRICT;
 CREATE INDEX admin_audit_by_actor ON admin_audit(actor, id);
 CREATE INDEX admin_audit_by_action ON admin_audit(action, id);
+"#;
+
+/// Accounts a server admin deactivated (`DeactivateUser`): while `deactivated_at` is set, no
+/// session can be opened for the user, whatever path tries (login, a join, a refresh), as with
+/// revoked devices; deactivating deletes the sessions they had.
+const USER_DEACTIVATION_V24: &str = r#"
+ALTER TABLE users ADD COLUMN deactivated_at INTEGER;         -- ms; NULL: active
+CREATE TRIGGER sessions_refuse_deactivated BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM users WHERE id = NEW.user_id AND deactivated_at IS NOT NULL)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deactivated by a server admin'); END;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
