@@ -408,7 +408,18 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
-        let admin = crate::admin::Admin::new(store.clone(), accounts.clone(), guilds.clone());
+        let admin = crate::admin::Admin::new(store.clone(), accounts.clone(), guilds.clone())
+            .with_node(crate::admin::node::NodeView {
+                server_id,
+                canonical_address: info.canonical_address.clone(),
+                peer_id: info.peer_id.clone(),
+                p2p_peers: info.p2p_peers.clone(),
+                data_dir: config.data_dir.clone(),
+                started_at: now_ms(),
+                trusted_lists: config.trusted_lists()?,
+                outbox: outbox.clone(),
+                server_events: server_events.clone(),
+            });
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,

@@ -15,6 +15,9 @@ use guildhall::proto::guildhall::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
 
+/// An address nothing listens on (port 1 refuses connections): deliveries to it stay queued.
+const DEAD_PEER: &str = "http://127.0.0.1:1";
+
 /// A node with `policy` whose server admin is registered, and that admin.
 async fn node_with_admin(policy: Option<RegistrationPolicy>) -> (TestNode, TestUser) {
     let admin = new_identity("phone");
@@ -418,6 +421,48 @@ async fn call_every_method(
         a.reactivate_user(authed(token, user())).await.map(drop),
     ));
     results.push((
+        "GetNodeStatus",
+        a.get_node_status(authed(token, ad::GetNodeStatusRequest {}))
+            .await
+            .map(drop),
+    ));
+    results.push((
+        "ListPeers",
+        a.list_peers(authed(token, ad::ListPeersRequest {}))
+            .await
+            .map(drop),
+    ));
+    results.push((
+        "ListOutbox",
+        a.list_outbox(authed(token, ad::ListOutboxRequest {}))
+            .await
+            .map(drop),
+    ));
+    let destination = || ad::OutboxDestinationRequest {
+        destination: DEAD_PEER.into(),
+    };
+    results.push((
+        "RetryOutbox",
+        a.retry_outbox(authed(token, destination())).await.map(drop),
+    ));
+    results.push((
+        "ListGossipMesh",
+        a.list_gossip_mesh(authed(token, ad::ListGossipMeshRequest {}))
+            .await
+            .map(drop),
+    ));
+    results.push((
+        "ListBanLists",
+        a.list_ban_lists(authed(token, ad::ListBanListsRequest::default()))
+            .await
+            .map(drop),
+    ));
+    // Last: an admin's pass drops the queue the others looked at.
+    results.push((
+        "DropOutbox",
+        a.drop_outbox(authed(token, destination())).await.map(drop),
+    ));
+    results.push((
         "ListAuditLog",
         a.list_audit_log(authed(token, ad::ListAuditLogRequest::default()))
             .await
@@ -432,6 +477,12 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
     let user = register(&node, "User").await;
     let victim = register(&node, "Victim").await;
     let made = create_token(&node, &admin, 1).await;
+    // Something queued for a peer that never answers, for the outbox methods to act on.
+    node.node()
+        .outbox
+        .enqueue(DEAD_PEER, "UpdateHomeServer", Vec::new())
+        .await
+        .expect("enqueue");
     let id = made.info.expect("info").id;
     let mut a = admin_client(&node).await;
     let audit_before = a
@@ -484,6 +535,8 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .tokens;
     assert_eq!(tokens.len(), 1);
     assert!(tokens[0].revoked_at.is_none());
+    // The queue the non-admin tried to drop is still there.
+    assert_eq!(node.node().outbox.stats().await.expect("stats").pending, 1);
     // The user the non-admin tried to deactivate still has their session.
     node.client()
         .await
@@ -759,4 +812,191 @@ async fn a_deactivated_account_loses_its_sessions_and_co_members_are_told() {
         "{actions:?}"
     );
     assert_eq!(log[2].target, bob.user.id);
+}
+
+#[tokio::test]
+async fn the_node_status_counts_what_the_node_holds() {
+    let (node, admin) = node_with_admin(None).await;
+    let ada = register(&node, "Ada").await;
+    create_room(&node, &ada, "Hall").await;
+    let _stream = node
+        .client()
+        .await
+        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let status = admin_client(&node)
+        .await
+        .get_node_status(authed(&admin.token, ad::GetNodeStatusRequest {}))
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(status.server_id, node.audience().to_hex());
+    assert_eq!(status.canonical_address, node.address());
+    assert_eq!((status.users, status.deactivated_users), (2, 0));
+    assert_eq!((status.guilds, status.dms), (1, 0));
+    assert!(status.channels >= 1);
+    assert_eq!(status.event_streams, 1);
+    assert!(status.database_bytes > 0);
+    assert!(status.started_at.is_some());
+    assert_eq!(status.outbox_pending, 0);
+}
+
+#[tokio::test]
+async fn admins_see_peers_the_outbox_per_destination_and_act_on_it() {
+    let (a_node, admin) = node_with_admin(None).await;
+    let b_node = TestNode::spawn().await;
+    // A pins B's key by calling it.
+    a_node.federation_client(&b_node).await;
+    let mut a = admin_client(&a_node).await;
+    let peers = a
+        .list_peers(authed(&admin.token, ad::ListPeersRequest {}))
+        .await
+        .expect("peers")
+        .into_inner()
+        .peers;
+    let b = peers
+        .iter()
+        .find(|p| p.address == b_node.address())
+        .expect("B is pinned");
+    assert_eq!(b.server_key, b_node.audience().to_hex());
+    assert!(b.pinned_at.is_some() && b.key_valid_until.is_some());
+    assert!(b.outbox.is_none(), "nothing queued for B");
+
+    a_node
+        .node()
+        .outbox
+        .enqueue(DEAD_PEER, "UpdateHomeServer", Vec::new())
+        .await
+        .expect("enqueue");
+    a_node
+        .node()
+        .outbox
+        .enqueue(DEAD_PEER, "RevokeDevice", Vec::new())
+        .await
+        .expect("enqueue");
+    a_node
+        .outbox_head_failed(std::time::Duration::from_secs(20))
+        .await;
+    let listed = a
+        .list_outbox(authed(&admin.token, ad::ListOutboxRequest {}))
+        .await
+        .expect("outbox")
+        .into_inner();
+    assert_eq!(listed.destinations.len(), 1);
+    let queue = &listed.destinations[0];
+    assert_eq!(queue.destination, DEAD_PEER);
+    assert_eq!(queue.depth, 2);
+    assert_eq!(queue.head_method, "UpdateHomeServer");
+    assert!(queue.head_attempts >= 1);
+    assert!(!queue.last_error.is_empty(), "{queue:?}");
+
+    let dest = |d: &str| {
+        authed(
+            &admin.token,
+            ad::OutboxDestinationRequest {
+                destination: d.into(),
+            },
+        )
+    };
+    let retried = a
+        .retry_outbox(dest(DEAD_PEER))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(retried.depth, 2);
+    assert_status(
+        a.retry_outbox(dest("http://nowhere.example")).await,
+        Code::NotFound,
+        "destination: nothing is queued for \"http://nowhere.example\"",
+    );
+    assert_status(
+        a.drop_outbox(dest("")).await,
+        Code::InvalidArgument,
+        "destination: is required",
+    );
+    let dropped = a
+        .drop_outbox(dest(DEAD_PEER))
+        .await
+        .expect("drop")
+        .into_inner();
+    assert_eq!(dropped.dropped, 2);
+    let after = a
+        .list_outbox(authed(&admin.token, ad::ListOutboxRequest {}))
+        .await
+        .expect("outbox")
+        .into_inner();
+    assert!(after.destinations.is_empty());
+    assert_eq!(after.failed, 2, "dropped deliveries are kept as given up");
+    let failed = a_node.node().outbox.failed(10).await.expect("failed");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.reason == format!("dropped by server admin {}", admin.user.id))
+    );
+    assert_status(
+        a.drop_outbox(dest(DEAD_PEER)).await,
+        Code::NotFound,
+        "destination: nothing is queued",
+    );
+}
+
+#[tokio::test]
+async fn admins_see_the_gossip_mesh_and_the_ban_lists() {
+    let other = guildhall::identity::SecretKey::generate().public();
+    let admin_id = new_identity("phone");
+    let id = admin_id.user_id();
+    let trusted = other.to_hex();
+    let a_node = TestNode::spawn_with(|c| {
+        c.admins = vec![id];
+        c.trusted_ban_lists = vec![guildhall::config::TrustedBanList {
+            server: trusted.clone(),
+            guild: Some("777".into()),
+        }];
+    })
+    .await;
+    let admin = register_as(&a_node, &admin_id, "Admin").await;
+    let b_node = TestNode::spawn().await;
+    meet(&a_node, &b_node).await;
+    let kind = a_node.node().server_events.kinds()[0].clone();
+    a_node.meshed(&kind).await;
+    let mut a = admin_client(&a_node).await;
+    let mesh = a
+        .list_gossip_mesh(authed(&admin.token, ad::ListGossipMeshRequest {}))
+        .await
+        .expect("mesh")
+        .into_inner();
+    assert!(mesh.connected_peers >= 1);
+    let topic = mesh.topics.iter().find(|t| t.kind == kind).expect("topic");
+    assert!(
+        topic.peer_ids.contains(&b_node.node().info.peer_id),
+        "{topic:?}"
+    );
+
+    let lists = a
+        .list_ban_lists(authed(&admin.token, ad::ListBanListsRequest::default()))
+        .await
+        .expect("ban lists")
+        .into_inner();
+    assert_eq!(lists.trusted.len(), 2);
+    assert!(lists.trusted[0].own);
+    assert_eq!(lists.trusted[0].server, a_node.audience().to_hex());
+    assert_eq!(lists.trusted[1].server, other.to_hex());
+    assert_eq!(lists.trusted[1].guild, "777");
+    assert!(lists.held.is_empty());
+    assert_eq!(lists.total, 0);
+    assert_status(
+        a.list_ban_lists(authed(
+            &admin.token,
+            ad::ListBanListsRequest {
+                limit: 1001,
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        "limit: must be 0 (default 100) to 1000",
+    );
 }

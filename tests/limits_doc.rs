@@ -354,6 +354,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![n(admin::users::QUERY_MAX)], INVALID),
         ),
         (
+            "admin::node::DESTINATION_MAX",
+            (vec![n(admin::node::DESTINATION_MAX)], INVALID),
+        ),
+        (
             "admin::AUDIT_PAGE_MAX",
             (
                 vec![

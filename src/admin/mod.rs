@@ -1,9 +1,11 @@
 //! Server administration: what the node's configured admins may do through `guildhall.admin.v1`
-//! (registration tokens, users in [`users`]), and the audit log every admin call is recorded in.
+//! (registration tokens, users in [`users`], the node's status and federation in [`node`]), and
+//! the audit log every admin call is recorded in.
 //!
 //! Who is an admin is decided once, by the adapter's gate ([`crate::api::admin`]) from the
 //! `admins` setting; the functions here take the admin's id as the actor and trust it.
 
+pub mod node;
 pub mod users;
 
 use crate::accounts::{Accounts, tokens};
@@ -34,6 +36,7 @@ pub struct Admin {
     store: Store,
     accounts: Accounts,
     guilds: crate::guilds::Guilds,
+    node: Option<node::NodeView>,
 }
 
 /// A page of the audit log.
@@ -53,6 +56,7 @@ impl Admin {
             store,
             accounts,
             guilds,
+            node: None,
         }
     }
 

@@ -169,6 +169,44 @@ impl AdminApi {
     }
 }
 
+fn outbox_message(q: &crate::store::outbox::DestinationQueue) -> pb::OutboxDestination {
+    pb::OutboxDestination {
+        destination: q.destination.clone(),
+        depth: q.depth,
+        oldest_created_at: timestamp(q.oldest_created_at),
+        head_method: q.head_method.clone(),
+        head_attempts: q.head_attempts,
+        next_attempt_at: timestamp(q.next_attempt_at),
+        last_error: q.last_error.clone().unwrap_or_default(),
+    }
+}
+
+fn status_message(s: &crate::admin::node::NodeStatus) -> pb::NodeStatus {
+    pb::NodeStatus {
+        version: s.version.to_owned(),
+        started_at: timestamp(s.started_at),
+        uptime_secs: s.now.saturating_sub(s.started_at) / 1000,
+        server_id: s.server_id.to_hex(),
+        canonical_address: s.canonical_address.clone(),
+        peer_id: s.peer_id.clone(),
+        database_bytes: s.database_bytes,
+        media_bytes: s.media_bytes,
+        users: s.counts.users,
+        deactivated_users: s.counts.deactivated_users,
+        guilds: s.counts.guilds,
+        dms: s.counts.dms,
+        channels: s.counts.channels,
+        messages: s.counts.messages,
+        files: s.counts.files,
+        event_streams: s.event_streams,
+        p2p_peers: s.p2p_peers,
+        federation_peers: s.counts.peers,
+        outbox_pending: s.outbox.pending,
+        outbox_destinations: s.outbox.destinations,
+        outbox_failed: s.outbox.failed,
+    }
+}
+
 fn token_message(t: &RegistrationTokenRecord) -> pb::RegistrationToken {
     pb::RegistrationToken {
         id: t.id.clone(),
@@ -272,6 +310,128 @@ impl admin_server::Admin for AdminApi {
 
     async fn reactivate_user(&self, request: Request<pb::UserRequest>) -> Reply<pb::UserDetails> {
         self.set_user_active(request, true).await
+    }
+
+    async fn get_node_status(
+        &self,
+        request: Request<pb::GetNodeStatusRequest>,
+    ) -> Reply<pb::NodeStatus> {
+        let result = self.admin.status().await.map(|s| status_message(&s));
+        self.audited(&request, "GetNodeStatus", "", result).await
+    }
+
+    async fn list_peers(
+        &self,
+        request: Request<pb::ListPeersRequest>,
+    ) -> Reply<pb::ListPeersResponse> {
+        let result = self.admin.peers().await.map(|peers| pb::ListPeersResponse {
+            peers: peers
+                .iter()
+                .map(|(p, queue)| pb::Peer {
+                    address: p.address.clone(),
+                    server_key: hex::encode(p.server_key),
+                    key_valid_until: timestamp(p.key_valid_until),
+                    peer_id: p.peer_id.clone(),
+                    pinned_at: timestamp(p.pinned_at),
+                    key_changed_at: timestamp(p.key_changed_at),
+                    last_seen_at: (p.last_seen_at != 0)
+                        .then(|| timestamp(p.last_seen_at))
+                        .flatten(),
+                    outbox: queue.as_ref().map(outbox_message),
+                })
+                .collect(),
+        });
+        self.audited(&request, "ListPeers", "", result).await
+    }
+
+    async fn list_outbox(
+        &self,
+        request: Request<pb::ListOutboxRequest>,
+    ) -> Reply<pb::ListOutboxResponse> {
+        let result = self
+            .admin
+            .outbox()
+            .await
+            .map(|(queues, stats)| pb::ListOutboxResponse {
+                destinations: queues.iter().map(outbox_message).collect(),
+                failed: stats.failed,
+            });
+        self.audited(&request, "ListOutbox", "", result).await
+    }
+
+    async fn retry_outbox(
+        &self,
+        request: Request<pb::OutboxDestinationRequest>,
+    ) -> Reply<pb::OutboxDestination> {
+        let destination = request.get_ref().destination.clone();
+        let result = self
+            .admin
+            .retry_outbox(&destination)
+            .await
+            .map(|q| outbox_message(&q));
+        self.audited(&request, "RetryOutbox", &destination, result)
+            .await
+    }
+
+    async fn drop_outbox(
+        &self,
+        request: Request<pb::OutboxDestinationRequest>,
+    ) -> Reply<pb::DropOutboxResponse> {
+        let actor = caller(&request)?.user_id;
+        let destination = request.get_ref().destination.clone();
+        let result = self
+            .admin
+            .drop_outbox(&actor, &destination)
+            .await
+            .map(|dropped| pb::DropOutboxResponse { dropped });
+        self.audited(&request, "DropOutbox", &destination, result)
+            .await
+    }
+
+    async fn list_gossip_mesh(
+        &self,
+        request: Request<pb::ListGossipMeshRequest>,
+    ) -> Reply<pb::ListGossipMeshResponse> {
+        let result = self
+            .admin
+            .gossip_mesh()
+            .await
+            .map(|(meshes, connected_peers)| pb::ListGossipMeshResponse {
+                topics: meshes
+                    .into_iter()
+                    .map(|m| pb::GossipTopic {
+                        kind: m.kind,
+                        peer_ids: m.peers,
+                    })
+                    .collect(),
+                connected_peers,
+            });
+        self.audited(&request, "ListGossipMesh", "", result).await
+    }
+
+    async fn list_ban_lists(
+        &self,
+        request: Request<pb::ListBanListsRequest>,
+    ) -> Reply<pb::ListBanListsResponse> {
+        let r = request.get_ref();
+        let result = self
+            .admin
+            .ban_lists(r.advisories_only, r.limit, r.offset)
+            .await
+            .map(|(lists, held, total)| pb::ListBanListsResponse {
+                trusted: lists
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| pb::TrustedBanList {
+                        server: l.server.to_hex(),
+                        guild: l.guild.clone().unwrap_or_default(),
+                        own: i == 0,
+                    })
+                    .collect(),
+                held: held.iter().map(crate::api::convert::held_ban).collect(),
+                total,
+            });
+        self.audited(&request, "ListBanLists", "", result).await
     }
 
     /// Not itself recorded: reading the log would otherwise add to it with every page.

@@ -20,6 +20,38 @@ pub(crate) enum AdminCommand {
     /// Users: list and search, show one, deactivate, reactivate.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The node's status: version, uptime, data size, counts, streams, peers.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Pinned federation peers: keys, last contact, outbox queue.
+    Peers {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The federation outbox per destination; retry one now, or drop its queue.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// The gossip mesh: per server-event kind, the peers in this node's mesh.
+    Mesh {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The ban lists this node enforces, and the bans it holds from lists.
+    BanLists {
+        #[command(flatten)]
+        target: Target,
+        /// Only held bans not applied here (advisories).
+        #[arg(long)]
+        advisories: bool,
+        /// How many held bans (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i32,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: i32,
+    },
     /// Show the audit log of admin actions, newest first.
     Audit {
         #[command(flatten)]
@@ -36,6 +68,30 @@ pub(crate) enum AdminCommand {
         /// Only entries older than this id (the `next` printed after a page).
         #[arg(long, default_value_t = 0)]
         before: u64,
+    },
+}
+
+/// `admin outbox …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCommand {
+    /// Each destination's queue: depth, oldest, the head's last error.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make everything queued for a destination due now.
+    Retry {
+        #[command(flatten)]
+        target: Target,
+        /// The destination's address, as `list` shows it.
+        destination: String,
+    },
+    /// Give up everything queued for a destination.
+    Drop {
+        #[command(flatten)]
+        target: Target,
+        /// The destination's address, as `list` shows it.
+        destination: String,
     },
 }
 
@@ -231,9 +287,163 @@ async fn users(command: UsersCommand) -> Result<()> {
     Ok(())
 }
 
+fn print_queue(q: &pb::OutboxDestination) {
+    let error = if q.last_error.is_empty() {
+        String::new()
+    } else {
+        format!("  last error: {}", q.last_error)
+    };
+    println!(
+        "{}  depth {}  oldest {}  head {} (attempts {}, next {}){error}",
+        q.destination,
+        q.depth,
+        when(q.oldest_created_at),
+        q.head_method,
+        q.head_attempts,
+        when(q.next_attempt_at)
+    );
+}
+
+async fn outbox(command: OutboxCommand) -> Result<()> {
+    match command {
+        OutboxCommand::List { target } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::ListOutboxRequest {});
+            let reply = a.client.list_outbox(request).await?.into_inner();
+            reply.destinations.iter().for_each(print_queue);
+            println!("given up so far: {}", reply.failed);
+        }
+        OutboxCommand::Retry {
+            target,
+            destination,
+        } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a
+                .session
+                .authed(pb::OutboxDestinationRequest { destination });
+            print_queue(&a.client.retry_outbox(request).await?.into_inner());
+        }
+        OutboxCommand::Drop {
+            target,
+            destination,
+        } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a
+                .session
+                .authed(pb::OutboxDestinationRequest { destination });
+            let dropped = a.client.drop_outbox(request).await?.into_inner().dropped;
+            println!("dropped {dropped}");
+        }
+    }
+    Ok(())
+}
+
+async fn node(command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::Status { target } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::GetNodeStatusRequest {});
+            let s = a.client.get_node_status(request).await?.into_inner();
+            println!("version:   {}", s.version);
+            println!("server id: {}", s.server_id);
+            println!("address:   {}", s.canonical_address);
+            println!("peer id:   {}", s.peer_id);
+            println!("started:   {} (up {} s)", when(s.started_at), s.uptime_secs);
+            println!(
+                "data:      database {} bytes, media {} bytes",
+                s.database_bytes, s.media_bytes
+            );
+            println!(
+                "users:     {} ({} deactivated); guilds {}, dms {}, channels {}, messages {}, files {}",
+                s.users, s.deactivated_users, s.guilds, s.dms, s.channels, s.messages, s.files
+            );
+            println!("streams:   {} open", s.event_streams);
+            println!(
+                "peers:     {} connected (p2p), {} pinned",
+                s.p2p_peers, s.federation_peers
+            );
+            println!(
+                "outbox:    {} pending for {} destinations, {} given up",
+                s.outbox_pending, s.outbox_destinations, s.outbox_failed
+            );
+        }
+        AdminCommand::Peers { target } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::ListPeersRequest {});
+            for p in a.client.list_peers(request).await?.into_inner().peers {
+                println!(
+                    "{}  key {}  valid until {}  last contact {}",
+                    p.address,
+                    p.server_key,
+                    when(p.key_valid_until),
+                    when(p.last_seen_at)
+                );
+                if let Some(q) = &p.outbox {
+                    print!("  outbox: ");
+                    print_queue(q);
+                }
+            }
+        }
+        AdminCommand::Mesh { target } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::ListGossipMeshRequest {});
+            let reply = a.client.list_gossip_mesh(request).await?.into_inner();
+            println!("connected peers: {}", reply.connected_peers);
+            for t in reply.topics {
+                println!("{}: {}", t.kind, t.peer_ids.join(" "));
+            }
+        }
+        AdminCommand::BanLists {
+            target,
+            advisories,
+            limit,
+            offset,
+        } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::ListBanListsRequest {
+                advisories_only: advisories,
+                limit,
+                offset,
+            });
+            let reply = a.client.list_ban_lists(request).await?.into_inner();
+            for l in &reply.trusted {
+                let what = match (l.own, l.guild.is_empty()) {
+                    (true, _) => "this node's moderation list".to_owned(),
+                    (false, true) => "moderation list".to_owned(),
+                    (false, false) => format!("guild {}", l.guild),
+                };
+                println!("trusted: {}  {what}", l.server);
+            }
+            for b in &reply.held {
+                println!(
+                    "held:    {} {} from {}{}  {}  {:?}",
+                    b.user_id,
+                    if b.banned { "banned" } else { "lifted" },
+                    b.origin_server_id,
+                    if b.guild_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" guild {}", b.guild_id)
+                    },
+                    if b.applied { "applied" } else { "advisory" },
+                    b.reason
+                );
+            }
+            println!("held total: {}", reply.total);
+        }
+        _ => unreachable!("node() is called with the node commands only"),
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::Users(command) => return users(command).await,
+        AdminCommand::Outbox(command) => return outbox(command).await,
+        command @ (AdminCommand::Status { .. }
+        | AdminCommand::Peers { .. }
+        | AdminCommand::Mesh { .. }
+        | AdminCommand::BanLists { .. }) => return node(command).await,
         AdminCommand::Tokens(TokensCommand::Create {
             target,
             max_uses,

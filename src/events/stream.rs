@@ -80,6 +80,11 @@ impl OpenStreams {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many streams are open now, all users together (the node's status).
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     /// How many streams `user_id` has open now.
     pub fn count(&self, user_id: &str) -> usize {
         self.lock().get(user_id).copied().unwrap_or(0)

@@ -334,6 +334,55 @@ pub fn set_deactivated(
     Ok(changed > 0)
 }
 
+/// What the node holds, counted for `GetNodeStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeCounts {
+    /// Users (this node's and members from other servers).
+    pub users: u64,
+    /// Of them, deactivated.
+    pub deactivated_users: u64,
+    /// Guilds, DMs not counted.
+    pub guilds: u64,
+    /// DMs.
+    pub dms: u64,
+    /// Channels and threads.
+    pub channels: u64,
+    /// Stored messages.
+    pub messages: u64,
+    /// Uploaded files (thumbnails included).
+    pub files: u64,
+    /// Pinned federation peers.
+    pub peers: u64,
+}
+
+/// Counts every kind of thing [`NodeCounts`] names, in one read.
+pub fn counts(c: &Connection) -> Result<NodeCounts, StorageError> {
+    Ok(c.query_row(
+        "SELECT (SELECT count(*) FROM users),
+                (SELECT count(*) FROM users WHERE deactivated_at IS NOT NULL),
+                (SELECT count(*) FROM guilds WHERE is_dm = 0),
+                (SELECT count(*) FROM guilds WHERE is_dm = 1),
+                (SELECT count(*) FROM channels),
+                (SELECT count(*) FROM messages),
+                (SELECT count(*) FROM media_files),
+                (SELECT count(*) FROM federation_peers)",
+        [],
+        |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(from_sql_int);
+            Ok(NodeCounts {
+                users: n(0)?,
+                deactivated_users: n(1)?,
+                guilds: n(2)?,
+                dms: n(3)?,
+                channels: n(4)?,
+                messages: n(5)?,
+                files: n(6)?,
+                peers: n(7)?,
+            })
+        },
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
