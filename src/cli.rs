@@ -458,6 +458,12 @@ pub(crate) fn describe(event: Option<Event>) -> String {
         Some(Event::MemberJoined(j)) => {
             format!("member_joined guild={} {}", j.guild_id, user(j.user))
         }
+        Some(Event::ChannelDeleted(c)) => {
+            format!(
+                "channel_deleted guild={} channel={}",
+                c.guild_id, c.channel_id
+            )
+        }
         Some(Event::MemberRemoved(r)) => {
             format!("member_removed guild={} user={}", r.guild_id, r.user_id)
         }

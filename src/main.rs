@@ -123,8 +123,8 @@ enum Command {
     /// Link a new device to your identity through the server's mailbox.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
-    /// Server administration (server admins only): registration tokens, users, node status,
-    /// federation, the audit log.
+    /// Server administration (server admins only): registration tokens, users, content, node
+    /// status, federation, the audit log.
     #[command(subcommand)]
     Admin(cli::admin::AdminCommand),
     /// Print live events, one per line, until Ctrl-C.

@@ -419,6 +419,10 @@ impl Node {
                 trusted_lists: config.trusted_lists()?,
                 outbox: outbox.clone(),
                 server_events: server_events.clone(),
+            })
+            .with_content(crate::admin::content::ContentView {
+                messages: crate::messages::Messages::new(guilds.clone(), limits.clone()),
+                media: media.clone(),
             });
         let api = GuildHallApi::new(
             accounts.clone(),

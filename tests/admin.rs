@@ -15,6 +15,76 @@ use guildhall::proto::guildhall::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
 
+/// Uploads `data` as a text file in one chunk.
+async fn upload_text(node: &TestNode, who: &TestUser, data: &[u8]) -> pb::UploadMediaResponse {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(data));
+    let mut c = node.client().await;
+    let token = c
+        .initiate_media_upload(authed(&who.token, pb::InitiateMediaUploadRequest {}))
+        .await
+        .expect("initiate")
+        .into_inner()
+        .upload_token;
+    c.upload_begin(authed(
+        &who.token,
+        pb::UploadBeginRequest {
+            upload_token: token.clone(),
+            filename: "note.txt".into(),
+            mime_type: "text/plain".into(),
+            total_size: data.len() as u64,
+            chunk_size: 64 * 1024,
+        },
+    ))
+    .await
+    .expect("begin");
+    c.upload_chunk(authed(
+        &who.token,
+        pb::UploadChunkRequest {
+            upload_token: token.clone(),
+            chunk_index: 0,
+            data: data.to_vec(),
+            sha256: sha.clone(),
+        },
+    ))
+    .await
+    .expect("chunk");
+    c.upload_finish(authed(
+        &who.token,
+        pb::UploadFinishRequest {
+            upload_token: token,
+            sha256: sha,
+        },
+    ))
+    .await
+    .expect("finish")
+    .into_inner()
+}
+
+/// The HTTP status of a GET of `url`'s path on the node's port.
+async fn http_get(node: &TestNode, url: &str) -> u16 {
+    use http_body_util::Empty;
+    let path = &url[url.find("/media/").expect("media url")..];
+    let stream = tokio::net::TcpStream::connect(node.node().grpc_addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+    sender
+        .send_request(request)
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
 /// An address nothing listens on (port 1 refuses connections): deliveries to it stay queued.
 const DEAD_PEER: &str = "http://127.0.0.1:1";
 
@@ -367,12 +437,22 @@ async fn every_admin_action_is_audited_with_its_result() {
 
 /// Every method of the admin service, called by `token` with a request that an admin's call
 /// would act on.
+/// What the refusal table's calls name: things that exist, so an admin's calls act on them.
+struct Targets {
+    token_id: String,
+    user: String,
+    guild: String,
+    channel: String,
+    message: String,
+    file: String,
+}
+
 async fn call_every_method(
     a: &mut AdminClient<Channel>,
     token: &str,
-    token_id: &str,
-    target_user: &str,
+    t: &Targets,
 ) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let (token_id, target_user) = (t.token_id.as_str(), t.user.as_str());
     let mut results = Vec::new();
     results.push((
         "CreateRegistrationToken",
@@ -419,6 +499,52 @@ async fn call_every_method(
     results.push((
         "ReactivateUser",
         a.reactivate_user(authed(token, user())).await.map(drop),
+    ));
+    // Content: the message and the file first, the channel, then the guild.
+    results.push((
+        "DeleteMessage",
+        a.delete_message(authed(
+            token,
+            ad::DeleteMessageRequest {
+                channel_id: t.channel.clone(),
+                message_id: t.message.clone(),
+            },
+        ))
+        .await
+        .map(drop),
+    ));
+    results.push((
+        "QuarantineFile",
+        a.quarantine_file(authed(
+            token,
+            ad::QuarantineFileRequest {
+                file_id: t.file.clone(),
+            },
+        ))
+        .await
+        .map(drop),
+    ));
+    results.push((
+        "DeleteChannel",
+        a.delete_channel(authed(
+            token,
+            ad::DeleteChannelRequest {
+                channel_id: t.channel.clone(),
+            },
+        ))
+        .await
+        .map(drop),
+    ));
+    results.push((
+        "DeleteGuild",
+        a.delete_guild(authed(
+            token,
+            ad::DeleteGuildRequest {
+                guild_id: t.guild.clone(),
+            },
+        ))
+        .await
+        .map(drop),
     ));
     results.push((
         "GetNodeStatus",
@@ -484,6 +610,17 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .await
         .expect("enqueue");
     let id = made.info.expect("info").id;
+    let room = create_room(&node, &victim, "Hall").await;
+    let message = send_text(&node, &victim.token, &room.channel, "hello").await;
+    let file = upload_text(&node, &victim, b"some bytes").await;
+    let targets = Targets {
+        token_id: id.clone(),
+        user: victim.user.id.clone(),
+        guild: room.guild.clone(),
+        channel: room.channel.clone(),
+        message: message.id.clone(),
+        file: file.file_id.clone(),
+    };
     let mut a = admin_client(&node).await;
     let audit_before = a
         .list_audit_log(authed(&admin.token, ad::ListAuditLogRequest::default()))
@@ -492,7 +629,7 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .into_inner()
         .entries;
 
-    for (method, result) in call_every_method(&mut a, &user.token, &id, &victim.user.id).await {
+    for (method, result) in call_every_method(&mut a, &user.token, &targets).await {
         match result {
             Err(status) => {
                 assert_eq!(
@@ -510,7 +647,7 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
             Ok(()) => panic!("{method}: a non-admin was let through"),
         }
     }
-    for (method, result) in call_every_method(&mut a, "not-a-session", &id, &victim.user.id).await {
+    for (method, result) in call_every_method(&mut a, "not-a-session", &targets).await {
         let status = result.expect_err(method);
         assert_eq!(status.code(), Code::Unauthenticated, "{method}: {status:?}");
     }
@@ -537,6 +674,23 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
     assert!(tokens[0].revoked_at.is_none());
     // The queue the non-admin tried to drop is still there.
     assert_eq!(node.node().outbox.stats().await.expect("stats").pending, 1);
+    // The message, the file, the channel and the guild are all still there.
+    let history = node
+        .client()
+        .await
+        .get_history(authed(
+            &victim.token,
+            pb::GetHistoryRequest {
+                channel_id: room.channel.clone(),
+                limit: 10,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner();
+    assert!(history.messages.iter().any(|m| m.id == message.id));
+    assert_eq!(http_get(&node, &file.public_url).await, 200);
     // The user the non-admin tried to deactivate still has their session.
     node.client()
         .await
@@ -554,7 +708,7 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
     assert!(audit_after.iter().all(|e| e.actor == admin.user.id));
 
     // The same calls by the admin go through.
-    for (method, result) in call_every_method(&mut a, &admin.token, &id, &victim.user.id).await {
+    for (method, result) in call_every_method(&mut a, &admin.token, &targets).await {
         result.unwrap_or_else(|s| panic!("{method} by an admin: {s:?}"));
     }
 }
@@ -998,5 +1152,190 @@ async fn admins_see_the_gossip_mesh_and_the_ban_lists() {
         .await,
         Code::InvalidArgument,
         "limit: must be 0 (default 100) to 1000",
+    );
+}
+
+/// The next event on `stream` that `pick` recognises.
+async fn next_matching<T>(
+    stream: &mut tonic::Streaming<pb::StreamResponse>,
+    pick: impl Fn(&pb::stream_response::Event) -> Option<T>,
+) -> T {
+    for _ in 0..1000 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(found) = event.event.as_ref().and_then(&pick) {
+            return found;
+        }
+    }
+    panic!("no such event");
+}
+
+#[tokio::test]
+async fn admins_delete_content_with_the_events_clients_expect() {
+    use pb::stream_response::Event;
+    let (node, admin) = node_with_admin(None).await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Hall").await;
+    join_room(&node, &bob, &room.invite).await;
+    let mut c = node.client().await;
+    let side = c
+        .create_channel(authed(
+            &ada.token,
+            pb::CreateChannelRequest {
+                guild_id: room.guild.clone(),
+                name: "side".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("channel")
+        .into_inner();
+    let message = send_text(&node, &bob.token, &room.channel, "spam").await;
+    let mut events = c
+        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut bobs_events = c
+        .subscribe_events(authed(&bob.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut a = admin_client(&node).await;
+
+    // A message: the admin is no member of the guild; the guild hears message_deleted.
+    a.delete_message(authed(
+        &admin.token,
+        ad::DeleteMessageRequest {
+            channel_id: room.channel.clone(),
+            message_id: message.id.clone(),
+        },
+    ))
+    .await
+    .expect("delete message");
+    let deleted = next_matching(&mut events, |e| match e {
+        Event::MessageDeleted(d) => Some(d.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(deleted.channel_id, room.channel);
+    assert_eq!(deleted.message_id, message.id);
+    assert_status(
+        a.delete_message(authed(
+            &admin.token,
+            ad::DeleteMessageRequest {
+                channel_id: room.channel.clone(),
+                message_id: message.id.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        "message_id: no such message in this channel",
+    );
+
+    // A channel: channel_deleted, and it is gone from the list.
+    let reply = a
+        .delete_channel(authed(
+            &admin.token,
+            ad::DeleteChannelRequest {
+                channel_id: side.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete channel")
+        .into_inner();
+    assert_eq!(reply.deleted_channel_ids, vec![side.id.clone()]);
+    let gone = next_matching(&mut events, |e| match e {
+        Event::ChannelDeleted(d) => Some(d.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gone.guild_id, room.guild);
+    assert_eq!(gone.channel_id, side.id);
+    let channels = c
+        .list_channels(authed(
+            &ada.token,
+            pb::ListChannelsRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels;
+    assert!(channels.iter().all(|ch| ch.id != side.id));
+
+    // The guild: every member is removed (member_removed, as a kick), then it is gone.
+    let reply = a
+        .delete_guild(authed(
+            &admin.token,
+            ad::DeleteGuildRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("delete guild")
+        .into_inner();
+    assert_eq!(reply.members_removed, 2);
+    // Each member hears their own removal (a removed member hears nothing of the guild after).
+    for (stream, who) in [(&mut events, &ada), (&mut bobs_events, &bob)] {
+        let removed = next_matching(stream, |e| match e {
+            Event::MemberRemoved(r) if r.user_id == who.user.id => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(removed.guild_id, room.guild);
+    }
+    let guilds = c
+        .list_guilds(authed(&bob.token, pb::ListGuildsRequest {}))
+        .await
+        .expect("guilds")
+        .into_inner()
+        .guilds;
+    assert!(guilds.is_empty());
+    assert_status(
+        a.delete_guild(authed(
+            &admin.token,
+            ad::DeleteGuildRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        "guild_id: no guild",
+    );
+}
+
+#[tokio::test]
+async fn a_quarantined_file_is_no_longer_served() {
+    let (node, admin) = node_with_admin(None).await;
+    let ada = register(&node, "Ada").await;
+    let file = upload_text(&node, &ada, b"the same bytes").await;
+    let again = upload_text(&node, &ada, b"the same bytes").await;
+    assert_eq!(http_get(&node, &file.public_url).await, 200);
+    let mut a = admin_client(&node).await;
+    let quarantine = |id: &str| {
+        authed(
+            &admin.token,
+            ad::QuarantineFileRequest { file_id: id.into() },
+        )
+    };
+    let reply = a
+        .quarantine_file(quarantine(&file.file_id))
+        .await
+        .expect("quarantine")
+        .into_inner();
+    assert_eq!(reply.blobs_quarantined, 1);
+    assert_eq!(http_get(&node, &file.public_url).await, 404);
+    // The same bytes under another id are not served either.
+    assert_eq!(http_get(&node, &again.public_url).await, 404);
+    assert_status(
+        a.quarantine_file(quarantine(&file.file_id)).await,
+        Code::NotFound,
+        "file_id: no file",
     );
 }

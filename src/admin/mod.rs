@@ -1,10 +1,11 @@
 //! Server administration: what the node's configured admins may do through `guildhall.admin.v1`
-//! (registration tokens, users in [`users`], the node's status and federation in [`node`]), and
-//! the audit log every admin call is recorded in.
+//! (registration tokens, users in [`users`], the node's status and federation in [`node`],
+//! content in [`content`]), and the audit log every admin call is recorded in.
 //!
 //! Who is an admin is decided once, by the adapter's gate ([`crate::api::admin`]) from the
 //! `admins` setting; the functions here take the admin's id as the actor and trust it.
 
+pub mod content;
 pub mod node;
 pub mod users;
 
@@ -37,6 +38,7 @@ pub struct Admin {
     accounts: Accounts,
     guilds: crate::guilds::Guilds,
     node: Option<node::NodeView>,
+    content: Option<content::ContentView>,
 }
 
 /// A page of the audit log.
@@ -57,6 +59,7 @@ impl Admin {
             accounts,
             guilds,
             node: None,
+            content: None,
         }
     }
 

@@ -312,6 +312,67 @@ impl admin_server::Admin for AdminApi {
         self.set_user_active(request, true).await
     }
 
+    async fn delete_guild(
+        &self,
+        request: Request<pb::DeleteGuildRequest>,
+    ) -> Reply<pb::DeleteGuildResponse> {
+        let id = request.get_ref().guild_id.clone();
+        let result = self
+            .admin
+            .delete_guild(&id)
+            .await
+            .map(|n| pb::DeleteGuildResponse {
+                members_removed: u32::try_from(n).unwrap_or(u32::MAX),
+            });
+        self.audited(&request, "DeleteGuild", &id, result).await
+    }
+
+    async fn delete_channel(
+        &self,
+        request: Request<pb::DeleteChannelRequest>,
+    ) -> Reply<pb::DeleteChannelResponse> {
+        let id = request.get_ref().channel_id.clone();
+        let result = self
+            .admin
+            .delete_channel(&id)
+            .await
+            .map(|deleted_channel_ids| pb::DeleteChannelResponse {
+                deleted_channel_ids,
+            });
+        self.audited(&request, "DeleteChannel", &id, result).await
+    }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Reply<pb::DeleteMessageResponse> {
+        let r = request.get_ref();
+        let target = format!("{}/{}", r.channel_id, r.message_id);
+        let result = self
+            .admin
+            .delete_message(&r.channel_id, &r.message_id)
+            .await
+            .map(|()| pb::DeleteMessageResponse {});
+        self.audited(&request, "DeleteMessage", &target, result)
+            .await
+    }
+
+    async fn quarantine_file(
+        &self,
+        request: Request<pb::QuarantineFileRequest>,
+    ) -> Reply<pb::QuarantineFileResponse> {
+        let actor = caller(&request)?.user_id;
+        let id = request.get_ref().file_id.clone();
+        let result =
+            self.admin
+                .quarantine_file(&actor, &id)
+                .await
+                .map(|n| pb::QuarantineFileResponse {
+                    blobs_quarantined: u32::try_from(n).unwrap_or(u32::MAX),
+                });
+        self.audited(&request, "QuarantineFile", &id, result).await
+    }
+
     async fn get_node_status(
         &self,
         request: Request<pb::GetNodeStatusRequest>,

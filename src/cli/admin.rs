@@ -20,6 +20,9 @@ pub(crate) enum AdminCommand {
     /// Users: list and search, show one, deactivate, reactivate.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Delete a guild, a channel or a message; quarantine an uploaded file.
+    #[command(subcommand)]
+    Content(ContentCommand),
     /// The node's status: version, uptime, data size, counts, streams, peers.
     Status {
         #[command(flatten)]
@@ -69,6 +72,78 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value_t = 0)]
         before: u64,
     },
+}
+
+/// `admin content …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContentCommand {
+    /// Delete a guild: its members are removed, then everything in it.
+    DeleteGuild {
+        #[command(flatten)]
+        target: Target,
+        /// The guild id.
+        guild_id: String,
+    },
+    /// Delete a channel and its threads, with their messages.
+    DeleteChannel {
+        #[command(flatten)]
+        target: Target,
+        /// The channel id.
+        channel_id: String,
+    },
+    /// Delete a message.
+    DeleteMessage {
+        #[command(flatten)]
+        target: Target,
+        /// The channel id.
+        channel_id: String,
+        /// The message id.
+        message_id: String,
+    },
+    /// Quarantine an uploaded file: it is no longer served.
+    Quarantine {
+        #[command(flatten)]
+        target: Target,
+        /// The file id (from its /media/{file_id} URL).
+        file_id: String,
+    },
+}
+
+async fn content(command: ContentCommand) -> Result<()> {
+    match command {
+        ContentCommand::DeleteGuild { target, guild_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::DeleteGuildRequest { guild_id });
+            let reply = a.client.delete_guild(request).await?.into_inner();
+            println!("deleted; {} members removed", reply.members_removed);
+        }
+        ContentCommand::DeleteChannel { target, channel_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::DeleteChannelRequest { channel_id });
+            let reply = a.client.delete_channel(request).await?.into_inner();
+            println!("deleted: {}", reply.deleted_channel_ids.join(" "));
+        }
+        ContentCommand::DeleteMessage {
+            target,
+            channel_id,
+            message_id,
+        } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::DeleteMessageRequest {
+                channel_id,
+                message_id,
+            });
+            a.client.delete_message(request).await?;
+            println!("deleted");
+        }
+        ContentCommand::Quarantine { target, file_id } => {
+            let mut a = AdminSession::open(&target).await?;
+            let request = a.session.authed(pb::QuarantineFileRequest { file_id });
+            let reply = a.client.quarantine_file(request).await?.into_inner();
+            println!("quarantined ({} blobs)", reply.blobs_quarantined);
+        }
+    }
+    Ok(())
 }
 
 /// `admin outbox …`.
@@ -440,6 +515,7 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::Users(command) => return users(command).await,
         AdminCommand::Outbox(command) => return outbox(command).await,
+        AdminCommand::Content(command) => return content(command).await,
         command @ (AdminCommand::Status { .. }
         | AdminCommand::Peers { .. }
         | AdminCommand::Mesh { .. }

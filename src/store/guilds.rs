@@ -644,6 +644,34 @@ pub fn deactivate_invite(
     Ok(n > 0)
 }
 
+/// The user ids of a guild's members.
+pub fn member_user_ids(c: &Connection, guild_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt =
+        c.prepare_cached("SELECT user_id FROM members WHERE guild_id = ?1 ORDER BY user_id")?;
+    let rows = stmt.query_map([guild_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes a guild and, by the schema's cascades, everything in it (channels, messages, roles,
+/// members, invites, webhooks); `false` if there was none.
+pub fn delete_guild(c: &Connection, guild_id: &str) -> Result<bool, StorageError> {
+    Ok(c.execute("DELETE FROM guilds WHERE id = ?1", [guild_id])? > 0)
+}
+
+/// Deletes a channel and its threads (their messages, invites and webhooks go by cascade);
+/// answers the ids deleted, the channel's first.
+pub fn delete_channel(c: &Connection, channel_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "DELETE FROM channels WHERE id = ?1 OR (is_thread = 1 AND parent_channel_id = ?1)
+         RETURNING id",
+    )?;
+    let mut ids: Vec<String> = stmt
+        .query_map([channel_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.sort_by_key(|id| id != channel_id);
+    Ok(ids)
+}
+
 /// Counts one use of an invite.
 pub fn use_invite(c: &Connection, token: &str, now: u64) -> Result<(), StorageError> {
     c.execute(

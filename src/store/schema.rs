@@ -28,6 +28,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(WEBHOOK_MESSAGES_V22),
         M::up(REGISTRATION_TOKENS_V23),
         M::up(USER_DEACTIVATION_V24),
+        M::up(QUARANTINE_V25),
     ])
 }
 
@@ -602,6 +603,18 @@ ALTER TABLE users ADD COLUMN deactivated_at INTEGER;         -- ms; NULL: active
 CREATE TRIGGER sessions_refuse_deactivated BEFORE INSERT ON sessions
 WHEN EXISTS (SELECT 1 FROM users WHERE id = NEW.user_id AND deactivated_at IS NOT NULL)
 BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deactivated by a server admin'); END;
+"#;
+
+/// Uploaded bytes a server admin quarantined (`QuarantineFile`): no file with these bytes is
+/// served or found any more, whatever its id (the same bytes uploaded again included). The bytes
+/// stay on disk for the operator.
+const QUARANTINE_V25: &str = r#"
+CREATE TABLE quarantined_media (
+    sha256          TEXT PRIMARY KEY NOT NULL,       -- the bytes, as media_files.sha256
+    file_id         TEXT NOT NULL,                   -- the file the admin named (or its thumbnail)
+    quarantined_by  TEXT NOT NULL,                   -- the admin's user id
+    quarantined_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
