@@ -8,6 +8,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "guildhall/v1/guildhall.proto",
+    "guildhall/admin/v1/admin.proto",
     "protocol/profile/v1/profile.proto",
 ];
 

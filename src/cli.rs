@@ -15,6 +15,7 @@ use pb::stream_response::Event;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+pub(crate) mod admin;
 pub(crate) mod device;
 
 #[derive(Debug, Args)]
@@ -81,12 +82,16 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A connection to `server`: `https://` is verified TLS (the public roots plus `ca_file`), never
 /// plaintext. The person at the keyboard names the server, so any address may be dialled.
 pub(crate) async fn dial(server: &str, ca_file: Option<&Path>) -> Result<GuildHallClient<Channel>> {
+    Ok(GuildHallClient::new(open_channel(server, ca_file).await?))
+}
+
+/// The connection [`dial`] makes, for clients of the node's other services (`guildhall admin`).
+pub(crate) async fn open_channel(server: &str, ca_file: Option<&Path>) -> Result<Channel> {
     let outbound = guildhall::outbound::Outbound::unrestricted(ca_file)?;
-    let channel = outbound
+    outbound
         .channel(server, CONNECT_TIMEOUT)
         .await
-        .with_context(|| format!("connecting to {server}"))?;
-    Ok(GuildHallClient::new(channel))
+        .with_context(|| format!("connecting to {server}"))
 }
 
 /// A connection and the server's key, the audience signed requests must name.
@@ -110,10 +115,15 @@ pub(crate) fn save_session(
     Ok(())
 }
 
-pub(crate) async fn register(target: &Target, name: &str) -> Result<()> {
+pub(crate) async fn register(
+    target: &Target,
+    name: &str,
+    registration_token: Option<String>,
+) -> Result<()> {
     let (file, identity) = load_full(&target.id.identity)?;
     let (mut client, audience) = connect(target).await?;
-    let request = identity.register_request(&audience, name, Some("guildhall cli"), now_ms());
+    let mut request = identity.register_request(&audience, name, Some("guildhall cli"), now_ms());
+    request.registration_token = registration_token.unwrap_or_default();
     let reply = client.register(request).await?.into_inner();
     let user = reply.user.unwrap_or_default();
     println!("registered {} as {:?}", user.id, user.name);
@@ -172,6 +182,8 @@ pub(crate) async fn info(server: &str, ca_file: Option<&Path>) -> Result<()> {
 /// A connection that acts as the user of the identity file's saved session.
 pub(crate) struct Session {
     client: GuildHallClient<Channel>,
+    /// The connection under `client`, for the node's other services.
+    channel: Channel,
     bearer: MetadataValue<Ascii>,
     user_id: String,
 }
@@ -189,8 +201,10 @@ impl Session {
                 target.server
             );
         }
+        let channel = open_channel(&target.server, target.ca_file.as_deref()).await?;
         Ok(Self {
-            client: dial(&target.server, target.ca_file.as_deref()).await?,
+            client: GuildHallClient::new(channel.clone()),
+            channel,
             bearer: format!("Bearer {}", file.access_token).parse()?,
             user_id: identity.user_id(),
         })
@@ -289,12 +303,14 @@ pub(crate) async fn invite_create(
     channel_id: String,
     max_uses: Option<i32>,
     max_age_secs: Option<u64>,
+    allow_registration: bool,
 ) -> Result<()> {
     let mut s = Session::open(target).await?;
     let request = s.authed(pb::GenerateInviteRequest {
         channel_id,
         max_age_secs,
         max_uses,
+        allow_registration,
     });
     println!(
         "{}",
@@ -303,7 +319,12 @@ pub(crate) async fn invite_create(
     Ok(())
 }
 
-pub(crate) async fn join(target: &Target, token: &str, name: Option<String>) -> Result<()> {
+pub(crate) async fn join(
+    target: &Target,
+    token: &str,
+    name: Option<String>,
+    registration_token: Option<String>,
+) -> Result<()> {
     let (file, identity) = load(&target.id.identity)?;
     // The server ignores the name for a user it knows, but it must still be a valid one.
     let name = match name {
@@ -325,7 +346,8 @@ pub(crate) async fn join(target: &Target, token: &str, name: Option<String>) -> 
         })
         .await?
         .into_inner();
-    let request = identity.join_invite_request(&audience, token, &name, now_ms());
+    let mut request = identity.join_invite_request(&audience, token, &name, now_ms());
+    request.registration_token = registration_token.unwrap_or_default();
     let reply = client.join_invite(request).await?.into_inner();
     let guild = reply.guild.unwrap_or_default();
     println!("joined:  {}  {}", guild.id, guild.name);
@@ -435,6 +457,12 @@ pub(crate) fn describe(event: Option<Event>) -> String {
         ),
         Some(Event::MemberJoined(j)) => {
             format!("member_joined guild={} {}", j.guild_id, user(j.user))
+        }
+        Some(Event::ChannelDeleted(c)) => {
+            format!(
+                "channel_deleted guild={} channel={}",
+                c.guild_id, c.channel_id
+            )
         }
         Some(Event::MemberRemoved(r)) => {
             format!("member_removed guild={} user={}", r.guild_id, r.user_id)

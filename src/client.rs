@@ -182,6 +182,7 @@ impl ClientIdentity {
                 .to_bytes()
                 .to_vec(),
             timestamp,
+            registration_token: String::new(),
         }
     }
 
@@ -402,6 +403,7 @@ impl DeviceIdentity {
             display_name: display_name.to_owned(),
             avatar_url: String::new(),
             homeserver_url: homeserver_url.to_owned(),
+            registration_token: String::new(),
         }
     }
 

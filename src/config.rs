@@ -35,6 +35,12 @@ pub struct Config {
     pub refresh_token_ttl_secs: u64,
     /// User ids (hex K_id) that are server admins.
     pub admins: Vec<String>,
+    /// Who may register (`"open"`, `"token"` or `"closed"`). Unset: `open` while the node can
+    /// only be reached from this machine (it listens on loopback, has no non-loopback
+    /// `public_url` and no `trusted_proxies`), else `token`, so a node put on the network is never
+    /// open to anyone by accident. See [`Config::registration_policy`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<crate::accounts::registration::RegistrationPolicy>,
     /// SQLite durability: `normal` survives a killed process, `full` survives power loss.
     pub sqlite_synchronous: Synchronous,
     /// How long events stay in the log for clients resuming `SubscribeEvents`; a client further
@@ -112,6 +118,7 @@ impl Default for Config {
             access_token_ttl_secs: 24 * 60 * 60,
             refresh_token_ttl_secs: 30 * 24 * 60 * 60,
             admins: Vec::new(),
+            registration: None,
             sqlite_synchronous: Synchronous::Normal,
             event_retention_secs: 7 * 24 * 60 * 60,
             live_event_capacity: crate::events::LIVE_CAPACITY,
@@ -433,6 +440,30 @@ impl Config {
         Ok(lists)
     }
 
+    /// The registration policy in force: `registration` when set, else `open` only while the
+    /// node is reachable from this machine alone (loopback `listen`, no `public_url` naming
+    /// another host, no reverse proxy in front) and `token` otherwise.
+    pub fn registration_policy(&self) -> crate::accounts::registration::RegistrationPolicy {
+        use crate::accounts::registration::RegistrationPolicy;
+        if let Some(policy) = self.registration {
+            return policy;
+        }
+        let public_is_local = self.public_url.is_empty()
+            || url::Url::parse(&self.public_url)
+                .ok()
+                .and_then(|u| u.host().map(|h| h.to_owned()))
+                .is_some_and(|host| match host {
+                    url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+                    url::Host::Ipv4(ip) => ip.is_loopback(),
+                    url::Host::Ipv6(ip) => ip.is_loopback(),
+                });
+        if self.listen.ip().is_loopback() && public_is_local && self.trusted_proxies.is_empty() {
+            RegistrationPolicy::Open
+        } else {
+            RegistrationPolicy::Token
+        }
+    }
+
     /// The path of the SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("guildhall.sqlite3")
@@ -594,6 +625,39 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn registration_is_open_only_on_loopback_unless_set() {
+        use crate::accounts::registration::RegistrationPolicy as P;
+        assert_eq!(Config::default().registration_policy(), P::Open);
+        let parse = |text: &str| toml::from_str::<Config>(text).expect("parses");
+        assert_eq!(
+            parse("listen = \"0.0.0.0:7400\"").registration_policy(),
+            P::Token
+        );
+        assert_eq!(
+            parse("public_url = \"https://chat.example\"").registration_policy(),
+            P::Token
+        );
+        assert_eq!(
+            parse("trusted_proxies = [\"127.0.0.1\"]").registration_policy(),
+            P::Token
+        );
+        assert_eq!(
+            parse("public_url = \"http://localhost:7400\"").registration_policy(),
+            P::Open
+        );
+        assert_eq!(
+            parse("listen = \"0.0.0.0:7400\"\nregistration = \"open\"").registration_policy(),
+            P::Open
+        );
+        assert_eq!(
+            parse("registration = \"closed\"").registration_policy(),
+            P::Closed
+        );
+        let err = toml::from_str::<Config>("registration = \"anyone\"").expect_err("bad value");
+        assert!(err.to_string().contains("registration"), "{err}");
     }
 
     #[test]

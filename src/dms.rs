@@ -147,6 +147,7 @@ impl Dms {
             max_uses: 1,
             uses: 0,
             deactivated: false,
+            allows_registration: false,
         };
         let (g, i, admins) = (guild.clone(), invite.clone(), self.guilds.admins());
         self.guilds

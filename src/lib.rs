@@ -3,7 +3,8 @@
 //! Users own their identity as ed25519 keys: an identity key K_id certifies per-device keys K_dev,
 //! every request that proves who someone is is signed by a device key, and the exact signed bytes
 //! are defined in `docs/PROTOCOL.md`. A node keeps its state in SQLite, serves one gRPC service
-//! (`guildhall.v1.GuildHall`, plus Harmony's `protocol.profile.v1`), and meets other nodes over
+//! (`guildhall.v1.GuildHall`, plus Harmony's `protocol.profile.v1` and the admins' own
+//! `guildhall.admin.v1.Admin`), and meets other nodes over
 //! libp2p with the same key it signs federation requests with.
 //!
 //! # Layout
@@ -15,6 +16,8 @@
 //! - [`store`]: SQLite behind a typed, cheap-`Clone` handle; migrations; one module per table group.
 //! - [`accounts`]: registration, login, sessions, identity proofs, profile changes, and the user
 //!   field rules of the Users resource.
+//! - [`admin`]: server administration for the configured admins (registration tokens, the
+//!   audit log), served as `guildhall.admin.v1.Admin` by [`api::admin`].
 //! - [`guilds`]: guilds, folders, channels, roles and the permission catalogue, members,
 //!   moderation and invites.
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
@@ -55,6 +58,7 @@
 //! - [`proto`]: code generated from `proto/`.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod backup;
 pub mod calls;

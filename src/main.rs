@@ -70,6 +70,9 @@ enum Command {
         /// Display name (1-32 characters).
         #[arg(long)]
         name: String,
+        /// A registration token from the server's admins (servers with `registration = "token"`).
+        #[arg(long, env = "GUILDHALL_REGISTRATION_TOKEN")]
+        registration_token: Option<String>,
     },
     /// Log in to a server where the identity is registered and save the session.
     Login {
@@ -112,6 +115,10 @@ enum Command {
         /// Display name to register with, if the server does not know you yet.
         #[arg(long)]
         name: Option<String>,
+        /// A registration token from the server's admins, if it does not know you yet and
+        /// registers only with one.
+        #[arg(long, env = "GUILDHALL_REGISTRATION_TOKEN")]
+        registration_token: Option<String>,
     },
     /// Send a text message to a channel.
     Send {
@@ -138,6 +145,10 @@ enum Command {
     /// Link a new device to your identity through the server's mailbox.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
+    /// Server administration (server admins only): registration tokens, users, content, node
+    /// status, federation, the audit log.
+    #[command(subcommand)]
+    Admin(cli::admin::AdminCommand),
     /// Print live events, one per line, until Ctrl-C.
     Tail {
         #[command(flatten)]
@@ -203,6 +214,10 @@ enum InviteCommand {
         /// Seconds until it expires (default: 7 days; 0 = never).
         #[arg(long)]
         max_age_secs: Option<u64>,
+        /// Let people new to the server register by joining with it, whatever its registration
+        /// policy (server admins only).
+        #[arg(long)]
+        allow_registration: bool,
     },
 }
 
@@ -284,7 +299,11 @@ async fn run() -> Result<()> {
             device_id,
             force,
         } => keygen(&id.identity, &device_id, force),
-        Command::Register { target, name } => register(&target, &name).await,
+        Command::Register {
+            target,
+            name,
+            registration_token,
+        } => register(&target, &name, registration_token).await,
         Command::Login { target } => login(&target).await,
         Command::Whoami { target } => whoami(&target).await,
         Command::Info { server, ca_file } => info(&server, ca_file.as_deref()).await,
@@ -303,12 +322,14 @@ async fn run() -> Result<()> {
             channel,
             max_uses,
             max_age_secs,
-        }) => invite_create(&target, channel, max_uses, max_age_secs).await,
+            allow_registration,
+        }) => invite_create(&target, channel, max_uses, max_age_secs, allow_registration).await,
         Command::Join {
             target,
             token,
             name,
-        } => join(&target, &token, name).await,
+            registration_token,
+        } => join(&target, &token, name, registration_token).await,
         Command::Send {
             target,
             channel,
@@ -321,6 +342,7 @@ async fn run() -> Result<()> {
         } => history(&target, channel, limit).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
         Command::Device(command) => cli::device::run(command).await,
+        Command::Admin(command) => cli::admin::run(command).await,
     }
 }
 

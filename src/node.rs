@@ -310,6 +310,7 @@ impl Node {
                 refresh_ttl_ms: config.refresh_token_ttl_secs.saturating_mul(1000),
                 admins: config.admins.clone(),
                 address_policy: crate::outbound::AddressPolicy::new(config.allow_private_addresses),
+                registration: config.registration_policy(),
             },
         );
 
@@ -337,6 +338,11 @@ impl Node {
             .await;
         health_reporter
             .set_serving::<ProfileServiceServer<ProfileApi>>()
+            .await;
+        health_reporter
+            .set_serving::<crate::proto::guildhall::admin::v1::admin_server::AdminServer<
+                crate::api::admin::AdminApi,
+            >>()
             .await;
         // Both reflection versions (grpcurl and older tools ask v1alpha), each describing the
         // node's services and the health service.
@@ -415,6 +421,22 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        let admin = crate::admin::Admin::new(store.clone(), accounts.clone(), guilds.clone())
+            .with_node(crate::admin::node::NodeView {
+                server_id,
+                canonical_address: info.canonical_address.clone(),
+                peer_id: info.peer_id.clone(),
+                p2p_peers: info.p2p_peers.clone(),
+                data_dir: config.data_dir.clone(),
+                started_at: now_ms(),
+                trusted_lists: config.trusted_lists()?,
+                outbox: outbox.clone(),
+                server_events: server_events.clone(),
+            })
+            .with_content(crate::admin::content::ContentView {
+                messages: crate::messages::Messages::new(guilds.clone(), limits.clone()),
+                media: media.clone(),
+            });
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -470,7 +492,8 @@ impl Node {
             .add_service(
                 ProfileServiceServer::new(ProfileApi::new(harmony))
                     .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
-            );
+            )
+            .add_service(crate::api::admin::service(admin, accounts.clone()));
         let routes = services.routes().into_axum_router().merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.

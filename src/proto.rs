@@ -1,6 +1,7 @@
 //! Generated protobuf and gRPC code for `proto/`.
 //!
 //! `guildhall.v1` is the combined service reconstructed from the API reference seed;
+//! `guildhall.admin.v1` is the server administration service (admins only);
 //! `protocol.profile.v1` is Harmony's profile service. Field numbers follow the seed's order.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -10,6 +11,14 @@ pub mod guildhall {
     /// Version 1 of the API.
     pub mod v1 {
         tonic::include_proto!("guildhall.v1");
+    }
+    /// `guildhall.admin.v1`: server administration, a separate service so its admin check
+    /// covers every method.
+    pub mod admin {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("guildhall.admin.v1");
+        }
     }
 }
 

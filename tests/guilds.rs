@@ -330,6 +330,7 @@ async fn invites_join_preview_limits_and_deactivation() {
                 channel_id: g.general.clone(),
                 max_age_secs: Some(0),
                 max_uses: Some(1),
+                allow_registration: false,
             },
         ))
         .await
@@ -353,6 +354,7 @@ async fn invites_join_preview_limits_and_deactivation() {
                 channel_id: g.general.clone(),
                 max_age_secs: Some(1),
                 max_uses: None,
+                allow_registration: false,
             },
         ))
         .await
@@ -455,6 +457,7 @@ async fn invites_join_preview_limits_and_deactivation() {
                 channel_id: g.general.clone(),
                 max_age_secs: None,
                 max_uses: Some(-1),
+                allow_registration: false,
             },
         ))
         .await,
@@ -468,6 +471,7 @@ async fn invites_join_preview_limits_and_deactivation() {
                 channel_id: g.general.clone(),
                 max_age_secs: Some(10 * 365 * 24 * 3600),
                 max_uses: None,
+                allow_registration: false,
             },
         ))
         .await,
@@ -606,6 +610,7 @@ async fn outsiders_and_members_without_permission_are_refused() {
                 channel_id: g.general.clone(),
                 max_age_secs: None,
                 max_uses: None,
+                allow_registration: false,
             },
         ))
         .await,
@@ -718,6 +723,7 @@ async fn outsiders_and_members_without_permission_are_refused() {
             channel_id: g.general.clone(),
             max_age_secs: None,
             max_uses: None,
+            allow_registration: false,
         },
     ))
     .await
@@ -1043,6 +1049,7 @@ async fn bans_remove_and_keep_out() {
                 channel_id: g.general.clone(),
                 max_age_secs: None,
                 max_uses: None,
+                allow_registration: false,
             },
         ))
         .await

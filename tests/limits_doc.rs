@@ -181,7 +181,7 @@ const SILENT: Option<&str> = None;
 /// the status code a request over it gets.
 fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
     use guildhall::{
-        accounts, api, dm_invites, dms, federation, gossip, guilds, harmony, mailbox, media,
+        accounts, admin, api, dm_invites, dms, federation, gossip, guilds, harmony, mailbox, media,
         messages, presence, push, unread,
     };
     let s = guildhall::limits::Settings::default();
@@ -325,6 +325,47 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         (
             "guilds::members::MAX_INVITE_AGE_SECS",
             (vec![guilds::members::MAX_INVITE_AGE_SECS], INVALID),
+        ),
+        (
+            "admin::MAX_TOKEN_USES",
+            (vec![admin::MAX_TOKEN_USES.into()], INVALID),
+        ),
+        (
+            "admin::MAX_TOKEN_AGE_SECS",
+            (vec![admin::MAX_TOKEN_AGE_SECS], INVALID),
+        ),
+        ("admin::NOTE_MAX", (vec![n(admin::NOTE_MAX)], INVALID)),
+        (
+            "admin::TOKENS_LIST_MAX",
+            (vec![n(admin::TOKENS_LIST_MAX)], SILENT),
+        ),
+        (
+            "admin::users::USERS_PAGE_MAX",
+            (
+                vec![
+                    u64::from(admin::users::USERS_PAGE_MAX),
+                    u64::from(admin::users::USERS_PAGE_DEFAULT),
+                ],
+                INVALID,
+            ),
+        ),
+        (
+            "admin::users::QUERY_MAX",
+            (vec![n(admin::users::QUERY_MAX)], INVALID),
+        ),
+        (
+            "admin::node::DESTINATION_MAX",
+            (vec![n(admin::node::DESTINATION_MAX)], INVALID),
+        ),
+        (
+            "admin::AUDIT_PAGE_MAX",
+            (
+                vec![
+                    u64::from(admin::AUDIT_PAGE_MAX),
+                    u64::from(admin::AUDIT_PAGE_DEFAULT),
+                ],
+                INVALID,
+            ),
         ),
         (
             "guilds::members::MAX_INVITE_USES",
@@ -1147,6 +1188,7 @@ async fn refusals_over_each_limit_are_as_documented() {
                 channel_id: room.channel.clone(),
                 max_age_secs,
                 max_uses,
+                allow_registration: false,
             },
         )
     };
@@ -1622,6 +1664,7 @@ async fn rate_limit_refusals(r: &mut Refusals) {
                 channel_id: room.channel.clone(),
                 max_age_secs: None,
                 max_uses: None,
+                allow_registration: false,
             },
         )
     };

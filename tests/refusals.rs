@@ -653,6 +653,7 @@ async fn admin_paging_and_the_remaining_rate_limits() {
                 channel_id: room.channel.clone(),
                 max_age_secs: None,
                 max_uses: None,
+                allow_registration: false,
             },
         )
     };

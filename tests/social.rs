@@ -262,6 +262,7 @@ async fn direct_messages_invite_accept_and_reject() {
                 channel_id: channel.clone(),
                 max_age_secs: None,
                 max_uses: None,
+                allow_registration: false,
             },
         ))
         .await,

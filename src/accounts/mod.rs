@@ -4,6 +4,7 @@
 //! signatures, and finally the store, which records the request's signature in the replay cache
 //! in the same transaction as the change. A refused request therefore changes nothing.
 
+pub mod registration;
 pub mod remote;
 pub mod rules;
 pub mod tokens;
@@ -37,6 +38,8 @@ pub struct AccountsConfig {
     /// Which addresses the node connects to: a server-list entry the node would never reach is
     /// refused when it is added.
     pub address_policy: crate::outbound::AddressPolicy,
+    /// Who may register (`Config::registration_policy`, already resolved from its default).
+    pub registration: registration::RegistrationPolicy,
 }
 
 /// A registration as received, with keys parsed.
@@ -56,6 +59,8 @@ pub struct RegisterInput {
     pub signature: Signature,
     /// Request time (ms).
     pub timestamp: u64,
+    /// A registration token from the node's admins (empty: none); not signed.
+    pub registration_token: String,
 }
 
 /// A login as received.
@@ -169,6 +174,8 @@ pub struct JoinInput {
     pub avatar_url: String,
     /// The user's homeserver, as sent (empty: this server).
     pub homeserver_url: String,
+    /// A registration token from the node's admins, for a user new here (empty: none).
+    pub registration_token: String,
 }
 
 /// A verified sign-in waiting to be written inside another transaction (a guild join): it records
@@ -180,6 +187,8 @@ pub struct PreparedSignIn {
     session: NewSession,
     signature: [u8; 64],
     expires_at: u64,
+    /// The registration token whose use a new user spends ([`Accounts::admit_join`]).
+    registration_token: Option<[u8; 32]>,
     /// The tokens the client gets once it is written.
     pub issued: IssuedSession,
 }
@@ -196,6 +205,11 @@ impl PreparedSignIn {
         tx: &rusqlite::Connection,
     ) -> std::result::Result<UserRecord, StorageError> {
         crate::store::remember_signature(tx, &self.signature, self.expires_at)?;
+        if let Some(hash) = &self.registration_token
+            && crate::store::accounts::load_user(tx, &self.new_user.id)?.is_none()
+        {
+            crate::store::admin::spend_token(tx, hash, self.new_user.created_at)?;
+        }
         crate::store::accounts::sign_in(tx, Some(&self.new_user), &self.device, &self.session)
     }
 }
@@ -256,6 +270,12 @@ impl SessionCache {
         let mut inner = self.lock();
         inner.epoch += 1;
         inner.map.retain(|_, s| s.device_pubkey != device_pubkey);
+    }
+
+    fn forget_user(&self, user_id: &str) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.retain(|_, s| s.user_id != user_id);
     }
 
     fn forget_family(&self, family: &[u8; 16]) {
@@ -331,6 +351,12 @@ impl Accounts {
     /// ones went with the device).
     pub fn forget_device_sessions(&self, device_pubkey: &str) {
         self.sessions.forget_device(device_pubkey);
+    }
+
+    /// Drops every cached session of a user whose stored sessions were revoked (a deactivated
+    /// account), so none outlives the revocation.
+    pub fn forget_user_sessions(&self, user_id: &str) {
+        self.sessions.forget_user(user_id);
     }
 
     /// This node's address: the homeserver of users who register here.
@@ -464,6 +490,13 @@ impl Accounts {
         })?;
 
         let user_id = input.id_key.to_hex();
+        let token = self
+            .admit(
+                &user_id,
+                registration::Way::Register,
+                &input.registration_token,
+            )
+            .await?;
         let (session, issued) = self.new_session(&user_id, &input.cert.device_key, now);
         let user = NewUser {
             id: user_id.clone(),
@@ -480,6 +513,7 @@ impl Accounts {
                 session,
                 input.signature.to_bytes(),
                 self.replay_horizon(input.timestamp),
+                token,
             )
             .await?;
         tracing::info!(user = %input.id_key.fmt_short(), "registered");
@@ -615,8 +649,53 @@ impl Accounts {
             session,
             signature: input.signature.to_bytes(),
             expires_at: self.replay_horizon(input.timestamp),
+            registration_token: None,
             issued,
         })
+    }
+
+    /// Applies the registration policy to a `JoinInvite` that would create a user of this node:
+    /// a user already here passes; a new one needs what [`registration::admit`] asks, unless the
+    /// invite was made with `allow_registration` (`invite_allows`). A token's use is spent when
+    /// the join is written.
+    pub async fn admit_join(
+        &self,
+        prepared: &mut PreparedSignIn,
+        registration_token: &str,
+        invite_allows: bool,
+    ) -> Result<()> {
+        if self
+            .store
+            .user(prepared.new_user.id.clone())
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let user_id = prepared.new_user.id.clone();
+        prepared.registration_token = self
+            .admit(
+                &user_id,
+                registration::Way::Invite(invite_allows),
+                registration_token,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The registration policy for a new user `user_id`: the node's configured admins always
+    /// register (the operator named them, and a closed node needs its admins), anyone else as
+    /// [`registration::admit`] says.
+    async fn admit(
+        &self,
+        user_id: &str,
+        way: registration::Way,
+        token: &str,
+    ) -> Result<Option<[u8; 32]>> {
+        if self.is_admin(user_id) {
+            return Ok(None);
+        }
+        registration::admit(&self.store, self.config.registration, way, token, now_ms()).await
     }
 
     /// `Refresh`: spends a refresh token for a new pair. Reusing a spent token revokes its family.

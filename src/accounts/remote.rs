@@ -118,6 +118,9 @@ impl Accounts {
                 session,
                 signature: input.signature.to_bytes(),
                 expires_at: self.replay_horizon(input.timestamp),
+                // Members from other servers are not registering here: the policy is for users
+                // whose homeserver this node is.
+                registration_token: None,
                 issued,
             },
             avatar_url,

@@ -81,6 +81,7 @@ pub fn user(record: &UserRecord, is_server_admin: bool) -> pb::User {
         guild_order: record.guild_order.clone(),
         is_profile_synced: record.is_profile_synced,
         irc_name: record.irc_name.clone().unwrap_or_default(),
+        is_deactivated: record.deactivated_at.is_some(),
     }
 }
 
@@ -160,6 +161,7 @@ pub fn invite(i: &crate::store::guilds::InviteRecord) -> pb::Invite {
         is_deactivated: i.deactivated,
         updated_at: timestamp(i.updated_at),
         max_uses: i.max_uses,
+        allows_registration: i.allows_registration,
     }
 }
 

@@ -262,7 +262,13 @@ pub async fn generate_invite(
     let s = caller(&r)?;
     let r = r.into_inner();
     let invite = g
-        .generate_invite(&s, &r.channel_id, r.max_age_secs, r.max_uses)
+        .generate_invite(
+            &s,
+            &r.channel_id,
+            r.max_age_secs,
+            r.max_uses,
+            r.allow_registration,
+        )
         .await?;
     ok(pb::GenerateInviteResponse {
         token: invite.token,
@@ -320,8 +326,12 @@ pub async fn join_invite(
         display_name: r.display_name,
         avatar_url: r.avatar_url,
         homeserver_url: r.homeserver_url,
+        registration_token: r.registration_token,
     };
-    let prepared = a.prepare_join(&input).await?;
+    let mut prepared = a.prepare_join(&input).await?;
+    let allows = g.invite_allows_registration(&input.token).await?;
+    a.admit_join(&mut prepared, &input.registration_token, allows)
+        .await?;
     let user_id = prepared.user_id().to_owned();
     let issued = prepared.issued.clone();
     let (guild, _user) = g

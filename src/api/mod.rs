@@ -3,6 +3,7 @@
 //! Methods not listed in the `impl` below are answered `UNIMPLEMENTED` by the generated default
 //! stubs until the issue that brings them lands.
 
+pub mod admin;
 pub mod convert;
 mod federated;
 pub mod files;
@@ -289,6 +290,7 @@ impl GuildHall for GuildHallApi {
             device_name: r.device_name,
             signature: convert::signature_bytes("signature", &r.signature)?,
             timestamp: r.timestamp,
+            registration_token: r.registration_token,
         };
         let (user, session) = self.accounts.register(input).await?;
         tracing::info!(user = %user.id, name = %user.display_name, "user registered");

@@ -77,6 +77,7 @@ fn join_input(r: &pb::JoinInviteRequest, prefix: &str) -> Result<JoinInput, Erro
         display_name: r.display_name.clone(),
         avatar_url: r.avatar_url.clone(),
         homeserver_url: r.homeserver_url.clone(),
+        registration_token: r.registration_token.clone(),
     })
 }
 

@@ -34,14 +34,15 @@ const PUBLIC_METHODS: &[&str] = &[
     "SyncMailbox",
 ];
 
-/// Whether a request path needs a session. Only the node's own API services do; standard services
-/// (health, reflection) are open.
+/// Whether a request path needs a session. Only the node's own API services do (every method of
+/// the admin service among them); standard services (health, reflection) are open.
 pub fn requires_session(path: &str) -> bool {
     if let Some(method) = path.strip_prefix(GUILDHALL_PREFIX) {
         return !PUBLIC_METHODS.contains(&method)
             && !crate::federation::wire::S2S_METHODS.contains(&method);
     }
     path.starts_with("/protocol.profile.v1.ProfileService/")
+        || path.starts_with(super::admin::ADMIN_PREFIX)
 }
 
 /// Reads the bearer token from the headers.
@@ -157,6 +158,9 @@ mod tests {
         assert!(requires_session("/guildhall.v1.GuildHall/CreateGuild"));
         assert!(requires_session(
             "/protocol.profile.v1.ProfileService/GetProfile"
+        ));
+        assert!(requires_session(
+            "/guildhall.admin.v1.Admin/ListRegistrationTokens"
         ));
     }
 }

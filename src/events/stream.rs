@@ -86,7 +86,7 @@ impl OpenStreams {
     }
 
     /// How many streams are open now, all users together (the `guildhall_event_streams_open`
-    /// metric).
+    /// metric and the admin node status).
     pub fn total(&self) -> usize {
         self.lock().values().sum()
     }
@@ -321,6 +321,21 @@ impl Subscription {
             _ => {}
         }
         if self.out.send(Ok(message.clone())).await.is_err() {
+            return Flow::Stop;
+        }
+        // The subscriber's own account was deactivated: its sessions are gone, and so is this
+        // stream, once it has carried the news.
+        if let Some(pb::stream_response::Event::UserUpdated(u)) = &message.event
+            && u.user
+                .as_ref()
+                .is_some_and(|u| u.id == self.user_id && u.is_deactivated)
+        {
+            let _ = self
+                .out
+                .send(Err(Status::unauthenticated(
+                    "authorization: this account was deactivated by a server admin",
+                )))
+                .await;
             return Flow::Stop;
         }
         Flow::Continue

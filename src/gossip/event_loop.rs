@@ -85,6 +85,10 @@ enum Command {
         kind: String,
         reply: oneshot::Sender<usize>,
     },
+    MeshPeerIds {
+        kind: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
 }
 
 /// A cheap-`Clone` handle to the swarm task.
@@ -172,6 +176,19 @@ impl GossipHandle {
             return 0;
         }
         answer.await.unwrap_or(0)
+    }
+
+    /// The peer ids in this node's mesh for `kind`'s topic, sorted (empty if the swarm stopped).
+    pub async fn mesh_peer_ids(&self, kind: &str) -> Vec<String> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::MeshPeerIds {
+            kind: kind.to_owned(),
+            reply,
+        };
+        if self.commands.send(command).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 }
 
@@ -277,6 +294,13 @@ impl EventLoop {
             Command::MeshPeers { kind, reply } => {
                 let hash = behaviour::topic(&kind).hash();
                 let _ = reply.send(gossip.mesh_peers(&hash).count());
+            }
+            Command::MeshPeerIds { kind, reply } => {
+                let hash = behaviour::topic(&kind).hash();
+                let mut ids: Vec<String> =
+                    gossip.mesh_peers(&hash).map(|p| p.to_string()).collect();
+                ids.sort();
+                let _ = reply.send(ids);
             }
         }
     }

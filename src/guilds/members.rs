@@ -255,14 +255,25 @@ impl Guilds {
             .is_some())
     }
 
-    /// `GenerateInvite` (needs `invites.create`).
+    /// `GenerateInvite` (needs `invites.create`). An invite that lets people new to the node
+    /// register whatever its registration policy (`allow_registration`) is a server admin's
+    /// decision, not a guild's: anyone else is refused, so a guild owner can't open a node that
+    /// its operator closed.
     pub async fn generate_invite(
         &self,
         caller: &SessionInfo,
         channel_id: &str,
         max_age_secs: Option<u64>,
         max_uses: Option<i32>,
+        allow_registration: bool,
     ) -> Result<InviteRecord> {
+        if allow_registration && !self.is_admin(&caller.user_id) {
+            return Err(Error::PermissionDenied(
+                "allow_registration: only server admins may make invites that register new \
+                 accounts"
+                    .into(),
+            ));
+        }
         if max_age_secs.is_some_and(|s| s > MAX_INVITE_AGE_SECS) {
             return Err(Error::invalid(
                 "max_age_secs",
@@ -296,6 +307,7 @@ impl Guilds {
             max_uses,
             uses: 0,
             deactivated: false,
+            allows_registration: allow_registration,
         };
         let i = invite.clone();
         self.store()
@@ -313,6 +325,12 @@ impl Guilds {
             .read(move |c| db::invite(c, &t))
             .await?
             .ok_or_else(|| Error::NotFound("token: no such invite".into()))
+    }
+
+    /// Whether an invite lets people new to the node register by joining with it (`NOT_FOUND`
+    /// for an unknown token, as a join would answer).
+    pub async fn invite_allows_registration(&self, token: &str) -> Result<bool> {
+        Ok(self.load_invite(token).await?.allows_registration)
     }
 
     /// `PreviewInvite`: public; only usable invites are shown.

@@ -246,6 +246,7 @@ impl Guilds {
             max_uses: 0,
             uses: 0,
             deactivated: false,
+            allows_registration: false,
         };
         let (g, admins, owner) = (guild.clone(), self.admins.clone(), caller.user_id.clone());
         let token = self
@@ -481,6 +482,92 @@ impl Guilds {
         let access = self.access(guild_id, &caller.user_id).await?;
         access.require(permissions::MESSAGES_READ)?;
         self.list_channels_unchecked(guild_id).await
+    }
+
+    /// Deletes a guild for a server admin (`guildhall.admin.v1`, which checked who asks): every
+    /// member is removed first with the `member_removed` event a kick sends (so their clients
+    /// drop the guild, and homeservers of members from other servers hear they left), then the
+    /// guild goes with everything in it. Answers how many members were removed.
+    pub async fn remove_guild(&self, guild_id: &str) -> Result<usize> {
+        if guild_id.is_empty() {
+            return Err(Error::invalid("guild_id", "is required"));
+        }
+        let g = guild_id.to_owned();
+        self.events
+            .write(now_ms(), move |tx| {
+                if db::guild(tx, &g)?.is_none() {
+                    return Ok((
+                        Err(Error::NotFound(format!(
+                            "guild_id: no guild {g:?} on this server"
+                        ))),
+                        vec![],
+                    ));
+                }
+                let mut rows = Vec::new();
+                for user in db::member_user_ids(tx, &g)? {
+                    rows.extend(members::remove_and_announce(tx, &g, &user)?);
+                }
+                let removed = rows.len();
+                db::delete_guild(tx, &g)?;
+                Ok((Ok(removed), rows))
+            })
+            .await?
+    }
+
+    /// Deletes a channel (and its threads) for a server admin: members get `channel_deleted` for
+    /// each, and its messages, invites and webhooks go with it. Answers the ids deleted.
+    pub async fn remove_channel(&self, channel_id: &str) -> Result<Vec<String>> {
+        if channel_id.is_empty() {
+            return Err(Error::invalid("channel_id", "is required"));
+        }
+        let c = channel_id.to_owned();
+        self.events
+            .write(now_ms(), move |tx| {
+                let Some(channel) = db::channel(tx, &c)? else {
+                    return Ok((
+                        Err(Error::NotFound(format!(
+                            "channel_id: no channel {c:?} on this server"
+                        ))),
+                        vec![],
+                    ));
+                };
+                let ids = db::delete_channel(tx, &c)?;
+                let rows = ids
+                    .iter()
+                    .map(|id| {
+                        events::row(
+                            vec![events::guild_scope(&channel.guild_id)],
+                            pb::stream_response::Event::ChannelDeleted(pb::ChannelDeletedEvent {
+                                guild_id: channel.guild_id.clone(),
+                                channel_id: id.clone(),
+                            }),
+                        )
+                    })
+                    .collect();
+                Ok((Ok(ids), rows))
+            })
+            .await?
+    }
+
+    /// The `user_updated` event for `user_id`'s record as stored in `tx`, to every guild they are
+    /// in and to their own devices: what co-members' clients refresh a member from when an
+    /// account changes outside a profile edit (a server admin deactivating or reactivating it).
+    pub(crate) fn user_updated_row(
+        &self,
+        tx: &rusqlite::Connection,
+        user_id: &str,
+    ) -> std::result::Result<EventRow, StorageError> {
+        let mut scopes: Vec<String> = db::guild_ids_of(tx, user_id)?
+            .iter()
+            .map(|g| events::guild_scope(g))
+            .collect();
+        scopes.push(events::user_scope(user_id));
+        Ok(events::row(
+            scopes,
+            pb::stream_response::Event::UserUpdated(pb::UserUpdated {
+                user: Some(user_proto(tx, user_id, &self.admins)?),
+            }),
+        ))
     }
 
     /// The store, for sibling modules.

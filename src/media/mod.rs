@@ -178,6 +178,27 @@ impl Media {
         Ok(self.store.read(move |c| db::file(c, &id)).await?)
     }
 
+    /// Quarantines an uploaded file for a server admin (`guildhall.admin.v1`, which checked who
+    /// asks): no file with its bytes (or its thumbnail's) is served or found from now on, under
+    /// this id or any other. The bytes stay on disk for the operator. Answers how many blobs
+    /// were quarantined (the file's, and its thumbnail's if it has one).
+    pub async fn quarantine(&self, file_id: &str, by: &str) -> Result<usize> {
+        if file_id.is_empty() {
+            return Err(Error::invalid("file_id", "is required"));
+        }
+        let (id, by) = (file_id.to_owned(), by.to_owned());
+        let done = self
+            .store
+            .write(move |tx| db::quarantine(tx, &id, &by, crate::identity::freshness::now_ms()))
+            .await?;
+        if done.is_empty() {
+            return Err(Error::NotFound(format!(
+                "file_id: no file {file_id:?} is served here (unknown, or already quarantined)"
+            )));
+        }
+        Ok(done.len())
+    }
+
     /// `InitiateAvatarUpload` / `InitiateMediaUpload`: a new upload token.
     pub async fn initiate(&self, caller: &SessionInfo, kind: UploadKind) -> Result<String> {
         let now = now_ms();

@@ -500,8 +500,35 @@ impl Messages {
         if view.message.sender_id != caller.user_id {
             access.require(permissions::MESSAGES_MANAGE)?;
         }
+        self.remove(&channel, message_id, id).await
+    }
+
+    /// `DeleteMessage` for a server admin (`guildhall.admin.v1`, which checked who asks): no
+    /// membership or permission in the guild is needed; the guild gets the same
+    /// `message_deleted` event.
+    pub async fn remove_as_admin(&self, channel_id: &str, message_id: &str) -> Result<()> {
+        let id = parse_id("message_id", message_id)?;
+        if channel_id.is_empty() {
+            return Err(Error::invalid("channel_id", "is required"));
+        }
+        let c = channel_id.to_owned();
+        let channel = self
+            .store()
+            .read(move |tx| crate::store::guilds::channel(tx, &c))
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "channel_id: no channel {channel_id:?} on this server"
+                ))
+            })?;
+        self.message_in(&channel, "message_id", id).await?;
+        self.remove(&channel, message_id, id).await
+    }
+
+    /// Deletes message `id` of `channel` and logs `message_deleted` with it.
+    async fn remove(&self, channel: &ChannelRecord, message_id: &str, id: u64) -> Result<()> {
         let event = events::row(
-            channel_scope(&channel),
+            channel_scope(channel),
             pb::stream_response::Event::MessageDeleted(pb::MessageDeletedEvent {
                 channel_id: channel.id.clone(),
                 message_id: message_id.to_owned(),

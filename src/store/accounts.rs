@@ -31,6 +31,8 @@ pub struct UserRecord {
     pub profile_updated_at: u64,
     /// When the user registered here (ms).
     pub created_at: u64,
+    /// When a server admin deactivated the account (ms); `None` while it is active.
+    pub deactivated_at: Option<u64>,
 }
 
 /// A user to create at registration.
@@ -103,10 +105,13 @@ pub struct ProfileChange {
 
 pub use super::moves::HomeserverMove;
 
-const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, guild_order, \
-     is_profile_synced, irc_name, homeserver, profile_updated_at, created_at";
+/// The columns [`user_from_row`] reads, in its order (unqualified: select from `users` alone).
+pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, \
+     guild_order, is_profile_synced, irc_name, homeserver, profile_updated_at, created_at, \
+     deactivated_at";
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+/// A user from a row of [`USER_COLUMNS`] (further columns after them are the caller's).
+pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: row.get(0)?,
         display_name: row.get(1)?,
@@ -119,6 +124,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         homeserver: row.get(8)?,
         profile_updated_at: from_sql_int(row.get(9)?),
         created_at: from_sql_int(row.get(10)?),
+        deactivated_at: row.get::<_, Option<i64>>(11)?.map(from_sql_int),
     })
 }
 
@@ -199,7 +205,8 @@ fn upsert_device(tx: &Connection, device: &NewDevice) -> Result<(), StorageError
 
 impl Store {
     /// Creates a user with its first device and session, recording the request's signature in the
-    /// replay cache, all in one transaction.
+    /// replay cache and spending one use of the registration token that admitted them (if one
+    /// was needed), all in one transaction.
     pub async fn register(
         &self,
         user: NewUser,
@@ -207,6 +214,7 @@ impl Store {
         session: NewSession,
         signature: [u8; 64],
         signature_expires_at: u64,
+        registration_token: Option<[u8; 32]>,
     ) -> Result<UserRecord, StorageError> {
         self.write(move |tx| {
             remember_signature(tx, &signature, signature_expires_at)?;
@@ -215,6 +223,9 @@ impl Store {
                     "public_key: this identity is already registered on this server; use Login"
                         .into(),
                 ));
+            }
+            if let Some(hash) = registration_token {
+                super::admin::spend_token(tx, &hash, user.created_at)?;
             }
             sign_in(tx, Some(&user), &device, &session)
         })

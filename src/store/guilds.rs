@@ -121,6 +121,8 @@ pub struct InviteRecord {
     pub uses: i32,
     /// Whether deactivated.
     pub deactivated: bool,
+    /// Whether people new to the node may register by joining with it (an admin's invite).
+    pub allows_registration: bool,
 }
 
 /// A guild with its member and channel counts, for server admins.
@@ -200,7 +202,7 @@ fn role_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
 }
 
 const INVITE_COLUMNS: &str = "i.token, i.guild_id, i.channel_id, c.name, i.created_by, i.created_at, \
-     i.updated_at, i.expires_at, i.max_uses, i.uses, i.deactivated";
+     i.updated_at, i.expires_at, i.max_uses, i.uses, i.deactivated, i.allow_registration";
 
 fn invite_row(r: &Row<'_>) -> rusqlite::Result<InviteRecord> {
     Ok(InviteRecord {
@@ -215,6 +217,7 @@ fn invite_row(r: &Row<'_>) -> rusqlite::Result<InviteRecord> {
         max_uses: r.get(8)?,
         uses: r.get(9)?,
         deactivated: r.get(10)?,
+        allows_registration: r.get(11)?,
     })
 }
 
@@ -601,9 +604,9 @@ pub fn is_banned(c: &Connection, guild_id: &str, user_id: &str) -> Result<bool, 
 /// Inserts an invite.
 pub fn insert_invite(c: &Connection, i: &InviteRecord) -> Result<(), StorageError> {
     c.execute(
-        "INSERT INTO invites (token, guild_id, channel_id, created_by, created_at, updated_at, expires_at, max_uses)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-        params![i.token, i.guild_id, i.channel_id, i.created_by, to_sql_int(i.created_at), to_sql_int(i.expires_at), i.max_uses],
+        "INSERT INTO invites (token, guild_id, channel_id, created_by, created_at, updated_at, expires_at, max_uses, allow_registration)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+        params![i.token, i.guild_id, i.channel_id, i.created_by, to_sql_int(i.created_at), to_sql_int(i.expires_at), i.max_uses, i.allows_registration],
     )?;
     Ok(())
 }
@@ -639,6 +642,34 @@ pub fn deactivate_invite(
         params![guild_id, token, to_sql_int(now)],
     )?;
     Ok(n > 0)
+}
+
+/// The user ids of a guild's members.
+pub fn member_user_ids(c: &Connection, guild_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt =
+        c.prepare_cached("SELECT user_id FROM members WHERE guild_id = ?1 ORDER BY user_id")?;
+    let rows = stmt.query_map([guild_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes a guild and, by the schema's cascades, everything in it (channels, messages, roles,
+/// members, invites, webhooks); `false` if there was none.
+pub fn delete_guild(c: &Connection, guild_id: &str) -> Result<bool, StorageError> {
+    Ok(c.execute("DELETE FROM guilds WHERE id = ?1", [guild_id])? > 0)
+}
+
+/// Deletes a channel and its threads (their messages, invites and webhooks go by cascade);
+/// answers the ids deleted, the channel's first.
+pub fn delete_channel(c: &Connection, channel_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "DELETE FROM channels WHERE id = ?1 OR (is_thread = 1 AND parent_channel_id = ?1)
+         RETURNING id",
+    )?;
+    let mut ids: Vec<String> = stmt
+        .query_map([channel_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.sort_by_key(|id| id != channel_id);
+    Ok(ids)
 }
 
 /// Counts one use of an invite.

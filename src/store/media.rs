@@ -300,12 +300,13 @@ pub fn upload_tokens(c: &Connection) -> Result<Vec<String>, StorageError> {
     Ok(tokens.collect::<Result<_, _>>()?)
 }
 
-/// The file with this id.
+/// The file with this id, unless its bytes are quarantined (then it is as if there were none).
 pub fn file(c: &Connection, id: &str) -> Result<Option<MediaFile>, StorageError> {
     Ok(c.prepare_cached(
         "SELECT id, sha256, uploader_id, filename, mime_type, size, width, height, blurhash,
                 thumb_id, created_at
-         FROM media_files WHERE id = ?1",
+         FROM media_files
+         WHERE id = ?1 AND sha256 NOT IN (SELECT sha256 FROM quarantined_media)",
     )?
     .query_row(params![id], |r| {
         Ok(MediaFile {
@@ -327,4 +328,45 @@ pub fn file(c: &Connection, id: &str) -> Result<Option<MediaFile>, StorageError>
 
 fn from_sql(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// Quarantines the bytes of file `id` and of its thumbnail: [`file`] finds no file with them from
+/// now on. Answers the hashes quarantined (none if there is no such file, or it already was).
+pub fn quarantine(
+    tx: &Connection,
+    id: &str,
+    by: &str,
+    now: u64,
+) -> Result<Vec<String>, StorageError> {
+    let Some(file) = file(tx, id)? else {
+        return Ok(Vec::new());
+    };
+    let thumb = match &file.thumb_id {
+        Some(thumb) => file_unchecked_sha(tx, thumb)?,
+        None => None,
+    };
+    let mut done = Vec::new();
+    for (sha, file_id) in std::iter::once((file.sha256.clone(), file.id.clone()))
+        .chain(thumb.map(|sha| (sha, file.thumb_id.clone().unwrap_or_default())))
+    {
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO quarantined_media (sha256, file_id, quarantined_by, quarantined_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![sha, file_id, by, to_sql_int(now)],
+        )?;
+        if n > 0 {
+            done.push(sha);
+        }
+    }
+    Ok(done)
+}
+
+/// The hash of file `id`'s bytes, quarantined or not.
+fn file_unchecked_sha(c: &Connection, id: &str) -> Result<Option<String>, StorageError> {
+    Ok(
+        c.query_row("SELECT sha256 FROM media_files WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?,
+    )
 }

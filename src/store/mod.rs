@@ -7,6 +7,7 @@
 //! Per-area methods live in the submodules and never hand `rusqlite` types to callers.
 
 pub mod accounts;
+pub mod admin;
 pub mod backup;
 pub mod bans;
 pub mod dm_remote;

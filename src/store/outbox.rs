@@ -193,6 +193,80 @@ pub fn depths(conn: &Connection) -> Result<Vec<(String, u64)>, StorageError> {
     Ok(depths)
 }
 
+/// One destination's queue, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationQueue {
+    /// The peer's canonical address.
+    pub destination: String,
+    /// Deliveries waiting.
+    pub depth: u64,
+    /// When the oldest was queued (ms).
+    pub oldest_created_at: u64,
+    /// The head's method: the one being tried (deliveries go out in order).
+    pub head_method: String,
+    /// The head's failed attempts so far.
+    pub head_attempts: u32,
+    /// When the head is tried next (ms).
+    pub next_attempt_at: u64,
+    /// Why the head's last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Every destination with something queued, by address.
+pub fn destinations(conn: &Connection) -> Result<Vec<DestinationQueue>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.destination, q.depth, q.oldest, o.method, o.attempts, o.next_attempt_at,
+                o.last_error
+         FROM (SELECT destination, count(*) AS depth, min(created_at) AS oldest, min(id) AS head
+               FROM federation_outbox GROUP BY destination) q
+         JOIN federation_outbox o ON o.id = q.head
+         ORDER BY o.destination",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DestinationQueue {
+            destination: r.get(0)?,
+            depth: from_sql_int(r.get(1)?),
+            oldest_created_at: from_sql_int(r.get(2)?),
+            head_method: r.get(3)?,
+            head_attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+            next_attempt_at: from_sql_int(r.get(5)?),
+            last_error: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes every delivery queued for `destination` due now (an operator's retry-now); returns how
+/// many are queued.
+pub fn retry_now(tx: &Connection, destination: &str, now: u64) -> Result<usize, StorageError> {
+    Ok(tx.execute(
+        "UPDATE federation_outbox SET next_attempt_at = min(next_attempt_at, ?2)
+         WHERE destination = ?1",
+        params![destination, to_sql_int(now)],
+    )?)
+}
+
+/// Gives up every delivery queued for `destination` (an operator's drop): they move to
+/// `federation_outbox_failed` with `reason`, as if each had been given up. Returns how many.
+pub fn drop_destination(
+    tx: &Connection,
+    destination: &str,
+    now: u64,
+    reason: &str,
+) -> Result<usize, StorageError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO federation_outbox_failed
+             (id, destination, method, body, created_at, attempts, failed_at, reason)
+         SELECT id, destination, method, body, created_at, attempts, ?2, ?3
+         FROM federation_outbox WHERE destination = ?1",
+        params![destination, to_sql_int(now), reason],
+    )?;
+    Ok(tx.execute(
+        "DELETE FROM federation_outbox WHERE destination = ?1",
+        [destination],
+    )?)
+}
+
 /// The most recent deliveries given up, newest first.
 pub fn failed(conn: &Connection, limit: u32) -> Result<Vec<FailedDelivery>, StorageError> {
     let mut stmt = conn.prepare_cached(

@@ -26,6 +26,9 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(BAN_LISTS_V20),
         M::up(REVOKED_KEYS_V21),
         M::up(WEBHOOK_MESSAGES_V22),
+        M::up(REGISTRATION_TOKENS_V23),
+        M::up(USER_DEACTIVATION_V24),
+        M::up(QUARANTINE_V25),
     ])
 }
 
@@ -562,6 +565,56 @@ BEGIN SELECT RAISE(ABORT, 'refused: device_cert.pubkey: this device was revoked 
 const WEBHOOK_MESSAGES_V22: &str = r#"
 ALTER TABLE messages ADD COLUMN webhook_id TEXT;
 UPDATE messages SET webhook_id = sender_id WHERE sender_name IS NOT NULL;
+"#;
+
+/// Who may register: registration tokens that admins make (only their SHA-256 is kept, like
+/// session tokens), invites that let people new to the node register whatever its policy, and
+/// the audit log of admin actions (`guildhall.admin.v1`, docs/OPERATING.md).
+const REGISTRATION_TOKENS_V23: &str = r#"
+CREATE TABLE registration_tokens (
+    id          TEXT PRIMARY KEY NOT NULL,           -- public id, for listing and revoking
+    token_hash  BLOB NOT NULL UNIQUE,                -- sha256 of the secret token
+    created_by  TEXT NOT NULL,                       -- the admin's user id
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL DEFAULT 0,          -- 0: never
+    max_uses    INTEGER NOT NULL DEFAULT 0,          -- 0: unlimited
+    uses        INTEGER NOT NULL DEFAULT 0,
+    revoked_at  INTEGER,                             -- NULL: not revoked
+    note        TEXT NOT NULL DEFAULT ''
+) STRICT;
+ALTER TABLE invites ADD COLUMN allow_registration INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE admin_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,                    -- ms
+    actor       TEXT NOT NULL,                       -- the admin's user id
+    action      TEXT NOT NULL,                       -- the Admin method
+    target      TEXT NOT NULL,
+    result      TEXT NOT NULL                        -- 'ok' or the refusal
+) STRICT;
+CREATE INDEX admin_audit_by_actor ON admin_audit(actor, id);
+CREATE INDEX admin_audit_by_action ON admin_audit(action, id);
+"#;
+
+/// Accounts a server admin deactivated (`DeactivateUser`): while `deactivated_at` is set, no
+/// session can be opened for the user, whatever path tries (login, a join, a refresh), as with
+/// revoked devices; deactivating deletes the sessions they had.
+const USER_DEACTIVATION_V24: &str = r#"
+ALTER TABLE users ADD COLUMN deactivated_at INTEGER;         -- ms; NULL: active
+CREATE TRIGGER sessions_refuse_deactivated BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM users WHERE id = NEW.user_id AND deactivated_at IS NOT NULL)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deactivated by a server admin'); END;
+"#;
+
+/// Uploaded bytes a server admin quarantined (`QuarantineFile`): no file with these bytes is
+/// served or found any more, whatever its id (the same bytes uploaded again included). The bytes
+/// stay on disk for the operator.
+const QUARANTINE_V25: &str = r#"
+CREATE TABLE quarantined_media (
+    sha256          TEXT PRIMARY KEY NOT NULL,       -- the bytes, as media_files.sha256
+    file_id         TEXT NOT NULL,                   -- the file the admin named (or its thumbnail)
+    quarantined_by  TEXT NOT NULL,                   -- the admin's user id
+    quarantined_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
