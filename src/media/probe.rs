@@ -6,7 +6,7 @@
 //! "decompression bomb") is refused instead of exhausting memory. Blocking: call from
 //! `spawn_blocking`.
 
-use std::io::{BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
 use image::{DynamicImage, GenericImageView, ImageFormat, ImageReader, Limits};
@@ -85,7 +85,17 @@ fn mime_of(format: ImageFormat) -> Option<&'static str> {
 /// Decodes the image at `path` (bounded) and describes it.
 pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     let file = std::fs::File::open(path)?;
-    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format()?;
+    probe_reader(BufReader::new(file))
+}
+
+/// Decodes an image held in memory (bounded) and describes it: the same checks as [`probe`], for
+/// callers that hold the bytes (the upload fuzz target in `fuzz/` and `tests/fuzz.rs`).
+pub fn probe_bytes(bytes: &[u8]) -> Result<ImageFacts, ProbeError> {
+    probe_reader(Cursor::new(bytes))
+}
+
+fn probe_reader<R: BufRead + Seek>(input: R) -> Result<ImageFacts, ProbeError> {
+    let mut reader = ImageReader::new(input).with_guessed_format()?;
     let format = reader.format().ok_or(ProbeError::NotAnImage)?;
     let mime_type = mime_of(format).ok_or(ProbeError::NotAnImage)?;
     let mut limits = Limits::default();
