@@ -642,7 +642,28 @@ fn request_text() {
     exercise("request_text", targets::request_text, &request_text_seeds());
 }
 
-/// Inputs that once broke a target (found by the long runs; `docs/FUZZING.md`), kept so they
-/// never do again.
+/// Inputs that once broke a target (`docs/FUZZING.md`, "Findings"), kept so they never do again.
 #[test]
-fn regressions() {}
+fn regressions() {
+    // A signed timestamp near u64::MAX overflowed the clock-window check
+    // (`identity::freshness::check`): a panic in debug builds, a wrapped comparison in release.
+    // Reached by a `VerifyUser` challenge and by `guildhall-timestamp` on any server call.
+    let max = u64::MAX.to_string();
+    let challenge = format!("{max}:{}", "ab".repeat(64));
+    targets::identity(&with_selector(
+        7,
+        format!("{}\n{challenge}", user_key().public().to_hex()).as_bytes(),
+    ));
+    let verify = pb::VerifyUserRequest {
+        user_id: user_key().public().to_hex(),
+        challenge,
+    };
+    targets::s2s_body(&s2s_body_seed("VerifyUser", &verify.encode_to_vec()));
+    let seed = String::from_utf8(s2s_header_seed(
+        "/guildhall.v1.GuildHall/PullServerEvents",
+        &[],
+    ))
+    .expect("text");
+    let stamp = (NOW - 1_000).to_string();
+    targets::s2s_headers(seed.replace(&stamp, &max).as_bytes());
+}
