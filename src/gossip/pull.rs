@@ -26,8 +26,8 @@ pub enum PullQuery {
     /// The served events of `(origin, kind)` after `after`, at most `limit` (1 to
     /// [`MAX_EVENTS`]).
     Events {
-        /// The origin server.
-        origin: PublicKey,
+        /// The origin server's key, as its 32 raw bytes (checked to be a valid key).
+        origin: [u8; 32],
         /// The kind.
         kind: String,
         /// Events with a larger sequence than this.
@@ -59,7 +59,7 @@ pub fn check_pull(r: pb::PullServerEventsRequest) -> Result<PullQuery, Error> {
         Ok(n) => n.min(MAX_EVENTS),
     };
     Ok(PullQuery::Events {
-        origin,
+        origin: *origin.as_bytes(),
         kind: r.kind,
         after: r.after_sequence,
         limit,
@@ -97,10 +97,9 @@ impl ServerEvents {
                 limit,
             } => (origin, kind, after, limit),
         };
-        let bytes = *origin.as_bytes();
         let rows = self
             .store()
-            .read(move |c| log::after(c, &bytes, &kind, after, limit))
+            .read(move |c| log::after(c, &origin, &kind, after, limit))
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
