@@ -666,4 +666,14 @@ fn regressions() {
     .expect("text");
     let stamp = (NOW - 1_000).to_string();
     targets::s2s_headers(seed.replace(&stamp, &max).as_bytes());
+
+    // A 26-byte lossless WebP header declaring 16384×9622 RGB pixels: within `max_alloc` for the
+    // image (473 MB), but the WebP decoder's RGBA frame beside it asked for 631 MB more
+    // (`upload` long run, libFuzzer `-malloc_limit_mb=512`). Now refused from the header.
+    let bomb = b"\x01RIFF\xc2\x00\x00\x00WEBPVP8L\xb6\x00\x00\x00/U;\"\ni";
+    targets::upload(bomb);
+    assert!(matches!(
+        guildhall::media::probe::probe_bytes(&bomb[1..]),
+        Err(guildhall::media::probe::ProbeError::TooLarge)
+    ));
 }
