@@ -756,23 +756,14 @@ impl Accounts {
         user_id: &str,
         challenge: &str,
     ) -> Result<(UserRecord, String)> {
-        let id_key = PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
-        let (timestamp, sig) = parse_challenge(challenge)?;
         let now = now_ms();
-        self.check_fresh(timestamp, now).map_err(|_| {
-            Error::unauthenticated("challenge", "timestamp is outside the allowed clock skew")
-        })?;
-        let payload = VerifyUserPayload {
-            audience: self.config.server_id,
-            id_key,
-            timestamp,
-        };
-        signing::verify(payload, &id_key, &sig).map_err(|_| {
-            Error::unauthenticated(
-                "challenge",
-                "not a signature by user_id over the verify-user statement for this server",
-            )
-        })?;
+        let (id_key, timestamp, sig) = check_verify_user(
+            user_id,
+            challenge,
+            self.config.server_id,
+            now,
+            self.config.clock_skew_ms,
+        )?;
         let user = self
             .store
             .user(id_key.to_hex())
@@ -997,6 +988,36 @@ fn profile_change(f: &UpdateFields, timestamp: u64) -> Result<ProfileChange> {
             .transpose()?,
         timestamp,
     })
+}
+
+/// The checks of a `VerifyUser` call that need no storage: `user_id` is a key, `challenge` is
+/// `"<timestamp ms>:<signature hex>"` with a timestamp within `skew_ms` of `now` and a
+/// `verify-user` signature by that key for `audience`. Answers the key, the timestamp and the
+/// signature. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run these very checks.
+pub fn check_verify_user(
+    user_id: &str,
+    challenge: &str,
+    audience: PublicKey,
+    now: u64,
+    skew_ms: u64,
+) -> Result<(PublicKey, u64, Signature)> {
+    let id_key = PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
+    let (timestamp, sig) = parse_challenge(challenge)?;
+    freshness::check(timestamp, now, skew_ms).map_err(|_| {
+        Error::unauthenticated("challenge", "timestamp is outside the allowed clock skew")
+    })?;
+    let payload = VerifyUserPayload {
+        audience,
+        id_key,
+        timestamp,
+    };
+    signing::verify(payload, &id_key, &sig).map_err(|_| {
+        Error::unauthenticated(
+            "challenge",
+            "not a signature by user_id over the verify-user statement for this server",
+        )
+    })?;
+    Ok((id_key, timestamp, sig))
 }
 
 /// `VerifyUserRequest.challenge` is `"<timestamp ms>:<signature hex>"` (see `docs/PROTOCOL.md`).

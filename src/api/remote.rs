@@ -65,8 +65,9 @@ fn nested(prefix: &str, err: Error) -> Error {
 }
 
 /// A `JoinInviteRequest` with its keys and signature parsed; `prefix` names where it sits (empty:
-/// it is the request itself).
-fn join_input(r: &pb::JoinInviteRequest, prefix: &str) -> Result<JoinInput, Error> {
+/// it is the request itself, `join`: forwarded in `Federate`). Public so the fuzz targets
+/// (`fuzz/`, `tests/fuzz.rs`) parse forwarded joins as `Federate` does.
+pub fn join_input(r: &pb::JoinInviteRequest, prefix: &str) -> Result<JoinInput, Error> {
     Ok(JoinInput {
         token: r.token.clone(),
         id_key: convert::public_key("public_key", &r.public_key).map_err(|e| nested(prefix, e))?,
@@ -218,6 +219,24 @@ pub async fn apply_forwarded(
     origin: &str,
     f: pb::UpdateFederatedProfileRequest,
 ) -> Result<(), Error> {
+    let (user_id, input) = forwarded_input(f)?;
+    let (name, avatar) = (
+        input.fields.name.is_some(),
+        input.fields.avatar_url.is_some(),
+    );
+    let user = a.apply_forwarded_profile(origin, &user_id, &input).await?;
+    harmony.announce_signed_update(&user, name, avatar).await;
+    tracing::debug!(user = %user_id.fmt_short(), origin, "forwarded profile change applied");
+    Ok(())
+}
+
+/// A forwarded `UpdateFederatedProfileRequest` with its user key, device cert and signature
+/// parsed (field rules only; the signature and the cert chain are checked against the user on
+/// record by [`Accounts::apply_forwarded_profile`]). Public so the fuzz targets (`fuzz/`,
+/// `tests/fuzz.rs`) parse forwarded profile changes as the node does.
+pub fn forwarded_input(
+    f: pb::UpdateFederatedProfileRequest,
+) -> Result<(PublicKey, UpdateUserInput), Error> {
     let user_id = convert::public_key("user_id", &f.user_id)?;
     let u = f.update.ok_or_else(|| {
         Error::invalid(
@@ -239,14 +258,7 @@ pub async fn apply_forwarded(
         timestamp: u.timestamp,
         signature: convert::signature_bytes("update.signature", &u.signature)?,
     };
-    let (name, avatar) = (
-        input.fields.name.is_some(),
-        input.fields.avatar_url.is_some(),
-    );
-    let user = a.apply_forwarded_profile(origin, &user_id, &input).await?;
-    harmony.announce_signed_update(&user, name, avatar).await;
-    tracing::debug!(user = %user_id.fmt_short(), origin, "forwarded profile change applied");
-    Ok(())
+    Ok((user_id, input))
 }
 
 /// What forwarding a profile change left to do once its transaction committed.

@@ -189,6 +189,33 @@ impl TextRules {
         self.methods.get(path).copied()
     }
 
+    /// Checks the HTTP/2 gRPC request body of a call to `path` as the layer does: a method of the
+    /// node whose request type can carry text has every string field of every frame checked;
+    /// anything else passes. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run this very
+    /// check.
+    pub fn check_request(&self, path: &str, body: &[u8]) -> Result<(), Error> {
+        match self.method(path) {
+            Some(ty) => self.check_request_type(ty, body),
+            None => Ok(()),
+        }
+    }
+
+    /// [`TextRules::check_request`] for a known request type.
+    fn check_request_type(&self, ty: usize, body: &[u8]) -> Result<(), Error> {
+        if self.messages[ty].has_text {
+            self.check_body(ty, body)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The gRPC paths of the node's methods, sorted (the fuzz targets pick one by index).
+    pub fn method_paths(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.methods.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        paths
+    }
+
     /// Checks an HTTP/2 gRPC request body: each uncompressed frame holds one message of type `ty`.
     /// A body that is not well framed, or compressed, is left to tonic to refuse.
     fn check_body(&self, ty: usize, mut body: &[u8]) -> Result<(), Error> {
@@ -486,9 +513,7 @@ where
                     )));
                 }
             };
-            if rules.messages[ty].has_text
-                && let Err(err) = rules.check_body(ty, &bytes)
-            {
+            if let Err(err) = rules.check_request_type(ty, &bytes) {
                 tracing::debug!(path = %parts.uri.path(), error = %err, "request text refused");
                 return Ok(refuse(err));
             }

@@ -23,7 +23,7 @@
 
 mod server_list;
 
-pub use server_list::{SERVER_BAN_KIND, entry_message};
+pub use server_list::{SERVER_BAN_KIND, entry_message, verify_server_ban};
 
 use std::sync::Arc;
 
@@ -194,58 +194,14 @@ impl Bans {
         Ok(())
     }
 
-    /// Refuses a signed statement dated further ahead than the clock-skew window.
-    fn check_not_future(&self, timestamp: u64) -> Result<()> {
-        if timestamp > now_ms().saturating_add(self.clock_skew_ms) {
-            return Err(Error::invalid(
-                "timestamp",
-                "is in the future beyond the clock-skew window",
-            ));
-        }
-        Ok(())
-    }
-
     /// `PropagateBan`: checks a notice and keeps it (applying it here if its guild's bans are a
     /// trusted list). Answers OK for a notice already held, so senders may retry freely.
     pub async fn receive(&self, n: pb::BanNotification) -> Result<()> {
-        let origin = hex_key("origin_server_id", &n.origin_server_id)?;
-        let banned = hex_key("banned_user_pubkey", &n.banned_user_pubkey)?;
-        if n.guild_id.is_empty() || n.guild_id.len() > GUILD_ID_MAX {
-            return Err(Error::invalid(
-                "guild_id",
-                format!("must be 1 to {GUILD_ID_MAX} bytes"),
-            ));
-        }
-        // The rule a ban's reason met on its host: no control characters, bounded length.
-        crate::guilds::members::check_reason(&n.reason)?;
-        if !(n.evidence_hash.is_empty()
-            || (n.evidence_hash.len() == 64
-                && n.evidence_hash
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))))
-        {
-            return Err(Error::invalid(
-                "evidence_hash",
-                "must be empty or 64 lowercase hex digits (a SHA-256)",
-            ));
-        }
-        self.check_not_future(n.timestamp)?;
-        let signature =
-            Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
-        let payload = BanPayload {
+        let VerifiedNotice {
             origin,
             banned,
-            guild_id: n.guild_id.clone(),
-            reason: n.reason.clone(),
-            evidence_hash: n.evidence_hash.clone(),
-            timestamp: n.timestamp,
-        };
-        signing::verify(payload, &origin, &signature).map_err(|_| {
-            Error::unauthenticated(
-                "signature",
-                "not a `ban` signature by origin_server_id over this notice",
-            )
-        })?;
+            signature,
+        } = verify_notice(&n, now_ms(), self.clock_skew_ms)?;
         if origin == self.key.public() {
             // Our own notice coming back: we hold it already.
             return Ok(());
@@ -276,6 +232,78 @@ impl Bans {
         );
         Ok(())
     }
+}
+
+/// Refuses a signed statement dated further ahead than `skew_ms` past `now`.
+fn check_not_future(timestamp: u64, now: u64, skew_ms: u64) -> Result<()> {
+    if timestamp > now.saturating_add(skew_ms) {
+        return Err(Error::invalid(
+            "timestamp",
+            "is in the future beyond the clock-skew window",
+        ));
+    }
+    Ok(())
+}
+
+/// A ban notice whose fields follow the rules and whose origin signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedNotice {
+    /// The signing server (the guild's host, if the notice is to be believed).
+    pub origin: PublicKey,
+    /// The banned user.
+    pub banned: PublicKey,
+    /// The origin's `ban` signature.
+    pub signature: Signature,
+}
+
+/// The checks of a received `BanNotification` that need no storage (field rules, not dated past
+/// `now` + `skew_ms`, the origin's `ban` signature), in the order `PropagateBan` and the `ban`
+/// gossip validator run them. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run these
+/// very checks.
+pub fn verify_notice(n: &pb::BanNotification, now: u64, skew_ms: u64) -> Result<VerifiedNotice> {
+    let origin = hex_key("origin_server_id", &n.origin_server_id)?;
+    let banned = hex_key("banned_user_pubkey", &n.banned_user_pubkey)?;
+    if n.guild_id.is_empty() || n.guild_id.len() > GUILD_ID_MAX {
+        return Err(Error::invalid(
+            "guild_id",
+            format!("must be 1 to {GUILD_ID_MAX} bytes"),
+        ));
+    }
+    // The rule a ban's reason met on its host: no control characters, bounded length.
+    crate::guilds::members::check_reason(&n.reason)?;
+    if !(n.evidence_hash.is_empty()
+        || (n.evidence_hash.len() == 64
+            && n.evidence_hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))))
+    {
+        return Err(Error::invalid(
+            "evidence_hash",
+            "must be empty or 64 lowercase hex digits (a SHA-256)",
+        ));
+    }
+    check_not_future(n.timestamp, now, skew_ms)?;
+    let signature =
+        Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
+    let payload = BanPayload {
+        origin,
+        banned,
+        guild_id: n.guild_id.clone(),
+        reason: n.reason.clone(),
+        evidence_hash: n.evidence_hash.clone(),
+        timestamp: n.timestamp,
+    };
+    signing::verify(payload, &origin, &signature).map_err(|_| {
+        Error::unauthenticated(
+            "signature",
+            "not a `ban` signature by origin_server_id over this notice",
+        )
+    })?;
+    Ok(VerifiedNotice {
+        origin,
+        banned,
+        signature,
+    })
 }
 
 /// The verdict on a gossiped ban statement that its checks refused: a local failure is not the

@@ -123,8 +123,10 @@ impl CommitHook for MembershipAnnouncer {
     }
 }
 
-/// A `MembershipChange` whose fields follow the rules (the `field` of a refusal names it).
-fn check(change: &pb::MembershipChange) -> Result<PublicKey, (&'static str, String)> {
+/// Checks a `MembershipChange` against the field rules (the `field` of a refusal names it) and
+/// answers the member's key: the storage-free part of the `membership` validator. Public so the
+/// fuzz targets (`fuzz/`, `tests/fuzz.rs`) run these very checks.
+pub fn check(change: &pb::MembershipChange) -> Result<PublicKey, (&'static str, String)> {
     let guild_ok = !change.guild_id.is_empty()
         && change.guild_id.len() <= GUILD_ID_MAX
         && change

@@ -54,6 +54,30 @@ pub fn verified_origin<T>(request: &tonic::Request<T>) -> Result<VerifiedOrigin,
         })
 }
 
+/// The checks of a signed server call that need no storage, cheapest first: the headers' formats,
+/// that the call is addressed to `own_key`, the clock window around `now`, and the origin's
+/// signature over method, body hash, headers and nonce. [`Verifier::verify`] runs these, then the
+/// replay and pin checks; public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run these very
+/// checks.
+pub fn check_call(
+    headers: &http::HeaderMap,
+    method: &str,
+    body: &[u8],
+    own_key: PublicKey,
+    now: u64,
+    window_ms: u64,
+) -> Result<signing::Verified<signing::S2sRequestPayload>, FederationError> {
+    let call = SignedCall::parse(headers, method, body)?;
+    let p = &call.payload;
+    if p.audience != own_key {
+        return Err(FederationError::WrongDestination(p.audience.to_hex()));
+    }
+    freshness::check(p.timestamp, now, window_ms).map_err(FederationError::Stale)?;
+    let origin_key = p.origin_key;
+    signing::verify(call.payload, &origin_key, &call.signature)
+        .map_err(|_| FederationError::BadSignature)
+}
+
 /// Checks signed server calls; see the module docs.
 #[derive(Debug)]
 pub struct Verifier {
@@ -83,16 +107,15 @@ impl Verifier {
         body: &[u8],
         client: Option<std::net::IpAddr>,
     ) -> Result<VerifiedOrigin, FederationError> {
-        let call = SignedCall::parse(headers, method, body)?;
-        let p = &call.payload;
-        if p.audience != self.own_key {
-            return Err(FederationError::WrongDestination(p.audience.to_hex()));
-        }
-        let now = now_ms();
-        freshness::check(p.timestamp, now, self.window_ms).map_err(FederationError::Stale)?;
-        let origin_key = p.origin_key;
-        let verified = signing::verify(call.payload.clone(), &origin_key, &call.signature)
-            .map_err(|_| FederationError::BadSignature)?;
+        let verified = check_call(
+            headers,
+            method,
+            body,
+            self.own_key,
+            now_ms(),
+            self.window_ms,
+        )?;
+        let origin_key = verified.origin_key;
         let (key_bytes, nonce) = (*origin_key.as_bytes(), verified.nonce);
         // A replay is refused before anything is fetched for it.
         if self

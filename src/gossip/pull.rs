@@ -18,50 +18,88 @@ pub const MAX_KINDS: usize = 64;
 /// Most heads one answer carries.
 pub const MAX_HEADS: usize = 1024;
 
+/// What a well-formed `PullServerEvents` request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullQuery {
+    /// The heads of these kinds (at most [`MAX_KINDS`], each a valid kind).
+    Heads(Vec<String>),
+    /// The served events of `(origin, kind)` after `after`, at most `limit` (1 to
+    /// [`MAX_EVENTS`]).
+    Events {
+        /// The origin server's key, as its 32 raw bytes (checked to be a valid key).
+        origin: [u8; 32],
+        /// The kind.
+        kind: String,
+        /// Events with a larger sequence than this.
+        after: u64,
+        /// How many at most.
+        limit: usize,
+    },
+}
+
+/// Checks a `PullServerEvents` request against its field rules (`docs/PROTOCOL.md` §13) and says
+/// what it asks for. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run these very checks.
+pub fn check_pull(r: pb::PullServerEventsRequest) -> Result<PullQuery, Error> {
+    if r.origin.is_empty() {
+        if r.kinds.len() > MAX_KINDS {
+            return Err(Error::invalid(
+                "kinds",
+                format!("at most {MAX_KINDS} kinds"),
+            ));
+        }
+        for (i, kind) in r.kinds.iter().enumerate() {
+            event::check_kind(kind).map_err(|e| Error::invalid(format!("kinds[{i}]"), rule(e)))?;
+        }
+        return Ok(PullQuery::Heads(r.kinds));
+    }
+    let origin = PublicKey::from_hex(&r.origin).map_err(|e| Error::invalid("origin", e))?;
+    event::check_kind(&r.kind).map_err(|e| Error::invalid("kind", rule(e)))?;
+    let limit = match usize::try_from(r.limit) {
+        Ok(0) | Err(_) => MAX_EVENTS,
+        Ok(n) => n.min(MAX_EVENTS),
+    };
+    Ok(PullQuery::Events {
+        origin: *origin.as_bytes(),
+        kind: r.kind,
+        after: r.after_sequence,
+        limit,
+    })
+}
+
 impl ServerEvents {
     /// Answers a `PullServerEvents` call (already verified as a signed server call).
     pub async fn serve_pull(
         &self,
         r: pb::PullServerEventsRequest,
     ) -> Result<pb::PullServerEventsResponse, Error> {
-        if r.origin.is_empty() {
-            if r.kinds.len() > MAX_KINDS {
-                return Err(Error::invalid(
-                    "kinds",
-                    format!("at most {MAX_KINDS} kinds"),
-                ));
+        let (origin, kind, after, limit) = match check_pull(r)? {
+            PullQuery::Heads(kinds) => {
+                let heads = self
+                    .store()
+                    .read(move |c| log::heads(c, &kinds, MAX_HEADS))
+                    .await?;
+                return Ok(pb::PullServerEventsResponse {
+                    events: Vec::new(),
+                    heads: heads
+                        .into_iter()
+                        .map(|(origin, kind, last_sequence)| pb::ServerEventHead {
+                            origin: hex::encode(origin),
+                            kind,
+                            last_sequence,
+                        })
+                        .collect(),
+                });
             }
-            for (i, kind) in r.kinds.iter().enumerate() {
-                event::check_kind(kind)
-                    .map_err(|e| Error::invalid(format!("kinds[{i}]"), rule(e)))?;
-            }
-            let kinds = r.kinds;
-            let heads = self
-                .store()
-                .read(move |c| log::heads(c, &kinds, MAX_HEADS))
-                .await?;
-            return Ok(pb::PullServerEventsResponse {
-                events: Vec::new(),
-                heads: heads
-                    .into_iter()
-                    .map(|(origin, kind, last_sequence)| pb::ServerEventHead {
-                        origin: hex::encode(origin),
-                        kind,
-                        last_sequence,
-                    })
-                    .collect(),
-            });
-        }
-        let origin = PublicKey::from_hex(&r.origin).map_err(|e| Error::invalid("origin", e))?;
-        event::check_kind(&r.kind).map_err(|e| Error::invalid("kind", rule(e)))?;
-        let limit = match usize::try_from(r.limit) {
-            Ok(0) | Err(_) => MAX_EVENTS,
-            Ok(n) => n.min(MAX_EVENTS),
+            PullQuery::Events {
+                origin,
+                kind,
+                after,
+                limit,
+            } => (origin, kind, after, limit),
         };
-        let (bytes, kind, after) = (*origin.as_bytes(), r.kind, r.after_sequence);
         let rows = self
             .store()
-            .read(move |c| log::after(c, &bytes, &kind, after, limit))
+            .read(move |c| log::after(c, &origin, &kind, after, limit))
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {

@@ -148,6 +148,37 @@ fn mime_rule(mime: &str) -> Result<String> {
     Ok(mime)
 }
 
+/// Checks an `UploadBegin` declaration against the field rules (file name, media type, a total
+/// size of 1 to `max_upload_size` bytes, a chunk size of [`MIN_CHUNK`] to [`MAX_CHUNK`]) and
+/// returns it with its media type normalised. Pure, so the upload fuzz target (`fuzz/`,
+/// `tests/fuzz.rs`) runs the very rules `UploadBegin` does.
+pub fn check_plan(plan: UploadPlan, max_upload_size: u64) -> Result<UploadPlan> {
+    filename_rule(&plan.filename)?;
+    let mime_type = mime_rule(&plan.mime_type)?;
+    if plan.total_size == 0 || plan.total_size > max_upload_size {
+        return Err(Error::invalid(
+            "total_size",
+            format!(
+                "must be 1 to {max_upload_size} bytes (the server's max_upload_size); got {}",
+                plan.total_size
+            ),
+        ));
+    }
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&plan.chunk_size) {
+        return Err(Error::invalid(
+            "chunk_size",
+            format!("must be {MIN_CHUNK} to {MAX_CHUNK} bytes"),
+        ));
+    }
+    Ok(UploadPlan { mime_type, ..plan })
+}
+
+/// Checks a chunk's or file's `sha256` field (64 hex digits, either case) and returns it in
+/// lowercase, as `UploadChunk` and `UploadFinish` do. Public for the upload fuzz target.
+pub fn check_sha256(field: &str, value: &str) -> Result<String> {
+    sha256_field(field, value)
+}
+
 impl Media {
     /// Upload handling over the node's store and file area.
     pub fn new(store: Store, blobs: Blobs, limits: Arc<Limits>, config: MediaConfig) -> Self {
@@ -240,25 +271,8 @@ impl Media {
 
     /// `UploadBegin`: declares the file. Repeating it with the same values is harmless.
     pub async fn begin(&self, caller: &SessionInfo, token: &str, plan: UploadPlan) -> Result<()> {
-        filename_rule(&plan.filename)?;
-        let mime_type = mime_rule(&plan.mime_type)?;
         let max = u64::from(self.limits.settings().max_upload_size);
-        if plan.total_size == 0 || plan.total_size > max {
-            return Err(Error::invalid(
-                "total_size",
-                format!(
-                    "must be 1 to {max} bytes (the server's max_upload_size); got {}",
-                    plan.total_size
-                ),
-            ));
-        }
-        if !(MIN_CHUNK..=MAX_CHUNK).contains(&plan.chunk_size) {
-            return Err(Error::invalid(
-                "chunk_size",
-                format!("must be {MIN_CHUNK} to {MAX_CHUNK} bytes"),
-            ));
-        }
-        let plan = UploadPlan { mime_type, ..plan };
+        let plan = check_plan(plan, max)?;
         let upload = self.owned_upload(caller, token).await?;
         if upload.kind == UploadKind::Avatar && !IMAGE_TYPES.contains(&plan.mime_type.as_str()) {
             return Err(Error::invalid(

@@ -1,15 +1,16 @@
 //! What an uploaded image really is: its format (from its bytes, not its claim), its size, a
 //! blurhash placeholder and a thumbnail.
 //!
-//! Decoding is bounded: an image may be at most [`MAX_SIDE`] pixels a side and the decoder may
-//! allocate at most [`MAX_DECODE_BYTES`], so a small file that declares huge dimensions (a
+//! Decoding is bounded: an image may be at most [`MAX_SIDE`] pixels a side and decoding it may
+//! take at most [`MAX_DECODE_BYTES`] (the decoded image and a decoder's working frame, judged
+//! from the header before any pixel is read), so a small file that declares huge dimensions (a
 //! "decompression bomb") is refused instead of exhausting memory. Blocking: call from
 //! `spawn_blocking`.
 
-use std::io::{BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
-use image::{DynamicImage, GenericImageView, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, GenericImageView, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// Longest side of a stored image, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -19,6 +20,9 @@ pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Longest side of a thumbnail; images no larger get none.
 pub const THUMB_SIDE: u32 = 320;
+
+/// Bytes per pixel of the working frame a decoder may hold beside the decoded image (RGBA8).
+const WORKING_BYTES_PER_PIXEL: u64 = 4;
 
 /// Blurhash components across and down (the reference implementation's default).
 const BLURHASH_COMPONENTS: (u32, u32) = (4, 3);
@@ -85,7 +89,17 @@ fn mime_of(format: ImageFormat) -> Option<&'static str> {
 /// Decodes the image at `path` (bounded) and describes it.
 pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     let file = std::fs::File::open(path)?;
-    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format()?;
+    probe_reader(BufReader::new(file))
+}
+
+/// Decodes an image held in memory (bounded) and describes it: the same checks as [`probe`], for
+/// callers that hold the bytes (the upload fuzz target in `fuzz/` and `tests/fuzz.rs`).
+pub fn probe_bytes(bytes: &[u8]) -> Result<ImageFacts, ProbeError> {
+    probe_reader(Cursor::new(bytes))
+}
+
+fn probe_reader<R: BufRead + Seek>(input: R) -> Result<ImageFacts, ProbeError> {
+    let mut reader = ImageReader::new(input).with_guessed_format()?;
     let format = reader.format().ok_or(ProbeError::NotAnImage)?;
     let mime_type = mime_of(format).ok_or(ProbeError::NotAnImage)?;
     let mut limits = Limits::default();
@@ -93,10 +107,16 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| match e {
+    let refusal = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => ProbeError::TooLarge,
         other => ProbeError::Corrupt(mime_type, other.to_string()),
-    })?;
+    };
+    // The header only: the declared size, checked against the limits before any pixel buffer.
+    let decoder = reader.into_decoder().map_err(refusal)?;
+    if decode_bytes(&decoder) > MAX_DECODE_BYTES {
+        return Err(ProbeError::TooLarge);
+    }
+    let image = DynamicImage::from_decoder(decoder).map_err(refusal)?;
     let (width, height) = image.dimensions();
     let thumbnail = if width > THUMB_SIDE || height > THUMB_SIDE {
         Some(thumbnail(&image.thumbnail(THUMB_SIDE, THUMB_SIDE))?)
@@ -110,6 +130,20 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
         blurhash: blurhash(&image),
         thumbnail,
     })
+}
+
+/// What decoding an image may allocate at worst, from its header alone: the decoded image
+/// (`total_bytes`) and a working frame of [`WORKING_BYTES_PER_PIXEL`] per pixel. A decoder's own
+/// allocations are not bounded by the image crate's `max_alloc`: lossless WebP without alpha
+/// decodes into an RGBA frame beside the RGB image, animated WebP and GIF compose frames, so a
+/// 26-byte WebP header declaring 16384×9622 pixels asked for 473 MB of image plus 631 MB of frame
+/// (found by the `upload` fuzz target, `docs/FUZZING.md`).
+fn decode_bytes(decoder: &impl ImageDecoder) -> u64 {
+    let (width, height) = decoder.dimensions();
+    let frame = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(WORKING_BYTES_PER_PIXEL);
+    decoder.total_bytes().saturating_add(frame)
 }
 
 /// Encodes a thumbnail: PNG where there is transparency to keep, JPEG otherwise (far smaller

@@ -63,9 +63,10 @@ fn id(field: &str, value: &str) -> Result<()> {
     }
 }
 
-/// Checks a sent notice and rebuilds it for the distributors, with the origin added; returns the
-/// body and the message id.
-fn forwarded(origin: &str, payload: &str) -> Result<(String, String)> {
+/// Checks a sent notice (`PushNotificationRequest.payload`) and rebuilds it for the
+/// distributors, with the origin added; returns the body and the message id. Public so the fuzz
+/// targets (`fuzz/`, `tests/fuzz.rs`) run this very check.
+pub fn forwarded(origin: &str, payload: &str) -> Result<(String, String)> {
     if payload.len() > PAYLOAD_MAX {
         return Err(Error::invalid(
             "payload",

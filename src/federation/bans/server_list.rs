@@ -11,13 +11,14 @@
 
 use prost::Message;
 
-use super::{Bans, hex_key, refusal_verdict};
+use super::{Bans, check_not_future, hex_key, refusal_verdict};
 use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
 use crate::gossip::{Verdict, VerifiedServerEvent};
 use crate::guilds::ban_lists::Reconciled;
-use crate::identity::Signature;
+use crate::identity::freshness::now_ms;
 use crate::identity::signing::{self, ServerBanPayload};
+use crate::identity::{PublicKey, Signature};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::accounts::load_user;
 use crate::store::server_bans::{HeldBan, ServerBanEntry};
@@ -109,27 +110,8 @@ impl Bans {
     /// server's list is trusted). Answers whether it was new: an entry no newer than the one held
     /// changes nothing.
     pub async fn receive_server_ban(&self, n: pb::ServerBanEntry) -> Result<bool> {
-        let origin = hex_key("origin_server_id", &n.origin_server_id)?;
-        let user = hex_key("user_id", &n.user_id)?;
-        crate::guilds::members::check_reason(&n.reason)?;
-        self.check_not_future(n.timestamp)?;
-        let signature =
-            Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
-        let payload = ServerBanPayload {
-            origin,
-            user,
-            banned: n.banned,
-            reason: n.reason,
-            timestamp: n.timestamp,
-        };
-        let payload = signing::verify(payload, &origin, &signature)
-            .map_err(|_| {
-                Error::unauthenticated(
-                    "signature",
-                    "not a `server-ban` signature by origin_server_id over this entry",
-                )
-            })?
-            .into_inner();
+        let (origin, user, signature, payload) =
+            verify_server_ban(&n, now_ms(), self.clock_skew_ms)?;
         if origin == self.key.public() {
             // Our own entry coming back: we hold it already.
             return Ok(false);
@@ -202,6 +184,39 @@ impl Bans {
         }
         Ok(done)
     }
+}
+
+/// The checks of a received moderation-list entry that need no storage (field rules, not dated
+/// past `now` + `skew_ms`, the origin's `server-ban` signature); answers the origin, the user, the
+/// signature and the verified fields. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run
+/// these very checks.
+pub fn verify_server_ban(
+    n: &pb::ServerBanEntry,
+    now: u64,
+    skew_ms: u64,
+) -> Result<(PublicKey, PublicKey, Signature, ServerBanPayload)> {
+    let origin = hex_key("origin_server_id", &n.origin_server_id)?;
+    let user = hex_key("user_id", &n.user_id)?;
+    crate::guilds::members::check_reason(&n.reason)?;
+    check_not_future(n.timestamp, now, skew_ms)?;
+    let signature =
+        Signature::from_bytes(&n.signature).map_err(|e| Error::invalid("signature", e))?;
+    let payload = ServerBanPayload {
+        origin,
+        user,
+        banned: n.banned,
+        reason: n.reason.clone(),
+        timestamp: n.timestamp,
+    };
+    let payload = signing::verify(payload, &origin, &signature)
+        .map_err(|_| {
+            Error::unauthenticated(
+                "signature",
+                "not a `server-ban` signature by origin_server_id over this entry",
+            )
+        })?
+        .into_inner();
+    Ok((origin, user, signature, payload))
 }
 
 /// The wire form of a moderation-list entry.
