@@ -437,6 +437,25 @@ async fn every_admin_action_is_audited_with_its_result() {
 
 /// Every method of the admin service, called by `token` with a request that an admin's call
 /// would act on.
+/// Every method of `guildhall.admin.v1.Admin`, from the node's descriptor set, sorted.
+fn admin_methods() -> Vec<String> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(guildhall::proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    let file = set
+        .file
+        .iter()
+        .find(|f| f.package() == "guildhall.admin.v1")
+        .expect("the admin package");
+    let mut names: Vec<String> = file.service[0]
+        .method
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// What the refusal table's calls name: things that exist, so an admin's calls act on them.
 struct Targets {
     token_id: String,
@@ -629,7 +648,13 @@ async fn every_admin_method_is_refused_to_non_admins_and_changes_nothing() {
         .into_inner()
         .entries;
 
-    for (method, result) in call_every_method(&mut a, &user.token, &targets).await {
+    let results = call_every_method(&mut a, &user.token, &targets).await;
+    // The table covers every method the service has (a new one can't be left out).
+    let mut called: Vec<String> = results.iter().map(|(m, _)| (*m).to_owned()).collect();
+    called.sort_unstable();
+    called.dedup();
+    assert_eq!(called, admin_methods());
+    for (method, result) in results {
         match result {
             Err(status) => {
                 assert_eq!(

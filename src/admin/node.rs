@@ -27,8 +27,10 @@ pub struct NodeView {
     pub peer_id: String,
     /// Connected libp2p peers, as the swarm reports them.
     pub p2p_peers: watch::Receiver<usize>,
-    /// Where the database and uploads live.
-    pub data_dir: PathBuf,
+    /// The database file (its WAL beside it, with `-wal` appended).
+    pub database_path: PathBuf,
+    /// Where uploaded files live.
+    pub media_dir: PathBuf,
     /// When the node started (ms).
     pub started_at: u64,
     /// The ban lists the node enforces (configured; its own moderation list is implied).
@@ -148,13 +150,12 @@ impl Admin {
         let node = self.node()?.clone();
         let counts = self.store.read(db::counts).await?;
         let outbox = self.store.read(outbox_db::stats).await?;
-        let dir = node.data_dir.clone();
+        let (database, media) = (node.database_path.clone(), node.media_dir.clone());
         let (database_bytes, media_bytes) = tokio::task::spawn_blocking(move || {
-            let db = ["guildhall.sqlite3", "guildhall.sqlite3-wal"]
-                .iter()
-                .map(|f| disk_bytes(&dir.join(f)))
-                .sum::<u64>();
-            (db, disk_bytes(&dir.join("media")))
+            let mut wal = database.clone().into_os_string();
+            wal.push("-wal");
+            let db = disk_bytes(&database).saturating_add(disk_bytes(Path::new(&wal)));
+            (db, disk_bytes(&media))
         })
         .await
         .map_err(|e| crate::store::StorageError::Task(e.to_string()))?;

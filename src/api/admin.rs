@@ -35,10 +35,12 @@ impl tonic::service::Interceptor for AdminGate {
             return Ok(request);
         }
         tracing::warn!(user = %session.user_id, "admin call refused: not a server admin");
-        Err(Status::permission_denied(
+        Err(Error::PermissionDenied(
             "authorization: only this server's admins (the `admins` setting) may call \
-             guildhall.admin.v1",
-        ))
+             guildhall.admin.v1"
+                .into(),
+        )
+        .into())
     }
 }
 

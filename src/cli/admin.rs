@@ -413,8 +413,12 @@ async fn outbox(command: OutboxCommand) -> Result<()> {
     Ok(())
 }
 
-async fn node(command: AdminCommand) -> Result<()> {
+/// Runs one `guildhall admin` command.
+pub(crate) async fn run(command: AdminCommand) -> Result<()> {
     match command {
+        AdminCommand::Users(command) => return users(command).await,
+        AdminCommand::Outbox(command) => return outbox(command).await,
+        AdminCommand::Content(command) => return content(command).await,
         AdminCommand::Status { target } => {
             let mut a = AdminSession::open(&target).await?;
             let request = a.session.authed(pb::GetNodeStatusRequest {});
@@ -506,20 +510,6 @@ async fn node(command: AdminCommand) -> Result<()> {
             }
             println!("held total: {}", reply.total);
         }
-        _ => unreachable!("node() is called with the node commands only"),
-    }
-    Ok(())
-}
-
-pub(crate) async fn run(command: AdminCommand) -> Result<()> {
-    match command {
-        AdminCommand::Users(command) => return users(command).await,
-        AdminCommand::Outbox(command) => return outbox(command).await,
-        AdminCommand::Content(command) => return content(command).await,
-        command @ (AdminCommand::Status { .. }
-        | AdminCommand::Peers { .. }
-        | AdminCommand::Mesh { .. }
-        | AdminCommand::BanLists { .. }) => return node(command).await,
         AdminCommand::Tokens(TokensCommand::Create {
             target,
             max_uses,
