@@ -400,6 +400,7 @@ fn backup(
 }
 
 async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
+    let stop = stop_signal()?;
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.data_dir {
         config.data_dir = v;
@@ -457,7 +458,7 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
-    let signal = stop_signal().await?;
+    let signal = stop.await;
     tracing::info!(%signal, "stopping: no new connections; open calls and streams end; queued work stays queued");
     node.shutdown();
     node.stopped().await;
@@ -465,20 +466,27 @@ async fn serve(args: ServeArgs, log_format: Option<LogFormat>) -> Result<()> {
     Ok(())
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (what systemd and Docker send) and names it.
-async fn stop_signal() -> Result<&'static str> {
+/// Starts listening for Ctrl-C (SIGINT) and SIGTERM (what systemd and Docker send) now; the future
+/// names the first to arrive. Listening from the start of `serve` means a signal sent while the
+/// node starts stops it cleanly once it has started, instead of killing it midway.
+fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let name = tokio::select! {
-            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT")?,
-            _ = term.recv() => "SIGTERM",
-        };
-        Ok(name)
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
     }
 }
