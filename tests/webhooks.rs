@@ -20,6 +20,16 @@ async fn post_full(
     path: &str,
     body: &str,
 ) -> (u16, hyper::HeaderMap, serde_json::Value) {
+    post_with(node, path, "application/json", body).await
+}
+
+/// POSTs `body` as `content_type`; returns the status, headers and JSON answer.
+async fn post_with(
+    node: &TestNode,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, hyper::HeaderMap, serde_json::Value) {
     let stream = tokio::net::TcpStream::connect(node.node().grpc_addr)
         .await
         .expect("connect");
@@ -30,7 +40,7 @@ async fn post_full(
     tokio::spawn(conn);
     let request = hyper::Request::post(path)
         .header("host", "localhost")
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
@@ -466,38 +476,15 @@ async fn webhook_names_follow_the_display_name_rules_and_posts_are_marked_as_the
     );
 }
 
-/// POSTs `body` with the given content type; returns the status and the JSON answer.
+/// POSTs `body` as `content_type`; returns the status and the JSON answer.
 async fn post_as(
     node: &TestNode,
     path: &str,
     content_type: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let stream = tokio::net::TcpStream::connect(node.node().grpc_addr)
-        .await
-        .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let request = hyper::Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
+    let (status, _, answer) = post_with(node, path, content_type, body).await;
+    (status, answer)
 }
 
 #[tokio::test]
