@@ -46,6 +46,10 @@ pub struct Config {
     /// How long events stay in the log for clients resuming `SubscribeEvents`; a client further
     /// behind is told to reload (`OUT_OF_RANGE`).
     pub event_retention_secs: u64,
+    /// How long a superseded server event (one a newer statement about the same subject made
+    /// moot) stays in the gossip log before it is pruned; peers behind by less than this get every
+    /// event, peers further behind get the live ones. 0 prunes at every pass.
+    pub server_event_retention_secs: u64,
     /// Events the live fan-out holds before a slow subscriber falls back to reading the log.
     pub live_event_capacity: usize,
     /// Most `SubscribeEvents` streams one user may hold open on this node at once (all devices
@@ -121,6 +125,7 @@ impl Default for Config {
             registration: None,
             sqlite_synchronous: Synchronous::Normal,
             event_retention_secs: 7 * 24 * 60 * 60,
+            server_event_retention_secs: 30 * 24 * 60 * 60,
             live_event_capacity: crate::events::LIVE_CAPACITY,
             max_event_streams_per_user: crate::events::stream::STREAMS_PER_USER_DEFAULT,
             rate_limit_window_secs: 60,

@@ -6,14 +6,25 @@
 //! `retry-after-ms` metadata saying when a retry can succeed. Limits refill smoothly (a bucket of
 //! the limit's size, refilled over the window). Settings an admin changes are stored and survive
 //! restarts; the rest keep the defaults below.
+//!
+//! The buckets survive restarts too: [`Limits::save`] writes every bucket that is not full (every
+//! [`SAVE_EVERY`] and at shutdown), and [`Limits::load`] restores them, so stopping, restarting
+//! or crashing the node hands nobody a fresh allowance (a crash forgets at most the last
+//! [`SAVE_EVERY`] of counting).
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::error::{Error, Result};
 use crate::store::{Store, settings as db};
@@ -143,9 +154,118 @@ impl Settings {
 /// A change to some settings: (name, new value).
 pub type SettingsChange = Vec<(&'static str, u32)>;
 
+/// How often the buckets are saved: what a crash can forget.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The buckets of one keyed limiter, readable so they can be saved and restored: per key, the
+/// GCRA "theoretical arrival time" in nanoseconds since the limiter was made (0: never used),
+/// updated the way governor's own in-memory store does (compare and swap).
+#[derive(Debug, Clone, Default)]
+struct Buckets(Arc<DashMap<String, AtomicU64>>);
+
+impl StateStore for Buckets {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> std::result::Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> std::result::Result<(T, Nanos), E>,
+    {
+        let measure = |slot: &AtomicU64| {
+            let mut prev = slot.load(Ordering::Acquire);
+            loop {
+                let (value, next) = f(NonZeroU64::new(prev).map(|n| Nanos::from(n.get())))?;
+                match slot.compare_exchange_weak(
+                    prev,
+                    next.as_u64(),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(value),
+                    Err(now) => prev = now,
+                }
+            }
+        };
+        if let Some(slot) = self.0.get(key) {
+            return measure(&slot);
+        }
+        let slot = self.0.entry(key.clone()).or_default();
+        measure(&slot)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for Buckets {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > drop_below.as_u64());
+    }
+
+    fn shrink_to_fit(&self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One limit's limiter, its buckets, and when it was made (ms since the epoch): the buckets count
+/// from then, so a saved bucket is written as a wall-clock time and read back against the new
+/// limiter's start.
+struct Limiter {
+    limiter: RateLimiter<String, Buckets, DefaultClock, NoOpMiddleware<ClockInstant>>,
+    buckets: Buckets,
+    made_at_ms: u64,
+}
+
+impl Limiter {
+    fn new(quota: Quota) -> Self {
+        let buckets = Buckets::default();
+        let made_at_ms = wall_ms();
+        Self {
+            limiter: RateLimiter::new(quota, buckets.clone(), DefaultClock::default()),
+            buckets,
+            made_at_ms,
+        }
+    }
+
+    /// The buckets not full at `now` (ms since the epoch): (key, when full again).
+    fn not_full(&self, now: u64) -> Vec<(String, u64)> {
+        self.buckets
+            .0
+            .iter()
+            .filter_map(|entry| {
+                let tat_ms = entry.value().load(Ordering::Relaxed) / 1_000_000;
+                let until = self.made_at_ms.saturating_add(tat_ms);
+                (until > now).then(|| (entry.key().clone(), until))
+            })
+            .collect()
+    }
+
+    /// Puts back a bucket saved as full again at `until` (ms since the epoch).
+    fn restore(&self, key: String, until: u64) {
+        let tat = until
+            .saturating_sub(self.made_at_ms)
+            .saturating_mul(1_000_000);
+        if tat > 0 {
+            self.buckets.0.insert(key, AtomicU64::new(tat));
+        }
+    }
+}
+
+type ClockInstant = <DefaultClock as Clock>::Instant;
+
+/// Now, in ms since the epoch.
+fn wall_ms() -> u64 {
+    crate::identity::freshness::now_ms()
+}
+
 struct State {
     settings: Settings,
-    limiters: HashMap<Limit, Arc<DefaultKeyedRateLimiter<String>>>,
+    limiters: HashMap<Limit, Arc<Limiter>>,
 }
 
 /// How often, at most, refusals over one limit are logged: a flood of refused requests must not
@@ -203,10 +323,7 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-fn limiters(
-    s: &Settings,
-    window: Duration,
-) -> HashMap<Limit, Arc<DefaultKeyedRateLimiter<String>>> {
+fn limiters(s: &Settings, window: Duration) -> HashMap<Limit, Arc<Limiter>> {
     let per_window = [
         (Limit::Message, s.message_rate_limit),
         (Limit::Register, s.register_rate_limit),
@@ -222,15 +339,18 @@ fn limiters(
             let n = NonZeroU32::new(n)?;
             let period = (window / n.get()).max(Duration::from_nanos(1));
             let quota = Quota::with_period(period)?.allow_burst(n);
-            Some((limit, Arc::new(RateLimiter::keyed(quota))))
+            Some((limit, Arc::new(Limiter::new(quota))))
         })
         .collect()
 }
 
 impl Limits {
-    /// Loads the stored settings over `defaults` (the config's); `window` is the rate window.
+    /// Loads the stored settings over `defaults` (the config's), and the buckets saved last;
+    /// `window` is the rate window.
     pub async fn load(store: Store, window: Duration, defaults: Settings) -> Result<Self> {
         let stored = store.read(db::load).await?;
+        let now = wall_ms();
+        let buckets = store.read(move |c| db::load_rate_limits(c, now)).await?;
         let mut settings = defaults;
         for (key, value) in stored {
             if let Some((_, slot, min, max)) = fields(&mut settings)
@@ -243,15 +363,54 @@ impl Limits {
                 }
             }
         }
+        let limiters = limiters(&settings, window);
+        let mut restored = 0usize;
+        for (name, key, until) in buckets {
+            let limiter = ALL
+                .iter()
+                .find(|l| setting_name(**l) == name)
+                .and_then(|l| limiters.get(l));
+            if let Some(limiter) = limiter {
+                limiter.restore(key, until);
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            tracing::info!(buckets = restored, "rate-limit buckets restored");
+        }
         Ok(Self {
-            state: RwLock::new(State {
-                limiters: limiters(&settings, window),
-                settings,
-            }),
+            state: RwLock::new(State { limiters, settings }),
             store,
             window,
             refusals: RefusalLog::default(),
         })
+    }
+
+    /// Saves every bucket that is not full, replacing the last save; [`Limits::load`] restores
+    /// them. Returns how many it saved.
+    pub async fn save(&self) -> Result<usize> {
+        let now = wall_ms();
+        let buckets: Vec<(&'static str, String, u64)> = {
+            let state = self
+                .state
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state
+                .limiters
+                .iter()
+                .flat_map(|(limit, limiter)| {
+                    limiter
+                        .not_full(now)
+                        .into_iter()
+                        .map(|(key, until)| (setting_name(*limit), key, until))
+                })
+                .collect()
+        };
+        let saved = buckets.len();
+        self.store
+            .write(move |tx| db::save_rate_limits(tx, &buckets))
+            .await?;
+        Ok(saved)
     }
 
     /// The current settings.
@@ -310,15 +469,18 @@ impl Limits {
         let Some(limiter) = limiter else {
             return Ok(());
         };
-        limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            self.store.metrics().rate_limited(setting_name(limit));
-            self.refusals.refused(limit, key, Instant::now());
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Error::ResourceExhausted {
-                what: setting_name(limit).to_owned(),
-                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
-            }
-        })
+        limiter
+            .limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| {
+                self.store.metrics().rate_limited(setting_name(limit));
+                self.refusals.refused(limit, key, Instant::now());
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Error::ResourceExhausted {
+                    what: setting_name(limit).to_owned(),
+                    retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+                }
+            })
     }
 
     /// Forgets the keys of every limiter whose bucket has refilled (idle for a window), so
@@ -329,7 +491,7 @@ impl Limits {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for limiter in state.limiters.values() {
-            limiter.retain_recent();
+            limiter.limiter.retain_recent();
         }
     }
 
@@ -338,6 +500,17 @@ impl Limits {
         self.settings().max_message_length as usize
     }
 }
+
+/// Every limit.
+const ALL: [Limit; 7] = [
+    Limit::Message,
+    Limit::Register,
+    Limit::Login,
+    Limit::Invite,
+    Limit::Discovery,
+    Limit::SyncMailbox,
+    Limit::Ping,
+];
 
 /// The `ServerSettings` field that sets a limit.
 fn setting_name(limit: Limit) -> &'static str {

@@ -363,6 +363,7 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Settings(e.to_string()))?,
         );
+        let limits_saver = tokio::spawn(save_limits_loop(limits.clone(), cancel.clone()));
         let livekit = (!config.livekit_url.is_empty()).then(|| crate::calls::LiveKit {
             url: config.livekit_url.clone(),
             api_key: config.livekit_api_key.clone(),
@@ -542,11 +543,14 @@ impl Node {
                 ),
             }
         });
-        let retention_ms = config.event_retention_secs.saturating_mul(1000);
         let pruner = tokio::spawn(prune_loop(
             store.clone(),
             federation.clone(),
-            retention_ms,
+            server_events.clone(),
+            Retention {
+                events_ms: config.event_retention_secs.saturating_mul(1000),
+                server_events_ms: config.server_event_retention_secs.saturating_mul(1000),
+            },
             cancel.clone(),
         ));
         tracing::info!(server = %server_id.fmt_short(), %grpc_addr, "node started");
@@ -554,6 +558,7 @@ impl Node {
             server,
             swarm.task,
             pruner,
+            limits_saver,
             media_expiry,
             outbox.spawn(cancel.clone()),
             receiver,
@@ -578,10 +583,41 @@ impl Node {
     }
 }
 
+/// Saves the rate-limit buckets every [`crate::limits::SAVE_EVERY`] and once more when the node
+/// stops, so a restart hands nobody a fresh allowance.
+async fn save_limits_loop(
+    limits: std::sync::Arc<crate::limits::Limits>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(crate::limits::SAVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            () = cancel.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Err(e) = limits.save().await {
+            tracing::warn!(error = %e, "saving the rate-limit buckets failed");
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+/// How long the pruned logs keep what they prune.
+struct Retention {
+    /// `SubscribeEvents`' log.
+    events_ms: u64,
+    /// Superseded server events.
+    server_events_ms: u64,
+}
+
 async fn prune_loop(
     store: Store,
     federation: crate::federation::Federation,
-    event_retention_ms: u64,
+    server_events: gossip::ServerEvents,
+    retention: Retention,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(PRUNE_EVERY);
@@ -590,9 +626,15 @@ async fn prune_loop(
             () = cancel.cancelled() => break,
             _ = tick.tick() => {
                 let now = now_ms();
-                match store.prune_events(now.saturating_sub(event_retention_ms)).await {
+                match store.prune_events(now.saturating_sub(retention.events_ms)).await {
                     Ok(n) => tracing::debug!(removed = n, "pruned old events"),
                     Err(e) => tracing::warn!(error = %e, "event prune failed"),
+                }
+                // `+ 1`: with a retention of 0, an event received this very millisecond is old
+                // enough.
+                let before = now.saturating_sub(retention.server_events_ms).saturating_add(1);
+                if let Err(e) = server_events.prune(before).await {
+                    tracing::warn!(error = %e, "server-event prune failed");
                 }
                 if let Err(e) = federation.prune(now).await {
                     tracing::warn!(error = %e, "federation nonce prune failed");

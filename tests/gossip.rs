@@ -1,7 +1,8 @@
 //! Gossip of server events between nodes on loopback: an event published on one node reaches the
 //! others through gossip, once each; a forged event from a malicious libp2p peer is rejected, not
 //! forwarded, and costs that peer its score; a node that was down catches up with
-//! `PullServerEvents` and refuses forged events there too; a server met in federation is caught
+//! `PullServerEvents` and refuses forged events there too, and converges from far behind after the
+//! origin pruned its log; a server met in federation is caught
 //! up with and meshed at once; Kademlia connects two nodes that only know a third.
 
 mod common;
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use guildhall::gossip::{ServerEvent, ServerEvents, Verdict};
+use guildhall::gossip::server_events::{Subject, SubjectOf};
+use guildhall::gossip::{ServerEvent, ServerEvents, Verdict, VerifiedServerEvent};
 use guildhall::identity::SecretKey;
 use guildhall::identity::freshness::now_ms;
 use guildhall::proto::guildhall::v1 as pb;
@@ -31,26 +33,42 @@ type Seen = Arc<Mutex<Vec<(String, u64, Vec<u8>)>>>;
 /// Registers the test kind on `node`: payloads starting with "reject" break the "test rule";
 /// everything else is accepted and recorded.
 async fn register(node: &TestNode) -> Seen {
+    register_kind(node, None).await
+}
+
+/// A pruned test kind's subject: a payload `subject:text` is about its subject.
+fn subject_of(payload: &[u8]) -> Option<Subject> {
+    let at = payload.iter().position(|b| *b == b':')?;
+    Some(Subject {
+        key: payload[..at].to_vec(),
+        fields: 1,
+    })
+}
+
+/// [`register`], pruned by [`subject_of`] when `subject` is given.
+async fn register_kind(node: &TestNode, subject: Option<SubjectOf>) -> Seen {
     let seen: Seen = Arc::default();
     let record = seen.clone();
-    node.node()
-        .server_events
-        .register(KIND, move |event| {
-            let record = record.clone();
-            async move {
-                if event.payload().starts_with(b"reject") {
-                    return Verdict::Reject("test rule".into());
-                }
-                record.lock().expect("lock").push((
-                    event.origin().to_hex(),
-                    event.sequence(),
-                    event.payload().to_vec(),
-                ));
-                Verdict::Accept
+    let validator = move |event: VerifiedServerEvent| {
+        let record = record.clone();
+        async move {
+            if event.payload().starts_with(b"reject") {
+                return Verdict::Reject("test rule".into());
             }
-        })
-        .await
-        .expect("register");
+            record.lock().expect("lock").push((
+                event.origin().to_hex(),
+                event.sequence(),
+                event.payload().to_vec(),
+            ));
+            Verdict::Accept
+        }
+    };
+    let events = &node.node().server_events;
+    match subject {
+        Some(subject) => events.register_pruned(KIND, subject, validator).await,
+        None => events.register(KIND, validator).await,
+    }
+    .expect("register");
     seen
 }
 
@@ -337,6 +355,90 @@ async fn a_node_that_was_down_catches_up_and_refuses_forged_events() {
         "the forgery is refused again: {report:?}"
     );
     assert_eq!(seen_b.lock().expect("lock").len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_far_behind_converges_after_the_origin_pruned_and_a_relay_cannot_skip_it_ahead() {
+    let a = TestNode::spawn().await;
+    let mut b = TestNode::spawn().await;
+    let c = TestNode::spawn().await;
+    let _seen_a = register_kind(&a, Some(subject_of)).await;
+    let origin = a.node().server_id;
+    b.node()
+        .federation
+        .directory()
+        .refresh(&a.address())
+        .await
+        .expect("pin");
+    let stopped = b.node.take().expect("running");
+    stopped.shutdown();
+    stopped.stopped().await;
+
+    // While B is down, A says 600 things about 10 subjects, then prunes what is moot.
+    for i in 0..600 {
+        events(&a)
+            .publish(KIND, format!("s{}:{i}", i % 10).into_bytes())
+            .await
+            .expect("publish");
+    }
+    let removed = events(&a).prune(now_ms() + 1).await.expect("prune");
+    assert_eq!(removed, 590);
+    assert_eq!(events(&a).mark(origin, KIND).await.expect("mark"), 600);
+    assert_eq!(events(&a).prune(now_ms() + 1).await.expect("again"), 0);
+
+    // B comes back: it takes the newest statement about each subject, once, and moves its mark
+    // to A's (A is the origin, so its word on its own log counts).
+    let node = guildhall::node::Node::start(b.config.clone())
+        .await
+        .expect("restart");
+    b.node = Some(node);
+    let seen_b = register_kind(&b, Some(subject_of)).await;
+    wait_for(WAIT, || async {
+        events(&b).mark(origin, KIND).await.expect("mark") == 600
+    })
+    .await;
+    let payloads = |seen: &Seen| {
+        let mut got: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, p)| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        got.sort();
+        got
+    };
+    let mut newest: Vec<String> = (590..600).map(|i| format!("s{}:{i}", i % 10)).collect();
+    newest.sort();
+    assert_eq!(payloads(&seen_b), newest);
+    let report = guildhall::gossip::catchup::round(events(&b), &b.node().federation).await;
+    assert_eq!(
+        (report.accepted, report.duplicates),
+        (0, 0),
+        "nothing left to pull: {report:?}"
+    );
+    // A's sequence goes on from where it was, and B takes what follows.
+    let next = events(&a)
+        .publish(KIND, b"s0:next".to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(next.sequence(), 601);
+    guildhall::gossip::catchup::round(events(&b), &b.node().federation).await;
+    wait_for(WAIT, || async { count(&seen_b, b"s0:next") == 1 }).await;
+
+    // C knows only B, which relays A's live events but can't move C's mark for A's log: a relay's
+    // word would let it hide events by claiming they were pruned.
+    c.node()
+        .federation
+        .directory()
+        .refresh(&b.address())
+        .await
+        .expect("pin");
+    let seen_c = register_kind(&c, Some(subject_of)).await;
+    wait_for(WAIT, || async { seen_c.lock().expect("lock").len() == 11 }).await;
+    assert_eq!(events(&c).mark(origin, KIND).await.expect("mark"), 0);
+    newest.push("s0:next".into());
+    newest.sort();
+    assert_eq!(payloads(&seen_c), newest);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Process safety: one node per data directory (a second node, or `rotate-server-key` while a node
-//! runs, is refused), and SIGTERM (what systemd and Docker send) stops the `guildhall` binary as
-//! cleanly as Ctrl-C: open streams end, acknowledged writes are in the database, exit code 0.
+//! runs, is refused), SIGTERM (what systemd and Docker send) stops the `guildhall` binary as
+//! cleanly as Ctrl-C: open streams end, acknowledged writes are in the database, exit code 0; and
+//! a killed node does not come back handing everyone a fresh rate-limit allowance.
 
 mod common;
 
@@ -64,10 +65,16 @@ struct Served {
 
 impl Served {
     fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`Served::start`] with settings in `GUILDHALL_…` environment variables.
+    fn start_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -190,6 +197,48 @@ async fn sigterm_stops_the_node_cleanly() {
         .into_inner()
         .guilds;
     assert!(guilds.iter().any(|g| g.id == guild));
+    node.shutdown();
+    node.stopped().await;
+}
+
+#[tokio::test]
+async fn a_crash_does_not_hand_out_fresh_rate_limit_allowances() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 120 pings per hour per address (the default count, over a window where nothing refills
+    // while the test runs).
+    let served = Served::start_with(dir.path(), &[("GUILDHALL_RATE_LIMIT_WINDOW_SECS", "3600")]);
+    let mut client = GuildHallClient::connect(served.address.clone())
+        .await
+        .expect("connect");
+    let mut allowed = 0;
+    for _ in 0..200 {
+        if client.ping(pb::PingRequest { timestamp: 0 }).await.is_err() {
+            break;
+        }
+        allowed += 1;
+    }
+    assert_eq!(allowed, 120, "the default ping_rate_limit");
+    // Long enough for a periodic save, then the process dies without a word.
+    tokio::time::sleep(guildhall::limits::SAVE_EVERY + Duration::from_secs(1)).await;
+    served.signal("KILL");
+    served.wait(Duration::from_secs(20)).await;
+
+    let config = guildhall::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        p2p_listen: "/ip4/127.0.0.1/tcp/0".into(),
+        rate_limit_window_secs: 3600,
+        ..guildhall::config::Config::default()
+    };
+    let node = Node::start(config).await.expect("restarts");
+    let mut client = GuildHallClient::connect(format!("http://{}", node.grpc_addr))
+        .await
+        .expect("connect");
+    assert_status(
+        client.ping(pb::PingRequest { timestamp: 0 }).await,
+        tonic::Code::ResourceExhausted,
+        "ping_rate_limit",
+    );
     node.shutdown();
     node.stopped().await;
 }

@@ -1,5 +1,5 @@
 //! Server settings (read by anyone, changed by admins, kept across restarts) and the limits they
-//! set: message length, and rate limits hit and recovered. The test node's rate window is one
+//! set: message length, and rate limits hit, recovered, and still spent after a restart. The test node's rate window is one
 //! second, so "recovered" takes at most about a second.
 
 mod common;
@@ -231,6 +231,37 @@ async fn address_limits_cover_registration_and_ping() {
     }
     assert_status(
         c.ping(pb::PingRequest { timestamp: 0 }).await,
+        Code::ResourceExhausted,
+        "ping_rate_limit",
+    );
+}
+
+#[tokio::test]
+async fn used_allowances_survive_a_restart() {
+    let (mut node, admin) = admin_node().await;
+    // A window long enough that nothing refills while the test runs.
+    node.config.rate_limit_window_secs = 3600;
+    node.restart().await;
+    set(&node, &admin, |r| r.ping_rate_limit = Some(3))
+        .await
+        .expect("settings");
+    let mut c = node.client().await;
+    for _ in 0..3 {
+        c.ping(pb::PingRequest { timestamp: 0 })
+            .await
+            .expect("within the limit");
+    }
+    assert_status(
+        c.ping(pb::PingRequest { timestamp: 0 }).await,
+        Code::ResourceExhausted,
+        "ping_rate_limit",
+    );
+    node.restart().await;
+    assert_status(
+        node.client()
+            .await
+            .ping(pb::PingRequest { timestamp: 0 })
+            .await,
         Code::ResourceExhausted,
         "ping_rate_limit",
     );

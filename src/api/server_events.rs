@@ -23,7 +23,8 @@ pub async fn pull(
 
 /// `ReceiveServerEvent`: the calling server delivers an event it signed. It goes through the same
 /// receive path as gossip; the answer tells the caller's outbox whether to stop: `OK` for an event
-/// applied, already held or of no use here (ignored), a definitive refusal for a malformed,
+/// applied, already held or of no use here (ignored), `UNAVAILABLE` for one not judged now (from
+/// the future, or storage failed: the outbox tries again), a definitive refusal for a malformed,
 /// forged or rejected one.
 pub async fn receive(
     events: Option<&ServerEvents>,
@@ -46,6 +47,9 @@ pub async fn receive(
         Received::Accepted | Received::Duplicate | Received::Ignored(_) => {
             Ok(Response::new(pb::Empty {}))
         }
+        Received::Deferred(why) => Err(Status::unavailable(format!(
+            "event: not judged now ({why}); deliver it again later"
+        ))),
         Received::Rejected(why) => Err(Error::FailedPrecondition(why).into()),
         Received::Invalid(e) => Err(Error::from(ServerEventError::Event(e)).into()),
     }

@@ -31,6 +31,7 @@ use prost::Message;
 
 use super::outbox::Outbox;
 use crate::error::{Error, Result};
+use crate::gossip::server_events::Subject;
 use crate::guilds::Guilds;
 use crate::guilds::ban_lists::BanTrust;
 use crate::identity::freshness::now_ms;
@@ -61,6 +62,15 @@ fn hex_key(field: &str, value: &str) -> Result<PublicKey> {
     PublicKey::from_hex(value).map_err(|e| Error::invalid(field, e))
 }
 
+/// A ban notice is about one user in one guild: a newer notice for them restates the ban.
+fn ban_subject(payload: &[u8]) -> Option<Subject> {
+    let notice = pb::BanNotification::decode(payload).ok()?;
+    let mut key = notice.guild_id.into_bytes();
+    key.push(b'\n');
+    key.extend_from_slice(notice.banned_user_pubkey.as_bytes());
+    Some(Subject { key, fields: 1 })
+}
+
 impl Bans {
     /// Ban handling for the node with `key` at `own_address`, enforcing the bans of the lists
     /// `trust` names (and this node's own moderation list).
@@ -83,7 +93,8 @@ impl Bans {
         }
     }
 
-    /// Gossips this node's ban notices and moderation-list entries through `events`, and accepts
+    /// Gossips this node's ban notices and moderation-list entries through `events` (both pruned
+    /// down to the newest per subject, see [`ban_subject`]), and accepts
     /// (and relays) other nodes' notices gossiped as [`BAN_KIND`] after the same checks as
     /// `PropagateBan`, and their moderation-list entries ([`SERVER_BAN_KIND`]).
     pub async fn with_gossip(
@@ -93,14 +104,14 @@ impl Bans {
         self.gossip = Some(events.clone());
         let bans = self.clone();
         events
-            .register(BAN_KIND, move |event| {
+            .register_pruned(BAN_KIND, ban_subject, move |event| {
                 let bans = bans.clone();
                 async move { bans.validate_gossiped(&event).await }
             })
             .await?;
         let bans = self.clone();
         events
-            .register(SERVER_BAN_KIND, move |event| {
+            .register_pruned(SERVER_BAN_KIND, server_list::subject, move |event| {
                 let bans = bans.clone();
                 async move { bans.validate_gossiped_server_ban(&event).await }
             })

@@ -14,6 +14,7 @@ use super::{moves, revocation};
 use crate::accounts::Accounts;
 use crate::error::Error;
 use crate::gossip::event::EventError;
+use crate::gossip::server_events::Subject;
 use crate::gossip::{ServerEvents, Verdict, VerifiedServerEvent};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::Store;
@@ -37,7 +38,43 @@ fn verdict(result: Result<(), Error>) -> Verdict {
     }
 }
 
-/// Registers the validators (and appliers) of both kinds on `events`.
+/// A move is about its user: the newest statement of their chain is where they live (a receiver
+/// checks `prev` only against the statement directly before, so a chain with gaps is taken).
+fn move_subject(payload: &[u8]) -> Option<Subject> {
+    let request = pb::UpdateHomeServerRequest::decode(payload).ok()?;
+    Some(Subject {
+        key: request.user_id.into_bytes(),
+        fields: 1,
+    })
+}
+
+/// A profile update is about its user, and states the fields its signed update sets: a later
+/// update of the same user setting at least those fields makes it moot.
+fn profile_subject(payload: &[u8]) -> Option<Subject> {
+    let request = pb::UpdateFederatedProfileRequest::decode(payload).ok()?;
+    let update = request.update?;
+    let set = [
+        update.name.is_some(),
+        update.avatar_url.is_some(),
+        update.presence_preference.is_some(),
+        update.bio.is_some(),
+        update.guild_order.is_some(),
+        update.is_profile_synced.is_some(),
+        update.irc_name.is_some(),
+    ];
+    let fields = set
+        .iter()
+        .enumerate()
+        .filter(|(_, set)| **set)
+        .fold(0u64, |bits, (i, _)| bits | 1 << i);
+    Some(Subject {
+        key: request.user_id.into_bytes(),
+        fields,
+    })
+}
+
+/// Registers the validators (and appliers) of both kinds on `events`; moves are pruned down to
+/// each user's newest, revocations are kept for good.
 pub async fn register(
     events: &ServerEvents,
     store: Store,
@@ -45,21 +82,26 @@ pub async fn register(
 ) -> Result<(), EventError> {
     let move_store = store.clone();
     events
-        .register(MOVE_KIND, move |event: VerifiedServerEvent| {
-            let store = move_store.clone();
-            async move {
-                let Ok(request) = pb::UpdateHomeServerRequest::decode(event.payload()) else {
-                    return Verdict::Reject("payload: not an UpdateHomeServerRequest".into());
-                };
-                verdict(
-                    async {
-                        let verified = moves::MoveStatement::from_request(&request)?.verify()?;
-                        moves::apply_verified(&store, verified).await
-                    }
-                    .await,
-                )
-            }
-        })
+        .register_pruned(
+            MOVE_KIND,
+            move_subject,
+            move |event: VerifiedServerEvent| {
+                let store = move_store.clone();
+                async move {
+                    let Ok(request) = pb::UpdateHomeServerRequest::decode(event.payload()) else {
+                        return Verdict::Reject("payload: not an UpdateHomeServerRequest".into());
+                    };
+                    verdict(
+                        async {
+                            let verified =
+                                moves::MoveStatement::from_request(&request)?.verify()?;
+                            moves::apply_verified(&store, verified).await
+                        }
+                        .await,
+                    )
+                }
+            },
+        )
         .await?;
     events
         .register(REVOCATION_KIND, move |event: VerifiedServerEvent| {
@@ -92,30 +134,39 @@ pub async fn register_profiles(
     directory: super::PeerDirectory,
 ) -> Result<(), EventError> {
     events
-        .register(PROFILE_KIND, move |event: VerifiedServerEvent| {
-            let (accounts, harmony, directory) =
-                (accounts.clone(), harmony.clone(), directory.clone());
-            async move {
-                let Ok(request) = pb::UpdateFederatedProfileRequest::decode(event.payload()) else {
-                    return Verdict::Reject("payload: not an UpdateFederatedProfileRequest".into());
-                };
-                let address = match directory.address_of(&event.origin()).await {
-                    Ok(address) => address,
-                    Err(e) => return Verdict::Ignore(e.to_string()),
-                };
-                let Some(address) = address else {
-                    return Verdict::Ignore("origin: not a server this node has met".into());
-                };
-                match crate::api::remote::apply_forwarded(&accounts, &harmony, &address, request)
+        .register_pruned(
+            PROFILE_KIND,
+            profile_subject,
+            move |event: VerifiedServerEvent| {
+                let (accounts, harmony, directory) =
+                    (accounts.clone(), harmony.clone(), directory.clone());
+                async move {
+                    let Ok(request) = pb::UpdateFederatedProfileRequest::decode(event.payload())
+                    else {
+                        return Verdict::Reject(
+                            "payload: not an UpdateFederatedProfileRequest".into(),
+                        );
+                    };
+                    let address = match directory.address_of(&event.origin()).await {
+                        Ok(address) => address,
+                        Err(e) => return Verdict::Ignore(e.to_string()),
+                    };
+                    let Some(address) = address else {
+                        return Verdict::Ignore("origin: not a server this node has met".into());
+                    };
+                    match crate::api::remote::apply_forwarded(
+                        &accounts, &harmony, &address, request,
+                    )
                     .await
-                {
-                    Ok(()) => Verdict::Accept,
-                    Err(e @ (Error::InvalidArgument { .. } | Error::Unauthenticated(_))) => {
-                        Verdict::Reject(e.to_string())
+                    {
+                        Ok(()) => Verdict::Accept,
+                        Err(e @ (Error::InvalidArgument { .. } | Error::Unauthenticated(_))) => {
+                            Verdict::Reject(e.to_string())
+                        }
+                        Err(e) => Verdict::Ignore(e.to_string()),
                     }
-                    Err(e) => Verdict::Ignore(e.to_string()),
                 }
-            }
-        })
+            },
+        )
         .await
 }

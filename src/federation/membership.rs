@@ -28,6 +28,7 @@ use crate::accounts::remote::normalise_address;
 use crate::accounts::rules;
 use crate::events::{AfterCommit, CommitHook};
 use crate::gossip::event::EventError;
+use crate::gossip::server_events::Subject;
 use crate::gossip::{ServerEvent, ServerEvents, Verdict, VerifiedServerEvent};
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
@@ -204,7 +205,17 @@ async fn judge(
     }
 }
 
-/// Registers the validator (and applier) of [`MEMBERSHIP_KIND`] for the node at `own_address`.
+/// A membership change is about one user in one guild: the newest says whether they are in it.
+fn subject(payload: &[u8]) -> Option<Subject> {
+    let change = pb::MembershipChange::decode(payload).ok()?;
+    let mut key = change.guild_id.into_bytes();
+    key.push(b'\n');
+    key.extend_from_slice(change.user_id.as_bytes());
+    Some(Subject { key, fields: 1 })
+}
+
+/// Registers the validator (and applier) of [`MEMBERSHIP_KIND`] for the node at `own_address`;
+/// its events are pruned down to the newest per guild and user.
 pub async fn register(
     events: &ServerEvents,
     store: Store,
@@ -212,11 +223,15 @@ pub async fn register(
     own_address: String,
 ) -> Result<(), EventError> {
     events
-        .register(MEMBERSHIP_KIND, move |event: VerifiedServerEvent| {
-            let (store, directory, own_address) =
-                (store.clone(), directory.clone(), own_address.clone());
-            async move { judge(&store, &directory, &own_address, event).await }
-        })
+        .register_pruned(
+            MEMBERSHIP_KIND,
+            subject,
+            move |event: VerifiedServerEvent| {
+                let (store, directory, own_address) =
+                    (store.clone(), directory.clone(), own_address.clone());
+                async move { judge(&store, &directory, &own_address, event).await }
+            },
+        )
         .await
 }
 

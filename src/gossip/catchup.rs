@@ -9,7 +9,9 @@
 //! empty for the heads it holds of the kinds this node handles, then, for each `(origin, kind)`
 //! where the peer holds a later sequence than this node's contiguous head, pages of at most
 //! [`PAGE`] events after that head, at most [`MAX_PAGES`] pages per `(origin, kind)`, all within
-//! [`PEER_BUDGET`] per peer. Every event goes through the same receive path as gossip. A peer that
+//! [`PEER_BUDGET`] per peer. When the peer is the origin and says it pruned its log up to a
+//! sequence, this node's low-water mark moves there once it has the last page: a node far behind
+//! takes the live events and skips the superseded ones. Every event goes through the same receive path as gossip. A peer that
 //! serves a malformed or forged event, or one it was not asked for, is not asked for more this
 //! round.
 
@@ -58,7 +60,7 @@ impl CatchUpReport {
         match r {
             Received::Accepted => self.accepted += 1,
             Received::Rejected(_) => self.rejected += 1,
-            Received::Ignored(_) => self.ignored += 1,
+            Received::Ignored(_) | Received::Deferred(_) => self.ignored += 1,
             Received::Duplicate => self.duplicates += 1,
             Received::Invalid(_) => self.invalid += 1,
         }
@@ -176,6 +178,8 @@ async fn pull_from(
         .map_err(|s| Stop::Unreachable(format!("PullServerEvents: {}", s.message())))?
         .into_inner()
         .heads;
+    // The server answering, whose word on its own log's low-water mark is taken.
+    let peer_key = PublicKey::from_hex(&info.server_pubkey).ok();
     for head in heads.into_iter().take(MAX_HEADS) {
         let origin = PublicKey::from_hex(&head.origin)
             .map_err(|e| Stop::Misbehaved(format!("head origin {e}")))?;
@@ -192,7 +196,7 @@ async fn pull_from(
             if head.last_sequence <= after {
                 break;
             }
-            let page = client
+            let answer = client
                 .pull_server_events(pb::PullServerEventsRequest {
                     origin: head.origin.clone(),
                     kind: head.kind.clone(),
@@ -202,11 +206,10 @@ async fn pull_from(
                 })
                 .await
                 .map_err(|s| Stop::Unreachable(format!("PullServerEvents: {}", s.message())))?
-                .into_inner()
-                .events;
-            if page.is_empty() {
-                break;
-            }
+                .into_inner();
+            let (page, pruned_through) = (answer.events, answer.pruned_through);
+            let whole_page = page.len() >= PAGE as usize;
+            let mut taken_all = true;
             for m in page {
                 if m.origin != head.origin || m.kind != head.kind || m.sequence <= after {
                     report.invalid += 1;
@@ -218,9 +221,28 @@ async fn pull_from(
                 after = m.sequence;
                 let received = events.receive(ServerEvent::from_proto(m), None).await;
                 report.count(&received);
-                if let Received::Invalid(e) = received {
-                    return Err(Stop::Misbehaved(describe(&e)));
+                match received {
+                    Received::Invalid(e) => return Err(Stop::Misbehaved(describe(&e))),
+                    Received::Deferred(_) => taken_all = false,
+                    _ => {}
                 }
+            }
+            // The origin pruned its log up to `pruned_through`: after its last page every live
+            // event up to there is taken, the rest up to there is moot, and this node's mark
+            // moves there too. Only the origin's word counts: a relay could otherwise make this
+            // node skip events it withheld.
+            if peer_key == Some(origin) && !whole_page && taken_all {
+                let through = pruned_through.min(head.last_sequence);
+                if through > 0 {
+                    events
+                        .raise_mark(origin, &head.kind, through)
+                        .await
+                        .map_err(|e| unreachable(&e))?;
+                    after = after.max(through);
+                }
+            }
+            if !whole_page {
+                break;
             }
         }
     }

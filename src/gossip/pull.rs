@@ -1,7 +1,8 @@
 //! The serving side of catch-up: answers `PullServerEvents` from the log.
 //!
 //! With `origin` empty it lists heads (the highest served sequence per origin) for the requested
-//! kinds; otherwise it lists the served events of `(origin, kind)` after `after_sequence`. Served
+//! kinds; otherwise it lists the served events of `(origin, kind)` after `after_sequence`, with the
+//! pair's low-water mark (`pruned_through`: at or below it only live events are held). Served
 //! means accepted or ignored here: rejected events are kept only to close sequence gaps.
 
 use super::event::{self, ServerEvent};
@@ -80,6 +81,7 @@ impl ServerEvents {
                     .await?;
                 return Ok(pb::PullServerEventsResponse {
                     events: Vec::new(),
+                    pruned_through: 0,
                     heads: heads
                         .into_iter()
                         .map(|(origin, kind, last_sequence)| pb::ServerEventHead {
@@ -97,9 +99,14 @@ impl ServerEvents {
                 limit,
             } => (origin, kind, after, limit),
         };
-        let rows = self
+        let (rows, pruned_through) = self
             .store()
-            .read(move |c| log::after(c, &origin, &kind, after, limit))
+            .read(move |c| {
+                Ok((
+                    log::after(c, &origin, &kind, after, limit)?,
+                    log::mark(c, &origin, &kind)?,
+                ))
+            })
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
@@ -111,6 +118,7 @@ impl ServerEvents {
         Ok(pb::PullServerEventsResponse {
             events,
             heads: Vec::new(),
+            pruned_through,
         })
     }
 }

@@ -34,8 +34,15 @@ use super::event_loop::{GossipEvent, GossipHandle, PublishFailure};
 use crate::identity::freshness::now_ms;
 use crate::identity::{PublicKey, SecretKey};
 use crate::proto::guildhall::v1 as pb;
+pub use crate::store::server_events::Subject;
 use crate::store::server_events::{self as log, Outcome};
 use crate::store::{StorageError, Store};
+
+/// Rows per pruning transaction.
+pub const PRUNE_BATCH: usize = 1_000;
+/// Transactions per `(origin, kind)` (and for computing subjects) per prune: what is left waits
+/// for the next prune.
+const MAX_PRUNE_BATCHES: usize = 1_000;
 
 /// How many content ids of recently seen events are remembered in memory, so a duplicate copy is
 /// dropped without touching the database or checking a signature.
@@ -62,8 +69,11 @@ pub enum Received {
     Accepted,
     /// The validator rejected it.
     Rejected(String),
-    /// The validator ignored it, or the node does not handle its kind, or it is from the future.
+    /// The validator ignored it, or the node does not handle its kind.
     Ignored(String),
+    /// Not judged now (its timestamp is in the future, or storage failed) and not stored: it is
+    /// judged when offered again.
+    Deferred(String),
     /// Already held (or this node's own).
     Duplicate,
     /// Malformed or badly signed: not the origin's.
@@ -77,6 +87,7 @@ impl Received {
             Received::Accepted => "accepted",
             Received::Rejected(_) => "rejected",
             Received::Ignored(_) => "ignored",
+            Received::Deferred(_) => "deferred",
             Received::Duplicate => "duplicate",
             Received::Invalid(_) => "invalid",
         }
@@ -86,13 +97,19 @@ impl Received {
         match self {
             Received::Accepted => MessageAcceptance::Accept,
             Received::Rejected(_) | Received::Invalid(_) => MessageAcceptance::Reject,
-            Received::Ignored(_) | Received::Duplicate => MessageAcceptance::Ignore,
+            Received::Ignored(_) | Received::Deferred(_) | Received::Duplicate => {
+                MessageAcceptance::Ignore
+            }
         }
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Validator = Arc<dyn Fn(VerifiedServerEvent) -> BoxFuture<Verdict> + Send + Sync>;
+
+/// What one of a kind's payloads is a statement about, for pruning the log (see
+/// [`crate::store::server_events`]): `None` for a payload it can't read (never superseded).
+pub type SubjectOf = fn(&[u8]) -> Option<Subject>;
 
 /// Counts of what the receive path did since start (an operator's and a test's view).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,8 +118,10 @@ pub struct Stats {
     pub accepted: u64,
     /// Rejected by a validator.
     pub rejected: u64,
-    /// Ignored by a validator, of an unhandled kind, or from the future.
+    /// Ignored by a validator, or of an unhandled kind.
     pub ignored: u64,
+    /// Not judged (from the future, or storage failed), to be taken when offered again.
+    pub deferred: u64,
     /// Duplicates dropped before the signature check.
     pub duplicates: u64,
     /// Malformed or badly signed.
@@ -116,6 +135,7 @@ struct Counters {
     accepted: AtomicU64,
     rejected: AtomicU64,
     ignored: AtomicU64,
+    deferred: AtomicU64,
     duplicates: AtomicU64,
     invalid: AtomicU64,
     publish_failures: AtomicU64,
@@ -193,6 +213,7 @@ struct Inner {
     gossip: GossipHandle,
     clock_skew_ms: u64,
     validators: RwLock<HashMap<String, Validator>>,
+    subjects: RwLock<HashMap<String, SubjectOf>>,
     recent: Mutex<RecentIds>,
     /// One event at a time through validate-and-store, so two copies arriving by two paths at
     /// once never run a validator twice.
@@ -223,6 +244,7 @@ impl ServerEvents {
                 gossip,
                 clock_skew_ms,
                 validators: RwLock::new(HashMap::new()),
+                subjects: RwLock::new(HashMap::new()),
                 recent: Mutex::new(RecentIds::default()),
                 processing: tokio::sync::Mutex::new(()),
                 counters: Counters::default(),
@@ -247,13 +269,55 @@ impl ServerEvents {
     }
 
     /// Registers the validator (and applier) for `kind`, replacing any earlier one; subscribes to
-    /// the kind's topic and asks known peers for the kind's events this node missed.
+    /// the kind's topic and asks known peers for the kind's events this node missed. The kind's
+    /// events are never pruned: see [`ServerEvents::register_pruned`].
     pub async fn register<F, Fut>(&self, kind: &str, validator: F) -> Result<(), EventError>
     where
         F: Fn(VerifiedServerEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Verdict> + Send + 'static,
     {
+        self.register_kind(kind, None, validator).await
+    }
+
+    /// [`ServerEvents::register`] for a kind whose statements newer ones make moot: `subject_of`
+    /// says what each payload is about, and [`ServerEvents::prune`] deletes superseded events.
+    /// Only for kinds whose validator reaches the same state from the newest event of each
+    /// subject alone as from all of them.
+    pub async fn register_pruned<F, Fut>(
+        &self,
+        kind: &str,
+        subject_of: SubjectOf,
+        validator: F,
+    ) -> Result<(), EventError>
+    where
+        F: Fn(VerifiedServerEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict> + Send + 'static,
+    {
+        self.register_kind(kind, Some(subject_of), validator).await
+    }
+
+    async fn register_kind<F, Fut>(
+        &self,
+        kind: &str,
+        subject_of: Option<SubjectOf>,
+        validator: F,
+    ) -> Result<(), EventError>
+    where
+        F: Fn(VerifiedServerEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verdict> + Send + 'static,
+    {
         event::check_kind(kind)?;
+        {
+            let mut subjects = self
+                .inner
+                .subjects
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match subject_of {
+                Some(f) => subjects.insert(kind.to_owned(), f),
+                None => subjects.remove(kind),
+            };
+        }
         let validator: Validator = Arc::new(move |e| Box::pin(validator(e)));
         self.inner
             .validators
@@ -279,6 +343,20 @@ impl ServerEvents {
         kinds
     }
 
+    /// What an event of `kind` with `payload` is about, for pruning.
+    fn subject(&self, kind: &str, payload: &[u8]) -> Subject {
+        let subject_of = self
+            .inner
+            .subjects
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(kind)
+            .copied();
+        subject_of
+            .and_then(|f| f(payload))
+            .unwrap_or_else(Subject::never_superseded)
+    }
+
     fn validator(&self, kind: &str) -> Option<Validator> {
         self.inner
             .validators
@@ -301,8 +379,9 @@ impl ServerEvents {
         check_new(kind, &payload)?;
         let origin = *self.inner.key.public().as_bytes();
         let sequence = log::next_sequence(tx, &origin, kind)?;
+        let subject = self.subject(kind, &payload);
         let event = ServerEvent::sign(&self.inner.key, kind, sequence, now, payload);
-        log::insert(tx, &event.to_row(), Outcome::Accepted, now)?;
+        log::insert(tx, &event.to_row(), &subject, Outcome::Accepted, now)?;
         Ok(event)
     }
 
@@ -384,6 +463,7 @@ impl ServerEvents {
             Received::Accepted => &self.inner.counters.accepted,
             Received::Rejected(_) => &self.inner.counters.rejected,
             Received::Ignored(_) => &self.inner.counters.ignored,
+            Received::Deferred(_) => &self.inner.counters.deferred,
             Received::Duplicate => &self.inner.counters.duplicates,
             Received::Invalid(_) => &self.inner.counters.invalid,
         };
@@ -419,7 +499,7 @@ impl ServerEvents {
         }
         let now = now_ms();
         if event.timestamp() > now.saturating_add(self.inner.clock_skew_ms) {
-            return Received::Ignored("timestamp is in the future".into());
+            return Received::Deferred("timestamp is in the future".into());
         }
         let id = event.content_id();
         if self.seen_recently(&id) {
@@ -434,7 +514,7 @@ impl ServerEvents {
             .read(move |c| log::holds(c, &origin, &kind, seq, &id))
             .await;
         let slot_taken = match held {
-            Ok(log::Held::Same) => {
+            Ok(log::Held::Same | log::Held::BelowMark) => {
                 self.remember(id);
                 return Received::Duplicate;
             }
@@ -442,7 +522,7 @@ impl ServerEvents {
             Ok(log::Held::Nothing) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "server-event log read failed");
-                return Received::Ignored("storage unavailable".into());
+                return Received::Deferred("storage unavailable".into());
             }
         };
         // The signature is checked before a slot conflict is judged: a forgery claiming a held
@@ -456,6 +536,7 @@ impl ServerEvents {
                 seq = verified.sequence(), "origin signed two events with one sequence; keeping the first");
             return Received::Duplicate;
         }
+        let subject = self.subject(verified.kind(), verified.payload());
         let verdict = validator(verified).await;
         let outcome = match &verdict {
             Verdict::Accept => Outcome::Accepted,
@@ -465,10 +546,12 @@ impl ServerEvents {
         if let Err(e) = self
             .inner
             .store
-            .write(move |tx| log::insert(tx, &row, outcome, now_ms()))
+            .write(move |tx| log::insert(tx, &row, &subject, outcome, now_ms()))
             .await
         {
+            // Applied (validators are idempotent) but not logged: offered again, judged again.
             tracing::warn!(error = %e, "server-event log write failed");
+            return Received::Deferred("storage unavailable".into());
         }
         self.remember(id);
         match verdict {
@@ -485,10 +568,87 @@ impl ServerEvents {
             accepted: c.accepted.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             ignored: c.ignored.load(Ordering::Relaxed),
+            deferred: c.deferred.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
             publish_failures: c.publish_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Prunes the log (see [`crate::store::server_events`]): computes the subject of events an
+    /// earlier version stored without one, then, for every `(origin, kind)`, raises its low-water
+    /// mark to its contiguous head and deletes the superseded and rejected events at or below it
+    /// that were received before `before` (ms). Works in transactions of at most
+    /// [`PRUNE_BATCH`] rows so writers are not held up; returns how many events it deleted.
+    pub async fn prune(&self, before: u64) -> Result<u64, StorageError> {
+        let store = &self.inner.store;
+        let kinds = self.kinds();
+        for _ in 0..MAX_PRUNE_BATCHES {
+            let kinds = kinds.clone();
+            let rows = store
+                .read(move |c| log::without_subject(c, &kinds, PRUNE_BATCH))
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let subjects: Vec<_> = rows
+                .into_iter()
+                .map(|(origin, kind, seq, payload)| {
+                    let subject = self.subject(&kind, &payload);
+                    (origin, kind, seq, subject)
+                })
+                .collect();
+            store
+                .write(move |tx| {
+                    for (origin, kind, seq, subject) in &subjects {
+                        log::set_subject(tx, origin, kind, *seq, subject)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        let pairs = store.read(log::pairs).await?;
+        let mut removed = 0u64;
+        for (origin, kind) in pairs {
+            for _ in 0..MAX_PRUNE_BATCHES {
+                let kind = kind.clone();
+                let n = store
+                    .write(move |tx| log::prune(tx, &origin, &kind, before, PRUNE_BATCH))
+                    .await?;
+                removed += n as u64;
+                if n < PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "pruned superseded server events");
+        }
+        Ok(removed)
+    }
+
+    /// The low-water mark of `(origin, kind)` here (see [`crate::store::server_events`]).
+    pub async fn mark(&self, origin: PublicKey, kind: &str) -> Result<u64, StorageError> {
+        let kind = kind.to_owned();
+        self.inner
+            .store
+            .read(move |c| log::mark(c, origin.as_bytes(), &kind))
+            .await
+    }
+
+    /// Raises the low-water mark of `(origin, kind)`: catch-up does, when the origin itself says
+    /// it pruned up to there and every live event up to there was taken.
+    pub(crate) async fn raise_mark(
+        &self,
+        origin: PublicKey,
+        kind: &str,
+        through: u64,
+    ) -> Result<(), StorageError> {
+        let kind = kind.to_owned();
+        self.inner
+            .store
+            .write(move |tx| log::raise_mark(tx, origin.as_bytes(), &kind, through))
+            .await
     }
 
     /// How many events of `kind` the log holds as accepted (own events included).

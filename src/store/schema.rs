@@ -29,6 +29,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(REGISTRATION_TOKENS_V23),
         M::up(USER_DEACTIVATION_V24),
         M::up(QUARANTINE_V25),
+        M::up(SERVER_EVENT_PRUNING_V26),
+        M::up(RATE_LIMITS_V27),
     ])
 }
 
@@ -614,6 +616,35 @@ CREATE TABLE quarantined_media (
     file_id         TEXT NOT NULL,                   -- the file the admin named (or its thumbnail)
     quarantined_by  TEXT NOT NULL,                   -- the admin's user id
     quarantined_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#;
+
+/// Pruning the server-event log (docs/PROTOCOL.md §13, "Pruning"): each event's `subject` (what
+/// it is a statement about, per kind; NULL until computed, empty for events never superseded) and
+/// `fields` (which parts of the subject it states, as bits: a later event of the same subject whose
+/// bits cover these supersedes it), and per `(origin, kind)` the low-water mark below which every
+/// event has been processed here, held or not.
+const SERVER_EVENT_PRUNING_V26: &str = r#"
+ALTER TABLE server_events ADD COLUMN subject BLOB;
+ALTER TABLE server_events ADD COLUMN fields INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX server_events_by_subject ON server_events(origin, kind, subject, seq);
+CREATE TABLE server_event_marks (
+    origin          BLOB NOT NULL,               -- the origin server's key (32 bytes)
+    kind            TEXT NOT NULL,
+    pruned_through  INTEGER NOT NULL,            -- every sequence up to this one was processed
+    PRIMARY KEY (origin, kind)
+) STRICT, WITHOUT ROWID;
+"#;
+
+/// Rate-limit buckets saved every few seconds and at shutdown, so a restart or a crash does not
+/// hand every user and address a fresh allowance: per limit (its setting's name) and key (a user
+/// id, a client address, a mailbox session), when its bucket is full again (ms since the epoch).
+const RATE_LIMITS_V27: &str = r#"
+CREATE TABLE rate_limit_state (
+    limit_name  TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    until_ms    INTEGER NOT NULL,
+    PRIMARY KEY (limit_name, key)
 ) STRICT, WITHOUT ROWID;
 "#;
 

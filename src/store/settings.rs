@@ -22,3 +22,32 @@ pub fn save(c: &Connection, values: &[(String, i64)]) -> Result<(), StorageError
     }
     Ok(())
 }
+
+/// The rate-limit buckets saved at the last save: (setting name, key, until when in ms since the
+/// epoch the key's bucket is not full), for those not full by `now` (ms).
+pub fn load_rate_limits(
+    c: &Connection,
+    now: u64,
+) -> Result<Vec<(String, String, u64)>, StorageError> {
+    let mut stmt =
+        c.prepare("SELECT limit_name, key, until_ms FROM rate_limit_state WHERE until_ms > ?1")?;
+    let rows = stmt.query_map([super::to_sql_int(now)], |r| {
+        Ok((r.get(0)?, r.get(1)?, super::from_sql_int(r.get(2)?)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Replaces the saved rate-limit buckets with `buckets` (as [`load_rate_limits`] answers them).
+pub fn save_rate_limits(
+    tx: &Connection,
+    buckets: &[(&'static str, String, u64)],
+) -> Result<(), StorageError> {
+    tx.execute("DELETE FROM rate_limit_state", [])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO rate_limit_state (limit_name, key, until_ms) VALUES (?1, ?2, ?3)",
+    )?;
+    for (limit, key, until) in buckets {
+        insert.execute(params![limit, key, super::to_sql_int(*until)])?;
+    }
+    Ok(())
+}

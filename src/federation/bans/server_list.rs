@@ -186,6 +186,15 @@ impl Bans {
     }
 }
 
+/// A moderation-list entry is about one user: for one list the newest entry wins.
+pub(super) fn subject(payload: &[u8]) -> Option<crate::gossip::server_events::Subject> {
+    let entry = pb::ServerBanEntry::decode(payload).ok()?;
+    Some(crate::gossip::server_events::Subject {
+        key: entry.user_id.into_bytes(),
+        fields: 1,
+    })
+}
+
 /// The checks of a received moderation-list entry that need no storage (field rules, not dated
 /// past `now` + `skew_ms`, the origin's `server-ban` signature); answers the origin, the user, the
 /// signature and the verified fields. Public so the fuzz targets (`fuzz/`, `tests/fuzz.rs`) run
