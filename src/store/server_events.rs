@@ -295,13 +295,16 @@ pub fn after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Events (origin, kind, sequence, payload) of `kinds` stored before their subject was computed
-/// (by an earlier version), at most `limit`, for [`set_subject`].
+/// An event whose subject is not known yet: (origin, kind, sequence, payload).
+pub type Unsubjected = ([u8; 32], String, u64, Vec<u8>);
+
+/// Events of `kinds` stored before their subject was computed (by an earlier version), at most
+/// `limit`, for [`set_subject`].
 pub fn without_subject(
     c: &Connection,
     kinds: &[String],
     limit: usize,
-) -> Result<Vec<([u8; 32], String, u64, Vec<u8>)>, StorageError> {
+) -> Result<Vec<Unsubjected>, StorageError> {
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
