@@ -2,7 +2,8 @@
 //! others through gossip, once each; a forged event from a malicious libp2p peer is rejected, not
 //! forwarded, and costs that peer its score; a node that was down catches up with
 //! `PullServerEvents` and refuses forged events there too, and converges from far behind after the
-//! origin pruned its log; a server met in federation is caught
+//! origin pruned its log; a node restored from an older backup numbers its events after the
+//! ones its peers hold; a server met in federation is caught
 //! up with and meshed at once; Kademlia connects two nodes that only know a third.
 
 mod common;
@@ -439,6 +440,62 @@ async fn a_peer_far_behind_converges_after_the_origin_pruned_and_a_relay_cannot_
     newest.push("s0:next".into());
     newest.sort();
     assert_eq!(payloads(&seen_c), newest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restored_from_an_older_backup_numbers_its_events_after_what_peers_hold() {
+    let mut a = TestNode::spawn().await;
+    let b = TestNode::spawn().await;
+    let (_seen_a, seen_b) = (register(&a).await, register(&b).await);
+    let own = a.node().server_id;
+    for (node, peer) in [(&a, &b), (&b, &a)] {
+        node.node()
+            .federation
+            .directory()
+            .refresh(&peer.address())
+            .await
+            .expect("pin");
+    }
+    for text in ["one", "two", "three"] {
+        events(&a)
+            .publish(KIND, text.as_bytes().to_vec())
+            .await
+            .expect("publish");
+    }
+    wait_for(WAIT, || async {
+        guildhall::gossip::catchup::round(events(&b), &b.node().federation).await;
+        count(&seen_b, b"three") == 1
+    })
+    .await;
+
+    // A loses its last two events, as a restore from a backup taken after "one" would.
+    let addr = a.stop().await;
+    let db = rusqlite::Connection::open(a.config.database_path()).expect("open A's db");
+    let lost = db
+        .execute(
+            "DELETE FROM server_events WHERE origin = ?1 AND seq > 1",
+            [&own.as_bytes()[..]],
+        )
+        .expect("lose");
+    assert_eq!(lost, 2);
+    drop(db);
+    a.start_on(addr).await;
+    let _seen_a = register(&a).await;
+    // Its catch-up finds B holding its own events up to 3, signed by its key: it numbers on.
+    wait_for(WAIT, || async {
+        events(&a).mark(own, KIND).await.expect("mark") == 3
+    })
+    .await;
+    let next = events(&a)
+        .publish(KIND, b"four".to_vec())
+        .await
+        .expect("publish");
+    assert_eq!(next.sequence(), 4);
+    wait_for(WAIT, || async {
+        guildhall::gossip::catchup::round(events(&b), &b.node().federation).await;
+        count(&seen_b, b"four") == 1
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@
 //! [`PAGE`] events after that head, at most [`MAX_PAGES`] pages per `(origin, kind)`, all within
 //! [`PEER_BUDGET`] per peer. When the peer is the origin and says it pruned its log up to a
 //! sequence, this node's low-water mark moves there once it has the last page: a node far behind
-//! takes the live events and skips the superseded ones. Every event goes through the same receive path as gossip. A peer that
+//! takes the live events and skips the superseded ones. A peer's head for this node's *own*
+//! events past the last one it remembers (a database restored from an older backup) moves this
+//! node's numbering past it, once the peer shows that event signed by this node's key. Every event goes through the same receive path as gossip. A peer that
 //! serves a malformed or forged event, or one it was not asked for, is not asked for more this
 //! round.
 
@@ -183,7 +185,11 @@ async fn pull_from(
     for head in heads.into_iter().take(MAX_HEADS) {
         let origin = PublicKey::from_hex(&head.origin)
             .map_err(|e| Stop::Misbehaved(format!("head origin {e}")))?;
-        if origin == events.server_id() || !kinds.contains(&head.kind) {
+        if !kinds.contains(&head.kind) {
+            continue;
+        }
+        if origin == events.server_id() {
+            own_numbering(events, &mut client, address, &head).await?;
             continue;
         }
         let (bytes, kind) = (*origin.as_bytes(), head.kind.clone());
@@ -247,6 +253,66 @@ async fn pull_from(
         }
     }
     Ok(())
+}
+
+/// A peer holds this node's own events past the last one it remembers: its database was
+/// restored from an older backup. Its next event must not reuse their sequences (peers would keep
+/// the first and drop the new one as an equivocation), so once the peer shows the last one,
+/// signed by this node's key, this node numbers on from there.
+async fn own_numbering(
+    events: &ServerEvents,
+    client: &mut crate::federation::client::SignedClient,
+    address: &str,
+    head: &pb::ServerEventHead,
+) -> Result<(), Stop> {
+    let own = events.server_id();
+    let (bytes, kind) = (*own.as_bytes(), head.kind.clone());
+    let next = events
+        .store()
+        .read(move |c| log::next_sequence(c, &bytes, &kind))
+        .await
+        .map_err(|e| Stop::Unreachable(e.to_string()))?;
+    if head.last_sequence < next {
+        return Ok(());
+    }
+    let last = client
+        .pull_server_events(pb::PullServerEventsRequest {
+            origin: head.origin.clone(),
+            kind: head.kind.clone(),
+            after_sequence: head.last_sequence - 1,
+            limit: 1,
+            kinds: Vec::new(),
+        })
+        .await
+        .map_err(|s| Stop::Unreachable(format!("PullServerEvents: {}", s.message())))?
+        .into_inner()
+        .events
+        .into_iter()
+        .next();
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let verified = ServerEvent::from_proto(last).and_then(ServerEvent::verify);
+    match verified {
+        Ok(event)
+            if event.origin() == own
+                && event.kind() == head.kind
+                && event.sequence() == head.last_sequence =>
+        {
+            tracing::warn!(peer = %address, kind = %head.kind, last = head.last_sequence, next,
+                "a peer holds this node's own events past the last one it remembers (restored \
+                 from an older backup?); numbering goes on after them");
+            events
+                .raise_mark(own, &head.kind, head.last_sequence)
+                .await
+                .map_err(|e| Stop::Unreachable(e.to_string()))
+        }
+        Ok(_) => Err(Stop::Misbehaved(format!(
+            "served another event when asked for this node's own {} {}",
+            head.kind, head.last_sequence
+        ))),
+        Err(e) => Err(Stop::Misbehaved(describe(&e))),
+    }
 }
 
 fn describe(e: &EventError) -> String {
