@@ -50,7 +50,10 @@ async fn a_tiny_load_run_reports_every_message_and_delivery() {
     assert_eq!(delivery["subscribers_with_every_message"], 2, "{report}");
     assert_eq!(delivery["fewest_received_by_a_subscriber"], 20, "{report}");
     assert_eq!(delivery["most_received_by_a_subscriber"], 20, "{report}");
-    assert_eq!(delivery["messages_seen_by_every_subscriber"], 20, "{report}");
+    assert_eq!(
+        delivery["messages_seen_by_every_subscriber"], 20,
+        "{report}"
+    );
     assert_eq!(delivery["streams_ended"], 0, "{report}");
     assert_eq!(
         delivery["farthest_subscriber_latency"]["count"], 20,

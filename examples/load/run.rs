@@ -244,36 +244,32 @@ async fn join_all(
 /// Opens one event stream per user, round robin over `pool`. Each stream is live when this
 /// returns: the node subscribes the stream before it answers.
 async fn subscribe_all(pool: &[Channel], users: &[User]) -> Result<Vec<Streaming<SlimEvent>>> {
-    let opened: Vec<(usize, Streaming<SlimEvent>)> = futures::stream::iter(users.iter().enumerate())
-        .map(|(i, user)| {
-            let mut grpc = tonic::client::Grpc::new(pool[i % pool.len()].clone());
-            let request = authed(
-                &user.token,
-                pb::SubscribeRequest {
-                    resume_from_event_id: String::new(),
-                },
-            );
-            async move {
-                let request = request?;
-                grpc.ready()
-                    .await
-                    .map_err(|e| anyhow!("SubscribeEvents: connection not ready: {e}"))?;
-                let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, SlimEvent>::default();
-                let path = http::uri::PathAndQuery::from_static(SUBSCRIBE_PATH);
-                let stream = grpc
-                    .server_streaming(request, path, codec)
-                    .await
-                    .map_err(|s| refused("SubscribeEvents", s))?
-                    .into_inner();
-                Ok::<_, anyhow::Error>((i, stream))
-            }
-        })
-        .buffer_unordered(SETUP_IN_FLIGHT)
+    futures::stream::iter(users.iter().enumerate())
+        .map(|(i, user)| subscribe(pool[i % pool.len()].clone(), &user.token))
+        .buffered(SETUP_IN_FLIGHT)
         .try_collect()
-        .await?;
-    let mut opened = opened;
-    opened.sort_by_key(|(i, _)| *i);
-    Ok(opened.into_iter().map(|(_, stream)| stream).collect())
+        .await
+}
+
+/// Opens one event stream with the slim decoder (see [`SlimEvent`]).
+async fn subscribe(channel: Channel, token: &str) -> Result<Streaming<SlimEvent>> {
+    let request = authed(
+        token,
+        pb::SubscribeRequest {
+            resume_from_event_id: String::new(),
+        },
+    )?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| anyhow!("SubscribeEvents: connection not ready: {e}"))?;
+    let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, SlimEvent>::default();
+    let path = http::uri::PathAndQuery::from_static(SUBSCRIBE_PATH);
+    Ok(grpc
+        .server_streaming(request, path, codec)
+        .await
+        .map_err(|s| refused("SubscribeEvents", s))?
+        .into_inner())
 }
 
 /// `(seq, sent_us)` from a message this run sent: `"load <run> <seq> <sent_us> …"`.
@@ -468,8 +464,8 @@ fn run_id() -> String {
 /// object `main.rs` prints). Notes on progress go to stderr.
 pub async fn run(options: &Options) -> Result<Value> {
     options.check()?;
-    let outbound = Outbound::unrestricted(options.ca_file.as_deref())
-        .context("set up TLS for the client")?;
+    let outbound =
+        Outbound::unrestricted(options.ca_file.as_deref()).context("set up TLS for the client")?;
     let control = connect(&outbound, &options.addr).await?;
     let info = GuildHallClient::new(control.clone())
         .get_server_info(pb::Empty {})
