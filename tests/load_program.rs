@@ -9,6 +9,8 @@ mod common;
 mod measure;
 #[path = "../examples/load/run.rs"]
 mod run;
+#[path = "../examples/load/setup.rs"]
+mod setup;
 
 use std::time::Duration;
 

@@ -2,9 +2,9 @@
 //! what it measures is the node and not a client sharing its runtime:
 //!
 //! ```sh
-//! cargo run --release -- serve --config load.toml          # the node (docs/BENCHMARKS.md)
+//! rm -rf load-data && cargo run --release -- serve --config examples/load/load.toml   # the node
 //! cargo run --release --example load -- --addr http://127.0.0.1:7400 \
-//!     --senders 16 --subscribers 100 --duration 15 --pid "$(pgrep -n guildhall)" --data-dir ./load-data
+//!     --senders 16 --subscribers 100 --duration 15 --pid "$(pgrep -xn guildhall)" --data-dir load-data
 //! ```
 //!
 //! It registers fresh users, makes a guild, joins them all to it, opens `--subscribers` event
@@ -13,13 +13,14 @@
 //! in all, and waits until every subscriber has every message. It prints one JSON object on stdout
 //! (messages/s acknowledged, send latency, send-to-delivery latency at the farthest subscriber,
 //! the node's CPU per message and peak memory with `--pid`, bytes on disk per message with
-//! `--data-dir`) and notes on stderr. The node must have its rate limits off and registration open
-//! (docs/BENCHMARKS.md has the config file).
+//! `--data-dir`) and notes on stderr. The node must have its rate limits off and registration open:
+//! `examples/load/load.toml` is such a configuration, and docs/BENCHMARKS.md explains it.
 //!
 //! The run itself is in `run.rs` and `measure.rs`; `tests/load_program.rs` runs them too.
 
 mod measure;
 mod run;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use futures::{StreamExt, TryStreamExt};
-use guildhall::client::ClientIdentity;
+use anyhow::{Context, Result, bail};
 use guildhall::identity::PublicKey;
 use guildhall::identity::freshness::now_ms;
 use guildhall::outbound::Outbound;
@@ -26,19 +24,15 @@ use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
 use crate::measure::{self, DeliveryTracker, ProcessSample};
+use crate::setup::{
+    SlimEvent, User, authed, connect, create_room, join_all, refused, register_users, subscribe_all,
+};
 
-/// Registrations, joins and subscriptions in flight during setup: enough to keep the node busy,
-/// few enough not to time out behind each other.
-const SETUP_IN_FLIGHT: usize = 32;
-/// How long connecting to the node may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the drain phase checks whether every delivery has arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// First word of every message this program sends; with the run's id it tells our messages from
 /// anything else on the stream.
 const MARKER: &str = "load";
-/// The gRPC path of `SubscribeEvents`, for the slim decoder below.
-const SUBSCRIBE_PATH: &str = "/guildhall.v1.GuildHall/SubscribeEvents";
 
 /// What to run: the shape of the load and where to find the node.
 #[derive(Debug, Clone)]
@@ -92,184 +86,6 @@ impl Options {
         }
         Ok(())
     }
-}
-
-/// A registered user and their session.
-struct User {
-    identity: ClientIdentity,
-    token: String,
-}
-
-/// The event-stream message, decoded only as far as this program looks: the text of a created
-/// message. Fields it leaves out are skipped undecoded, so the subscribers (thousands of them,
-/// on the same machine as the node) spend as little CPU as they can. Tags are those of
-/// `StreamResponse.message_created`, `MessageEvent.message` and `Message.text` in
-/// `proto/guildhall/v1/guildhall.proto`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct SlimEvent {
-    #[prost(message, optional, tag = "3")]
-    message_created: Option<SlimMessageEvent>,
-}
-
-/// `MessageEvent`, its message only.
-#[derive(Clone, PartialEq, prost::Message)]
-struct SlimMessageEvent {
-    #[prost(message, optional, tag = "1")]
-    message: Option<SlimMessage>,
-}
-
-/// `Message`, its text only.
-#[derive(Clone, PartialEq, prost::Message)]
-struct SlimMessage {
-    #[prost(string, tag = "7")]
-    text: String,
-}
-
-fn authed<T>(token: &str, message: T) -> Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {token}")
-        .parse()
-        .context("the node's session token is not a valid header value")?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
-}
-
-/// Explains a refusal that the node's default configuration gives a load run.
-fn hint(status: &tonic::Status) -> &'static str {
-    match status.code() {
-        tonic::Code::ResourceExhausted => {
-            " (a rate limit: start the node with every limit off, see docs/BENCHMARKS.md)"
-        }
-        tonic::Code::PermissionDenied if status.message().starts_with("registration") => {
-            " (start the node with registration = \"open\", see docs/BENCHMARKS.md)"
-        }
-        _ => "",
-    }
-}
-
-fn refused(what: &str, status: tonic::Status) -> anyhow::Error {
-    anyhow!(
-        "{what}: {:?}: {}{}",
-        status.code(),
-        status.message(),
-        hint(&status)
-    )
-}
-
-async fn connect(outbound: &Outbound, addr: &str) -> Result<Channel> {
-    outbound
-        .channel(addr, CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("connect to {addr}"))
-}
-
-async fn register_users(
-    channel: &Channel,
-    audience: PublicKey,
-    n: usize,
-    registration_token: &str,
-) -> Result<Vec<User>> {
-    futures::stream::iter(0..n)
-        .map(|_| {
-            let mut client = GuildHallClient::new(channel.clone());
-            async move {
-                let identity = ClientIdentity::generate("load", now_ms().saturating_sub(1000));
-                let mut request = identity.register_request(&audience, "Load User", None, now_ms());
-                request.registration_token = registration_token.to_owned();
-                let reply = client
-                    .register(request)
-                    .await
-                    .map_err(|s| refused("Register", s))?
-                    .into_inner();
-                Ok(User {
-                    identity,
-                    token: reply.token,
-                })
-            }
-        })
-        .buffer_unordered(SETUP_IN_FLIGHT)
-        .try_collect()
-        .await
-}
-
-/// Makes the guild; returns its first channel and the invite that came with it.
-async fn create_room(channel: &Channel, owner: &User) -> Result<(String, String)> {
-    let mut client = GuildHallClient::new(channel.clone());
-    let request = pb::CreateGuildRequest {
-        name: "Load".into(),
-        avatar_url: None,
-    };
-    let reply = client
-        .create_guild(authed(&owner.token, request)?)
-        .await
-        .map_err(|s| refused("CreateGuild", s))?
-        .into_inner();
-    let guild_id = reply.guild.context("CreateGuild answered no guild")?.id;
-    let channels = client
-        .list_channels(authed(&owner.token, pb::ListChannelsRequest { guild_id })?)
-        .await
-        .map_err(|s| refused("ListChannels", s))?
-        .into_inner()
-        .channels;
-    let first = channels.first().context("the new guild has no channel")?;
-    Ok((first.id.clone(), reply.token))
-}
-
-async fn join_all(
-    channel: &Channel,
-    audience: PublicKey,
-    invite: &str,
-    users: &[User],
-    registration_token: &str,
-) -> Result<()> {
-    futures::stream::iter(users)
-        .map(|user| {
-            let mut client = GuildHallClient::new(channel.clone());
-            let mut request =
-                user.identity
-                    .join_invite_request(&audience, invite, "Load User", now_ms());
-            request.registration_token = registration_token.to_owned();
-            async move {
-                client
-                    .join_invite(request)
-                    .await
-                    .map_err(|s| refused("JoinInvite", s))
-            }
-        })
-        .buffer_unordered(SETUP_IN_FLIGHT)
-        .try_for_each(|_| async { Ok(()) })
-        .await
-}
-
-/// Opens one event stream per user, round robin over `pool`. Each stream is live when this
-/// returns: the node subscribes the stream before it answers.
-async fn subscribe_all(pool: &[Channel], users: &[User]) -> Result<Vec<Streaming<SlimEvent>>> {
-    futures::stream::iter(users.iter().enumerate())
-        .map(|(i, user)| subscribe(pool[i % pool.len()].clone(), &user.token))
-        .buffered(SETUP_IN_FLIGHT)
-        .try_collect()
-        .await
-}
-
-/// Opens one event stream with the slim decoder (see [`SlimEvent`]).
-async fn subscribe(channel: Channel, token: &str) -> Result<Streaming<SlimEvent>> {
-    let request = authed(
-        token,
-        pb::SubscribeRequest {
-            resume_from_event_id: String::new(),
-        },
-    )?;
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| anyhow!("SubscribeEvents: connection not ready: {e}"))?;
-    let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, SlimEvent>::default();
-    let path = http::uri::PathAndQuery::from_static(SUBSCRIBE_PATH);
-    Ok(grpc
-        .server_streaming(request, path, codec)
-        .await
-        .map_err(|s| refused("SubscribeEvents", s))?
-        .into_inner())
 }
 
 /// `(seq, sent_us)` from a message this run sent: `"load <run> <seq> <sent_us> …"`.
@@ -624,7 +440,7 @@ pub async fn run(options: &Options) -> Result<Value> {
             "senders": options.senders,
             "subscribers": options.subscribers,
             "connections": options.connections,
-            "duration_secs": options.messages.is_none().then(|| options.duration.as_secs_f64()),
+            "duration_secs": options.messages.is_none().then_some(options.duration.as_secs_f64()),
             "messages": options.messages,
             "rate_per_sender": options.rate,
         },
