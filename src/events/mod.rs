@@ -1,33 +1,22 @@
 //! Events: the persistent log and live fan-out behind `SubscribeEvents`.
 //!
 //! Domain writes go through [`Events::write`], which appends their events in the same transaction
-//! and, after the commit, hands them to the hub's dispatcher task, which publishes them to the
-//! [`broadcast`] hub in id order. A subscriber follows the hub; if it falls behind (the channel
-//! lags) it reads what it missed from the log and carries on, so a slow subscriber costs disk
-//! reads, never unbounded memory, and never misses an event.
-//!
-//! The dispatcher is what keeps a write's answer independent of how many are listening: waking
-//! every subscriber of an event costs one wake-up per subscriber, and done on the writer thread it
-//! would hold up every commit behind it (a send took 874 ms at 10,000 streams). The writer thread
-//! hands over the group's events with one channel send and answers; the dispatcher, on the async
-//! workers, does the waking.
+//! and publishes them to the [`broadcast`] hub after commit, in id order. A subscriber follows the
+//! hub; if it falls behind (the channel lags) it reads what it missed from the log and carries on,
+//! so a slow subscriber costs disk reads, never unbounded memory, and never misses an event.
 
 pub mod stream;
 
 use std::sync::Arc;
 
 use prost::Message as _;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::proto::guildhall::v1 as pb;
 use crate::store::{EventRow, StorageError, Store, StoredEvent};
 
 /// How many events the live channel holds before a slow subscriber lags and falls back to the log.
 pub const LIVE_CAPACITY: usize = 4096;
-
-/// Committed groups of events the dispatcher may be behind before the writer waits for it: room
-/// for bursts, and a bound on memory if waking subscribers ever costs more than writing.
-const DISPATCH_GROUPS: usize = 1024;
 
 /// The scope of events about a guild: its members see them.
 pub fn guild_scope(guild_id: &str) -> String {
@@ -108,8 +97,6 @@ pub type AfterCommit = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 
 pub struct Events {
     store: Store,
     live: broadcast::Sender<Arc<LiveEvent>>,
-    /// Committed events on their way to [`Self::live`], in commit order (see the module docs).
-    dispatch: mpsc::Sender<Vec<StoredEvent>>,
     /// Ends every subscription when the node stops (open streams would otherwise hold the gRPC
     /// server's graceful shutdown forever).
     cancel: tokio_util::sync::CancellationToken,
@@ -126,28 +113,12 @@ pub struct Events {
 
 impl Events {
     /// The log over `store`, with a live hub of `capacity` events; subscriptions end when `cancel`
-    /// fires. Spawns the hub's dispatcher (call it inside the runtime); it ends when every clone
-    /// of the returned value is gone.
+    /// fires.
     pub fn new(store: Store, capacity: usize, cancel: tokio_util::sync::CancellationToken) -> Self {
         let (live, _) = broadcast::channel(capacity.max(1));
-        let (dispatch, mut committed) = mpsc::channel::<Vec<StoredEvent>>(DISPATCH_GROUPS);
-        let hub = live.clone();
-        tokio::spawn(async move {
-            while let Some(group) = committed.recv().await {
-                for stored in group {
-                    let event = LiveEvent {
-                        stored,
-                        decoded: std::sync::OnceLock::new(),
-                    };
-                    // No receivers is fine: nobody is subscribed right now.
-                    let _ = hub.send(Arc::new(event));
-                }
-            }
-        });
         Self {
             store,
             live,
-            dispatch,
             cancel,
             hook: None,
             streams: stream::OpenStreams::new(stream::STREAMS_PER_USER_DEFAULT),
@@ -200,7 +171,7 @@ impl Events {
             + Send
             + 'static,
     {
-        let dispatch = self.dispatch.clone();
+        let live = self.live.clone();
         let hook = self.hook.clone();
         let with_hook = move |tx: &rusqlite::Connection| {
             let (value, rows) = f(tx)?;
@@ -213,11 +184,13 @@ impl Events {
         let (value, after) = self
             .store
             .write_with_events(now, with_hook, move |stored| {
-                if !stored.is_empty() {
-                    // On the writer thread (not an async worker), so it may wait; it waits only
-                    // when the dispatcher is DISPATCH_GROUPS commits behind. Closed only when the
-                    // node is gone: nobody is left to tell.
-                    let _ = dispatch.blocking_send(stored);
+                for stored in stored {
+                    let event = LiveEvent {
+                        stored,
+                        decoded: std::sync::OnceLock::new(),
+                    };
+                    // No receivers is fine: nobody is subscribed right now.
+                    let _ = live.send(Arc::new(event));
                 }
             })
             .await?;
