@@ -46,7 +46,8 @@ fn run(dir: &Path, pruned: bool) -> serde_json::Value {
     drop(store);
     drop(runtime);
     let mut conn = rusqlite::Connection::open(&path).expect("open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
     let key = SecretKey::generate();
     let origin = *key.public().as_bytes();
     let users: Vec<String> = (0..USERS)
@@ -75,8 +76,7 @@ fn run(dir: &Path, pruned: bool) -> serde_json::Value {
                 key: format!("{guild}\n{user}").into_bytes(),
                 fields: 1,
             };
-            log::insert(&tx, &event.to_row(), &subject, Outcome::Accepted, now)
-                .expect("insert");
+            log::insert(&tx, &event.to_row(), &subject, Outcome::Accepted, now).expect("insert");
         }
         if pruned && seq % PRUNE_EVERY == 0 {
             loop {
@@ -122,5 +122,8 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         runs.push(run(dir.path(), pruned));
     }
-    println!("{}", json!({ "server_event_log_after_100k_joins_and_leaves": runs }));
+    println!(
+        "{}",
+        json!({ "server_event_log_after_100k_joins_and_leaves": runs })
+    );
 }
