@@ -78,7 +78,7 @@ fn run(dir: &Path, pruned: bool) -> serde_json::Value {
             };
             log::insert(&tx, &event.to_row(), &subject, Outcome::Accepted, now).expect("insert");
         }
-        if pruned && seq % PRUNE_EVERY == 0 {
+        if pruned && seq.is_multiple_of(PRUNE_EVERY) {
             loop {
                 let n = log::prune(&tx, &origin, KIND, now + 1, 10_000).expect("prune");
                 removed += n;
