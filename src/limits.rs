@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroU64};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -313,6 +313,9 @@ pub struct Limits {
     window: Duration,
     state: RwLock<State>,
     refusals: RefusalLog,
+    /// Whether the last save may have left rows; an idle node (every bucket full) then skips
+    /// its saves instead of writing an empty table every few seconds.
+    saved_rows: AtomicBool,
 }
 
 impl std::fmt::Debug for Limits {
@@ -383,11 +386,13 @@ impl Limits {
             store,
             window,
             refusals: RefusalLog::default(),
+            saved_rows: AtomicBool::new(true),
         })
     }
 
-    /// Saves every bucket that is not full, replacing the last save; [`Limits::load`] restores
-    /// them. Returns how many it saved.
+    /// Saves every bucket that is not full, replacing the last save (nothing to write when every
+    /// bucket was full then and is now); [`Limits::load`] restores them. Returns how many it
+    /// saved.
     pub async fn save(&self) -> Result<usize> {
         let now = wall_ms();
         let buckets: Vec<(&'static str, String, u64)> = {
@@ -407,9 +412,13 @@ impl Limits {
                 .collect()
         };
         let saved = buckets.len();
+        if saved == 0 && !self.saved_rows.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
         self.store
             .write(move |tx| db::save_rate_limits(tx, &buckets))
             .await?;
+        self.saved_rows.store(saved > 0, Ordering::Relaxed);
         Ok(saved)
     }
 

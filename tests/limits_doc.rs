@@ -583,6 +583,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![c.event_retention_secs], Some("OUT_OF_RANGE")),
         ),
         (
+            "config.server_event_retention_secs",
+            (vec![c.server_event_retention_secs], SILENT),
+        ),
+        (
             "unread::MAX_QUERIES",
             (vec![n(unread::MAX_QUERIES)], INVALID),
         ),
@@ -717,6 +721,10 @@ const INTERNAL: &[(&str, &str)] = &[
     (
         "gossip::catchup::MAX_PAGES",
         "pages this node pulls from a peer per round",
+    ),
+    (
+        "gossip::server_events::MAX_PRUNE_BATCHES",
+        "pruning transactions per (origin, kind) per pass; what is left waits for the next pass",
     ),
     (
         "gossip::catchup::MAX_HEADS",
