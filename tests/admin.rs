@@ -838,20 +838,13 @@ async fn user_updated(
     stream: &mut tonic::Streaming<pb::StreamResponse>,
     user_id: &str,
 ) -> pb::User {
-    for _ in 0..1000 {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
-            .await
-            .expect("an event within the wait")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(pb::stream_response::Event::UserUpdated(u)) = event.event
-            && let Some(user) = u.user
-            && user.id == user_id
-        {
-            return user;
+    next_matching(stream, |event| match event {
+        pb::stream_response::Event::UserUpdated(u) => {
+            u.user.clone().filter(|user| user.id == user_id)
         }
-    }
-    panic!("no user_updated for {user_id}");
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]

@@ -442,6 +442,21 @@ async fn forged_and_unsigned_moderation_list_entries_are_refused() {
             field,
         );
     }
+    // An event dated past the clock window is not judged now and not kept: B's outbox is told
+    // to deliver it again later.
+    let ahead = ServerEvent::sign(
+        &b_key,
+        SERVER_BAN_KIND,
+        14,
+        at + 3_600_000,
+        good.encode_to_vec(),
+    )
+    .to_proto();
+    assert_status(
+        from_b.receive_server_event(ahead).await,
+        Code::Unavailable,
+        "event: not judged now (timestamp is in the future); deliver it again later",
+    );
     assert!(is_member(&t, &owner, &room.guild, &mallory.user.id).await);
     assert!(
         held_bans(&t, &t_admin, false)
