@@ -483,6 +483,7 @@ impl Node {
         let http = crate::api::http::router(api.webhooks())
             .merge(crate::api::files::router(media))
             .merge(crate::api::ops::router(ops));
+        let event_stream_route = api.event_stream_route();
         let mut services = tonic::service::Routes::builder();
         services
             .add_service(health)
@@ -496,7 +497,19 @@ impl Node {
                     .max_decoding_message_size(crate::api::MAX_REQUEST_BYTES),
             )
             .add_service(crate::api::admin::service(admin, accounts.clone()));
-        let routes = services.routes().into_axum_router().merge(http);
+        let routes = services
+            .routes()
+            .into_axum_router()
+            // Shadows the generated service's SubscribeEvents (a static path wins over its
+            // wildcard): same messages, each encoded once for every stream.
+            .route_service(
+                crate::api::event_stream::PATH,
+                tower::ServiceExt::map_request(
+                    event_stream_route,
+                    |r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new),
+                ),
+            )
+            .merge(http);
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
             .accept_http1(true)

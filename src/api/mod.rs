@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod convert;
+pub mod event_stream;
 mod federated;
 pub mod files;
 mod guilds;
@@ -202,6 +203,12 @@ impl GuildHallApi {
             self.info.canonical_address.clone(),
         ));
         self
+    }
+
+    /// The route serving `SubscribeEvents` with events encoded once for every stream; mount it
+    /// beside the generated service ([`event_stream`]).
+    pub fn event_stream_route(&self) -> event_stream::SubscribeRoute {
+        event_stream::SubscribeRoute::new(self.events.clone(), MAX_REQUEST_BYTES)
     }
 
     /// The webhook operations (also served over HTTP by [`http::router`]).
@@ -721,19 +728,17 @@ impl GuildHall for GuildHallApi {
             Box<dyn futures::Stream<Item = Result<pb::StreamResponse, Status>> + Send + 'static>,
         >,
     > {
-        let s = caller(&r)?;
-        let resume = match r.get_ref().resume_from_event_id.as_str() {
-            "" => None,
-            id => Some(id.parse::<u64>().map_err(|_| {
-                Status::invalid_argument(
-                    "resume_from_event_id: must be an event id (a decimal number)",
-                )
-            })?),
-        };
-        // While the stream is open the user counts as online (no pushes), and holds one of their
-        // `max_event_streams_per_user` slots.
-        let stream = crate::events::stream::subscribe(&self.events, &s.user_id, resume).await?;
-        Ok(Response::new(Box::pin(stream)))
+        // The node serves this method on its own route (`event_stream`), which sends the encoded
+        // events as they are; this path, for a server built from the generated service alone,
+        // decodes them again.
+        let stream = event_stream::open(&self.events, &r).await?;
+        let decoded = futures::StreamExt::map(stream, |item| {
+            item.and_then(|bytes| {
+                <pb::StreamResponse as prost::Message>::decode(bytes)
+                    .map_err(|_| Status::internal("event log unavailable"))
+            })
+        });
+        Ok(Response::new(Box::pin(decoded)))
     }
 
     async fn update_presence(&self, r: Request<pb::UpdatePresenceRequest>) -> Reply<pb::Empty> {

@@ -42,20 +42,41 @@ pub fn row(scopes: Vec<String>, event: pb::stream_response::Event) -> EventRow {
     }
 }
 
-/// An event on the live hub: the stored event, and its message decoded at most once, by the first
-/// subscriber that needs it, for every subscriber to share (fan-out to many subscribers would
-/// otherwise decode the same bytes once per subscriber).
+/// An event on the live hub: the stored event, and its message decoded and encoded at most once,
+/// by the first subscriber that needs it, for every subscriber to share. Fan-out to many
+/// subscribers would otherwise decode, clone and encode the same event once per subscriber: with
+/// the shared bytes, a delivery costs a reference count and a copy into the stream's buffer.
 #[derive(Debug)]
 pub struct LiveEvent {
     /// The stored event.
     pub stored: StoredEvent,
     decoded: std::sync::OnceLock<Option<pb::StreamResponse>>,
+    encoded: std::sync::OnceLock<Option<bytes::Bytes>>,
 }
 
 impl LiveEvent {
+    /// A stored event about to be published.
+    pub fn new(stored: StoredEvent) -> Self {
+        Self {
+            stored,
+            decoded: std::sync::OnceLock::new(),
+            encoded: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The event as sent to clients, with its id and timestamp; `None` if the payload is damaged.
     pub fn message(&self) -> Option<&pb::StreamResponse> {
         self.decoded.get_or_init(|| decode(&self.stored)).as_ref()
+    }
+
+    /// [`Self::message`] encoded as it goes on the wire, shared by every stream that sends it.
+    pub fn encoded(&self) -> Option<&bytes::Bytes> {
+        self.encoded
+            .get_or_init(|| {
+                self.message()
+                    .map(|m| bytes::Bytes::from(m.encode_to_vec()))
+            })
+            .as_ref()
     }
 }
 
@@ -185,12 +206,8 @@ impl Events {
             .store
             .write_with_events(now, with_hook, move |stored| {
                 for stored in stored {
-                    let event = LiveEvent {
-                        stored,
-                        decoded: std::sync::OnceLock::new(),
-                    };
                     // No receivers is fine: nobody is subscribed right now.
-                    let _ = live.send(Arc::new(event));
+                    let _ = live.send(Arc::new(LiveEvent::new(stored)));
                 }
             })
             .await?;

@@ -1,11 +1,12 @@
-//! `SubscribeEvents`: one task per subscriber that replays what the client missed and then follows
+//! `SubscribeEvents`: a stream per subscriber that replays what the client missed and then follows
 //! the live hub.
 //!
-//! The task subscribes to the hub *before* reading the log, so nothing committed in between is
-//! lost; it skips live events at or below the last id it sent, so nothing is sent twice. If the
-//! subscriber is slow, its bounded output channel fills, the task stops draining the hub, the hub
-//! reports a lag, and the task catches up from the log: memory stays bounded and nothing is
-//! dropped. A subscriber sees an event when one of the event's scopes is one of its own: its user
+//! The stream subscribes to the hub *before* reading the log, so nothing committed in between is
+//! lost; it skips live events at or below the last id it sent, so nothing is sent twice. It has no
+//! task of its own: the HTTP/2 stream pulls it as the client reads. If the subscriber is slow, its
+//! stream's send window fills, the stream stops pulling, the hub reports a lag, and the stream
+//! catches up from the log: memory stays bounded and nothing is dropped. A live event is encoded
+//! once for every stream ([`LiveEvent::encoded`]). A subscriber sees an event when one of the event's scopes is one of its own: its user
 //! scope and the scopes of the guilds it is a member of (updated as it joins and leaves).
 //!
 //! Each user holds at most `max_event_streams_per_user` streams open at once ([`OpenStreams`]):
@@ -17,12 +18,12 @@
 //! guild and caches the answer until [`Events::access_changed`] says permissions moved, so a
 //! message fanned out to many subscribers costs no read per subscriber.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tonic::Status;
 
 use super::{Events, LiveEvent, decode, guild_scope, user_scope};
@@ -30,8 +31,6 @@ use crate::error::{Error, Result};
 use crate::proto::guildhall::v1 as pb;
 use crate::store::{StorageError, StoredEvent, guilds as gdb};
 
-/// Events buffered per subscriber between the task and the network.
-pub const OUTPUT_CAPACITY: usize = 256;
 /// Events read from the log per catch-up query.
 const CATCH_UP_BATCH: usize = 500;
 /// Default for the `max_event_streams_per_user` setting: room for a user's phone, laptop, tablet
@@ -130,19 +129,30 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The stream handed to tonic: the subscription's output, holding the user's slot for as long as
-/// tonic holds the stream (it drops it when the client goes away).
-#[derive(Debug)]
+/// One `SubscribeEvents` stream: each item is a `StreamResponse` already encoded for the wire (a
+/// live event's bytes are shared by every stream that sends it), or the status that ends the
+/// stream. It is the subscription itself, pulled by the HTTP/2 stream that sends it, with no task
+/// or channel of its own: a client that stops reading stops pulling, so the hub reports a lag and
+/// the stream catches up from the log once it is read again. Dropping it (the client went away)
+/// gives the user's slot back.
 pub struct EventStream {
-    inner: tokio_stream::wrappers::ReceiverStream<std::result::Result<pb::StreamResponse, Status>>,
-    _slot: StreamSlot,
+    inner: Pin<Box<dyn futures::Stream<Item = Item> + Send>>,
 }
 
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+/// What an [`EventStream`] yields: an encoded `StreamResponse`, or the status that ends it.
+pub type Item = std::result::Result<bytes::Bytes, Status>;
+
 impl futures::Stream for EventStream {
-    type Item = std::result::Result<pb::StreamResponse, Status>;
+    type Item = Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
+        self.inner.as_mut().poll_next(cx)
     }
 }
 
@@ -168,6 +178,7 @@ pub async fn subscribe(
     resume_from: Option<u64>,
 ) -> Result<EventStream> {
     let slot = events.open_streams().open(user_id)?;
+    // Follow the hub before reading the log, so nothing committed in between is lost.
     let live = events.follow();
     let (oldest, newest) = events.store().event_bounds().await?;
     let cursor = match resume_from {
@@ -185,20 +196,25 @@ pub async fn subscribe(
         Some(id) => id,
     };
     let scopes = scopes_of(events, user_id).await?;
-    let (tx, rx) = mpsc::channel(OUTPUT_CAPACITY);
-    let task = Subscription {
+    let subscription = Subscription {
         events: events.clone(),
         user_id: user_id.to_owned(),
         scopes,
         readable: HashMap::new(),
         epoch: 0,
         cursor,
-        out: tx,
-    };
-    tokio::spawn(task.run(live, resume_from.is_some()));
-    Ok(EventStream {
-        inner: tokio_stream::wrappers::ReceiverStream::new(rx),
+        live,
+        behind: resume_from.is_some(),
+        ready: VecDeque::new(),
+        done: false,
         _slot: slot,
+    };
+    let inner = futures::stream::unfold(subscription, |mut subscription| async move {
+        let item = subscription.next().await?;
+        Some((item, subscription))
+    });
+    Ok(EventStream {
+        inner: Box::pin(inner),
     })
 }
 
@@ -209,84 +225,106 @@ struct Subscription {
     /// The read gate's answers per guild, valid while the access epoch is `epoch`.
     readable: HashMap<String, bool>,
     epoch: u64,
+    /// The id of the last event this subscriber was sent or skipped.
     cursor: u64,
-    out: mpsc::Sender<std::result::Result<pb::StreamResponse, Status>>,
-}
-
-enum Flow {
-    Continue,
-    Stop,
+    live: broadcast::Receiver<Arc<LiveEvent>>,
+    /// The log holds events after the cursor that the hub no longer does (a resume, or a lag):
+    /// read them from the log before following the hub again.
+    behind: bool,
+    /// Items to send, in order: at most one catch-up batch, and the status that ends the stream.
+    ready: VecDeque<Item>,
+    /// Nothing more after `ready`.
+    done: bool,
+    _slot: StreamSlot,
 }
 
 impl Subscription {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveEvent>>, catch_up_first: bool) {
-        if catch_up_first && matches!(self.catch_up().await, Flow::Stop) {
+    /// The next item to send; `None` ends the stream (the node is stopping, or a closing status
+    /// was sent).
+    async fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            if self.behind {
+                self.catch_up_batch().await;
+                continue;
+            }
+            let received = tokio::select! {
+                () = self.events.cancel.cancelled() => return None,
+                received = self.live.recv() => received,
+            };
+            match received {
+                Ok(event) => {
+                    if let Some(message) = event.message() {
+                        self.deliver(&event.stored, message, || event.encoded().cloned())
+                            .await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.behind = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Reads the next batch after the cursor from the log and makes ready what this subscriber may
+    /// see; clears `behind` once the log has nothing more.
+    async fn catch_up_batch(&mut self) {
+        let scopes: Vec<String> = self.scopes.iter().cloned().collect();
+        let batch = match self
+            .events
+            .store()
+            .events_after(self.cursor, scopes, CATCH_UP_BATCH)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "event catch-up failed");
+                self.end(Status::internal("event log unavailable"));
+                return;
+            }
+        };
+        if batch.is_empty() {
+            self.behind = false;
             return;
         }
-        let cancel = self.events.cancel.clone();
-        loop {
-            let received = tokio::select! {
-                () = cancel.cancelled() => return,
-                () = self.out.closed() => return,
-                received = live.recv() => received,
+        for event in &batch {
+            let Some(message) = decode(event) else {
+                // Move past it, so a damaged row can't stall catch-up.
+                self.cursor = self.cursor.max(event.id);
+                continue;
             };
-            let flow = match received {
-                Ok(event) => match event.message() {
-                    Some(message) => self.deliver(&event.stored, message).await,
-                    None => Flow::Continue,
-                },
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
-                Err(broadcast::error::RecvError::Closed) => Flow::Stop,
-            };
-            if matches!(flow, Flow::Stop) {
+            self.deliver(event, &message, || {
+                Some(bytes::Bytes::from(prost::Message::encode_to_vec(&message)))
+            })
+            .await;
+            if self.done {
                 return;
             }
         }
     }
 
-    /// Sends everything in the log after the cursor that this subscriber may see.
-    async fn catch_up(&mut self) -> Flow {
-        loop {
-            let scopes: Vec<String> = self.scopes.iter().cloned().collect();
-            let batch = match self
-                .events
-                .store()
-                .events_after(self.cursor, scopes, CATCH_UP_BATCH)
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::error!(error = %e, "event catch-up failed");
-                    let _ = self
-                        .out
-                        .send(Err(Status::internal("event log unavailable")))
-                        .await;
-                    return Flow::Stop;
-                }
-            };
-            if batch.is_empty() {
-                return Flow::Continue;
-            }
-            for event in &batch {
-                let Some(message) = decode(event) else {
-                    // Move past it, so a damaged row can't stall catch-up.
-                    self.cursor = self.cursor.max(event.id);
-                    continue;
-                };
-                if matches!(self.deliver(event, &message).await, Flow::Stop) {
-                    return Flow::Stop;
-                }
-            }
-        }
+    fn end(&mut self, status: Status) {
+        self.ready.push_back(Err(status));
+        self.done = true;
     }
 
-    /// Sends one event if it is new and visible, and follows the subscriber's own joins and leaves.
-    async fn deliver(&mut self, event: &StoredEvent, message: &pb::StreamResponse) -> Flow {
+    /// Makes one event ready if it is new and visible (`encoded` gives its wire bytes), and
+    /// follows the subscriber's own joins and leaves.
+    async fn deliver(
+        &mut self,
+        event: &StoredEvent,
+        message: &pb::StreamResponse,
+        encoded: impl FnOnce() -> Option<bytes::Bytes>,
+    ) {
         if event.id <= self.cursor {
-            return Flow::Continue;
+            return;
         }
         if !event.scopes.iter().any(|s| self.scopes.contains(s)) {
-            return Flow::Continue;
+            return;
         }
         self.cursor = event.id;
         // Channel content is gated by its guild, whichever of the event's scopes let it through.
@@ -295,14 +333,11 @@ impl Subscription {
         {
             match self.may_read(guild_id).await {
                 Ok(true) => {}
-                Ok(false) => return Flow::Continue,
+                Ok(false) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "reading a subscriber's permissions failed");
-                    let _ = self
-                        .out
-                        .send(Err(Status::internal("event log unavailable")))
-                        .await;
-                    return Flow::Stop;
+                    self.end(Status::internal("event log unavailable"));
+                    return;
                 }
             }
         }
@@ -320,8 +355,8 @@ impl Subscription {
             }
             _ => {}
         }
-        if self.out.send(Ok(message.clone())).await.is_err() {
-            return Flow::Stop;
+        if let Some(bytes) = encoded() {
+            self.ready.push_back(Ok(bytes));
         }
         // The subscriber's own account was deactivated: its sessions are gone, and so is this
         // stream, once it has carried the news.
@@ -330,15 +365,10 @@ impl Subscription {
                 .as_ref()
                 .is_some_and(|u| u.id == self.user_id && u.is_deactivated)
         {
-            let _ = self
-                .out
-                .send(Err(Status::unauthenticated(
-                    "authorization: this account was deactivated by a server admin",
-                )))
-                .await;
-            return Flow::Stop;
+            self.end(Status::unauthenticated(
+                "authorization: this account was deactivated by a server admin",
+            ));
         }
-        Flow::Continue
     }
 
     /// Whether the subscriber may read `guild_id`'s channels: the cached answer while no access
@@ -413,6 +443,7 @@ mod tests {
             .await
             .expect("event")
             .expect("ok");
+        let first = <pb::StreamResponse as prost::Message>::decode(first).expect("decodes");
         assert_eq!(first.event_id, 4);
     }
 
