@@ -71,7 +71,8 @@ fn append(
 
 impl Store {
     /// Runs `f` in the next group commit, appends the events it returns, and after the commit
-    /// calls `on_commit` with the stored events, in commit order, before answering.
+    /// calls `on_commit` with the stored events, in commit order, once every caller of the group
+    /// has been answered (see [`super::writer`]).
     pub(crate) async fn write_with_events<T, F, P>(
         &self,
         now: u64,
@@ -92,10 +93,14 @@ impl Store {
                     let stored = append(conn, rows, now)?;
                     Ok((value, stored))
                 },
-                move |(value, stored)| {
+                move |(value, stored): (T, Vec<StoredEvent>)| {
                     metrics.events_published(stored.len());
-                    on_commit(stored);
-                    value
+                    let publish: Option<super::writer::AfterAnswers> = if stored.is_empty() {
+                        None
+                    } else {
+                        Some(Box::new(move || on_commit(stored)))
+                    };
+                    (value, publish)
                 },
             )
             .await

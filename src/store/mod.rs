@@ -183,7 +183,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
-        self.inner.writer.write(f, |value| value).await
+        self.inner.writer.write(f, |value| (value, None)).await
     }
 
     /// Runs `f` on a read connection on a blocking thread.

@@ -2,10 +2,15 @@
 //!
 //! Every write is a job. The thread takes every job waiting in its queue (up to [`MAX_GROUP`]),
 //! opens one `BEGIN IMMEDIATE` transaction, runs each job in a savepoint of its own (a job that
-//! fails or panics rolls back only its savepoint), commits once, and only then answers each caller
-//! and runs its after-commit step (publishing events, in commit order). An acknowledged write is a
-//! committed write; under load, many writes share one commit, which is what keeps
-//! `synchronous=FULL` fast and saves a thread hand-off per write.
+//! fails or panics rolls back only its savepoint), commits once, and only then answers each caller;
+//! once every caller of the group is answered, it runs what the jobs left for after the answers
+//! (publishing events, in commit order). An acknowledged write is a committed write; under load,
+//! many writes share one commit, which is what keeps `synchronous=FULL` fast and saves a thread
+//! hand-off per write.
+//!
+//! Answers go first because publishing an event wakes every subscriber that follows the live hub:
+//! woken first, thousands of them would queue ahead of the callers on the runtime's workers, and a
+//! sender would wait for the fan-out of its own message before hearing that it was stored.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
@@ -20,8 +25,13 @@ use crate::metrics::Metrics;
 /// Most writes committed together.
 pub const MAX_GROUP: usize = 256;
 
-/// What runs after the group's commit; it is told whether the commit failed.
-type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+/// What runs after the group's commit, told whether the commit failed: it answers the caller, and
+/// hands back what is left for after every caller of the group is answered.
+type Completion = Box<dyn FnOnce(Option<&str>) -> Option<AfterAnswers> + Send>;
+
+/// Work a write leaves for after every caller of its group has been answered (publishing its
+/// events): callers, who wait, are woken before subscribers, who follow.
+pub type AfterAnswers = Box<dyn FnOnce() + Send>;
 
 /// A queued write.
 trait Job: Send {
@@ -39,7 +49,7 @@ struct WriteJob<R, T, F, A> {
 }
 
 fn noop() -> Completion {
-    Box::new(|_| {})
+    Box::new(|_| None)
 }
 
 fn rollback_savepoint(conn: &Connection) {
@@ -53,7 +63,7 @@ where
     R: Send + 'static,
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<R, StorageError> + Send + 'static,
-    A: FnOnce(R) -> T + Send + 'static,
+    A: FnOnce(R) -> (T, Option<AfterAnswers>) + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Completion {
         let WriteJob {
@@ -73,12 +83,17 @@ where
                     let _ = reply.send(Err(e.into()));
                     return noop();
                 }
-                Box::new(move |commit_error| {
-                    let result = match commit_error {
-                        None => Ok(after_commit(value)),
-                        Some(reason) => Err(StorageError::Task(format!("commit failed: {reason}"))),
-                    };
-                    let _ = reply.send(result);
+                Box::new(move |commit_error| match commit_error {
+                    None => {
+                        let (answer, after_answers) = after_commit(value);
+                        let _ = reply.send(Ok(answer));
+                        after_answers
+                    }
+                    Some(reason) => {
+                        let reason = format!("commit failed: {reason}");
+                        let _ = reply.send(Err(StorageError::Task(reason)));
+                        None
+                    }
                 })
             }
             Ok(Err(e)) => {
@@ -127,13 +142,14 @@ impl Writer {
     }
 
     /// Runs `f` in the next group commit; after the commit, `after_commit` turns its result into
-    /// the answer. Returns only once the write is committed (or refused).
+    /// the answer and what is left for after the group's answers. Returns only once the write is
+    /// committed (or refused).
     pub async fn write<R, T, F, A>(&self, f: F, after_commit: A) -> Result<T, StorageError>
     where
         R: Send + 'static,
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StorageError> + Send + 'static,
-        A: FnOnce(R) -> T + Send + 'static,
+        A: FnOnce(R) -> (T, Option<AfterAnswers>) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = WriteJob {
@@ -212,8 +228,12 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, metrics: &Metr
     if let Some(reason) = &commit {
         tracing::error!(%reason, "group commit failed");
     }
-    for done in completions {
-        done(commit.as_deref());
+    let after_answers: Vec<AfterAnswers> = completions
+        .into_iter()
+        .filter_map(|done| done(commit.as_deref()))
+        .collect();
+    for after in after_answers {
+        after();
     }
 }
 
@@ -245,7 +265,7 @@ mod tests {
                             _ => Ok(n),
                         }
                     },
-                    |n| n * 2,
+                    |n| (n * 2, None),
                 )
                 .await
             }));
