@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::convert::device_cert_to_proto;
+use crate::convert::device_cert_to_proto;
 use crate::federation::moves::MoveStatement;
 use crate::identity::signing::{
     self, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload, VerifyUserPayload,

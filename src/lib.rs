@@ -40,7 +40,7 @@
 //!   the API through the store's handle and served at `/metrics`.
 //! - [`api`]: the tonic services (thin adapters), the session layer that authenticates every
 //!   non-public method, the text layer that checks every string field of every request for
-//!   control characters, and proto ↔ domain conversion.
+//!   control characters, and `SubscribeEvents` served with each event encoded once.
 //! - [`federation`]: signed server-to-server calls (the signing client, the verifying layer), the
 //!   directory of peers' pinned keys, homeservers vouching for remote members, and forwarding
 //!   users' signed profile changes to their other servers.
@@ -56,6 +56,7 @@
 //! - [`client`]: client-side identities and signed request builders (CLI, tests, benchmarks).
 //! - [`error`]: the crate error and its single mapping to gRPC status.
 //! - [`proto`]: code generated from `proto/`.
+//! - [`convert`]: proto ↔ domain conversion, below the domain and the adapters that both use it.
 
 pub mod accounts;
 pub mod admin;
@@ -64,6 +65,7 @@ pub mod backup;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod dm_invites;
 pub mod dms;
 pub mod error;

@@ -47,7 +47,7 @@ impl Presence {
         pb::PresenceUpdate {
             user_id: user_id.to_owned(),
             status: s.status,
-            last_seen: crate::api::convert::timestamp(s.last_seen),
+            last_seen: crate::convert::timestamp(s.last_seen),
             active_call_channel_id: s.active_call_channel_id.clone(),
         }
     }

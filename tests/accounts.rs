@@ -97,7 +97,7 @@ async fn register_refuses_forged_and_misdirected_proofs() {
         now - 1000,
         now + 100_000,
     );
-    r.device_cert = Some(guildhall::api::convert::device_cert_to_proto(&foreign));
+    r.device_cert = Some(guildhall::convert::device_cert_to_proto(&foreign));
     refused_register(&node, r, Code::Unauthenticated, "device_cert").await;
 
     // Expired and not-yet-valid certs.

@@ -46,7 +46,7 @@ fn cert() -> DeviceCert {
 }
 
 fn pb_cert() -> pb::DeviceCert {
-    guildhall::api::convert::device_cert_to_proto(&cert())
+    guildhall::convert::device_cert_to_proto(&cert())
 }
 
 fn ban_notice() -> pb::BanNotification {

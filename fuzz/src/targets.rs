@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use prost::Message;
 
 use guildhall::accounts::rules;
-use guildhall::api::convert;
 use guildhall::api::text::TextRules;
+use guildhall::convert;
 use guildhall::federation::{bans, gossiped, membership, moves, revocation, verify, wire};
 use guildhall::gossip::ServerEvent;
 use guildhall::gossip::pull::{self, PullQuery};

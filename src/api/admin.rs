@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 
 use crate::accounts::Accounts;
 use crate::admin::Admin;
-use crate::api::convert::timestamp;
 use crate::api::session::caller;
+use crate::convert::timestamp;
 use crate::error::Error;
 use crate::proto::guildhall::admin::v1 as pb;
 use crate::proto::guildhall::admin::v1::admin_server::{self, AdminServer};
@@ -491,7 +491,7 @@ impl admin_server::Admin for AdminApi {
                         own: i == 0,
                     })
                     .collect(),
-                held: held.iter().map(crate::api::convert::held_ban).collect(),
+                held: held.iter().map(crate::convert::held_ban).collect(),
                 total,
             });
         self.audited(&request, "ListBanLists", "", result).await

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
 use super::session::caller;
 use crate::accounts::{Accounts, JoinInput};
+use crate::convert;
 use crate::guilds::roles::RoleInput;
 use crate::guilds::{ChannelUpdate, Guilds};
 use crate::proto::guildhall::v1 as pb;

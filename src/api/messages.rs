@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
 use super::session::caller;
+use crate::convert;
 use crate::guilds::Guilds;
 use crate::messages::{Messages, SendInput, Sent};
 use crate::proto::guildhall::v1 as pb;

@@ -4,7 +4,6 @@
 //! stubs until the issue that brings them lands.
 
 pub mod admin;
-pub mod convert;
 pub mod event_stream;
 mod federated;
 pub mod files;
@@ -32,6 +31,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::accounts::{Accounts, LoginInput, RegisterInput, UpdateFields, UpdateUserInput};
+use crate::convert;
 use crate::dms::Dms;
 use crate::events::Events;
 use crate::guilds::Guilds;

@@ -11,9 +11,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
 use crate::accounts::remote::normalise_address;
 use crate::accounts::{Accounts, JoinInput, UpdateFields, UpdateUserInput};
+use crate::convert;
 use crate::error::Error;
 use crate::federation::profiles::ProfileFanout;
 use crate::federation::verify::verified_origin;

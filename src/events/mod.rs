@@ -85,7 +85,7 @@ pub fn decode(event: &StoredEvent) -> Option<pb::StreamResponse> {
     match pb::StreamResponse::decode(event.payload.as_slice()) {
         Ok(mut message) => {
             message.event_id = event.id;
-            message.timestamp = crate::api::convert::timestamp(event.created_at);
+            message.timestamp = crate::convert::timestamp(event.created_at);
             Some(message)
         }
         Err(e) => {

@@ -85,7 +85,7 @@ fn user_proto(
 ) -> std::result::Result<pb::User, StorageError> {
     let record = crate::store::accounts::load_user(c, user_id)?;
     Ok(match record {
-        Some(r) => crate::api::convert::user(&r, admins.iter().any(|a| a == user_id)),
+        Some(r) => crate::convert::user(&r, admins.iter().any(|a| a == user_id)),
         None => pb::User {
             id: user_id.to_owned(),
             id_pubkey: user_id.to_owned(),

@@ -180,7 +180,7 @@ impl Harmony {
                 let scopes = profile_scopes(tx, &user_id)?;
                 let mut rows: Vec<EventRow> = Vec::with_capacity(2);
                 if change.display_name.is_some() || change.avatar_url.is_some() {
-                    let record = crate::api::convert::user(&user, accounts.is_admin(&user.id));
+                    let record = crate::convert::user(&user, accounts.is_admin(&user.id));
                     rows.push(events::row(
                         scopes.clone(),
                         pb::stream_response::Event::UserUpdated(pb::UserUpdated {
@@ -224,7 +224,7 @@ impl Harmony {
         name_changed: bool,
         avatar_changed: bool,
     ) {
-        let record = crate::api::convert::user(user, self.accounts.is_admin(&user.id));
+        let record = crate::convert::user(user, self.accounts.is_admin(&user.id));
         let user_id = user.id.clone();
         let new_username = name_changed.then(|| user.display_name.clone());
         let new_avatar = avatar_changed.then(|| user.avatar_url.clone());

@@ -111,7 +111,7 @@ fn created_event(channel: &ChannelRecord, view: &MessageView) -> EventRow {
     events::row(
         channel_scope(channel),
         pb::stream_response::Event::MessageCreated(pb::MessageEvent {
-            message: Some(crate::api::convert::message(view)),
+            message: Some(crate::convert::message(view)),
             idempotency_key: view.message.idempotency_key.clone().unwrap_or_default(),
         }),
     )
@@ -121,7 +121,7 @@ fn updated_event(guild_id: &str, view: &MessageView) -> EventRow {
     events::row(
         vec![events::guild_scope(guild_id)],
         pb::stream_response::Event::MessageUpdated(pb::MessageEvent {
-            message: Some(crate::api::convert::message(view)),
+            message: Some(crate::convert::message(view)),
             idempotency_key: String::new(),
         }),
     )
@@ -368,7 +368,7 @@ impl Messages {
         let message = pb::Message {
             channel_id: channel.id.clone(),
             sender_id: caller.user_id.clone(),
-            created_at: crate::api::convert::timestamp(now),
+            created_at: crate::convert::timestamp(now),
             typing: Some(pb::TypingIndicator {
                 channel_id: channel.id.clone(),
                 is_typing,
@@ -702,7 +702,7 @@ impl Messages {
                 channel_id: channel.id.clone(),
                 user_id: caller.user_id.clone(),
                 status: status as i32,
-                timestamp: crate::api::convert::timestamp(now),
+                timestamp: crate::convert::timestamp(now),
             }),
         );
         let user = caller.user_id.clone();

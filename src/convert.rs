@@ -1,4 +1,8 @@
 //! Conversions between protobuf messages and domain types. Parsing failures name the field.
+//!
+//! Below the domain and every adapter: the domain builds the events it logs from these, and the
+//! gRPC service (and any other adapter, such as the IRC gateway) answers with them, so neither
+//! reaches into the other.
 
 use sha2::{Digest, Sha256};
 
