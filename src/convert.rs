@@ -245,3 +245,15 @@ pub fn held_ban(ban: &crate::store::server_bans::HeldBan) -> pb::HeldBan {
         signature: ban.signature.clone(),
     }
 }
+
+/// `err` with its field named inside `prefix` (`update` + `signature` → `update.signature`), for
+/// messages nested in a request; other errors as they are.
+pub fn nested(prefix: &str, err: Error) -> Error {
+    match err {
+        Error::InvalidArgument { field, rule } if !prefix.is_empty() => Error::InvalidArgument {
+            field: format!("{prefix}.{field}"),
+            rule,
+        },
+        other => other,
+    }
+}

@@ -571,7 +571,7 @@ fn seeds_are_valid_encodings() {
         .expect("verifies");
     revocation::verify(&device_revocation()).expect("verifies");
     let (key, input) =
-        guildhall::api::remote::forwarded_input(profile_update()).expect("a valid profile change");
+        guildhall::harmony::forwarded::parse(profile_update()).expect("a valid profile change");
     input
         .cert
         .verify(&key, NOW, targets::SKEW_MS)

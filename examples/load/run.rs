@@ -255,6 +255,9 @@ fn sample(options: &Options) -> Result<NodeSample> {
     })
 }
 
+/// How long the program waits after closing the streams before reading the node's memory.
+const STREAMS_CLOSED_SETTLE: Duration = Duration::from_secs(2);
+
 fn per_message(total: f64, messages: u64) -> Value {
     if messages == 0 {
         return Value::Null;
@@ -386,6 +389,15 @@ pub async fn run(options: &Options) -> Result<Value> {
             reader.abort();
         }
     }
+    // The streams are gone now (aborting a reader drops its stream, which resets it on the node):
+    // give the node a moment to let go of them, then see how much memory it gave back.
+    let closed = match options.pid {
+        Some(_) if !subscribers.is_empty() => {
+            tokio::time::sleep(STREAMS_CLOSED_SETTLE).await;
+            sample(options)?.process
+        }
+        _ => None,
+    };
     let delivered = tracker.deliveries();
     if delivered < expected {
         eprintln!(
@@ -420,6 +432,7 @@ pub async fn run(options: &Options) -> Result<Value> {
             "vm_hwm_mib": mib(a.vm_hwm_kib),
             "vm_rss_mib_before": mib(b.vm_rss_kib),
             "vm_rss_mib_after": mib(a.vm_rss_kib),
+            "vm_rss_mib_after_streams_closed": closed.map(|c| mib(c.vm_rss_kib)),
         }),
         _ => Value::Null,
     };

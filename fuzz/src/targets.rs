@@ -160,7 +160,7 @@ fn device_revocation(r: &pb::DeviceRevocation) {
 
 fn forwarded_profile(r: pb::UpdateFederatedProfileRequest) {
     let user_id = r.user_id.clone();
-    if let Ok((key, input)) = guildhall::api::remote::forwarded_input(r) {
+    if let Ok((key, input)) = guildhall::harmony::forwarded::parse(r) {
         assert_eq!(key.to_hex(), user_id);
         // The cert is then checked against the user on record; its own rules need no storage.
         let _ = input.cert.verify(&key, NOW, SKEW_MS);

@@ -12,7 +12,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::accounts::remote::normalise_address;
-use crate::accounts::{Accounts, JoinInput, UpdateFields, UpdateUserInput};
+use crate::accounts::{Accounts, JoinInput};
 use crate::convert;
 use crate::error::Error;
 use crate::federation::profiles::ProfileFanout;
@@ -53,27 +53,18 @@ impl Remote {
     }
 }
 
-/// Renames a field-rule error's field to `prefix.field` (for messages nested in another).
-fn nested(prefix: &str, err: Error) -> Error {
-    match err {
-        Error::InvalidArgument { field, rule } if !prefix.is_empty() => Error::InvalidArgument {
-            field: format!("{prefix}.{field}"),
-            rule,
-        },
-        other => other,
-    }
-}
-
 /// A `JoinInviteRequest` with its keys and signature parsed; `prefix` names where it sits (empty:
 /// it is the request itself, `join`: forwarded in `Federate`). Public so the fuzz targets
 /// (`fuzz/`, `tests/fuzz.rs`) parse forwarded joins as `Federate` does.
 pub fn join_input(r: &pb::JoinInviteRequest, prefix: &str) -> Result<JoinInput, Error> {
     Ok(JoinInput {
         token: r.token.clone(),
-        id_key: convert::public_key("public_key", &r.public_key).map_err(|e| nested(prefix, e))?,
-        cert: convert::device_cert(r.device_cert.clone()).map_err(|e| nested(prefix, e))?,
+        id_key: convert::public_key("public_key", &r.public_key)
+            .map_err(|e| convert::nested(prefix, e))?,
+        cert: convert::device_cert(r.device_cert.clone())
+            .map_err(|e| convert::nested(prefix, e))?,
         signature: convert::signature_bytes("signature", &r.signature)
-            .map_err(|e| nested(prefix, e))?,
+            .map_err(|e| convert::nested(prefix, e))?,
         timestamp: r.timestamp,
         display_name: r.display_name.clone(),
         avatar_url: r.avatar_url.clone(),
@@ -206,59 +197,8 @@ pub async fn update_federated_profile(
     r: Request<pb::UpdateFederatedProfileRequest>,
 ) -> Reply<pb::Empty> {
     let origin = verified_origin(&r)?;
-    apply_forwarded(a, harmony, origin.address(), r.into_inner()).await?;
+    crate::harmony::forwarded::apply(a, harmony, origin.address(), r.into_inner()).await?;
     Ok(Response::new(pb::Empty {}))
-}
-
-/// Applies a user's signed profile change forwarded by `origin` (the server that must be the
-/// user's homeserver on record here): from `UpdateFederatedProfile`, or gossiped as a
-/// `profile-update` server event.
-pub async fn apply_forwarded(
-    a: &Accounts,
-    harmony: &crate::harmony::Harmony,
-    origin: &str,
-    f: pb::UpdateFederatedProfileRequest,
-) -> Result<(), Error> {
-    let (user_id, input) = forwarded_input(f)?;
-    let (name, avatar) = (
-        input.fields.name.is_some(),
-        input.fields.avatar_url.is_some(),
-    );
-    let user = a.apply_forwarded_profile(origin, &user_id, &input).await?;
-    harmony.announce_signed_update(&user, name, avatar).await;
-    tracing::debug!(user = %user_id.fmt_short(), origin, "forwarded profile change applied");
-    Ok(())
-}
-
-/// A forwarded `UpdateFederatedProfileRequest` with its user key, device cert and signature
-/// parsed (field rules only; the signature and the cert chain are checked against the user on
-/// record by [`Accounts::apply_forwarded_profile`]). Public so the fuzz targets (`fuzz/`,
-/// `tests/fuzz.rs`) parse forwarded profile changes as the node does.
-pub fn forwarded_input(
-    f: pb::UpdateFederatedProfileRequest,
-) -> Result<(PublicKey, UpdateUserInput), Error> {
-    let user_id = convert::public_key("user_id", &f.user_id)?;
-    let u = f.update.ok_or_else(|| {
-        Error::invalid(
-            "update",
-            "is required: the user's signed UpdateUserRequest, as their homeserver received it",
-        )
-    })?;
-    let input = UpdateUserInput {
-        fields: UpdateFields {
-            name: u.name,
-            avatar_url: u.avatar_url,
-            presence_preference: u.presence_preference,
-            bio: u.bio,
-            guild_order: u.guild_order,
-            is_profile_synced: u.is_profile_synced,
-            irc_name: u.irc_name,
-        },
-        cert: convert::device_cert(u.device_cert).map_err(|e| nested("update", e))?,
-        timestamp: u.timestamp,
-        signature: convert::signature_bytes("update.signature", &u.signature)?,
-    };
-    Ok((user_id, input))
 }
 
 /// What forwarding a profile change left to do once its transaction committed.

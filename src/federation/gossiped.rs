@@ -154,10 +154,8 @@ pub async fn register_profiles(
                     let Some(address) = address else {
                         return Verdict::Ignore("origin: not a server this node has met".into());
                     };
-                    match crate::api::remote::apply_forwarded(
-                        &accounts, &harmony, &address, request,
-                    )
-                    .await
+                    match crate::harmony::forwarded::apply(&accounts, &harmony, &address, request)
+                        .await
                     {
                         Ok(()) => Verdict::Accept,
                         Err(e @ (Error::InvalidArgument { .. } | Error::Unauthenticated(_))) => {

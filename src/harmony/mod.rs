@@ -8,6 +8,7 @@
 //! docs/HARMONY.md.
 
 pub mod app_data;
+pub mod forwarded;
 pub mod status;
 
 use crate::accounts::{Accounts, rules};
