@@ -250,6 +250,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_is_answered_before_what_its_write_leaves_for_after() {
+        let (w, _dir) = writer();
+        let (answered, answer_seen) = mpsc::channel::<()>();
+        let (ran, ran_after_answer) = oneshot::channel::<bool>();
+        let value = w
+            .write(
+                |c| {
+                    c.execute("INSERT INTO t (n) VALUES (1)", [])?;
+                    Ok(1)
+                },
+                move |n| {
+                    let after: AfterAnswers = Box::new(move || {
+                        // On the writer thread: the caller must already hold its answer and say
+                        // so; had this run first, the signal would never come.
+                        let seen = answer_seen
+                            .recv_timeout(std::time::Duration::from_secs(10))
+                            .is_ok();
+                        let _ = ran.send(seen);
+                    });
+                    (n, Some(after))
+                },
+            )
+            .await
+            .expect("write");
+        assert_eq!(value, 1);
+        answered
+            .send(())
+            .expect("the after-answers step is still waiting for the caller");
+        assert!(
+            ran_after_answer.await.expect("the after-answers step ran"),
+            "the after-answers step ran before the caller was answered"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_commit_together_and_fail_alone() {
         let (w, _dir) = writer();
         let mut tasks = Vec::new();
