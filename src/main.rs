@@ -18,9 +18,9 @@ use guildhall::node::Node;
 
 /// jemalloc rather than glibc's malloc: a node's memory swings with its open event streams, and
 /// glibc kept what 10,000 closed streams had used (still 174 MiB resident ten seconds after they
-/// closed, against 51 MiB with jemalloc returning freed pages after a second, as
+/// closed, against 53 MiB with jemalloc returning freed pages after a second, as
 /// `.cargo/config.toml` configures it; docs/BENCHMARKS.md).
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
