@@ -6,8 +6,10 @@
 //! task of its own: the HTTP/2 stream pulls it as the client reads. If the subscriber is slow, its
 //! stream's send window fills, the stream stops pulling, the hub reports a lag, and the stream
 //! catches up from the log: memory stays bounded and nothing is dropped. A live event is encoded
-//! once for every stream ([`LiveEvent::encoded`]). A subscriber sees an event when one of the event's scopes is one of its own: its user
-//! scope and the scopes of the guilds it is a member of (updated as it joins and leaves).
+//! once for every stream ([`LiveEvent::encoded`]).
+//!
+//! A subscriber sees an event when one of the event's scopes is one of its own: its user scope
+//! and the scopes of the guilds it is a member of (updated as it joins and leaves).
 //!
 //! Each user holds at most `max_event_streams_per_user` streams open at once ([`OpenStreams`]):
 //! a stream takes its slot before anything else and gives it back when the client goes away.
