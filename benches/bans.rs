@@ -1,17 +1,21 @@
-//! Ban enforcement across nodes: N nodes (3, 5, 10) on loopback in this process, node `i` meeting
+//! Ban enforcement across nodes: N nodes (3, 5, 10 unless `GUILDHALL_BENCH_NODES` lists others,
+//! e.g. `25,50,100`) on loopback in this process, node `i` meeting
 //! node 0 (the host) and node `i-1` in the gossip mesh; every other node trusts the bans of the
 //! host's guild (`trusted_ban_lists` naming the host and that guild). Each round, one user who is
 //! a member of a guild on every node is banned on the host; the clock runs from the `BanUser` call until that node's guild owner sees
 //! the user's `member_removed` on their event stream, i.e. the ban is enforced there. Prints one
 //! JSON object: per N, p50/p99 of the time to enforcement on the slowest node (the ban enforced
-//! everywhere) and over every node, and the rounds that missed the deadline.
+//! everywhere) and over every node, the rounds that missed the deadline, and each node's gossip
+//! traffic per ban, read from its own gossipsub metrics (`/metrics`): message copies received
+//! (duplicates included, which is what the mesh costs), distinct messages, and copies sent.
 //!
 //! The path measured: the host signs the notice and publishes it as a server event (gossipsub);
 //! each node verifies the event and the notice, stores it, bans the user from its own guilds and
 //! announces the removal. (`PropagateBan` through the outbox reaches homeservers of the host's
 //! members too; here every member lives on the host, so gossip alone carries the ban.)
 //!
-//! Run: `cargo bench --bench bans` (release). `GUILDHALL_BENCH_ROUNDS=5` for a quicker run.
+//! Run: `cargo bench --bench bans` (release). `GUILDHALL_BENCH_ROUNDS=5` for a quicker run,
+//! `GUILDHALL_BENCH_NODES=25,50,100` for the large meshes.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,72 @@ fn rounds() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30)
+}
+
+fn node_counts() -> Vec<usize> {
+    std::env::var("GUILDHALL_BENCH_NODES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![3, 5, 10])
+}
+
+/// The sum of every series of the counter `name` (all label sets) in an OpenMetrics text.
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = match rest.chars().next()? {
+                '{' => rest.rsplit_once(' ')?.1,
+                ' ' => rest.trim(),
+                _ => return None,
+            };
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// One node's gossip counters at one moment.
+#[derive(Clone, Copy, Default)]
+struct Traffic {
+    received_copies: f64,
+    received_distinct: f64,
+    received_bytes: f64,
+    sent_copies: f64,
+}
+
+impl Traffic {
+    fn of(node: &RunningNode) -> Self {
+        let text = node.metrics().encode();
+        let name = |n: &str| format!("guildhall_gossipsub_{n}_total");
+        Self {
+            received_copies: counter(&text, &name("topic_msg_recv_counts_unfiltered")),
+            received_distinct: counter(&text, &name("topic_msg_recv_counts")),
+            received_bytes: counter(&text, &name("topic_msg_recv_bytes_unfiltered")),
+            sent_copies: counter(&text, &name("topic_msg_sent_counts")),
+        }
+    }
+
+    fn per_round(after: Self, before: Self, rounds: usize) -> Self {
+        let r = rounds.max(1) as f64;
+        Self {
+            received_copies: (after.received_copies - before.received_copies) / r,
+            received_distinct: (after.received_distinct - before.received_distinct) / r,
+            received_bytes: (after.received_bytes - before.received_bytes) / r,
+            sent_copies: (after.sent_copies - before.sent_copies) / r,
+        }
+    }
+}
+
+/// p50 and max of `values`, rounded to one decimal.
+fn spread(mut values: Vec<f64>) -> serde_json::Value {
+    values.sort_by(f64::total_cmp);
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let at = |p: f64| values.get(((values.len() as f64 - 1.0) * p).round() as usize);
+    json!({
+        "p50": at(0.5).copied().map(round),
+        "max": values.last().copied().map(round),
+    })
 }
 
 fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -131,8 +201,17 @@ async fn meet(node: &RunningNode, peer: &RunningNode) {
     node.server_events.meet_peer(&info).await;
 }
 
-/// One scenario: answers (slowest-node times, every-node times, missed rounds).
-async fn scenario(n: usize, rounds: usize) -> (Vec<Duration>, Vec<Duration>, usize) {
+/// What one scenario measured.
+struct Outcome {
+    slowest: Vec<Duration>,
+    every: Vec<Duration>,
+    missed: usize,
+    /// Gossip traffic per ban round, per node (the host first).
+    traffic: Vec<Traffic>,
+}
+
+/// One scenario of `n` nodes and `rounds` bans.
+async fn scenario(n: usize, rounds: usize) -> Outcome {
     let mut nodes = vec![start(Vec::new()).await];
     let trust = TrustedBanList {
         server: nodes[0].node.server_id.to_hex(),
@@ -173,6 +252,7 @@ async fn scenario(n: usize, rounds: usize) -> (Vec<Duration>, Vec<Duration>, usi
         );
     }
 
+    let before: Vec<Traffic> = nodes.iter().map(|b| Traffic::of(&b.node)).collect();
     let (mut slowest, mut every, mut missed) = (Vec::new(), Vec::new(), 0);
     for _ in 0..rounds {
         let user = ClientIdentity::generate("phone", now_ms() - 1000);
@@ -231,20 +311,39 @@ async fn scenario(n: usize, rounds: usize) -> (Vec<Duration>, Vec<Duration>, usi
         slowest.push(*times.iter().max().expect("nodes"));
         every.extend(times);
     }
+    // Late copies of the last round's messages still count for it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let traffic = nodes
+        .iter()
+        .zip(before)
+        .map(|(b, before)| Traffic::per_round(Traffic::of(&b.node), before, rounds))
+        .collect();
     for bench in nodes {
         bench.node.shutdown();
     }
     slowest.sort();
     every.sort();
-    (slowest, every, missed)
+    Outcome {
+        slowest,
+        every,
+        missed,
+        traffic,
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let rounds = rounds();
     let mut results = Vec::new();
-    for n in [3usize, 5, 10] {
-        let (slowest, every, missed) = scenario(n, rounds).await;
+    for n in node_counts() {
+        let Outcome {
+            slowest,
+            every,
+            missed,
+            traffic,
+        } = scenario(n, rounds).await;
+        let others = &traffic[1..];
+        let of = |f: fn(&Traffic) -> f64| spread(others.iter().map(f).collect());
         results.push(json!({
             "nodes": n,
             "rounds": rounds,
@@ -258,6 +357,13 @@ async fn main() {
                 "p50": percentile(&every, 0.5),
                 "p99": percentile(&every, 0.99),
             },
+            "gossip_per_ban_per_node": {
+                "received_copies": of(|t| t.received_copies),
+                "received_distinct": of(|t| t.received_distinct),
+                "received_bytes": of(|t| t.received_bytes),
+                "sent_copies": of(|t| t.sent_copies),
+            },
+            "gossip_per_ban_host_sent_copies": traffic[0].sent_copies,
         }));
     }
     println!(

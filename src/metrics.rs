@@ -16,7 +16,7 @@
 //! docs/OPERATING.md ("Metrics and health").
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -93,6 +93,9 @@ struct Inner {
     rate_limited: Family<LimitLabel, Counter>,
     /// Peers that have a label of their own (at most [`PEER_LABELS`]).
     peers: Mutex<HashSet<String>>,
+    /// The swarm's own metrics (gossipsub, bandwidth), registered by libp2p as the swarm is
+    /// built, which happens after the store (and so this handle) exists.
+    swarm: OnceLock<Registry>,
 }
 
 /// The node's metrics; cheap to clone, clones share the counts.
@@ -220,16 +223,37 @@ impl Metrics {
                 p2p_peers,
                 rate_limited,
                 peers: Mutex::default(),
+                swarm: OnceLock::new(),
             }),
         }
     }
 
     /// The metrics in the OpenMetrics text format (what `/metrics` serves).
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
         // Writing to a String does not fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        let _ = encode_registry(&mut text, &self.inner.registry);
+        if let Some(swarm) = self.inner.swarm.get() {
+            let _ = encode_registry(&mut text, swarm);
+        }
+        let _ = encode_eof(&mut text);
         text
+    }
+
+    /// An empty registry for the swarm's metrics: libp2p registers its families into it while
+    /// the swarm is built (`guildhall_gossipsub_*`, `guildhall_libp2p_bandwidth_bytes_total`),
+    /// and [`Metrics::attach_swarm`] then adds it to what `/metrics` serves. Their names and
+    /// labels are libp2p's (bounded: topics are the node's server-event kinds, protocols and
+    /// directions a fixed few).
+    pub fn swarm_registry() -> Registry {
+        Registry::with_prefix("guildhall")
+    }
+
+    /// Serves the swarm's metrics from now on. A node has one swarm; a second registry is
+    /// ignored (the first one's counters stay).
+    pub fn attach_swarm(&self, registry: Registry) {
+        let _ = self.inner.swarm.set(registry);
     }
 
     /// One gRPC call ended with `code`.

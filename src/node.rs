@@ -170,6 +170,11 @@ impl RunningNode {
         drop(self.lock);
     }
 
+    /// The node's metrics, as `/metrics` serves them (benchmarks read them in process).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.store.metrics()
+    }
+
     /// How many libp2p peers are connected now.
     pub fn p2p_peer_count(&self) -> usize {
         *self.info.p2p_peers.borrow()
@@ -278,7 +283,15 @@ impl Node {
             federation.client().clone(),
             config.outbox,
         );
-        let swarm = gossip::spawn(&key, &config.p2p_listen, bootstrap, cancel.clone())?;
+        let mut swarm_metrics = crate::metrics::Metrics::swarm_registry();
+        let swarm = gossip::spawn(
+            &key,
+            &config.p2p_listen,
+            bootstrap,
+            &mut swarm_metrics,
+            cancel.clone(),
+        )?;
+        store.metrics().attach_swarm(swarm_metrics);
         let server_events = gossip::ServerEvents::new(
             key.clone(),
             store.clone(),

@@ -4,7 +4,8 @@
 //! `PullServerEvents` and refuses forged events there too, and converges from far behind after the
 //! origin pruned its log; a node restored from an older backup numbers its events after the
 //! ones its peers hold; a server met in federation is caught
-//! up with and meshed at once; Kademlia connects two nodes that only know a third.
+//! up with and meshed at once; Kademlia connects two nodes that only know a third; fifteen nodes on
+//! one machine still gossip to each other.
 
 mod common;
 
@@ -198,6 +199,30 @@ async fn gossip_delivers_once_and_rejects_forgeries_without_forwarding() {
         count(&seen_b, b"hello") == 1 && count(&seen_c, b"hello") == 1
     })
     .await;
+    // The swarm's own metrics (on `/metrics`) count it: C received the message on the kind's
+    // topic, from B, and bytes crossed C's transport both ways.
+    let scraped = c.node().metrics().encode();
+    let series = |name: &str, labels: &str| {
+        scraped
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let topic = format!("hash=\"guildhall/server-events/v1/{KIND}\"");
+    assert!(series("guildhall_gossipsub_topic_msg_recv_counts_total", &topic) >= 1.0);
+    assert!(
+        series(
+            "guildhall_libp2p_bandwidth_bytes_total",
+            "direction=\"Inbound\""
+        ) > 0.0
+    );
+    assert!(
+        series(
+            "guildhall_libp2p_bandwidth_bytes_total",
+            "direction=\"Outbound\""
+        ) > 0.0
+    );
 
     // A rogue libp2p peer connected to B only.
     let rogue_key = SecretKey::generate();
@@ -496,6 +521,55 @@ async fn a_node_restored_from_an_older_backup_numbers_its_events_after_what_peer
         count(&seen_b, b"four") == 1
     })
     .await;
+}
+
+/// How many copies of gossip messages on the test topic `node` has received, from its swarm's
+/// metrics (duplicates included; messages pulled by catch-up are not counted).
+fn gossip_received(node: &TestNode) -> f64 {
+    let topic = format!("hash=\"guildhall/server-events/v1/{KIND}\"");
+    node.node()
+        .metrics()
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("guildhall_gossipsub_topic_msg_recv_counts_unfiltered_total{"))
+        .filter(|l| l.contains(&topic))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Fifteen nodes on one machine (all from 127.0.0.1): gossipsub's IP colocation penalty would put
+/// every peer of a node with 14 of them below the publish threshold, and nothing would be gossiped.
+/// Peers on loopback are exempt, so an event reaches all of them by gossip, not only by pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_nodes_on_one_machine_gossip_to_each_other() {
+    const NODES: usize = 15;
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(TestNode::spawn().await);
+    }
+    let mut seen = Vec::new();
+    for node in &nodes {
+        seen.push(register(node).await);
+    }
+    for node in &nodes[1..] {
+        meet(node, &nodes[0]).await;
+    }
+    let hub = nodes[0].node();
+    wait_for(WAIT, || async { hub.p2p_peer_count() >= NODES - 1 }).await;
+    for node in &nodes {
+        mesh_at_least(node, 1).await;
+    }
+    events(&nodes[0])
+        .publish(KIND, b"to everyone".to_vec())
+        .await
+        .expect("publish");
+    for (node, seen) in nodes[1..].iter().zip(&seen[1..]) {
+        wait_for(WAIT, || async { count(seen, b"to everyone") == 1 }).await;
+        assert!(
+            gossip_received(node) >= 1.0,
+            "the event came by gossip, not only by catch-up"
+        );
+    }
 }
 
 #[tokio::test]

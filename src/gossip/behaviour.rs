@@ -1,6 +1,7 @@
 //! The swarm's behaviours and their settings: gossipsub for server events, Kademlia to find more
 //! peers, identify to learn peers' listen addresses, ping to keep connections honest.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::gossipsub::{
@@ -71,12 +72,34 @@ pub fn topic_score_params() -> TopicScoreParams {
     }
 }
 
+/// Gossipsub's default scoring, except that peers on loopback are exempt from the IP colocation
+/// penalty. That penalty (−5 × (peers from one address − 10)², so 14 peers from one address fall
+/// below the publish threshold) stops one internet host from filling a mesh with Sybil peers;
+/// peers on loopback run on this very machine, which only its operator does (several nodes on one
+/// host, or a test). Without the exemption a node with more than 13 loopback peers stops
+/// publishing to any of them. Peers from any other address are scored as gossipsub's defaults
+/// say.
+pub fn peer_score_params() -> PeerScoreParams {
+    PeerScoreParams {
+        ip_colocation_factor_whitelist: [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]
+        .into(),
+        ..PeerScoreParams::default()
+    }
+}
+
 fn content_id(message: &gossipsub::Message) -> MessageId {
     MessageId::from(Sha256::digest(&message.data).to_vec())
 }
 
-/// Builds the behaviours for the node with `key`.
-pub fn build(key: &identity::Keypair) -> Result<Behaviour, GossipError> {
+/// Builds the behaviours for the node with `key`; gossipsub records its metrics (messages and
+/// bytes per topic, duplicates included, mesh sizes, peer scores) into `registry`.
+pub fn build(
+    key: &identity::Keypair,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Behaviour, GossipError> {
     let fail = |e: String| GossipError::Transport(e);
     let config = gossipsub::ConfigBuilder::default()
         // Every message is signed by its publisher's libp2p key (the publishing node's server
@@ -91,9 +114,13 @@ pub fn build(key: &identity::Keypair) -> Result<Behaviour, GossipError> {
         .build()
         .map_err(|e| fail(e.to_string()))?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?
+        .with_metrics(
+            registry.sub_registry_with_prefix("gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
     gossipsub
-        .with_peer_score(PeerScoreParams::default(), PeerScoreThresholds::default())
+        .with_peer_score(peer_score_params(), PeerScoreThresholds::default())
         .map_err(fail)?;
     let peer_id = key.public().to_peer_id();
     let mut kad = kad::Behaviour::with_config(

@@ -108,11 +108,12 @@ pub fn parse_bootstrap(text: &str) -> Result<Vec<Multiaddr>, GossipError> {
 }
 
 /// Starts the swarm on `listen`, dials `bootstrap`, and returns once it is listening (addresses
-/// may still arrive).
+/// may still arrive). The transport's bytes in and out and gossipsub's counts go into `registry`.
 pub fn spawn(
     key: &SecretKey,
     listen: &str,
     bootstrap: Vec<Multiaddr>,
+    registry: &mut prometheus_client::registry::Registry,
     cancel: CancellationToken,
 ) -> Result<Swarm, GossipError> {
     let addr: Multiaddr = listen
@@ -128,7 +129,8 @@ pub fn spawn(
             yamux::Config::default,
         )
         .map_err(|e| GossipError::Transport(e.to_string()))?
-        .with_behaviour(|key| behaviour::build(key).map_err(Box::from))
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| behaviour::build(key, registry).map_err(Box::from))
         .map_err(|e| GossipError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
