@@ -333,6 +333,13 @@ async fn scenario(n: usize, rounds: usize) -> Outcome {
 
 #[tokio::main]
 async fn main() {
+    // Warnings and errors of the nodes on stderr (`RUST_LOG` to change).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rounds = rounds();
     let mut results = Vec::new();
     for n in node_counts() {
