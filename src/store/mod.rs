@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod backup;
 pub mod bans;
+mod checkpointer;
 pub mod dm_remote;
 pub mod dms;
 mod events;
@@ -120,17 +121,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Synchronous {
+    /// The `PRAGMA synchronous` value.
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
 fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StorageError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    let sync = match sync {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
-    // Keep the WAL bounded: checkpoint every ~4 MB of log.
-    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
+    // No checkpoint inside a commit: the checkpoint thread keeps the WAL bounded (see
+    // [`checkpointer`]).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
@@ -160,9 +168,10 @@ impl Store {
             readers.push(Mutex::new(reader));
         }
         let metrics = crate::metrics::Metrics::new();
+        let checkpoints = checkpointer::start(path, sync)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: writer::Writer::start(writer, metrics.clone())?,
+                writer: writer::Writer::start(writer, metrics.clone(), Some(checkpoints))?,
                 metrics,
                 readers,
                 next_reader: AtomicUsize::new(0),

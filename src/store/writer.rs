@@ -20,6 +20,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StorageError;
+use super::checkpointer::Trigger;
 use crate::metrics::Metrics;
 
 /// Most writes committed together.
@@ -132,12 +133,17 @@ impl std::fmt::Debug for Task {
 }
 
 impl Writer {
-    /// Starts the writer thread over `conn`; it records each group commit in `metrics`.
-    pub fn start(conn: Connection, metrics: Metrics) -> std::io::Result<Self> {
+    /// Starts the writer thread over `conn`; it records each group commit in `metrics` and tells
+    /// `checkpoints` (the checkpoint thread, when `conn` has automatic checkpoints off) after each.
+    pub fn start(
+        conn: Connection,
+        metrics: Metrics,
+        checkpoints: Option<Trigger>,
+    ) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel();
         std::thread::Builder::new()
             .name("guildhall-writer".into())
-            .spawn(move || run(conn, &jobs, &metrics))?;
+            .spawn(move || run(conn, &jobs, &metrics, checkpoints.as_ref()))?;
         Ok(Self { queue })
     }
 
@@ -186,7 +192,12 @@ impl Writer {
 }
 
 /// The writer thread: group, commit, answer; until every handle is dropped.
-fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>, metrics: &Metrics) {
+fn run(
+    mut conn: Connection,
+    jobs: &mpsc::Receiver<Task>,
+    metrics: &Metrics,
+    checkpoints: Option<&Trigger>,
+) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = jobs.recv() {
         let mut next = Some(first);
@@ -194,7 +205,7 @@ fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>, metrics: &Metrics) {
             match task {
                 Task::Write(job) => group.push(job),
                 Task::Exclusive(f) => {
-                    commit_group(&conn, &mut group, metrics);
+                    commit_group(&conn, &mut group, metrics, checkpoints);
                     f(&mut conn);
                 }
             }
@@ -202,12 +213,17 @@ fn run(mut conn: Connection, jobs: &mpsc::Receiver<Task>, metrics: &Metrics) {
                 next = jobs.try_recv().ok();
             }
         }
-        commit_group(&conn, &mut group, metrics);
+        commit_group(&conn, &mut group, metrics, checkpoints);
     }
 }
 
 /// Runs the queued jobs in one transaction and answers them after its commit.
-fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, metrics: &Metrics) {
+fn commit_group(
+    conn: &Connection,
+    group: &mut Vec<Box<dyn Job>>,
+    metrics: &Metrics,
+    checkpoints: Option<&Trigger>,
+) {
     if group.is_empty() {
         return;
     }
@@ -225,8 +241,13 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, metrics: &Metr
         e.to_string()
     });
     metrics.group_commit(writes, started.elapsed());
-    if let Some(reason) = &commit {
-        tracing::error!(%reason, "group commit failed");
+    match &commit {
+        Some(reason) => tracing::error!(%reason, "group commit failed"),
+        None => {
+            if let Some(checkpoints) = checkpoints {
+                checkpoints.committed();
+            }
+        }
     }
     let after_answers: Vec<AfterAnswers> = completions
         .into_iter()
@@ -234,6 +255,11 @@ fn commit_group(conn: &Connection, group: &mut Vec<Box<dyn Job>>, metrics: &Metr
         .collect();
     for after in after_answers {
         after();
+    }
+    if let Some(checkpoints) = checkpoints
+        && checkpoints.restart_wanted()
+    {
+        super::checkpointer::restart(conn);
     }
 }
 
@@ -246,7 +272,10 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);")
             .expect("schema");
-        (Writer::start(conn, Metrics::new()).expect("start"), dir)
+        (
+            Writer::start(conn, Metrics::new(), None).expect("start"),
+            dir,
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
