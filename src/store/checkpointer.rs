@@ -93,20 +93,19 @@ fn run(conn: &Connection, woken: &mpsc::Receiver<()>, restart: &AtomicBool) {
         let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
-        if let Ok((log, _)) = copied
-            && log > RESTART_PAGES
-        {
-            restart.store(true, Ordering::Relaxed);
-        }
         match copied {
-            Ok((log, copied)) if copied < log => {
-                tracing::debug!(
-                    log,
-                    copied,
-                    "checkpoint stopped at a page a reader still needs"
-                );
+            Ok((log, copied)) => {
+                if log > RESTART_PAGES {
+                    restart.store(true, Ordering::Relaxed);
+                }
+                if copied < log {
+                    tracing::debug!(
+                        log,
+                        copied,
+                        "checkpoint stopped at a page a reader still needs"
+                    );
+                }
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "WAL checkpoint failed (retried after the next commit)")
             }
@@ -118,19 +117,25 @@ fn run(conn: &Connection, woken: &mpsc::Receiver<()>, restart: &AtomicBool) {
 mod tests {
     use super::*;
 
+    /// A database in WAL mode without automatic checkpoints, with a table `t (n, v)`, and the
+    /// connection that made it (the writer).
+    fn wal_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
+        let path = dir.path().join("c.sqlite3");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t (n INTEGER PRIMARY KEY, v BLOB);",
+        )
+        .expect("schema");
+        (path, conn)
+    }
+
     /// With the writer's automatic checkpoints off, only this thread moves pages into the
     /// database file: it grows while the writer keeps writing.
     #[test]
     fn commits_reach_the_database_file_without_the_writer_checkpointing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.sqlite3");
-        let writer = Connection::open(&path).expect("open");
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-                 CREATE TABLE t (n INTEGER PRIMARY KEY, v BLOB);",
-            )
-            .expect("schema");
+        let (path, writer) = wal_database(&dir);
         let trigger = start(&path, Synchronous::Normal).expect("start");
         let before = std::fs::metadata(&path).expect("db file").len();
         for n in 0..200i64 {
@@ -157,13 +162,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_log_written_without_pause_is_restarted_past_its_bound() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("r.sqlite3");
-        let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-             CREATE TABLE t (n INTEGER PRIMARY KEY, v BLOB);",
-        )
-        .expect("schema");
+        let (path, conn) = wal_database(&dir);
         let trigger = start(&path, Synchronous::Normal).expect("start");
         let writer = super::super::writer::Writer::start(
             conn,
@@ -204,7 +203,7 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         reading.join().expect("reader");
-        let log = std::fs::metadata(dir.path().join("r.sqlite3-wal"))
+        let log = std::fs::metadata(dir.path().join("c.sqlite3-wal"))
             .expect("log")
             .len();
         let bound = 3 * RESTART_PAGES as u64 * 4096;
