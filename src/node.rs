@@ -424,9 +424,14 @@ impl Node {
             );
         }
         bans.reconcile().await?;
-        crate::federation::gossiped::register(&server_events, store.clone(), accounts.clone())
-            .await
-            .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        crate::federation::gossiped::register(
+            &server_events,
+            store.clone(),
+            accounts.clone(),
+            guilds.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         crate::federation::membership::register(
             &server_events,
             store.clone(),

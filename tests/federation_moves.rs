@@ -44,6 +44,40 @@ async fn homeserver_seen_by(node: &TestNode, token: &str, user_id: &str) -> Stri
         .clone()
 }
 
+/// `token`'s event stream on `node`, from now on.
+async fn subscribe(node: &TestNode, token: &str) -> tonic::codec::Streaming<pb::StreamResponse> {
+    node.client()
+        .await
+        .subscribe_events(authed(token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+/// Waits for a `user_updated` of `user_id` showing `homeserver` on `stream`; bounded in count and
+/// time.
+async fn sees_user_living_at(
+    stream: &mut tonic::codec::Streaming<pb::StreamResponse>,
+    user_id: &str,
+    homeserver: &str,
+) {
+    for _ in 0..1000 {
+        let message = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(pb::stream_response::Event::UserUpdated(u)) = message.event
+            && let Some(user) = u.user
+            && user.id == user_id
+            && user.homeserver == homeserver
+        {
+            return;
+        }
+    }
+    panic!("no user_updated showing {homeserver} among 1000 events");
+}
+
 /// A chain of `n` statements moving `user` to `http://h<i>.example`, each chained to the last.
 fn chain(user: &TestUser, n: u64) -> Vec<MoveStatement> {
     let mut prev = Vec::new();
@@ -651,6 +685,7 @@ async fn moves_and_revocations_are_gossiped_to_nodes_outside_the_targets() {
         now_ms() - 1000,
     );
     login(&bystander, &laptop).await;
+    let mut at_bystander = subscribe(&bystander, &there.token).await;
 
     // A move to `new` naming no targets at all: only gossip can tell the bystander.
     let statement = ada
@@ -672,6 +707,8 @@ async fn moves_and_revocations_are_gossiped_to_nodes_outside_the_targets() {
         async move { homeserver_seen_by(node, &token, &id).await == address }
     })
     .await;
+    // Her sessions there are told, as co-members would be.
+    sees_user_living_at(&mut at_bystander, &ada.user.id, &new.address()).await;
 
     // The bystander still knows the laptop (it may sign in)…
     login(&bystander, &laptop).await;
@@ -730,4 +767,40 @@ async fn a_login_carrying_a_move_answers_with_the_new_homeserver() {
         homeserver_seen_by(&home, &ada.token, &ada.user.id).await,
         host.address()
     );
+}
+
+/// Co-members are told of a move (`user_updated` showing the new homeserver) on every node that
+/// applies it: the new homeserver (the login carrying it) and a host it names as a target
+/// (`UpdateHomeServer` from the outbox).
+#[tokio::test]
+async fn co_members_on_each_node_see_a_member_move() {
+    let home = TestNode::spawn_fast_outbox().await;
+    let host = TestNode::spawn_fast_outbox().await;
+    let new = TestNode::spawn_fast_outbox().await;
+    let ada = register(&home, "Ada").await;
+    let mut streams = Vec::new();
+    for node in [&host, &new] {
+        let owner = register(node, "Owner").await;
+        let room = create_room(node, &owner, "Guild").await;
+        remote_join(node, &ada, &home.address(), &room.invite, "Ada")
+            .await
+            .expect("remote join");
+        streams.push(subscribe(node, &owner.token).await);
+    }
+
+    let statement = ada
+        .identity
+        .homeserver_move(&new.address(), now_ms(), 1, Vec::new());
+    let mut login = ada.identity.login_request(&new.audience(), now_ms());
+    statement.apply_to_login(&mut login);
+    login.migration_targets = vec![home.address(), host.address()];
+    ada.identity.sign_login(&new.audience(), &mut login);
+    new.client()
+        .await
+        .login(login)
+        .await
+        .expect("login with the move");
+    for stream in &mut streams {
+        sees_user_living_at(stream, &ada.user.id, &new.address()).await;
+    }
 }

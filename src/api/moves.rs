@@ -69,8 +69,11 @@ pub(super) async fn login(
         )?))
     };
     let (user, session, event) = api.accounts.login(input, append_move).await?;
-    if moving && let Some(outbox) = &api.outbox {
-        outbox.wake();
+    if moving {
+        if let Some(outbox) = &api.outbox {
+            outbox.wake();
+        }
+        api.guilds.announce_user_updated(&user.id).await;
     }
     if let (Some(events), Some(event)) = (&api.server_events, event) {
         events.announce(&event).await;
@@ -105,7 +108,9 @@ pub(super) async fn update_home_server(
     let statement = MoveStatement::from_request(request.get_ref())?;
     let verified = statement.verify()?;
     tracing::debug!(origin = %origin.address(), "UpdateHomeServer");
+    let user_id = request.get_ref().user_id.clone();
     moves::apply_verified(api.events.store(), verified).await?;
+    api.guilds.announce_user_updated(&user_id).await;
     Ok(Response::new(pb::Empty {}))
 }
 

@@ -74,11 +74,13 @@ fn profile_subject(payload: &[u8]) -> Option<Subject> {
 }
 
 /// Registers the validators (and appliers) of both kinds on `events`; moves are pruned down to
-/// each user's newest, revocations are kept for good.
+/// each user's newest, revocations are kept for good. An applied move is announced to the user's
+/// co-members here (`user_updated`), as `UpdateHomeServer` announces it.
 pub async fn register(
     events: &ServerEvents,
     store: Store,
     accounts: Accounts,
+    guilds: crate::guilds::Guilds,
 ) -> Result<(), EventError> {
     let move_store = store.clone();
     events
@@ -86,7 +88,7 @@ pub async fn register(
             MOVE_KIND,
             move_subject,
             move |event: VerifiedServerEvent| {
-                let store = move_store.clone();
+                let (store, guilds) = (move_store.clone(), guilds.clone());
                 async move {
                     let Ok(request) = pb::UpdateHomeServerRequest::decode(event.payload()) else {
                         return Verdict::Reject("payload: not an UpdateHomeServerRequest".into());
@@ -95,7 +97,9 @@ pub async fn register(
                         async {
                             let verified =
                                 moves::MoveStatement::from_request(&request)?.verify()?;
-                            moves::apply_verified(&store, verified).await
+                            moves::apply_verified(&store, verified).await?;
+                            guilds.announce_user_updated(&request.user_id).await;
+                            Ok(())
                         }
                         .await,
                     )

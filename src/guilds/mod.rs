@@ -570,6 +570,27 @@ impl Guilds {
         ))
     }
 
+    /// Announces `user_id`'s record as stored now ([`Self::user_updated_row`]), in a transaction
+    /// of its own: for a change another module committed, such as a homeserver move, which
+    /// co-members' clients show ("lives at") and use to reach the user. It runs after that
+    /// change committed, so a failure here is logged and undoes nothing; a user unknown here
+    /// announces nothing.
+    pub async fn announce_user_updated(&self, user_id: &str) {
+        let (id, guilds) = (user_id.to_owned(), self.clone());
+        let written = self
+            .events
+            .write(now_ms(), move |tx| {
+                if crate::store::accounts::load_user(tx, &id)?.is_none() {
+                    return Ok(((), vec![]));
+                }
+                Ok(((), vec![guilds.user_updated_row(tx, &id)?]))
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "user change applied but not announced");
+        }
+    }
+
     /// The store, for sibling modules.
     pub(crate) fn store(&self) -> &Store {
         &self.store
