@@ -486,6 +486,17 @@ async fn profile_changes_reach_the_hosts_of_a_user() {
         &users(&a, &owner.token, &[&bob.user.id]).await[0]
     ));
 
+    // The same change again (its direct delivery after gossip brought it) is already applied:
+    // ALREADY_EXISTS, which the outbox counts as delivered.
+    assert_status(
+        from_b
+            .clone()
+            .update_federated_profile(forwarded(&bob, signed_update(&bob, "Robert", applied_at)))
+            .await,
+        Code::AlreadyExists,
+        "already applied",
+    );
+
     // An older statement is ignored.
     assert_status(
         from_b

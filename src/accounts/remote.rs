@@ -310,6 +310,11 @@ impl Accounts {
             .await?;
         match outcome {
             ForwardedProfile::Applied(user) => Ok(user),
+            // The same change again (its direct delivery after gossip brought it, or a retry):
+            // the outbox counts ALREADY_EXISTS as delivered.
+            ForwardedProfile::Stale(at) if at == update.timestamp => Err(Error::AlreadyExists(
+                format!("update.timestamp: this change ({at} ms) is already applied here"),
+            )),
             ForwardedProfile::Stale(at) => Err(Error::FailedPrecondition(format!(
                 "update.timestamp: not newer than the profile held here ({at} ms); ignored"
             ))),
