@@ -464,6 +464,13 @@ pub(crate) fn describe(event: Option<Event>) -> String {
                 c.guild_id, c.channel_id
             )
         }
+        Some(Event::GuildUpdated(g)) => {
+            let g = g.guild.unwrap_or_default();
+            format!(
+                "guild_updated guild={} name={:?} owner={}",
+                g.id, g.name, g.owner_id
+            )
+        }
         Some(Event::MemberRemoved(r)) => {
             format!("member_removed guild={} user={}", r.guild_id, r.user_id)
         }

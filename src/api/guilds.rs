@@ -41,6 +41,40 @@ pub async fn update_guild(g: &Guilds, r: Request<pb::UpdateGuildRequest>) -> Rep
     ok(convert::guild(&guild))
 }
 
+/// `LeaveGuild` (guildhall addition).
+pub async fn leave(g: &Guilds, r: Request<pb::LeaveGuildRequest>) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    g.leave(&s, &r.get_ref().guild_id).await?;
+    ok(pb::Empty {})
+}
+
+/// `TransferGuildOwnership` (guildhall addition).
+pub async fn transfer_ownership(
+    g: &Guilds,
+    r: Request<pb::TransferGuildOwnershipRequest>,
+) -> Reply<pb::Guild> {
+    let s = caller(&r)?;
+    let r = r.into_inner();
+    let guild = g
+        .transfer_ownership(&s, &r.guild_id, &r.new_owner_id)
+        .await?;
+    ok(convert::guild(&guild))
+}
+
+/// `DeleteChannel` (guildhall addition).
+pub async fn delete_channel(g: &Guilds, r: Request<pb::DeleteChannelRequest>) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    g.delete_channel(&s, &r.get_ref().channel_id).await?;
+    ok(pb::Empty {})
+}
+
+/// `DeleteGuild` (guildhall addition).
+pub async fn delete_guild(g: &Guilds, r: Request<pb::DeleteGuildRequest>) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    g.delete_guild(&s, &r.get_ref().guild_id).await?;
+    ok(pb::Empty {})
+}
+
 pub async fn list_guilds(
     g: &Guilds,
     r: Request<pb::ListGuildsRequest>,

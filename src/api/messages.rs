@@ -62,6 +62,14 @@ pub async fn history(
     })
 }
 
+/// `EditMessage` (guildhall addition).
+pub async fn edit(m: &Messages, r: Request<pb::EditMessageRequest>) -> Reply<pb::Message> {
+    let s = caller(&r)?;
+    let r = r.into_inner();
+    let view = m.edit(&s, &r.channel_id, &r.message_id, r.text).await?;
+    ok(convert::message(&view))
+}
+
 pub async fn delete(m: &Messages, r: Request<pb::DeleteMessageRequest>) -> Reply<pb::Empty> {
     let s = caller(&r)?;
     let r = r.into_inner();

@@ -845,6 +845,26 @@ impl GuildHall for GuildHallApi {
         webhooks::delete(&self.webhooks, r).await
     }
 
+    async fn edit_message(&self, r: Request<pb::EditMessageRequest>) -> Reply<pb::Message> {
+        self.limit_by_user(Limit::Message, &r)?;
+        messages::edit(&self.messages, r).await
+    }
+    async fn leave_guild(&self, r: Request<pb::LeaveGuildRequest>) -> Reply<pb::Empty> {
+        guilds::leave(&self.guilds, r).await
+    }
+    async fn transfer_guild_ownership(
+        &self,
+        r: Request<pb::TransferGuildOwnershipRequest>,
+    ) -> Reply<pb::Guild> {
+        guilds::transfer_ownership(&self.guilds, r).await
+    }
+    async fn delete_channel(&self, r: Request<pb::DeleteChannelRequest>) -> Reply<pb::Empty> {
+        guilds::delete_channel(&self.guilds, r).await
+    }
+    async fn delete_guild(&self, r: Request<pb::DeleteGuildRequest>) -> Reply<pb::Empty> {
+        guilds::delete_guild(&self.guilds, r).await
+    }
+
     async fn get_server_settings(&self, _r: Request<pb::Empty>) -> Reply<pb::ServerSettings> {
         Ok(Response::new(settings_proto(&self.limits.settings())))
     }

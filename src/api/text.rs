@@ -34,6 +34,7 @@ use crate::error::Error;
 pub const MULTILINE: &[&str] = &[
     "guildhall.v1.SendMessageRequest.text",
     "guildhall.v1.SendMessageRequest.MetadataEntry.value",
+    "guildhall.v1.EditMessageRequest.text",
     "guildhall.v1.Message.text",
     "guildhall.v1.Message.MetadataEntry.value",
     "guildhall.v1.UpdateUserRequest.bio",

@@ -70,7 +70,7 @@ impl MembershipAnnouncer {
         change: &crate::store::MembershipMark,
         now: u64,
     ) -> Result<Option<ServerEvent>, StorageError> {
-        if crate::store::guilds::guild(tx, &change.guild_id)?.is_none_or(|g| g.is_dm) {
+        if change.is_dm {
             return Ok(None);
         }
         let Some(user) = load_user(tx, &change.user_id)? else {

@@ -58,11 +58,11 @@ pub(super) fn remove_and_announce(
     guild_id: &str,
     user_id: &str,
 ) -> std::result::Result<Vec<crate::store::EventRow>, StorageError> {
-    Ok(if db::remove_member(tx, guild_id, user_id)? {
-        vec![member_removed_event(guild_id, user_id)]
-    } else {
-        Vec::new()
-    })
+    if !db::remove_member(tx, guild_id, user_id)? {
+        return Ok(Vec::new());
+    }
+    let is_dm = db::guild(tx, guild_id)?.is_some_and(|g| g.is_dm);
+    Ok(vec![member_removed_event(guild_id, user_id, is_dm)])
 }
 
 /// A kick or ban reason: one line without control characters, at most [`REASON_MAX`] characters

@@ -5,6 +5,7 @@
 //! [`Events::write`] so the change and its event commit together.
 
 pub mod ban_lists;
+pub mod lifecycle;
 pub mod members;
 pub mod permissions;
 pub mod remote;
@@ -266,7 +267,8 @@ impl Guilds {
         Ok((guild, token))
     }
 
-    /// `UpdateGuild`: rename or change the avatar (needs `guild.manage`).
+    /// `UpdateGuild`: rename or change the avatar (needs `guild.manage`); members get
+    /// `guild_updated`.
     pub async fn update_guild(
         &self,
         caller: &SessionInfo,
@@ -284,10 +286,12 @@ impl Guilds {
         access.require(permissions::GUILD_MANAGE)?;
         let id = guild_id.to_owned();
         let updated = self
-            .store
-            .write(move |tx| {
+            .events
+            .write(now_ms(), move |tx| {
                 db::update_guild(tx, &id, name.as_deref(), avatar_url.as_deref())?;
-                db::guild(tx, &id)
+                let guild = db::guild(tx, &id)?;
+                let rows = guild.iter().map(lifecycle::guild_updated_event).collect();
+                Ok((guild, rows))
             })
             .await?;
         updated.ok_or_else(|| Error::NotFound("guild_id: guild vanished".into()))
@@ -484,71 +488,6 @@ impl Guilds {
         self.list_channels_unchecked(guild_id).await
     }
 
-    /// Deletes a guild for a server admin (`guildhall.admin.v1`, which checked who asks): every
-    /// member is removed first with the `member_removed` event a kick sends (so their clients
-    /// drop the guild, and homeservers of members from other servers hear they left), then the
-    /// guild goes with everything in it. Answers how many members were removed.
-    pub async fn remove_guild(&self, guild_id: &str) -> Result<usize> {
-        if guild_id.is_empty() {
-            return Err(Error::invalid("guild_id", "is required"));
-        }
-        let g = guild_id.to_owned();
-        self.events
-            .write(now_ms(), move |tx| {
-                if db::guild(tx, &g)?.is_none() {
-                    return Ok((
-                        Err(Error::NotFound(format!(
-                            "guild_id: no guild {g:?} on this server"
-                        ))),
-                        vec![],
-                    ));
-                }
-                let mut rows = Vec::new();
-                for user in db::member_user_ids(tx, &g)? {
-                    rows.extend(members::remove_and_announce(tx, &g, &user)?);
-                }
-                let removed = rows.len();
-                db::delete_guild(tx, &g)?;
-                Ok((Ok(removed), rows))
-            })
-            .await?
-    }
-
-    /// Deletes a channel (and its threads) for a server admin: members get `channel_deleted` for
-    /// each, and its messages, invites and webhooks go with it. Answers the ids deleted.
-    pub async fn remove_channel(&self, channel_id: &str) -> Result<Vec<String>> {
-        if channel_id.is_empty() {
-            return Err(Error::invalid("channel_id", "is required"));
-        }
-        let c = channel_id.to_owned();
-        self.events
-            .write(now_ms(), move |tx| {
-                let Some(channel) = db::channel(tx, &c)? else {
-                    return Ok((
-                        Err(Error::NotFound(format!(
-                            "channel_id: no channel {c:?} on this server"
-                        ))),
-                        vec![],
-                    ));
-                };
-                let ids = db::delete_channel(tx, &c)?;
-                let rows = ids
-                    .iter()
-                    .map(|id| {
-                        events::row(
-                            vec![events::guild_scope(&channel.guild_id)],
-                            pb::stream_response::Event::ChannelDeleted(pb::ChannelDeletedEvent {
-                                guild_id: channel.guild_id.clone(),
-                                channel_id: id.clone(),
-                            }),
-                        )
-                    })
-                    .collect();
-                Ok((Ok(ids), rows))
-            })
-            .await?
-    }
-
     /// The `user_updated` event for `user_id`'s record as stored in `tx`, to every guild they are
     /// in and to their own devices: what co-members' clients refresh a member from when an
     /// account changes outside a profile edit (a server admin deactivating or reactivating it).
@@ -664,12 +603,13 @@ pub(crate) fn member_joined_event(
         guild_id: guild_id.to_owned(),
         user_id: user_id.to_owned(),
         joined: true,
+        is_dm: db::guild(c, guild_id)?.is_some_and(|g| g.is_dm),
     });
     Ok(row)
 }
 
-/// The `member_removed` event: the guild sees it, and so does the removed user.
-pub(crate) fn member_removed_event(guild_id: &str, user_id: &str) -> EventRow {
+/// The `member_removed` event: the guild (a DM if `is_dm`) sees it, and so does the removed user.
+pub(crate) fn member_removed_event(guild_id: &str, user_id: &str, is_dm: bool) -> EventRow {
     let mut row = events::row(
         vec![events::guild_scope(guild_id), events::user_scope(user_id)],
         pb::stream_response::Event::MemberRemoved(pb::GuildMemberRemoved {
@@ -681,6 +621,7 @@ pub(crate) fn member_removed_event(guild_id: &str, user_id: &str) -> EventRow {
         guild_id: guild_id.to_owned(),
         user_id: user_id.to_owned(),
         joined: false,
+        is_dm,
     });
     row
 }

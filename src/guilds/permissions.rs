@@ -16,7 +16,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "everything, as if owner (but cannot act on the owner)",
     ),
     (GUILD_MANAGE, "rename the guild, change its avatar"),
-    (CHANNELS_MANAGE, "create and edit channels and folders"),
+    (
+        CHANNELS_MANAGE,
+        "create, edit and delete channels and folders",
+    ),
     (
         ROLES_MANAGE,
         "create, edit, delete, assign and unassign roles below one's own",

@@ -205,14 +205,7 @@ impl Messages {
         access: &crate::guilds::Access,
         input: SendInput,
     ) -> Result<MessageView> {
-        let len = input.text.chars().count();
-        let max = self.limits.max_message_length();
-        if len > max {
-            return Err(Error::invalid(
-                "text",
-                format!("must be at most {max} characters (got {len})"),
-            ));
-        }
+        self.check_length(&input.text)?;
         if input.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(Error::invalid(
                 "idempotency_key",
@@ -274,6 +267,19 @@ impl Messages {
                 Ok((view, vec![event]))
             })
             .await?)
+    }
+
+    /// Refuses text longer than the node's `max_message_length`.
+    fn check_length(&self, text: &str) -> Result<()> {
+        let len = text.chars().count();
+        let max = self.limits.max_message_length();
+        if len > max {
+            return Err(Error::invalid(
+                "text",
+                format!("must be at most {max} characters (got {len})"),
+            ));
+        }
+        Ok(())
     }
 
     /// The file to attach: one the caller uploaded.
@@ -501,6 +507,59 @@ impl Messages {
             access.require(permissions::MESSAGES_MANAGE)?;
         }
         self.remove(&channel, message_id, id).await
+    }
+
+    /// `EditMessage`: the author (who may still send in the channel) replaces the text of their
+    /// message; mentions are parsed again from the new text, `edited_at` is stamped and readers
+    /// get `message_updated` (members of other nodes too: they read through this host). Text
+    /// equal to the current text changes nothing and announces nothing. A message can't be
+    /// edited down to nothing: empty text needs components or an attachment to remain.
+    pub async fn edit(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        message_id: &str,
+        text: String,
+    ) -> Result<MessageView> {
+        let id = parse_id("message_id", message_id)?;
+        self.check_length(&text)?;
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_SEND)?;
+        let view = self.message_in(&channel, "message_id", id).await?;
+        if view.message.sender_id != caller.user_id {
+            return Err(Error::PermissionDenied(
+                "message_id: only its author may edit a message".into(),
+            ));
+        }
+        if view.message.text == text {
+            return Ok(view);
+        }
+        if text.is_empty() && view.message.components.is_empty() && view.message.media.is_none() {
+            return Err(Error::invalid(
+                "text",
+                "must not be empty: the message has no components or attachment (delete it instead)",
+            ));
+        }
+        let (users, mut roles) = mentions::parse(&text);
+        roles.retain(|r| access.roles.iter().any(|role| role.id == *r));
+        let guild_id = channel.guild_id.clone();
+        let now = now_ms();
+        self.events()
+            .write(now, move |tx| {
+                if db::view(tx, id)?.is_none() {
+                    let gone =
+                        Error::NotFound("message_id: no such message in this channel".into());
+                    return Ok((Err(gone), vec![]));
+                }
+                db::edit_text(tx, id, &text, &users, &roles, now)?;
+                let view = load(tx, id)?;
+                let event = updated_event(&guild_id, &view);
+                Ok((Ok(view), vec![event]))
+            })
+            .await?
     }
 
     /// `DeleteMessage` for a server admin (`guildhall.admin.v1`, which checked who asks): no

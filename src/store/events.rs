@@ -28,6 +28,10 @@ pub struct MembershipMark {
     pub user_id: String,
     /// `true`: they joined; `false`: they left or were removed.
     pub joined: bool,
+    /// Whether the guild is a DM (never announced), as it was when the row was made: the
+    /// announcement is appended after the write's own changes, by which time a deleted guild is
+    /// gone and can't be asked.
+    pub is_dm: bool,
 }
 
 /// An appended event.

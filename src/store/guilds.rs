@@ -259,6 +259,15 @@ pub fn update_guild(
     Ok(())
 }
 
+/// Makes `user_id` the guild's owner.
+pub fn set_owner(c: &Connection, guild_id: &str, user_id: &str) -> Result<(), StorageError> {
+    c.execute(
+        "UPDATE guilds SET owner_id = ?2 WHERE id = ?1",
+        params![guild_id, user_id],
+    )?;
+    Ok(())
+}
+
 /// The guilds a user is a member of, oldest membership first.
 pub fn guilds_of(c: &Connection, user_id: &str) -> Result<Vec<GuildRecord>, StorageError> {
     let sql = format!(

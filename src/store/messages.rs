@@ -263,6 +263,30 @@ pub fn history(
     with_reactions(c, rows)
 }
 
+/// Replaces a message's text and the mentions parsed from it, and stamps `edited_at` (the search
+/// index follows by trigger).
+pub fn edit_text(
+    c: &Connection,
+    id: u64,
+    text: &str,
+    mentioned_users: &[String],
+    mentioned_roles: &[String],
+    edited_at: u64,
+) -> Result<(), StorageError> {
+    c.execute(
+        "UPDATE messages SET text = ?2, mentioned_users = ?3, mentioned_roles = ?4, edited_at = ?5
+         WHERE id = ?1",
+        params![
+            to_sql_int(id),
+            text,
+            json_or_null(mentioned_users),
+            json_or_null(mentioned_roles),
+            to_sql_int(edited_at)
+        ],
+    )?;
+    Ok(())
+}
+
 /// Deletes a message (its reactions go with it).
 pub fn delete_message(c: &Connection, id: u64) -> Result<bool, StorageError> {
     Ok(c.execute("DELETE FROM messages WHERE id = ?1", [to_sql_int(id)])? > 0)
