@@ -4,6 +4,7 @@
 //! gRPC service (and any other adapter, such as the IRC gateway) answers with them, so neither
 //! reaches into the other.
 
+use prost::Message as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -208,7 +209,9 @@ pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
             width: a.width.unwrap_or(0),
             height: a.height.unwrap_or(0),
         }),
-        action: None,
+        action: (!m.action.is_empty())
+            .then(|| pb::SystemAction::decode(m.action.as_slice()).ok())
+            .flatten(),
         typing: None,
         reaction: None,
         reactions: view

@@ -63,6 +63,7 @@ async fn edit(
         .map(tonic::Response::into_inner)
 }
 
+/// The texts in `channel`'s history, newest first, system messages left out.
 async fn history_texts(node: &TestNode, token: &str, channel: &str) -> Vec<String> {
     node.client()
         .await
@@ -78,6 +79,7 @@ async fn history_texts(node: &TestNode, token: &str, channel: &str) -> Vec<Strin
         .into_inner()
         .messages
         .into_iter()
+        .filter(|m| m.action.is_none())
         .map(|m| m.text)
         .collect()
 }
@@ -549,4 +551,231 @@ async fn members_of_other_nodes_edit_leave_and_hear_of_a_deleted_guild() {
         .await
         .expect("delete");
     listed(Vec::new()).await;
+}
+
+/// The system messages in `channel`'s history, oldest first: `(kind, actor, target, detail)`.
+async fn system_messages(
+    node: &TestNode,
+    token: &str,
+    channel: &str,
+) -> Vec<(String, String, String, String)> {
+    let mut messages = node
+        .client()
+        .await
+        .get_history(authed(
+            token,
+            pb::GetHistoryRequest {
+                channel_id: channel.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .messages;
+    messages.reverse();
+    messages
+        .into_iter()
+        .filter_map(|m| {
+            let a = m.action?;
+            assert!(m.text.is_empty(), "a system message has no text");
+            assert_eq!(m.sender_id, a.actor_id, "sent by the member who acted");
+            Some((a.kind, a.actor_id, a.target_id, a.detail))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn system_messages_report_joins_leaves_pins_and_renames() {
+    let node = TestNode::spawn().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let mut watching = subscribe(&node, &owner.token).await;
+    let bob = register(&node, "Bob").await;
+    let bob_token = join_room(&node, &bob, &room.invite).await;
+    // The join arrives live as a message like any other.
+    let live = until(&mut watching, |e| match e {
+        Event::MessageCreated(m) => m.message.clone().filter(|m| m.action.is_some()),
+        _ => None,
+    })
+    .await;
+    let action = live.action.expect("action");
+    assert_eq!(
+        (action.kind.as_str(), action.actor_id.as_str()),
+        ("member_joined", bob.user.id.as_str())
+    );
+
+    let said = send_text(&node, &bob_token, &room.channel, "pin me").await;
+    node.client()
+        .await
+        .pin_message(authed(
+            &owner.token,
+            pb::PinMessageRequest {
+                channel_id: room.channel.clone(),
+                message_id: said.id.clone(),
+            },
+        ))
+        .await
+        .expect("pin");
+    node.client()
+        .await
+        .update_channel(authed(
+            &owner.token,
+            pb::UpdateChannelRequest {
+                channel_id: room.channel.clone(),
+                name: Some("lobby".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("rename the channel");
+    node.client()
+        .await
+        .update_guild(authed(
+            &owner.token,
+            pb::UpdateGuildRequest {
+                guild_id: room.guild.clone(),
+                name: Some("Great Hall".into()),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("rename the guild");
+    // The same name again is no rename.
+    node.client()
+        .await
+        .update_guild(authed(
+            &owner.token,
+            pb::UpdateGuildRequest {
+                guild_id: room.guild.clone(),
+                name: Some("Great Hall".into()),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("same name");
+    node.client()
+        .await
+        .leave_guild(authed(
+            &bob_token,
+            pb::LeaveGuildRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("leave");
+
+    let (o, b) = (owner.user.id.clone(), bob.user.id.clone());
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        system_messages(&node, &owner.token, &room.channel).await,
+        vec![
+            (s("member_joined"), b.clone(), b.clone(), s("")),
+            (s("message_pinned"), o.clone(), said.id.clone(), s("")),
+            (
+                s("channel_renamed"),
+                o.clone(),
+                room.channel.clone(),
+                s("lobby")
+            ),
+            (
+                s("guild_renamed"),
+                o.clone(),
+                room.guild.clone(),
+                s("Great Hall")
+            ),
+            (s("member_left"), b.clone(), b.clone(), s("")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn reactions_say_which_change_and_get_users_narrows_to_a_guild() {
+    let node = TestNode::spawn().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let bob = register(&node, "Bob").await;
+    let bob_token = join_room(&node, &bob, &room.invite).await;
+    let stranger = register(&node, "Stranger").await;
+    let said = send_text(&node, &owner.token, &room.channel, "react to me").await;
+    let mut watching = subscribe(&node, &owner.token).await;
+    for add in [true, false] {
+        node.client()
+            .await
+            .send_message(authed(
+                &bob_token,
+                pb::SendMessageRequest {
+                    channel_id: room.channel.clone(),
+                    reaction: Some(pb::ReactionContent {
+                        message_id: said.id.clone(),
+                        emoji: "👍".into(),
+                        r#type: if add {
+                            pb::ReactionType::Add
+                        } else {
+                            pb::ReactionType::Remove
+                        } as i32,
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("react");
+        let updated = until(&mut watching, |e| match e {
+            Event::MessageUpdated(u) => u.message.clone().filter(|m| m.id == said.id),
+            _ => None,
+        })
+        .await;
+        let indicator = updated.reaction.expect("reaction indicator");
+        assert_eq!(indicator.target_message_id, said.id);
+        assert_eq!(indicator.emoji, "👍");
+        assert_eq!(indicator.added, add);
+        assert_eq!(updated.reactions.len(), usize::from(add));
+    }
+
+    let get = |token: String, guild: String| {
+        let ids = vec![bob.user.id.clone(), stranger.user.id.clone()];
+        let node = &node;
+        async move {
+            node.client()
+                .await
+                .get_users(authed(
+                    &token,
+                    pb::GetUsersRequest {
+                        user_ids: ids,
+                        guild_id: guild,
+                    },
+                ))
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .users
+                        .into_iter()
+                        .map(|u| u.id)
+                        .collect::<Vec<_>>()
+                })
+        }
+    };
+    assert_eq!(
+        get(owner.token.clone(), room.guild.clone())
+            .await
+            .expect("members only"),
+        vec![bob.user.id.clone()]
+    );
+    assert_eq!(
+        get(owner.token.clone(), String::new())
+            .await
+            .expect("everyone")
+            .len(),
+        2
+    );
+    assert_status(
+        get(stranger.token.clone(), room.guild.clone()).await,
+        Code::PermissionDenied,
+        "not a member",
+    );
+    assert_status(
+        get(owner.token.clone(), "nope".into()).await,
+        Code::NotFound,
+        "guild_id",
+    );
 }

@@ -95,6 +95,12 @@ async fn live_events_reach_members_in_order() {
         matches!(&joined.event, Some(Event::MemberJoined(j)) if j.guild_id == r.guild),
         "the joiner sees their own join first"
     );
+    let announced = next(&mut stream).await;
+    assert!(
+        matches!(&announced.event, Some(Event::MessageCreated(m))
+            if m.message.as_ref().and_then(|m| m.action.as_ref()).is_some_and(|a| a.kind == "member_joined")),
+        "then the system message about it"
+    );
     let mut c = node.client().await;
     say(&mut c, &ada, &r.channel, "one").await;
     say(&mut c, &ada, &r.channel, "two").await;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::uploads::{begin, finish, get, path_of, send_chunk, sha, start_upload, upload};
-use common::{TestNode, assert_status, authed, register};
+use common::{TestNode, assert_status, authed, create_room, join_room, register};
 use guildhall::proto::guildhall::v1 as pb;
 use tonic::Code;
 
@@ -140,6 +140,17 @@ async fn images_get_their_real_type_a_thumbnail_and_survive_restarts() {
 async fn an_uploaded_avatar_becomes_the_users_avatar() {
     let node = TestNode::spawn().await;
     let ada = register(&node, "Ada").await;
+    // A co-member, watching.
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &bob, "Hall").await;
+    join_room(&node, &ada, &room.invite).await;
+    let mut bob_sees = node
+        .client()
+        .await
+        .subscribe_events(authed(&bob.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
     let token = start_upload(&node, &ada, true).await;
     assert_status(
         begin(&node, &ada, &token, "application/pdf", 100, 4096).await,
@@ -157,6 +168,24 @@ async fn an_uploaded_avatar_becomes_the_users_avatar() {
         .expect("my data")
         .into_inner();
     assert_eq!(me.user.expect("user").avatar_url, done.public_url);
+    // The co-member is told.
+    let mut told = false;
+    for _ in 0..100 {
+        let event = tokio::time::timeout(Duration::from_secs(10), bob_sees.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(pb::stream_response::Event::UserUpdated(u)) = event.event
+            && u.user
+                .as_ref()
+                .is_some_and(|u| u.avatar_url == done.public_url)
+        {
+            told = true;
+            break;
+        }
+    }
+    assert!(told, "a co-member gets user_updated with the new avatar");
 }
 
 #[tokio::test]

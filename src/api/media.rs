@@ -40,13 +40,20 @@ pub async fn chunk(m: &Media, r: Request<pb::UploadChunkRequest>) -> Reply<pb::E
     Ok(Response::new(pb::Empty {}))
 }
 
+/// `UploadFinish`; a finished avatar upload is the user's avatar at once, and their co-members
+/// here get `user_updated` (other nodes learn it from the user's signed `UpdateUser` with the
+/// new URL, docs/UPLOADS.md).
 pub async fn finish(
     m: &Media,
+    guilds: &crate::guilds::Guilds,
     r: Request<pb::UploadFinishRequest>,
 ) -> Reply<pb::UploadMediaResponse> {
     let s = caller(&r)?;
     let r = r.into_inner();
     let done = m.finish(&s, &r.upload_token, &r.sha256).await?;
+    if done.avatar {
+        guilds.announce_user_updated(&s.user_id).await;
+    }
     Ok(Response::new(pb::UploadMediaResponse {
         public_url: m.public_url(&done.file.id),
         file_id: done.file.id,

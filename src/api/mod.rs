@@ -434,14 +434,17 @@ impl GuildHall for GuildHallApi {
         &self,
         request: Request<pb::GetUsersRequest>,
     ) -> Reply<pb::GetUsersResponse> {
-        caller(&request)?;
+        let session = caller(&request)?;
         let r = request.into_inner();
+        let mut users = self.accounts.get_users(&r.user_ids).await?;
         if !r.guild_id.is_empty() {
-            return Err(Status::not_found(
-                "guild_id: no guild with this id on this server",
-            ));
+            let ids = users.iter().map(|u| u.id.clone()).collect();
+            let members = self
+                .guilds
+                .members_among(&session, &r.guild_id, ids)
+                .await?;
+            users.retain(|u| members.contains(&u.id));
         }
-        let users = self.accounts.get_users(&r.user_ids).await?;
         Ok(Response::new(pb::GetUsersResponse {
             users: users.iter().map(|u| self.user(u)).collect(),
         }))
@@ -822,7 +825,7 @@ impl GuildHall for GuildHallApi {
         &self,
         r: Request<pb::UploadFinishRequest>,
     ) -> Reply<pb::UploadMediaResponse> {
-        media::finish(&self.media, r).await
+        media::finish(&self.media, &self.guilds, r).await
     }
 
     async fn upload_abort(&self, r: Request<pb::UploadAbortRequest>) -> Reply<pb::Empty> {

@@ -8,6 +8,7 @@
 //! event). Permission checks that decide the outcome (who owns the guild) are made again inside
 //! the transaction, so a transfer racing a deletion can't let the old owner delete.
 
+use super::system::{self, Place};
 use super::{Guilds, members, permissions};
 use crate::error::{Error, Result};
 use crate::events;
@@ -49,12 +50,18 @@ impl Guilds {
             return Err(owner_cannot_leave());
         }
         let (g, u) = (guild_id.to_owned(), caller.user_id.clone());
+        let (system_id, now) = (self.ids().next(), now_ms());
         self.events()
-            .write(now_ms(), move |tx| {
+            .write(now, move |tx| {
                 if owned_by(tx, &g, &u)? == Some(true) {
                     return Ok((Err(owner_cannot_leave()), vec![]));
                 }
-                Ok((Ok(()), members::remove_and_announce(tx, &g, &u)?))
+                let mut rows = members::remove_and_announce(tx, &g, &u)?;
+                if !rows.is_empty() {
+                    let left = system::action(system::MEMBER_LEFT, &u, &u, "");
+                    rows.extend(system::post_in(tx, Place::Guild(&g), system_id, now, left)?);
+                }
+                Ok((Ok(()), rows))
             })
             .await??;
         tracing::info!(guild = guild_id, user = %caller.user_id, "left");

@@ -1,6 +1,7 @@
 //! Members, kicks, bans and invites.
 
 use super::permissions;
+use super::system::{self, Place};
 use super::{Guilds, member_joined_event, member_removed_event, page};
 use crate::accounts::rules;
 use crate::error::{Error, Result};
@@ -103,6 +104,30 @@ impl Guilds {
                     })
                     .collect::<std::result::Result<_, StorageError>>()?;
                 Ok((views, total))
+            })
+            .await?)
+    }
+
+    /// Which of `user_ids` are members of `guild_id`, for `GetUsers` with a `guild_id`: the caller
+    /// must be a member themselves (a guild's member list is for its members).
+    pub async fn members_among(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<String>> {
+        self.access(guild_id, &caller.user_id).await?;
+        let g = guild_id.to_owned();
+        Ok(self
+            .store()
+            .read(move |c| {
+                let mut members = Vec::with_capacity(user_ids.len());
+                for id in user_ids {
+                    if db::member(c, &g, &id)?.is_some() {
+                        members.push(id);
+                    }
+                }
+                Ok(members)
             })
             .await?)
     }
@@ -413,6 +438,7 @@ impl Guilds {
             return Err(Error::invalid("token", "is required"));
         }
         let now = now_ms();
+        let system_id = self.ids().next();
         let (t, u, admins) = (token.to_owned(), user_id.to_owned(), self.admins());
         let (guild, value, joined) = self
             .events()
@@ -459,8 +485,16 @@ impl Guilds {
                 if guild.is_dm {
                     crate::store::dm_remote::mark_joined(tx, &t, &u, now)?;
                 }
-                let event = member_joined_event(tx, &guild.id, &u, &admins)?;
-                Ok((Ok((guild, value, true)), vec![event]))
+                let mut rows = vec![member_joined_event(tx, &guild.id, &u, &admins)?];
+                let joined = system::action(system::MEMBER_JOINED, &u, &u, "");
+                rows.extend(system::post_in(
+                    tx,
+                    Place::Guild(&guild.id),
+                    system_id,
+                    now,
+                    joined,
+                )?);
+                Ok((Ok((guild, value, true)), rows))
             })
             .await??;
         if joined {

@@ -10,6 +10,7 @@ pub mod members;
 pub mod permissions;
 pub mod remote;
 pub mod roles;
+pub mod system;
 
 use std::sync::Arc;
 
@@ -284,13 +285,26 @@ impl Guilds {
             .transpose()?;
         let access = self.access(guild_id, &caller.user_id).await?;
         access.require(permissions::GUILD_MANAGE)?;
-        let id = guild_id.to_owned();
+        let (id, actor) = (guild_id.to_owned(), caller.user_id.clone());
+        let (system_id, now) = (self.ids.next(), now_ms());
+        let renamed = name.clone().filter(|n| *n != access.guild.name);
         let updated = self
             .events
-            .write(now_ms(), move |tx| {
+            .write(now, move |tx| {
                 db::update_guild(tx, &id, name.as_deref(), avatar_url.as_deref())?;
                 let guild = db::guild(tx, &id)?;
-                let rows = guild.iter().map(lifecycle::guild_updated_event).collect();
+                let mut rows: Vec<EventRow> =
+                    guild.iter().map(lifecycle::guild_updated_event).collect();
+                if let Some(name) = renamed {
+                    let action = system::action(system::GUILD_RENAMED, &actor, &id, &name);
+                    rows.extend(system::post_in(
+                        tx,
+                        system::Place::Guild(&id),
+                        system_id,
+                        now,
+                        action,
+                    )?);
+                }
                 Ok((guild, rows))
             })
             .await?;
@@ -456,8 +470,9 @@ impl Guilds {
             self.check_folder(&channel.guild_id, folder_id).await?;
             channel.folder_id.clone_from(folder_id);
         }
-        if let Some(name) = name {
-            channel.name = name;
+        let renamed = name.filter(|n| *n != channel.name);
+        if let Some(name) = &renamed {
+            channel.name.clone_from(name);
         }
         if let Some(irc_name) = irc_name {
             channel.irc_name = irc_name;
@@ -465,9 +480,19 @@ impl Guilds {
         if let Some(position) = update.position {
             channel.position = position;
         }
-        let ch = channel.clone();
-        self.store
-            .write(move |tx| db::update_channel(tx, &ch))
+        let (ch, actor) = (channel.clone(), caller.user_id.clone());
+        let (system_id, now) = (self.ids.next(), now_ms());
+        self.events
+            .write(now, move |tx| {
+                db::update_channel(tx, &ch)?;
+                let Some(name) = renamed else {
+                    return Ok(((), vec![]));
+                };
+                let action = system::action(system::CHANNEL_RENAMED, &actor, &ch.id, &name);
+                let rows =
+                    system::post_in(tx, system::Place::Channel(&ch.id), system_id, now, action)?;
+                Ok(((), rows))
+            })
             .await?;
         Ok(channel)
     }

@@ -59,6 +59,8 @@ pub struct Finished {
     pub file: MediaFile,
     /// Its thumbnail, if one was made.
     pub thumb: Option<MediaFile>,
+    /// Whether it became the uploader's avatar (an avatar upload): co-members are to be told.
+    pub avatar: bool,
 }
 
 /// Upload and file operations.
@@ -503,6 +505,7 @@ impl Media {
         let avatar = (upload.kind == UploadKind::Avatar)
             .then(|| (caller.user_id.clone(), self.public_url(&file.id)));
         let key = token.to_owned();
+        let is_avatar = avatar.is_some();
         self.store
             .write(move |tx| {
                 db::finish(
@@ -513,7 +516,11 @@ impl Media {
                 )
             })
             .await?;
-        Ok(Finished { file, thumb })
+        Ok(Finished {
+            file,
+            thumb,
+            avatar: is_avatar,
+        })
     }
 
     /// `UploadAbort`: drops an upload and its bytes.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::events::{self, Events};
+use crate::guilds::system::{self, Place};
 use crate::guilds::{Guilds, permissions};
 use crate::identity::freshness::now_ms;
 use crate::ids::IdGenerator;
@@ -122,6 +123,24 @@ fn updated_event(guild_id: &str, view: &MessageView) -> EventRow {
         vec![events::guild_scope(guild_id)],
         pb::stream_response::Event::MessageUpdated(pb::MessageEvent {
             message: Some(crate::convert::message(view)),
+            idempotency_key: String::new(),
+        }),
+    )
+}
+
+/// The `message_updated` row for a reaction added or removed: the whole message, with
+/// `Message.reaction` saying which change this event is.
+fn reaction_event(guild_id: &str, view: &MessageView, emoji: &str, added: bool) -> EventRow {
+    let mut message = crate::convert::message(view);
+    message.reaction = Some(pb::ReactionIndicator {
+        target_message_id: message.id.clone(),
+        emoji: emoji.to_owned(),
+        added,
+    });
+    events::row(
+        vec![events::guild_scope(guild_id)],
+        pb::stream_response::Event::MessageUpdated(pb::MessageEvent {
+            message: Some(message),
             idempotency_key: String::new(),
         }),
     )
@@ -426,7 +445,7 @@ impl Messages {
                 }
                 let changed = db::react(tx, id, &emoji, &user, add, now)?;
                 let view = load(tx, id)?;
-                let events = if changed { vec![updated_event(&guild_id, &view)] } else { vec![] };
+                let events = if changed { vec![reaction_event(&guild_id, &view, &emoji, add)] } else { vec![] };
                 Ok((Ok(view), events))
             })
             .await?
@@ -626,12 +645,29 @@ impl Messages {
         if view.message.is_pinned == pinned {
             return Ok(());
         }
-        let guild_id = channel.guild_id.clone();
+        let (guild_id, channel_id, actor) = (
+            channel.guild_id.clone(),
+            channel.id.clone(),
+            caller.user_id.clone(),
+        );
+        let (system_id, now) = (self.ids().next(), now_ms());
         self.events()
-            .write(now_ms(), move |tx| {
+            .write(now, move |tx| {
                 db::set_pinned(tx, id, pinned)?;
                 let view = load(tx, id)?;
-                Ok(((), vec![updated_event(&guild_id, &view)]))
+                let mut rows = vec![updated_event(&guild_id, &view)];
+                if pinned {
+                    let action =
+                        system::action(system::MESSAGE_PINNED, &actor, &id.to_string(), "");
+                    rows.extend(system::post_in(
+                        tx,
+                        Place::Channel(&channel_id),
+                        system_id,
+                        now,
+                        action,
+                    )?);
+                }
+                Ok(((), rows))
             })
             .await?;
         Ok(())

@@ -52,6 +52,9 @@ pub struct MessageRecord {
     /// member's message. Only a webhook post sets it, so clients can tell the two apart whatever
     /// name the webhook shows.
     pub webhook_id: Option<String>,
+    /// The encoded `SystemAction` of a message the node posted about what happened (a member
+    /// joined, a pin, a rename); empty for a message someone sent.
+    pub action: Vec<u8>,
 }
 
 /// A message with what is shown beside it.
@@ -106,7 +109,7 @@ const COLUMNS: &str = "m.id, m.channel_id, m.guild_id, m.sender_id, m.created_at
      m.text, m.components, m.metadata, m.mentioned_users, m.mentioned_roles, m.is_pinned, m.thread_id, \
      m.idempotency_key, coalesce(m.sender_name, u.display_name, ''), \
      coalesce(m.sender_avatar, u.avatar_url, ''), m.sender_name, m.sender_avatar, \
-     m.media_id, f.mime_type, f.size, f.blurhash, f.width, f.height, m.webhook_id";
+     m.media_id, f.mime_type, f.size, f.blurhash, f.width, f.height, m.webhook_id, m.action";
 
 const FROM: &str = "FROM messages m LEFT JOIN users u ON u.id = m.sender_id \
      LEFT JOIN media_files f ON f.id = m.media_id";
@@ -146,6 +149,7 @@ fn view_row(r: &Row<'_>) -> rusqlite::Result<MessageView> {
                 None => None,
             },
             webhook_id: r.get(25)?,
+            action: r.get::<_, Option<Vec<u8>>>(26)?.unwrap_or_default(),
         },
         reactions: Vec::new(),
         sender_name: r.get(15)?,
@@ -182,8 +186,8 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
     c.prepare_cached(
         "INSERT INTO messages (id, channel_id, guild_id, sender_id, created_at, reply_to, text, components,
                                metadata, mentioned_users, mentioned_roles, idempotency_key, sender_name,
-                               sender_avatar, media_id, webhook_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                               sender_avatar, media_id, webhook_id, action)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         to_sql_int(m.id),
@@ -202,6 +206,7 @@ pub fn insert_message(c: &Connection, m: &MessageRecord) -> Result<(), StorageEr
         m.sender_avatar,
         m.media.as_ref().map(|a| &a.file_id),
         m.webhook_id,
+        (!m.action.is_empty()).then_some(&m.action),
     ])?;
     let id = m.id.to_string();
     c.prepare_cached("UPDATE channels SET latest_message_id = ?2 WHERE id = ?1")?
@@ -406,7 +411,8 @@ pub fn search(
     Ok((with_reactions(c, rows)?, from_sql_int(total)))
 }
 
-/// A user's message count in a guild and their most recent messages in `channel_ids`.
+/// A user's message count in a guild and their most recent messages in `channel_ids`: what they
+/// said, so system messages about them (`action`) are left out.
 pub fn by_sender(
     c: &Connection,
     guild_id: &str,
@@ -415,7 +421,7 @@ pub fn by_sender(
     limit: u32,
 ) -> Result<(i64, Vec<MessageView>), StorageError> {
     let count: i64 = c.query_row(
-        "SELECT count(*) FROM messages WHERE guild_id = ?1 AND sender_id = ?2",
+        "SELECT count(*) FROM messages WHERE guild_id = ?1 AND sender_id = ?2 AND action IS NULL",
         params![guild_id, user_id],
         |r| r.get(0),
     )?;
@@ -424,8 +430,8 @@ pub fn by_sender(
     }
     let placeholders = vec!["?"; channel_ids.len()].join(",");
     let sql = format!(
-        "SELECT {COLUMNS} {FROM} WHERE m.guild_id = ? AND m.sender_id = ? AND m.channel_id IN ({placeholders})
-         ORDER BY m.id DESC LIMIT ?"
+        "SELECT {COLUMNS} {FROM} WHERE m.guild_id = ? AND m.sender_id = ? AND m.action IS NULL
+         AND m.channel_id IN ({placeholders}) ORDER BY m.id DESC LIMIT ?"
     );
     let mut values: Vec<rusqlite::types::Value> =
         vec![guild_id.to_owned().into(), user_id.to_owned().into()];

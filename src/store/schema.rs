@@ -31,6 +31,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(QUARANTINE_V25),
         M::up(SERVER_EVENT_PRUNING_V26),
         M::up(RATE_LIMITS_V27),
+        M::up(SYSTEM_MESSAGES_V28),
     ])
 }
 
@@ -646,6 +647,13 @@ CREATE TABLE rate_limit_state (
     until_ms    INTEGER NOT NULL,
     PRIMARY KEY (limit_name, key)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Messages the node posts about what happened in a guild (`Message.action`, a `SystemAction`:
+/// a member joined or left, a message was pinned, a channel or the guild renamed), the encoded
+/// `SystemAction`; NULL for every message a member or webhook sent.
+const SYSTEM_MESSAGES_V28: &str = r#"
+ALTER TABLE messages ADD COLUMN action BLOB;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
