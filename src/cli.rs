@@ -471,6 +471,14 @@ pub(crate) fn describe(event: Option<Event>) -> String {
                 g.id, g.name, g.owner_id
             )
         }
+        Some(Event::UserNoteUpdated(n)) => {
+            format!("user_note_updated user={} note={:?}", n.user_id, n.note)
+        }
+        Some(Event::RelationshipUpdated(r)) => format!(
+            "relationship_updated user={} type={:?}",
+            r.user_id,
+            pb::RelationshipType::try_from(r.r#type).unwrap_or_default()
+        ),
         Some(Event::MemberRemoved(r)) => {
             format!("member_removed guild={} user={}", r.guild_id, r.user_id)
         }

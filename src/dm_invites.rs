@@ -363,17 +363,29 @@ impl DmInvites {
             .check_signature(&invite, Some(self.own_key), now)
             .await?;
         let target = invite.target_user_id.clone();
-        let (id, address) = (target.clone(), self.address.clone());
-        let ours = self
+        let (id, address, inviter) = (
+            target.clone(),
+            self.address.clone(),
+            invite.inviter_pubkey.clone(),
+        );
+        let (ours, blocked) = self
             .guilds
             .store()
-            .read(
-                move |c| Ok(accounts::load_user(c, &id)?.is_some_and(|u| u.homeserver == address)),
-            )
+            .read(move |c| {
+                let ours = accounts::load_user(c, &id)?.is_some_and(|u| u.homeserver == address);
+                Ok((ours, crate::store::people::blocked(c, &id, &inviter)?))
+            })
             .await?;
         if !ours {
             return Err(Error::NotFound(
                 "invite.target_user_id: not a user of this server".into(),
+            ));
+        }
+        // The homeserver holds the user's blocks, so this refuses the blocked user's invites from
+        // every node. FAILED_PRECONDITION is final: the host's outbox gives the delivery up.
+        if blocked {
+            return Err(Error::FailedPrecondition(
+                "invite.target_user_id: this user does not take DM invites from the inviter".into(),
             ));
         }
         let record = ReceivedInvite {

@@ -66,7 +66,7 @@ impl Dms {
         }
         let (me, them) = (caller.user_id.clone(), target_user_id.to_owned());
         let store = self.guilds.store().clone();
-        let (names, existing) = store
+        let (names, existing, blocked) = store
             .read(move |c| {
                 let mine = accounts::load_user(c, &me)?.map(|u| u.display_name);
                 let theirs = accounts::load_user(c, &them)?.map(|u| u.display_name);
@@ -74,9 +74,16 @@ impl Dms {
                     Some(i) => gdb::guild(c, &i.guild_id)?.map(|g| (g, i)),
                     None => None,
                 };
-                Ok(((mine, theirs), existing))
+                let blocked = crate::store::people::blocked(c, &them, &me)?
+                    || crate::store::people::blocked(c, &me, &them)?;
+                Ok(((mine, theirs), existing, blocked))
             })
             .await?;
+        if blocked {
+            return Err(Error::FailedPrecondition(
+                "target_user_id: one of you blocked the other; no DM can be started".into(),
+            ));
+        }
         if let Some(found) = existing {
             return Ok(found);
         }

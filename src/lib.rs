@@ -85,6 +85,7 @@ pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
+pub mod people;
 pub mod presence;
 pub mod proto;
 pub mod push;

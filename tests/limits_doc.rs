@@ -182,7 +182,7 @@ const SILENT: Option<&str> = None;
 fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
     use guildhall::{
         accounts, admin, api, dm_invites, dms, federation, gossip, guilds, harmony, mailbox, media,
-        messages, presence, push, unread,
+        messages, people, presence, push, unread,
     };
     let s = guildhall::limits::Settings::default();
     let c = guildhall::config::Config::default();
@@ -290,6 +290,18 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![n(federation::moves::MAX_TARGETS)], INVALID),
         ),
         ("guilds::NAME_MAX", (vec![n(guilds::NAME_MAX)], INVALID)),
+        (
+            "people::notes::NOTE_MAX",
+            (vec![n(people::notes::NOTE_MAX)], INVALID),
+        ),
+        (
+            "people::notes::MAX_NOTES",
+            (vec![people::notes::MAX_NOTES], PRECONDITION),
+        ),
+        (
+            "people::relationships::MAX_RELATIONSHIPS",
+            (vec![people::relationships::MAX_RELATIONSHIPS], PRECONDITION),
+        ),
         (
             "accounts::rules::CHANNEL_IRC_NAME_LEN",
             (
@@ -1092,6 +1104,18 @@ async fn refusals_over_each_limit_are_as_documented() {
             pb::GetUsersRequest {
                 user_ids: ids.clone(),
                 guild_id: String::new(),
+            },
+        ))
+        .await,
+    );
+    let room_member = register(&node, "Bob").await;
+    r.check(
+        "people::notes::NOTE_MAX",
+        c.set_user_note(authed(
+            &t,
+            pb::SetUserNoteRequest {
+                user_id: room_member.user.id.clone(),
+                note: x(257),
             },
         ))
         .await,

@@ -305,6 +305,33 @@ async fn mentions_of_offline_users_are_pushed() {
     // @everyone, pushed nothing to Bob.
     assert_eq!(receiver.at("/bob").len(), 1);
     assert_eq!(receiver.at("/cy").len(), 1);
+
+    // Cy blocks Ada: Ada's mention of Cy pushes nothing, while her next mention of Bob does
+    // (deliveries go one at a time in queue order, so Cy's would have come first).
+    node.client()
+        .await
+        .block_user(authed(
+            &cy.token,
+            pb::RelationshipRequest {
+                user_id: ada.user.id.clone(),
+            },
+        ))
+        .await
+        .expect("block");
+    send(&node, &ada, &room.channel, &format!("hey {}", mention(&cy))).await;
+    send(
+        &node,
+        &ada,
+        &room.channel,
+        &format!("hey {}", mention(&bob)),
+    )
+    .await;
+    receiver.wait_for_count("/bob", 2).await;
+    assert_eq!(
+        receiver.at("/cy").len(),
+        1,
+        "a blocked sender's mention pushes nothing"
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod messages;
 mod moves;
 pub mod observe;
 pub mod ops;
+mod people;
 pub mod profile;
 mod push;
 pub mod remote;
@@ -80,6 +81,7 @@ pub struct GuildHallApi {
     harmony: crate::harmony::Harmony,
     dms: Dms,
     webhooks: crate::webhooks::Webhooks,
+    people: crate::people::People,
     limits: Arc<Limits>,
     calls: crate::calls::Calls,
     media: crate::media::Media,
@@ -116,6 +118,7 @@ impl GuildHallApi {
             harmony,
             dms: Dms::new(guilds.clone(), info.canonical_address.clone()),
             webhooks: crate::webhooks::Webhooks::new(guilds.clone(), messages),
+            people: crate::people::People::new(guilds.clone(), info.canonical_address.clone()),
             calls: crate::calls::Calls::new(livekit, guilds.clone()),
             media,
             mailbox: crate::mailbox::Mailbox::new(Default::default()),
@@ -866,6 +869,51 @@ impl GuildHall for GuildHallApi {
     }
     async fn delete_guild(&self, r: Request<pb::DeleteGuildRequest>) -> Reply<pb::Empty> {
         guilds::delete_guild(&self.guilds, r).await
+    }
+    async fn set_user_note(&self, r: Request<pb::SetUserNoteRequest>) -> Reply<pb::UserNote> {
+        people::set_note(&self.people, r).await
+    }
+    async fn get_user_note(&self, r: Request<pb::GetUserNoteRequest>) -> Reply<pb::UserNote> {
+        people::note(&self.people, r).await
+    }
+    async fn list_user_notes(&self, r: Request<pb::Empty>) -> Reply<pb::ListUserNotesResponse> {
+        people::notes(&self.people, r).await
+    }
+    async fn send_friend_request(
+        &self,
+        r: Request<pb::RelationshipRequest>,
+    ) -> Reply<pb::Relationship> {
+        people::request_friend(&self.people, r).await
+    }
+    async fn accept_friend_request(
+        &self,
+        r: Request<pb::RelationshipRequest>,
+    ) -> Reply<pb::Relationship> {
+        people::accept_friend(&self.people, r).await
+    }
+    async fn decline_friend_request(
+        &self,
+        r: Request<pb::RelationshipRequest>,
+    ) -> Reply<pb::Empty> {
+        people::decline_friend(&self.people, r).await
+    }
+    async fn cancel_friend_request(&self, r: Request<pb::RelationshipRequest>) -> Reply<pb::Empty> {
+        people::cancel_friend(&self.people, r).await
+    }
+    async fn remove_friend(&self, r: Request<pb::RelationshipRequest>) -> Reply<pb::Empty> {
+        people::remove_friend(&self.people, r).await
+    }
+    async fn block_user(&self, r: Request<pb::RelationshipRequest>) -> Reply<pb::Relationship> {
+        people::block(&self.people, r).await
+    }
+    async fn unblock_user(&self, r: Request<pb::RelationshipRequest>) -> Reply<pb::Empty> {
+        people::unblock(&self.people, r).await
+    }
+    async fn list_relationships(
+        &self,
+        r: Request<pb::Empty>,
+    ) -> Reply<pb::ListRelationshipsResponse> {
+        people::relationships(&self.people, r).await
     }
 
     async fn get_server_settings(&self, _r: Request<pb::Empty>) -> Reply<pb::ServerSettings> {

@@ -35,6 +35,8 @@ pub const MULTILINE: &[&str] = &[
     "guildhall.v1.SendMessageRequest.text",
     "guildhall.v1.SendMessageRequest.MetadataEntry.value",
     "guildhall.v1.EditMessageRequest.text",
+    "guildhall.v1.SetUserNoteRequest.note",
+    "guildhall.v1.UserNote.note",
     "guildhall.v1.Message.text",
     "guildhall.v1.Message.MetadataEntry.value",
     "guildhall.v1.UpdateUserRequest.bio",

@@ -245,6 +245,10 @@ impl Messages {
             ));
         }
         components::validate(&input.components)?;
+        if access.guild.is_dm {
+            self.refuse_if_blocked(&channel.guild_id, &caller.user_id)
+                .await?;
+        }
         let reply_to = if input.reply_to.is_empty() {
             None
         } else {
@@ -286,6 +290,32 @@ impl Messages {
                 Ok((view, vec![event]))
             })
             .await?)
+    }
+
+    /// Refuses a message in a DM where one member blocked the other: it would not be delivered.
+    async fn refuse_if_blocked(&self, guild_id: &str, sender: &str) -> Result<()> {
+        let (g, me) = (guild_id.to_owned(), sender.to_owned());
+        let blocked = self
+            .store()
+            .read(move |c| {
+                for other in gdb::member_user_ids(c, &g)? {
+                    if other != me
+                        && (crate::store::people::blocked(c, &other, &me)?
+                            || crate::store::people::blocked(c, &me, &other)?)
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })
+            .await?;
+        if blocked {
+            return Err(Error::FailedPrecondition(
+                "channel_id: one of you blocked the other in this DM; the message was not sent"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses text longer than the node's `max_message_length`.

@@ -228,6 +228,10 @@ impl Fanout {
                 let candidates = push_candidates(c, &guild, &sender, &audience)?;
                 let mut out = Vec::with_capacity(candidates.len());
                 for user in candidates {
+                    // A user who blocked the sender is not pushed their mentions or DMs.
+                    if crate::store::people::blocked(c, &user, &sender)? {
+                        continue;
+                    }
                     let Some(ctx) = gdb::context(c, &guild, &user)? else {
                         break; // the guild is gone
                     };

@@ -22,6 +22,7 @@ pub mod memberships;
 pub mod messages;
 pub mod moves;
 pub mod outbox;
+pub mod people;
 pub mod push;
 pub mod remote;
 pub mod remote_push;

@@ -32,6 +32,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(SERVER_EVENT_PRUNING_V26),
         M::up(RATE_LIMITS_V27),
         M::up(SYSTEM_MESSAGES_V28),
+        M::up(NOTES_V29),
+        M::up(RELATIONSHIPS_V30),
     ])
 }
 
@@ -654,6 +656,31 @@ CREATE TABLE rate_limit_state (
 /// `SystemAction`; NULL for every message a member or webhook sent.
 const SYSTEM_MESSAGES_V28: &str = r#"
 ALTER TABLE messages ADD COLUMN action BLOB;
+"#;
+
+/// Private notes a user keeps about other users (`SetUserNote`, docs/PEOPLE.md): one per pair,
+/// seen only by the user who wrote it.
+const NOTES_V29: &str = r#"
+CREATE TABLE user_notes (
+    owner_id    TEXT NOT NULL,                   -- who wrote it
+    target_id   TEXT NOT NULL,                   -- whom it is about
+    note        TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,                -- ms
+    PRIMARY KEY (owner_id, target_id)
+) STRICT, WITHOUT ROWID;
+"#;
+
+/// Relationships (docs/PEOPLE.md): one row per user and other user, as that user sees it:
+/// `friend` (both rows), `outgoing` / `incoming` (a pending friend request, one row each side),
+/// `blocked` (only the blocker's row; the blocked user's row towards them is gone).
+const RELATIONSHIPS_V30: &str = r#"
+CREATE TABLE relationships (
+    user_id     TEXT NOT NULL,
+    other_id    TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('friend', 'outgoing', 'incoming', 'blocked')),
+    since       INTEGER NOT NULL,                -- ms
+    PRIMARY KEY (user_id, other_id)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),

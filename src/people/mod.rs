@@ -1,0 +1,22 @@
+//! What people keep about each other, beside the guilds they share: private notes and
+//! relationships (friends, friend requests, blocks). Guildhall additions to the API; `docs/PEOPLE.md` has the rules.
+
+pub mod notes;
+pub mod relationships;
+
+use crate::guilds::Guilds;
+
+/// The people operations of one node.
+#[derive(Debug, Clone)]
+pub struct People {
+    guilds: Guilds,
+    /// This node's canonical address: relationships are kept for users whose homeserver it is.
+    address: String,
+}
+
+impl People {
+    /// People over the guilds' store and event log, on the node at `address`.
+    pub fn new(guilds: Guilds, address: String) -> Self {
+        Self { guilds, address }
+    }
+}

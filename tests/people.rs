@@ -1,0 +1,537 @@
+//! What people keep about each other (docs/PEOPLE.md) over gRPC: private notes set, read, listed
+//! and cleared, seen by nobody else, announced to the keeper's other sessions, and every refusal.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use guildhall::proto::guildhall::v1 as pb;
+use pb::stream_response::Event;
+use tonic::Code;
+
+async fn set_note(
+    node: &TestNode,
+    token: &str,
+    user_id: &str,
+    note: &str,
+) -> Result<pb::UserNote, tonic::Status> {
+    node.client()
+        .await
+        .set_user_note(authed(
+            token,
+            pb::SetUserNoteRequest {
+                user_id: user_id.into(),
+                note: note.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn get_note(node: &TestNode, token: &str, user_id: &str) -> pb::UserNote {
+    node.client()
+        .await
+        .get_user_note(authed(
+            token,
+            pb::GetUserNoteRequest {
+                user_id: user_id.into(),
+            },
+        ))
+        .await
+        .expect("get note")
+        .into_inner()
+}
+
+async fn list_notes(node: &TestNode, token: &str) -> Vec<(String, String)> {
+    node.client()
+        .await
+        .list_user_notes(authed(token, pb::Empty {}))
+        .await
+        .expect("list notes")
+        .into_inner()
+        .notes
+        .into_iter()
+        .map(|n| (n.user_id, n.note))
+        .collect()
+}
+
+#[tokio::test]
+async fn notes_are_private_and_reach_the_keepers_other_sessions() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let cy = register(&node, "Cy").await;
+    let mut ada_sees = node
+        .client()
+        .await
+        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+
+    let set = set_note(&node, &ada.token, &bob.user.id, "met at the\nmeetup")
+        .await
+        .expect("set");
+    assert_eq!(set.note, "met at the\nmeetup");
+    assert!(set.updated_at.is_some());
+    let event = tokio::time::timeout(Duration::from_secs(10), ada_sees.message())
+        .await
+        .expect("an event within the wait")
+        .expect("stream ok")
+        .expect("stream open");
+    match event.event {
+        Some(Event::UserNoteUpdated(n)) => {
+            assert_eq!(
+                (n.user_id.as_str(), n.note.as_str()),
+                (bob.user.id.as_str(), "met at the\nmeetup")
+            );
+        }
+        other => panic!("expected user_note_updated, got {other:?}"),
+    }
+    set_note(&node, &ada.token, &cy.user.id, "owes me lunch")
+        .await
+        .expect("second note");
+    assert_eq!(
+        get_note(&node, &ada.token, &bob.user.id).await.note,
+        "met at the\nmeetup"
+    );
+    let mut expected = vec![
+        (bob.user.id.clone(), "met at the\nmeetup".to_owned()),
+        (cy.user.id.clone(), "owes me lunch".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(list_notes(&node, &ada.token).await, expected);
+
+    // Nobody else sees them: Bob has no note about anyone, and none about Ada.
+    assert!(list_notes(&node, &bob.token).await.is_empty());
+    assert_eq!(get_note(&node, &bob.token, &ada.user.id).await.note, "");
+
+    // Replacing and clearing.
+    set_note(&node, &ada.token, &bob.user.id, "colleague")
+        .await
+        .expect("replace");
+    assert_eq!(
+        get_note(&node, &ada.token, &bob.user.id).await.note,
+        "colleague"
+    );
+    let cleared = set_note(&node, &ada.token, &bob.user.id, "")
+        .await
+        .expect("clear");
+    assert_eq!(cleared.note, "");
+    assert!(cleared.updated_at.is_none());
+    assert_eq!(
+        list_notes(&node, &ada.token).await,
+        vec![(cy.user.id.clone(), "owes me lunch".to_owned())]
+    );
+
+    // Refusals change nothing.
+    assert_status(
+        set_note(&node, &ada.token, &bob.user.id, &"x".repeat(257)).await,
+        Code::InvalidArgument,
+        "note: must be at most 256 characters",
+    );
+    assert_status(
+        set_note(&node, &ada.token, &ada.user.id, "me").await,
+        Code::InvalidArgument,
+        "notes are about other users",
+    );
+    assert_status(
+        set_note(&node, &ada.token, "not-a-key", "x").await,
+        Code::InvalidArgument,
+        "user_id",
+    );
+    let stranger = new_identity("phone").user_id();
+    assert_status(
+        set_note(&node, &ada.token, &stranger, "who?").await,
+        Code::NotFound,
+        "no such user",
+    );
+    assert_status(
+        set_note(&node, &ada.token, &cy.user.id, "bell\u{7}").await,
+        Code::InvalidArgument,
+        "note",
+    );
+    assert_eq!(
+        list_notes(&node, &ada.token).await,
+        vec![(cy.user.id.clone(), "owes me lunch".to_owned())]
+    );
+}
+
+async fn relate(
+    node: &TestNode,
+    token: &str,
+    user_id: &str,
+    verb: &str,
+) -> Result<pb::RelationshipType, tonic::Status> {
+    let mut c = node.client().await;
+    let request = || {
+        authed(
+            token,
+            pb::RelationshipRequest {
+                user_id: user_id.into(),
+            },
+        )
+    };
+    let none = |_| pb::RelationshipType::None;
+    let kind = |r: tonic::Response<pb::Relationship>| {
+        pb::RelationshipType::try_from(r.into_inner().r#type).expect("a relationship type")
+    };
+    match verb {
+        "request" => c.send_friend_request(request()).await.map(kind),
+        "accept" => c.accept_friend_request(request()).await.map(kind),
+        "decline" => c.decline_friend_request(request()).await.map(none),
+        "cancel" => c.cancel_friend_request(request()).await.map(none),
+        "unfriend" => c.remove_friend(request()).await.map(none),
+        "block" => c.block_user(request()).await.map(kind),
+        "unblock" => c.unblock_user(request()).await.map(none),
+        other => panic!("no verb {other}"),
+    }
+}
+
+/// `token`'s relationships: (other user, type).
+async fn relationships(node: &TestNode, token: &str) -> Vec<(String, pb::RelationshipType)> {
+    node.client()
+        .await
+        .list_relationships(authed(token, pb::Empty {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .relationships
+        .into_iter()
+        .map(|r| {
+            (
+                r.user_id,
+                pb::RelationshipType::try_from(r.r#type).expect("type"),
+            )
+        })
+        .collect()
+}
+
+/// Waits for the next `relationship_updated` on `stream`: (other user, type).
+async fn next_relationship(
+    stream: &mut tonic::codec::Streaming<pb::StreamResponse>,
+) -> (String, pb::RelationshipType) {
+    for _ in 0..100 {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(Event::RelationshipUpdated(r)) = event.event {
+            return (
+                r.user_id,
+                pb::RelationshipType::try_from(r.r#type).expect("type"),
+            );
+        }
+    }
+    panic!("no relationship_updated among 100 events");
+}
+
+async fn subscribe(node: &TestNode, token: &str) -> tonic::codec::Streaming<pb::StreamResponse> {
+    node.client()
+        .await
+        .subscribe_events(authed(token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn friend_requests_are_sent_answered_and_both_sides_are_told() {
+    use pb::RelationshipType as T;
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let (a, b) = (ada.user.id.clone(), bob.user.id.clone());
+    let mut ada_sees = subscribe(&node, &ada.token).await;
+    let mut bob_sees = subscribe(&node, &bob.token).await;
+
+    // Ada asks, Bob declines.
+    assert_eq!(
+        relate(&node, &ada.token, &b, "request").await.expect("ask"),
+        T::PendingOutgoing
+    );
+    assert_eq!(
+        next_relationship(&mut ada_sees).await,
+        (b.clone(), T::PendingOutgoing)
+    );
+    assert_eq!(
+        next_relationship(&mut bob_sees).await,
+        (a.clone(), T::PendingIncoming)
+    );
+    assert_eq!(
+        relationships(&node, &bob.token).await,
+        vec![(a.clone(), T::PendingIncoming)]
+    );
+    // Asking twice changes nothing.
+    assert_eq!(
+        relate(&node, &ada.token, &b, "request")
+            .await
+            .expect("again"),
+        T::PendingOutgoing
+    );
+    relate(&node, &bob.token, &a, "decline")
+        .await
+        .expect("decline");
+    assert_eq!(next_relationship(&mut bob_sees).await, (a.clone(), T::None));
+    assert_eq!(next_relationship(&mut ada_sees).await, (b.clone(), T::None));
+    assert!(relationships(&node, &ada.token).await.is_empty());
+
+    // Ada asks and withdraws.
+    relate(&node, &ada.token, &b, "request").await.expect("ask");
+    relate(&node, &ada.token, &b, "cancel")
+        .await
+        .expect("cancel");
+    assert!(relationships(&node, &bob.token).await.is_empty());
+
+    // Ada asks, Bob accepts: friends on both sides.
+    relate(&node, &ada.token, &b, "request").await.expect("ask");
+    assert_eq!(
+        relate(&node, &bob.token, &a, "accept")
+            .await
+            .expect("accept"),
+        T::Friend
+    );
+    assert_eq!(
+        relationships(&node, &ada.token).await,
+        vec![(b.clone(), T::Friend)]
+    );
+    assert_eq!(
+        relationships(&node, &bob.token).await,
+        vec![(a.clone(), T::Friend)]
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "request").await,
+        Code::AlreadyExists,
+        "friends already",
+    );
+    // Either ends it, for both.
+    relate(&node, &bob.token, &a, "unfriend")
+        .await
+        .expect("unfriend");
+    assert!(relationships(&node, &ada.token).await.is_empty());
+
+    // Two requests crossing make friends.
+    relate(&node, &ada.token, &b, "request").await.expect("ask");
+    assert_eq!(
+        relate(&node, &bob.token, &a, "request")
+            .await
+            .expect("ask back"),
+        T::Friend
+    );
+
+    // Refusals change nothing.
+    assert_status(
+        relate(&node, &ada.token, &a, "request").await,
+        Code::InvalidArgument,
+        "another user",
+    );
+    assert_status(
+        relate(&node, &ada.token, "zz", "request").await,
+        Code::InvalidArgument,
+        "user_id",
+    );
+    let nobody = new_identity("phone").user_id();
+    assert_status(
+        relate(&node, &ada.token, &nobody, "request").await,
+        Code::NotFound,
+        "no such user",
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "accept").await,
+        Code::NotFound,
+        "no friend request",
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "decline").await,
+        Code::NotFound,
+        "no friend request",
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "cancel").await,
+        Code::NotFound,
+        "no friend request",
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "unblock").await,
+        Code::NotFound,
+        "not blocked",
+    );
+    assert_eq!(
+        relationships(&node, &ada.token).await,
+        vec![(b.clone(), T::Friend)]
+    );
+}
+
+#[tokio::test]
+async fn a_block_ends_the_friendship_and_refuses_requests_dms_and_their_messages() {
+    use pb::RelationshipType as T;
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let (a, b) = (ada.user.id.clone(), bob.user.id.clone());
+    // A DM opened before the block.
+    let dm = create_dm(&node, &ada, &b).await;
+    let dm_guild = dm.guild.expect("dm guild").id;
+    let bob_in_dm = join_room(&node, &bob, &dm.token).await;
+    let dm_channel = node
+        .client()
+        .await
+        .list_channels(authed(
+            &ada.token,
+            pb::ListChannelsRequest {
+                guild_id: dm_guild.clone(),
+            },
+        ))
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels[0]
+        .id
+        .clone();
+    send_text(&node, &bob_in_dm, &dm_channel, "hi before").await;
+    relate(&node, &ada.token, &b, "request").await.expect("ask");
+    relate(&node, &bob.token, &a, "accept")
+        .await
+        .expect("friends");
+    let mut bob_sees = subscribe(&node, &bob.token).await;
+
+    assert_eq!(
+        relate(&node, &ada.token, &b, "block").await.expect("block"),
+        T::Blocked
+    );
+    // Bob learns the friendship ended, not that he is blocked.
+    assert_eq!(next_relationship(&mut bob_sees).await, (a.clone(), T::None));
+    assert_eq!(
+        relationships(&node, &ada.token).await,
+        vec![(b.clone(), T::Blocked)]
+    );
+    assert!(relationships(&node, &bob.token).await.is_empty());
+
+    assert_status(
+        relate(&node, &bob.token, &a, "request").await,
+        Code::FailedPrecondition,
+        "does not take friend requests from you",
+    );
+    assert_status(
+        relate(&node, &ada.token, &b, "request").await,
+        Code::FailedPrecondition,
+        "you blocked this user",
+    );
+    assert_status(
+        node.client()
+            .await
+            .send_message(authed(
+                &bob_in_dm,
+                pb::SendMessageRequest {
+                    channel_id: dm_channel.clone(),
+                    text: "hello?".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "blocked",
+    );
+    // A new DM either way is refused.
+    let cy = register(&node, "Cy").await;
+    relate(&node, &ada.token, &cy.user.id, "block")
+        .await
+        .expect("block Cy");
+    assert_status(
+        node.client()
+            .await
+            .create_dm(authed(
+                &cy.token,
+                pb::CreateDmRequest {
+                    target_user_id: a.clone(),
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "blocked",
+    );
+
+    // Unblocking lifts it: they may talk and ask again.
+    relate(&node, &ada.token, &b, "unblock")
+        .await
+        .expect("unblock");
+    assert_eq!(
+        relationships(&node, &ada.token).await,
+        vec![(cy.user.id.clone(), T::Blocked)]
+    );
+    send_text(&node, &bob_in_dm, &dm_channel, "hi again").await;
+    relate(&node, &bob.token, &a, "request")
+        .await
+        .expect("ask again");
+}
+
+/// A user of another node, blocked by Bob at his homeserver, can't reach him with a DM invite:
+/// the homeserver holds the block and refuses the host's delivery (final, so the host's outbox
+/// gives it up); once unblocked, the same invite is taken.
+#[tokio::test]
+async fn a_dm_invite_from_a_blocked_user_is_refused_at_the_targets_homeserver() {
+    let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let ada = register(&a, "Ada").await;
+    let bob = register(&b, "Bob").await;
+    // B has never seen Ada: a block may name any user key.
+    assert_eq!(
+        relate(&b, &bob.token, &ada.user.id, "block")
+            .await
+            .expect("block a user of another node"),
+        pb::RelationshipType::Blocked
+    );
+    let reply = a
+        .client()
+        .await
+        .create_dm(authed(
+            &ada.token,
+            pb::CreateDmRequest {
+                target_user_id: bob.user.id.clone(),
+            },
+        ))
+        .await
+        .expect("create DM")
+        .into_inner();
+    let mut invite = pb::DmInvite {
+        token: reply.token,
+        guild_id: reply.guild.expect("guild").id,
+        host_server_url: a.address(),
+        timestamp: guildhall::identity::freshness::now_ms(),
+        target_user_id: bob.user.id.clone(),
+        ..Default::default()
+    };
+    ada.identity
+        .sign_dm_invite(&b.audience(), &mut invite)
+        .expect("target is a key");
+    let deliver = || async {
+        a.federation_client(&b)
+            .await
+            .receive_dm_invite(pb::ReceiveDmInviteRequest {
+                invite: Some(invite.clone()),
+            })
+            .await
+    };
+    assert_status(
+        deliver().await,
+        Code::FailedPrecondition,
+        "does not take DM invites from the inviter",
+    );
+    let listed = || async {
+        b.client()
+            .await
+            .list_dm_invites(authed(&bob.token, pb::ListDmInvitesRequest {}))
+            .await
+            .expect("list")
+            .into_inner()
+            .invites
+    };
+    assert!(listed().await.is_empty(), "nothing reached Bob");
+
+    relate(&b, &bob.token, &ada.user.id, "unblock")
+        .await
+        .expect("unblock");
+    deliver().await.expect("taken once unblocked");
+    assert_eq!(listed().await.len(), 1);
+}
