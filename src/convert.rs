@@ -172,7 +172,7 @@ pub fn invite(i: &crate::store::guilds::InviteRecord) -> pb::Invite {
 
 /// The protobuf `GuildMemberSummary`.
 pub fn member(
-    view: &crate::guilds::members::MemberView,
+    view: &crate::store::guilds::MemberView,
     admins: &dyn Fn(&str) -> bool,
 ) -> pb::GuildMemberSummary {
     let id = &view.member.user_id;

@@ -497,7 +497,8 @@ async fn profile_changes_reach_the_hosts_of_a_user() {
         "already applied",
     );
 
-    // An older statement is ignored.
+    // An older statement is superseded: nothing changes, and the homeserver's outbox counts it
+    // delivered.
     assert_status(
         from_b
             .clone()
@@ -506,8 +507,8 @@ async fn profile_changes_reach_the_hosts_of_a_user() {
                 signed_update(&bob, "Old Bob", applied_at - 1000),
             ))
             .await,
-        Code::FailedPrecondition,
-        "update.timestamp",
+        Code::AlreadyExists,
+        "superseded",
     );
     assert!(unchanged(
         &users(&a, &owner.token, &[&bob.user.id]).await[0]

@@ -436,6 +436,16 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             ),
         ),
         (
+            "messages::inbox::MENTIONS_PAGE_MAX",
+            (
+                vec![
+                    u64::from(messages::inbox::MENTIONS_PAGE_MAX),
+                    u64::from(messages::inbox::MENTIONS_PAGE_DEFAULT),
+                ],
+                INVALID,
+            ),
+        ),
+        (
             "messages::SEARCH_MAX_WORDS",
             (vec![n(messages::SEARCH_MAX_WORDS)], INVALID),
         ),
@@ -709,6 +719,10 @@ const INTERNAL: &[(&str, &str)] = &[
     (
         "config::TRUSTED_GUILD_MAX",
         "a guild id in the operator's trusted_ban_lists, checked at start (no request reaches it)",
+    ),
+    (
+        "messages::inbox::CANDIDATES_MAX",
+        "index rows one ListRecentMentions page reads at most; the page ends early with next_before_message_id",
     ),
     (
         "accounts::SESSION_CACHE_MAX",
@@ -1302,6 +1316,17 @@ async fn refusals_over_each_limit_are_as_documented() {
                 cursor: String::new(),
                 limit: 101,
                 reverse: false,
+            },
+        ))
+        .await,
+    );
+    r.check(
+        "messages::inbox::MENTIONS_PAGE_MAX",
+        c.list_recent_mentions(authed(
+            &t,
+            pb::ListRecentMentionsRequest {
+                limit: 101,
+                ..Default::default()
             },
         ))
         .await,

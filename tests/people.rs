@@ -535,3 +535,204 @@ async fn a_dm_invite_from_a_blocked_user_is_refused_at_the_targets_homeserver() 
     deliver().await.expect("taken once unblocked");
     assert_eq!(listed().await.len(), 1);
 }
+
+async fn mentions_page(
+    node: &TestNode,
+    token: &str,
+    before: &str,
+    limit: i32,
+    guild: &str,
+) -> (Vec<String>, String) {
+    let page = node
+        .client()
+        .await
+        .list_recent_mentions(authed(
+            token,
+            pb::ListRecentMentionsRequest {
+                before_message_id: before.into(),
+                limit,
+                guild_id: guild.into(),
+            },
+        ))
+        .await
+        .expect("recent mentions")
+        .into_inner();
+    (
+        page.messages.into_iter().map(|m| m.text).collect(),
+        page.next_before_message_id,
+    )
+}
+
+#[tokio::test]
+async fn recent_mentions_gather_user_role_and_everyone_mentions_page_and_leave_the_list() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Hall").await;
+    let other = create_room(&node, &ada, "Annex").await;
+    let bob_token = join_room(&node, &bob, &room.invite).await;
+    join_room(&node, &bob, &other.invite).await;
+    let mut c = node.client().await;
+    let role = c
+        .create_role(authed(
+            &ada.token,
+            pb::CreateRoleRequest {
+                guild_id: room.guild.clone(),
+                name: "crew".into(),
+                position: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    c.assign_role(authed(
+        &ada.token,
+        pb::AssignRoleRequest {
+            guild_id: room.guild.clone(),
+            user_id: bob.user.id.clone(),
+            role_id: role.id.clone(),
+        },
+    ))
+    .await
+    .expect("assign");
+
+    let b = format!("<@{}>", bob.user.id);
+    send_text(&node, &ada.token, &room.channel, &format!("one {b}")).await;
+    send_text(&node, &ada.token, &room.channel, "nobody").await;
+    send_text(
+        &node,
+        &ada.token,
+        &room.channel,
+        &format!("two <@&{}>", role.id),
+    )
+    .await;
+    send_text(
+        &node,
+        &ada.token,
+        &other.channel,
+        &format!("three <@&{}>", other.guild),
+    )
+    .await;
+    // His own mention of himself is not news to him.
+    send_text(&node, &bob_token, &room.channel, &format!("me {b}")).await;
+    let four = send_text(&node, &ada.token, &room.channel, "four").await;
+    // An edit that adds a mention counts; one that takes it away removes it.
+    node.client()
+        .await
+        .edit_message(authed(
+            &ada.token,
+            pb::EditMessageRequest {
+                channel_id: room.channel.clone(),
+                message_id: four.id.clone(),
+                text: format!("four {b}"),
+            },
+        ))
+        .await
+        .expect("edit");
+
+    let all = mentions_page(&node, &bob.token, "", 0, "").await.0;
+    assert_eq!(
+        all,
+        vec![
+            format!("four {b}"),
+            "three <@&".to_owned() + &other.guild + ">",
+            format!("two <@&{}>", role.id),
+            format!("one {b}"),
+        ]
+    );
+    // Paged, two at a time, without gaps.
+    let (first, next) = mentions_page(&node, &bob.token, "", 2, "").await;
+    let (second, _) = mentions_page(&node, &bob.token, &next, 2, "").await;
+    assert_eq!([first, second].concat(), all);
+    // One guild only.
+    assert_eq!(
+        mentions_page(&node, &bob.token, "", 0, &other.guild)
+            .await
+            .0,
+        vec!["three <@&".to_owned() + &other.guild + ">"]
+    );
+    // Ada, who sent them, has none.
+    assert!(
+        mentions_page(&node, &ada.token, "", 0, "")
+            .await
+            .0
+            .is_empty()
+    );
+
+    // Removing one, acknowledging the rest up to a message.
+    node.client()
+        .await
+        .remove_recent_mention(authed(
+            &bob.token,
+            pb::RemoveRecentMentionRequest {
+                message_id: four.id.clone(),
+            },
+        ))
+        .await
+        .expect("remove");
+    assert_eq!(mentions_page(&node, &bob.token, "", 0, "").await.0.len(), 3);
+    let page = node
+        .client()
+        .await
+        .list_recent_mentions(authed(&bob.token, pb::ListRecentMentionsRequest::default()))
+        .await
+        .expect("page")
+        .into_inner();
+    let two_id = page.messages[1].id.clone();
+    node.client()
+        .await
+        .ack_recent_mentions(authed(
+            &bob.token,
+            pb::AckRecentMentionsRequest {
+                through_message_id: two_id,
+            },
+        ))
+        .await
+        .expect("ack");
+    assert_eq!(
+        mentions_page(&node, &bob.token, "", 0, "").await.0,
+        vec!["three <@&".to_owned() + &other.guild + ">"]
+    );
+
+    // A blocked sender's mentions are left out; so are guilds he left.
+    let cy = register(&node, "Cy").await;
+    let cy_token = join_room(&node, &cy, &other.invite).await;
+    send_text(&node, &cy_token, &other.channel, &format!("psst {b}")).await;
+    assert_eq!(mentions_page(&node, &bob.token, "", 0, "").await.0.len(), 2);
+    relate(&node, &bob.token, &cy.user.id, "block")
+        .await
+        .expect("block");
+    assert_eq!(mentions_page(&node, &bob.token, "", 0, "").await.0.len(), 1);
+    node.client()
+        .await
+        .leave_guild(authed(
+            &bob.token,
+            pb::LeaveGuildRequest {
+                guild_id: other.guild.clone(),
+            },
+        ))
+        .await
+        .expect("leave");
+    assert!(
+        mentions_page(&node, &bob.token, "", 0, "")
+            .await
+            .0
+            .is_empty()
+    );
+
+    assert_status(
+        node.client()
+            .await
+            .list_recent_mentions(authed(
+                &bob.token,
+                pb::ListRecentMentionsRequest {
+                    before_message_id: "x".into(),
+                    ..Default::default()
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+        "before_message_id",
+    );
+}

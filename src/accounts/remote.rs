@@ -310,13 +310,15 @@ impl Accounts {
             .await?;
         match outcome {
             ForwardedProfile::Applied(user) => Ok(user),
-            // The same change again (its direct delivery after gossip brought it, or a retry):
-            // the outbox counts ALREADY_EXISTS as delivered.
+            // The same change again, or one a newer change superseded (its direct delivery after
+            // gossip brought this one or a later one): what the homeserver wants is here already.
+            // The outbox counts ALREADY_EXISTS as delivered.
             ForwardedProfile::Stale(at) if at == update.timestamp => Err(Error::AlreadyExists(
                 format!("update.timestamp: this change ({at} ms) is already applied here"),
             )),
-            ForwardedProfile::Stale(at) => Err(Error::FailedPrecondition(format!(
-                "update.timestamp: not newer than the profile held here ({at} ms); ignored"
+            ForwardedProfile::Stale(at) => Err(Error::AlreadyExists(format!(
+                "update.timestamp: a newer change ({at} ms) is already applied here; this one is \
+                 superseded"
             ))),
             ForwardedProfile::UnknownUser => Err(Error::NotFound(
                 "user_id: no user with this identity is known here".into(),

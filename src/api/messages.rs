@@ -171,3 +171,41 @@ pub async fn member_profile(
         recent_messages: recent.iter().map(convert::message).collect(),
     })
 }
+
+/// `ListRecentMentions` (guildhall addition).
+pub async fn recent_mentions(
+    m: &Messages,
+    r: Request<pb::ListRecentMentionsRequest>,
+) -> Reply<pb::ListRecentMentionsResponse> {
+    let s = caller(&r)?;
+    let r = r.into_inner();
+    let limit = u32::try_from(r.limit)
+        .map_err(|_| Status::invalid_argument("limit: must be 0 (default 25) to 100"))?;
+    let page = m
+        .recent_mentions(&s, &r.before_message_id, limit, &r.guild_id)
+        .await?;
+    ok(pb::ListRecentMentionsResponse {
+        messages: page.messages.iter().map(convert::message).collect(),
+        next_before_message_id: page.next_before,
+    })
+}
+
+/// `RemoveRecentMention` (guildhall addition).
+pub async fn remove_mention(
+    m: &Messages,
+    r: Request<pb::RemoveRecentMentionRequest>,
+) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    m.remove_mention(&s, &r.get_ref().message_id).await?;
+    ok(pb::Empty {})
+}
+
+/// `AckRecentMentions` (guildhall addition).
+pub async fn ack_mentions(
+    m: &Messages,
+    r: Request<pb::AckRecentMentionsRequest>,
+) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    m.ack_mentions(&s, &r.get_ref().through_message_id).await?;
+    ok(pb::Empty {})
+}

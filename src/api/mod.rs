@@ -915,6 +915,24 @@ impl GuildHall for GuildHallApi {
     ) -> Reply<pb::ListRelationshipsResponse> {
         people::relationships(&self.people, r).await
     }
+    async fn list_recent_mentions(
+        &self,
+        r: Request<pb::ListRecentMentionsRequest>,
+    ) -> Reply<pb::ListRecentMentionsResponse> {
+        messages::recent_mentions(&self.messages, r).await
+    }
+    async fn remove_recent_mention(
+        &self,
+        r: Request<pb::RemoveRecentMentionRequest>,
+    ) -> Reply<pb::Empty> {
+        messages::remove_mention(&self.messages, r).await
+    }
+    async fn ack_recent_mentions(
+        &self,
+        r: Request<pb::AckRecentMentionsRequest>,
+    ) -> Reply<pb::Empty> {
+        messages::ack_mentions(&self.messages, r).await
+    }
 
     async fn get_server_settings(&self, _r: Request<pb::Empty>) -> Reply<pb::ServerSettings> {
         Ok(Response::new(settings_proto(&self.limits.settings())))

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
 use crate::store::guilds::{self as db, GuildRecord, InviteRecord, MemberRecord};
-use crate::store::{SessionInfo, StorageError, UserRecord};
+use crate::store::{SessionInfo, StorageError};
 
 /// Longest kick or ban reason, in characters.
 pub const REASON_MAX: usize = 512;
@@ -20,14 +20,7 @@ pub const MAX_INVITE_AGE_SECS: u64 = 365 * 24 * 60 * 60;
 /// Most joins one invite may allow (0 means unlimited): a bound that still fits an `int32`.
 pub const MAX_INVITE_USES: i32 = 1_000_000;
 
-/// A member with their user record (if the user is known here).
-#[derive(Debug, Clone)]
-pub struct MemberView {
-    /// Membership.
-    pub member: MemberRecord,
-    /// The user.
-    pub user: Option<UserRecord>,
-}
+pub use crate::store::guilds::MemberView;
 
 /// What `PreviewInvite` shows.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! repeated `idempotency_key` from the same sender returns the first message and logs nothing.
 
 pub mod components;
+pub mod inbox;
 pub mod mentions;
 
 use std::collections::BTreeMap;

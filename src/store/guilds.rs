@@ -96,6 +96,16 @@ pub struct MemberRecord {
     pub role_ids: Vec<String>,
 }
 
+/// A member with their user record (if the user is known here): what member lists and profiles
+/// show, and what `convert` turns into a `GuildMember`.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// Membership.
+    pub member: MemberRecord,
+    /// The user.
+    pub user: Option<super::UserRecord>,
+}
+
 /// An invite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InviteRecord {

@@ -19,6 +19,7 @@ pub mod guilds;
 pub mod harmony;
 pub mod media;
 pub mod memberships;
+pub mod mentions;
 pub mod messages;
 pub mod moves;
 pub mod outbox;

@@ -34,6 +34,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(SYSTEM_MESSAGES_V28),
         M::up(NOTES_V29),
         M::up(RELATIONSHIPS_V30),
+        M::up(MENTIONS_V31),
     ])
 }
 
@@ -680,6 +681,47 @@ CREATE TABLE relationships (
     kind        TEXT NOT NULL CHECK (kind IN ('friend', 'outgoing', 'incoming', 'blocked')),
     since       INTEGER NOT NULL,                -- ms
     PRIMARY KEY (user_id, other_id)
+) STRICT, WITHOUT ROWID;
+"#;
+
+/// Recent mentions (docs/PEOPLE.md): every message's mention targets (a user id, a role id, or a
+/// guild id for `@everyone`), kept in step with `messages` by triggers as the search index is, so
+/// a user's mentions are one index range per target; and what each user removed or acknowledged.
+/// Existing messages are indexed here.
+const MENTIONS_V31: &str = r#"
+CREATE TABLE mentions (
+    target      TEXT NOT NULL,
+    message_id  INTEGER NOT NULL,
+    PRIMARY KEY (target, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX mentions_by_message ON mentions(message_id);
+CREATE TRIGGER mentions_insert AFTER INSERT ON messages
+WHEN new.mentioned_users IS NOT NULL OR new.mentioned_roles IS NOT NULL BEGIN
+    INSERT OR IGNORE INTO mentions (target, message_id)
+        SELECT value, new.id FROM json_each(CASE WHEN json_valid(new.mentioned_users) THEN new.mentioned_users ELSE '[]' END)
+        UNION SELECT value, new.id FROM json_each(CASE WHEN json_valid(new.mentioned_roles) THEN new.mentioned_roles ELSE '[]' END);
+END;
+CREATE TRIGGER mentions_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM mentions WHERE message_id = old.id;
+END;
+CREATE TRIGGER mentions_update AFTER UPDATE OF mentioned_users, mentioned_roles ON messages BEGIN
+    DELETE FROM mentions WHERE message_id = old.id;
+    INSERT OR IGNORE INTO mentions (target, message_id)
+        SELECT value, new.id FROM json_each(CASE WHEN json_valid(new.mentioned_users) THEN new.mentioned_users ELSE '[]' END)
+        UNION SELECT value, new.id FROM json_each(CASE WHEN json_valid(new.mentioned_roles) THEN new.mentioned_roles ELSE '[]' END);
+END;
+INSERT OR IGNORE INTO mentions (target, message_id)
+    SELECT j.value, m.id FROM messages m, json_each(CASE WHEN json_valid(m.mentioned_users) THEN m.mentioned_users ELSE '[]' END) j
+    UNION SELECT j.value, m.id FROM messages m, json_each(CASE WHEN json_valid(m.mentioned_roles) THEN m.mentioned_roles ELSE '[]' END) j
+;
+CREATE TABLE mention_removals (
+    user_id     TEXT NOT NULL,
+    message_id  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE mention_acks (
+    user_id         TEXT PRIMARY KEY NOT NULL,
+    acked_through   INTEGER NOT NULL                -- every mention up to this message id is done
 ) STRICT, WITHOUT ROWID;
 "#;
 
