@@ -1,37 +1,57 @@
-//! Ban enforcement across nodes: N nodes (3, 5, 10 unless `GUILDHALL_BENCH_NODES` lists others,
-//! e.g. `25,50,100`) on loopback in this process, node `i` meeting
-//! node 0 (the host) and node `i-1` in the gossip mesh; every other node trusts the bans of the
-//! host's guild (`trusted_ban_lists` naming the host and that guild). Each round, one user who is
-//! a member of a guild on every node is banned on the host; the clock runs from the `BanUser` call until that node's guild owner sees
-//! the user's `member_removed` on their event stream, i.e. the ban is enforced there. Prints one
-//! JSON object: per N, p50/p99 of the time to enforcement on the slowest node (the ban enforced
-//! everywhere) and over every node, the rounds that missed the deadline, and each node's gossip
-//! traffic per ban, read from its own gossipsub metrics (`/metrics`): message copies received
-//! (duplicates included, which is what the mesh costs), distinct messages, and copies sent.
+//! Propagation across nodes: bans, profile updates and homeserver moves, on N nodes (3, 5, 10
+//! unless `GUILDHALL_BENCH_NODES` lists others, e.g. `25,50,100`) on loopback in this process,
+//! node `i` meeting node 0 (the host) and node `i-1` in the gossip mesh. Every node's guild owner
+//! watches their event stream; a round's clock runs from the call on one node until each node's
+//! owner sees what the change means there. Three phases on the same mesh, in this order:
 //!
-//! The path measured: the host signs the notice and publishes it as a server event (gossipsub);
-//! each node verifies the event and the notice, stores it, bans the user from its own guilds and
-//! announces the removal. (`PropagateBan` through the outbox reaches homeservers of the host's
-//! members too; here every member lives on the host, so gossip alone carries the ban.)
+//! - **ban**: every other node trusts the bans of the host's guild (`trusted_ban_lists`). A user
+//!   who is a member of a guild on every node is banned on the host; each node's owner sees the
+//!   user's `member_removed` (the ban enforced there). The host signs a notice and gossips it as a
+//!   server event; every member lives on the host, so gossip alone carries it.
+//! - **profile**: one traveller, whose homeserver is the host, is a member of every node's guild
+//!   (remote joins vouched for by the host). Each round they change their name with a signed
+//!   `UpdateUser` at their homeserver; each owner sees `user_updated` with the new name. The host
+//!   queues `UpdateFederatedProfile` for every server in the traveller's list (the outbox) and
+//!   gossips the same change as a `profile-update` server event: both paths, as in production.
+//! - **move**: each round the traveller moves to another node with a `Login` there carrying the
+//!   next statement of their K_id-signed chain and naming every node as a migration target; each
+//!   owner sees `user_updated` with the new homeserver. The new homeserver queues
+//!   `UpdateHomeServer` for every target and gossips the statement (`homeserver-move`).
+//!
+//! Before each phase the bench waits for the mesh to go quiet (every outbox empty, no gossip
+//! arriving for a second), so one phase's aftermath does not load the next.
+//!
+//! Prints one JSON object: per phase and N, p50/p99 of the time to the slowest node (the change
+//! seen everywhere) and over every node, the rounds that missed the deadline, and each node's
+//! gossip traffic per round on the phase's topic, read from its own gossipsub metrics
+//! (`/metrics`): message copies received (duplicates included, which is what the mesh costs),
+//! distinct messages, bytes, copies sent; for profile and move also the direct calls each node
+//! received and how its gossip copies were judged (accepted first, or ignored as already applied).
 //!
 //! Run: `cargo bench --bench bans` (release). `GUILDHALL_BENCH_ROUNDS=5` for a quicker run,
-//! `GUILDHALL_BENCH_NODES=25,50,100` for the large meshes.
+//! `GUILDHALL_BENCH_NODES=25,50,100` for the large meshes, `GUILDHALL_BENCH_PHASES=profile,move`
+//! to run only some phases (the mesh is built either way).
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use guildhall::client::ClientIdentity;
 use guildhall::config::{Config, TrustedBanList};
+use guildhall::federation::gossiped::{MOVE_KIND, PROFILE_KIND};
+use guildhall::federation::moves::MAX_TARGETS;
 use guildhall::identity::freshness::now_ms;
 use guildhall::node::{Node, RunningNode};
 use guildhall::proto::guildhall::v1 as pb;
 use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use pb::stream_response::Event;
 use serde_json::json;
+use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
 /// How long one round may take before it counts as missed.
 const ROUND_DEADLINE: Duration = Duration::from_secs(10);
+/// How long to wait for the mesh to go quiet before a phase.
+const SETTLE_MAX: Duration = Duration::from_secs(180);
 
 fn rounds() -> usize {
     std::env::var("GUILDHALL_BENCH_ROUNDS")
@@ -48,14 +68,70 @@ fn node_counts() -> Vec<usize> {
         .unwrap_or_else(|| vec![3, 5, 10])
 }
 
-/// The sum of every series of the counter `name` (all label sets) in an OpenMetrics text.
-fn counter(text: &str, name: &str) -> f64 {
+/// What propagates in a phase.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ban,
+    Profile,
+    Move,
+}
+
+impl Phase {
+    const ALL: [Phase; 3] = [Phase::Ban, Phase::Profile, Phase::Move];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Ban => "ban",
+            Phase::Profile => "profile",
+            Phase::Move => "move",
+        }
+    }
+
+    /// The server-event kind whose topic carries it.
+    fn kind(self) -> &'static str {
+        match self {
+            Phase::Ban => "ban",
+            Phase::Profile => PROFILE_KIND,
+            Phase::Move => MOVE_KIND,
+        }
+    }
+
+    /// The server call that carries it directly (the outbox), if any.
+    fn direct_method(self) -> Option<&'static str> {
+        match self {
+            Phase::Ban => None,
+            Phase::Profile => Some("guildhall.v1.GuildHall/UpdateFederatedProfile"),
+            Phase::Move => Some("guildhall.v1.GuildHall/UpdateHomeServer"),
+        }
+    }
+
+    /// The phases named in `GUILDHALL_BENCH_PHASES`, all by default.
+    fn chosen() -> Vec<Phase> {
+        let Ok(list) = std::env::var("GUILDHALL_BENCH_PHASES") else {
+            return Self::ALL.to_vec();
+        };
+        Self::ALL
+            .into_iter()
+            .filter(|p| list.split(',').any(|n| n.trim() == p.name()))
+            .collect()
+    }
+}
+
+/// The sum of every series of the counter `name` whose labels contain each of `having` (e.g.
+/// `result="accepted"`), in an OpenMetrics text.
+fn counter(text: &str, name: &str, having: &[&str]) -> f64 {
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?;
             let value = match rest.chars().next()? {
-                '{' => rest.rsplit_once(' ')?.1,
-                ' ' => rest.trim(),
+                '{' => {
+                    let (labels, value) = rest.rsplit_once(' ')?;
+                    if !having.iter().all(|h| labels.contains(h)) {
+                        return None;
+                    }
+                    value
+                }
+                ' ' if having.is_empty() => rest.trim(),
                 _ => return None,
             };
             value.parse::<f64>().ok()
@@ -63,34 +139,59 @@ fn counter(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// One node's gossip counters at one moment.
+/// One node's counters for one phase at one moment.
 #[derive(Clone, Copy, Default)]
 struct Traffic {
     received_copies: f64,
     received_distinct: f64,
     received_bytes: f64,
     sent_copies: f64,
+    direct_calls: f64,
+    gossip_accepted: f64,
+    gossip_ignored: f64,
 }
 
 impl Traffic {
-    fn of(node: &RunningNode) -> Self {
+    fn of(node: &RunningNode, phase: Phase) -> Self {
         let text = node.metrics().encode();
         let name = |n: &str| format!("guildhall_gossipsub_{n}_total");
+        let topic = format!("hash=\"guildhall/server-events/v1/{}\"", phase.kind());
+        let on_topic = |n: &str| counter(&text, &name(n), &[&topic]);
+        let result = |r: &str| {
+            counter(
+                &text,
+                "guildhall_gossip_messages_received_total",
+                &[&format!("result=\"{r}\"")],
+            )
+        };
         Self {
-            received_copies: counter(&text, &name("topic_msg_recv_counts_unfiltered")),
-            received_distinct: counter(&text, &name("topic_msg_recv_counts")),
-            received_bytes: counter(&text, &name("topic_msg_recv_bytes_unfiltered")),
-            sent_copies: counter(&text, &name("topic_msg_sent_counts")),
+            received_copies: on_topic("topic_msg_recv_counts_unfiltered"),
+            received_distinct: on_topic("topic_msg_recv_counts"),
+            received_bytes: on_topic("topic_msg_recv_bytes_unfiltered"),
+            sent_copies: on_topic("topic_msg_sent_counts"),
+            direct_calls: phase.direct_method().map_or(0.0, |m| {
+                counter(
+                    &text,
+                    "guildhall_grpc_requests_total",
+                    &[&format!("method=\"{m}\"")],
+                )
+            }),
+            gossip_accepted: result("accepted"),
+            gossip_ignored: result("ignored"),
         }
     }
 
     fn per_round(after: Self, before: Self, rounds: usize) -> Self {
         let r = rounds.max(1) as f64;
+        let d = |a: f64, b: f64| (a - b) / r;
         Self {
-            received_copies: (after.received_copies - before.received_copies) / r,
-            received_distinct: (after.received_distinct - before.received_distinct) / r,
-            received_bytes: (after.received_bytes - before.received_bytes) / r,
-            sent_copies: (after.sent_copies - before.sent_copies) / r,
+            received_copies: d(after.received_copies, before.received_copies),
+            received_distinct: d(after.received_distinct, before.received_distinct),
+            received_bytes: d(after.received_bytes, before.received_bytes),
+            sent_copies: d(after.sent_copies, before.sent_copies),
+            direct_calls: d(after.direct_calls, before.direct_calls),
+            gossip_accepted: d(after.gossip_accepted, before.gossip_accepted),
+            gossip_ignored: d(after.gossip_ignored, before.gossip_ignored),
         }
     }
 }
@@ -185,79 +286,172 @@ async fn start(trusted: Vec<TrustedBanList>) -> BenchNode {
     }
 }
 
-async fn meet(node: &RunningNode, peer: &RunningNode) {
+async fn info(node: &RunningNode) -> pb::ServerInfoResponse {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while peer.p2p_addrs().is_empty() && Instant::now() < deadline {
+    while node.p2p_addrs().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut client = GuildHallClient::connect(format!("http://{}", peer.grpc_addr))
+    let mut client = GuildHallClient::connect(format!("http://{}", node.grpc_addr))
         .await
         .expect("connect");
-    let info = client
+    client
         .get_server_info(pb::Empty {})
         .await
         .expect("info")
-        .into_inner();
-    node.server_events.meet_peer(&info).await;
+        .into_inner()
 }
 
-/// What one scenario measured.
+/// What one phase measured.
 struct Outcome {
     slowest: Vec<Duration>,
     every: Vec<Duration>,
     missed: usize,
-    /// Gossip traffic per ban round, per node (the host first).
+    /// Traffic per round, per node (the host first).
     traffic: Vec<Traffic>,
 }
 
-/// One scenario of `n` nodes and `rounds` bans.
-async fn scenario(n: usize, rounds: usize) -> Outcome {
-    let mut nodes = vec![start(Vec::new()).await];
-    let trust = TrustedBanList {
-        server: nodes[0].node.server_id.to_hex(),
-        guild: Some(nodes[0].guild_id.clone()),
-    };
-    for _ in 1..n {
-        nodes.push(start(vec![trust.clone()]).await);
-    }
-    for i in 1..n {
-        meet(&nodes[i].node, &nodes[0].node).await;
-        if i > 1 {
-            meet(&nodes[i].node, &nodes[i - 1].node).await;
+/// Waits, on every owner's stream at once, for the event `seen` picks out there (given the
+/// node's index); each node's time since `started`, or `None` for a node that missed the
+/// deadline.
+async fn seen_everywhere(
+    streams: &mut [Streaming<pb::StreamResponse>],
+    started: Instant,
+    seen: impl Fn(usize, &Event) -> bool + Copy,
+) -> Vec<Option<Duration>> {
+    let waits = streams
+        .iter_mut()
+        .enumerate()
+        .map(|(i, stream)| async move {
+            tokio::time::timeout(ROUND_DEADLINE, async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if message.event.as_ref().is_some_and(|e| seen(i, e)) {
+                        return Some(started.elapsed());
+                    }
+                }
+                None
+            })
+            .await
+            .ok()
+            .flatten()
+        });
+    futures::future::join_all(waits).await
+}
+
+/// The mesh every phase runs on: the nodes, each owner's live event stream, and the traveller
+/// (a user of the host who is a member of every node's guild), with the head of their chain of
+/// homeserver moves.
+struct Mesh {
+    nodes: Vec<BenchNode>,
+    streams: Vec<Streaming<pb::StreamResponse>>,
+    traveller: ClientIdentity,
+    traveller_token: String,
+    moves: u64,
+    last_move: Vec<u8>,
+}
+
+impl Mesh {
+    async fn build(n: usize) -> Self {
+        let mut nodes = vec![start(Vec::new()).await];
+        let trust = TrustedBanList {
+            server: nodes[0].node.server_id.to_hex(),
+            guild: Some(nodes[0].guild_id.clone()),
+        };
+        for _ in 1..n {
+            nodes.push(start(vec![trust.clone()]).await);
         }
-    }
-    // Let the mesh form: every node sees at least one mesh peer on the ban topic.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for bench in &nodes {
-        let gossip = bench.node.server_events.gossip().clone();
-        while gossip.mesh_peers("ban").await == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut infos = Vec::with_capacity(n);
+        for bench in &nodes {
+            infos.push(info(&bench.node).await);
         }
-    }
-    // The owners' event streams, live before the first round.
-    let mut streams = Vec::new();
-    for bench in &nodes {
-        let mut client = bench.client.clone();
-        streams.push(
-            client
-                .subscribe_events(authed(
-                    &bench.owner_token,
-                    pb::SubscribeRequest {
-                        resume_from_event_id: String::new(),
-                    },
-                ))
-                .await
-                .expect("subscribe")
-                .into_inner(),
-        );
+        for i in 1..n {
+            nodes[i].node.server_events.meet_peer(&infos[0]).await;
+            if i > 1 {
+                nodes[i].node.server_events.meet_peer(&infos[i - 1]).await;
+            }
+        }
+        // Every node has pinned every other's key, as servers that federated before have. On
+        // one machine all nodes call from one address, and a node learns at most 10 unknown
+        // servers a minute per calling address (`DISCOVERY_PER_ADDRESS_PER_MINUTE`), which
+        // would throttle the remote joins and direct calls below to what no real mesh sees.
+        for bench in &nodes {
+            for info in &infos {
+                if info.canonical_address != bench.node.info.canonical_address {
+                    bench
+                        .node
+                        .federation
+                        .directory()
+                        .observe(&info.canonical_address, info)
+                        .await
+                        .expect("pin a peer's key");
+                }
+            }
+        }
+        // Let the mesh form: every node sees at least one mesh peer on each phase's topic.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for bench in &nodes {
+            let gossip = bench.node.server_events.gossip().clone();
+            for phase in Phase::ALL {
+                while gossip.mesh_peers(phase.kind()).await == 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        // The traveller lives on the host and joins every guild (elsewhere vouched for by it).
+        let traveller = ClientIdentity::generate("phone", now_ms() - 1000);
+        let home = nodes[0].node.info.canonical_address.clone();
+        let host = &mut nodes[0];
+        let traveller_token = register(&mut host.client, &host.node, &traveller).await;
+        for (i, bench) in nodes.iter_mut().enumerate() {
+            let request = if i == 0 {
+                traveller.join_invite_request(
+                    &bench.node.server_id,
+                    &bench.invite,
+                    "Traveller",
+                    now_ms(),
+                )
+            } else {
+                traveller.join_invite_request_from(
+                    &bench.node.server_id,
+                    &bench.invite,
+                    "Traveller",
+                    &home,
+                    now_ms(),
+                )
+            };
+            bench.client.join_invite(request).await.expect("join");
+        }
+        // The owners' event streams, live before the first round.
+        let mut streams = Vec::new();
+        for bench in &nodes {
+            let mut client = bench.client.clone();
+            streams.push(
+                client
+                    .subscribe_events(authed(
+                        &bench.owner_token,
+                        pb::SubscribeRequest {
+                            resume_from_event_id: String::new(),
+                        },
+                    ))
+                    .await
+                    .expect("subscribe")
+                    .into_inner(),
+            );
+        }
+        Self {
+            nodes,
+            streams,
+            traveller,
+            traveller_token,
+            moves: 0,
+            last_move: Vec::new(),
+        }
     }
 
-    let before: Vec<Traffic> = nodes.iter().map(|b| Traffic::of(&b.node)).collect();
-    let (mut slowest, mut every, mut missed) = (Vec::new(), Vec::new(), 0);
-    for _ in 0..rounds {
+    /// One ban round: a new user joins every guild, then is banned on the host.
+    async fn ban_round(&mut self) -> Vec<Option<Duration>> {
         let user = ClientIdentity::generate("phone", now_ms() - 1000);
         let user_id = user.user_id();
-        for bench in &mut nodes {
+        for bench in &mut self.nodes {
             register(&mut bench.client, &bench.node, &user).await;
             bench
                 .client
@@ -271,7 +465,7 @@ async fn scenario(n: usize, rounds: usize) -> Outcome {
                 .expect("join");
         }
         let started = Instant::now();
-        let host = &mut nodes[0];
+        let host = &mut self.nodes[0];
         host.client
             .ban_user(authed(
                 &host.owner_token,
@@ -283,52 +477,200 @@ async fn scenario(n: usize, rounds: usize) -> Outcome {
             ))
             .await
             .expect("ban");
-        let waits = streams.iter_mut().zip(&nodes).map(|(stream, bench)| {
-            let (user_id, guild_id) = (user_id.clone(), bench.guild_id.clone());
-            async move {
-                tokio::time::timeout(ROUND_DEADLINE, async {
-                    while let Some(Ok(message)) = stream.next().await {
-                        if let Some(Event::MemberRemoved(m)) = message.event
-                            && m.user_id == user_id
-                            && m.guild_id == guild_id
-                        {
-                            return Some(started.elapsed());
-                        }
-                    }
-                    None
+        let guilds: Vec<String> = self.nodes.iter().map(|b| b.guild_id.clone()).collect();
+        seen_everywhere(&mut self.streams, started, |i, event| {
+            matches!(event, Event::MemberRemoved(m) if m.user_id == user_id && m.guild_id == guilds[i])
+        })
+        .await
+    }
+
+    /// One profile round: the traveller renames themselves at their homeserver (the host).
+    async fn profile_round(&mut self, round: usize) -> Vec<Option<Duration>> {
+        let name = format!("Traveller {round}");
+        let mut update = pb::UpdateUserRequest {
+            name: Some(name.clone()),
+            timestamp: now_ms(),
+            ..Default::default()
+        };
+        self.traveller.sign_update(&mut update);
+        let user_id = self.traveller.user_id();
+        let started = Instant::now();
+        let host = &mut self.nodes[0];
+        host.client
+            .update_user(authed(&self.traveller_token, update))
+            .await
+            .expect("update user");
+        seen_everywhere(&mut self.streams, started, |_, event| {
+            matches!(event, Event::UserUpdated(u)
+                if u.user.as_ref().is_some_and(|u| u.id == user_id && u.name == name))
+        })
+        .await
+    }
+
+    /// One move round: the traveller moves to the next node (never the one they live on) with a
+    /// login there carrying the next statement of their chain; the first `MAX_TARGETS` other
+    /// nodes are named as targets, the rest learn it by gossip.
+    async fn move_round(&mut self, round: usize) -> Vec<Option<Duration>> {
+        let to = 1 + round % (self.nodes.len() - 1);
+        let address = self.nodes[to].node.info.canonical_address.clone();
+        self.moves += 1;
+        let statement = self.traveller.homeserver_move(
+            &address,
+            now_ms(),
+            self.moves,
+            std::mem::take(&mut self.last_move),
+        );
+        self.last_move = statement.hash().to_vec();
+        let audience = self.nodes[to].node.server_id;
+        let mut login = self.traveller.login_request(&audience, now_ms());
+        statement.apply_to_login(&mut login);
+        login.migration_targets = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != to)
+            .map(|(_, b)| b.node.info.canonical_address.clone())
+            .take(MAX_TARGETS)
+            .collect();
+        self.traveller.sign_login(&audience, &mut login);
+        let user_id = self.traveller.user_id();
+        let started = Instant::now();
+        let reply = self.nodes[to]
+            .client
+            .login(login)
+            .await
+            .expect("login with the move")
+            .into_inner();
+        self.traveller_token = reply.token;
+        seen_everywhere(&mut self.streams, started, |_, event| {
+            matches!(event, Event::UserUpdated(u)
+                if u.user.as_ref().is_some_and(|u| u.id == user_id && u.homeserver == address))
+        })
+        .await
+    }
+
+    /// Waits (at most `SETTLE_MAX`) until the mesh is quiet: every outbox empty and no node's
+    /// gossip counters moving for a second. What a phase leaves behind (the traveller's joins
+    /// announced to every node, a backlog of direct calls) would otherwise load the next one.
+    async fn settle(&self) {
+        let deadline = Instant::now() + SETTLE_MAX;
+        let received = |nodes: &[BenchNode]| -> f64 {
+            nodes
+                .iter()
+                .map(|b| {
+                    counter(
+                        &b.node.metrics().encode(),
+                        "guildhall_gossip_messages_received_total",
+                        &[],
+                    )
                 })
-                .await
-                .ok()
-                .flatten()
+                .sum()
+        };
+        let mut last = received(&self.nodes);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut pending = 0;
+            for bench in &self.nodes {
+                pending += bench.node.outbox.stats().await.map_or(0, |s| s.pending);
             }
-        });
-        let times = futures::future::join_all(waits).await;
-        if times.iter().any(Option::is_none) {
-            missed += 1;
-            continue;
+            let now = received(&self.nodes);
+            if pending == 0 && now == last {
+                return;
+            }
+            last = now;
         }
-        let times: Vec<Duration> = times.into_iter().flatten().collect();
-        slowest.push(*times.iter().max().expect("nodes"));
-        every.extend(times);
+        eprintln!("the mesh did not settle within {SETTLE_MAX:?}; measuring anyway");
     }
-    // Late copies of the last round's messages still count for it.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let traffic = nodes
-        .iter()
-        .zip(before)
-        .map(|(b, before)| Traffic::per_round(Traffic::of(&b.node), before, rounds))
-        .collect();
-    for bench in nodes {
-        bench.node.shutdown();
+
+    /// Runs `rounds` rounds of `phase` and reads every node's counters around them.
+    async fn run(&mut self, phase: Phase, rounds: usize) -> Outcome {
+        self.settle().await;
+        let before: Vec<Traffic> = self
+            .nodes
+            .iter()
+            .map(|b| Traffic::of(&b.node, phase))
+            .collect();
+        let (mut slowest, mut every, mut missed) = (Vec::new(), Vec::new(), 0);
+        for round in 0..rounds {
+            let times = match phase {
+                Phase::Ban => self.ban_round().await,
+                Phase::Profile => self.profile_round(round).await,
+                Phase::Move => self.move_round(round).await,
+            };
+            if times.iter().any(Option::is_none) {
+                missed += 1;
+                continue;
+            }
+            let times: Vec<Duration> = times.into_iter().flatten().collect();
+            slowest.push(*times.iter().max().expect("nodes"));
+            every.extend(times);
+        }
+        // Late copies and the outbox's direct calls of the last round still count for it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let traffic = self
+            .nodes
+            .iter()
+            .zip(before)
+            .map(|(b, before)| Traffic::per_round(Traffic::of(&b.node, phase), before, rounds))
+            .collect();
+        slowest.sort();
+        every.sort();
+        Outcome {
+            slowest,
+            every,
+            missed,
+            traffic,
+        }
     }
-    slowest.sort();
-    every.sort();
-    Outcome {
+
+    fn shutdown(self) {
+        for bench in self.nodes {
+            bench.node.shutdown();
+        }
+    }
+}
+
+/// One phase's result as JSON.
+fn report(phase: Phase, n: usize, rounds: usize, outcome: Outcome) -> serde_json::Value {
+    let Outcome {
         slowest,
         every,
         missed,
         traffic,
+    } = outcome;
+    let others = &traffic[1..];
+    let of = |f: fn(&Traffic) -> f64| spread(others.iter().map(f).collect());
+    let all = |f: fn(&Traffic) -> f64| spread(traffic.iter().map(f).collect());
+    let mut result = json!({
+        "phase": phase.name(),
+        "nodes": n,
+        "rounds": rounds,
+        "missed_rounds": missed,
+        "seen_on_all_nodes_ms": {
+            "p50": percentile(&slowest, 0.5),
+            "p99": percentile(&slowest, 0.99),
+            "max": percentile(&slowest, 1.0),
+        },
+        "seen_per_node_ms": {
+            "p50": percentile(&every, 0.5),
+            "p99": percentile(&every, 0.99),
+        },
+        "gossip_per_round_per_other_node": {
+            "received_copies": of(|t| t.received_copies),
+            "received_distinct": of(|t| t.received_distinct),
+            "received_bytes": of(|t| t.received_bytes),
+            "sent_copies": of(|t| t.sent_copies),
+        },
+        "gossip_per_round_host_sent_copies": traffic[0].sent_copies,
+    });
+    if phase.direct_method().is_some() {
+        result["per_round_per_node"] = json!({
+            "direct_calls_received": all(|t| t.direct_calls),
+            "gossip_accepted": all(|t| t.gossip_accepted),
+            "gossip_ignored": all(|t| t.gossip_ignored),
+        });
     }
+    result
 }
 
 #[tokio::main]
@@ -341,40 +683,20 @@ async fn main() {
         .with_writer(std::io::stderr)
         .try_init();
     let rounds = rounds();
+    let phases = Phase::chosen();
     let mut results = Vec::new();
     for n in node_counts() {
-        let Outcome {
-            slowest,
-            every,
-            missed,
-            traffic,
-        } = scenario(n, rounds).await;
-        let others = &traffic[1..];
-        let of = |f: fn(&Traffic) -> f64| spread(others.iter().map(f).collect());
-        results.push(json!({
-            "nodes": n,
-            "rounds": rounds,
-            "missed_rounds": missed,
-            "enforced_on_all_nodes_ms": {
-                "p50": percentile(&slowest, 0.5),
-                "p99": percentile(&slowest, 0.99),
-                "max": percentile(&slowest, 1.0),
-            },
-            "enforced_per_node_ms": {
-                "p50": percentile(&every, 0.5),
-                "p99": percentile(&every, 0.99),
-            },
-            "gossip_per_ban_per_node": {
-                "received_copies": of(|t| t.received_copies),
-                "received_distinct": of(|t| t.received_distinct),
-                "received_bytes": of(|t| t.received_bytes),
-                "sent_copies": of(|t| t.sent_copies),
-            },
-            "gossip_per_ban_host_sent_copies": traffic[0].sent_copies,
-        }));
+        let mut mesh = Mesh::build(n).await;
+        for &phase in &phases {
+            let outcome = mesh.run(phase, rounds).await;
+            let result = report(phase, n, rounds, outcome);
+            eprintln!("{result}");
+            results.push(result);
+        }
+        mesh.shutdown();
     }
     println!(
         "{}",
-        serde_json::to_string_pretty(&json!({ "ban_enforcement": results })).expect("json")
+        serde_json::to_string_pretty(&json!({ "propagation": results })).expect("json")
     );
 }
