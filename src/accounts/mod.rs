@@ -208,7 +208,7 @@ impl PreparedSignIn {
         if let Some(hash) = &self.registration_token
             && crate::store::accounts::load_user(tx, &self.new_user.id)?.is_none()
         {
-            crate::store::admin::spend_token(tx, hash, self.new_user.created_at)?;
+            crate::store::registration_tokens::spend_token(tx, hash, self.new_user.created_at)?;
         }
         crate::store::accounts::sign_in(tx, Some(&self.new_user), &self.device, &self.session)
     }

@@ -3,7 +3,7 @@
 //! One check serves `Register` and a `JoinInvite` that would create a user of this node, so the
 //! two ways in can't disagree. The check reads first and answers with the precise refusal; the
 //! token's use is then spent inside the registration's own transaction
-//! ([`crate::store::admin::spend_token`]), so a token's last use can't be spent twice.
+//! ([`crate::store::registration_tokens::spend_token`]), so a token's last use can't be spent twice.
 
 use serde::{Deserialize, Serialize};
 

@@ -19,8 +19,7 @@ use crate::proto::guildhall::admin::v1 as pb;
 use crate::proto::guildhall::admin::v1::admin_server::{self, AdminServer};
 use crate::store::admin::RegistrationTokenRecord;
 
-/// The gRPC path prefix of the admin service (the session layer authenticates all of it).
-pub const ADMIN_PREFIX: &str = "/guildhall.admin.v1.Admin/";
+pub use crate::api::session::ADMIN_PREFIX;
 
 /// Lets through only sessions of the node's configured admins.
 #[derive(Debug, Clone)]

@@ -16,6 +16,9 @@ use crate::store::SessionInfo;
 
 /// The gRPC path prefix of the combined service.
 const GUILDHALL_PREFIX: &str = "/guildhall.v1.GuildHall/";
+/// The gRPC path prefix of the admin service (this layer authenticates all of it; the admin gate
+/// in `api::admin` then lets only configured admins through).
+pub const ADMIN_PREFIX: &str = "/guildhall.admin.v1.Admin/";
 
 /// Methods of the combined service a client calls without a session: they authenticate themselves
 /// with signatures, or are deliberately open (server info, health of the API, invite previews).
@@ -41,8 +44,7 @@ pub fn requires_session(path: &str) -> bool {
         return !PUBLIC_METHODS.contains(&method)
             && !crate::federation::wire::S2S_METHODS.contains(&method);
     }
-    path.starts_with("/protocol.profile.v1.ProfileService/")
-        || path.starts_with(super::admin::ADMIN_PREFIX)
+    path.starts_with("/protocol.profile.v1.ProfileService/") || path.starts_with(ADMIN_PREFIX)
 }
 
 /// Reads the bearer token from the headers.

@@ -21,8 +21,7 @@ use crate::store::Store;
 
 /// The server-event kind of a homeserver move (payload: an encoded `UpdateHomeServerRequest`).
 pub const MOVE_KIND: &str = "homeserver-move";
-/// The server-event kind of a device revocation (payload: an encoded `DeviceRevocation`).
-pub const REVOCATION_KIND: &str = "device-revocation";
+pub use super::revocation::REVOCATION_KIND;
 /// The server-event kind of a user's profile change (payload: an encoded
 /// `UpdateFederatedProfileRequest`), published by the user's homeserver.
 pub const PROFILE_KIND: &str = "profile-update";

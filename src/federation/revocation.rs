@@ -18,6 +18,9 @@ use crate::store::Store;
 
 /// The server method that carries a revocation to the user's other servers.
 pub const RECEIVE_DEVICE_REVOCATION: &str = "ReceiveDeviceRevocation";
+/// The server-event kind of a device revocation (payload: an encoded `DeviceRevocation`), gossiped
+/// beside the direct calls ([`super::gossiped`] registers its validator).
+pub const REVOCATION_KIND: &str = "device-revocation";
 
 /// A revocation whose K_id signature verified. Only [`verify`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +120,7 @@ pub async fn apply(
                 )?;
             }
             let event = match (&gossip, new) {
-                (Some(events), true) => {
-                    Some(events.append_in(tx, super::gossiped::REVOCATION_KIND, body, now)?)
-                }
+                (Some(events), true) => Some(events.append_in(tx, REVOCATION_KIND, body, now)?),
                 _ => None,
             };
             Ok((new, event))

@@ -225,7 +225,7 @@ impl Store {
                 ));
             }
             if let Some(hash) = registration_token {
-                super::admin::spend_token(tx, &hash, user.created_at)?;
+                super::registration_tokens::spend_token(tx, &hash, user.created_at)?;
             }
             sign_in(tx, Some(&user), &device, &session)
         })

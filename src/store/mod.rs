@@ -25,6 +25,7 @@ pub mod moves;
 pub mod outbox;
 pub mod people;
 pub mod push;
+pub mod registration_tokens;
 pub mod remote;
 pub mod remote_push;
 mod schema;
