@@ -11,36 +11,8 @@ use common::*;
 use guildhall::proto::guildhall::v1 as pb;
 use pb::stream_response::Event;
 use tonic::Code;
-use tonic::codec::Streaming;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn subscribe(node: &TestNode, token: &str) -> Streaming<pb::StreamResponse> {
-    node.client()
-        .await
-        .subscribe_events(authed(token, pb::SubscribeRequest::default()))
-        .await
-        .expect("subscribe")
-        .into_inner()
-}
-
-/// Skips events until `pick` returns something; bounded in count and time.
-async fn until<T>(
-    stream: &mut Streaming<pb::StreamResponse>,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    for _ in 0..1000 {
-        let event = tokio::time::timeout(WAIT, stream.message())
-            .await
-            .expect("an event within the wait")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(found) = event.event.as_ref().and_then(&mut pick) {
-            return found;
-        }
-    }
-    panic!("no matching event among 1000");
-}
 
 async fn edit(
     node: &TestNode,

@@ -1,9 +1,8 @@
-//! What people keep about each other (docs/PEOPLE.md) over gRPC: private notes set, read, listed
-//! and cleared, seen by nobody else, announced to the keeper's other sessions, and every refusal.
+//! What people keep about each other (docs/PEOPLE.md) over gRPC: private notes; friend requests,
+//! friendships and blocks with what a block refuses (on one node and a DM invite from another
+//! node); recent mentions paged, removed and acknowledged; and every refusal.
 
 mod common;
-
-use std::time::Duration;
 
 use common::*;
 use guildhall::proto::guildhall::v1 as pb;
@@ -62,33 +61,22 @@ async fn notes_are_private_and_reach_the_keepers_other_sessions() {
     let ada = register(&node, "Ada").await;
     let bob = register(&node, "Bob").await;
     let cy = register(&node, "Cy").await;
-    let mut ada_sees = node
-        .client()
-        .await
-        .subscribe_events(authed(&ada.token, pb::SubscribeRequest::default()))
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut ada_sees = subscribe(&node, &ada.token).await;
 
     let set = set_note(&node, &ada.token, &bob.user.id, "met at the\nmeetup")
         .await
         .expect("set");
     assert_eq!(set.note, "met at the\nmeetup");
     assert!(set.updated_at.is_some());
-    let event = tokio::time::timeout(Duration::from_secs(10), ada_sees.message())
-        .await
-        .expect("an event within the wait")
-        .expect("stream ok")
-        .expect("stream open");
-    match event.event {
-        Some(Event::UserNoteUpdated(n)) => {
-            assert_eq!(
-                (n.user_id.as_str(), n.note.as_str()),
-                (bob.user.id.as_str(), "met at the\nmeetup")
-            );
-        }
-        other => panic!("expected user_note_updated, got {other:?}"),
-    }
+    let note = until(&mut ada_sees, |e| match e {
+        Event::UserNoteUpdated(n) => Some(n.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (note.user_id.as_str(), note.note.as_str()),
+        (bob.user.id.as_str(), "met at the\nmeetup")
+    );
     set_note(&node, &ada.token, &cy.user.id, "owes me lunch")
         .await
         .expect("second note");
@@ -212,29 +200,14 @@ async fn relationships(node: &TestNode, token: &str) -> Vec<(String, pb::Relatio
 async fn next_relationship(
     stream: &mut tonic::codec::Streaming<pb::StreamResponse>,
 ) -> (String, pb::RelationshipType) {
-    for _ in 0..100 {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("an event within the wait")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(Event::RelationshipUpdated(r)) = event.event {
-            return (
-                r.user_id,
-                pb::RelationshipType::try_from(r.r#type).expect("type"),
-            );
-        }
-    }
-    panic!("no relationship_updated among 100 events");
-}
-
-async fn subscribe(node: &TestNode, token: &str) -> tonic::codec::Streaming<pb::StreamResponse> {
-    node.client()
-        .await
-        .subscribe_events(authed(token, pb::SubscribeRequest::default()))
-        .await
-        .expect("subscribe")
-        .into_inner()
+    until(stream, |e| match e {
+        Event::RelationshipUpdated(r) => Some((
+            r.user_id.clone(),
+            pb::RelationshipType::try_from(r.r#type).expect("type"),
+        )),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]

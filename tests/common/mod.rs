@@ -448,3 +448,35 @@ pub async fn member_ids(node: &TestNode, token: &str, guild: &str) -> Vec<String
         .map(|m| m.user.expect("user").id)
         .collect()
 }
+
+/// `token`'s event stream on `node`, from now on.
+pub async fn subscribe(
+    node: &TestNode,
+    token: &str,
+) -> tonic::codec::Streaming<pb::StreamResponse> {
+    node.client()
+        .await
+        .subscribe_events(authed(token, pb::SubscribeRequest::default()))
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+/// Skips events on `stream` until `pick` returns something; bounded in count (1000) and time
+/// (10 s per event).
+pub async fn until<T>(
+    stream: &mut tonic::codec::Streaming<pb::StreamResponse>,
+    mut pick: impl FnMut(&pb::stream_response::Event) -> Option<T>,
+) -> T {
+    for _ in 0..1000 {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within the wait")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(found) = event.event.as_ref().and_then(&mut pick) {
+            return found;
+        }
+    }
+    panic!("no matching event among 1000");
+}
