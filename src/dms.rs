@@ -74,8 +74,7 @@ impl Dms {
                     Some(i) => gdb::guild(c, &i.guild_id)?.map(|g| (g, i)),
                     None => None,
                 };
-                let blocked = crate::store::people::blocked(c, &them, &me)?
-                    || crate::store::people::blocked(c, &me, &them)?;
+                let blocked = crate::store::people::blocked_either(c, &me, &them)?;
                 Ok(((mine, theirs), existing, blocked))
             })
             .await?;

@@ -751,3 +751,46 @@ async fn reactions_say_which_change_and_get_users_narrows_to_a_guild() {
         "guild_id",
     );
 }
+
+/// A DM has no owner: nobody may hand it over or delete it; its members may leave.
+#[tokio::test]
+async fn a_dm_is_neither_handed_over_nor_deleted() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let dm = create_dm(&node, &ada, &bob.user.id).await;
+    let guild_id = dm.guild.expect("dm").id;
+    join_room(&node, &bob, &dm.token).await;
+    assert_status(
+        node.client()
+            .await
+            .transfer_guild_ownership(authed(
+                &ada.token,
+                pb::TransferGuildOwnershipRequest {
+                    guild_id: guild_id.clone(),
+                    new_owner_id: bob.user.id.clone(),
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "a DM has no owner to transfer",
+    );
+    assert_status(
+        node.client()
+            .await
+            .delete_guild(authed(
+                &ada.token,
+                pb::DeleteGuildRequest {
+                    guild_id: guild_id.clone(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+        "only the guild's owner may delete",
+    );
+    node.client()
+        .await
+        .leave_guild(authed(&bob.token, pb::LeaveGuildRequest { guild_id }))
+        .await
+        .expect("a DM member leaves");
+}

@@ -709,3 +709,35 @@ async fn recent_mentions_gather_user_role_and_everyone_mentions_page_and_leave_t
         "before_message_id",
     );
 }
+
+/// Friend requests stay within one node, and relationships are kept at one's homeserver: a
+/// request to a user of another node, or made with a session on a host, is refused; removing a
+/// friendship that does not exist is refused.
+#[tokio::test]
+async fn friend_requests_across_nodes_and_from_host_sessions_are_refused() {
+    let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let ada = register(&a, "Ada").await;
+    let owner = register(&a, "Owner").await;
+    let room = create_room(&a, &owner, "Hall").await;
+    let bob = register(&b, "Bob").await;
+    let bob_on_a = remote_join(&a, &bob, &b.address(), &room.invite, "Bob")
+        .await
+        .expect("Bob joins A from B")
+        .token;
+    assert_status(
+        relate(&a, &ada.token, &bob.user.id, "request").await,
+        Code::FailedPrecondition,
+        "friend requests and blocks across servers are not supported yet",
+    );
+    assert_status(
+        relate(&a, &bob_on_a, &ada.user.id, "request").await,
+        Code::FailedPrecondition,
+        "kept at your homeserver",
+    );
+    assert_status(
+        relate(&a, &ada.token, &owner.user.id, "unfriend").await,
+        Code::NotFound,
+        "not your friend",
+    );
+    assert!(relationships(&a, &ada.token).await.is_empty());
+}

@@ -164,18 +164,15 @@ impl Guilds {
         let g = guild_id.to_owned();
         self.events()
             .write(now_ms(), move |tx| {
-                let owned = match &owner {
-                    Some(owner) => owned_by(tx, &g, owner)?,
-                    None => db::guild(tx, &g)?.map(|_| true),
+                let Some(guild) = db::guild(tx, &g)? else {
+                    return Ok((Err(no_guild(&g)), vec![]));
                 };
-                match owned {
-                    None => return Ok((Err(no_guild(&g)), vec![])),
-                    Some(false) => return Ok((Err(only_the_owner("delete")), vec![])),
-                    Some(true) => {}
+                if owner.as_ref().is_some_and(|o| *o != guild.owner_id) {
+                    return Ok((Err(only_the_owner("delete")), vec![]));
                 }
                 let mut rows = Vec::new();
                 for user in db::member_user_ids(tx, &g)? {
-                    rows.extend(members::remove_and_announce(tx, &g, &user)?);
+                    rows.extend(members::remove_from(tx, &g, guild.is_dm, &user)?);
                 }
                 let removed = rows.len();
                 db::delete_guild(tx, &g)?;

@@ -52,11 +52,23 @@ pub(super) fn remove_and_announce(
     guild_id: &str,
     user_id: &str,
 ) -> std::result::Result<Vec<crate::store::EventRow>, StorageError> {
-    if !db::remove_member(tx, guild_id, user_id)? {
-        return Ok(Vec::new());
-    }
     let is_dm = db::guild(tx, guild_id)?.is_some_and(|g| g.is_dm);
-    Ok(vec![member_removed_event(guild_id, user_id, is_dm)])
+    remove_from(tx, guild_id, is_dm, user_id)
+}
+
+/// [`remove_and_announce`] for a caller that knows whether the guild is a DM (removing every
+/// member of a guild reads the guild once, not once per member).
+pub(super) fn remove_from(
+    tx: &rusqlite::Connection,
+    guild_id: &str,
+    is_dm: bool,
+    user_id: &str,
+) -> std::result::Result<Vec<crate::store::EventRow>, StorageError> {
+    Ok(if db::remove_member(tx, guild_id, user_id)? {
+        vec![member_removed_event(guild_id, user_id, is_dm)]
+    } else {
+        Vec::new()
+    })
 }
 
 /// A kick or ban reason: one line without control characters, at most [`REASON_MAX`] characters

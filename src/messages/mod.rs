@@ -300,10 +300,7 @@ impl Messages {
             .store()
             .read(move |c| {
                 for other in gdb::member_user_ids(c, &g)? {
-                    if other != me
-                        && (crate::store::people::blocked(c, &other, &me)?
-                            || crate::store::people::blocked(c, &me, &other)?)
-                    {
+                    if other != me && crate::store::people::blocked_either(c, &me, &other)? {
                         return Ok(true);
                     }
                 }

@@ -201,3 +201,9 @@ pub fn relationship_count(c: &Connection, user_id: &str) -> Result<u64, StorageE
 pub fn blocked(c: &Connection, blocker_id: &str, user_id: &str) -> Result<bool, StorageError> {
     Ok(relationship(c, blocker_id, user_id)?.is_some_and(|r| r.kind == Kind::Blocked))
 }
+
+/// Whether either of two users blocked the other: nothing passes between them directly (no new
+/// DM, no message in a DM they share).
+pub fn blocked_either(c: &Connection, a: &str, b: &str) -> Result<bool, StorageError> {
+    Ok(blocked(c, a, b)? || blocked(c, b, a)?)
+}
