@@ -471,6 +471,15 @@ pub(crate) fn describe(event: Option<Event>) -> String {
                 g.id, g.name, g.owner_id
             )
         }
+        Some(Event::MemberUpdated(m)) => {
+            let member = m.member.unwrap_or_default();
+            format!(
+                "member_updated guild={} {} nick={:?}",
+                m.guild_id,
+                user(member.user),
+                member.nick
+            )
+        }
         Some(Event::UserNoteUpdated(n)) => {
             format!("user_note_updated user={} note={:?}", n.user_id, n.note)
         }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::convert::device_cert_to_proto;
 use crate::federation::moves::MoveStatement;
 use crate::identity::signing::{
-    self, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload, VerifyUserPayload,
+    self, IdProofPayload, LoginPayload, ProfileStatement, RegisterPayload, UpdateUserPayload,
+    UpdateUserV2Payload, VerifyUserPayload,
 };
 use crate::identity::{DeviceCert, KeyError, PublicKey, SecretKey, Signature};
 use crate::proto::guildhall::v1 as pb;
@@ -339,10 +340,18 @@ impl DeviceIdentity {
             .to_vec();
     }
 
-    /// (Re)computes `request.signature` for an `UpdateUserRequest` (and sets its cert).
+    /// (Re)computes `request.signature` for an `UpdateUserRequest` (and sets its cert): an
+    /// `update-user-v2` statement when the request sets a field only version 2 signs (or asks for
+    /// version 2), else `update-user`.
     pub fn sign_update(&self, request: &mut pb::UpdateUserRequest) {
         request.device_cert = Some(device_cert_to_proto(&self.cert));
-        let payload = UpdateUserPayload {
+        if request.pronouns.is_some()
+            || request.banner_url.is_some()
+            || request.accent_color.is_some()
+        {
+            request.signature_version = 2;
+        }
+        let v1 = UpdateUserPayload {
             id_key: self.user_key,
             device_key: self.device_key.public(),
             name: request.name.clone(),
@@ -356,9 +365,17 @@ impl DeviceIdentity {
             irc_name: request.irc_name.clone(),
             timestamp: request.timestamp,
         };
-        request.signature = signing::sign(&payload, &self.device_key)
-            .to_bytes()
-            .to_vec();
+        let statement = if request.signature_version == 2 {
+            ProfileStatement::V2(UpdateUserV2Payload {
+                v1,
+                pronouns: request.pronouns.clone(),
+                banner_url: request.banner_url.clone(),
+                accent_color: request.accent_color.clone(),
+            })
+        } else {
+            ProfileStatement::V1(v1)
+        };
+        request.signature = statement.sign(&self.device_key).to_bytes().to_vec();
     }
 
     /// The signed `JoinInviteRequest` for the server `audience` (a user of that server).

@@ -87,6 +87,9 @@ pub fn user(record: &UserRecord, is_server_admin: bool) -> pb::User {
         is_profile_synced: record.is_profile_synced,
         irc_name: record.irc_name.clone().unwrap_or_default(),
         is_deactivated: record.deactivated_at.is_some(),
+        pronouns: record.pronouns.clone(),
+        banner_url: record.banner_url.clone(),
+        accent_color: record.accent_color,
     }
 }
 
@@ -187,6 +190,7 @@ pub fn member(
         }),
         joined_at: timestamp(view.member.joined_at),
         roles: view.member.role_ids.clone(),
+        nick: view.member.nick.clone().unwrap_or_default(),
     }
 }
 

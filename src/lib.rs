@@ -22,6 +22,8 @@
 //!   moderation and invites.
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
 //!   pins, threads, receipts and full-text search.
+//! - [`people`]: what users keep about each other (notes, relationships, blocks) and profile
+//!   views with what two users share.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
 //! - [`dm_invites`]: signed DM invites across nodes (send, receive, list, accept, reject).
 //! - [`unread`]: `ProxiedUnread`, the homeserver's concurrent fan-out to a user's other servers.

@@ -255,6 +255,17 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![n(accounts::rules::BIO_MAX)], INVALID),
         ),
         (
+            "accounts::rules::PRONOUNS_MAX",
+            (vec![n(accounts::rules::PRONOUNS_MAX)], INVALID),
+        ),
+        (
+            "people::profiles::MUTUAL_FRIENDS_SHOWN_MAX",
+            (
+                vec![n(guildhall::people::profiles::MUTUAL_FRIENDS_SHOWN_MAX)],
+                SILENT,
+            ),
+        ),
+        (
             "accounts::rules::DEVICE_NAME_MAX",
             (vec![n(accounts::rules::DEVICE_NAME_MAX)], INVALID),
         ),
@@ -1087,6 +1098,10 @@ async fn refusals_over_each_limit_are_as_documented() {
     r.check(
         "accounts::rules::BIO_MAX",
         c.update_user(update(&|u| u.bio = Some(x(191)))).await,
+    );
+    r.check(
+        "accounts::rules::PRONOUNS_MAX",
+        c.update_user(update(&|u| u.pronouns = Some(x(41)))).await,
     );
     r.check(
         "accounts::rules::URL_MAX",

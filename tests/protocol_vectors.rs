@@ -8,7 +8,7 @@ use guildhall::identity::signing::{
     self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, DmInvitePayload,
     HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload,
     LoginPayload, RegisterPayload, S2sRequestPayload, ServerBanPayload, ServerEventPayload,
-    ServerKeyRotationPayload, Signable, UpdateUserPayload, VerifyUserPayload,
+    ServerKeyRotationPayload, Signable, UpdateUserPayload, UpdateUserV2Payload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -119,6 +119,28 @@ fn vectors() -> Vec<Vector> {
                 is_profile_synced: Some(true),
                 irc_name: None,
                 timestamp: T,
+            },
+        ),
+        vector(
+            "update-user-v2",
+            "K_dev",
+            &dev,
+            &UpdateUserV2Payload {
+                v1: UpdateUserPayload {
+                    id_key: kid,
+                    device_key: kdev,
+                    name: None,
+                    avatar_url: None,
+                    presence_preference: None,
+                    bio: None,
+                    guild_order: None,
+                    is_profile_synced: None,
+                    irc_name: None,
+                    timestamp: T,
+                },
+                pronouns: Some("she/her".into()),
+                banner_url: Some(String::new()),
+                accent_color: Some("#ff8800".into()),
             },
         ),
         vector(

@@ -140,6 +140,17 @@ def sb_update_user(k_id, k_dev, name, avatar_url, presence_preference, bio, guil
                     f_opt(is_profile_synced, f_bool), f_opt(irc_name, f_str), f_u64(timestamp))
 
 
+def sb_update_user_v2(k_id, k_dev, name, avatar_url, presence_preference, bio, guild_order,
+                      is_profile_synced, irc_name, pronouns, banner_url, accent_color,
+                      timestamp: int) -> bytes:
+    return envelope("update-user-v2", f_key(k_id), f_key(k_dev), f_opt(name, f_str),
+                    f_opt(avatar_url, f_str), f_opt(presence_preference, f_u64),
+                    f_opt(bio, f_str), f_opt(guild_order, f_str),
+                    f_opt(is_profile_synced, f_bool), f_opt(irc_name, f_str),
+                    f_opt(pronouns, f_str), f_opt(banner_url, f_str),
+                    f_opt(accent_color, f_str), f_u64(timestamp))
+
+
 def sb_verify_user(audience, k_id, timestamp: int) -> bytes:
     return envelope("verify-user", f_key(audience), f_key(k_id), f_u64(timestamp))
 
@@ -250,6 +261,8 @@ def check_vectors(doc: Path) -> None:
         ["https://old.example", "https://other.example"], T))
     built["update-user"] = ("K_dev", sb_update_user(
         KI, KD, "Ada", "", None, "hi", None, True, None, T))
+    built["update-user-v2"] = ("K_dev", sb_update_user_v2(
+        KI, KD, None, None, None, None, None, None, None, "she/her", "", "#ff8800", T))
     built["verify-user"] = ("K_id", sb_verify_user(AUD, KI, T))
     built["join-invite"] = ("K_dev", sb_join_invite(
         AUD, KI, KD, "0123456789abcdef", "Ada", "", "https://home.example", T))
@@ -545,20 +558,26 @@ def run_federation(pb2, pb2_grpc, home, home_info, ada: Identity, ada_home_token
     print(f"  [membership] OK the homeserver lists guild {guild.id} on the host")
 
     # 11.3: a signed profile change at home reaches the host, which checks Ada's signature.
+    # Signed as update-user-v2 (signature_version 2), so it can carry pronouns too.
     ts = now_ms()
-    new_name, new_bio = "Py Renamed", "changed from Python"
+    new_name, new_bio, pronouns = "Py Renamed", "changed from Python", "she/her"
     upd = pb2.UpdateUserRequest(
-        name=new_name, bio=new_bio, device_cert=ada.cert, timestamp=ts,
-        signature=ada.k_dev.sign(sb_update_user(ada.kid_hex, ada.kdev_hex, new_name, None, None,
-                                                new_bio, None, None, None, ts)))
+        name=new_name, bio=new_bio, pronouns=pronouns, accent_color="#ff8800",
+        signature_version=2, device_cert=ada.cert, timestamp=ts,
+        signature=ada.k_dev.sign(sb_update_user_v2(ada.kid_hex, ada.kdev_hex, new_name, None,
+                                                   None, new_bio, None, None, None, pronouns,
+                                                   None, "#ff8800", ts)))
     me = home.UpdateUser(upd, metadata=bearer(ada_home_token), timeout=10)
-    check(me.name == new_name and me.bio == new_bio,
-          f"UpdateUser answered name={me.name!r} bio={me.bio!r}")
+    check(me.name == new_name and me.bio == new_bio and me.pronouns == pronouns
+          and me.accent_color == 0xff8800,
+          f"UpdateUser answered name={me.name!r} bio={me.bio!r} pronouns={me.pronouns!r} "
+          f"accent_color={me.accent_color!r}")
 
     def renamed_on_host():
         users = host.GetUsers(pb2.GetUsersRequest(user_ids=[ada.kid_hex]),
                               metadata=bearer(bo_token), timeout=10).users
-        return users and users[0].name == new_name and users[0].bio == new_bio
+        return (users and users[0].name == new_name and users[0].bio == new_bio
+                and users[0].pronouns == pronouns)
     wait_until("Ada's new name on the host (UpdateFederatedProfile)", renamed_on_host)
     print(f"  [profile]   OK the host shows {new_name!r}")
     try:

@@ -12,7 +12,8 @@ pub mod tokens;
 use crate::error::{Error, Result};
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::signing::{
-    self, IdProofPayload, LoginPayload, RegisterPayload, UpdateUserPayload, VerifyUserPayload,
+    self, IdProofPayload, LoginPayload, ProfileStatement, RegisterPayload, UpdateUserPayload,
+    UpdateUserV2Payload, VerifyUserPayload,
 };
 use crate::identity::{DeviceCert, PublicKey, Signature};
 use crate::store::{
@@ -120,6 +121,46 @@ pub struct UpdateFields {
     pub is_profile_synced: Option<bool>,
     /// `irc_name`.
     pub irc_name: Option<String>,
+    /// `pronouns` (version 2).
+    pub pronouns: Option<String>,
+    /// `banner_url` (version 2).
+    pub banner_url: Option<String>,
+    /// `accent_color`, `"#rrggbb"` or empty (version 2).
+    pub accent_color: Option<String>,
+    /// `signature_version`: which signed kind covers these fields.
+    pub signature_version: u32,
+}
+
+impl UpdateFields {
+    /// The fields of a request as sent (they are checked when the change is applied).
+    pub fn from_request(r: &crate::proto::guildhall::v1::UpdateUserRequest) -> Self {
+        UpdateFields {
+            name: r.name.clone(),
+            avatar_url: r.avatar_url.clone(),
+            presence_preference: r.presence_preference,
+            bio: r.bio.clone(),
+            guild_order: r.guild_order.clone(),
+            is_profile_synced: r.is_profile_synced,
+            irc_name: r.irc_name.clone(),
+            pronouns: r.pronouns.clone(),
+            banner_url: r.banner_url.clone(),
+            accent_color: r.accent_color.clone(),
+            signature_version: r.signature_version,
+        }
+    }
+
+    /// The name of the first field only `update-user-v2` can sign, if any is set.
+    fn first_v2_field(&self) -> Option<&'static str> {
+        if self.pronouns.is_some() {
+            Some("pronouns")
+        } else if self.banner_url.is_some() {
+            Some("banner_url")
+        } else if self.accent_color.is_some() {
+            Some("accent_color")
+        } else {
+            None
+        }
+    }
 }
 
 /// Tokens handed to a client after register, login or refresh.
@@ -813,13 +854,15 @@ impl Accounts {
                 "device_cert.pubkey: is not the device this session was opened with".into(),
             ));
         }
-        let payload = update_payload(id_key, input.cert.device_key, f, input.timestamp);
-        signing::verify(payload, &input.cert.device_key, &input.signature).map_err(|_| {
-            Error::unauthenticated(
-                "signature",
-                "not a signature by device_cert.pubkey over this update",
-            )
-        })?;
+        let statement = profile_statement(id_key, input.cert.device_key, f, input.timestamp, "")?;
+        statement
+            .verify(&input.cert.device_key, &input.signature)
+            .map_err(|_| {
+                Error::unauthenticated(
+                    "signature",
+                    "not a signature by device_cert.pubkey over this update",
+                )
+            })?;
         self.store
             .update_profile(
                 session.user_id.clone(),
@@ -849,6 +892,14 @@ impl Accounts {
             PublicKey::from_hex(id).map_err(|e| Error::invalid(format!("user_ids[{i}]"), e))?;
         }
         Ok(self.store.users(ids.to_vec()).await?)
+    }
+
+    /// `GetUserByUsername`: the user of this server whose username (`irc_name`) is `username`.
+    pub async fn user_by_username(&self, username: &str) -> Result<UserRecord> {
+        let name = field_rule("username", rules::irc_name(username))?;
+        self.store.user_by_irc_name(name).await?.ok_or_else(|| {
+            Error::NotFound(format!("username: no user {username:?} on this server"))
+        })
     }
 
     /// `GetMyData`: the caller's own account.
@@ -914,6 +965,38 @@ impl Accounts {
                 "server_url: not in your server list".into(),
             ))
         }
+    }
+}
+
+/// The signed statement (`update-user` or `update-user-v2`, as `signature_version` says) of a
+/// profile change by `device_key` of `id_key`. `at` prefixes field names in refusals (`update.`
+/// for a forwarded change).
+fn profile_statement(
+    id_key: PublicKey,
+    device_key: PublicKey,
+    f: &UpdateFields,
+    timestamp: u64,
+    at: &str,
+) -> Result<ProfileStatement> {
+    let v1 = update_payload(id_key, device_key, f, timestamp);
+    match f.signature_version {
+        0 | 1 => match f.first_v2_field() {
+            Some(field) => Err(Error::invalid(
+                format!("{at}{field}"),
+                "is signed only by update-user-v2: set signature_version to 2",
+            )),
+            None => Ok(ProfileStatement::V1(v1)),
+        },
+        2 => Ok(ProfileStatement::V2(UpdateUserV2Payload {
+            v1,
+            pronouns: f.pronouns.clone(),
+            banner_url: f.banner_url.clone(),
+            accent_color: f.accent_color.clone(),
+        })),
+        other => Err(Error::invalid(
+            format!("{at}signature_version"),
+            format!("must be 0, 1 or 2 (got {other})"),
+        )),
     }
 }
 
@@ -985,6 +1068,21 @@ fn profile_change(f: &UpdateFields, timestamp: u64) -> Result<ProfileChange> {
                     field_rule("irc_name", rules::irc_name(v))
                 }
             })
+            .transpose()?,
+        pronouns: f
+            .pronouns
+            .as_deref()
+            .map(|v| field_rule("pronouns", rules::pronouns(v)))
+            .transpose()?,
+        banner_url: f
+            .banner_url
+            .as_deref()
+            .map(|v| field_rule("banner_url", rules::avatar_url(v)))
+            .transpose()?,
+        accent_color: f
+            .accent_color
+            .as_deref()
+            .map(|v| field_rule("accent_color", rules::accent_color(v)))
             .transpose()?,
         timestamp,
     })

@@ -278,18 +278,21 @@ impl Accounts {
             "update.device_cert",
         )
         .await?;
-        let payload = super::update_payload(
+        let statement = super::profile_statement(
             *user_id,
             update.cert.device_key,
             &update.fields,
             update.timestamp,
-        );
-        signing::verify(payload, &update.cert.device_key, &update.signature).map_err(|_| {
-            Error::unauthenticated(
-                "update.signature",
-                "not a signature by update.device_cert.pubkey over this profile change",
-            )
-        })?;
+            "update.",
+        )?;
+        statement
+            .verify(&update.cert.device_key, &update.signature)
+            .map_err(|_| {
+                Error::unauthenticated(
+                    "update.signature",
+                    "not a signature by update.device_cert.pubkey over this profile change",
+                )
+            })?;
         let mut change =
             super::profile_change(&update.fields, update.timestamp).map_err(|e| match e {
                 Error::InvalidArgument { field, rule } => Error::InvalidArgument {
@@ -309,7 +312,7 @@ impl Accounts {
             )
             .await?;
         match outcome {
-            ForwardedProfile::Applied(user) => Ok(user),
+            ForwardedProfile::Applied(user) => Ok(*user),
             // The same change again, or one a newer change superseded (its direct delivery after
             // gossip brought this one or a later one): what the homeserver wants is here already.
             // The outbox counts ALREADY_EXISTS as delivered.

@@ -14,6 +14,8 @@ pub const WEBHOOK_NAME_MAX: usize = 80;
 pub const IRC_NAME_LEN: (usize, usize) = (2, 32);
 /// Longest bio.
 pub const BIO_MAX: usize = 190;
+/// Longest pronouns (the Users-resource seed's limit).
+pub const PRONOUNS_MAX: usize = 40;
 /// Longest device name.
 pub const DEVICE_NAME_MAX: usize = 64;
 /// Longest URL we store.
@@ -150,9 +152,21 @@ fn shown_name(raw: &str, max: usize) -> Result<String, String> {
     Ok(normalised)
 }
 
-/// IRC-style unique names: 2-32 characters of lowercase letters, digits, `_` and `.`, with no `..`.
-/// Uniqueness is checked by the store.
+/// Usernames no one may take: the mention keywords, and names that would pass for the server
+/// itself (the seed's "contains discord", for this product).
+const RESERVED_USERNAMES: [&str; 2] = ["everyone", "here"];
+
+/// Usernames (`irc_name`, the user's unique name on their homeserver and their IRC nick): the
+/// seed's rules for unique usernames, 2-32 characters of lowercase letters, digits, `_` and `.`,
+/// no `..`, not `everyone` or `here`, never containing `guildhall`. Uniqueness is checked by the
+/// store.
 pub fn irc_name(raw: &str) -> Result<String, String> {
+    if RESERVED_USERNAMES.contains(&raw) {
+        return Err(format!("{raw:?} is reserved"));
+    }
+    if raw.contains("guildhall") {
+        return Err("must not contain \"guildhall\"".into());
+    }
     let len = raw.chars().count();
     let (min, max) = IRC_NAME_LEN;
     if len < min || len > max {
@@ -215,6 +229,36 @@ pub fn color(raw: &str) -> Result<String, String> {
     } else {
         Err("must be empty or \"#rrggbb\"".into())
     }
+}
+
+/// Pronouns: one line of at most [`PRONOUNS_MAX`] characters, trimmed, no non-rendering
+/// characters; empty clears them.
+pub fn pronouns(raw: &str) -> Result<String, String> {
+    no_controls(raw, Lines::Single)?;
+    let trimmed = raw.trim();
+    let len = trimmed.chars().count();
+    if len > PRONOUNS_MAX {
+        return Err(format!(
+            "must be at most {PRONOUNS_MAX} characters (got {len})"
+        ));
+    }
+    check_visible(trimmed, false)?;
+    Ok(trimmed.to_owned())
+}
+
+/// Accent colours: `#` and six hex digits, as the colour's number `0xRRGGBB`; empty clears it
+/// (`None`).
+pub fn accent_color(raw: &str) -> Result<Option<u32>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let hex = raw
+        .strip_prefix('#')
+        .filter(|h| h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or("must be empty or \"#rrggbb\"")?;
+    u32::from_str_radix(hex, 16)
+        .map(Some)
+        .map_err(|_| "must be empty or \"#rrggbb\"".into())
 }
 
 /// Bios: at most [`BIO_MAX`] characters; line breaks allowed, other non-rendering characters not.

@@ -354,15 +354,7 @@ impl GuildHall for GuildHallApi {
         let r = request.into_inner();
         let original = r.clone();
         let input = UpdateUserInput {
-            fields: UpdateFields {
-                name: r.name,
-                avatar_url: r.avatar_url,
-                presence_preference: r.presence_preference,
-                bio: r.bio,
-                guild_order: r.guild_order,
-                is_profile_synced: r.is_profile_synced,
-                irc_name: r.irc_name,
-            },
+            fields: UpdateFields::from_request(&r),
             cert: convert::device_cert(r.device_cert)?,
             timestamp: r.timestamp,
             signature: convert::signature_bytes("signature", &r.signature)?,
@@ -870,6 +862,40 @@ impl GuildHall for GuildHallApi {
     async fn delete_guild(&self, r: Request<pb::DeleteGuildRequest>) -> Reply<pb::Empty> {
         guilds::delete_guild(&self.guilds, r).await
     }
+    async fn get_user_profile(
+        &self,
+        r: Request<pb::GetUserProfileRequest>,
+    ) -> Reply<pb::UserProfile> {
+        let admins = |id: &str| self.accounts.is_admin(id);
+        people::profile(&self.people, &admins, r).await
+    }
+
+    async fn get_user_by_username(
+        &self,
+        request: Request<pb::GetUserByUsernameRequest>,
+    ) -> Reply<pb::User> {
+        caller(&request)?;
+        let user = self
+            .accounts
+            .user_by_username(&request.get_ref().username)
+            .await?;
+        Ok(Response::new(self.user(&user)))
+    }
+
+    async fn set_member_nickname(
+        &self,
+        request: Request<pb::SetMemberNicknameRequest>,
+    ) -> Reply<pb::GuildMemberSummary> {
+        let session = caller(&request)?;
+        let r = request.into_inner();
+        let view = self
+            .guilds
+            .set_nickname(&session, &r.guild_id, &r.user_id, &r.nick)
+            .await?;
+        let admins = |id: &str| self.accounts.is_admin(id);
+        Ok(Response::new(convert::member(&view, &admins)))
+    }
+
     async fn set_user_note(&self, r: Request<pb::SetUserNoteRequest>) -> Reply<pb::UserNote> {
         people::set_note(&self.people, r).await
     }

@@ -96,3 +96,29 @@ pub async fn relationships(
         relationships: p.relationships(&s).await?,
     }))
 }
+
+/// `GetUserProfile`.
+pub async fn profile(
+    p: &People,
+    is_admin: &(dyn Fn(&str) -> bool + Sync),
+    r: Request<pb::GetUserProfileRequest>,
+) -> Reply<pb::UserProfile> {
+    let s = caller(&r)?;
+    let r = r.into_inner();
+    let view = p.profile(&s, &r.user_id, &r.guild_id).await?;
+    let user = |u: &crate::store::UserRecord| crate::convert::user(u, is_admin(&u.id));
+    Ok(Response::new(pb::UserProfile {
+        user: Some(user(&view.user)),
+        mutual_guilds: view
+            .mutual_guilds
+            .into_iter()
+            .map(|(guild_id, nick)| pb::MutualGuild {
+                guild_id,
+                nick: nick.unwrap_or_default(),
+            })
+            .collect(),
+        mutual_friends: view.mutual_friends.iter().map(user).collect(),
+        mutual_friends_count: view.mutual_friends_count,
+        nick: view.nick.unwrap_or_default(),
+    }))
+}

@@ -60,6 +60,9 @@ fn profile_subject(payload: &[u8]) -> Option<Subject> {
         update.guild_order.is_some(),
         update.is_profile_synced.is_some(),
         update.irc_name.is_some(),
+        update.pronouns.is_some(),
+        update.banner_url.is_some(),
+        update.accent_color.is_some(),
     ];
     let fields = set
         .iter()

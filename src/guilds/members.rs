@@ -199,6 +199,79 @@ impl Guilds {
         Ok(member)
     }
 
+    /// `SetMemberNickname`: sets (non-empty `nick`, the display-name rules) or clears a member's
+    /// nickname in the guild. One's own always; another member's needs `members.nicknames` and a
+    /// higher rank (the owner's only the owner may change). Members get `member_updated`.
+    pub async fn set_nickname(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        user_id: &str,
+        nick: &str,
+    ) -> Result<MemberView> {
+        let target = if user_id.is_empty() {
+            caller.user_id.as_str()
+        } else {
+            PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
+            user_id
+        };
+        let nick = if nick.is_empty() {
+            None
+        } else {
+            Some(rules::display_name(nick).map_err(|rule| Error::invalid("nick", rule))?)
+        };
+        let access = self.access(guild_id, &caller.user_id).await?;
+        if access.guild.is_dm {
+            return Err(Error::FailedPrecondition(
+                "guild_id: a DM has no nicknames".into(),
+            ));
+        }
+        if target != caller.user_id {
+            access.require(permissions::MEMBERS_NICKNAMES)?;
+            let member = self.member_of(&access, target).await?;
+            if target == access.guild.owner_id {
+                return Err(Error::PermissionDenied(
+                    "user_id: only the guild's owner may change the owner's nickname".into(),
+                ));
+            }
+            let theirs =
+                permissions::Standing::of(guild_id, false, &member.member.role_ids, &access.graph);
+            if !access.standing.is_owner && theirs.rank >= access.standing.rank {
+                return Err(Error::PermissionDenied(
+                    "user_id: their highest role is not below yours".into(),
+                ));
+            }
+        }
+        let (g, u, admins) = (guild_id.to_owned(), target.to_owned(), self.admins());
+        self.events()
+            .write(now_ms(), move |tx| {
+                if !db::set_nick(tx, &g, &u, nick.as_deref())? {
+                    let refusal =
+                        Error::NotFound(format!("user_id: {u} is not a member of this guild"));
+                    return Ok((Err(refusal), vec![]));
+                }
+                let member = db::member(tx, &g, &u)?
+                    .ok_or_else(|| StorageError::Task("member vanished".into()))?;
+                let view = MemberView {
+                    member,
+                    user: crate::store::accounts::load_user(tx, &u)?,
+                };
+                let summary =
+                    crate::convert::member(&view, &|id: &str| admins.iter().any(|a| a == id));
+                let event = crate::events::row(
+                    vec![crate::events::guild_scope(&g)],
+                    crate::proto::guildhall::v1::stream_response::Event::MemberUpdated(
+                        crate::proto::guildhall::v1::GuildMemberUpdated {
+                            guild_id: g.clone(),
+                            member: Some(summary),
+                        },
+                    ),
+                );
+                Ok((Ok(view), vec![event]))
+            })
+            .await?
+    }
+
     /// `KickUser`: removes a member (needs `members.kick` and a higher rank).
     pub async fn kick(
         &self,

@@ -39,6 +39,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     (MEMBERS_KICK, "remove members ranked below one's own"),
     (MEMBERS_BAN, "ban members ranked below one's own"),
     (WEBHOOKS_MANAGE, "create, edit and delete webhooks"),
+    (
+        MEMBERS_NICKNAMES,
+        "set and clear nicknames of members ranked below one's own",
+    ),
 ];
 
 /// Everything, as if owner.
@@ -67,6 +71,8 @@ pub const MEMBERS_KICK: &str = "members.kick";
 pub const MEMBERS_BAN: &str = "members.ban";
 /// Manage webhooks.
 pub const WEBHOOKS_MANAGE: &str = "webhooks.manage";
+/// Set other members' nicknames (anyone may set their own).
+pub const MEMBERS_NICKNAMES: &str = "members.nicknames";
 
 /// What the default role of a new guild grants: take part, and invite friends.
 pub const DEFAULT_ROLE_PERMISSIONS: &[&str] =

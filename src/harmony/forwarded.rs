@@ -42,15 +42,7 @@ pub fn parse(f: pb::UpdateFederatedProfileRequest) -> Result<(PublicKey, UpdateU
         )
     })?;
     let input = UpdateUserInput {
-        fields: UpdateFields {
-            name: u.name,
-            avatar_url: u.avatar_url,
-            presence_preference: u.presence_preference,
-            bio: u.bio,
-            guild_order: u.guild_order,
-            is_profile_synced: u.is_profile_synced,
-            irc_name: u.irc_name,
-        },
+        fields: UpdateFields::from_request(&u),
         cert: convert::device_cert(u.device_cert).map_err(|e| convert::nested("update", e))?,
         timestamp: u.timestamp,
         signature: convert::signature_bytes("update.signature", &u.signature)?,

@@ -32,6 +32,9 @@ pub enum Label {
     HomeserverMove,
     /// `UpdateUserRequest.signature`: K_dev signs a profile change.
     UpdateUser,
+    /// `UpdateUserRequest.signature` with `signature_version` 2: a profile change that may carry
+    /// pronouns, a banner and an accent colour.
+    UpdateUserV2,
     /// `VerifyUserRequest.challenge`: K_id asks one server to vouch for the user.
     VerifyUser,
     /// `JoinInviteRequest.signature`: K_dev joins a guild with an invite at one server.
@@ -65,6 +68,7 @@ impl Label {
             Label::Login => "login",
             Label::HomeserverMove => "homeserver-move",
             Label::UpdateUser => "update-user",
+            Label::UpdateUserV2 => "update-user-v2",
             Label::VerifyUser => "verify-user",
             Label::JoinInvite => "join-invite",
             Label::S2sRequest => "s2s-request",
@@ -391,9 +395,9 @@ pub struct UpdateUserPayload {
     pub timestamp: u64,
 }
 
-impl Signable for UpdateUserPayload {
-    const LABEL: Label = Label::UpdateUser;
-    fn write_fields(&self, env: &mut Envelope) {
+impl UpdateUserPayload {
+    /// Every field but the timestamp, which both versions write last.
+    fn write_profile_fields(&self, env: &mut Envelope) {
         env.key(&self.id_key)
             .key(&self.device_key)
             .opt_str(self.name.as_deref())
@@ -402,8 +406,68 @@ impl Signable for UpdateUserPayload {
             .opt_str(self.bio.as_deref())
             .opt_str(self.guild_order.as_deref())
             .opt_bool(self.is_profile_synced)
-            .opt_str(self.irc_name.as_deref())
-            .u64(self.timestamp);
+            .opt_str(self.irc_name.as_deref());
+    }
+}
+
+impl Signable for UpdateUserPayload {
+    const LABEL: Label = Label::UpdateUser;
+    fn write_fields(&self, env: &mut Envelope) {
+        self.write_profile_fields(env);
+        env.u64(self.timestamp);
+    }
+}
+
+/// `update-user-v2`: `update-user`'s fields, then the profile fields version 2 added, then the
+/// timestamp. A distinct label, so a version-1 signature can never be replayed with fields it did
+/// not cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateUserV2Payload {
+    /// The version-1 fields (its timestamp is this statement's).
+    pub v1: UpdateUserPayload,
+    /// `pronouns`.
+    pub pronouns: Option<String>,
+    /// `banner_url`.
+    pub banner_url: Option<String>,
+    /// `accent_color`, as sent (`"#rrggbb"` or empty).
+    pub accent_color: Option<String>,
+}
+
+impl Signable for UpdateUserV2Payload {
+    const LABEL: Label = Label::UpdateUserV2;
+    fn write_fields(&self, env: &mut Envelope) {
+        self.v1.write_profile_fields(env);
+        env.opt_str(self.pronouns.as_deref())
+            .opt_str(self.banner_url.as_deref())
+            .opt_str(self.accent_color.as_deref())
+            .u64(self.v1.timestamp);
+    }
+}
+
+/// A signed profile change of either version, as `UpdateUserRequest.signature_version` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileStatement {
+    /// `update-user`.
+    V1(UpdateUserPayload),
+    /// `update-user-v2`.
+    V2(UpdateUserV2Payload),
+}
+
+impl ProfileStatement {
+    /// Whether `signature` is `key`'s over this statement.
+    pub fn verify(self, key: &PublicKey, signature: &Signature) -> Result<(), BadSignature> {
+        match self {
+            ProfileStatement::V1(p) => verify(p, key, signature).map(|_| ()),
+            ProfileStatement::V2(p) => verify(p, key, signature).map(|_| ()),
+        }
+    }
+
+    /// `key`'s signature over this statement.
+    pub fn sign(&self, key: &SecretKey) -> Signature {
+        match self {
+            ProfileStatement::V1(p) => sign(p, key),
+            ProfileStatement::V2(p) => sign(p, key),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! relationships (friends, friend requests, blocks). Guildhall additions to the API; `docs/PEOPLE.md` has the rules.
 
 pub mod notes;
+pub mod profiles;
 pub mod relationships;
 
 use crate::guilds::Guilds;

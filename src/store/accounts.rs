@@ -33,6 +33,12 @@ pub struct UserRecord {
     pub created_at: u64,
     /// When a server admin deactivated the account (ms); `None` while it is active.
     pub deactivated_at: Option<u64>,
+    /// Pronouns, at most 40 characters; empty for none.
+    pub pronouns: String,
+    /// Profile banner URL, empty for none.
+    pub banner_url: String,
+    /// Accent colour as `0xRRGGBB`; `None` for none.
+    pub accent_color: Option<u32>,
 }
 
 /// A user to create at registration.
@@ -99,6 +105,12 @@ pub struct ProfileChange {
     pub is_profile_synced: Option<bool>,
     /// New IRC name (empty clears it).
     pub irc_name: Option<String>,
+    /// New pronouns (empty clears them).
+    pub pronouns: Option<String>,
+    /// New banner URL (empty removes it).
+    pub banner_url: Option<String>,
+    /// New accent colour: `Some(None)` clears it.
+    pub accent_color: Option<Option<u32>>,
     /// The signed change's timestamp: it must be newer than the stored one.
     pub timestamp: u64,
 }
@@ -108,7 +120,10 @@ pub use super::moves::HomeserverMove;
 /// The columns [`user_from_row`] reads, in its order (unqualified: select from `users` alone).
 pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, \
      guild_order, is_profile_synced, irc_name, homeserver, profile_updated_at, created_at, \
-     deactivated_at";
+     deactivated_at, pronouns, banner_url, accent_color";
+
+/// How many columns [`USER_COLUMNS`] names: a query's own columns after them start here.
+pub(crate) const USER_COLUMN_COUNT: usize = 15;
 
 /// A user from a row of [`USER_COLUMNS`] (further columns after them are the caller's).
 pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
@@ -125,7 +140,34 @@ pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         profile_updated_at: from_sql_int(row.get(9)?),
         created_at: from_sql_int(row.get(10)?),
         deactivated_at: row.get::<_, Option<i64>>(11)?.map(from_sql_int),
+        pronouns: row.get(12)?,
+        banner_url: row.get(13)?,
+        accent_color: row.get(14)?,
     })
+}
+
+/// Applies the fields `update-user-v2` added (pronouns, banner, accent colour) of a verified change,
+/// inside the caller's transaction; fields the change leaves out stay as they are.
+pub(crate) fn apply_profile_v2_fields(
+    tx: &Connection,
+    user_id: &str,
+    change: &ProfileChange,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "UPDATE users SET
+             pronouns = coalesce(?2, pronouns),
+             banner_url = coalesce(?3, banner_url),
+             accent_color = CASE WHEN ?4 THEN ?5 ELSE accent_color END
+         WHERE id = ?1",
+        params![
+            user_id,
+            change.pronouns,
+            change.banner_url,
+            change.accent_color.is_some(),
+            change.accent_color.flatten(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// One user by id, inside any connection or transaction.
@@ -288,6 +330,18 @@ impl Store {
         self.read(move |conn| load_user(conn, &id)).await
     }
 
+    /// The user whose username (`irc_name`) on this server is `name`, if any.
+    pub async fn user_by_irc_name(&self, name: String) -> Result<Option<UserRecord>, StorageError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE irc_name = ?1");
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([name], user_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
     /// The users among `ids` that are known here, in the order asked.
     pub async fn users(&self, ids: Vec<String>) -> Result<Vec<UserRecord>, StorageError> {
         self.read(move |conn| {
@@ -346,6 +400,7 @@ impl Store {
             }
             let irc_name = change
                 .irc_name
+                .clone()
                 .map(|n| if n.is_empty() { None } else { Some(n) });
             tx.execute(
                 "UPDATE users SET
@@ -371,6 +426,7 @@ impl Store {
                     to_sql_int(change.timestamp),
                 ],
             )?;
+            apply_profile_v2_fields(tx, &user_id, &change)?;
             let user = load_user(tx, &user_id)?
                 .ok_or_else(|| StorageError::Task("user vanished".into()))?;
             let value = then(tx, &user)?;

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::accounts::{USER_COLUMNS, UserRecord, user_from_row};
+use super::accounts::{USER_COLUMN_COUNT, USER_COLUMNS, UserRecord, user_from_row};
 pub use super::registration_tokens::*;
 use super::{StorageError, from_sql_int, to_sql_int};
 
@@ -101,9 +101,11 @@ const SUMMARY_EXTRA: &str = "(SELECT max(last_seen_at) FROM devices d WHERE d.us
 fn summary_row(r: &Row<'_>) -> rusqlite::Result<UserSummary> {
     Ok(UserSummary {
         user: user_from_row(r)?,
-        last_seen_at: r.get::<_, Option<i64>>(12)?.map_or(0, from_sql_int),
-        devices: r.get(13)?,
-        guilds: r.get(14)?,
+        last_seen_at: r
+            .get::<_, Option<i64>>(USER_COLUMN_COUNT)?
+            .map_or(0, from_sql_int),
+        devices: r.get(USER_COLUMN_COUNT + 1)?,
+        guilds: r.get(USER_COLUMN_COUNT + 2)?,
     })
 }
 

@@ -94,6 +94,8 @@ pub struct MemberRecord {
     pub joined_at: u64,
     /// Roles assigned (the default role is implicit and not listed).
     pub role_ids: Vec<String>,
+    /// The member's nickname in this guild, if they (or a moderator) set one.
+    pub nick: Option<String>,
 }
 
 /// A member with their user record (if the user is known here): what member lists and profiles
@@ -503,21 +505,52 @@ pub fn member(
     guild_id: &str,
     user_id: &str,
 ) -> Result<Option<MemberRecord>, StorageError> {
-    let joined: Option<i64> = c
+    let row: Option<(i64, Option<String>)> = c
         .query_row(
-            "SELECT joined_at FROM members WHERE guild_id = ?1 AND user_id = ?2",
+            "SELECT joined_at, nick FROM members WHERE guild_id = ?1 AND user_id = ?2",
             params![guild_id, user_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(joined) = joined else {
+    let Some((joined, nick)) = row else {
         return Ok(None);
     };
     Ok(Some(MemberRecord {
         user_id: user_id.to_owned(),
         joined_at: from_sql_int(joined),
         role_ids: member_roles(c, guild_id, user_id)?,
+        nick,
     }))
+}
+
+/// Sets (`Some`) or clears (`None`) a member's nickname; `false` if they are not a member.
+pub fn set_nick(
+    c: &Connection,
+    guild_id: &str,
+    user_id: &str,
+    nick: Option<&str>,
+) -> Result<bool, StorageError> {
+    let n = c.execute(
+        "UPDATE members SET nick = ?3 WHERE guild_id = ?1 AND user_id = ?2",
+        params![guild_id, user_id, nick],
+    )?;
+    Ok(n > 0)
+}
+
+/// The guilds (not DMs) both users are members of, with `other`'s nickname in each, by guild id.
+pub fn mutual_guilds(
+    c: &Connection,
+    user_id: &str,
+    other: &str,
+) -> Result<Vec<(String, Option<String>)>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT theirs.guild_id, theirs.nick FROM members mine
+         JOIN members theirs ON theirs.guild_id = mine.guild_id AND theirs.user_id = ?2
+         JOIN guilds g ON g.id = mine.guild_id AND NOT g.is_dm
+         WHERE mine.user_id = ?1 ORDER BY theirs.guild_id",
+    )?;
+    let rows = stmt.query_map(params![user_id, other], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn member_roles(
@@ -545,21 +578,22 @@ pub fn members(
         |r| r.get(0),
     )?;
     let mut stmt = c.prepare_cached(
-        "SELECT user_id, joined_at FROM members WHERE guild_id = ?1 ORDER BY joined_at, user_id
-         LIMIT ?2 OFFSET ?3",
+        "SELECT user_id, joined_at, nick FROM members WHERE guild_id = ?1
+         ORDER BY joined_at, user_id LIMIT ?2 OFFSET ?3",
     )?;
-    let rows: Vec<(String, i64)> = stmt
+    let rows: Vec<(String, i64, Option<String>)> = stmt
         .query_map(params![guild_id, limit, offset], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (user_id, joined) in rows {
+    for (user_id, joined, nick) in rows {
         let role_ids = member_roles(c, guild_id, &user_id)?;
         out.push(MemberRecord {
             user_id,
             joined_at: from_sql_int(joined),
             role_ids,
+            nick,
         });
     }
     Ok((out, total))

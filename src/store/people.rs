@@ -207,3 +207,15 @@ pub fn blocked(c: &Connection, blocker_id: &str, user_id: &str) -> Result<bool, 
 pub fn blocked_either(c: &Connection, a: &str, b: &str) -> Result<bool, StorageError> {
     Ok(blocked(c, a, b)? || blocked(c, b, a)?)
 }
+
+/// The users both `a` and `b` are friends with, by id.
+pub fn mutual_friends(c: &Connection, a: &str, b: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT mine.other_id FROM relationships mine
+         JOIN relationships theirs ON theirs.other_id = mine.other_id AND theirs.user_id = ?2
+                                   AND theirs.kind = 'friend'
+         WHERE mine.user_id = ?1 AND mine.kind = 'friend' ORDER BY mine.other_id",
+    )?;
+    let rows = stmt.query_map(params![a, b], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -3,14 +3,14 @@
 
 use rusqlite::{Connection, params};
 
-use super::accounts::{NewUser, ProfileChange, UserRecord, load_user};
+use super::accounts::{NewUser, ProfileChange, UserRecord, apply_profile_v2_fields, load_user};
 use super::{StorageError, Store, to_sql_int};
 
 /// What became of a forwarded profile change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardedProfile {
     /// Applied; the user as now stored.
-    Applied(UserRecord),
+    Applied(Box<UserRecord>),
     /// Not newer than the stored profile (ms of the last change applied): nothing changed.
     Stale(u64),
     /// The user is not known here.
@@ -107,9 +107,10 @@ impl Store {
                     to_sql_int(change.timestamp),
                 ],
             )?;
+            apply_profile_v2_fields(tx, &user_id, &change)?;
             let user = load_user(tx, &user_id)?
                 .ok_or_else(|| StorageError::Task("user vanished".into()))?;
-            Ok(ForwardedProfile::Applied(user))
+            Ok(ForwardedProfile::Applied(Box::new(user)))
         })
         .await
     }

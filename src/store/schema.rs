@@ -35,6 +35,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(NOTES_V29),
         M::up(RELATIONSHIPS_V30),
         M::up(MENTIONS_V31),
+        M::up(PROFILES_V32),
     ])
 }
 
@@ -723,6 +724,15 @@ CREATE TABLE mention_acks (
     user_id         TEXT PRIMARY KEY NOT NULL,
     acked_through   INTEGER NOT NULL                -- every mention up to this message id is done
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Richer profiles (docs/PEOPLE.md): pronouns, a banner and an accent colour travel in the user's
+/// signed `update-user-v2` statement; a member's nickname is the guild's own (NULL: none).
+const PROFILES_V32: &str = r#"
+ALTER TABLE users ADD COLUMN pronouns TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN banner_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN accent_color INTEGER;
+ALTER TABLE members ADD COLUMN nick TEXT;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
