@@ -15,6 +15,7 @@ use pb::stream_response::Event;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+pub(crate) mod account;
 pub(crate) mod admin;
 pub(crate) mod device;
 

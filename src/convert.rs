@@ -90,6 +90,8 @@ pub fn user(record: &UserRecord, is_server_admin: bool) -> pb::User {
         pronouns: record.pronouns.clone(),
         banner_url: record.banner_url.clone(),
         accent_color: record.accent_color,
+        is_deleted: record.deleted_at.is_some(),
+        is_disabled: record.disabled_at.is_some(),
     }
 }
 

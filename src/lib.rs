@@ -24,6 +24,9 @@
 //!   pins, threads, receipts and full-text search.
 //! - [`people`]: what users keep about each other (notes, relationships, blocks) and profile
 //!   views with what two users share.
+//! - [`account_status`]: a user's K_id-signed statements about their own account (disable,
+//!   enable, delete), applied here and told to their other servers.
+//! - [`export`]: a user's data export, a tar archive streamed as it is written.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
 //! - [`dm_invites`]: signed DM invites across nodes (send, receive, list, accept, reject).
 //! - [`unread`]: `ProxiedUnread`, the homeserver's concurrent fan-out to a user's other servers.
@@ -60,6 +63,7 @@
 //! - [`proto`]: code generated from `proto/`.
 //! - [`convert`]: proto ↔ domain conversion, below the domain and the adapters that both use it.
 
+pub mod account_status;
 pub mod accounts;
 pub mod admin;
 pub mod api;
@@ -72,6 +76,7 @@ pub mod dm_invites;
 pub mod dms;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod federation;
 pub mod gossip;
 pub mod guilds;

@@ -150,6 +150,10 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
+    /// Your account: disable, enable or delete it (signed with your identity key), or export
+    /// everything the server stores about you.
+    #[command(subcommand)]
+    Account(cli::account::AccountCommand),
     /// Link a new device to your identity through the server's mailbox.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
@@ -350,6 +354,7 @@ async fn run() -> Result<()> {
         } => history(&target, channel, limit).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
         Command::Device(command) => cli::device::run(command).await,
+        Command::Account(command) => cli::account::run(command).await,
         Command::Admin(command) => cli::admin::run(command).await,
     }
 }

@@ -432,6 +432,18 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
+        crate::federation::gossiped::register_account_deletions(
+            &server_events,
+            crate::account_status::AccountStatuses::new(
+                guilds.clone(),
+                info.canonical_address.clone(),
+                config.clock_skew_ms,
+                None,
+            ),
+            accounts.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::ServerEvents(e.to_string()))?;
         crate::federation::membership::register(
             &server_events,
             store.clone(),

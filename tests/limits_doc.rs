@@ -728,6 +728,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
 /// carry: no request is refused or clipped by them, so they have no row.
 const INTERNAL: &[(&str, &str)] = &[
     (
+        "export::CHUNKS_QUEUED_MAX",
+        "export chunks waiting for a slow client; the export waits for the client, nothing is refused",
+    ),
+    (
         "config::TRUSTED_GUILD_MAX",
         "a guild id in the operator's trusted_ban_lists, checked at start (no request reaches it)",
     ),

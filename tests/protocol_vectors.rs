@@ -5,10 +5,11 @@
 
 use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
-    self, BanPayload, DeviceCertPayload, DeviceRevocationPayload, DmInvitePayload,
-    HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload, JoinInvitePayload,
-    LoginPayload, RegisterPayload, S2sRequestPayload, ServerBanPayload, ServerEventPayload,
-    ServerKeyRotationPayload, Signable, UpdateUserPayload, UpdateUserV2Payload, VerifyUserPayload,
+    self, AccountStatusPayload, BanPayload, DeviceCertPayload, DeviceRevocationPayload,
+    DmInvitePayload, HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload,
+    JoinInvitePayload, LoginPayload, RegisterPayload, S2sRequestPayload, ServerBanPayload,
+    ServerEventPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload, UpdateUserV2Payload,
+    VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -141,6 +142,16 @@ fn vectors() -> Vec<Vector> {
                 pronouns: Some("she/her".into()),
                 banner_url: Some(String::new()),
                 accent_color: Some("#ff8800".into()),
+            },
+        ),
+        vector(
+            "account-status",
+            "K_id",
+            &id,
+            &AccountStatusPayload {
+                id_key: kid,
+                status: "deleted".into(),
+                timestamp: T,
             },
         ),
         vector(

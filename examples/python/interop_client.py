@@ -151,6 +151,10 @@ def sb_update_user_v2(k_id, k_dev, name, avatar_url, presence_preference, bio, g
                     f_opt(accent_color, f_str), f_u64(timestamp))
 
 
+def sb_account_status(k_id, status: str, timestamp: int) -> bytes:
+    return envelope("account-status", f_key(k_id), f_str(status), f_u64(timestamp))
+
+
 def sb_verify_user(audience, k_id, timestamp: int) -> bytes:
     return envelope("verify-user", f_key(audience), f_key(k_id), f_u64(timestamp))
 
@@ -264,6 +268,7 @@ def check_vectors(doc: Path) -> None:
     built["update-user-v2"] = ("K_dev", sb_update_user_v2(
         KI, KD, None, None, None, None, None, None, None, "she/her", "", "#ff8800", T))
     built["verify-user"] = ("K_id", sb_verify_user(AUD, KI, T))
+    built["account-status"] = ("K_id", sb_account_status(KI, "deleted", T))
     built["join-invite"] = ("K_dev", sb_join_invite(
         AUD, KI, KD, "0123456789abcdef", "Ada", "", "https://home.example", T))
     SECOND = raw_pub(second)
@@ -690,6 +695,32 @@ def run_federation(pb2, pb2_grpc, home, home_info, ada: Identity, ada_home_token
         return users and same_address(users[0].homeserver, host_url)
     wait_until("the move on the old homeserver (UpdateHomeServer)", moved_at_old_home)
     print(f"  [move]      OK both nodes show Ada's homeserver as {host_url}")
+
+    # 12.5: Ada disables her account at her homeserver (now the host) with a K_id-signed
+    # statement and no session; logging in is refused until she enables it again.
+    def account_status(status_name, status_number, ts):
+        return host.SetAccountStatus(pb2.AccountStatusStatement(
+            user_id=ada.kid_hex, status=status_number, timestamp=ts,
+            signature=ada.k_id.sign(sb_account_status(ada.kid_hex, status_name, ts)).hex()),
+            timeout=10)
+
+    def login_at_host():
+        ts = now_ms()
+        return host.Login(pb2.LoginRequest(
+            device_cert=ada.cert, timestamp=ts, user_id=ada.kid_hex,
+            signature=ada.k_dev.sign(sb_login(host_info.server_pubkey, ada.kid_hex, ada.kdev_hex,
+                                              None, None, None, None, [], ts))), timeout=10)
+    account_status("disabled", 2, now_ms())
+    try:
+        login_at_host()
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.FAILED_PRECONDITION and "disabled" in e.details(),
+              f"Login of a disabled account: got {e.code().name} {e.details()!r}")
+    else:
+        raise Mismatch("Login of a disabled account was accepted")
+    account_status("enabled", 1, now_ms() + 1)
+    check(login_at_host().user.id == ada.kid_hex, "Login after enabling the account")
+    print("  [account]   OK disabled (login refused) and enabled again with K_id statements")
     host_channel.close()
     print("  federation checks passed")
 

@@ -293,6 +293,15 @@ fn s2s_message(method: &str, m: &[u8]) {
                 device_revocation(&r);
             }
         }
+        "ReceiveAccountStatus" => {
+            if let Ok(s) = pb::AccountStatusStatement::decode(m)
+                && let Ok(v) = guildhall::account_status::verify(&s)
+            {
+                // One spelling per key, signature and status: the verified statement is the one
+                // received.
+                assert_eq!(v.to_proto(), s);
+            }
+        }
         "ReceiveDMInviteRejection" => {
             let _ = pb::ReceiveDmInviteRejectionRequest::decode(m);
         }

@@ -400,6 +400,11 @@ impl Accounts {
         self.sessions.forget_user(user_id);
     }
 
+    /// How far a signed request's timestamp may be from this node's clock (ms).
+    pub fn clock_skew_ms(&self) -> u64 {
+        self.config.clock_skew_ms
+    }
+
     /// This node's address: the homeserver of users who register here.
     pub fn canonical_address(&self) -> &str {
         &self.config.canonical_address

@@ -93,6 +93,7 @@ pub struct GuildHallApi {
     outbox: Option<crate::federation::outbox::Outbox>,
     federated: Option<federated::Remote>,
     server_events: Option<crate::gossip::ServerEvents>,
+    exports: crate::export::Exports,
 }
 
 impl GuildHallApi {
@@ -131,6 +132,7 @@ impl GuildHallApi {
             outbox: None,
             federated: None,
             server_events: None,
+            exports: crate::export::Exports::default(),
         }
     }
 
@@ -229,6 +231,35 @@ impl GuildHallApi {
         self.harmony.clone()
     }
 
+    /// The account-status operations over this node's guilds, gossiping deletions when the node
+    /// takes part in gossip.
+    fn account_statuses(&self) -> crate::account_status::AccountStatuses {
+        crate::account_status::AccountStatuses::new(
+            self.guilds.clone(),
+            self.info.canonical_address.clone(),
+            self.accounts.clock_skew_ms(),
+            self.server_events.clone(),
+        )
+    }
+
+    /// After an account statement committed: cached sessions of a disabled or deleted account
+    /// end now, queued deliveries leave, and a deletion is gossiped.
+    async fn account_status_applied(
+        &self,
+        statement: &crate::account_status::VerifiedStatus,
+        event: Option<crate::gossip::ServerEvent>,
+    ) {
+        if statement.status() != crate::account_status::Status::Enabled {
+            self.accounts.forget_user_sessions(statement.user_id());
+        }
+        if let Some(outbox) = &self.outbox {
+            outbox.wake();
+        }
+        if let (Some(events), Some(event)) = (&self.server_events, event) {
+            events.announce(&event).await;
+        }
+    }
+
     /// Counts a request against a limit keyed by the client's address.
     fn limit_by_address<T>(&self, limit: Limit, request: &Request<T>) -> Result<(), Status> {
         let address = request
@@ -272,6 +303,11 @@ impl GuildHallApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// `ExportMyData`'s answer: the archive's chunks as they are written.
+type ExportStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::ExportChunk, Status>> + Send + 'static>,
+>;
 
 fn settings_proto(s: &crate::limits::Settings) -> pb::ServerSettings {
     pb::ServerSettings {
@@ -862,6 +898,54 @@ impl GuildHall for GuildHallApi {
     async fn delete_guild(&self, r: Request<pb::DeleteGuildRequest>) -> Reply<pb::Empty> {
         guilds::delete_guild(&self.guilds, r).await
     }
+    async fn set_account_status(
+        &self,
+        request: Request<pb::AccountStatusStatement>,
+    ) -> Reply<pb::Empty> {
+        // No session: the statement is signed by the user's identity key, and a disabled
+        // account has no session left to send it with.
+        self.limit_by_address(Limit::Login, &request)?;
+        let verified = crate::account_status::verify(request.get_ref())?;
+        let event = self
+            .account_statuses()
+            .apply(&verified, crate::account_status::Arrival::FirstHand)
+            .await?;
+        self.account_status_applied(&verified, event).await;
+        tracing::info!(user = %&verified.user_id()[..8], status = verified.status().as_str(), "account status set");
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn receive_account_status(
+        &self,
+        request: Request<pb::AccountStatusStatement>,
+    ) -> Reply<pb::Empty> {
+        let origin = crate::federation::verify::verified_origin(&request)?;
+        let verified = crate::account_status::verify(request.get_ref())?;
+        tracing::debug!(origin = %origin.address(), status = verified.status().as_str(), "ReceiveAccountStatus");
+        let event = self
+            .account_statuses()
+            .apply(&verified, crate::account_status::Arrival::Relayed)
+            .await?;
+        self.account_status_applied(&verified, event).await;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn export_my_data(&self, request: Request<pb::Empty>) -> Reply<ExportStream> {
+        let session = caller(&request)?;
+        let chunks =
+            self.exports
+                .start(self.events.store().clone(), self.media.clone(), &session)?;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(chunks),
+            |chunk| {
+                chunk
+                    .map(|data| pb::ExportChunk { data })
+                    .map_err(Status::from)
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn get_user_profile(
         &self,
         r: Request<pb::GetUserProfileRequest>,

@@ -35,6 +35,7 @@ const PUBLIC_METHODS: &[&str] = &[
     "PreviewInvite",
     "JoinInvite",
     "SyncMailbox",
+    "SetAccountStatus",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do (every method of

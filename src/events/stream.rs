@@ -360,16 +360,23 @@ impl Subscription {
         if let Some(bytes) = encoded() {
             self.ready.push_back(Ok(bytes));
         }
-        // The subscriber's own account was deactivated: its sessions are gone, and so is this
-        // stream, once it has carried the news.
+        // The subscriber's own account was deactivated, disabled or deleted: its sessions are
+        // gone, and so is this stream, once it has carried the news.
         if let Some(pb::stream_response::Event::UserUpdated(u)) = &message.event
-            && u.user
-                .as_ref()
-                .is_some_and(|u| u.id == self.user_id && u.is_deactivated)
+            && let Some(u) = u.user.as_ref().filter(|u| u.id == self.user_id)
         {
-            self.end(Status::unauthenticated(
-                "authorization: this account was deactivated by a server admin",
-            ));
+            let why = if u.is_deactivated {
+                Some("authorization: this account was deactivated by a server admin")
+            } else if u.is_deleted {
+                Some("authorization: this account was deleted by its owner")
+            } else if u.is_disabled {
+                Some("authorization: this account was disabled by its owner")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.end(Status::unauthenticated(why));
+            }
         }
     }
 

@@ -130,6 +130,43 @@ pub async fn register(
         .await
 }
 
+/// Registers the validator of [`crate::account_status::DELETED_KIND`]: a user's K_id-signed
+/// deletion, applied here as `ReceiveAccountStatus` would (a key this node never knew is
+/// recorded too, so it can't become a user here later). The statement proves itself, so any
+/// node may relay it.
+pub async fn register_account_deletions(
+    events: &ServerEvents,
+    statuses: crate::account_status::AccountStatuses,
+    accounts: Accounts,
+) -> Result<(), EventError> {
+    use crate::account_status::{self as status, Arrival};
+    events
+        .register(status::DELETED_KIND, move |event: VerifiedServerEvent| {
+            let (statuses, accounts) = (statuses.clone(), accounts.clone());
+            async move {
+                let Ok(statement) = pb::AccountStatusStatement::decode(event.payload()) else {
+                    return Verdict::Reject("payload: not an AccountStatusStatement".into());
+                };
+                verdict(
+                    async {
+                        let verified = status::verify(&statement)?;
+                        if verified.status() != status::Status::Deleted {
+                            return Err(Error::invalid(
+                                "status",
+                                "an account-deleted event carries a deletion",
+                            ));
+                        }
+                        statuses.apply(&verified, Arrival::Relayed).await?;
+                        accounts.forget_user_sessions(verified.user_id());
+                        Ok(())
+                    }
+                    .await,
+                )
+            }
+        })
+        .await
+}
+
 /// Registers the validator of [`PROFILE_KIND`]: the event's origin must be a peer this node has
 /// pinned (its key gives the address), and that address the user's homeserver on record here;
 /// then the change is checked and applied as `UpdateFederatedProfile` would.

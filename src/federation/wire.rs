@@ -50,6 +50,7 @@ pub const S2S_METHODS: &[&str] = &[
     "ReceiveDMInviteRejection",
     "PullServerEvents",
     "ReceiveServerEvent",
+    "ReceiveAccountStatus",
 ];
 
 /// Whether a request path is a server-to-server method.

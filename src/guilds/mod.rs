@@ -610,6 +610,18 @@ pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
 
 /// The `member_joined` event: the guild sees it, and so does the joiner (whose subscriptions
 /// start following the guild from it).
+/// Removes `user_id` from a guild (or DM, with `is_dm`) inside the caller's transaction, with the
+/// `member_removed` event a kick sends (and, for a member of another node, its homeserver told):
+/// for other domains that end memberships, such as an account's deletion.
+pub(crate) fn remove_member_in(
+    tx: &rusqlite::Connection,
+    guild_id: &str,
+    is_dm: bool,
+    user_id: &str,
+) -> std::result::Result<Vec<EventRow>, StorageError> {
+    members::remove_from(tx, guild_id, is_dm, user_id)
+}
+
 pub(crate) fn member_joined_event(
     c: &rusqlite::Connection,
     guild_id: &str,

@@ -56,6 +56,8 @@ pub enum Label {
     /// An entry of a server's own moderation list (a ban or its lift), made at one of its admins'
     /// request; distinct from [`Label::Ban`] so a guild owner's ban can never pass for one.
     ServerBan,
+    /// K_id disables, enables or deletes the user's account (docs/PEOPLE.md, "Accounts").
+    AccountStatus,
 }
 
 impl Label {
@@ -79,6 +81,7 @@ impl Label {
             Label::DmInvite => "dm-invite",
             Label::ServerEvent => "server-event",
             Label::ServerBan => "server-ban",
+            Label::AccountStatus => "account-status",
         }
     }
 }
@@ -468,6 +471,27 @@ impl ProfileStatement {
             ProfileStatement::V1(p) => sign(p, key),
             ProfileStatement::V2(p) => sign(p, key),
         }
+    }
+}
+
+/// `account-status`: K_id states what the user's account is from now on (`enabled`, `disabled` or
+/// `deleted`). Not bound to an audience: the homeserver forwards it to every server on the
+/// user's list and gossips a deletion, and each checks the user's own signature; timestamps
+/// order statements, and a deletion is final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountStatusPayload {
+    /// The user's identity key (the signer).
+    pub id_key: PublicKey,
+    /// `enabled`, `disabled` or `deleted`.
+    pub status: String,
+    /// When it was made (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for AccountStatusPayload {
+    const LABEL: Label = Label::AccountStatus;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.id_key).str(&self.status).u64(self.timestamp);
     }
 }
 

@@ -205,6 +205,11 @@ impl Media {
         self.blobs.blob_path(&file.sha256).map_err(io_error)
     }
 
+    /// Where the bytes with this hex sha256 are (the data export reads files by their hash).
+    pub fn blob_path_of(&self, sha256: &str) -> Result<PathBuf> {
+        self.blobs.blob_path(sha256).map_err(io_error)
+    }
+
     /// A stored file by id.
     pub async fn file(&self, file_id: &str) -> Result<Option<MediaFile>> {
         let id = file_id.to_owned();

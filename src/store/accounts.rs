@@ -39,6 +39,10 @@ pub struct UserRecord {
     pub banner_url: String,
     /// Accent colour as `0xRRGGBB`; `None` for none.
     pub accent_color: Option<u32>,
+    /// When the user disabled their account (the statement's ms); `None` while enabled.
+    pub disabled_at: Option<u64>,
+    /// When this node applied the user's deletion (ms); the record is a tombstone from then on.
+    pub deleted_at: Option<u64>,
 }
 
 /// A user to create at registration.
@@ -120,10 +124,10 @@ pub use super::moves::HomeserverMove;
 /// The columns [`user_from_row`] reads, in its order (unqualified: select from `users` alone).
 pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, \
      guild_order, is_profile_synced, irc_name, homeserver, profile_updated_at, created_at, \
-     deactivated_at, pronouns, banner_url, accent_color";
+     deactivated_at, pronouns, banner_url, accent_color, disabled_at, deleted_at";
 
 /// How many columns [`USER_COLUMNS`] names: a query's own columns after them start here.
-pub(crate) const USER_COLUMN_COUNT: usize = 15;
+pub(crate) const USER_COLUMN_COUNT: usize = 17;
 
 /// A user from a row of [`USER_COLUMNS`] (further columns after them are the caller's).
 pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
@@ -143,6 +147,8 @@ pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         pronouns: row.get(12)?,
         banner_url: row.get(13)?,
         accent_color: row.get(14)?,
+        disabled_at: row.get::<_, Option<i64>>(15)?.map(from_sql_int),
+        deleted_at: row.get::<_, Option<i64>>(16)?.map(from_sql_int),
     })
 }
 

@@ -6,6 +6,7 @@
 //! The async runtime never waits on disk, and every multi-row change runs in one transaction.
 //! Per-area methods live in the submodules and never hand `rusqlite` types to callers.
 
+pub mod account_status;
 pub mod accounts;
 pub mod admin;
 pub mod backup;
@@ -14,6 +15,7 @@ mod checkpointer;
 pub mod dm_remote;
 pub mod dms;
 mod events;
+pub mod export;
 pub mod federation;
 pub mod guilds;
 pub mod harmony;

@@ -36,6 +36,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(RELATIONSHIPS_V30),
         M::up(MENTIONS_V31),
         M::up(PROFILES_V32),
+        M::up(ACCOUNT_STATUS_V33),
     ])
 }
 
@@ -733,6 +734,33 @@ ALTER TABLE users ADD COLUMN pronouns TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN banner_url TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN accent_color INTEGER;
 ALTER TABLE members ADD COLUMN nick TEXT;
+"#;
+
+/// A user's own statements about their account (docs/PEOPLE.md, "Accounts"): disabled (no session
+/// opens until enabled again), and deleted keys, refused from then on by every path that would
+/// make them a user, a device or a session again.
+const ACCOUNT_STATUS_V33: &str = r#"
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;              -- ms of the statement; NULL: enabled
+ALTER TABLE users ADD COLUMN deleted_at INTEGER;               -- ms; set on the tombstone row
+ALTER TABLE users ADD COLUMN status_at INTEGER NOT NULL DEFAULT 0; -- newest statement applied (ms)
+CREATE TABLE deleted_users (
+    id          TEXT PRIMARY KEY NOT NULL,       -- hex K_id
+    deleted_at  INTEGER NOT NULL,                -- when this node applied it (ms)
+    timestamp   INTEGER NOT NULL,                -- the signed statement's timestamp (ms)
+    signature   BLOB NOT NULL                    -- K_id's account-status signature
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER sessions_refuse_disabled BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM users WHERE id = NEW.user_id AND disabled_at IS NOT NULL)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was disabled by its owner; a statement signed by its identity key enables it (SetAccountStatus)'); END;
+CREATE TRIGGER sessions_refuse_deleted BEFORE INSERT ON sessions
+WHEN EXISTS (SELECT 1 FROM deleted_users WHERE id = NEW.user_id)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deleted by its owner'); END;
+CREATE TRIGGER devices_refuse_deleted BEFORE INSERT ON devices
+WHEN EXISTS (SELECT 1 FROM deleted_users WHERE id = NEW.user_id)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deleted by its owner'); END;
+CREATE TRIGGER users_refuse_deleted BEFORE INSERT ON users
+WHEN EXISTS (SELECT 1 FROM deleted_users WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deleted by its owner'); END;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
