@@ -416,6 +416,15 @@ pub(crate) async fn tail(target: &Target, resume: Option<u64>) -> Result<()> {
     }
 }
 
+/// One line for a `channel_created` or `channel_updated` event.
+fn channel_line(kind: &str, c: pb::ChannelEvent) -> String {
+    let channel = c.channel.unwrap_or_default();
+    format!(
+        "{kind} guild={} channel={} name={:?}",
+        c.guild_id, channel.id, channel.name
+    )
+}
+
 /// An event's kind and its useful fields, on one line.
 pub(crate) fn describe(event: Option<Event>) -> String {
     let message = |m: Option<pb::Message>| {
@@ -472,6 +481,8 @@ pub(crate) fn describe(event: Option<Event>) -> String {
                 g.id, g.name, g.owner_id
             )
         }
+        Some(Event::ChannelCreated(c)) => channel_line("channel_created", c),
+        Some(Event::ChannelUpdated(c)) => channel_line("channel_updated", c),
         Some(Event::MemberUpdated(m)) => {
             let member = m.member.unwrap_or_default();
             format!(

@@ -237,6 +237,7 @@ pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
         components: crate::messages::components::decode(&m.components),
         thread_id: m.thread_id.clone(),
         webhook_id: m.webhook_id.clone().unwrap_or_default(),
+        sender_blocked: false,
     }
 }
 

@@ -794,3 +794,80 @@ async fn a_dm_is_neither_handed_over_nor_deleted() {
         .await
         .expect("a DM member leaves");
 }
+
+#[tokio::test]
+async fn members_hear_of_channels_created_renamed_and_threads_started() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Room").await;
+    join_room(&node, &bob, &room.invite).await;
+    let mut bob_sees = subscribe(&node, &bob.token).await;
+
+    let created = node
+        .client()
+        .await
+        .create_channel(authed(
+            &ada.token,
+            pb::CreateChannelRequest {
+                guild_id: room.guild.clone(),
+                name: "plans".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create channel")
+        .into_inner();
+    let heard = until(&mut bob_sees, |e| match e {
+        Event::ChannelCreated(c) => Some(c.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(heard.guild_id, room.guild);
+    assert_eq!(heard.channel.expect("channel").id, created.id);
+
+    node.client()
+        .await
+        .update_channel(authed(
+            &ada.token,
+            pb::UpdateChannelRequest {
+                channel_id: created.id.clone(),
+                name: Some("big plans".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("rename");
+    let renamed = until(&mut bob_sees, |e| match e {
+        Event::ChannelUpdated(c) => c.channel.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (renamed.id.as_str(), renamed.name.as_str()),
+        (created.id.as_str(), "big plans")
+    );
+
+    let root = send_text(&node, &bob.token, &created.id, "shall we?").await;
+    let thread = node
+        .client()
+        .await
+        .create_thread(authed(
+            &bob.token,
+            pb::CreateThreadRequest {
+                parent_channel_id: created.id.clone(),
+                root_message_id: root.id.clone(),
+                name: "details".into(),
+            },
+        ))
+        .await
+        .expect("thread")
+        .into_inner();
+    let started = until(&mut bob_sees, |e| match e {
+        Event::ChannelCreated(c) => c.channel.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(started.id, thread.id);
+    assert!(started.is_thread);
+}

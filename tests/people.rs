@@ -741,3 +741,76 @@ async fn friend_requests_across_nodes_and_from_host_sessions_are_refused() {
     );
     assert!(relationships(&a, &ada.token).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_blocked_senders_guild_messages_stay_and_are_flagged_for_the_blocker_only() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let cy = register(&node, "Cy").await;
+    let room = create_room(&node, &ada, "Room").await;
+    join_room(&node, &bob, &room.invite).await;
+    join_room(&node, &cy, &room.invite).await;
+    let said = send_text(&node, &bob.token, &room.channel, "pineapple on pizza").await;
+    send_text(&node, &cy.token, &room.channel, "pineapple? no").await;
+    relate(&node, &ada.token, &bob.user.id, "block")
+        .await
+        .expect("block");
+
+    let flags = |token: String| {
+        let node = &node;
+        let channel = room.channel.clone();
+        async move {
+            let mut c = node.client().await;
+            let history = c
+                .get_history(authed(
+                    &token,
+                    pb::GetHistoryRequest {
+                        channel_id: channel.clone(),
+                        limit: 50,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("history")
+                .into_inner()
+                .messages;
+            let search = c
+                .search_messages(authed(
+                    &token,
+                    pb::SearchMessagesRequest {
+                        channel_id: channel,
+                        query: "pineapple".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search")
+                .into_inner()
+                .messages;
+            let flagged = |ms: &[pb::Message]| {
+                let mut f: Vec<(String, bool)> = ms
+                    .iter()
+                    .filter(|m| m.action.is_none())
+                    .map(|m| (m.text.clone(), m.sender_blocked))
+                    .collect();
+                f.sort();
+                f
+            };
+            (flagged(&history), flagged(&search))
+        }
+    };
+    let expected_for_ada = vec![
+        ("pineapple on pizza".to_owned(), true),
+        ("pineapple? no".to_owned(), false),
+    ];
+    let (history, search) = flags(ada.token.clone()).await;
+    assert_eq!(history, expected_for_ada, "still there, flagged");
+    assert_eq!(search, expected_for_ada);
+    let (history, _) = flags(cy.token.clone()).await;
+    assert!(
+        history.iter().all(|(_, blocked)| !blocked),
+        "only for the blocker"
+    );
+    assert!(history.iter().any(|(text, _)| *text == said.text));
+}

@@ -46,6 +46,24 @@ pub async fn send(
     })
 }
 
+/// `views` as the caller sees them: a message whose sender the caller blocked carries
+/// `sender_blocked`.
+async fn for_caller(
+    m: &Messages,
+    s: &crate::store::SessionInfo,
+    views: &[crate::store::messages::MessageView],
+) -> Result<Vec<pb::Message>, Status> {
+    let blocked = m.blocked_senders(s).await?;
+    Ok(views
+        .iter()
+        .map(|v| {
+            let mut message = convert::message(v);
+            message.sender_blocked = blocked.contains(&message.sender_id);
+            message
+        })
+        .collect())
+}
+
 pub async fn history(
     m: &Messages,
     r: Request<pb::GetHistoryRequest>,
@@ -56,7 +74,7 @@ pub async fn history(
         .history(&s, &r.channel_id, &r.cursor, r.limit, r.reverse)
         .await?;
     ok(pb::GetHistoryResponse {
-        messages: page.messages.iter().map(convert::message).collect(),
+        messages: for_caller(m, &s, &page.messages).await?,
         next_cursor: page.next_cursor,
         has_more: page.has_more,
     })
@@ -95,7 +113,7 @@ pub async fn pinned(
     let s = caller(&r)?;
     let views = m.pinned(&s, &r.get_ref().channel_id).await?;
     ok(pb::GetPinnedMessagesResponse {
-        messages: views.iter().map(convert::message).collect(),
+        messages: for_caller(m, &s, &views).await?,
     })
 }
 
@@ -137,7 +155,7 @@ pub async fn search(
         .search(&s, &r.channel_id, &r.query, r.limit, r.offset)
         .await?;
     ok(pb::SearchMessagesResponse {
-        messages: views.iter().map(convert::message).collect(),
+        messages: for_caller(m, &s, &views).await?,
         total: u32::try_from(total).unwrap_or(u32::MAX),
     })
 }

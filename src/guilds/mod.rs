@@ -419,8 +419,11 @@ impl Guilds {
             root_message_id: String::new(),
         };
         let ch = channel.clone();
-        self.store
-            .write(move |tx| db::insert_channel(tx, &ch))
+        self.events
+            .write(now_ms(), move |tx| {
+                db::insert_channel(tx, &ch)?;
+                Ok(((), vec![channel_event(&ch, true)]))
+            })
             .await?;
         Ok(channel)
     }
@@ -485,12 +488,18 @@ impl Guilds {
         self.events
             .write(now, move |tx| {
                 db::update_channel(tx, &ch)?;
+                let mut rows = vec![channel_event(&ch, false)];
                 let Some(name) = renamed else {
-                    return Ok(((), vec![]));
+                    return Ok(((), rows));
                 };
                 let action = system::action(system::CHANNEL_RENAMED, &actor, &ch.id, &name);
-                let rows =
-                    system::post_in(tx, system::Place::Channel(&ch.id), system_id, now, action)?;
+                rows.extend(system::post_in(
+                    tx,
+                    system::Place::Channel(&ch.id),
+                    system_id,
+                    now,
+                    action,
+                )?);
                 Ok(((), rows))
             })
             .await?;
@@ -610,6 +619,23 @@ pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
 
 /// The `member_joined` event: the guild sees it, and so does the joiner (whose subscriptions
 /// start following the guild from it).
+/// The `channel_created` (`created`) or `channel_updated` event for `channel` as it now stands,
+/// to its guild: members' clients add or refresh it without listing the channels again.
+pub(crate) fn channel_event(channel: &ChannelRecord, created: bool) -> EventRow {
+    let event = pb::ChannelEvent {
+        guild_id: channel.guild_id.clone(),
+        channel: Some(crate::convert::channel(channel)),
+    };
+    events::row(
+        vec![events::guild_scope(&channel.guild_id)],
+        if created {
+            pb::stream_response::Event::ChannelCreated(event)
+        } else {
+            pb::stream_response::Event::ChannelUpdated(event)
+        },
+    )
+}
+
 /// Removes `user_id` from a guild (or DM, with `is_dm`) inside the caller's transaction, with the
 /// `member_removed` event a kick sends (and, for a member of another node, its homeserver told):
 /// for other domains that end memberships, such as an account's deletion.

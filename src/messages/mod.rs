@@ -766,10 +766,30 @@ impl Messages {
                 gdb::insert_channel(tx, &t)?;
                 db::set_thread(tx, root, &t.id)?;
                 let view = load(tx, root)?;
-                Ok(((), vec![updated_event(&t.guild_id, &view)]))
+                Ok((
+                    (),
+                    vec![
+                        crate::guilds::channel_event(&t, true),
+                        updated_event(&t.guild_id, &view),
+                    ],
+                ))
             })
             .await?;
         Ok(thread)
+    }
+
+    /// The users the caller blocked: history, search and pins mark their messages
+    /// (`Message.sender_blocked`) so the caller's client can collapse them.
+    pub async fn blocked_senders(
+        &self,
+        caller: &SessionInfo,
+    ) -> Result<std::collections::HashSet<String>> {
+        let user = caller.user_id.clone();
+        let ids = self
+            .store()
+            .read(move |c| crate::store::people::blocked_ids(c, &user))
+            .await?;
+        Ok(ids.into_iter().collect())
     }
 
     /// `AckMessage`: marks the message of a `message_created` event delivered or read, and tells

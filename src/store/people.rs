@@ -219,3 +219,12 @@ pub fn mutual_friends(c: &Connection, a: &str, b: &str) -> Result<Vec<String>, S
     let rows = stmt.query_map(params![a, b], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The users `user_id` blocked, by id.
+pub fn blocked_ids(c: &Connection, user_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT other_id FROM relationships WHERE user_id = ?1 AND kind = 'blocked'",
+    )?;
+    let rows = stmt.query_map([user_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
