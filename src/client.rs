@@ -265,6 +265,20 @@ impl ClientIdentity {
         self.device().sign_dm_invite(audience, invite)
     }
 
+    /// A `relationship` statement about `other_user_id` for their homeserver `audience`; see
+    /// [`DeviceIdentity::sign_relationship`].
+    pub fn sign_relationship(
+        &self,
+        audience: &PublicKey,
+        other_user_id: &str,
+        action: &str,
+        homeserver_url: &str,
+        timestamp: u64,
+    ) -> Result<pb::RelationshipStatement, KeyError> {
+        self.device()
+            .sign_relationship(audience, other_user_id, action, homeserver_url, timestamp)
+    }
+
     /// The `VerifyUserRequest.challenge` string for the server `audience`.
     pub fn verify_challenge(&self, audience: &PublicKey, timestamp: u64) -> String {
         let payload = VerifyUserPayload {
@@ -307,6 +321,11 @@ impl DeviceIdentity {
     /// The user's global id: hex of K_id.
     pub fn user_id(&self) -> String {
         self.user_key.to_hex()
+    }
+
+    /// This device's key, hex (K_dev).
+    pub fn device_key_hex(&self) -> String {
+        self.device_key.public().to_hex()
     }
 
     /// The signed `LoginRequest` for the server `audience` (no migration). It carries `user_id`,
@@ -451,6 +470,40 @@ impl DeviceIdentity {
             .to_bytes()
             .to_vec();
         Ok(())
+    }
+
+    /// A `relationship` statement by this device about `other_user_id` (`"request"`, `"accept"`
+    /// or `"remove"`), signed for their homeserver `audience`; `homeserver_url` is this user's
+    /// homeserver. Fails if `other_user_id` is not a key.
+    pub fn sign_relationship(
+        &self,
+        audience: &PublicKey,
+        other_user_id: &str,
+        action: &str,
+        homeserver_url: &str,
+        timestamp: u64,
+    ) -> Result<pb::RelationshipStatement, KeyError> {
+        let other = PublicKey::from_hex(other_user_id)?;
+        let payload = signing::RelationshipPayload {
+            audience: *audience,
+            user_key: self.user_key,
+            device_key: self.device_key.public(),
+            other,
+            action: action.to_owned(),
+            homeserver_url: homeserver_url.to_owned(),
+            timestamp,
+        };
+        Ok(pb::RelationshipStatement {
+            user_id: self.user_id(),
+            other_user_id: other_user_id.to_owned(),
+            action: action.to_owned(),
+            homeserver_url: homeserver_url.to_owned(),
+            timestamp,
+            device_cert: Some(device_cert_to_proto(&self.cert)),
+            signature: signing::sign(&payload, &self.device_key)
+                .to_bytes()
+                .to_vec(),
+        })
     }
 
     /// The identity as a device-only identity file (without tokens).

@@ -1,5 +1,6 @@
-//! `ProxiedUnread`: a user's homeserver asks the user's other servers for their unread state, all
-//! at once, and streams each server's answer as it comes.
+//! `ProxiedUnread` and `ProxiedRecentMentions`: a user's homeserver asks the user's other servers
+//! for their unread state or their recent mentions, all at once, and streams each server's answer
+//! as it comes.
 //!
 //! Each `ServerQuery` names a server and the user's session token **on that server** (the token
 //! `JoinInvite` or `Login` gave them there). The homeserver calls that server's own client API
@@ -27,6 +28,8 @@ pub const MAX_QUERIES: usize = 32;
 pub const TOKEN_MAX: usize = 512;
 /// Most guilds read from one server (their channels are read too).
 pub const MAX_GUILDS: usize = 200;
+/// Largest `limit` of `ProxiedRecentMentions` (the queried servers' page maximum).
+pub const MENTIONS_LIMIT_MAX: i32 = 100;
 /// How long connecting to one queried server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// `ListChannels` calls in flight to one server at a time.
@@ -61,6 +64,71 @@ impl UnreadProxy {
         &self,
         queries: Vec<pb::ServerQuery>,
     ) -> Result<ReceiverStream<pb::ProxiedUnreadResponse>> {
+        self.fan_out(
+            queries,
+            |outbound, query| async move { fetch(&outbound, &query).await },
+            |server, answer| match answer {
+                Ok((guilds, channels)) => pb::ProxiedUnreadResponse {
+                    server,
+                    guilds,
+                    channels,
+                    error: None,
+                },
+                Err(error) => pb::ProxiedUnreadResponse {
+                    server,
+                    guilds: Vec::new(),
+                    channels: Vec::new(),
+                    error: Some(error),
+                },
+            },
+        )
+    }
+
+    /// `ProxiedRecentMentions`: the newest `limit` recent mentions (0: the queried server's
+    /// default page) the user has on each queried server, streamed as each server answers.
+    pub fn mentions(
+        &self,
+        queries: Vec<pb::ServerQuery>,
+        limit: i32,
+    ) -> Result<ReceiverStream<pb::ProxiedRecentMentionsResponse>> {
+        if !(0..=MENTIONS_LIMIT_MAX).contains(&limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 0 to {MENTIONS_LIMIT_MAX}"),
+            ));
+        }
+        self.fan_out(
+            queries,
+            move |outbound, query| async move { fetch_mentions(&outbound, &query, limit).await },
+            |server, answer| match answer {
+                Ok(messages) => pb::ProxiedRecentMentionsResponse {
+                    server,
+                    messages,
+                    error: None,
+                },
+                Err(error) => pb::ProxiedRecentMentionsResponse {
+                    server,
+                    messages: Vec::new(),
+                    error: Some(error),
+                },
+            },
+        )
+    }
+
+    /// Checks `queries`, runs `fetch` for each server in its own task under the per-server time
+    /// limit, and streams `answer(server, outcome)` for each as it arrives.
+    fn fan_out<T, R, F, Fut>(
+        &self,
+        queries: Vec<pb::ServerQuery>,
+        fetch: F,
+        answer: fn(String, std::result::Result<T, String>) -> R,
+    ) -> Result<ReceiverStream<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(Outbound, Query) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, String>> + Send + 'static,
+    {
         if queries.len() > MAX_QUERIES {
             return Err(Error::invalid(
                 "queries",
@@ -75,36 +143,22 @@ impl UnreadProxy {
         // Room for every answer: a task never waits on a slow reader.
         let (tx, rx) = mpsc::channel(checked.len().max(1));
         for query in checked {
-            let (tx, per_server, outbound) = (tx.clone(), self.per_server, self.outbound.clone());
+            let (tx, per_server) = (tx.clone(), self.per_server);
+            let server = query.url.clone();
+            let work = fetch(self.outbound.clone(), query);
             tokio::spawn(async move {
-                let answer = match tokio::time::timeout(per_server, fetch(&outbound, &query)).await
-                {
-                    Ok(Ok((guilds, channels))) => pb::ProxiedUnreadResponse {
-                        server: query.url,
-                        guilds,
-                        channels,
-                        error: None,
-                    },
-                    Ok(Err(error)) => failed(query.url, error),
-                    Err(_) => failed(
-                        query.url,
-                        format!("no complete answer within {} ms", per_server.as_millis()),
-                    ),
+                let outcome = match tokio::time::timeout(per_server, work).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(format!(
+                        "no complete answer within {} ms",
+                        per_server.as_millis()
+                    )),
                 };
                 // The client may have gone away; nothing to do then.
-                let _ = tx.send(answer).await;
+                let _ = tx.send(answer(server, outcome)).await;
             });
         }
         Ok(ReceiverStream::new(rx))
-    }
-}
-
-fn failed(server: String, error: String) -> pb::ProxiedUnreadResponse {
-    pb::ProxiedUnreadResponse {
-        server,
-        guilds: Vec::new(),
-        channels: Vec::new(),
-        error: Some(error),
     }
 }
 
@@ -179,4 +233,29 @@ async fn fetch(
         .try_collect()
         .await?;
     Ok((guilds, lists.into_iter().flatten().collect()))
+}
+
+/// Reads one server's recent mentions of the user with their session there.
+async fn fetch_mentions(
+    outbound: &Outbound,
+    query: &Query,
+    limit: i32,
+) -> std::result::Result<Vec<pb::Message>, String> {
+    let channel = outbound
+        .channel(&query.url, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| {
+            tracing::info!(server = %query.url, error = %e, "ProxiedRecentMentions: unreachable");
+            crate::outbound::UNREACHABLE.to_owned()
+        })?;
+    let request = pb::ListRecentMentionsRequest {
+        limit,
+        ..Default::default()
+    };
+    Ok(GuildHallClient::new(channel)
+        .list_recent_mentions(authed(query, request))
+        .await
+        .map_err(|s| format!("ListRecentMentions: {:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .messages)
 }

@@ -199,6 +199,7 @@ async fn deleting_wipes_the_person_keeps_the_messages_and_refuses_the_key() {
             &ada.token,
             pb::RelationshipRequest {
                 user_id: bob.user.id.clone(),
+                ..Default::default()
             },
         ))
         .await

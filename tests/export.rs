@@ -83,6 +83,7 @@ async fn the_export_holds_what_the_node_keeps_about_the_user_and_only_theirs() {
             &ada.token,
             pb::RelationshipRequest {
                 user_id: bob.user.id.clone(),
+                ..Default::default()
             },
         ))
         .await

@@ -626,6 +626,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         ("unread::TOKEN_MAX", (vec![n(unread::TOKEN_MAX)], INVALID)),
         ("unread::MAX_GUILDS", (vec![n(unread::MAX_GUILDS)], SILENT)),
         (
+            "unread::MENTIONS_LIMIT_MAX",
+            (vec![unread::MENTIONS_LIMIT_MAX as u64], INVALID),
+        ),
+        (
             "config.unread_proxy_timeout_ms",
             (vec![c.unread_proxy_timeout_ms], SILENT),
         ),
@@ -700,6 +704,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         (
             "dm_invites::MAX_INVITE_AGE_MS",
             (vec![dm_invites::MAX_INVITE_AGE_MS], INVALID),
+        ),
+        (
+            "people::across::MAX_STATEMENT_AGE_MS",
+            (vec![people::across::MAX_STATEMENT_AGE_MS], INVALID),
         ),
         (
             "dm_invites::MAX_PENDING_RECEIVED",
@@ -1681,6 +1689,17 @@ async fn refusals_over_each_limit_are_as_documented() {
         ))
         .await,
     );
+    r.check(
+        "unread::MENTIONS_LIMIT_MAX",
+        c.proxied_recent_mentions(authed(
+            &t,
+            pb::ProxiedRecentMentionsRequest {
+                queries: vec![query("https://a.example", "t".into())],
+                limit: 101,
+            },
+        ))
+        .await,
+    );
 
     server_call_refusals(&node, &mut r).await;
     rate_limit_refusals(&mut r).await;
@@ -1882,6 +1901,18 @@ async fn server_call_refusals(node: &TestNode, r: &mut Refusals) {
         "dm_invites::MAX_INVITE_AGE_MS",
         s.receive_dm_invite(invite(&|i| i.timestamp = now_ms() - 8 * 24 * 3600 * 1000))
             .await,
+    );
+    r.check(
+        "people::across::MAX_STATEMENT_AGE_MS",
+        s.receive_relationship(pb::RelationshipStatement {
+            user_id: key.clone(),
+            other_user_id: key.clone(),
+            action: "request".into(),
+            homeserver_url: peer.address(),
+            timestamp: now_ms() - 8 * 24 * 3600 * 1000,
+            ..Default::default()
+        })
+        .await,
     );
     let notice = |guild_id: &str| {
         format!(

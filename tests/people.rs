@@ -1,6 +1,6 @@
 //! What people keep about each other (docs/PEOPLE.md) over gRPC: private notes; friend requests,
-//! friendships and blocks with what a block refuses (on one node and a DM invite from another
-//! node); recent mentions paged, removed and acknowledged; and every refusal.
+//! friendships and blocks with what a block refuses (on one node, across nodes as signed
+//! statements, and a DM invite from another node); recent mentions paged, removed and acknowledged; and every refusal.
 
 mod common;
 
@@ -158,6 +158,7 @@ async fn relate(
             token,
             pb::RelationshipRequest {
                 user_id: user_id.into(),
+                ..Default::default()
             },
         )
     };
@@ -309,7 +310,7 @@ async fn friend_requests_are_sent_answered_and_both_sides_are_told() {
     assert_status(
         relate(&node, &ada.token, &nobody, "request").await,
         Code::NotFound,
-        "no such user",
+        "not a user this server knows",
     );
     assert_status(
         relate(&node, &ada.token, &b, "accept").await,
@@ -710,11 +711,256 @@ async fn recent_mentions_gather_user_role_and_everyone_mentions_page_and_leave_t
     );
 }
 
-/// Friend requests stay within one node, and relationships are kept at one's homeserver: a
-/// request to a user of another node, or made with a session on a host, is refused; removing a
-/// friendship that does not exist is refused.
+/// A relationship method towards a user of another node: `user` signs a `relationship`
+/// statement with `action` for `signed_for`'s key and calls `verb` on `node`, naming `home` as
+/// the other user's homeserver.
+async fn relate_across(
+    node: &TestNode,
+    user: &TestUser,
+    other_id: &str,
+    (verb, action): (&str, &str),
+    home: &TestNode,
+    signed_for: &TestNode,
+) -> Result<pb::RelationshipType, tonic::Status> {
+    let statement = user
+        .identity
+        .sign_relationship(
+            &signed_for.audience(),
+            other_id,
+            action,
+            &node.address(),
+            guildhall::identity::freshness::now_ms(),
+        )
+        .expect("a key");
+    relate_with(
+        node,
+        &user.token,
+        verb,
+        pb::RelationshipRequest {
+            user_id: other_id.into(),
+            statement: Some(statement),
+            homeserver_url: home.address(),
+        },
+    )
+    .await
+}
+
+/// `verb` with the whole `request`.
+async fn relate_with(
+    node: &TestNode,
+    token: &str,
+    verb: &str,
+    request: pb::RelationshipRequest,
+) -> Result<pb::RelationshipType, tonic::Status> {
+    let mut c = node.client().await;
+    let request = authed(token, request);
+    let none = |_| pb::RelationshipType::None;
+    let kind = |r: tonic::Response<pb::Relationship>| {
+        pb::RelationshipType::try_from(r.into_inner().r#type).expect("a relationship type")
+    };
+    match verb {
+        "request" => c.send_friend_request(request).await.map(kind),
+        "accept" => c.accept_friend_request(request).await.map(kind),
+        "unfriend" => c.remove_friend(request).await.map(none),
+        "block" => c.block_user(request).await.map(kind),
+        other => panic!("no verb {other}"),
+    }
+}
+
+/// Friends across nodes: Ada (node A) asks Bob (node B) with her signed statement, which A
+/// checks and queues for B and B checks again; Bob accepts the same way; each homeserver keeps
+/// its own user's side and tells them. Bob's block ends the friendship on Ada's side as a plain
+/// `remove`, and B then refuses her new request, which stays pending on A only. Every refusal:
+/// no statement, one for the wrong server, one naming someone else, a forged delivery, a
+/// delivery from a server that is not the signer's homeserver, and a replay.
 #[tokio::test]
-async fn friend_requests_across_nodes_and_from_host_sessions_are_refused() {
+async fn friend_requests_and_blocks_cross_nodes_as_signed_statements() {
+    use pb::RelationshipType as T;
+    let (a, b) = (
+        TestNode::spawn_fast_outbox().await,
+        TestNode::spawn_fast_outbox().await,
+    );
+    let ada = register(&a, "Ada").await;
+    let bob = register(&b, "Bob").await;
+    let (ada_id, bob_id) = (ada.user.id.clone(), bob.user.id.clone());
+    let mut ada_sees = subscribe(&a, &ada.token).await;
+    let mut bob_sees = subscribe(&b, &bob.token).await;
+
+    // A has never met Bob: without his homeserver it can't place him; without a statement it
+    // can't tell B; a statement for A's own key or about someone else is refused.
+    assert_status(
+        relate(&a, &ada.token, &bob_id, "request").await,
+        Code::NotFound,
+        "give their homeserver_url",
+    );
+    let unsigned = pb::RelationshipRequest {
+        user_id: bob_id.clone(),
+        statement: None,
+        homeserver_url: b.address(),
+    };
+    assert_status(
+        relate_with(&a, &ada.token, "request", unsigned).await,
+        Code::InvalidArgument,
+        "statement: is required",
+    );
+    assert_status(
+        relate_across(&a, &ada, &bob_id, ("request", "request"), &b, &a).await,
+        Code::Unauthenticated,
+        "statement.signature",
+    );
+    assert_status(
+        relate_across(&a, &ada, &bob_id, ("request", "accept"), &b, &b).await,
+        Code::InvalidArgument,
+        "statement.action",
+    );
+    assert!(relationships(&a, &ada.token).await.is_empty());
+
+    // Ada asks; B hears it from A's outbox and tells Bob.
+    assert_eq!(
+        relate_across(&a, &ada, &bob_id, ("request", "request"), &b, &b)
+            .await
+            .expect("ask across nodes"),
+        T::PendingOutgoing
+    );
+    assert_eq!(
+        next_relationship(&mut ada_sees).await,
+        (bob_id.clone(), T::PendingOutgoing)
+    );
+    assert_eq!(
+        next_relationship(&mut bob_sees).await,
+        (ada_id.clone(), T::PendingIncoming)
+    );
+
+    // Bob accepts; B knows where Ada lives from her statement's delivery.
+    let accept = bob
+        .identity
+        .sign_relationship(
+            &a.audience(),
+            &ada_id,
+            "accept",
+            &b.address(),
+            guildhall::identity::freshness::now_ms(),
+        )
+        .expect("a key");
+    let accepted = relate_with(
+        &b,
+        &bob.token,
+        "accept",
+        pb::RelationshipRequest {
+            user_id: ada_id.clone(),
+            statement: Some(accept.clone()),
+            homeserver_url: String::new(),
+        },
+    )
+    .await
+    .expect("accept across nodes");
+    assert_eq!(accepted, T::Friend);
+    assert_eq!(
+        next_relationship(&mut ada_sees).await,
+        (bob_id.clone(), T::Friend)
+    );
+    assert_eq!(
+        relationships(&a, &ada.token).await,
+        vec![(bob_id.clone(), T::Friend)]
+    );
+
+    // Bob blocks Ada: she hears the friendship ended, not why.
+    assert_eq!(
+        relate_across(&b, &bob, &ada_id, ("block", "remove"), &a, &a)
+            .await
+            .expect("block across nodes"),
+        T::Blocked
+    );
+    assert_eq!(
+        next_relationship(&mut ada_sees).await,
+        (bob_id.clone(), T::None)
+    );
+    assert!(relationships(&a, &ada.token).await.is_empty());
+
+    // Replaying Bob's older accept changes nothing (it is not newer than his remove).
+    b.federation_client(&a)
+        .await
+        .receive_relationship(accept)
+        .await
+        .expect("a replay is taken and ignored");
+    assert!(relationships(&a, &ada.token).await.is_empty());
+
+    // Her new request is taken by A and refused by B, which holds Bob's block; a direct
+    // delivery shows the refusal.
+    let request = ada
+        .identity
+        .sign_relationship(
+            &b.audience(),
+            &bob_id,
+            "request",
+            &a.address(),
+            guildhall::identity::freshness::now_ms(),
+        )
+        .expect("a key");
+    assert_eq!(
+        relate_with(
+            &a,
+            &ada.token,
+            "request",
+            pb::RelationshipRequest {
+                user_id: bob_id.clone(),
+                statement: Some(request.clone()),
+                homeserver_url: String::new(),
+            },
+        )
+        .await
+        .expect("A takes it"),
+        T::PendingOutgoing
+    );
+    a.outbox_drained(std::time::Duration::from_secs(20)).await;
+    assert_status(
+        a.federation_client(&b)
+            .await
+            .receive_relationship(request.clone())
+            .await,
+        Code::FailedPrecondition,
+        "does not take friend requests",
+    );
+    assert_eq!(
+        relationships(&b, &bob.token).await,
+        vec![(ada_id.clone(), T::Blocked)]
+    );
+
+    // Forged: a server that is not Ada's homeserver delivering her statement; a statement
+    // signed for A delivered to B.
+    let c = TestNode::spawn().await;
+    assert_status(
+        c.federation_client(&b)
+            .await
+            .receive_relationship(request)
+            .await,
+        Code::PermissionDenied,
+        "homeserver_url",
+    );
+    let for_a = ada
+        .identity
+        .sign_relationship(
+            &a.audience(),
+            &bob_id,
+            "remove",
+            &a.address(),
+            guildhall::identity::freshness::now_ms(),
+        )
+        .expect("a key");
+    assert_status(
+        a.federation_client(&b)
+            .await
+            .receive_relationship(for_a)
+            .await,
+        Code::Unauthenticated,
+        "statement.signature",
+    );
+}
+
+/// Relationships are kept at one's homeserver: one made with a session on a host is refused;
+/// removing a friendship that does not exist is refused.
+#[tokio::test]
+async fn relationships_from_host_sessions_and_of_nothing_are_refused() {
     let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
     let ada = register(&a, "Ada").await;
     let owner = register(&a, "Owner").await;
@@ -724,11 +970,6 @@ async fn friend_requests_across_nodes_and_from_host_sessions_are_refused() {
         .await
         .expect("Bob joins A from B")
         .token;
-    assert_status(
-        relate(&a, &ada.token, &bob.user.id, "request").await,
-        Code::FailedPrecondition,
-        "friend requests and blocks across servers are not supported yet",
-    );
     assert_status(
         relate(&a, &bob_on_a, &ada.user.id, "request").await,
         Code::FailedPrecondition,
@@ -813,4 +1054,124 @@ async fn a_blocked_senders_guild_messages_stay_and_are_flagged_for_the_blocker_o
         "only for the blocker"
     );
     assert!(history.iter().any(|(text, _)| *text == said.text));
+}
+
+/// `@everyone` notifies only from a sender holding `messages.mention_everyone`: a plain member's
+/// `<@&GUILD_ID>` is sent with its text but mentions no one, and counts once a role grants it.
+#[tokio::test]
+async fn everyone_mentions_need_the_mention_everyone_permission() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Hall").await;
+    let bob_token = join_room(&node, &bob, &room.invite).await;
+    let everyone = format!("all of you <@&{}>", room.guild);
+
+    let sent = send_text(&node, &bob_token, &room.channel, &everyone).await;
+    assert_eq!(sent.text, everyone, "the text is kept");
+    assert!(sent.mentioned_role_ids.is_empty(), "the mention is dropped");
+    assert!(
+        mentions_page(&node, &ada.token, "", 0, "")
+            .await
+            .0
+            .is_empty()
+    );
+
+    let mut c = node.client().await;
+    let herald = c
+        .create_role(authed(
+            &ada.token,
+            pb::CreateRoleRequest {
+                guild_id: room.guild.clone(),
+                name: "herald".into(),
+                position: 1,
+                permissions: vec!["messages.mention_everyone".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    c.assign_role(authed(
+        &ada.token,
+        pb::AssignRoleRequest {
+            guild_id: room.guild.clone(),
+            user_id: bob.user.id.clone(),
+            role_id: herald.id,
+        },
+    ))
+    .await
+    .expect("assign");
+    let sent = send_text(&node, &bob_token, &room.channel, &everyone).await;
+    assert_eq!(sent.mentioned_role_ids, vec![room.guild.clone()]);
+    assert_eq!(
+        mentions_page(&node, &ada.token, "", 0, "").await.0,
+        vec![everyone]
+    );
+}
+
+/// A member from another node gathers their mentions through their homeserver: B asks host A
+/// with Bob's session there and streams A's answer; a server that can't be reached answers with
+/// an error and holds nothing up.
+#[tokio::test]
+async fn recent_mentions_on_other_servers_come_through_the_homeserver() {
+    let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let ada = register(&a, "Ada").await;
+    let room = create_room(&a, &ada, "Hall").await;
+    let bob = register(&b, "Bob").await;
+    let bob_on_a = remote_join(&a, &bob, &b.address(), &room.invite, "Bob")
+        .await
+        .expect("Bob joins A from B")
+        .token;
+    let text = format!("look <@{}>", bob.user.id);
+    send_text(&a, &ada.token, &room.channel, &text).await;
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let mut stream = b
+        .client()
+        .await
+        .proxied_recent_mentions(authed(
+            &bob.token,
+            pb::ProxiedRecentMentionsRequest {
+                queries: vec![
+                    pb::ServerQuery {
+                        url: a.address(),
+                        token: bob_on_a,
+                    },
+                    pb::ServerQuery {
+                        url: dead.clone(),
+                        token: "t".into(),
+                    },
+                ],
+                limit: 10,
+            },
+        ))
+        .await
+        .expect("ProxiedRecentMentions")
+        .into_inner();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        answers.push(
+            tokio::time::timeout(std::time::Duration::from_secs(15), stream.message())
+                .await
+                .expect("an answer in time")
+                .expect("stream ok")
+                .expect("an answer"),
+        );
+    }
+    let at_a = answers.iter().find(|r| r.server == a.address()).expect("A");
+    assert_eq!(at_a.error, None);
+    assert_eq!(
+        at_a.messages
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>(),
+        vec![text.as_str()]
+    );
+    let at_dead = answers.iter().find(|r| r.server == dead).expect("dead");
+    assert!(at_dead.error.is_some() && at_dead.messages.is_empty());
 }

@@ -60,6 +60,14 @@ async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts(
         .await
         .expect("remote join");
     let mut owner_sees = subscribe(&a, &owner.token).await;
+    // The legacy K_dev field: the asking device's key in answers about oneself, empty for others.
+    assert_eq!(bob.user.public_key, bob.identity.device().device_key_hex());
+    assert!(
+        user(&a, &owner.token, &bob.user.id)
+            .await
+            .public_key
+            .is_empty()
+    );
 
     let set = update(
         &b,
@@ -291,6 +299,7 @@ async fn relate(node: &TestNode, token: &str, user_id: &str, block: bool) {
         token,
         pb::RelationshipRequest {
             user_id: user_id.into(),
+            ..Default::default()
         },
     );
     if block {
@@ -362,6 +371,7 @@ async fn profiles_show_what_two_users_share_and_nicknames_follow_the_roles() {
                 &cy.token,
                 pb::RelationshipRequest {
                     user_id: who.user.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -7,9 +7,9 @@ use guildhall::identity::SecretKey;
 use guildhall::identity::signing::{
     self, AccountStatusPayload, BanPayload, DeviceCertPayload, DeviceRevocationPayload,
     DmInvitePayload, HomeserverMovePayload, HomeserverMoveV2Payload, IdProofPayload,
-    JoinInvitePayload, LoginPayload, RegisterPayload, S2sRequestPayload, ServerBanPayload,
-    ServerEventPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload, UpdateUserV2Payload,
-    VerifyUserPayload,
+    JoinInvitePayload, LoginPayload, RegisterPayload, RelationshipPayload, S2sRequestPayload,
+    ServerBanPayload, ServerEventPayload, ServerKeyRotationPayload, Signable, UpdateUserPayload,
+    UpdateUserV2Payload, VerifyUserPayload,
 };
 
 const T: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -251,6 +251,20 @@ fn vectors() -> Vec<Vector> {
                 token: "0123456789abcdef".into(),
                 guild_id: "42".into(),
                 host_server_url: "https://a.example".into(),
+                timestamp: T,
+            },
+        ),
+        vector(
+            "relationship",
+            "K_dev",
+            &dev,
+            &RelationshipPayload {
+                audience: next.public(),
+                user_key: kid,
+                device_key: kdev,
+                other: next.public(),
+                action: "request".into(),
+                homeserver_url: "https://a.example".into(),
                 timestamp: T,
             },
         ),

@@ -155,6 +155,12 @@ def sb_account_status(k_id, status: str, timestamp: int) -> bytes:
     return envelope("account-status", f_key(k_id), f_str(status), f_u64(timestamp))
 
 
+def sb_relationship(audience, k_id, k_dev, other, action: str, homeserver_url: str,
+                    timestamp: int) -> bytes:
+    return envelope("relationship", f_key(audience), f_key(k_id), f_key(k_dev), f_key(other),
+                    f_str(action), f_str(homeserver_url), f_u64(timestamp))
+
+
 def sb_verify_user(audience, k_id, timestamp: int) -> bytes:
     return envelope("verify-user", f_key(audience), f_key(k_id), f_u64(timestamp))
 
@@ -284,6 +290,8 @@ def check_vectors(doc: Path) -> None:
     built["device-revocation"] = ("K_id", sb_device_revocation(KI, KD, T))
     built["dm-invite"] = ("K_dev", sb_dm_invite(
         SECOND, KI, KD, SECOND, "0123456789abcdef", "42", "https://a.example", T))
+    built["relationship"] = ("K_dev", sb_relationship(
+        SECOND, KI, KD, SECOND, "request", "https://a.example", T))
     built["server-event"] = ("server", sb_server_event(AUD, "test-note", 7, T, b"hello"))
     built["server-ban"] = ("server", sb_server_ban(AUD, KI, True, "spam", T))
 

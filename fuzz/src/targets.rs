@@ -302,6 +302,13 @@ fn s2s_message(method: &str, m: &[u8]) {
                 assert_eq!(v.to_proto(), s);
             }
         }
+        "ReceiveRelationship" => {
+            if let Ok(s) = pb::RelationshipStatement::decode(m) {
+                let _ = convert::device_cert(s.device_cert);
+                let _ = PublicKey::from_hex(&s.user_id);
+                let _ = PublicKey::from_hex(&s.other_user_id);
+            }
+        }
         "ReceiveDMInviteRejection" => {
             let _ = pb::ReceiveDmInviteRejectionRequest::decode(m);
         }

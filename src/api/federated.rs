@@ -19,6 +19,10 @@ type Reply<T> = Result<Response<T>, Status>;
 pub type UnreadStream =
     Pin<Box<dyn Stream<Item = Result<pb::ProxiedUnreadResponse, Status>> + Send + 'static>>;
 
+/// The stream `ProxiedRecentMentions` answers with.
+pub type MentionsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::ProxiedRecentMentionsResponse, Status>> + Send + 'static>>;
+
 /// The parts these handlers need besides the service's own.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -118,5 +122,15 @@ pub async fn proxied_unread(
 ) -> Reply<UnreadStream> {
     caller(&q)?;
     let answers = r.unread.start(q.into_inner().queries)?;
+    ok(Box::pin(answers.map(Ok)))
+}
+
+pub async fn proxied_recent_mentions(
+    r: &Remote,
+    q: Request<pb::ProxiedRecentMentionsRequest>,
+) -> Reply<MentionsStream> {
+    caller(&q)?;
+    let q = q.into_inner();
+    let answers = r.unread.mentions(q.queries, q.limit)?;
     ok(Box::pin(answers.map(Ok)))
 }

@@ -157,11 +157,18 @@ impl GuildHallApi {
         let dm_invites = crate::dm_invites::DmInvites::new(
             self.guilds.clone(),
             federation.directory().clone(),
-            outbox,
+            outbox.clone(),
             self.info.server_id,
             self.info.canonical_address.clone(),
             clock_skew_ms,
         );
+        self.people = self.people.with_link(crate::people::across::Link::new(
+            self.guilds.store().clone(),
+            federation.directory().clone(),
+            outbox,
+            self.info.server_id,
+            clock_skew_ms,
+        ));
         self.federated = Some(federated::Remote {
             dm_invites,
             unread: crate::unread::UnreadProxy::new(unread_timeout, outbound),
@@ -300,6 +307,16 @@ impl GuildHallApi {
     fn user(&self, record: &crate::store::UserRecord) -> pb::User {
         convert::user(record, self.accounts.is_admin(&record.id))
     }
+
+    /// The caller's own record, with `public_key` set to the device key of the session asking
+    /// (the seed's legacy K_dev field: a user has several devices, so it is filled only in
+    /// answers about oneself; `GetMyData.device_certificates` lists them all).
+    fn own_user(&self, record: &crate::store::UserRecord, device_pubkey: String) -> pb::User {
+        pb::User {
+            public_key: device_pubkey,
+            ..self.user(record)
+        }
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -338,11 +355,12 @@ impl GuildHall for GuildHallApi {
             timestamp: r.timestamp,
             registration_token: r.registration_token,
         };
+        let device = input.cert.device_key.to_hex();
         let (user, session) = self.accounts.register(input).await?;
         tracing::info!(user = %user.id, name = %user.display_name, "user registered");
         Ok(Response::new(pb::RegisterResponse {
             token: session.access_token,
-            user: Some(self.user(&user)),
+            user: Some(self.own_user(&user, device)),
             refresh_token: session.refresh_token,
         }))
     }
@@ -367,10 +385,11 @@ impl GuildHall for GuildHallApi {
                 .map(|id| convert::public_key("user_id", id))
                 .transpose()?,
         };
+        let device = input.cert.device_key.to_hex();
         let (user, session) = moves::login(self, input).await?;
         Ok(Response::new(pb::LoginResponse {
             token: session.access_token,
-            user: Some(self.user(&user)),
+            user: Some(self.own_user(&user, device)),
             refresh_token: session.refresh_token,
         }))
     }
@@ -485,7 +504,7 @@ impl GuildHall for GuildHallApi {
         let session = caller(&request)?;
         let data = self.accounts.my_data(&session).await?;
         Ok(Response::new(pb::GetMyDataResponse {
-            user: Some(self.user(&data.user)),
+            user: Some(self.own_user(&data.user, session.device_pubkey.clone())),
             servers: data
                 .servers
                 .into_iter()
@@ -830,6 +849,13 @@ impl GuildHall for GuildHallApi {
         federated::proxied_unread(self.federated()?, r).await
     }
 
+    async fn proxied_recent_mentions(
+        &self,
+        r: Request<pb::ProxiedRecentMentionsRequest>,
+    ) -> Reply<federated::MentionsStream> {
+        federated::proxied_recent_mentions(self.federated()?, r).await
+    }
+
     async fn initiate_avatar_upload(
         &self,
         r: Request<pb::InitiateAvatarUploadRequest>,
@@ -1024,6 +1050,12 @@ impl GuildHall for GuildHallApi {
         r: Request<pb::Empty>,
     ) -> Reply<pb::ListRelationshipsResponse> {
         people::relationships(&self.people, r).await
+    }
+    async fn receive_relationship(
+        &self,
+        r: Request<pb::RelationshipStatement>,
+    ) -> Reply<pb::Empty> {
+        people::receive_relationship(&self.people, r).await
     }
     async fn list_recent_mentions(
         &self,

@@ -29,9 +29,21 @@ pub async fn notes(p: &People, r: Request<pb::Empty>) -> Reply<pb::ListUserNotes
     }))
 }
 
-/// The other user named by a relationship method, with the caller's session.
-fn pair(r: &Request<pb::RelationshipRequest>) -> Result<(crate::store::SessionInfo, &str), Status> {
-    Ok((caller(r)?, r.get_ref().user_id.as_str()))
+/// The relationship method's request, with the caller's session.
+fn pair(
+    r: &Request<pb::RelationshipRequest>,
+) -> Result<(crate::store::SessionInfo, &pb::RelationshipRequest), Status> {
+    Ok((caller(r)?, r.get_ref()))
+}
+
+/// `ReceiveRelationship` (server call from the signer's homeserver).
+pub async fn receive_relationship(
+    p: &People,
+    r: Request<pb::RelationshipStatement>,
+) -> Reply<pb::Empty> {
+    let origin = crate::federation::verify::verified_origin(&r)?;
+    p.receive_statement(origin.address(), r.get_ref()).await?;
+    Ok(Response::new(pb::Empty {}))
 }
 
 /// `SendFriendRequest`.

@@ -51,6 +51,7 @@ pub const S2S_METHODS: &[&str] = &[
     "PullServerEvents",
     "ReceiveServerEvent",
     "ReceiveAccountStatus",
+    "ReceiveRelationship",
 ];
 
 /// Whether a request path is a server-to-server method.

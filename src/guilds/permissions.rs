@@ -35,6 +35,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "send messages, typing indicators and reactions",
     ),
     (MESSAGES_MANAGE, "delete and pin others' messages"),
+    (
+        MESSAGES_MENTION_EVERYONE,
+        "mention @everyone (<@&GUILD_ID>): notify every member",
+    ),
     (THREADS_CREATE, "start threads from messages"),
     (MEMBERS_KICK, "remove members ranked below one's own"),
     (MEMBERS_BAN, "ban members ranked below one's own"),
@@ -63,6 +67,9 @@ pub const MESSAGES_READ: &str = "messages.read";
 pub const MESSAGES_SEND: &str = "messages.send";
 /// Delete and pin others' messages.
 pub const MESSAGES_MANAGE: &str = "messages.manage";
+/// Mention `@everyone` so that it notifies: without it the text stays but the mention is
+/// dropped (guildhall addition; not in the default role).
+pub const MESSAGES_MENTION_EVERYONE: &str = "messages.mention_everyone";
 /// Start threads.
 pub const THREADS_CREATE: &str = "threads.create";
 /// Kick members.

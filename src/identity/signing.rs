@@ -58,6 +58,8 @@ pub enum Label {
     ServerBan,
     /// K_id disables, enables or deletes the user's account (docs/PEOPLE.md, "Accounts").
     AccountStatus,
+    /// `relationship`: a user's word about a relationship to the other user's homeserver.
+    Relationship,
 }
 
 impl Label {
@@ -82,6 +84,7 @@ impl Label {
             Label::ServerEvent => "server-event",
             Label::ServerBan => "server-ban",
             Label::AccountStatus => "account-status",
+            Label::Relationship => "relationship",
         }
     }
 }
@@ -723,6 +726,40 @@ impl Signable for DmInvitePayload {
             .str(&self.token)
             .str(&self.guild_id)
             .str(&self.host_server_url)
+            .u64(self.timestamp);
+    }
+}
+
+/// `relationship`: a user's device tells another user's homeserver about their relationship
+/// (`"request"`, `"accept"` or `"remove"`). Bound to that homeserver (the audience), so no other
+/// server takes it; the timestamp orders one user's statements about another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationshipPayload {
+    /// The key of the other user's homeserver (the server receiving `ReceiveRelationship`).
+    pub audience: PublicKey,
+    /// The signer's identity key (`RelationshipStatement.user_id`).
+    pub user_key: PublicKey,
+    /// The signer's device key (`RelationshipStatement.device_cert.pubkey`).
+    pub device_key: PublicKey,
+    /// The other user's identity key (`RelationshipStatement.other_user_id`).
+    pub other: PublicKey,
+    /// `RelationshipStatement.action`.
+    pub action: String,
+    /// `RelationshipStatement.homeserver_url`: the signer's homeserver.
+    pub homeserver_url: String,
+    /// `RelationshipStatement.timestamp` (ms).
+    pub timestamp: u64,
+}
+
+impl Signable for RelationshipPayload {
+    const LABEL: Label = Label::Relationship;
+    fn write_fields(&self, env: &mut Envelope) {
+        env.key(&self.audience)
+            .key(&self.user_key)
+            .key(&self.device_key)
+            .key(&self.other)
+            .str(&self.action)
+            .str(&self.homeserver_url)
             .u64(self.timestamp);
     }
 }

@@ -34,6 +34,17 @@ pub fn parse(text: &str) -> (Vec<String>, Vec<String>) {
     (users, roles)
 }
 
+/// Keeps the role mentions that notify: roles of the guild, and its default role (`@everyone`,
+/// whose id is the guild's) only from a sender holding `messages.mention_everyone`.
+pub fn keep_mentionable(roles: &mut Vec<String>, access: &crate::guilds::Access) {
+    let everyone_allowed = access
+        .standing
+        .has(crate::guilds::permissions::MESSAGES_MENTION_EVERYONE);
+    roles.retain(|r| {
+        access.roles.iter().any(|role| role.id == *r) && (*r != access.guild.id || everyone_allowed)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

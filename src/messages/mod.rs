@@ -259,7 +259,7 @@ impl Messages {
         };
         let media = self.attachment(caller, &input.media_file_id).await?;
         let (users, mut roles) = mentions::parse(&input.text);
-        roles.retain(|r| access.roles.iter().any(|role| role.id == *r));
+        mentions::keep_mentionable(&mut roles, access);
         let record = MessageRecord {
             id: self.ids().next(),
             channel_id: channel.id.clone(),
@@ -591,7 +591,7 @@ impl Messages {
             ));
         }
         let (users, mut roles) = mentions::parse(&text);
-        roles.retain(|r| access.roles.iter().any(|role| role.id == *r));
+        mentions::keep_mentionable(&mut roles, &access);
         let guild_id = channel.guild_id.clone();
         let now = now_ms();
         self.events()

@@ -6,10 +6,11 @@
 //! A block is what the rest of the node asks ([`crate::store::people::blocked`]): the blocked
 //! user's DM invites and friend requests to the blocker are refused, DMs between the two refuse
 //! messages, and the blocked user's mentions of the blocker push nothing. The caller must be a user
-//! of this node (it is their homeserver). A block may name any user, of any node; friend requests
-//! are between users of this node (requests across nodes are not carried yet).
+//! of this node (it is their homeserver). A block may name any user, of any node. With a user of
+//! another node, each homeserver keeps its own user's side, and a change that reaches the other
+//! side travels as the caller's signed statement ([`across`], `docs/PROTOCOL.md` §14.4).
 
-use super::People;
+use super::{People, across};
 use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
 use crate::events;
@@ -25,7 +26,7 @@ pub const MAX_RELATIONSHIPS: u64 = 1000;
 
 /// What changes between two users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub(super) enum Change {
     Request,
     Accept,
     Decline,
@@ -35,7 +36,7 @@ enum Change {
     Unblock,
 }
 
-fn type_of(kind: Option<Kind>) -> pb::RelationshipType {
+pub(super) fn type_of(kind: Option<Kind>) -> pb::RelationshipType {
     match kind {
         None => pb::RelationshipType::None,
         Some(Kind::Friend) => pb::RelationshipType::Friend,
@@ -45,12 +46,12 @@ fn type_of(kind: Option<Kind>) -> pb::RelationshipType {
     }
 }
 
-fn refused(message: &str) -> Error {
+pub(super) fn refused(message: &str) -> Error {
     Error::FailedPrecondition(format!("user_id: {message}"))
 }
 
 /// The protobuf form of what `other_id` is to `user_id` as stored in `tx`, with the other user.
-fn relationship_proto(
+pub(super) fn relationship_proto(
     tx: &rusqlite::Connection,
     user_id: &str,
     other_id: &str,
@@ -186,23 +187,69 @@ fn no_request_from() -> Error {
     Error::NotFound("user_id: this user sent you no friend request".into())
 }
 
+/// Where the other user of a relationship change lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Other {
+    /// A user of this node: both sides are written here.
+    Local,
+    /// A user of the node at this address: the caller's side is written here, theirs there.
+    Remote(String),
+    /// A key this node can't place (a block of a user it never met): nothing to tell anyone.
+    Unplaced,
+}
+
+/// What the other user's homeserver hears of `change` when the caller's side is `mine` before
+/// it: the action the caller's statement must carry, or `None` when nothing reaches them (a
+/// repeated request, a block of someone one had nothing with, an unblock).
+fn wire_action(change: Change, mine: Option<Kind>) -> Option<&'static str> {
+    match (change, mine) {
+        // An answer to their request reads as a request there: their side is outgoing, and a
+        // request meeting an outgoing one makes friends (§14.4).
+        (Change::Request, None | Some(Kind::Incoming)) => Some(across::REQUEST),
+        (Change::Accept, Some(Kind::Incoming)) => Some(across::ACCEPT),
+        (Change::Decline, Some(Kind::Incoming))
+        | (Change::Cancel, Some(Kind::Outgoing))
+        | (Change::Unfriend, Some(Kind::Friend))
+        | (Change::Block, Some(Kind::Friend | Kind::Incoming | Kind::Outgoing)) => {
+            Some(across::REMOVE)
+        }
+        _ => None,
+    }
+}
+
+/// The action a client signs for `change` (what `wire_action` asks whenever it asks anything).
+fn signed_action(change: Change) -> &'static str {
+    match change {
+        Change::Request => across::REQUEST,
+        Change::Accept => across::ACCEPT,
+        _ => across::REMOVE,
+    }
+}
+
 impl People {
-    /// Checks `user_id`, and that the caller lives on this node; for anything but a block, that
-    /// the other user does too. A block is the blocker's own decision, kept at their homeserver:
-    /// it may name any user key, of any node, known here or not.
-    async fn check_pair(&self, caller: &SessionInfo, user_id: &str, change: Change) -> Result<()> {
+    /// Checks `user_id`, that the caller lives on this node, and where the other user lives. A
+    /// block is the blocker's own decision, kept at their homeserver: it may name any user key,
+    /// of any node, known here or not.
+    async fn place(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+        change: Change,
+    ) -> Result<Other> {
+        let user_id = request.user_id.as_str();
         PublicKey::from_hex(user_id).map_err(|e| Error::invalid("user_id", e))?;
         if user_id == caller.user_id {
             return Err(Error::invalid("user_id", "must be another user"));
         }
         let (me, them) = (caller.user_id.clone(), user_id.to_owned());
-        let (mine, theirs) = self
+        let (mine, theirs, peer) = self
             .guilds
             .store()
             .read(move |c| {
                 Ok((
                     crate::store::accounts::load_user(c, &me)?,
                     crate::store::accounts::load_user(c, &them)?,
+                    db::relationship_peer(c, &me, &them)?,
                 ))
             })
             .await?;
@@ -213,46 +260,105 @@ impl People {
                 "friends and blocks are kept at your homeserver; sign in there",
             ));
         }
-        if matches!(change, Change::Block | Change::Unblock) {
-            return Ok(());
-        }
-        let Some(theirs) = theirs else {
-            return Err(Error::NotFound(
-                "user_id: no such user on this server".into(),
-            ));
+        // Where they live: their record's homeserver (kept current by moves), else where their
+        // statements came from, else where the caller says.
+        let home = match (&theirs, peer) {
+            (Some(user), _) => Some(user.homeserver.clone()),
+            (None, Some((home, _))) => Some(home),
+            (None, None) if !request.homeserver_url.is_empty() => Some(
+                crate::accounts::rules::http_url(&request.homeserver_url)
+                    .map_err(|rule| Error::invalid("homeserver_url", rule))?,
+            ),
+            (None, None) => None,
         };
-        if !lives_here(&theirs.homeserver) {
-            return Err(refused(&format!(
-                "this user lives on {}; friend requests and blocks across servers are not \
-                 supported yet",
-                theirs.homeserver
-            )));
+        match home {
+            Some(home) if lives_here(&home) => {
+                if theirs.is_none() {
+                    return Err(Error::NotFound(
+                        "user_id: no such user on this server".into(),
+                    ));
+                }
+                Ok(Other::Local)
+            }
+            Some(home) => Ok(Other::Remote(home)),
+            None if matches!(change, Change::Block | Change::Unblock) => Ok(Other::Unplaced),
+            None => Err(Error::NotFound(
+                "user_id: not a user this server knows; give their homeserver_url".into(),
+            )),
         }
-        Ok(())
     }
 
     async fn change(
         &self,
         caller: &SessionInfo,
-        user_id: &str,
+        request: &pb::RelationshipRequest,
         change: Change,
     ) -> Result<pb::Relationship> {
-        self.check_pair(caller, user_id, change).await?;
-        let (me, them) = (caller.user_id.clone(), user_id.to_owned());
+        let other = self.place(caller, request, change).await?;
+        let (me, them) = (caller.user_id.clone(), request.user_id.clone());
+        // A change that reaches a user of another node needs the caller's statement for their
+        // homeserver, checked before anything is written.
+        let outgoing = match &other {
+            Other::Remote(home) => {
+                let (m, t) = (me.clone(), them.clone());
+                let mine = self
+                    .guilds
+                    .store()
+                    .read(move |c| Ok(db::relationship(c, &m, &t)?.map(|r| r.kind)))
+                    .await?;
+                match wire_action(change, mine) {
+                    Some(_) => {
+                        let link = self.link()?;
+                        let statement = link
+                            .check_outgoing(
+                                caller,
+                                request,
+                                signed_action(change),
+                                home,
+                                &self.address,
+                            )
+                            .await?;
+                        Some((home.clone(), statement, mine))
+                    }
+                    None => None,
+                }
+            }
+            Other::Local | Other::Unplaced => None,
+        };
         let guilds = self.guilds.clone();
         let now = now_ms();
+        let queued = outgoing.is_some();
         let view = self
             .guilds
             .events()
             .write(now, move |tx| {
                 let admins = |id: &str| guilds.is_admin(id);
-                Ok(match apply(tx, &me, &them, change, now, &admins)? {
-                    Ok((view, rows)) => (Ok(view), rows),
-                    Err(refusal) => (Err(refusal), vec![]),
-                })
+                if let Some((_, _, seen)) = &outgoing
+                    && db::relationship(tx, &me, &them)?.map(|r| r.kind) != *seen
+                {
+                    return Ok((
+                        Err(refused(
+                            "your relationship with this user changed meanwhile; look again \
+                             (ListRelationships) and retry",
+                        )),
+                        vec![],
+                    ));
+                }
+                let (view, rows) = match apply(tx, &me, &them, change, now, &admins)? {
+                    Ok(done) => done,
+                    Err(refusal) => return Ok((Err(refusal), vec![])),
+                };
+                if let Some((home, statement, _)) = &outgoing {
+                    db::set_relationship_peer(tx, &me, &them, home, None)?;
+                    across::enqueue(tx, home, statement, now)?;
+                }
+                Ok((Ok(view), rows))
             })
             .await??;
-        tracing::debug!(user = %caller.user_id, other = user_id, ?change, "relationship changed");
+        if queued && let Ok(link) = self.link() {
+            link.wake();
+        }
+        tracing::debug!(user = %caller.user_id, other = %request.user_id, ?change, remote = queued, "relationship changed");
         Ok(view)
     }
 
@@ -260,47 +366,67 @@ impl People {
     pub async fn request_friend(
         &self,
         caller: &SessionInfo,
-        user_id: &str,
+        request: &pb::RelationshipRequest,
     ) -> Result<pb::Relationship> {
-        self.change(caller, user_id, Change::Request).await
+        self.change(caller, request, Change::Request).await
     }
 
     /// `AcceptFriendRequest`.
     pub async fn accept_friend(
         &self,
         caller: &SessionInfo,
-        user_id: &str,
+        request: &pb::RelationshipRequest,
     ) -> Result<pb::Relationship> {
-        self.change(caller, user_id, Change::Accept).await
+        self.change(caller, request, Change::Accept).await
     }
 
     /// `DeclineFriendRequest`.
-    pub async fn decline_friend(&self, caller: &SessionInfo, user_id: &str) -> Result<()> {
-        self.change(caller, user_id, Change::Decline)
+    pub async fn decline_friend(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+    ) -> Result<()> {
+        self.change(caller, request, Change::Decline)
             .await
             .map(drop)
     }
 
     /// `CancelFriendRequest`.
-    pub async fn cancel_friend(&self, caller: &SessionInfo, user_id: &str) -> Result<()> {
-        self.change(caller, user_id, Change::Cancel).await.map(drop)
+    pub async fn cancel_friend(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+    ) -> Result<()> {
+        self.change(caller, request, Change::Cancel).await.map(drop)
     }
 
     /// `RemoveFriend`.
-    pub async fn remove_friend(&self, caller: &SessionInfo, user_id: &str) -> Result<()> {
-        self.change(caller, user_id, Change::Unfriend)
+    pub async fn remove_friend(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+    ) -> Result<()> {
+        self.change(caller, request, Change::Unfriend)
             .await
             .map(drop)
     }
 
     /// `BlockUser`.
-    pub async fn block(&self, caller: &SessionInfo, user_id: &str) -> Result<pb::Relationship> {
-        self.change(caller, user_id, Change::Block).await
+    pub async fn block(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+    ) -> Result<pb::Relationship> {
+        self.change(caller, request, Change::Block).await
     }
 
     /// `UnblockUser`.
-    pub async fn unblock(&self, caller: &SessionInfo, user_id: &str) -> Result<()> {
-        self.change(caller, user_id, Change::Unblock)
+    pub async fn unblock(
+        &self,
+        caller: &SessionInfo,
+        request: &pb::RelationshipRequest,
+    ) -> Result<()> {
+        self.change(caller, request, Change::Unblock)
             .await
             .map(drop)
     }

@@ -228,3 +228,44 @@ pub fn blocked_ids(c: &Connection, user_id: &str) -> Result<Vec<String>, Storage
     let rows = stmt.query_map([user_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Where `other_id`, a user of another node, lives as far as `user_id`'s relationship with them
+/// goes, and the newest statement from them applied here (ms; 0 for none).
+pub fn relationship_peer(
+    c: &Connection,
+    user_id: &str,
+    other_id: &str,
+) -> Result<Option<(String, u64)>, StorageError> {
+    Ok(c.prepare_cached(
+        "SELECT homeserver, last_received FROM relationship_peers
+         WHERE user_id = ?1 AND other_id = ?2",
+    )?
+    .query_row(params![user_id, other_id], |r| {
+        Ok((r.get(0)?, from_sql_int(r.get(1)?)))
+    })
+    .optional()?)
+}
+
+/// Records `homeserver` as where `other_id` lives for `user_id`'s relationship with them and,
+/// with `received` set, that their statement of that time (ms) was applied.
+pub fn set_relationship_peer(
+    c: &Connection,
+    user_id: &str,
+    other_id: &str,
+    homeserver: &str,
+    received: Option<u64>,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO relationship_peers (user_id, other_id, homeserver, last_received)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id, other_id) DO UPDATE SET homeserver = ?3,
+             last_received = max(last_received, ?4)",
+        params![
+            user_id,
+            other_id,
+            homeserver,
+            to_sql_int(received.unwrap_or(0))
+        ],
+    )?;
+    Ok(())
+}

@@ -37,6 +37,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(MENTIONS_V31),
         M::up(PROFILES_V32),
         M::up(ACCOUNT_STATUS_V33),
+        M::up(RELATIONSHIP_PEERS_V34),
     ])
 }
 
@@ -761,6 +762,19 @@ BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deleted by its own
 CREATE TRIGGER users_refuse_deleted BEFORE INSERT ON users
 WHEN EXISTS (SELECT 1 FROM deleted_users WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'refused: user_id: this account was deleted by its owner'); END;
+"#;
+
+/// Relationships with users of other nodes: where each such user's homeserver is (the server
+/// this node's user's statements about them go to) and the newest statement from them applied
+/// here, so a replayed or reordered one changes nothing (docs/PROTOCOL.md §14.4).
+const RELATIONSHIP_PEERS_V34: &str = r#"
+CREATE TABLE relationship_peers (
+    user_id        TEXT NOT NULL,               -- a user of this node
+    other_id       TEXT NOT NULL,               -- a user of another node
+    homeserver     TEXT NOT NULL,               -- other_id's homeserver, canonical address
+    last_received  INTEGER NOT NULL DEFAULT 0,  -- newest statement from other_id applied (ms)
+    PRIMARY KEY (user_id, other_id)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),
