@@ -14,6 +14,16 @@ use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1::{self as pb, PresenceStatus};
 use crate::store::{SessionInfo, accounts, guilds as gdb};
 
+/// `User.status` for a presence status: `"online"`, `"busy"` or `"offline"` (unspecified reads as
+/// offline).
+pub fn status_word(status: i32) -> &'static str {
+    match PresenceStatus::try_from(status) {
+        Ok(PresenceStatus::Online) => "online",
+        Ok(PresenceStatus::Busy) => "busy",
+        _ => "offline",
+    }
+}
+
 /// Most users one `GetPresence` call may ask about.
 pub const GET_PRESENCE_MAX: usize = 100;
 

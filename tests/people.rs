@@ -1175,3 +1175,49 @@ async fn recent_mentions_on_other_servers_come_through_the_homeserver() {
     let at_dead = answers.iter().find(|r| r.server == dead).expect("dead");
     assert!(at_dead.error.is_some() && at_dead.messages.is_empty());
 }
+
+/// `User.status` in `GetUsers` is the presence word of users whose presence the caller may see
+/// (co-members and themselves), and empty for anyone else.
+#[tokio::test]
+async fn get_users_shows_the_status_of_co_members_only() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let cy = register(&node, "Cy").await;
+    let room = create_room(&node, &ada, "Hall").await;
+    join_room(&node, &bob, &room.invite).await;
+    let mut c = node.client().await;
+    for who in [&bob, &cy] {
+        c.update_presence(authed(
+            &who.token,
+            pb::UpdatePresenceRequest {
+                status: pb::PresenceStatus::Busy as i32,
+                active_call_channel_id: String::new(),
+            },
+        ))
+        .await
+        .expect("presence");
+    }
+    let users = c
+        .get_users(authed(
+            &ada.token,
+            pb::GetUsersRequest {
+                user_ids: vec![ada.user.id.clone(), bob.user.id.clone(), cy.user.id.clone()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("users")
+        .into_inner()
+        .users;
+    let status = |id: &str| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.status.clone())
+            .expect("listed")
+    };
+    assert_eq!(status(&bob.user.id), "busy");
+    assert_eq!(status(&ada.user.id), "offline", "never seen online");
+    assert_eq!(status(&cy.user.id), "", "shares no guild with Ada");
+}

@@ -495,8 +495,26 @@ impl GuildHall for GuildHallApi {
                 .await?;
             users.retain(|u| members.contains(&u.id));
         }
+        // `status`: the presence word of those whose presence the caller may see (as GetPresence).
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let seen: std::collections::HashMap<String, i32> = self
+            .presence
+            .get(&session, &ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.user_id, p.status))
+            .collect();
         Ok(Response::new(pb::GetUsersResponse {
-            users: users.iter().map(|u| self.user(u)).collect(),
+            users: users
+                .iter()
+                .map(|u| pb::User {
+                    status: seen
+                        .get(&u.id)
+                        .map(|s| crate::presence::status_word(*s).to_owned())
+                        .unwrap_or_default(),
+                    ..self.user(u)
+                })
+                .collect(),
         }))
     }
 
