@@ -89,6 +89,12 @@ pub struct Config {
     pub outbox: crate::federation::outbox::OutboxConfig,
     /// `ProxiedUnread`: how long each queried server has to answer completely, ms.
     pub unread_proxy_timeout_ms: u64,
+    /// Where the IRC gateway listens (`docs/IRC.md`); unset: no IRC. Port 0 picks a free port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irc_listen: Option<SocketAddr>,
+    /// A guild whose channels appear on IRC as plain `#name` (others are `#<guild id>/name`);
+    /// empty: none.
+    pub irc_default_guild: String,
     /// TLS on the node's port and the roots its outgoing `https://` connections trust (`[tls]`).
     pub tls: crate::tls::TlsConfig,
     /// Whether the node may connect to loopback, private, link-local and other non-public
@@ -141,6 +147,8 @@ impl Default for Config {
             push: crate::push::PushConfig::default(),
             outbox: crate::federation::outbox::OutboxConfig::default(),
             unread_proxy_timeout_ms: 5_000,
+            irc_listen: None,
+            irc_default_guild: String::new(),
             tls: crate::tls::TlsConfig::default(),
             allow_private_addresses: false,
             trusted_proxies: Vec::new(),

@@ -83,6 +83,7 @@ pub mod guilds;
 pub mod harmony;
 pub mod identity;
 pub mod ids;
+pub mod irc;
 pub mod limits;
 pub mod listener;
 pub mod logging;

@@ -134,6 +134,8 @@ impl DataDirLock {
 pub struct RunningNode {
     /// The bound gRPC address.
     pub grpc_addr: SocketAddr,
+    /// The IRC gateway's bound address, when it runs.
+    pub irc_addr: Option<SocketAddr>,
     /// The node's public key.
     pub server_id: PublicKey,
     /// What the node reports about itself.
@@ -304,7 +306,30 @@ impl Node {
             federation.clone(),
             cancel.clone(),
         ));
+        // The IRC gateway's socket, bound before the node reports itself (GetServerInfo says
+        // where it is).
+        let irc_listener = match config.irc_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let irc_addr = irc_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
+            .map_err(|source| NodeError::Bind {
+                addr: config.irc_listen.unwrap_or(config.listen),
+                source,
+            })?;
+        let irc_server_name = url::Url::parse(&canonical_address)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "guildhall".to_owned());
         let info = NodeInfo {
+            irc: irc_addr.map(|a| (a.port(), irc_server_name.clone())),
             server_id,
             peer_id: swarm.peer_id.to_string(),
             canonical_address: canonical_address.clone(),
@@ -469,6 +494,16 @@ impl Node {
                 messages: crate::messages::Messages::new(guilds.clone(), limits.clone()),
                 media: media.clone(),
             });
+        let irc_task = irc_listener.map(|listener| {
+            let gateway = crate::irc::Gateway::new(
+                accounts.clone(),
+                guilds.clone(),
+                crate::messages::Messages::new(guilds.clone(), limits.clone()),
+                irc_server_name.clone(),
+                &config.irc_default_guild,
+            );
+            tokio::spawn(gateway.serve(listener, cancel.clone()))
+        });
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -608,11 +643,13 @@ impl Node {
             catch_up,
         ];
         tasks.extend(push_tasks);
+        tasks.extend(irc_task);
         if let Some(cert) = served_cert {
             tasks.push(cert.spawn_watch(cancel.clone()));
         }
         Ok(RunningNode {
             grpc_addr,
+            irc_addr,
             server_id,
             info,
             federation,

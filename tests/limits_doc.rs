@@ -706,6 +706,28 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![dm_invites::MAX_INVITE_AGE_MS], INVALID),
         ),
         (
+            "accounts::irc::MAX_IRC_TOKENS",
+            (vec![guildhall::accounts::irc::MAX_IRC_TOKENS], PRECONDITION),
+        ),
+        (
+            "accounts::irc::IRC_TOKEN_LABEL_MAX",
+            (
+                vec![n(guildhall::accounts::irc::IRC_TOKEN_LABEL_MAX)],
+                INVALID,
+            ),
+        ),
+        ("irc::MAX_LINE", (vec![n(guildhall::irc::MAX_LINE)], SILENT)),
+        (
+            "irc::SENDQ_LINES",
+            (vec![n(guildhall::irc::SENDQ_LINES)], SILENT),
+        ),
+        (
+            "irc::MAX_CONNECTIONS",
+            (vec![n(guildhall::irc::MAX_CONNECTIONS)], SILENT),
+        ),
+        ("irc::conn::SASL_MAX", (vec![1024], SILENT)),
+        ("irc::conn::NAMES_MAX", (vec![1000], SILENT)),
+        (
             "people::across::MAX_STATEMENT_AGE_MS",
             (vec![people::across::MAX_STATEMENT_AGE_MS], INVALID),
         ),

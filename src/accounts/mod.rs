@@ -4,6 +4,7 @@
 //! signatures, and finally the store, which records the request's signature in the replay cache
 //! in the same transaction as the change. A refused request therefore changes nothing.
 
+pub mod irc;
 pub mod registration;
 pub mod remote;
 pub mod rules;

@@ -62,6 +62,8 @@ pub struct NodeInfo {
     pub key_valid_until: u64,
     /// The statement that handed the node's identity to its current key, if it was rotated.
     pub key_rotation: Option<pb::ServerKeyRotation>,
+    /// The IRC gateway's port and server name, when it runs.
+    pub irc: Option<(u16, String)>,
 }
 
 /// Largest request message the gRPC services decode, bytes (tonic's default, named so it is
@@ -320,6 +322,17 @@ impl GuildHallApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The protobuf form of an IRC token record (without the token).
+fn irc_token(record: &crate::store::irc_tokens::IrcTokenRecord) -> pb::IrcToken {
+    pb::IrcToken {
+        id: record.id.clone(),
+        label: record.label.clone(),
+        created_at: record.created_at,
+        last_used_at: record.last_used_at.unwrap_or(0),
+        token: String::new(),
+    }
+}
 
 /// `ExportMyData`'s answer: the archive's chunks as they are written.
 type ExportStream = std::pin::Pin<
@@ -974,6 +987,43 @@ impl GuildHall for GuildHallApi {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn create_irc_token(
+        &self,
+        request: Request<pb::CreateIrcTokenRequest>,
+    ) -> Reply<pb::IrcToken> {
+        let session = caller(&request)?;
+        let (record, token) = self
+            .accounts
+            .create_irc_token(&session, &request.get_ref().label)
+            .await?;
+        Ok(Response::new(pb::IrcToken {
+            token,
+            ..irc_token(&record)
+        }))
+    }
+
+    async fn list_irc_tokens(
+        &self,
+        request: Request<pb::Empty>,
+    ) -> Reply<pb::ListIrcTokensResponse> {
+        let session = caller(&request)?;
+        let tokens = self.accounts.irc_tokens(&session).await?;
+        Ok(Response::new(pb::ListIrcTokensResponse {
+            tokens: tokens.iter().map(irc_token).collect(),
+        }))
+    }
+
+    async fn revoke_irc_token(
+        &self,
+        request: Request<pb::RevokeIrcTokenRequest>,
+    ) -> Reply<pb::Empty> {
+        let session = caller(&request)?;
+        self.accounts
+            .revoke_irc_token(&session, &request.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn export_my_data(&self, request: Request<pb::Empty>) -> Reply<ExportStream> {
         let session = caller(&request)?;
         let chunks =
@@ -1201,9 +1251,13 @@ impl GuildHall for GuildHallApi {
         Ok(Response::new(pb::ServerInfoResponse {
             canonical_address: info.canonical_address.clone(),
             livekit_configured: self.calls.configured(),
-            irc_enabled: false,
-            irc_port: 0,
-            irc_server: String::new(),
+            irc_enabled: info.irc.is_some(),
+            irc_port: info.irc.as_ref().map_or(0, |(port, _)| i32::from(*port)),
+            irc_server: info
+                .irc
+                .as_ref()
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default(),
             server_pubkey: info.server_id.to_hex(),
             peer_id: info.peer_id.clone(),
             p2p_listen_addrs: info.p2p_addrs.borrow().clone(),

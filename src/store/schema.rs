@@ -38,6 +38,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(PROFILES_V32),
         M::up(ACCOUNT_STATUS_V33),
         M::up(RELATIONSHIP_PEERS_V34),
+        M::up(IRC_TOKENS_V35),
     ])
 }
 
@@ -775,6 +776,20 @@ CREATE TABLE relationship_peers (
     last_received  INTEGER NOT NULL DEFAULT 0,  -- newest statement from other_id applied (ms)
     PRIMARY KEY (user_id, other_id)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// IRC credentials: tokens users mint for their IRC clients, kept as SHA-256 hashes
+/// (docs/IRC.md).
+const IRC_TOKENS_V35: &str = r#"
+CREATE TABLE irc_tokens (
+    id            TEXT PRIMARY KEY NOT NULL,
+    user_id       TEXT NOT NULL,               -- hex K_id
+    token_hash    BLOB NOT NULL UNIQUE,        -- sha256 of the token
+    label         TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,            -- ms
+    last_used_at  INTEGER                      -- ms of the last IRC login with it
+) STRICT;
+CREATE INDEX irc_tokens_by_user ON irc_tokens(user_id);
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),

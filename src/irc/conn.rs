@@ -1,0 +1,981 @@
+//! One IRC connection: registration (CAP, SASL PLAIN or PASS, NICK, USER), then channels and
+//! messages, both ways.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use irc_proto::command::CapSubCommand;
+use irc_proto::message::Tag;
+use irc_proto::{Command, Message, Prefix, Response};
+use prost::Message as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::names::{self, NICK_LEN};
+use super::{Gateway, MAX_LINE, SENDQ_LINES};
+use crate::events::stream::EventStream;
+use crate::guilds::permissions;
+use crate::messages::SendInput;
+use crate::proto::guildhall::v1 as pb;
+use crate::store::{SessionInfo, UserRecord, accounts as users, guilds as gdb};
+
+/// The capabilities the gateway offers (`CAP LS`).
+const CAPS: &[&str] = &["echo-message", "message-tags", "sasl", "server-time"];
+/// How long a client may take to register before it is disconnected.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Base64 of a SASL message arrives in pieces of this many bytes; a shorter one ends it.
+const SASL_CHUNK: usize = 400;
+/// Longest decoded SASL PLAIN message accepted, in bytes.
+const SASL_MAX: usize = 1024;
+/// Most members listed in NAMES (the first joined).
+const NAMES_MAX: u32 = 1000;
+
+/// What the handling of one line asks of the connection.
+enum Flow {
+    Continue,
+    Quit(String),
+}
+
+/// Where SASL stands.
+enum Sasl {
+    Idle,
+    /// `AUTHENTICATE PLAIN` was accepted; base64 pieces gathered so far.
+    Plain(String),
+}
+
+/// Tells a client over the connection limit to come back later.
+pub async fn refuse(mut socket: TcpStream, server: &str) {
+    let line = format!("ERROR :Closing link: {server} is full, try again later\r\n");
+    let _ = socket.write_all(line.as_bytes()).await;
+}
+
+/// Serves one client until it quits, its connection drops, it falls too far behind, or the node
+/// stops.
+pub async fn run(socket: TcpStream, peer: SocketAddr, gateway: Gateway, cancel: CancellationToken) {
+    let (read, mut write) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<String>(SENDQ_LINES);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if write.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut conn = Conn::new(gateway, tx);
+    let mut events: Option<EventStream> = None;
+    let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        if conn.overflowed {
+            tracing::debug!(%peer, "IRC client too slow: SendQ exceeded");
+            break;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                conn.error("Server shutting down");
+                break;
+            }
+            () = &mut deadline, if !conn.registered => {
+                conn.error("Registration timed out");
+                break;
+            }
+            line = lines.next() => match line {
+                None | Some(Err(LinesCodecError::Io(_))) => break,
+                Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                    conn.numeric_raw("417", vec!["Input line was too long".into()]);
+                }
+                Some(Ok(line)) => {
+                    if let Flow::Quit(reason) = conn.handle(&line).await {
+                        conn.error(&reason);
+                        break;
+                    }
+                    if conn.registered && events.is_none() {
+                        match conn.subscribe().await {
+                            Ok(stream) => events = Some(stream),
+                            Err(reason) => {
+                                conn.error(&reason);
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
+            item = async { events.as_mut()?.next().await }, if events.is_some() => match item {
+                Some(Ok(bytes)) => conn.on_event(&bytes).await,
+                _ => {
+                    conn.error("Your account's event stream ended");
+                    break;
+                }
+            },
+        }
+    }
+    drop(conn);
+    let _ = writer.await;
+    tracing::debug!(%peer, "IRC client gone");
+}
+
+/// The state of one connection.
+struct Conn {
+    gateway: Gateway,
+    out: mpsc::Sender<String>,
+    /// The queue filled: the client is not reading.
+    overflowed: bool,
+    /// The nick the client asked for before registering; then the user's username.
+    nick: String,
+    user_given: bool,
+    pass: Option<String>,
+    caps: HashSet<&'static str>,
+    cap_negotiating: bool,
+    sasl: Sasl,
+    account: Option<UserRecord>,
+    registered: bool,
+    /// Joined channels: channel id → IRC name.
+    joined: HashMap<String, String>,
+    /// Nicks of users seen, by id.
+    nicks: HashMap<String, String>,
+}
+
+impl Conn {
+    fn new(gateway: Gateway, out: mpsc::Sender<String>) -> Self {
+        Self {
+            gateway,
+            out,
+            overflowed: false,
+            nick: "*".into(),
+            user_given: false,
+            pass: None,
+            caps: HashSet::new(),
+            cap_negotiating: false,
+            sasl: Sasl::Idle,
+            account: None,
+            registered: false,
+            joined: HashMap::new(),
+            nicks: HashMap::new(),
+        }
+    }
+
+    fn server(&self) -> Prefix {
+        Prefix::ServerName(self.gateway.server_name.clone())
+    }
+
+    /// `nick!nick@server`, how the gateway shows a user.
+    fn user_prefix(&self, nick: &str) -> Prefix {
+        Prefix::Nickname(
+            nick.to_owned(),
+            nick.to_owned(),
+            self.gateway.server_name.clone(),
+        )
+    }
+
+    fn send(&mut self, message: Message) {
+        if self.overflowed {
+            return;
+        }
+        if self.out.try_send(message.to_string()).is_err() {
+            self.overflowed = true;
+        }
+    }
+
+    fn reply(&mut self, response: Response, mut args: Vec<String>) {
+        args.insert(0, self.nick.clone());
+        let message = Message {
+            tags: None,
+            prefix: Some(self.server()),
+            command: Command::Response(response, args),
+        };
+        self.send(message);
+    }
+
+    /// A numeric irc-proto has no name for.
+    fn numeric_raw(&mut self, code: &str, mut args: Vec<String>) {
+        args.insert(0, self.nick.clone());
+        let message = Message {
+            tags: None,
+            prefix: Some(self.server()),
+            command: Command::Raw(code.to_owned(), args),
+        };
+        self.send(message);
+    }
+
+    fn error(&mut self, reason: &str) {
+        self.send(Message {
+            tags: None,
+            prefix: None,
+            command: Command::ERROR(format!("Closing link: {reason}")),
+        });
+    }
+
+    /// Handles one line from the client.
+    async fn handle(&mut self, line: &str) -> Flow {
+        if line.trim().is_empty() {
+            return Flow::Continue;
+        }
+        let message: Message = match line.parse() {
+            Ok(m) => m,
+            Err(_) => {
+                let verb = line.split(' ').find(|w| !w.starts_with(['@', ':']));
+                let verb = verb.unwrap_or("").to_owned();
+                self.reply(
+                    Response::ERR_UNKNOWNCOMMAND,
+                    vec![verb, "Malformed line".into()],
+                );
+                return Flow::Continue;
+            }
+        };
+        let flow = match message.command {
+            Command::CAP(_, sub, arg, param) => {
+                self.cap(sub, arg, param);
+                Flow::Continue
+            }
+            Command::PASS(pass) => {
+                if self.registered {
+                    self.reply(
+                        Response::ERR_ALREADYREGISTRED,
+                        vec!["You may not reregister".into()],
+                    );
+                } else {
+                    self.pass = Some(pass);
+                }
+                Flow::Continue
+            }
+            Command::NICK(nick) => {
+                self.nick_command(nick);
+                Flow::Continue
+            }
+            Command::USER(..) => {
+                if self.registered {
+                    self.reply(
+                        Response::ERR_ALREADYREGISTRED,
+                        vec!["You may not reregister".into()],
+                    );
+                }
+                self.user_given = true;
+                Flow::Continue
+            }
+            Command::AUTHENTICATE(data) => {
+                self.authenticate(&data).await;
+                Flow::Continue
+            }
+            Command::PING(token, _) => {
+                let server = self.gateway.server_name.clone();
+                self.send(Message {
+                    tags: None,
+                    prefix: Some(self.server()),
+                    command: Command::PONG(server, Some(token)),
+                });
+                Flow::Continue
+            }
+            Command::PONG(..) => Flow::Continue,
+            Command::QUIT(reason) => {
+                return Flow::Quit(format!("Quit: {}", reason.unwrap_or_default()));
+            }
+            command if !self.registered => {
+                let verb = verb_of(&command);
+                self.reply(
+                    Response::ERR_NOTREGISTERED,
+                    vec![verb, "You have not registered".into()],
+                );
+                Flow::Continue
+            }
+            Command::JOIN(channels, _, _) => {
+                for name in channels.split(',').filter(|n| !n.is_empty()) {
+                    self.join(name).await;
+                }
+                Flow::Continue
+            }
+            Command::PART(channels, _) => {
+                for name in channels.split(',').filter(|n| !n.is_empty()) {
+                    self.part(name);
+                }
+                Flow::Continue
+            }
+            Command::PRIVMSG(target, text) | Command::NOTICE(target, text) => {
+                self.privmsg(&target, text).await;
+                Flow::Continue
+            }
+            Command::NAMES(Some(channels), _) => {
+                for name in channels.split(',').filter(|n| !n.is_empty()) {
+                    match self.joined_id(name) {
+                        Some(id) => self.names(&id, name).await,
+                        None => self.reply(
+                            Response::RPL_ENDOFNAMES,
+                            vec![name.to_owned(), "End of /NAMES list".into()],
+                        ),
+                    }
+                }
+                Flow::Continue
+            }
+            Command::Raw(verb, _) if known_verb(&verb) => {
+                self.reply(
+                    Response::ERR_NEEDMOREPARAMS,
+                    vec![verb.to_ascii_uppercase(), "Not enough parameters".into()],
+                );
+                Flow::Continue
+            }
+            command => {
+                let verb = verb_of(&command);
+                self.reply(
+                    Response::ERR_UNKNOWNCOMMAND,
+                    vec![verb, "Unknown command".into()],
+                );
+                Flow::Continue
+            }
+        };
+        if matches!(flow, Flow::Continue) && !self.registered {
+            return self.try_register().await;
+        }
+        flow
+    }
+
+    fn cap(&mut self, sub: CapSubCommand, arg: Option<String>, param: Option<String>) {
+        match sub {
+            CapSubCommand::LS => {
+                if !self.registered {
+                    self.cap_negotiating = true;
+                }
+                let v302 = arg.as_deref().and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+                let list: Vec<String> = CAPS
+                    .iter()
+                    .map(|c| match (*c, v302) {
+                        ("sasl", true) => "sasl=PLAIN".to_owned(),
+                        (c, _) => c.to_owned(),
+                    })
+                    .collect();
+                self.send_cap("LS", list.join(" "));
+            }
+            CapSubCommand::LIST => {
+                let mut list: Vec<&str> = self.caps.iter().copied().collect();
+                list.sort_unstable();
+                self.send_cap("LIST", list.join(" "));
+            }
+            CapSubCommand::REQ => {
+                if !self.registered {
+                    self.cap_negotiating = true;
+                }
+                let wanted = param.or(arg).unwrap_or_default();
+                let mut ok = Vec::new();
+                for cap in wanted.split_whitespace() {
+                    let (remove, name) = match cap.strip_prefix('-') {
+                        Some(name) => (true, name),
+                        None => (false, cap),
+                    };
+                    match CAPS.iter().find(|c| **c == name) {
+                        Some(known) => ok.push((remove, *known)),
+                        None => {
+                            self.send_cap("NAK", wanted.clone());
+                            return;
+                        }
+                    }
+                }
+                for (remove, cap) in ok {
+                    if remove {
+                        self.caps.remove(cap);
+                    } else {
+                        self.caps.insert(cap);
+                    }
+                }
+                self.send_cap("ACK", wanted);
+            }
+            CapSubCommand::END => self.cap_negotiating = false,
+            _ => {
+                let verb = sub.to_str().to_owned();
+                self.numeric_raw("410", vec![verb, "Invalid CAP command".into()]);
+            }
+        }
+    }
+
+    fn send_cap(&mut self, sub: &str, list: String) {
+        let nick = self.nick.clone();
+        self.send(Message {
+            tags: None,
+            prefix: Some(self.server()),
+            command: Command::Raw("CAP".into(), vec![nick, sub.to_owned(), list]),
+        });
+    }
+
+    fn nick_command(&mut self, nick: String) {
+        let valid = !nick.is_empty()
+            && nick.len() <= NICK_LEN
+            && !nick.starts_with(['$', ':', '#', '&', '@', '+', '%', '~'])
+            && !nick.contains([' ', ',', '*', '?', '!', '@', '.']);
+        if !valid {
+            self.reply(
+                Response::ERR_ERRONEOUSNICKNAME,
+                vec![nick, "Erroneous nickname".into()],
+            );
+            return;
+        }
+        if self.registered {
+            if !nick.eq_ignore_ascii_case(&self.nick) {
+                self.reply(
+                    Response::ERR_ERRONEOUSNICKNAME,
+                    vec![
+                        nick,
+                        "Your nick is your username; change it with UpdateUser (irc_name)".into(),
+                    ],
+                );
+            }
+            return;
+        }
+        self.nick = nick;
+    }
+
+    async fn authenticate(&mut self, data: &str) {
+        if self.registered || self.account.is_some() {
+            self.numeric_raw("907", vec!["You have already authenticated".into()]);
+            return;
+        }
+        match std::mem::replace(&mut self.sasl, Sasl::Idle) {
+            Sasl::Idle => {
+                if data.eq_ignore_ascii_case("PLAIN") {
+                    self.sasl = Sasl::Plain(String::new());
+                    self.send(Message {
+                        tags: None,
+                        prefix: None,
+                        command: Command::AUTHENTICATE("+".into()),
+                    });
+                } else {
+                    self.numeric_raw(
+                        "908",
+                        vec!["PLAIN".into(), "are available SASL mechanisms".into()],
+                    );
+                    self.reply(
+                        Response::ERR_SASLFAIL,
+                        vec!["SASL authentication failed".into()],
+                    );
+                }
+            }
+            Sasl::Plain(mut gathered) => {
+                if data == "*" {
+                    self.numeric_raw("906", vec!["SASL authentication aborted".into()]);
+                    return;
+                }
+                if data != "+" {
+                    gathered.push_str(data);
+                }
+                if gathered.len() > SASL_MAX * 2 {
+                    self.numeric_raw("905", vec!["SASL message too long".into()]);
+                    return;
+                }
+                if data.len() == SASL_CHUNK {
+                    self.sasl = Sasl::Plain(gathered);
+                    return;
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(gathered.as_bytes())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+                let parts: Option<Vec<String>> =
+                    decoded.map(|text| text.split('\0').map(str::to_owned).collect());
+                let Some([_authzid, authcid, password]) =
+                    parts.and_then(|p| <[String; 3]>::try_from(p).ok())
+                else {
+                    self.reply(
+                        Response::ERR_SASLFAIL,
+                        vec!["SASL authentication failed: malformed PLAIN message".into()],
+                    );
+                    return;
+                };
+                match self.gateway.accounts.irc_login(&authcid, &password).await {
+                    Ok(user) => {
+                        let name = user.irc_name.clone().unwrap_or_default();
+                        let mask =
+                            format!("{}!{}@{}", self.nick, self.nick, self.gateway.server_name);
+                        self.reply(
+                            Response::RPL_LOGGEDIN,
+                            vec![
+                                mask,
+                                name.clone(),
+                                format!("You are now logged in as {name}"),
+                            ],
+                        );
+                        self.reply(
+                            Response::RPL_SASLSUCCESS,
+                            vec!["SASL authentication successful".into()],
+                        );
+                        self.account = Some(user);
+                    }
+                    Err(e) => self.reply(
+                        Response::ERR_SASLFAIL,
+                        vec![format!("SASL authentication failed: {e}")],
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Completes registration once NICK and USER arrived and CAP negotiation ended: logs in
+    /// with SASL's account or the PASS, then welcomes the client under the user's username.
+    async fn try_register(&mut self) -> Flow {
+        if self.registered || self.nick == "*" || !self.user_given || self.cap_negotiating {
+            return Flow::Continue;
+        }
+        let user = match self.account.take() {
+            Some(user) => user,
+            None => {
+                let Some(pass) = self.pass.take() else {
+                    self.reply(
+                        Response::ERR_PASSWDMISMATCH,
+                        vec![
+                            "Password required: log in with SASL PLAIN or PASS username:token \
+                             (mint a token with CreateIrcToken)"
+                                .into(),
+                        ],
+                    );
+                    return Flow::Quit("Password required".into());
+                };
+                let (username, token) = match pass.split_once(':') {
+                    Some((user, token)) => (user.to_owned(), token.to_owned()),
+                    None => (self.nick.clone(), pass),
+                };
+                match self.gateway.accounts.irc_login(&username, &token).await {
+                    Ok(user) => user,
+                    Err(e) => {
+                        self.reply(Response::ERR_PASSWDMISMATCH, vec![e.to_string()]);
+                        return Flow::Quit("Bad password".into());
+                    }
+                }
+            }
+        };
+        let Some(username) = user.irc_name.clone() else {
+            return Flow::Quit("set a username first (UpdateUser irc_name)".into());
+        };
+        if self.nick != username {
+            // Nicks are usernames: the client's requested nick becomes its username.
+            let from = self.user_prefix(&self.nick);
+            self.send(Message {
+                tags: None,
+                prefix: Some(from),
+                command: Command::NICK(username.clone()),
+            });
+            self.nick = username.clone();
+        }
+        self.nicks.insert(user.id.clone(), username);
+        self.account = Some(user);
+        self.registered = true;
+        self.welcome();
+        Flow::Continue
+    }
+
+    fn welcome(&mut self) {
+        let server = self.gateway.server_name.clone();
+        let version = concat!("guildhall-", env!("CARGO_PKG_VERSION"));
+        let nick = self.nick.clone();
+        self.reply(
+            Response::RPL_WELCOME,
+            vec![format!("Welcome to guildhall on {server}, {nick}")],
+        );
+        self.reply(
+            Response::RPL_YOURHOST,
+            vec![format!("Your host is {server}, running {version}")],
+        );
+        self.reply(
+            Response::RPL_CREATED,
+            vec!["This server speaks for a guildhall node".into()],
+        );
+        self.reply(
+            Response::RPL_MYINFO,
+            vec![server, version.into(), "i".into(), "nt".into()],
+        );
+        let tokens = [
+            "CASEMAPPING=ascii".to_owned(),
+            "CHANTYPES=#".to_owned(),
+            format!("CHANNELLEN={}", names::CHANNEL_LEN),
+            format!("NICKLEN={NICK_LEN}"),
+            "NETWORK=guildhall".to_owned(),
+            "PREFIX=()".to_owned(),
+            "UTF8ONLY".to_owned(),
+        ];
+        let mut args: Vec<String> = tokens.to_vec();
+        args.push("are supported by this server".into());
+        self.reply(Response::RPL_ISUPPORT, args);
+        self.reply(Response::ERR_NOMOTD, vec!["MOTD File is missing".into()]);
+    }
+
+    fn me(&self) -> &UserRecord {
+        self.account
+            .as_ref()
+            .expect("registered connections have an account")
+    }
+
+    /// The session the domain sees for this connection's calls.
+    fn session(&self) -> SessionInfo {
+        SessionInfo {
+            user_id: self.me().id.clone(),
+            device_pubkey: String::new(),
+            family_id: [0; 16],
+            expires_at: u64::MAX,
+        }
+    }
+
+    async fn subscribe(&mut self) -> Result<EventStream, String> {
+        let user = self.me().id.clone();
+        crate::events::stream::subscribe(&self.gateway.events, &user, None)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The channel a name points at, if it exists and the user is a member of its guild.
+    async fn resolve(&self, name: &str) -> Option<gdb::ChannelRecord> {
+        let (guild, irc_name) = names::parse_channel(name)?;
+        let guild = guild.or_else(|| self.gateway.default_guild.clone())?;
+        let me = self.me().id.clone();
+        self.gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                if gdb::member(c, &guild, &me)?.is_none() {
+                    return Ok(None);
+                }
+                Ok(gdb::channels(c, &guild)?
+                    .into_iter()
+                    .find(|ch| !ch.is_thread && ch.irc_name.as_deref() == Some(irc_name.as_str())))
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn channel_name(&self, channel: &gdb::ChannelRecord) -> String {
+        names::channel_name(
+            self.gateway.default_guild.as_deref(),
+            &channel.guild_id,
+            channel.irc_name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn joined_id(&self, name: &str) -> Option<String> {
+        self.joined
+            .iter()
+            .find(|(_, joined)| joined.eq_ignore_ascii_case(name))
+            .map(|(id, _)| id.clone())
+    }
+
+    async fn join(&mut self, name: &str) {
+        let Some(channel) = self.resolve(name).await else {
+            self.reply(
+                Response::ERR_NOSUCHCHANNEL,
+                vec![name.to_owned(), "No such channel".into()],
+            );
+            return;
+        };
+        let access = self
+            .gateway
+            .guilds
+            .channel_access(&channel.id, &self.me().id)
+            .await
+            .and_then(|(_, access)| access.require(permissions::MESSAGES_READ));
+        if let Err(e) = access {
+            self.reply(
+                Response::ERR_NOSUCHCHANNEL,
+                vec![name.to_owned(), e.to_string()],
+            );
+            return;
+        }
+        let canonical = self.channel_name(&channel);
+        if self.joined.contains_key(&channel.id) {
+            return;
+        }
+        self.joined.insert(channel.id.clone(), canonical.clone());
+        let me = self.user_prefix(&self.nick);
+        self.send(Message {
+            tags: None,
+            prefix: Some(me),
+            command: Command::JOIN(canonical.clone(), None, None),
+        });
+        self.reply(
+            Response::RPL_TOPIC,
+            vec![canonical.clone(), channel.name.clone()],
+        );
+        self.names(&channel.id, &canonical).await;
+    }
+
+    fn part(&mut self, name: &str) {
+        match self.joined_id(name) {
+            Some(id) => {
+                let canonical = self.joined.remove(&id).unwrap_or_default();
+                let me = self.user_prefix(&self.nick);
+                self.send(Message {
+                    tags: None,
+                    prefix: Some(me),
+                    command: Command::PART(canonical, None),
+                });
+            }
+            None => self.reply(
+                Response::ERR_NOTONCHANNEL,
+                vec![name.to_owned(), "You're not on that channel".into()],
+            ),
+        }
+    }
+
+    async fn names(&mut self, channel_id: &str, name: &str) {
+        let id = channel_id.to_owned();
+        let members = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                let Some(channel) = gdb::channel(c, &id)? else {
+                    return Ok(vec![]);
+                };
+                let (members, _) = gdb::members(c, &channel.guild_id, NAMES_MAX, 0)?;
+                let mut out = Vec::with_capacity(members.len());
+                for m in members {
+                    let name = users::load_user(c, &m.user_id)?.and_then(|u| u.irc_name);
+                    out.push(names::nick(&m.user_id, name.as_deref()));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap_or_default();
+        let mut line = String::new();
+        for nick in members {
+            if line.len() + nick.len() + 1 > 350 {
+                let full = std::mem::take(&mut line);
+                self.reply(
+                    Response::RPL_NAMREPLY,
+                    vec!["=".into(), name.to_owned(), full],
+                );
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&nick);
+        }
+        if !line.is_empty() {
+            self.reply(
+                Response::RPL_NAMREPLY,
+                vec!["=".into(), name.to_owned(), line],
+            );
+        }
+        self.reply(
+            Response::RPL_ENDOFNAMES,
+            vec![name.to_owned(), "End of /NAMES list".into()],
+        );
+    }
+
+    async fn privmsg(&mut self, target: &str, text: String) {
+        if !target.starts_with('#') {
+            self.reply(
+                Response::ERR_NOSUCHNICK,
+                vec![
+                    target.to_owned(),
+                    "Private messages are not carried over IRC yet; use a DM in a client".into(),
+                ],
+            );
+            return;
+        }
+        let Some(channel_id) = self.joined_id(target) else {
+            let known = self.resolve(target).await.is_some();
+            let (code, why) = if known {
+                (Response::ERR_CANNOTSENDTOCHAN, "Join the channel first")
+            } else {
+                (Response::ERR_NOSUCHCHANNEL, "No such channel")
+            };
+            self.reply(code, vec![target.to_owned(), why.into()]);
+            return;
+        };
+        let input = SendInput {
+            channel_id,
+            idempotency_key: String::new(),
+            text,
+            typing: None,
+            reaction: None,
+            components: Vec::new(),
+            reply_to: String::new(),
+            metadata: Default::default(),
+            media_file_id: String::new(),
+        };
+        let session = self.session();
+        if let Err(e) = self.gateway.messages.send(&session, input).await {
+            self.reply(
+                Response::ERR_CANNOTSENDTOCHAN,
+                vec![target.to_owned(), e.to_string()],
+            );
+        }
+    }
+
+    async fn nick_of(&mut self, user_id: &str, fallback: &str) -> String {
+        if let Some(nick) = self.nicks.get(user_id) {
+            return nick.clone();
+        }
+        let id = user_id.to_owned();
+        let name = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| Ok(users::load_user(c, &id)?.and_then(|u| u.irc_name)))
+            .await
+            .ok()
+            .flatten();
+        let nick = match name {
+            Some(name) => name,
+            // A webhook (or a sender this node has no record of) shows under its own name.
+            None if !fallback.is_empty() => sanitize_nick(fallback),
+            None => names::nick(user_id, None),
+        };
+        self.nicks.insert(user_id.to_owned(), nick.clone());
+        nick
+    }
+
+    /// Turns one event of the user's subscription into what the client sees.
+    async fn on_event(&mut self, bytes: &[u8]) {
+        let Ok(event) = pb::StreamResponse::decode(bytes) else {
+            return;
+        };
+        let Some(pb::stream_response::Event::MessageCreated(created)) = event.event else {
+            return;
+        };
+        let Some(message) = created.message else {
+            return;
+        };
+        let Some(channel) = self.joined.get(&message.channel_id).cloned() else {
+            return;
+        };
+        if message.sender_id == self.me().id && !self.caps.contains("echo-message") {
+            return;
+        }
+        let nick = if message.webhook_id.is_empty() {
+            self.nick_of(&message.sender_id, "").await
+        } else {
+            sanitize_nick(&message.sender_name)
+        };
+        let mut tags = Vec::new();
+        if self.caps.contains("server-time")
+            && let Some(at) = &message.created_at
+        {
+            tags.push(Tag("time".into(), Some(server_time(at))));
+        }
+        if self.caps.contains("message-tags") {
+            tags.push(Tag("msgid".into(), Some(message.id.clone())));
+        }
+        let mut text = message.text.clone();
+        if let Some(media) = &message.media {
+            let note = format!("[attachment: {} {}]", media.mime_type, media.file_id);
+            text = if text.is_empty() {
+                note
+            } else {
+                format!("{text}\n{note}")
+            };
+        }
+        for line in names::text_lines(&text) {
+            let from = self.user_prefix(&nick);
+            self.send(Message {
+                tags: (!tags.is_empty()).then(|| tags.clone()),
+                prefix: Some(from),
+                command: Command::PRIVMSG(channel.clone(), line),
+            });
+        }
+    }
+}
+
+/// IRCv3 `server-time`: `YYYY-MM-DDThh:mm:ss.sssZ` in UTC.
+fn server_time(at: &prost_types::Timestamp) -> String {
+    let secs = at.seconds.max(0);
+    let millis = at.nanos.max(0) / 1_000_000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A display name made into something IRC accepts as a nick.
+fn sanitize_nick(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, ',' | '*' | '?' | '!' | '@' | '.' | ':'))
+        .take(NICK_LEN)
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['$', '#', '&', '+', '%', '~']);
+    if cleaned.is_empty() {
+        "webhook".into()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+/// The verb of a command, for numerics that name it.
+fn verb_of(command: &Command) -> String {
+    match command {
+        Command::Raw(verb, _) => verb.to_ascii_uppercase(),
+        other => {
+            let text = Message {
+                tags: None,
+                prefix: None,
+                command: other.clone(),
+            }
+            .to_string();
+            text.split([' ', '\r']).next().unwrap_or("").to_owned()
+        }
+    }
+}
+
+/// Commands the gateway knows, so one with too few parameters gets ERR_NEEDMOREPARAMS.
+fn known_verb(verb: &str) -> bool {
+    [
+        "PASS",
+        "NICK",
+        "USER",
+        "JOIN",
+        "PART",
+        "PRIVMSG",
+        "NOTICE",
+        "PING",
+        "AUTHENTICATE",
+        "CAP",
+    ]
+    .iter()
+    .any(|v| v.eq_ignore_ascii_case(verb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_time_is_iso_utc_with_millis() {
+        let at = prost_types::Timestamp {
+            seconds: 1_767_225_600,
+            nanos: 5_000_000,
+        };
+        assert_eq!(server_time(&at), "2026-01-01T00:00:00.005Z");
+        let leap = prost_types::Timestamp {
+            seconds: 951_782_400, // 2000-02-29
+            nanos: 0,
+        };
+        assert_eq!(server_time(&leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn nicks_from_display_names() {
+        assert_eq!(sanitize_nick("Deploy bot"), "Deploybot");
+        assert_eq!(sanitize_nick("#!@"), "webhook");
+    }
+}

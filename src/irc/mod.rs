@@ -1,0 +1,98 @@
+//! The IRC gateway: a second adapter over the same domain as the gRPC API, so people on any IRC
+//! client are members of the node's guilds (`docs/IRC.md`).
+//!
+//! A client logs in with a token its user minted over gRPC (`CreateIrcToken`), by SASL PLAIN or
+//! `PASS username:token`; its nick is the user's username. Channels with an `irc_name` are IRC
+//! channels ([`names`]). What the client sends goes through the same domain calls as gRPC (a
+//! PRIVMSG is `SendMessage`, with its limits, events and pushes), and what it sees comes from the
+//! same event subscription as `SubscribeEvents`, with the same read permissions.
+//!
+//! Each connection reads bounded lines and writes through a bounded queue: a client that stops
+//! reading is disconnected when its queue fills ("SendQ exceeded"), so it never holds up others.
+
+mod conn;
+pub mod names;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::Accounts;
+use crate::events::Events;
+use crate::guilds::Guilds;
+use crate::messages::Messages;
+
+/// Longest line read from a client, in bytes: 8191 bytes of IRCv3 tags and the 512-byte rest.
+pub const MAX_LINE: usize = 8191 + 512;
+/// Lines queued for one client before it is disconnected as too slow to read them.
+pub const SENDQ_LINES: usize = 1024;
+/// Most IRC connections the gateway holds at once; more are told to come back later.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// What the gateway serves with; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    accounts: Accounts,
+    guilds: Guilds,
+    messages: Messages,
+    events: Events,
+    /// The server's name on IRC (the host of the node's address).
+    server_name: String,
+    /// The guild whose channels are plain `#name`, if the operator named one.
+    default_guild: Option<String>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Gateway {
+    /// The gateway over the node's domain, calling itself `server_name`, with `default_guild`'s
+    /// channels unprefixed (empty: none).
+    pub fn new(
+        accounts: Accounts,
+        guilds: Guilds,
+        messages: Messages,
+        server_name: String,
+        default_guild: &str,
+    ) -> Self {
+        Self {
+            accounts,
+            events: guilds.events().clone(),
+            guilds,
+            messages,
+            server_name,
+            default_guild: (!default_guild.is_empty()).then(|| default_guild.to_owned()),
+            connections: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Accepts IRC clients on `listener` until `cancel`, each on its own task.
+    pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                () = cancel.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "IRC accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let open = self.connections.fetch_add(1, Ordering::SeqCst);
+            let gateway = self.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                if open >= MAX_CONNECTIONS {
+                    conn::refuse(socket, &gateway.server_name).await;
+                } else {
+                    tracing::debug!(%peer, "IRC client connected");
+                    conn::run(socket, peer, gateway.clone(), cancel).await;
+                }
+                gateway.connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+}

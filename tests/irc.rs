@@ -1,0 +1,386 @@
+//! The IRC gateway (docs/IRC.md) spoken to over TCP, its lines read with an IRCv3 parser of the
+//! tests' own (`ircv3_parse`), not the gateway's: IRC tokens minted, listed and revoked over gRPC;
+//! registration with PASS and with SASL PLAIN (CAP negotiation), and their refusals; two IRC
+//! clients and a gRPC client in one channel seeing each other; long and multi-line text; what
+//! `GetServerInfo` says.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use guildhall::identity::freshness::now_ms;
+use guildhall::proto::guildhall::v1 as pb;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// Most lines read while waiting for one.
+const LINES_MAX: usize = 500;
+
+/// One line from the gateway, as the tests' parser reads it.
+#[derive(Debug, Clone)]
+struct Line {
+    source: Option<String>,
+    command: String,
+    params: Vec<String>,
+    msgid: Option<String>,
+    time: Option<String>,
+}
+
+impl Line {
+    fn parse(raw: &str) -> Line {
+        let message = ircv3_parse::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        let mut params: Vec<String> = message
+            .params()
+            .middles
+            .to_vec()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if message.params().trailing.is_some() {
+            params.push(message.params().trailing.as_str().to_owned());
+        }
+        let tags = message.tags();
+        Line {
+            source: message.source().map(|s| s.name.to_owned()),
+            command: message.command().as_str().to_owned(),
+            params,
+            msgid: tags.and_then(|t| t.get_unescaped("msgid")),
+            time: tags.and_then(|t| t.get_unescaped("time")),
+        }
+    }
+
+    fn last(&self) -> &str {
+        self.params.last().map_or("", String::as_str)
+    }
+}
+
+struct Irc {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl Irc {
+    async fn connect(addr: SocketAddr) -> Irc {
+        let stream = TcpStream::connect(addr).await.expect("connect to IRC");
+        let (read, write) = stream.into_split();
+        Irc {
+            lines: BufReader::new(read).lines(),
+            write,
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.write
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write");
+    }
+
+    /// The next line, or `None` when the gateway closed the connection.
+    async fn next(&mut self) -> Option<Line> {
+        let raw = tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")?;
+        Some(Line::parse(&raw))
+    }
+
+    /// Reads until a line with `command` (a verb or a numeric) arrives.
+    async fn until(&mut self, command: &str) -> Line {
+        for _ in 0..LINES_MAX {
+            let line = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for {command}"));
+            if line.command == command {
+                return line;
+            }
+        }
+        panic!("no {command} in {LINES_MAX} lines");
+    }
+
+    /// Reads until the gateway closes the connection; the lines it sent meanwhile.
+    async fn until_closed(&mut self) -> Vec<Line> {
+        let mut seen = Vec::new();
+        for _ in 0..LINES_MAX {
+            match self.next().await {
+                Some(line) => seen.push(line),
+                None => return seen,
+            }
+        }
+        panic!("still open after {LINES_MAX} lines");
+    }
+
+    /// Registers with `PASS username:token`; returns the welcome's nick.
+    async fn login_pass(addr: SocketAddr, nick: &str, pass: &str) -> (Irc, String) {
+        let mut irc = Irc::connect(addr).await;
+        irc.send(&format!("PASS {pass}")).await;
+        irc.send(&format!("NICK {nick}")).await;
+        irc.send("USER u 0 * :A user").await;
+        let welcome = irc.until("001").await;
+        (irc, welcome.params[0].clone())
+    }
+}
+
+async fn irc_node() -> (TestNode, SocketAddr) {
+    let node =
+        TestNode::spawn_with(|c| c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    (node, addr)
+}
+
+/// Registers `name` with username `username` and an IRC token; returns the user and the token.
+async fn irc_user(node: &TestNode, name: &str, username: &str) -> (TestUser, String) {
+    let user = register(node, name).await;
+    let mut update = pb::UpdateUserRequest {
+        irc_name: Some(username.into()),
+        timestamp: now_ms(),
+        ..Default::default()
+    };
+    user.identity.sign_update(&mut update);
+    node.client()
+        .await
+        .update_user(authed(&user.token, update))
+        .await
+        .expect("set username");
+    let token = node
+        .client()
+        .await
+        .create_irc_token(authed(
+            &user.token,
+            pb::CreateIrcTokenRequest {
+                label: "laptop irssi".into(),
+            },
+        ))
+        .await
+        .expect("mint an IRC token")
+        .into_inner()
+        .token;
+    (user, token)
+}
+
+#[tokio::test]
+async fn irc_and_grpc_members_chat_in_one_channel() {
+    let (node, addr) = irc_node().await;
+    let info = node
+        .client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert!(info.irc_enabled);
+    assert_eq!(info.irc_port, i32::from(addr.port()));
+    assert_eq!(info.irc_server, "127.0.0.1");
+
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &bob, &room.invite).await;
+    let channel = format!("#{}/general", room.guild);
+
+    // Ada asks for another nick: her nick is her username.
+    let (mut ada_irc, nick) = Irc::login_pass(addr, "someone", &format!("ada:{ada_token}")).await;
+    assert_eq!(nick, "ada");
+    let isupport = ada_irc.until("005").await;
+    assert!(isupport.params.iter().any(|p| p == "CASEMAPPING=ascii"));
+    assert!(isupport.params.iter().any(|p| p == "UTF8ONLY"));
+    ada_irc.send(&format!("JOIN {channel}")).await;
+    let joined = ada_irc.until("JOIN").await;
+    assert_eq!(joined.source.as_deref(), Some("ada"));
+    assert_eq!(joined.params[0], channel);
+    let names = ada_irc.until("353").await;
+    for nick in ["ada", "bob"] {
+        assert!(names.last().split(' ').any(|n| n == nick), "{names:?}");
+    }
+    ada_irc.until("366").await;
+
+    // Bob logs in with SASL PLAIN and asks for server-time, message-tags and echo-message.
+    let mut bob_irc = Irc::connect(addr).await;
+    bob_irc.send("CAP LS 302").await;
+    let caps = bob_irc.until("CAP").await;
+    assert!(
+        caps.last().split(' ').any(|c| c == "sasl=PLAIN"),
+        "{caps:?}"
+    );
+    bob_irc.send("NICK bob").await;
+    bob_irc.send("USER bob 0 * :Bob").await;
+    bob_irc
+        .send("CAP REQ :sasl server-time message-tags echo-message")
+        .await;
+    assert_eq!(bob_irc.until("CAP").await.params[1], "ACK");
+    bob_irc.send("AUTHENTICATE PLAIN").await;
+    assert_eq!(bob_irc.until("AUTHENTICATE").await.params[0], "+");
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0bob\0{bob_token}"));
+    bob_irc.send(&format!("AUTHENTICATE {plain}")).await;
+    bob_irc.until("903").await;
+    bob_irc.send("CAP END").await;
+    assert_eq!(bob_irc.until("001").await.params[0], "bob");
+    bob_irc.send(&format!("JOIN {channel}")).await;
+    bob_irc.until("366").await;
+
+    // gRPC → IRC, with server-time and msgid for the client that asked.
+    let mut owner_sees = subscribe(&node, &owner.token).await;
+    let sent = send_text(&node, &owner.token, &room.channel, "hello from gRPC").await;
+    let at_bob = bob_irc.until("PRIVMSG").await;
+    assert_eq!(at_bob.params, [channel.clone(), "hello from gRPC".into()]);
+    assert_eq!(at_bob.msgid.as_deref(), Some(sent.id.as_str()));
+    assert!(at_bob.time.as_deref().is_some_and(|t| t.ends_with('Z')));
+    let at_ada = ada_irc.until("PRIVMSG").await;
+    assert_eq!(at_ada.last(), "hello from gRPC");
+    assert_eq!(at_ada.msgid, None, "Ada asked for no tags");
+    let owner_nick = at_ada.source.clone().expect("a source");
+    assert!(owner_nick.starts_with('u'), "no username: {owner_nick}");
+
+    // IRC → gRPC and the other IRC client; Bob hears his own echo (echo-message), Ada does not.
+    ada_irc
+        .send(&format!("PRIVMSG {channel} :hi from irssi"))
+        .await;
+    let created = until(&mut owner_sees, |e| match e {
+        pb::stream_response::Event::MessageCreated(m) => {
+            m.message.clone().filter(|m| m.text == "hi from irssi")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(created.sender_id, ada.user.id);
+    let at_bob = bob_irc.until("PRIVMSG").await;
+    assert_eq!(at_bob.source.as_deref(), Some("ada"));
+    assert_eq!(at_bob.last(), "hi from irssi");
+    bob_irc.send(&format!("PRIVMSG {channel} :echo me")).await;
+    let echo = bob_irc.until("PRIVMSG").await;
+    assert_eq!(
+        (echo.source.as_deref(), echo.last()),
+        (Some("bob"), "echo me")
+    );
+    assert!(echo.msgid.is_some());
+    let at_ada = ada_irc.until("PRIVMSG").await;
+    assert_eq!(
+        at_ada.last(),
+        "echo me",
+        "Ada's own line was not echoed to her"
+    );
+
+    // Long and multi-line text: split on lines, then on spaces and characters; nothing lost.
+    let word = "ü".repeat(120);
+    let long = format!("{word} {word} {word}\nsecond line");
+    send_text(&node, &owner.token, &room.channel, &long).await;
+    let mut pieces = Vec::new();
+    while pieces.concat() != format!("{word} {word} {word}second line") {
+        let line = ada_irc.until("PRIVMSG").await;
+        assert!(line.last().len() <= 400);
+        pieces.push(line.last().to_owned());
+        assert!(pieces.len() <= 5, "{pieces:?}");
+    }
+    assert_eq!(pieces.last().map(String::as_str), Some("second line"));
+
+    // Refusals: a channel that does not exist, one not joined, a DM, an unknown command.
+    ada_irc.send("JOIN #nope").await;
+    assert_eq!(ada_irc.until("403").await.params[1], "#nope");
+    ada_irc.send(&format!("PART {channel}")).await;
+    ada_irc.until("PART").await;
+    ada_irc
+        .send(&format!("PRIVMSG {channel} :not joined"))
+        .await;
+    assert_eq!(ada_irc.until("404").await.params[1], channel);
+    ada_irc.send("PRIVMSG bob :psst").await;
+    ada_irc.until("401").await;
+    ada_irc.send("FROBNICATE").await;
+    assert_eq!(ada_irc.until("421").await.params[1], "FROBNICATE");
+    ada_irc.send("PING :still-there").await;
+    assert_eq!(ada_irc.until("PONG").await.last(), "still-there");
+}
+
+#[tokio::test]
+async fn irc_logins_are_refused_without_a_valid_token() {
+    let (node, addr) = irc_node().await;
+    let (ada, token) = irc_user(&node, "Ada", "ada").await;
+
+    // No password at all.
+    let mut irc = Irc::connect(addr).await;
+    irc.send("NICK ada").await;
+    irc.send("USER ada 0 * :Ada").await;
+    let seen = irc.until_closed().await;
+    assert!(seen.iter().any(|l| l.command == "464"), "{seen:?}");
+    assert!(seen.iter().any(|l| l.command == "ERROR"));
+
+    // Another user's name with Ada's token; a made-up token.
+    for pass in [format!("bob:{token}"), "ada:ghirc_nothing".to_owned()] {
+        let mut irc = Irc::connect(addr).await;
+        irc.send(&format!("PASS {pass}")).await;
+        irc.send("NICK ada").await;
+        irc.send("USER ada 0 * :Ada").await;
+        let seen = irc.until_closed().await;
+        assert!(seen.iter().any(|l| l.command == "464"), "{seen:?}");
+    }
+
+    // SASL with a wrong token fails and leaves the connection open to try again.
+    let mut irc = Irc::connect(addr).await;
+    irc.send("CAP REQ :sasl").await;
+    irc.until("CAP").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    irc.until("AUTHENTICATE").await;
+    let wrong = base64::engine::general_purpose::STANDARD.encode("\0ada\0ghirc_wrong");
+    irc.send(&format!("AUTHENTICATE {wrong}")).await;
+    irc.until("904").await;
+
+    // Listed without the token itself; once revoked it logs no one in.
+    let mut c = node.client().await;
+    let listed = c
+        .list_irc_tokens(authed(&ada.token, pb::Empty {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].label, "laptop irssi");
+    assert!(listed[0].token.is_empty());
+    Irc::login_pass(addr, "ada", &format!("ada:{token}")).await;
+    c.revoke_irc_token(authed(
+        &ada.token,
+        pb::RevokeIrcTokenRequest {
+            id: listed[0].id.clone(),
+        },
+    ))
+    .await
+    .expect("revoke");
+    let mut irc = Irc::connect(addr).await;
+    irc.send(&format!("PASS ada:{token}")).await;
+    irc.send("NICK ada").await;
+    irc.send("USER ada 0 * :Ada").await;
+    let seen = irc.until_closed().await;
+    assert!(seen.iter().any(|l| l.command == "464"), "{seen:?}");
+    assert_status(
+        c.revoke_irc_token(authed(
+            &ada.token,
+            pb::RevokeIrcTokenRequest {
+                id: listed[0].id.clone(),
+            },
+        ))
+        .await,
+        tonic::Code::NotFound,
+        "no IRC token",
+    );
+}
+
+#[tokio::test]
+async fn a_node_without_irc_says_so() {
+    let node = TestNode::spawn().await;
+    let info = node
+        .client()
+        .await
+        .get_server_info(pb::Empty {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert!(!info.irc_enabled);
+    assert_eq!(info.irc_port, 0);
+    assert!(node.node().irc_addr.is_none());
+}
