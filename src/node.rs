@@ -499,6 +499,7 @@ impl Node {
                 accounts.clone(),
                 guilds.clone(),
                 crate::messages::Messages::new(guilds.clone(), limits.clone()),
+                limits.clone(),
                 irc_server_name.clone(),
                 &config.irc_default_guild,
             );

@@ -104,6 +104,17 @@ impl Irc {
         panic!("no {command} in {LINES_MAX} lines");
     }
 
+    /// Reads until a PRIVMSG to `target` arrives (skipping those to other targets).
+    async fn privmsg_to(&mut self, target: &str) -> Line {
+        for _ in 0..LINES_MAX {
+            let line = self.until("PRIVMSG").await;
+            if line.params[0] == target {
+                return line;
+            }
+        }
+        panic!("no PRIVMSG to {target} in {LINES_MAX} lines");
+    }
+
     /// Reads until the gateway closes the connection; the lines it sent meanwhile.
     async fn until_closed(&mut self) -> Vec<Line> {
         let mut seen = Vec::new();
@@ -281,7 +292,83 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
     }
     assert_eq!(pieces.last().map(String::as_str), Some("second line"));
 
-    // Refusals: a channel that does not exist, one not joined, a DM, an unknown command.
+    // What clients ask on joining: modes, topic, who is there; and WHOIS, LIST.
+    ada_irc.send(&format!("MODE {channel}")).await;
+    assert_eq!(
+        ada_irc.until("324").await.params[1..],
+        [channel.clone(), "+nt".into()]
+    );
+    ada_irc.send(&format!("MODE {channel} +o bob")).await;
+    ada_irc.until("482").await;
+    ada_irc.send(&format!("TOPIC {channel}")).await;
+    assert_eq!(ada_irc.until("332").await.last(), "general");
+    ada_irc.send(&format!("WHO {channel}")).await;
+    let mut who = Vec::new();
+    loop {
+        let line = ada_irc.next().await.expect("open");
+        match line.command.as_str() {
+            "352" => who.push(line.params[5].clone()),
+            "315" => break,
+            _ => {}
+        }
+        assert!(who.len() <= 10);
+    }
+    for nick in ["ada", "bob"] {
+        assert!(who.iter().any(|n| n == nick), "{who:?}");
+    }
+    ada_irc.send("WHOIS bob").await;
+    let whois = ada_irc.until("311").await;
+    assert_eq!((whois.params[1].as_str(), whois.last()), ("bob", "Bob"));
+    ada_irc.until("318").await;
+    ada_irc.send("LIST").await;
+    let listed = ada_irc.until("322").await;
+    assert_eq!(listed.params[1], channel);
+    ada_irc.until("323").await;
+
+    // Someone joining the guild on gRPC shows as a JOIN.
+    let cy = register(&node, "Cy").await;
+    join_room(&node, &cy, &room.invite).await;
+    let cy_joins = ada_irc.until("JOIN").await;
+    assert_eq!(cy_joins.params[0], channel);
+    assert_eq!(cy_joins.source, Some(format!("u{}", &cy.user.id[..8])));
+
+    // Private messages travel in the DM the two share.
+    ada_irc.send("PRIVMSG bob :psst").await;
+    assert!(ada_irc.until("401").await.last().contains("No DM"));
+    let dm = node
+        .client()
+        .await
+        .create_dm(authed(
+            &ada.token,
+            pb::CreateDmRequest {
+                target_user_id: bob.user.id.clone(),
+            },
+        ))
+        .await
+        .expect("DM")
+        .into_inner();
+    join_room(&node, &bob, &dm.token).await;
+    ada_irc.send("PRIVMSG bob :psst").await;
+    let private = bob_irc.privmsg_to("bob").await;
+    assert_eq!(
+        (
+            private.source.as_deref(),
+            private.params[0].as_str(),
+            private.last()
+        ),
+        (Some("ada"), "bob", "psst")
+    );
+    bob_irc.send("PRIVMSG ada :hush").await;
+    let echo = bob_irc.privmsg_to("ada").await;
+    assert_eq!((echo.params[0].as_str(), echo.last()), ("ada", "hush"));
+    let private = ada_irc.privmsg_to("ada").await;
+    assert_eq!(
+        (private.params[0].as_str(), private.last()),
+        ("ada", "hush")
+    );
+
+    // Refusals: a channel that does not exist, one not joined, an unknown nick, an unknown
+    // command.
     ada_irc.send("JOIN #nope").await;
     assert_eq!(ada_irc.until("403").await.params[1], "#nope");
     ada_irc.send(&format!("PART {channel}")).await;
@@ -290,8 +377,8 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
         .send(&format!("PRIVMSG {channel} :not joined"))
         .await;
     assert_eq!(ada_irc.until("404").await.params[1], channel);
-    ada_irc.send("PRIVMSG bob :psst").await;
-    ada_irc.until("401").await;
+    ada_irc.send("PRIVMSG nobody :hello").await;
+    assert!(ada_irc.until("401").await.last().contains("No such nick"));
     ada_irc.send("FROBNICATE").await;
     assert_eq!(ada_irc.until("421").await.params[1], "FROBNICATE");
     ada_irc.send("PING :still-there").await;
@@ -368,6 +455,30 @@ async fn irc_logins_are_refused_without_a_valid_token() {
         tonic::Code::NotFound,
         "no IRC token",
     );
+}
+
+/// PRIVMSG counts against the same per-user message limit as SendMessage.
+#[tokio::test]
+async fn irc_messages_are_rate_limited_like_grpc_ones() {
+    let node = TestNode::spawn_with(|c| {
+        c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.settings.message_rate_limit = 2;
+    })
+    .await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, token) = irc_user(&node, "Ada", "ada").await;
+    join_room(&node, &ada, &room.invite).await;
+    let channel = format!("#{}/general", room.guild);
+    let (mut irc, _) = Irc::login_pass(addr, "ada", &format!("ada:{token}")).await;
+    irc.send(&format!("JOIN {channel}")).await;
+    irc.until("366").await;
+    for i in 0..3 {
+        irc.send(&format!("PRIVMSG {channel} :line {i}")).await;
+    }
+    let refused = irc.until("404").await;
+    assert!(refused.last().contains("message_rate_limit"), "{refused:?}");
 }
 
 #[tokio::test]

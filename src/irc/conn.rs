@@ -36,6 +36,14 @@ const SASL_MAX: usize = 1024;
 /// Most members listed in NAMES (the first joined).
 const NAMES_MAX: u32 = 1000;
 
+/// A channel the client joined.
+#[derive(Debug, Clone)]
+struct Joined {
+    /// Its IRC name.
+    name: String,
+    guild_id: String,
+}
+
 /// What the handling of one line asks of the connection.
 enum Flow {
     Continue,
@@ -137,8 +145,10 @@ struct Conn {
     sasl: Sasl,
     account: Option<UserRecord>,
     registered: bool,
-    /// Joined channels: channel id → IRC name.
-    joined: HashMap<String, String>,
+    /// Joined channels by channel id.
+    joined: HashMap<String, Joined>,
+    /// For channels seen in events that are not joined: the other member if it is a DM.
+    dms: HashMap<String, Option<String>>,
     /// Nicks of users seen, by id.
     nicks: HashMap<String, String>,
 }
@@ -158,6 +168,7 @@ impl Conn {
             account: None,
             registered: false,
             joined: HashMap::new(),
+            dms: HashMap::new(),
             nicks: HashMap::new(),
         }
     }
@@ -303,14 +314,55 @@ impl Conn {
             }
             Command::NAMES(Some(channels), _) => {
                 for name in channels.split(',').filter(|n| !n.is_empty()) {
-                    match self.joined_id(name) {
-                        Some(id) => self.names(&id, name).await,
+                    let guild = self
+                        .joined_id(name)
+                        .and_then(|id| self.joined.get(&id))
+                        .map(|j| j.guild_id.clone());
+                    match guild {
+                        Some(guild) => self.names(&guild, name).await,
                         None => self.reply(
                             Response::RPL_ENDOFNAMES,
                             vec![name.to_owned(), "End of /NAMES list".into()],
                         ),
                     }
                 }
+                Flow::Continue
+            }
+            Command::ChannelMODE(target, modes) => {
+                self.channel_mode(&target, modes.is_empty()).await;
+                Flow::Continue
+            }
+            Command::UserMODE(target, modes) => {
+                if target.eq_ignore_ascii_case(&self.nick) {
+                    if modes.is_empty() {
+                        self.reply(Response::RPL_UMODEIS, vec!["+".into()]);
+                    } else {
+                        self.numeric_raw("501", vec!["No user modes can be set here".into()]);
+                    }
+                } else {
+                    self.reply(
+                        Response::ERR_USERSDONTMATCH,
+                        vec!["Can't change or view modes of other users".into()],
+                    );
+                }
+                Flow::Continue
+            }
+            Command::TOPIC(channel, topic) => {
+                self.topic(&channel, topic.is_some()).await;
+                Flow::Continue
+            }
+            Command::WHO(mask, _) => {
+                self.who(mask.as_deref().unwrap_or("*")).await;
+                Flow::Continue
+            }
+            Command::WHOIS(_, nicks) => {
+                for nick in nicks.split(',').filter(|n| !n.is_empty()) {
+                    self.whois(nick).await;
+                }
+                Flow::Continue
+            }
+            Command::LIST(..) => {
+                self.list().await;
                 Flow::Continue
             }
             Command::Raw(verb, _) if known_verb(&verb) => {
@@ -655,7 +707,7 @@ impl Conn {
     fn joined_id(&self, name: &str) -> Option<String> {
         self.joined
             .iter()
-            .find(|(_, joined)| joined.eq_ignore_ascii_case(name))
+            .find(|(_, joined)| joined.name.eq_ignore_ascii_case(name))
             .map(|(id, _)| id.clone())
     }
 
@@ -684,7 +736,13 @@ impl Conn {
         if self.joined.contains_key(&channel.id) {
             return;
         }
-        self.joined.insert(channel.id.clone(), canonical.clone());
+        self.joined.insert(
+            channel.id.clone(),
+            Joined {
+                name: canonical.clone(),
+                guild_id: channel.guild_id.clone(),
+            },
+        );
         let me = self.user_prefix(&self.nick);
         self.send(Message {
             tags: None,
@@ -695,13 +753,13 @@ impl Conn {
             Response::RPL_TOPIC,
             vec![canonical.clone(), channel.name.clone()],
         );
-        self.names(&channel.id, &canonical).await;
+        self.names(&channel.guild_id, &canonical).await;
     }
 
     fn part(&mut self, name: &str) {
         match self.joined_id(name) {
             Some(id) => {
-                let canonical = self.joined.remove(&id).unwrap_or_default();
+                let canonical = self.joined.remove(&id).map(|j| j.name).unwrap_or_default();
                 let me = self.user_prefix(&self.nick);
                 self.send(Message {
                     tags: None,
@@ -716,26 +774,13 @@ impl Conn {
         }
     }
 
-    async fn names(&mut self, channel_id: &str, name: &str) {
-        let id = channel_id.to_owned();
-        let members = self
-            .gateway
-            .guilds
-            .store()
-            .read(move |c| {
-                let Some(channel) = gdb::channel(c, &id)? else {
-                    return Ok(vec![]);
-                };
-                let (members, _) = gdb::members(c, &channel.guild_id, NAMES_MAX, 0)?;
-                let mut out = Vec::with_capacity(members.len());
-                for m in members {
-                    let name = users::load_user(c, &m.user_id)?.and_then(|u| u.irc_name);
-                    out.push(names::nick(&m.user_id, name.as_deref()));
-                }
-                Ok(out)
-            })
+    async fn names(&mut self, guild_id: &str, name: &str) {
+        let members: Vec<String> = self
+            .members(guild_id)
             .await
-            .unwrap_or_default();
+            .into_iter()
+            .map(|(nick, _)| nick)
+            .collect();
         let mut line = String::new();
         for nick in members {
             if line.len() + nick.len() + 1 > 350 {
@@ -762,27 +807,233 @@ impl Conn {
         );
     }
 
-    async fn privmsg(&mut self, target: &str, text: String) {
-        if !target.starts_with('#') {
+    /// `MODE #channel`: its modes are `+nt` (no outside messages, topic set on the node); roles
+    /// and permissions decide the rest, so no mode can be changed here.
+    async fn channel_mode(&mut self, name: &str, query: bool) {
+        let Some(channel) = self.resolve(name).await else {
             self.reply(
-                Response::ERR_NOSUCHNICK,
+                Response::ERR_NOSUCHCHANNEL,
+                vec![name.to_owned(), "No such channel".into()],
+            );
+            return;
+        };
+        let canonical = self.channel_name(&channel);
+        if query {
+            self.reply(Response::RPL_CHANNELMODEIS, vec![canonical, "+nt".into()]);
+        } else {
+            self.reply(
+                Response::ERR_CHANOPRIVSNEEDED,
                 vec![
-                    target.to_owned(),
-                    "Private messages are not carried over IRC yet; use a DM in a client".into(),
+                    canonical,
+                    "Modes follow the guild's roles and permissions; change them on the node"
+                        .into(),
                 ],
+            );
+        }
+    }
+
+    /// `TOPIC #channel`: the channel's name on the node is its topic; it is changed there.
+    async fn topic(&mut self, name: &str, change: bool) {
+        let Some(channel) = self.resolve(name).await else {
+            self.reply(
+                Response::ERR_NOSUCHCHANNEL,
+                vec![name.to_owned(), "No such channel".into()],
+            );
+            return;
+        };
+        let canonical = self.channel_name(&channel);
+        if change {
+            self.reply(
+                Response::ERR_CHANOPRIVSNEEDED,
+                vec![
+                    canonical,
+                    "The topic is the channel's name; rename it on the node (UpdateChannel)".into(),
+                ],
+            );
+        } else {
+            self.reply(Response::RPL_TOPIC, vec![canonical, channel.name]);
+        }
+    }
+
+    /// The members of a guild as (nick, display name), at most [`NAMES_MAX`].
+    async fn members(&self, guild_id: &str) -> Vec<(String, String)> {
+        let guild = guild_id.to_owned();
+        self.gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                let (members, _) = gdb::members(c, &guild, NAMES_MAX, 0)?;
+                let mut out = Vec::with_capacity(members.len());
+                for m in members {
+                    let user = users::load_user(c, &m.user_id)?;
+                    let irc_name = user.as_ref().and_then(|u| u.irc_name.clone());
+                    let real = user.map(|u| u.display_name).unwrap_or_default();
+                    out.push((names::nick(&m.user_id, irc_name.as_deref()), real));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    fn who_line(&mut self, channel: &str, nick: &str, real: &str) {
+        let server = self.gateway.server_name.clone();
+        self.reply(
+            Response::RPL_WHOREPLY,
+            vec![
+                channel.to_owned(),
+                nick.to_owned(),
+                server.clone(),
+                server,
+                nick.to_owned(),
+                "H".into(),
+                format!("0 {real}"),
+            ],
+        );
+    }
+
+    /// `WHO #channel` (its members) or `WHO nick`.
+    async fn who(&mut self, mask: &str) {
+        if mask.starts_with('#') {
+            if let Some(channel) = self.resolve(mask).await {
+                let canonical = self.channel_name(&channel);
+                for (nick, real) in self.members(&channel.guild_id).await {
+                    self.who_line(&canonical, &nick, &real);
+                }
+            }
+        } else if let Some(user) = self.user_by_nick(mask).await {
+            let nick = names::nick(&user.id, user.irc_name.as_deref());
+            self.who_line("*", &nick, &user.display_name);
+        }
+        self.reply(
+            Response::RPL_ENDOFWHO,
+            vec![mask.to_owned(), "End of WHO list".into()],
+        );
+    }
+
+    async fn user_by_nick(&self, nick: &str) -> Option<UserRecord> {
+        let name = nick.to_ascii_lowercase();
+        self.gateway
+            .guilds
+            .store()
+            .read(move |c| users::load_user_by_irc_name(c, &name))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// `WHOIS nick`: the user's username, display name and server.
+    async fn whois(&mut self, nick: &str) {
+        match self.user_by_nick(nick).await {
+            Some(user) => {
+                let nick = names::nick(&user.id, user.irc_name.as_deref());
+                let server = self.gateway.server_name.clone();
+                self.reply(
+                    Response::RPL_WHOISUSER,
+                    vec![
+                        nick.clone(),
+                        nick.clone(),
+                        server.clone(),
+                        "*".into(),
+                        user.display_name.clone(),
+                    ],
+                );
+                self.reply(
+                    Response::RPL_WHOISSERVER,
+                    vec![nick.clone(), server, "guildhall".into()],
+                );
+            }
+            None => self.reply(
+                Response::ERR_NOSUCHNICK,
+                vec![nick.to_owned(), "No such nick".into()],
+            ),
+        }
+        self.reply(
+            Response::RPL_ENDOFWHOIS,
+            vec![nick.to_owned(), "End of /WHOIS list".into()],
+        );
+    }
+
+    /// `LIST`: the channels with an irc_name in the user's guilds (not DMs), with their members
+    /// counted and their names as topics.
+    async fn list(&mut self) {
+        let me = self.me().id.clone();
+        let channels = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                let mut out = Vec::new();
+                for guild in gdb::guilds_of(c, &me)? {
+                    if guild.is_dm {
+                        continue;
+                    }
+                    let (_, count) = gdb::members(c, &guild.id, 0, 0)?;
+                    for channel in gdb::channels(c, &guild.id)? {
+                        if channel.irc_name.is_some() && !channel.is_thread {
+                            out.push((channel, count));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap_or_default();
+        for (channel, count) in channels {
+            let readable = self
+                .gateway
+                .guilds
+                .channel_access(&channel.id, &self.me().id)
+                .await
+                .is_ok_and(|(_, access)| access.require(permissions::MESSAGES_READ).is_ok());
+            if readable {
+                let name = self.channel_name(&channel);
+                self.reply(
+                    Response::RPL_LIST,
+                    vec![name, count.to_string(), channel.name.clone()],
+                );
+            }
+        }
+        self.reply(Response::RPL_LISTEND, vec!["End of /LIST".into()]);
+    }
+
+    async fn privmsg(&mut self, target: &str, text: String) {
+        let channel_id = if target.starts_with('#') {
+            match self.joined_id(target) {
+                Some(id) => id,
+                None => {
+                    let known = self.resolve(target).await.is_some();
+                    let (code, why) = if known {
+                        (Response::ERR_CANNOTSENDTOCHAN, "Join the channel first")
+                    } else {
+                        (Response::ERR_NOSUCHCHANNEL, "No such channel")
+                    };
+                    self.reply(code, vec![target.to_owned(), why.into()]);
+                    return;
+                }
+            }
+        } else {
+            match self.dm_channel(target).await {
+                Ok(id) => id,
+                Err(why) => {
+                    self.reply(Response::ERR_NOSUCHNICK, vec![target.to_owned(), why]);
+                    return;
+                }
+            }
+        };
+        // The same per-user message limit as SendMessage over gRPC.
+        let me = self.me().id.clone();
+        if let Err(e) = self
+            .gateway
+            .limits
+            .check(crate::limits::Limit::Message, &me)
+        {
+            self.reply(
+                Response::ERR_CANNOTSENDTOCHAN,
+                vec![target.to_owned(), e.to_string()],
             );
             return;
         }
-        let Some(channel_id) = self.joined_id(target) else {
-            let known = self.resolve(target).await.is_some();
-            let (code, why) = if known {
-                (Response::ERR_CANNOTSENDTOCHAN, "Join the channel first")
-            } else {
-                (Response::ERR_NOSUCHCHANNEL, "No such channel")
-            };
-            self.reply(code, vec![target.to_owned(), why.into()]);
-            return;
-        };
         let input = SendInput {
             channel_id,
             idempotency_key: String::new(),
@@ -801,6 +1052,69 @@ impl Conn {
                 vec![target.to_owned(), e.to_string()],
             );
         }
+    }
+
+    /// The channel of the DM between the user and the user whose username is `nick`: one they
+    /// both joined (DMs are started from a client, `CreateDM`; IRC carries their messages).
+    async fn dm_channel(&self, nick: &str) -> Result<String, String> {
+        let (me, name) = (self.me().id.clone(), nick.to_ascii_lowercase());
+        let found = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                let Some(them) = users::load_user_by_irc_name(c, &name)? else {
+                    return Ok(Err("No such nick"));
+                };
+                let Some(invite) = crate::store::dms::between(c, &me, &them.id)? else {
+                    return Ok(Err(
+                        "No DM with this user yet; start one from a client (CreateDM)",
+                    ));
+                };
+                let both = gdb::member(c, &invite.guild_id, &me)?.is_some()
+                    && gdb::member(c, &invite.guild_id, &them.id)?.is_some();
+                if !both {
+                    return Ok(Err("Your DM with this user is not accepted yet"));
+                }
+                Ok(gdb::channels(c, &invite.guild_id)?
+                    .into_iter()
+                    .find(|ch| !ch.is_thread)
+                    .map(|ch| ch.id)
+                    .ok_or("Your DM with this user has no channel"))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        found.map_err(str::to_owned)
+    }
+
+    /// Whether `channel_id` (not joined) is a DM of the user's, and with whom.
+    async fn dm_peer(&mut self, channel_id: &str) -> Option<String> {
+        if let Some(known) = self.dms.get(channel_id) {
+            return known.clone();
+        }
+        let (id, me) = (channel_id.to_owned(), self.me().id.clone());
+        let peer = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| {
+                let Some(channel) = gdb::channel(c, &id)? else {
+                    return Ok(None);
+                };
+                let Some(guild) = gdb::guild(c, &channel.guild_id)? else {
+                    return Ok(None);
+                };
+                if !guild.is_dm {
+                    return Ok(None);
+                }
+                let (members, _) = gdb::members(c, &guild.id, 2, 0)?;
+                Ok(members.into_iter().map(|m| m.user_id).find(|u| *u != me))
+            })
+            .await
+            .ok()
+            .flatten();
+        self.dms.insert(channel_id.to_owned(), peer.clone());
+        peer
     }
 
     async fn nick_of(&mut self, user_id: &str, fallback: &str) -> String {
@@ -828,21 +1142,100 @@ impl Conn {
 
     /// Turns one event of the user's subscription into what the client sees.
     async fn on_event(&mut self, bytes: &[u8]) {
+        use pb::stream_response::Event;
         let Ok(event) = pb::StreamResponse::decode(bytes) else {
             return;
         };
-        let Some(pb::stream_response::Event::MessageCreated(created)) = event.event else {
-            return;
-        };
-        let Some(message) = created.message else {
-            return;
-        };
-        let Some(channel) = self.joined.get(&message.channel_id).cloned() else {
-            return;
-        };
-        if message.sender_id == self.me().id && !self.caps.contains("echo-message") {
+        match event.event {
+            Some(Event::MessageCreated(created)) => {
+                if let Some(message) = created.message {
+                    self.on_message(message).await;
+                }
+            }
+            Some(Event::MemberJoined(joined)) => {
+                let Some(user) = joined.user else { return };
+                if user.id == self.me().id {
+                    return;
+                }
+                let nick = names::nick(&user.id, Some(user.irc_name.as_str()));
+                self.nicks.insert(user.id.clone(), nick.clone());
+                for channel in self.channels_of(&joined.guild_id) {
+                    let from = self.user_prefix(&nick);
+                    self.send(Message {
+                        tags: None,
+                        prefix: Some(from),
+                        command: Command::JOIN(channel, None, None),
+                    });
+                }
+            }
+            Some(Event::MemberRemoved(removed)) => {
+                let channels = self.channels_of(&removed.guild_id);
+                if removed.user_id == self.me().id {
+                    self.joined.retain(|_, j| j.guild_id != removed.guild_id);
+                    for channel in channels {
+                        let me = self.user_prefix(&self.nick);
+                        self.send(Message {
+                            tags: None,
+                            prefix: Some(me),
+                            command: Command::PART(
+                                channel,
+                                Some("You are no longer a member of this guild".into()),
+                            ),
+                        });
+                    }
+                    return;
+                }
+                let nick = self.nick_of(&removed.user_id, "").await;
+                for channel in channels {
+                    let from = self.user_prefix(&nick);
+                    self.send(Message {
+                        tags: None,
+                        prefix: Some(from),
+                        command: Command::PART(channel, Some("Left the guild".into())),
+                    });
+                }
+            }
+            Some(Event::ChannelDeleted(deleted)) => {
+                if let Some(joined) = self.joined.remove(&deleted.channel_id) {
+                    let me = self.user_prefix(&self.nick);
+                    self.send(Message {
+                        tags: None,
+                        prefix: Some(me),
+                        command: Command::PART(joined.name, Some("Channel deleted".into())),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The names of the joined channels of `guild_id`.
+    fn channels_of(&self, guild_id: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .joined
+            .values()
+            .filter(|j| j.guild_id == guild_id)
+            .map(|j| j.name.clone())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// A message in a joined channel, or in one of the user's DMs, as PRIVMSG lines.
+    async fn on_message(&mut self, message: pb::Message) {
+        let mine = message.sender_id == self.me().id;
+        if mine && !self.caps.contains("echo-message") {
             return;
         }
+        let target = match self.joined.get(&message.channel_id) {
+            Some(joined) => joined.name.clone(),
+            None => match self.dm_peer(&message.channel_id).await {
+                // A DM: to the user's nick, or (their own, echoed) to the other member's.
+                Some(peer) if mine => self.nick_of(&peer, "").await,
+                Some(_) => self.nick.clone(),
+                None => return,
+            },
+        };
         let nick = if message.webhook_id.is_empty() {
             self.nick_of(&message.sender_id, "").await
         } else {
@@ -871,7 +1264,7 @@ impl Conn {
             self.send(Message {
                 tags: (!tags.is_empty()).then(|| tags.clone()),
                 prefix: Some(from),
-                command: Command::PRIVMSG(channel.clone(), line),
+                command: Command::PRIVMSG(target.clone(), line),
             });
         }
     }

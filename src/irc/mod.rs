@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::events::Events;
 use crate::guilds::Guilds;
+use crate::limits::Limits;
 use crate::messages::Messages;
 
 /// Longest line read from a client, in bytes: 8191 bytes of IRCv3 tags and the 512-byte rest.
@@ -37,6 +38,8 @@ pub struct Gateway {
     accounts: Accounts,
     guilds: Guilds,
     messages: Messages,
+    /// The per-user message rate limit PRIVMSG counts against, as SendMessage does.
+    limits: Arc<Limits>,
     events: Events,
     /// The server's name on IRC (the host of the node's address).
     server_name: String,
@@ -46,17 +49,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway over the node's domain, calling itself `server_name`, with `default_guild`'s
-    /// channels unprefixed (empty: none).
+    /// The gateway over the node's domain, counting messages against `limits`, calling itself
+    /// `server_name`, with `default_guild`'s channels unprefixed (empty: none).
     pub fn new(
         accounts: Accounts,
         guilds: Guilds,
         messages: Messages,
+        limits: Arc<Limits>,
         server_name: String,
         default_guild: &str,
     ) -> Self {
         Self {
             accounts,
+            limits,
             events: guilds.events().clone(),
             guilds,
             messages,

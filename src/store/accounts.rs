@@ -176,6 +176,18 @@ pub(crate) fn apply_profile_v2_fields(
     Ok(())
 }
 
+/// The user whose username (`irc_name`) is `name`, inside any connection or transaction.
+pub fn load_user_by_irc_name(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<UserRecord>, StorageError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE irc_name = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([name], user_from_row)
+        .optional()?)
+}
+
 /// One user by id, inside any connection or transaction.
 pub fn load_user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StorageError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
@@ -338,14 +350,8 @@ impl Store {
 
     /// The user whose username (`irc_name`) on this server is `name`, if any.
     pub async fn user_by_irc_name(&self, name: String) -> Result<Option<UserRecord>, StorageError> {
-        self.read(move |conn| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE irc_name = ?1");
-            Ok(conn
-                .prepare_cached(&sql)?
-                .query_row([name], user_from_row)
-                .optional()?)
-        })
-        .await
+        self.read(move |conn| load_user_by_irc_name(conn, &name))
+            .await
     }
 
     /// The users among `ids` that are known here, in the order asked.
