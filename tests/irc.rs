@@ -1,8 +1,9 @@
 //! The IRC gateway (docs/IRC.md) spoken to over TCP, its lines read with an IRCv3 parser of the
 //! tests' own (`ircv3_parse`), not the gateway's: IRC tokens minted, listed and revoked over gRPC;
 //! registration with PASS and with SASL PLAIN (CAP negotiation), and their refusals; two IRC
-//! clients and a gRPC client in one channel seeing each other; long and multi-line text; what
-//! `GetServerInfo` says.
+//! clients and a gRPC client in one channel seeing each other; long and multi-line text; private
+//! messages over DMs; MODE, TOPIC, WHO, WHOIS, LIST; the message rate limit; `draft/chathistory`
+//! after a restart; what `GetServerInfo` says.
 
 mod common;
 
@@ -455,6 +456,146 @@ async fn irc_logins_are_refused_without_a_valid_token() {
         tonic::Code::NotFound,
         "no IRC token",
     );
+}
+
+/// Collects the PRIVMSG texts of one `chathistory` batch (the client took `batch`).
+async fn history_batch(irc: &mut Irc) -> Vec<String> {
+    let start = irc.until("BATCH").await;
+    assert_eq!(start.params[1], "chathistory", "{start:?}");
+    let reference = start.params[0].trim_start_matches('+').to_owned();
+    let mut texts = Vec::new();
+    for _ in 0..LINES_MAX {
+        let line = irc.next().await.expect("open");
+        match line.command.as_str() {
+            "PRIVMSG" => texts.push(line.last().to_owned()),
+            "BATCH" if line.params[0] == format!("-{reference}") => return texts,
+            _ => {}
+        }
+    }
+    panic!("batch {reference} never ended");
+}
+
+/// After a restart the IRC client reconnects and fills the gap with `draft/chathistory`: every
+/// subcommand, references by msgid and by timestamp, and the refusals.
+#[tokio::test]
+async fn chathistory_fills_the_gap_after_a_restart() {
+    let (mut node, addr) = irc_node().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, token) = irc_user(&node, "Ada", "ada").await;
+    join_room(&node, &ada, &room.invite).await;
+    drop(ada);
+    let channel = format!("#{}/general", room.guild);
+    let connect = |addr| {
+        let token = token.clone();
+        let channel = channel.clone();
+        async move {
+            let mut irc = Irc::connect(addr).await;
+            irc.send("CAP LS 302").await;
+            irc.send(&format!("PASS ada:{token}")).await;
+            irc.send("NICK ada").await;
+            irc.send("USER ada 0 * :Ada").await;
+            irc.send("CAP REQ :batch draft/chathistory server-time message-tags")
+                .await;
+            irc.until("CAP").await;
+            irc.send("CAP END").await;
+            let isupport = irc.until("005").await;
+            assert!(isupport.params.iter().any(|p| p == "CHATHISTORY=100"));
+            assert!(
+                isupport
+                    .params
+                    .iter()
+                    .any(|p| p == "MSGREFTYPES=msgid,timestamp")
+            );
+            irc.send(&format!("JOIN {channel}")).await;
+            irc.until("366").await;
+            irc
+        }
+    };
+    let mut irc = connect(addr).await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(
+            send_text(&node, &owner.token, &room.channel, &format!("m{i}"))
+                .await
+                .id,
+        );
+    }
+    let mut m3_time = None;
+    for _ in 0..3 {
+        let line = irc.until("PRIVMSG").await;
+        m3_time = line.time.clone();
+    }
+    let m3_time = m3_time.expect("server-time");
+
+    // The same gRPC address (the users' homeserver); the IRC port is picked anew.
+    let grpc = node.stop().await;
+    node.start_on(grpc).await;
+    let addr = node.node().irc_addr.expect("IRC listening again");
+    for i in 4..=5 {
+        ids.push(
+            send_text(&node, &owner.token, &room.channel, &format!("m{i}"))
+                .await
+                .id,
+        );
+    }
+    let mut irc2 = connect(addr).await;
+    drop(irc);
+
+    for (query, want) in [
+        (
+            format!("AFTER {channel} msgid={} 10", ids[2]),
+            vec!["m4", "m5"],
+        ),
+        (
+            format!("AFTER {channel} timestamp={m3_time} 10"),
+            vec!["m4", "m5"],
+        ),
+        (format!("LATEST {channel} * 2"), vec!["m4", "m5"]),
+        (format!("LATEST {channel} msgid={} 10", ids[3]), vec!["m5"]),
+        (
+            format!("BEFORE {channel} msgid={} 2", ids[3]),
+            vec!["m2", "m3"],
+        ),
+        (
+            format!("BETWEEN {channel} msgid={} msgid={} 10", ids[0], ids[4]),
+            vec!["m2", "m3", "m4"],
+        ),
+        (
+            format!("BETWEEN {channel} msgid={} msgid={} 10", ids[4], ids[0]),
+            vec!["m2", "m3", "m4"],
+        ),
+        (
+            format!("AROUND {channel} msgid={} 3", ids[2]),
+            vec!["m2", "m3", "m4"],
+        ),
+    ] {
+        irc2.send(&format!("CHATHISTORY {query}")).await;
+        assert_eq!(history_batch(&mut irc2).await, want, "{query}");
+    }
+
+    irc2.send(
+        "CHATHISTORY TARGETS timestamp=2020-01-01T00:00:00Z timestamp=2100-01-01T00:00:00Z 10",
+    )
+    .await;
+    let start = irc2.until("BATCH").await;
+    assert_eq!(start.params[1], "draft/chathistory-targets");
+    let target = irc2.until("CHATHISTORY").await;
+    assert_eq!(target.params[..2], ["TARGETS".to_owned(), channel.clone()]);
+
+    irc2.send(&format!("CHATHISTORY BEFORE {channel} * 10"))
+        .await;
+    let fail = irc2.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["CHATHISTORY".to_owned(), "INVALID_PARAMS".into()]
+    );
+    irc2.send("CHATHISTORY LATEST #nope * 10").await;
+    let fail = irc2.until("FAIL").await;
+    assert_eq!(fail.params[1], "INVALID_TARGET");
+    irc2.send(&format!("CHATHISTORY AFTER {channel} msgid=oops 10"))
+        .await;
+    assert_eq!(irc2.until("FAIL").await.params[1], "INVALID_PARAMS");
 }
 
 /// PRIVMSG counts against the same per-user message limit as SendMessage.

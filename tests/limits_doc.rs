@@ -727,6 +727,7 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         ),
         ("irc::conn::SASL_MAX", (vec![1024], SILENT)),
         ("irc::conn::NAMES_MAX", (vec![1000], SILENT)),
+        ("irc::conn::history::CHATHISTORY_MAX", (vec![100], SILENT)),
         (
             "people::across::MAX_STATEMENT_AGE_MS",
             (vec![people::across::MAX_STATEMENT_AGE_MS], INVALID),

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
+mod history;
+
 use super::names::{self, NICK_LEN};
 use super::{Gateway, MAX_LINE, SENDQ_LINES};
 use crate::events::stream::EventStream;
@@ -26,7 +28,14 @@ use crate::proto::guildhall::v1 as pb;
 use crate::store::{SessionInfo, UserRecord, accounts as users, guilds as gdb};
 
 /// The capabilities the gateway offers (`CAP LS`).
-const CAPS: &[&str] = &["echo-message", "message-tags", "sasl", "server-time"];
+const CAPS: &[&str] = &[
+    "batch",
+    "draft/chathistory",
+    "echo-message",
+    "message-tags",
+    "sasl",
+    "server-time",
+];
 /// How long a client may take to register before it is disconnected.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Base64 of a SASL message arrives in pieces of this many bytes; a shorter one ends it.
@@ -149,6 +158,8 @@ struct Conn {
     joined: HashMap<String, Joined>,
     /// For channels seen in events that are not joined: the other member if it is a DM.
     dms: HashMap<String, Option<String>>,
+    /// Batches opened so far (their references are `b1`, `b2`, …).
+    batches: u64,
     /// Nicks of users seen, by id.
     nicks: HashMap<String, String>,
 }
@@ -169,8 +180,15 @@ impl Conn {
             registered: false,
             joined: HashMap::new(),
             dms: HashMap::new(),
+            batches: 0,
             nicks: HashMap::new(),
         }
+    }
+
+    /// A fresh batch reference.
+    fn next_batch(&mut self) -> String {
+        self.batches += 1;
+        format!("b{}", self.batches)
     }
 
     fn server(&self) -> Prefix {
@@ -363,6 +381,10 @@ impl Conn {
             }
             Command::LIST(..) => {
                 self.list().await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CHATHISTORY") => {
+                self.chathistory(args).await;
                 Flow::Continue
             }
             Command::Raw(verb, _) if known_verb(&verb) => {
@@ -644,6 +666,8 @@ impl Conn {
             format!("NICKLEN={NICK_LEN}"),
             "NETWORK=guildhall".to_owned(),
             "PREFIX=()".to_owned(),
+            format!("CHATHISTORY={}", history::CHATHISTORY_MAX),
+            "MSGREFTYPES=msgid,timestamp".to_owned(),
             "UTF8ONLY".to_owned(),
         ];
         let mut args: Vec<String> = tokens.to_vec();
@@ -1236,12 +1260,18 @@ impl Conn {
                 None => return,
             },
         };
+        self.send_message_lines(&message, &target, Vec::new()).await;
+    }
+
+    /// Sends `message` to `target` as PRIVMSG lines from its sender, with `time` and `msgid` as
+    /// the client asked, and `extra` tags (a batch).
+    async fn send_message_lines(&mut self, message: &pb::Message, target: &str, extra: Vec<Tag>) {
         let nick = if message.webhook_id.is_empty() {
             self.nick_of(&message.sender_id, "").await
         } else {
             sanitize_nick(&message.sender_name)
         };
-        let mut tags = Vec::new();
+        let mut tags = extra;
         if self.caps.contains("server-time")
             && let Some(at) = &message.created_at
         {
@@ -1264,7 +1294,7 @@ impl Conn {
             self.send(Message {
                 tags: (!tags.is_empty()).then(|| tags.clone()),
                 prefix: Some(from),
-                command: Command::PRIVMSG(target.clone(), line),
+                command: Command::PRIVMSG(target.to_owned(), line),
             });
         }
     }
