@@ -494,17 +494,29 @@ impl Node {
                 messages: crate::messages::Messages::new(guilds.clone(), limits.clone()),
                 media: media.clone(),
             });
-        let irc_task = irc_listener.map(|listener| {
-            let gateway = crate::irc::Gateway::new(
-                accounts.clone(),
-                guilds.clone(),
-                crate::messages::Messages::new(guilds.clone(), limits.clone()),
-                limits.clone(),
-                irc_server_name.clone(),
-                &config.irc_default_guild,
-            );
-            tokio::spawn(gateway.serve(listener, cancel.clone()))
-        });
+        let irc_task = irc_listener
+            .map(|listener| {
+                let gateway = crate::irc::Gateway::new(
+                    accounts.clone(),
+                    guilds.clone(),
+                    crate::messages::Messages::new(guilds.clone(), limits.clone()),
+                    limits.clone(),
+                    irc_server_name.clone(),
+                    &config.irc_default_guild,
+                )
+                .with_bans(bans.clone());
+                let tls = served_cert
+                    .as_ref()
+                    .map(|cert| cert.irc_server_config())
+                    .transpose()?;
+                Ok::<_, NodeError>(tokio::spawn(gateway.serve(
+                    listener,
+                    tls,
+                    Duration::from_millis(config.tls.handshake_timeout_ms),
+                    cancel.clone(),
+                )))
+            })
+            .transpose()?;
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,

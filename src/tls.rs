@@ -211,6 +211,16 @@ impl ServerCert {
         Ok(Arc::new(config))
     }
 
+    /// The rustls server config for the IRC gateway: the same certificate (reloaded with it),
+    /// no ALPN, since IRC clients offer none.
+    pub fn irc_server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        Ok(Arc::new(config))
+    }
+
     /// Reloads on `SIGHUP` and whenever the files change, until `cancel` fires. The `SIGHUP`
     /// handler is in place when this returns (so a signal sent right after start is not lost).
     pub fn spawn_watch(

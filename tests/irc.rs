@@ -636,3 +636,155 @@ async fn a_node_without_irc_says_so() {
     assert_eq!(info.irc_port, 0);
     assert!(node.node().irc_addr.is_none());
 }
+
+/// A node serving TLS serves IRC over TLS too, with the same certificate: a client that trusts
+/// the CA registers and chats; a plaintext client gets nothing.
+#[tokio::test]
+async fn irc_is_served_over_tls_when_the_node_has_tls() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let ca = common::tls::TestCa::new("IRC test CA");
+    let node = TestNode::spawn_with(|c| {
+        ca.serve(c, "irc");
+        c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    let (_ada, token) = irc_user(&node, "Ada", "ada").await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&ca.ca_file).expect("CA pem"))
+        .expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let (read, mut write) = tokio::io::split(stream);
+    let mut lines = BufReader::new(read).lines();
+    write
+        .write_all(format!("PASS ada:{token}\r\nNICK ada\r\nUSER ada 0 * :Ada\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut welcomed = false;
+    for _ in 0..LINES_MAX {
+        let raw = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")
+            .expect("open");
+        if Line::parse(&raw).command == "001" {
+            welcomed = true;
+            break;
+        }
+    }
+    assert!(welcomed);
+
+    // Plaintext on the TLS port: the handshake fails (the node answers with a TLS alert) and the
+    // connection closes; no IRC is served.
+    let mut plain = Irc::connect(addr).await;
+    plain.send("PASS ada:x").await;
+    plain.send("NICK ada").await;
+    plain.send("USER ada 0 * :Ada").await;
+    for _ in 0..LINES_MAX {
+        match tokio::time::timeout(WAIT, plain.lines.next_line()).await {
+            Ok(Ok(Some(line))) => assert!(!line.contains(" 001 "), "IRC over plaintext: {line:?}"),
+            Ok(Ok(None)) | Ok(Err(_)) => return,
+            Err(_) => panic!("the plaintext connection stayed open"),
+        }
+    }
+    panic!("the plaintext connection stayed open");
+}
+
+/// KICK and MODE +b act through the node's moderation, with its permission checks: a member
+/// without `members.kick` is refused, the owner kicks and bans; the kicked member's client leaves
+/// the channel, and the banned user can't come back through the invite.
+#[tokio::test]
+async fn kicks_and_bans_map_onto_moderation() {
+    let (node, addr) = irc_node().await;
+    let (owner, owner_token) = irc_user(&node, "Owner", "boss").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
+    let cy = register(&node, "Cy").await;
+    let mut update = pb::UpdateUserRequest {
+        irc_name: Some("cy".into()),
+        timestamp: now_ms(),
+        ..Default::default()
+    };
+    cy.identity.sign_update(&mut update);
+    node.client()
+        .await
+        .update_user(authed(&cy.token, update))
+        .await
+        .expect("username");
+    join_room(&node, &bob, &room.invite).await;
+    join_room(&node, &cy, &room.invite).await;
+    let channel = format!("#{}/general", room.guild);
+    let (mut boss, _) = Irc::login_pass(addr, "boss", &format!("boss:{owner_token}")).await;
+    let (mut bob_irc, _) = Irc::login_pass(addr, "bob", &format!("bob:{bob_token}")).await;
+    for irc in [&mut boss, &mut bob_irc] {
+        irc.send(&format!("JOIN {channel}")).await;
+        irc.until("366").await;
+    }
+
+    bob_irc.send(&format!("KICK {channel} cy :out")).await;
+    assert!(bob_irc.until("482").await.last().contains("members.kick"));
+    boss.send(&format!("MODE {channel} b")).await;
+    boss.until("368").await;
+    boss.send(&format!("KICK {channel} nobody")).await;
+    boss.until("401").await;
+
+    boss.send(&format!("KICK {channel} bob :bye")).await;
+    let parted = bob_irc.until("PART").await;
+    assert_eq!(parted.params[0], channel);
+    let members = || async {
+        node.client()
+            .await
+            .list_guild_members(authed(
+                &owner.token,
+                pb::ListGuildMembersRequest {
+                    guild_id: room.guild.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("members")
+            .into_inner()
+            .members
+            .into_iter()
+            .filter_map(|m| m.user.map(|u| u.id))
+            .collect::<Vec<_>>()
+    };
+    assert!(!members().await.contains(&bob.user.id));
+
+    boss.send(&format!("MODE {channel} +b cy!*@*")).await;
+    let mut cy_parted = false;
+    for _ in 0..LINES_MAX {
+        let line = boss.until("PART").await;
+        if line.source.as_deref() == Some("cy") {
+            cy_parted = true;
+            break;
+        }
+    }
+    assert!(cy_parted);
+    assert!(!members().await.contains(&cy.user.id));
+    let back = node
+        .client()
+        .await
+        .join_invite(cy.identity.join_invite_request(
+            &node.audience(),
+            &room.invite,
+            "Cy",
+            now_ms(),
+        ))
+        .await;
+    assert!(back.is_err(), "a banned user can't rejoin: {back:?}");
+}

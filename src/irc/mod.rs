@@ -15,6 +15,7 @@ pub mod names;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub struct Gateway {
     server_name: String,
     /// The guild whose channels are plain `#name`, if the operator named one.
     default_guild: Option<String>,
+    /// Bans that reach other servers (`MODE +b`); `None` on a node without federation.
+    bans: Option<crate::federation::bans::Bans>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -67,12 +70,28 @@ impl Gateway {
             messages,
             server_name,
             default_guild: (!default_guild.is_empty()).then(|| default_guild.to_owned()),
+            bans: None,
             connections: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Accepts IRC clients on `listener` until `cancel`, each on its own task.
-    pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
+    /// The gateway banning through `bans` (signed, propagated like a `BanUser`).
+    pub fn with_bans(mut self, bans: crate::federation::bans::Bans) -> Self {
+        self.bans = Some(bans);
+        self
+    }
+
+    /// Accepts IRC clients on `listener` until `cancel`, each on its own task; with `tls`, each
+    /// connection is a TLS one (the node's certificate), its handshake bounded by
+    /// `handshake_timeout`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handshake_timeout: Duration,
+        cancel: CancellationToken,
+    ) {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         loop {
             let accepted = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -82,19 +101,32 @@ impl Gateway {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(error = %e, "IRC accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let open = self.connections.fetch_add(1, Ordering::SeqCst);
-            let gateway = self.clone();
-            let cancel = cancel.clone();
+            let (gateway, cancel, acceptor) = (self.clone(), cancel.clone(), acceptor.clone());
             tokio::spawn(async move {
-                if open >= MAX_CONNECTIONS {
-                    conn::refuse(socket, &gateway.server_name).await;
-                } else {
-                    tracing::debug!(%peer, "IRC client connected");
-                    conn::run(socket, peer, gateway.clone(), cancel).await;
+                match acceptor {
+                    None if open >= MAX_CONNECTIONS => {
+                        conn::refuse(socket, &gateway.server_name).await;
+                    }
+                    None => conn::run(socket, peer, gateway.clone(), cancel).await,
+                    // Over the limit on TLS: closed before the handshake.
+                    Some(_) if open >= MAX_CONNECTIONS => drop(socket),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                conn::run(stream, peer, gateway.clone(), cancel).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "IRC TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "IRC TLS handshake timed out"),
+                        }
+                    }
                 }
                 gateway.connections.fetch_sub(1, Ordering::SeqCst);
             });
