@@ -1,7 +1,8 @@
 //! Load program for the IRC gateway (docs/IRC.md): one node with IRC on, in this process, and
 //! 1,000 IRC clients over loopback, each a user of its own with an IRC token, registered with
-//! `PASS` and joined to one channel. Prints one JSON object with the node's resident memory before
-//! and after the clients connected (and the difference per connection), and the latency of
+//! `PASS` and joined to one channel. Prints one JSON object with the process's resident memory
+//! once the users exist and after their clients connected (the difference per connection covers
+//! the node's side and the bench's own small client side), and the latency of
 //! messages both ways: gRPC `SendMessage` → a `PRIVMSG` at one IRC client, a `PRIVMSG` from an
 //! IRC client → `message_created` on a gRPC `SubscribeEvents` stream (p50 and p99 over
 //! `GUILDHALL_BENCH_ROUNDS` messages each), and the time until every IRC client has a message.
@@ -80,16 +81,13 @@ impl Irc {
     }
 }
 
-/// A user with a username and an IRC token, a member of the guild; their IRC client registered
-/// and in `channel`.
-async fn irc_client(
+/// A user with a username and an IRC token, a member of the guild: (username, IRC token).
+async fn setup_user(
     client: &GuildHallClient<Channel>,
     node_key: &guildhall::identity::PublicKey,
-    irc: SocketAddr,
     invite: &str,
-    channel: &str,
     i: usize,
-) -> (Irc, String) {
+) -> (String, String) {
     let mut c = client.clone();
     let identity = guildhall::client::ClientIdentity::generate("bench", now_ms() - 1000);
     let token = c
@@ -117,6 +115,11 @@ async fn irc_client(
         .expect("IRC token")
         .into_inner()
         .token;
+    (username, irc_token)
+}
+
+/// The user's IRC client, registered with `PASS` and in `channel`.
+async fn connect(irc: SocketAddr, username: &str, irc_token: &str, channel: &str) -> Irc {
     let stream = TcpStream::connect(irc).await.expect("connect IRC");
     let (read, write) = stream.into_split();
     let mut irc = Irc {
@@ -129,7 +132,7 @@ async fn irc_client(
     irc.until(" 001 ").await;
     irc.send(&format!("JOIN {channel}")).await;
     irc.until(" 366 ").await;
-    (irc, token)
+    irc
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -197,27 +200,41 @@ async fn main() {
     let invite = reply.token;
     let channel = format!("#{guild}/general");
 
-    let rss_before = rss_kib();
+    // The users first (their rows, sessions and tokens), then their IRC connections, so the
+    // memory the connections take is measured apart from the users'.
     let started = Instant::now();
-    let mut all: Vec<(Irc, String)> = Vec::with_capacity(clients);
+    let mut users = Vec::with_capacity(clients);
     for batch in (0..clients).collect::<Vec<_>>().chunks(SETUP_CONCURRENCY) {
         let made = futures::future::join_all(
             batch
                 .iter()
-                .map(|&i| irc_client(&client, &node.server_id, irc_addr, &invite, &channel, i)),
+                .map(|&i| setup_user(&client, &node.server_id, &invite, i)),
+        )
+        .await;
+        users.extend(made);
+    }
+    let users_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    let mut all: Vec<Irc> = Vec::with_capacity(clients);
+    for batch in users.chunks(SETUP_CONCURRENCY) {
+        let made = futures::future::join_all(
+            batch
+                .iter()
+                .map(|(name, token)| connect(irc_addr, name, token, &channel)),
         )
         .await;
         all.extend(made);
     }
-    let setup_secs = started.elapsed().as_secs_f64();
-    // Let joins' member events settle, then read every client's queue empty.
+    let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = rss_kib();
 
     // gRPC → IRC: one observer; and the time until every client has it.
     let mut to_irc = Vec::with_capacity(rounds);
     let mut c = client.clone();
-    let (mut observer, _) = all.pop().expect("a client");
+    let mut observer = all.pop().expect("a client");
     for round in 0..rounds {
         let text = format!("grpc-{round}");
         let sent = Instant::now();
@@ -247,7 +264,7 @@ async fn main() {
     .await
     .expect("send");
     observer.until(fan_text).await;
-    for (irc, _) in all.iter_mut() {
+    for irc in all.iter_mut() {
         irc.until(fan_text).await;
     }
     let fan_out_ms = sent.elapsed().as_secs_f64() * 1000.0;
@@ -285,8 +302,9 @@ async fn main() {
         "{}",
         serde_json::to_string_pretty(&json!({
             "irc_clients": clients,
-            "setup_secs": round2(setup_secs),
-            "rss_before_mib": rss_before / 1024,
+            "users_setup_secs": round2(users_secs),
+            "irc_connect_and_join_secs": round2(connect_secs),
+            "rss_users_made_mib": rss_before / 1024,
             "rss_connected_mib": rss_connected / 1024,
             "rss_per_connection_kib": round2(per_connection),
             "grpc_to_irc_ms_p50": round2(percentile(&to_irc, 0.5)),

@@ -310,8 +310,8 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![people::notes::MAX_NOTES], PRECONDITION),
         ),
         (
-            "people::relationships::MAX_RELATIONSHIPS",
-            (vec![people::relationships::MAX_RELATIONSHIPS], PRECONDITION),
+            "people::views::MAX_RELATIONSHIPS",
+            (vec![people::views::MAX_RELATIONSHIPS], PRECONDITION),
         ),
         (
             "accounts::rules::CHANNEL_IRC_NAME_LEN",

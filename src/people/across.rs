@@ -9,7 +9,7 @@
 use prost::Message as _;
 
 use super::People;
-use super::relationships::{MAX_RELATIONSHIPS, refused, relationship_proto};
+use super::views::{MAX_RELATIONSHIPS, refused, relationship_proto};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::federation::outbox::Outbox;

@@ -5,6 +5,7 @@ pub mod across;
 pub mod notes;
 pub mod profiles;
 pub mod relationships;
+pub mod views;
 
 use crate::guilds::Guilds;
 

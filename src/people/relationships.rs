@@ -10,6 +10,7 @@
 //! another node, each homeserver keeps its own user's side, and a change that reaches the other
 //! side travels as the caller's signed statement ([`across`], `docs/PROTOCOL.md` §14.4).
 
+use super::views::{MAX_RELATIONSHIPS, refused, relationship_proto, to_proto};
 use super::{People, across};
 use crate::accounts::remote::normalise_address;
 use crate::error::{Error, Result};
@@ -17,12 +18,8 @@ use crate::events;
 use crate::identity::PublicKey;
 use crate::identity::freshness::now_ms;
 use crate::proto::guildhall::v1 as pb;
-use crate::store::people::{self as db, Kind, RelationshipRecord};
+use crate::store::people::{self as db, Kind};
 use crate::store::{EventRow, SessionInfo, StorageError};
-
-/// Most relationships (friends, requests either way, blocks) one user has: the Users resource's
-/// friend limit, and a bound on `ListRelationships` and on requests one user can be sent.
-pub const MAX_RELATIONSHIPS: u64 = 1000;
 
 /// What changes between two users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,47 +31,6 @@ pub(super) enum Change {
     Unfriend,
     Block,
     Unblock,
-}
-
-pub(super) fn type_of(kind: Option<Kind>) -> pb::RelationshipType {
-    match kind {
-        None => pb::RelationshipType::None,
-        Some(Kind::Friend) => pb::RelationshipType::Friend,
-        Some(Kind::Blocked) => pb::RelationshipType::Blocked,
-        Some(Kind::Incoming) => pb::RelationshipType::PendingIncoming,
-        Some(Kind::Outgoing) => pb::RelationshipType::PendingOutgoing,
-    }
-}
-
-pub(super) fn refused(message: &str) -> Error {
-    Error::FailedPrecondition(format!("user_id: {message}"))
-}
-
-/// The protobuf form of what `other_id` is to `user_id` as stored in `tx`, with the other user.
-pub(super) fn relationship_proto(
-    tx: &rusqlite::Connection,
-    user_id: &str,
-    other_id: &str,
-    admins: &dyn Fn(&str) -> bool,
-) -> std::result::Result<pb::Relationship, StorageError> {
-    let record = db::relationship(tx, user_id, other_id)?;
-    to_proto(tx, other_id, record.as_ref(), admins)
-}
-
-fn to_proto(
-    tx: &rusqlite::Connection,
-    other_id: &str,
-    record: Option<&RelationshipRecord>,
-    admins: &dyn Fn(&str) -> bool,
-) -> std::result::Result<pb::Relationship, StorageError> {
-    let user = crate::store::accounts::load_user(tx, other_id)?
-        .map(|u| crate::convert::user(&u, admins(&u.id)));
-    Ok(pb::Relationship {
-        user_id: other_id.to_owned(),
-        r#type: type_of(record.map(|r| r.kind)) as i32,
-        since: record.and_then(|r| crate::convert::timestamp(r.since)),
-        user,
-    })
 }
 
 /// Applies `change` by `me` towards `them` in `tx`: the refusal, or the rows to log (each side's
