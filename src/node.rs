@@ -494,29 +494,7 @@ impl Node {
                 messages: crate::messages::Messages::new(guilds.clone(), limits.clone()),
                 media: media.clone(),
             });
-        let irc_task = irc_listener
-            .map(|listener| {
-                let gateway = crate::irc::Gateway::new(
-                    accounts.clone(),
-                    guilds.clone(),
-                    crate::messages::Messages::new(guilds.clone(), limits.clone()),
-                    limits.clone(),
-                    irc_server_name.clone(),
-                    &config.irc_default_guild,
-                )
-                .with_bans(bans.clone());
-                let tls = served_cert
-                    .as_ref()
-                    .map(|cert| cert.irc_server_config())
-                    .transpose()?;
-                Ok::<_, NodeError>(tokio::spawn(gateway.serve(
-                    listener,
-                    tls,
-                    Duration::from_millis(config.tls.handshake_timeout_ms),
-                    cancel.clone(),
-                )))
-            })
-            .transpose()?;
+        let (irc_guilds, irc_limits, irc_bans) = (guilds.clone(), limits.clone(), bans.clone());
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -538,6 +516,30 @@ impl Node {
         )
         .with_server_events(server_events.clone());
         let harmony = api.harmony();
+        let irc_task = irc_listener
+            .map(|listener| {
+                let gateway = crate::irc::Gateway::new(
+                    accounts.clone(),
+                    irc_guilds.clone(),
+                    crate::messages::Messages::new(irc_guilds.clone(), irc_limits.clone()),
+                    irc_limits.clone(),
+                    api.presence(),
+                    irc_server_name.clone(),
+                    &config.irc_default_guild,
+                )
+                .with_bans(irc_bans.clone());
+                let tls = served_cert
+                    .as_ref()
+                    .map(|cert| cert.irc_server_config())
+                    .transpose()?;
+                Ok::<_, NodeError>(tokio::spawn(gateway.serve(
+                    listener,
+                    tls,
+                    Duration::from_millis(config.tls.handshake_timeout_ms),
+                    cancel.clone(),
+                )))
+            })
+            .transpose()?;
         crate::federation::gossiped::register_profiles(
             &server_events,
             accounts.clone(),

@@ -788,3 +788,70 @@ async fn kicks_and_bans_map_onto_moderation() {
         .await;
     assert!(back.is_err(), "a banned user can't rejoin: {back:?}");
 }
+
+/// An IRC connection puts its user online for everyone who shares a guild with them, and offline
+/// when it goes; with `away-notify`, other members' presence arrives as AWAY.
+#[tokio::test]
+async fn irc_clients_count_in_presence_and_hear_away_changes() {
+    let (node, addr) = irc_node().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, token) = irc_user(&node, "Ada", "ada").await;
+    let (bob, _) = irc_user(&node, "Bob", "bob").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &bob, &room.invite).await;
+    let presence_of_ada = || async {
+        node.client()
+            .await
+            .get_presence(authed(
+                &bob.token,
+                pb::GetPresenceRequest {
+                    user_ids: vec![ada.user.id.clone()],
+                },
+            ))
+            .await
+            .expect("presence")
+            .into_inner()
+            .presence
+            .first()
+            .map(|p| p.status)
+    };
+    assert_eq!(
+        presence_of_ada().await,
+        Some(pb::PresenceStatus::Offline as i32)
+    );
+
+    let mut irc = Irc::connect(addr).await;
+    irc.send("CAP REQ :away-notify").await;
+    irc.until("CAP").await;
+    irc.send(&format!("PASS ada:{token}")).await;
+    irc.send("NICK ada").await;
+    irc.send("USER ada 0 * :Ada").await;
+    irc.send("CAP END").await;
+    irc.until("001").await;
+    wait_for(WAIT, || async {
+        presence_of_ada().await == Some(pb::PresenceStatus::Online as i32)
+    })
+    .await;
+
+    node.client()
+        .await
+        .update_presence(authed(
+            &bob.token,
+            pb::UpdatePresenceRequest {
+                status: pb::PresenceStatus::Busy as i32,
+                active_call_channel_id: String::new(),
+            },
+        ))
+        .await
+        .expect("busy");
+    let away = irc.until("AWAY").await;
+    assert_eq!((away.source.as_deref(), away.last()), (Some("bob"), "Busy"));
+
+    irc.send("QUIT :bye").await;
+    irc.until_closed().await;
+    wait_for(WAIT, || async {
+        presence_of_ada().await == Some(pb::PresenceStatus::Offline as i32)
+    })
+    .await;
+}

@@ -235,6 +235,11 @@ impl GuildHallApi {
         self.media.clone()
     }
 
+    /// The node's presence, which the IRC gateway's connections count in.
+    pub fn presence(&self) -> Presence {
+        self.presence.clone()
+    }
+
     /// Harmony's profile service over the same users and presence (served beside this one).
     pub fn harmony(&self) -> crate::harmony::Harmony {
         self.harmony.clone()

@@ -30,6 +30,7 @@ use crate::store::{SessionInfo, UserRecord, accounts as users, guilds as gdb};
 
 /// The capabilities the gateway offers (`CAP LS`).
 const CAPS: &[&str] = &[
+    "away-notify",
     "batch",
     "draft/chathistory",
     "echo-message",
@@ -137,6 +138,11 @@ where
                 }
             },
         }
+    }
+    if conn.registered
+        && let Err(e) = conn.gateway.presence.signal(&conn.session(), false).await
+    {
+        tracing::debug!(error = %e, "IRC: presence offline");
     }
     drop(conn);
     let _ = writer.await;
@@ -647,6 +653,10 @@ impl Conn {
         self.account = Some(user);
         self.registered = true;
         self.welcome();
+        // A connected IRC client is its user online, as a gRPC client that signals it is.
+        if let Err(e) = self.gateway.presence.signal(&self.session(), true).await {
+            tracing::debug!(error = %e, "IRC: presence online");
+        }
         Flow::Continue
     }
 
@@ -972,25 +982,18 @@ impl Conn {
         }
     }
 
-    /// The members of a guild as (nick, display name), at most [`NAMES_MAX`].
+    /// The members of a guild as (nick, display name), at most [`NAMES_MAX`], in one read.
     async fn members(&self, guild_id: &str) -> Vec<(String, String)> {
         let guild = guild_id.to_owned();
         self.gateway
             .guilds
             .store()
-            .read(move |c| {
-                let (members, _) = gdb::members(c, &guild, NAMES_MAX, 0)?;
-                let mut out = Vec::with_capacity(members.len());
-                for m in members {
-                    let user = users::load_user(c, &m.user_id)?;
-                    let irc_name = user.as_ref().and_then(|u| u.irc_name.clone());
-                    let real = user.map(|u| u.display_name).unwrap_or_default();
-                    out.push((names::nick(&m.user_id, irc_name.as_deref()), real));
-                }
-                Ok(out)
-            })
+            .read(move |c| gdb::member_names(c, &guild, NAMES_MAX))
             .await
             .unwrap_or_default()
+            .into_iter()
+            .map(|(id, irc_name, display)| (names::nick(&id, irc_name.as_deref()), display))
+            .collect()
     }
 
     fn who_line(&mut self, channel: &str, nick: &str, real: &str) {
@@ -1311,6 +1314,23 @@ impl Conn {
                         command: Command::PART(channel, Some("Left the guild".into())),
                     });
                 }
+            }
+            Some(Event::Presence(update)) => {
+                if !self.caps.contains("away-notify") || update.user_id == self.me().id {
+                    return;
+                }
+                let nick = self.nick_of(&update.user_id, "").await;
+                let away = match pb::PresenceStatus::try_from(update.status) {
+                    Ok(pb::PresenceStatus::Online) => None,
+                    Ok(pb::PresenceStatus::Busy) => Some("Busy"),
+                    _ => Some("Offline"),
+                };
+                let from = self.user_prefix(&nick);
+                self.send(Message {
+                    tags: None,
+                    prefix: Some(from),
+                    command: Command::AWAY(away.map(str::to_owned)),
+                });
             }
             Some(Event::ChannelDeleted(deleted)) => {
                 if let Some(joined) = self.joined.remove(&deleted.channel_id) {

@@ -25,6 +25,7 @@ use crate::events::Events;
 use crate::guilds::Guilds;
 use crate::limits::Limits;
 use crate::messages::Messages;
+use crate::presence::Presence;
 
 /// Longest line read from a client, in bytes: 8191 bytes of IRCv3 tags and the 512-byte rest.
 pub const MAX_LINE: usize = 8191 + 512;
@@ -41,6 +42,8 @@ pub struct Gateway {
     messages: Messages,
     /// The per-user message rate limit PRIVMSG counts against, as SendMessage does.
     limits: Arc<Limits>,
+    /// The node's presence: a connected IRC client makes its user online.
+    presence: Presence,
     events: Events,
     /// The server's name on IRC (the host of the node's address).
     server_name: String,
@@ -52,19 +55,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway over the node's domain, counting messages against `limits`, calling itself
+    /// The gateway over the node's domain, counting messages against `limits` and connections in
+    /// `presence`, calling itself
     /// `server_name`, with `default_guild`'s channels unprefixed (empty: none).
     pub fn new(
         accounts: Accounts,
         guilds: Guilds,
         messages: Messages,
         limits: Arc<Limits>,
+        presence: Presence,
         server_name: String,
         default_guild: &str,
     ) -> Self {
         Self {
             accounts,
             limits,
+            presence,
             events: guilds.events().clone(),
             guilds,
             messages,

@@ -565,6 +565,24 @@ fn member_roles(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The first `limit` members of a guild (oldest first) with their username and display name, in
+/// one query: (user id, irc_name, display name).
+pub fn member_names(
+    c: &Connection,
+    guild_id: &str,
+    limit: u32,
+) -> Result<Vec<(String, Option<String>, String)>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.user_id, u.irc_name, coalesce(u.display_name, '')
+         FROM members m LEFT JOIN users u ON u.id = m.user_id
+         WHERE m.guild_id = ?1 ORDER BY m.joined_at, m.user_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![guild_id, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A page of members (oldest first) and the total.
 pub fn members(
     c: &Connection,
