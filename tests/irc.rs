@@ -30,6 +30,7 @@ struct Line {
     params: Vec<String>,
     msgid: Option<String>,
     time: Option<String>,
+    account: Option<String>,
 }
 
 impl Line {
@@ -52,6 +53,7 @@ impl Line {
             params,
             msgid: tags.and_then(|t| t.get_unescaped("msgid")),
             time: tags.and_then(|t| t.get_unescaped("time")),
+            account: tags.and_then(|t| t.get_unescaped("account")),
         }
     }
 
@@ -225,7 +227,7 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
     bob_irc.send("NICK bob").await;
     bob_irc.send("USER bob 0 * :Bob").await;
     bob_irc
-        .send("CAP REQ :sasl server-time message-tags echo-message")
+        .send("CAP REQ :sasl server-time message-tags echo-message account-tag extended-join userhost-in-names")
         .await;
     assert_eq!(bob_irc.until("CAP").await.params[1], "ACK");
     bob_irc.send("AUTHENTICATE PLAIN").await;
@@ -236,6 +238,14 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
     bob_irc.send("CAP END").await;
     assert_eq!(bob_irc.until("001").await.params[0], "bob");
     bob_irc.send(&format!("JOIN {channel}")).await;
+    // extended-join: the account and the real name; userhost-in-names: nick!user@host.
+    let joined = bob_irc.until("JOIN").await;
+    assert_eq!(joined.params, [channel.clone(), "bob".into(), "Bob".into()]);
+    let names = bob_irc.until("353").await;
+    assert!(
+        names.last().split(' ').any(|n| n == "ada!ada@127.0.0.1"),
+        "{names:?}"
+    );
     bob_irc.until("366").await;
 
     // gRPC → IRC, with server-time and msgid for the client that asked.
@@ -266,6 +276,7 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
     let at_bob = bob_irc.until("PRIVMSG").await;
     assert_eq!(at_bob.source.as_deref(), Some("ada"));
     assert_eq!(at_bob.last(), "hi from irssi");
+    assert_eq!(at_bob.account.as_deref(), Some("ada"), "account-tag");
     bob_irc.send(&format!("PRIVMSG {channel} :echo me")).await;
     let echo = bob_irc.until("PRIVMSG").await;
     assert_eq!(

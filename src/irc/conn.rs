@@ -30,13 +30,17 @@ use crate::store::{SessionInfo, UserRecord, accounts as users, guilds as gdb};
 
 /// The capabilities the gateway offers (`CAP LS`).
 const CAPS: &[&str] = &[
+    "account-tag",
     "away-notify",
     "batch",
+    "cap-notify",
     "draft/chathistory",
     "echo-message",
+    "extended-join",
     "message-tags",
     "sasl",
     "server-time",
+    "userhost-in-names",
 ];
 /// How long a client may take to register before it is disconnected.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -172,6 +176,8 @@ struct Conn {
     batches: u64,
     /// Nicks of users seen, by id.
     nicks: HashMap<String, String>,
+    /// Of those, the users whose nick is their username (an account, for `account-tag`).
+    accounts: HashSet<String>,
 }
 
 impl Conn {
@@ -192,6 +198,7 @@ impl Conn {
             dms: HashMap::new(),
             batches: 0,
             nicks: HashMap::new(),
+            accounts: HashSet::new(),
         }
     }
 
@@ -650,6 +657,7 @@ impl Conn {
             self.nick = username.clone();
         }
         self.nicks.insert(user.id.clone(), username);
+        self.accounts.insert(user.id.clone());
         self.account = Some(user);
         self.registered = true;
         self.welcome();
@@ -788,17 +796,44 @@ impl Conn {
                 guild_id: channel.guild_id.clone(),
             },
         );
-        let me = self.user_prefix(&self.nick);
-        self.send(Message {
-            tags: None,
-            prefix: Some(me),
-            command: Command::JOIN(canonical.clone(), None, None),
-        });
+        let (nick, real) = (self.nick.clone(), self.me().display_name.clone());
+        let join = self.join_line(&nick, Some(&nick), &real, &canonical);
+        self.send(join);
         self.reply(
             Response::RPL_TOPIC,
             vec![canonical.clone(), channel.name.clone()],
         );
         self.names(&channel.guild_id, &canonical).await;
+    }
+
+    /// A JOIN of `nick` to `channel`, with the account and real name when the client took
+    /// `extended-join`.
+    fn join_line(
+        &self,
+        nick: &str,
+        account: Option<&str>,
+        real_name: &str,
+        channel: &str,
+    ) -> Message {
+        let command = if self.caps.contains("extended-join") {
+            let real = if real_name.is_empty() {
+                nick
+            } else {
+                real_name
+            };
+            Command::JOIN(
+                channel.to_owned(),
+                Some(account.unwrap_or("*").to_owned()),
+                Some(real.to_owned()),
+            )
+        } else {
+            Command::JOIN(channel.to_owned(), None, None)
+        };
+        Message {
+            tags: None,
+            prefix: Some(self.user_prefix(nick)),
+            command,
+        }
     }
 
     fn part(&mut self, name: &str) {
@@ -820,11 +855,19 @@ impl Conn {
     }
 
     async fn names(&mut self, guild_id: &str, name: &str) {
+        let server = self.gateway.server_name.clone();
+        let with_host = self.caps.contains("userhost-in-names");
         let members: Vec<String> = self
             .members(guild_id)
             .await
             .into_iter()
-            .map(|(nick, _)| nick)
+            .map(|(nick, _)| {
+                if with_host {
+                    format!("{nick}!{nick}@{server}")
+                } else {
+                    nick
+                }
+            })
             .collect();
         let mut line = String::new();
         for nick in members {
@@ -1251,7 +1294,10 @@ impl Conn {
             .ok()
             .flatten();
         let nick = match name {
-            Some(name) => name,
+            Some(name) => {
+                self.accounts.insert(user_id.to_owned());
+                name
+            }
             // A webhook (or a sender this node has no record of) shows under its own name.
             None if !fallback.is_empty() => sanitize_nick(fallback),
             None => names::nick(user_id, None),
@@ -1279,13 +1325,13 @@ impl Conn {
                 }
                 let nick = names::nick(&user.id, Some(user.irc_name.as_str()));
                 self.nicks.insert(user.id.clone(), nick.clone());
+                let account = (!user.irc_name.is_empty()).then_some(user.irc_name.as_str());
+                if account.is_some() {
+                    self.accounts.insert(user.id.clone());
+                }
                 for channel in self.channels_of(&joined.guild_id) {
-                    let from = self.user_prefix(&nick);
-                    self.send(Message {
-                        tags: None,
-                        prefix: Some(from),
-                        command: Command::JOIN(channel, None, None),
-                    });
+                    let join = self.join_line(&nick, account, &user.name, &channel);
+                    self.send(join);
                 }
             }
             Some(Event::MemberRemoved(removed)) => {
@@ -1385,6 +1431,12 @@ impl Conn {
             sanitize_nick(&message.sender_name)
         };
         let mut tags = extra;
+        if self.caps.contains("account-tag")
+            && message.webhook_id.is_empty()
+            && self.accounts.contains(&message.sender_id)
+        {
+            tags.push(Tag("account".into(), Some(nick.clone())));
+        }
         if self.caps.contains("server-time")
             && let Some(at) = &message.created_at
         {
