@@ -21,8 +21,8 @@ use prost::Message as _;
 use crate::accounts::rules;
 use crate::error::{Error, Result};
 use crate::events::{row, user_scope};
+use crate::federation::PeerDirectory;
 use crate::federation::outbox::Outbox;
-use crate::federation::{FederationError, PeerDirectory};
 use crate::guilds::Guilds;
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::signing::{self, DmInvitePayload};
@@ -166,7 +166,8 @@ impl DmInvites {
             .await?;
         let audience = match &destination {
             Destination::Local => Some(self.own_key),
-            Destination::Remote(url) => self.key_of(url).await?,
+            // Left to that server when it is down and was never met: it checks on delivery.
+            Destination::Remote(url) => self.directory.audience_key(url).await?,
         };
         let proof = self.check_signature(&invite, audience, now).await?;
         let guild_id = record.guild_id.clone();
@@ -213,21 +214,6 @@ impl DmInvites {
             self.outbox.wake();
         }
         Ok(())
-    }
-
-    /// The key a remote homeserver's invites are signed for: its published key if it answers
-    /// now (checked against the pin), else the key pinned for it; `None` if it is down and was
-    /// never met, when the signature can't be checked here and is left to that server, which
-    /// checks it on delivery anyway. A key the server changed without a valid rotation is
-    /// refused.
-    async fn key_of(&self, url: &str) -> Result<Option<PublicKey>> {
-        match self.directory.refresh(url).await {
-            Ok(key) => Ok(Some(key)),
-            Err(FederationError::Unreachable { .. }) => {
-                Ok(self.directory.get(url).await?.map(|peer| peer.key))
-            }
-            Err(other) => Err(other.into()),
-        }
     }
 
     /// Where the invite for `target` goes: this node for its own users, else the homeserver the
@@ -344,21 +330,14 @@ impl DmInvites {
             ));
         }
         let now = now_ms();
-        if invite.timestamp > now.saturating_add(self.skew_ms) {
-            return Err(Error::invalid(
-                "invite.timestamp",
-                format!(
-                    "is in the future beyond the allowed clock skew of {} ms",
-                    self.skew_ms
-                ),
-            ));
-        }
-        if invite.timestamp.saturating_add(MAX_INVITE_AGE_MS) < now {
-            return Err(Error::invalid(
-                "invite.timestamp",
-                format!("is older than {MAX_INVITE_AGE_MS} ms; invites expire"),
-            ));
-        }
+        freshness::check_delivered(
+            invite.timestamp,
+            now,
+            self.skew_ms,
+            MAX_INVITE_AGE_MS,
+            "invites",
+        )
+        .map_err(|rule| Error::invalid("invite.timestamp", rule))?;
         let proof = self
             .check_signature(&invite, Some(self.own_key), now)
             .await?;

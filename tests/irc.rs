@@ -866,3 +866,33 @@ async fn irc_clients_count_in_presence_and_hear_away_changes() {
     })
     .await;
 }
+
+/// IRC tokens are bounded: a label over 64 characters, and a 21st token, are refused.
+#[tokio::test]
+async fn irc_token_refusals() {
+    let node = TestNode::spawn().await;
+    let (ada, _) = irc_user(&node, "Ada", "ada").await;
+    let mut c = node.client().await;
+    assert_status(
+        c.create_irc_token(authed(
+            &ada.token,
+            pb::CreateIrcTokenRequest {
+                label: "x".repeat(65),
+            },
+        ))
+        .await,
+        tonic::Code::InvalidArgument,
+        "label: must be at most 64 characters",
+    );
+    for _ in 1..guildhall::accounts::irc::MAX_IRC_TOKENS {
+        c.create_irc_token(authed(&ada.token, pb::CreateIrcTokenRequest::default()))
+            .await
+            .expect("within the bound");
+    }
+    assert_status(
+        c.create_irc_token(authed(&ada.token, pb::CreateIrcTokenRequest::default()))
+            .await,
+        tonic::Code::FailedPrecondition,
+        "20 IRC tokens",
+    );
+}

@@ -158,6 +158,20 @@ impl PeerDirectory {
         }
     }
 
+    /// The key a statement for the server at `address` is signed for (its audience): the key it
+    /// publishes if it answers now (checked against the pin), else the key pinned for it; `None`
+    /// if it is down and was never met. A key the server changed without a valid rotation is
+    /// refused.
+    pub async fn audience_key(&self, address: &str) -> Result<Option<PublicKey>, FederationError> {
+        match self.refresh(address).await {
+            Ok(key) => Ok(Some(key)),
+            Err(FederationError::Unreachable { .. }) => {
+                Ok(self.get(address).await?.map(|peer| peer.key))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// The peer pinned under `address`, if any.
     pub async fn get(&self, address: &str) -> Result<Option<Peer>, FederationError> {
         let address = address.to_owned();

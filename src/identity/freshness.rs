@@ -54,6 +54,27 @@ pub fn check(timestamp: u64, now: u64, window_ms: u64) -> Result<(), StaleTimest
     }
 }
 
+/// Accepts the `timestamp` of a statement delivered late by design (through another server's
+/// outbox, which retries): at most `skew_ms` ahead of `now`, at most `max_age_ms` behind it. The
+/// refusal is the rule broken, in words; `expiring` names what expires ("invites").
+pub fn check_delivered(
+    timestamp: u64,
+    now: u64,
+    skew_ms: u64,
+    max_age_ms: u64,
+    expiring: &str,
+) -> Result<(), String> {
+    if timestamp > now.saturating_add(skew_ms) {
+        Err(format!(
+            "is in the future beyond the allowed clock skew of {skew_ms} ms"
+        ))
+    } else if timestamp.saturating_add(max_age_ms) < now {
+        Err(format!("is older than {max_age_ms} ms; {expiring} expire"))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

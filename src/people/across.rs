@@ -12,8 +12,8 @@ use super::People;
 use super::views::{MAX_RELATIONSHIPS, refused, relationship_proto};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::federation::PeerDirectory;
 use crate::federation::outbox::Outbox;
-use crate::federation::{FederationError, PeerDirectory};
 use crate::identity::freshness::{self, now_ms};
 use crate::identity::signing::{self, RelationshipPayload};
 use crate::identity::{DeviceCert, PublicKey, Signature};
@@ -68,19 +68,6 @@ impl Link {
         self.outbox.wake();
     }
 
-    /// The key statements for the server at `url` are signed for: its published key if it
-    /// answers now (checked against the pin), else the key pinned for it; `None` if it is down
-    /// and was never met, when the signature is left to that server, which checks it anyway.
-    async fn key_of(&self, url: &str) -> Result<Option<PublicKey>> {
-        match self.directory.refresh(url).await {
-            Ok(key) => Ok(Some(key)),
-            Err(FederationError::Unreachable { .. }) => {
-                Ok(self.directory.get(url).await?.map(|peer| peer.key))
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
     /// Checks the caller's statement for a change towards the user of `request`, who lives at
     /// `home`: it is the caller's, about that user, says `action`, names this node (`address`)
     /// as the caller's homeserver, is fresh, and is signed by a certified device of the caller
@@ -129,7 +116,8 @@ impl Link {
         let now = now_ms();
         freshness::check(statement.timestamp, now, self.skew_ms)
             .map_err(|e| Error::invalid("statement.timestamp", e))?;
-        let audience = self.key_of(home).await?;
+        // Left to that server when it is down and was never met: it checks on delivery anyway.
+        let audience = self.directory.audience_key(home).await?;
         self.check_signature(&statement, audience, now).await?;
         Ok(statement)
     }
@@ -286,21 +274,14 @@ impl People {
             ));
         }
         let now = now_ms();
-        if statement.timestamp > now.saturating_add(link.skew_ms) {
-            return Err(Error::invalid(
-                "timestamp",
-                format!(
-                    "is in the future beyond the allowed clock skew of {} ms",
-                    link.skew_ms
-                ),
-            ));
-        }
-        if statement.timestamp.saturating_add(MAX_STATEMENT_AGE_MS) < now {
-            return Err(Error::invalid(
-                "timestamp",
-                format!("is older than {MAX_STATEMENT_AGE_MS} ms; statements expire"),
-            ));
-        }
+        freshness::check_delivered(
+            statement.timestamp,
+            now,
+            link.skew_ms,
+            MAX_STATEMENT_AGE_MS,
+            "statements",
+        )
+        .map_err(|rule| Error::invalid("timestamp", rule))?;
         link.check_signature(statement, Some(link.own_key), now)
             .await?;
         let (signer, local) = (statement.user_id.clone(), statement.other_user_id.clone());
