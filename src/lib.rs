@@ -22,14 +22,16 @@
 //!   moderation and invites.
 //! - [`messages`]: sending (text, replies, mentions, components, typing, reactions), history,
 //!   pins, threads, receipts and full-text search.
-//! - [`people`]: what users keep about each other (notes, relationships, blocks) and profile
-//!   views with what two users share.
+//! - [`people`]: what users keep about each other (notes, relationships, blocks, across nodes
+//!   as signed statements) and profile views with what two users share.
 //! - [`account_status`]: a user's K_id-signed statements about their own account (disable,
 //!   enable, delete), applied here and told to their other servers.
 //! - [`export`]: a user's data export, a tar archive streamed as it is written.
 //! - [`dms`]: direct messages (DM guilds and DM invites) between users of this node.
 //! - [`dm_invites`]: signed DM invites across nodes (send, receive, list, accept, reject).
-//! - [`unread`]: `ProxiedUnread`, the homeserver's concurrent fan-out to a user's other servers.
+//! - [`unread`]: `ProxiedUnread` and `ProxiedRecentMentions`, the homeserver's concurrent fan-out
+//!   to a user's other servers.
+//! - [`irc`]: the IRC gateway, a second adapter over the same domain (docs/IRC.md).
 //! - [`harmony`]: Harmony's `protocol.profile.v1` over the same users: numeric ids, profiles,
 //!   status as presence, app data (docs/HARMONY.md).
 //! - [`presence`]: who is online, busy or offline, seen only by co-members.
