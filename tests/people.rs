@@ -1221,3 +1221,78 @@ async fn get_users_shows_the_status_of_co_members_only() {
     assert_eq!(status(&ada.user.id), "offline", "never seen online");
     assert_eq!(status(&cy.user.id), "", "shares no guild with Ada");
 }
+
+/// Every refusal of a relationship statement, at the sender's homeserver and at the other
+/// user's: someone else's statement, one about another user, one naming another homeserver, a
+/// stale one; and on delivery an unknown action, a statement about a user who does not live
+/// there, one by a user who does, and an accept of a request never made.
+#[tokio::test]
+async fn relationship_statement_refusals_at_both_ends() {
+    let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
+    let ada = register(&a, "Ada").await;
+    let bob = register(&b, "Bob").await;
+    let cy = register(&b, "Cy").await;
+    let now = guildhall::identity::freshness::now_ms();
+    let sign = |who: &TestUser, about: &str, action: &str, home: &str, at: u64| {
+        who.identity
+            .sign_relationship(&b.audience(), about, action, home, at)
+            .expect("a key")
+    };
+    let request = |statement| pb::RelationshipRequest {
+        user_id: bob.user.id.clone(),
+        statement: Some(statement),
+        homeserver_url: b.address(),
+    };
+    for (statement, field) in [
+        (
+            sign(&cy, &bob.user.id, "request", &a.address(), now),
+            "statement.user_id",
+        ),
+        (
+            sign(&ada, &cy.user.id, "request", &a.address(), now),
+            "statement.other_user_id",
+        ),
+        (
+            sign(&ada, &bob.user.id, "request", &b.address(), now),
+            "statement.homeserver_url",
+        ),
+        (
+            sign(&ada, &bob.user.id, "request", &a.address(), now - 3_600_000),
+            "statement.timestamp",
+        ),
+    ] {
+        assert_status(
+            relate_with(&a, &ada.token, "request", request(statement)).await,
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    assert!(relationships(&a, &ada.token).await.is_empty());
+
+    let deliver = |statement: pb::RelationshipStatement| async {
+        a.federation_client(&b)
+            .await
+            .receive_relationship(statement)
+            .await
+    };
+    let mut hug = sign(&ada, &bob.user.id, "request", &a.address(), now);
+    hug.action = "hug".into();
+    assert_status(deliver(hug).await, Code::InvalidArgument, "action");
+    let nobody = new_identity("phone").user_id();
+    assert_status(
+        deliver(sign(&ada, &nobody, "request", &a.address(), now)).await,
+        Code::NotFound,
+        "other_user_id: not a user of this server",
+    );
+    assert_status(
+        deliver(sign(&cy, &bob.user.id, "request", &a.address(), now)).await,
+        Code::PermissionDenied,
+        "user_id: a user of this server",
+    );
+    assert_status(
+        deliver(sign(&ada, &bob.user.id, "accept", &a.address(), now)).await,
+        Code::FailedPrecondition,
+        "sent the signer no friend request",
+    );
+    assert!(relationships(&b, &bob.token).await.is_empty());
+}
