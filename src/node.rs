@@ -522,7 +522,6 @@ impl Node {
                     accounts.clone(),
                     irc_guilds.clone(),
                     crate::messages::Messages::new(irc_guilds.clone(), irc_limits.clone()),
-                    irc_limits.clone(),
                     api.presence(),
                     irc_server_name.clone(),
                     &config.irc_default_guild,

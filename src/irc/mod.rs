@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::events::Events;
 use crate::guilds::Guilds;
-use crate::limits::Limits;
 use crate::messages::Messages;
 use crate::presence::Presence;
 
@@ -40,8 +39,6 @@ pub struct Gateway {
     accounts: Accounts,
     guilds: Guilds,
     messages: Messages,
-    /// The per-user message rate limit PRIVMSG counts against, as SendMessage does.
-    limits: Arc<Limits>,
     /// The node's presence: a connected IRC client makes its user online.
     presence: Presence,
     events: Events,
@@ -55,21 +52,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway over the node's domain, counting messages against `limits` and connections in
-    /// `presence`, calling itself
+    /// The gateway over the node's domain, counting its connections in `presence`, calling itself
     /// `server_name`, with `default_guild`'s channels unprefixed (empty: none).
     pub fn new(
         accounts: Accounts,
         guilds: Guilds,
         messages: Messages,
-        limits: Arc<Limits>,
         presence: Presence,
         server_name: String,
         default_guild: &str,
     ) -> Self {
         Self {
             accounts,
-            limits,
             presence,
             events: guilds.events().clone(),
             guilds,

@@ -187,6 +187,10 @@ impl Messages {
 
     /// `SendMessage`.
     pub async fn send(&self, caller: &SessionInfo, input: SendInput) -> Result<Sent> {
+        // The per-user limit on messages, typing and reactions, here so every adapter (gRPC, IRC)
+        // counts against the same one.
+        self.limits
+            .check(crate::limits::Limit::Message, &caller.user_id)?;
         let is_content = !input.text.is_empty()
             || !input.components.is_empty()
             || !input.media_file_id.is_empty();
@@ -568,6 +572,8 @@ impl Messages {
         message_id: &str,
         text: String,
     ) -> Result<MessageView> {
+        self.limits
+            .check(crate::limits::Limit::Message, &caller.user_id)?;
         let id = parse_id("message_id", message_id)?;
         self.check_length(&text)?;
         let (channel, access) = self

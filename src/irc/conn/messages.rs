@@ -27,19 +27,6 @@ impl Conn {
                 }
             }
         };
-        // The same per-user message limit as SendMessage over gRPC.
-        let me = self.me().id.clone();
-        if let Err(e) = self
-            .gateway
-            .limits
-            .check(crate::limits::Limit::Message, &me)
-        {
-            self.reply(
-                Response::ERR_CANNOTSENDTOCHAN,
-                vec![target.to_owned(), e.to_string()],
-            );
-            return;
-        }
         let input = SendInput {
             channel_id,
             idempotency_key: String::new(),
