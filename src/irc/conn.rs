@@ -463,33 +463,31 @@ impl Conn {
     }
 }
 
+/// The IRCv3 `server-time` format: ISO 8601 with milliseconds, `YYYY-MM-DDThh:mm:ss.sssZ`.
+const SERVER_TIME: time::format_description::well_known::iso8601::EncodedConfig =
+    time::format_description::well_known::iso8601::Config::DEFAULT
+        .set_time_precision(
+            time::format_description::well_known::iso8601::TimePrecision::Second {
+                decimal_digits: std::num::NonZeroU8::new(3),
+            },
+        )
+        .encode();
+
 /// IRCv3 `server-time`: `YYYY-MM-DDThh:mm:ss.sssZ` in UTC.
 fn server_time(at: &prost_types::Timestamp) -> String {
-    let secs = at.seconds.max(0);
-    let millis = at.nanos.max(0) / 1_000_000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let ms = i128::from(at.seconds) * 1000 + i128::from(at.nanos / 1_000_000);
+    ms_time(u64::try_from(ms).unwrap_or(0))
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// A time in ms since the epoch as `server-time` writes it.
+fn ms_time(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Iso8601::<SERVER_TIME>)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// A display name made into something IRC accepts as a nick.

@@ -58,39 +58,11 @@ impl Ref {
     }
 }
 
-/// `YYYY-MM-DDThh:mm:ss(.sss)Z` as ms since the epoch.
+/// An RFC 3339 time (`YYYY-MM-DDThh:mm:ss(.sss)Z`) as ms since the epoch.
 fn parse_time(text: &str) -> Option<u64> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, millis) = match time.split_once('.') {
-        Some((hms, frac)) => {
-            let digits: String = frac.chars().take(3).collect();
-            let scale = 10_i64.pow(3 - u32::try_from(digits.len()).ok()?);
-            (hms, digits.parse::<i64>().ok()? * scale)
-        }
-        None => (time, 0),
-    };
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, m, day);
-    let ms = ((days * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis;
-    u64::try_from(ms).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// Which way to read from a bound.
@@ -347,10 +319,7 @@ impl Conn {
             });
         }
         for (id, name) in found {
-            let time = super::server_time(&prost_types::Timestamp {
-                seconds: i64::try_from((id >> SEQUENCE_BITS) / 1000).unwrap_or(0),
-                nanos: i32::try_from(((id >> SEQUENCE_BITS) % 1000) * 1_000_000).unwrap_or(0),
-            });
+            let time = super::ms_time(id >> SEQUENCE_BITS);
             self.send(Message {
                 tags: with_batch.then(|| vec![Tag("batch".into(), Some(reference.clone()))]),
                 prefix: Some(server.clone()),
