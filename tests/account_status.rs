@@ -32,23 +32,6 @@ fn statement(who: &TestUser, status: Status, at: u64) -> pb::AccountStatusStatem
     account_status::sign(&who.identity.id_key, status, at)
 }
 
-async fn user(node: &TestNode, token: &str, id: &str) -> pb::User {
-    node.client()
-        .await
-        .get_users(authed(
-            token,
-            pb::GetUsersRequest {
-                user_ids: vec![id.into()],
-                guild_id: String::new(),
-            },
-        ))
-        .await
-        .expect("get users")
-        .into_inner()
-        .users
-        .remove(0)
-}
-
 async fn login(node: &TestNode, who: &TestUser) -> Result<pb::LoginResponse, tonic::Status> {
     node.client()
         .await
@@ -238,7 +221,7 @@ async fn deleting_wipes_the_person_keeps_the_messages_and_refuses_the_key() {
             .await
             .contains(&bob.user.id)
     );
-    let tomb = user(&node, &ada.token, &bob.user.id).await;
+    let tomb = get_user(&node, &ada.token, &bob.user.id).await;
     assert!(tomb.is_deleted);
     assert_eq!(
         (
@@ -363,7 +346,7 @@ async fn a_deletion_reaches_the_users_hosts_and_a_host_that_was_down() {
         Code::Unauthenticated,
         "signature",
     );
-    assert!(!user(&a, &owner_a.token, &bob.user.id).await.is_deleted);
+    assert!(!get_user(&a, &owner_a.token, &bob.user.id).await.is_deleted);
 
     // Disabling at the homeserver reaches the hosts too: Bob's sessions there end.
     let on_a = remote_join(&a, &bob, &b.address(), &room_a.invite, "Bob")
@@ -373,7 +356,7 @@ async fn a_deletion_reaches_the_users_hosts_and_a_host_that_was_down() {
         .await
         .expect("disable at the homeserver");
     wait_for(WAIT, || async {
-        user(&a, &owner_a.token, &bob.user.id).await.is_disabled
+        get_user(&a, &owner_a.token, &bob.user.id).await.is_disabled
     })
     .await;
     assert_status(
@@ -391,7 +374,7 @@ async fn a_deletion_reaches_the_users_hosts_and_a_host_that_was_down() {
         .await
         .expect("delete at the homeserver");
     wait_for(WAIT, || async {
-        user(&a, &owner_a.token, &bob.user.id).await.is_deleted
+        get_user(&a, &owner_a.token, &bob.user.id).await.is_deleted
     })
     .await;
     assert!(
@@ -403,7 +386,7 @@ async fn a_deletion_reaches_the_users_hosts_and_a_host_that_was_down() {
     // C comes back and learns it (the outbox's retry, or gossip's catch-up).
     c.start_on(c_addr).await;
     wait_for(WAIT, || async {
-        user(&c, &owner_c.token, &bob.user.id).await.is_deleted
+        get_user(&c, &owner_c.token, &bob.user.id).await.is_deleted
     })
     .await;
     assert!(

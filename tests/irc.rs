@@ -148,9 +148,8 @@ async fn irc_node() -> (TestNode, SocketAddr) {
     (node, addr)
 }
 
-/// Registers `name` with username `username` and an IRC token; returns the user and the token.
-async fn irc_user(node: &TestNode, name: &str, username: &str) -> (TestUser, String) {
-    let user = register(node, name).await;
+/// `user` sets their username (a signed `UpdateUser`).
+async fn set_username(node: &TestNode, user: &TestUser, username: &str) {
     let mut update = pb::UpdateUserRequest {
         irc_name: Some(username.into()),
         timestamp: now_ms(),
@@ -162,6 +161,12 @@ async fn irc_user(node: &TestNode, name: &str, username: &str) -> (TestUser, Str
         .update_user(authed(&user.token, update))
         .await
         .expect("set username");
+}
+
+/// Registers `name` with username `username` and an IRC token; returns the user and the token.
+async fn irc_user(node: &TestNode, name: &str, username: &str) -> (TestUser, String) {
+    let user = register(node, name).await;
+    set_username(node, &user, username).await;
     let token = node
         .client()
         .await
@@ -347,18 +352,7 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
     // Private messages travel in the DM the two share.
     ada_irc.send("PRIVMSG bob :psst").await;
     assert!(ada_irc.until("401").await.last().contains("No DM"));
-    let dm = node
-        .client()
-        .await
-        .create_dm(authed(
-            &ada.token,
-            pb::CreateDmRequest {
-                target_user_id: bob.user.id.clone(),
-            },
-        ))
-        .await
-        .expect("DM")
-        .into_inner();
+    let dm = create_dm(&node, &ada, &bob.user.id).await;
     join_room(&node, &bob, &dm.token).await;
     ada_irc.send("PRIVMSG bob :psst").await;
     let private = bob_irc.privmsg_to("bob").await;
@@ -725,17 +719,7 @@ async fn kicks_and_bans_map_onto_moderation() {
     let room = create_room(&node, &owner, "Hall").await;
     let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
     let cy = register(&node, "Cy").await;
-    let mut update = pb::UpdateUserRequest {
-        irc_name: Some("cy".into()),
-        timestamp: now_ms(),
-        ..Default::default()
-    };
-    cy.identity.sign_update(&mut update);
-    node.client()
-        .await
-        .update_user(authed(&cy.token, update))
-        .await
-        .expect("username");
+    set_username(&node, &cy, "cy").await;
     join_room(&node, &bob, &room.invite).await;
     join_room(&node, &cy, &room.invite).await;
     let channel = format!("#{}/general", room.guild);
@@ -756,25 +740,11 @@ async fn kicks_and_bans_map_onto_moderation() {
     boss.send(&format!("KICK {channel} bob :bye")).await;
     let parted = bob_irc.until("PART").await;
     assert_eq!(parted.params[0], channel);
-    let members = || async {
-        node.client()
+    assert!(
+        !member_ids(&node, &owner.token, &room.guild)
             .await
-            .list_guild_members(authed(
-                &owner.token,
-                pb::ListGuildMembersRequest {
-                    guild_id: room.guild.clone(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("members")
-            .into_inner()
-            .members
-            .into_iter()
-            .filter_map(|m| m.user.map(|u| u.id))
-            .collect::<Vec<_>>()
-    };
-    assert!(!members().await.contains(&bob.user.id));
+            .contains(&bob.user.id)
+    );
 
     boss.send(&format!("MODE {channel} +b cy!*@*")).await;
     let mut cy_parted = false;
@@ -786,7 +756,11 @@ async fn kicks_and_bans_map_onto_moderation() {
         }
     }
     assert!(cy_parted);
-    assert!(!members().await.contains(&cy.user.id));
+    assert!(
+        !member_ids(&node, &owner.token, &room.guild)
+            .await
+            .contains(&cy.user.id)
+    );
     let back = node
         .client()
         .await

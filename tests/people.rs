@@ -1077,31 +1077,14 @@ async fn everyone_mentions_need_the_mention_everyone_permission() {
             .is_empty()
     );
 
-    let mut c = node.client().await;
-    let herald = c
-        .create_role(authed(
-            &ada.token,
-            pb::CreateRoleRequest {
-                guild_id: room.guild.clone(),
-                name: "herald".into(),
-                position: 1,
-                permissions: vec!["messages.mention_everyone".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("role")
-        .into_inner();
-    c.assign_role(authed(
+    grant(
+        &node,
         &ada.token,
-        pb::AssignRoleRequest {
-            guild_id: room.guild.clone(),
-            user_id: bob.user.id.clone(),
-            role_id: herald.id,
-        },
-    ))
-    .await
-    .expect("assign");
+        &room.guild,
+        &bob.user.id,
+        &["messages.mention_everyone"],
+    )
+    .await;
     let sent = send_text(&node, &bob_token, &room.channel, &everyone).await;
     assert_eq!(sent.mentioned_role_ids, vec![room.guild.clone()]);
     assert_eq!(

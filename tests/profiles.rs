@@ -33,23 +33,6 @@ async fn update(
         .map(tonic::Response::into_inner)
 }
 
-async fn user(node: &TestNode, token: &str, id: &str) -> pb::User {
-    node.client()
-        .await
-        .get_users(authed(
-            token,
-            pb::GetUsersRequest {
-                user_ids: vec![id.into()],
-                guild_id: String::new(),
-            },
-        ))
-        .await
-        .expect("get users")
-        .into_inner()
-        .users
-        .remove(0)
-}
-
 #[tokio::test]
 async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts() {
     let (a, b) = (TestNode::spawn().await, TestNode::spawn().await);
@@ -63,7 +46,7 @@ async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts(
     // The legacy K_dev field: the asking device's key in answers about oneself, empty for others.
     assert_eq!(bob.user.public_key, bob.identity.device().device_key_hex());
     assert!(
-        user(&a, &owner.token, &bob.user.id)
+        get_user(&a, &owner.token, &bob.user.id)
             .await
             .public_key
             .is_empty()
@@ -100,7 +83,7 @@ async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts(
         ("he/him", Some(0xff8800))
     );
     assert_eq!(
-        user(&a, &owner.token, &bob.user.id).await.banner_url,
+        get_user(&a, &owner.token, &bob.user.id).await.banner_url,
         "https://cdn.example/banner.png"
     );
 
@@ -139,7 +122,7 @@ async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts(
         Code::Unauthenticated,
         "update.signature",
     );
-    assert_eq!(user(&a, &owner.token, &bob.user.id).await.pronouns, "");
+    assert_eq!(get_user(&a, &owner.token, &bob.user.id).await.pronouns, "");
 
     // Refusals at the homeserver, each changing nothing.
     let v1_with_pronouns = {
@@ -202,7 +185,7 @@ async fn pronouns_banner_and_accent_colour_are_signed_and_reach_the_users_hosts(
             field,
         );
     }
-    let now = user(&b, &bob.token, &bob.user.id).await;
+    let now = get_user(&b, &bob.token, &bob.user.id).await;
     assert_eq!(
         (now.name.as_str(), now.pronouns.as_str(), now.accent_color),
         ("Bob", "", None)

@@ -284,31 +284,14 @@ async fn mentions_of_offline_users_are_pushed() {
     );
 
     // The guild's default role (id = guild id) mentions everyone, from a sender allowed to.
-    let mut c = node.client().await;
-    let herald = c
-        .create_role(authed(
-            &ada.token,
-            pb::CreateRoleRequest {
-                guild_id: room.guild.clone(),
-                name: "herald".into(),
-                position: 1,
-                permissions: vec!["messages.mention_everyone".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("role")
-        .into_inner();
-    c.assign_role(authed(
+    grant(
+        &node,
         &ada.token,
-        pb::AssignRoleRequest {
-            guild_id: room.guild.clone(),
-            user_id: bob.user.id.clone(),
-            role_id: herald.id,
-        },
-    ))
-    .await
-    .expect("assign");
+        &room.guild,
+        &bob.user.id,
+        &["messages.mention_everyone"],
+    )
+    .await;
     let everyone = send(
         &node,
         &bob,

@@ -449,6 +449,59 @@ pub async fn member_ids(node: &TestNode, token: &str, guild: &str) -> Vec<String
         .collect()
 }
 
+/// One user as `token`'s holder sees them (`GetUsers`).
+pub async fn get_user(node: &TestNode, token: &str, id: &str) -> pb::User {
+    node.client()
+        .await
+        .get_users(authed(
+            token,
+            pb::GetUsersRequest {
+                user_ids: vec![id.into()],
+                guild_id: String::new(),
+            },
+        ))
+        .await
+        .expect("get users")
+        .into_inner()
+        .users
+        .remove(0)
+}
+
+/// `owner` gives `user_id` a new role in `guild` that grants `permissions`.
+pub async fn grant(
+    node: &TestNode,
+    owner_token: &str,
+    guild: &str,
+    user_id: &str,
+    permissions: &[&str],
+) {
+    let mut c = node.client().await;
+    let role = c
+        .create_role(authed(
+            owner_token,
+            pb::CreateRoleRequest {
+                guild_id: guild.into(),
+                name: "granted".into(),
+                position: 1,
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    c.assign_role(authed(
+        owner_token,
+        pb::AssignRoleRequest {
+            guild_id: guild.into(),
+            user_id: user_id.into(),
+            role_id: role.id,
+        },
+    ))
+    .await
+    .expect("assign");
+}
+
 /// `token`'s event stream on `node`, from now on.
 pub async fn subscribe(
     node: &TestNode,
