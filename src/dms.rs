@@ -50,6 +50,11 @@ impl Dms {
         }
     }
 
+    /// Where the DMs this node starts live (its canonical address).
+    pub fn address(&self) -> &str {
+        &self.canonical_address
+    }
+
     /// `CreateDM`: the DM guild and an invite for `target_user_id`; an existing pending or accepted
     /// DM between the two is returned instead of a new one.
     pub async fn create(

@@ -495,6 +495,7 @@ impl Node {
                 media: media.clone(),
             });
         let (irc_guilds, irc_limits, irc_bans) = (guilds.clone(), limits.clone(), bans.clone());
+        let irc_address = info.canonical_address.clone();
         let api = GuildHallApi::new(
             accounts.clone(),
             guilds,
@@ -526,7 +527,11 @@ impl Node {
                     irc_server_name.clone(),
                     &config.irc_default_guild,
                 )
-                .with_bans(irc_bans.clone());
+                .with_bans(irc_bans.clone())
+                .with_dms(crate::dms::Dms::new(
+                    irc_guilds.clone(),
+                    irc_address.clone(),
+                ));
                 let tls = served_cert
                     .as_ref()
                     .map(|cert| cert.irc_server_config())

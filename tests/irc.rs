@@ -1,9 +1,12 @@
 //! The IRC gateway (docs/IRC.md) spoken to over TCP, its lines read with an IRCv3 parser of the
 //! tests' own (`ircv3_parse`), not the gateway's: IRC tokens minted, listed and revoked over gRPC;
 //! registration with PASS and with SASL PLAIN (CAP negotiation), and their refusals; two IRC
-//! clients and a gRPC client in one channel seeing each other; long and multi-line text; private
-//! messages over DMs; MODE, TOPIC, WHO, WHOIS, LIST; the message rate limit; `draft/chathistory`
-//! after a restart; what `GetServerInfo` says.
+//! clients and a gRPC client in one channel seeing each other; long and multi-line text
+//! (`draft/multiline` both ways); private messages over DMs, started and accepted from IRC;
+//! MODE, TOPIC, WHO (and WHOX), WHOIS, LIST, status prefixes; kicks, bans and the ban list; the
+//! message rate limit; `draft/chathistory` after a restart; `labeled-response`; replies,
+//! reactions, typing and REDACT; read markers; MONITOR; channels created by JOIN; what
+//! `GetServerInfo` says.
 
 mod common;
 
@@ -31,9 +34,21 @@ struct Line {
     msgid: Option<String>,
     time: Option<String>,
     account: Option<String>,
+    /// The whole line, for tags the fields above don't hold.
+    raw: String,
 }
 
 impl Line {
+    /// The value of the tag `key` (empty for a tag without one).
+    fn tag(&self, key: &str) -> Option<String> {
+        let message = ircv3_parse::parse(&self.raw).expect("parsed before");
+        let tags = message.tags()?;
+        if tags.get_flag(key) {
+            return Some(String::new());
+        }
+        tags.get_unescaped(key)
+    }
+
     fn parse(raw: &str) -> Line {
         let message = ircv3_parse::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
         let mut params: Vec<String> = message
@@ -54,6 +69,7 @@ impl Line {
             msgid: tags.and_then(|t| t.get_unescaped("msgid")),
             time: tags.and_then(|t| t.get_unescaped("time")),
             account: tags.and_then(|t| t.get_unescaped("account")),
+            raw: raw.to_owned(),
         }
     }
 
@@ -351,7 +367,13 @@ async fn irc_and_grpc_members_chat_in_one_channel() {
 
     // Private messages travel in the DM the two share.
     ada_irc.send("PRIVMSG bob :psst").await;
-    assert!(ada_irc.until("401").await.last().contains("No DM"));
+    assert!(
+        ada_irc
+            .until("401")
+            .await
+            .last()
+            .contains("Asked bob for a DM")
+    );
     let dm = create_dm(&node, &ada, &bob.user.id).await;
     join_room(&node, &bob, &dm.token).await;
     ada_irc.send("PRIVMSG bob :psst").await;
@@ -869,4 +891,513 @@ async fn irc_token_refusals() {
         tonic::Code::FailedPrecondition,
         "20 IRC tokens",
     );
+}
+
+/// Registers with `PASS username:token` after asking for `caps`; the 005 lines seen.
+async fn login_with_caps(
+    addr: SocketAddr,
+    nick: &str,
+    token: &str,
+    caps: &str,
+) -> (Irc, Vec<Line>) {
+    let mut irc = Irc::connect(addr).await;
+    irc.send("CAP LS 302").await;
+    irc.send(&format!("PASS {nick}:{token}")).await;
+    irc.send(&format!("NICK {nick}")).await;
+    irc.send(&format!("USER {nick} 0 * :{nick}")).await;
+    irc.send(&format!("CAP REQ :{caps}")).await;
+    let mut isupport = Vec::new();
+    for _ in 0..LINES_MAX {
+        let line = irc.next().await.expect("open");
+        if line.command == "ERROR" || line.command == "464" {
+            panic!("{line:?}");
+        }
+        if line.command == "CAP" && line.params[1] == "ACK" {
+            irc.send("CAP END").await;
+        }
+        if line.command == "CAP" && line.params[1] == "NAK" {
+            panic!("caps refused: {line:?}");
+        }
+        if line.command == "005" {
+            isupport.push(line);
+        } else if line.command == "422" {
+            return (irc, isupport);
+        }
+    }
+    panic!("no end of registration");
+}
+
+/// Reads lines until one satisfies `pick`.
+async fn until_line(irc: &mut Irc, mut pick: impl FnMut(&Line) -> bool) -> Line {
+    for _ in 0..LINES_MAX {
+        let line = irc.next().await.expect("open");
+        if pick(&line) {
+            return line;
+        }
+    }
+    panic!("no such line in {LINES_MAX}");
+}
+
+/// labeled-response (single lines, batches, ACK, the echo of a labeled PRIVMSG), status prefixes
+/// with and without multi-prefix, WHOX, replies and reactions both ways, typing, REDACT,
+/// read markers and SETNAME.
+#[tokio::test]
+async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
+    let (node, addr) = irc_node().await;
+    let (boss, boss_token) = irc_user(&node, "Boss", "boss").await;
+    let room = create_room(&node, &boss, "Hall").await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let cy = register(&node, "Cy").await;
+    set_username(&node, &cy, "cy").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &cy, &room.invite).await;
+    let channel = format!("#{}/general", room.guild);
+
+    let mut ls = Irc::connect(addr).await;
+    ls.send("CAP LS 302").await;
+    let offered = ls.until("CAP").await;
+    for cap in [
+        "labeled-response",
+        "multi-prefix",
+        "draft/multiline=max-bytes=4096,max-lines=100",
+        "draft/message-redaction",
+        "draft/read-marker",
+        "setname",
+        "account-notify",
+    ] {
+        assert!(
+            offered.last().split(' ').any(|c| c == cap),
+            "{cap}: {offered:?}"
+        );
+    }
+    drop(ls);
+
+    let caps = "batch labeled-response message-tags echo-message multi-prefix \
+                draft/message-redaction draft/read-marker server-time setname";
+    let (mut boss_irc, isupport) = login_with_caps(addr, "boss", &boss_token, caps).await;
+    for token in ["PREFIX=(qaoh)~&@%", "MONITOR=100", "WHOX"] {
+        assert!(
+            isupport.iter().any(|l| l.params.iter().any(|p| p == token)),
+            "{token}: {isupport:?}"
+        );
+    }
+    let (mut ada_irc, _) = login_with_caps(
+        addr,
+        "ada",
+        &ada_token,
+        "message-tags draft/message-redaction",
+    )
+    .await;
+
+    // Joining: the read marker (nothing read yet), then names with every prefix of the owner.
+    boss_irc.send(&format!("JOIN {channel}")).await;
+    boss_irc.until("JOIN").await;
+    let marker = boss_irc.until("MARKREAD").await;
+    assert_eq!(marker.params, [channel.clone(), "*".into()]);
+    let names = boss_irc.until("353").await;
+    let listed: Vec<&str> = names.last().split(' ').collect();
+    assert!(listed.contains(&"~&@%boss"), "{listed:?}");
+    assert!(
+        listed.contains(&"ada") && listed.contains(&"cy"),
+        "{listed:?}"
+    );
+    boss_irc.until("366").await;
+    // Without multi-prefix, only the highest.
+    ada_irc.send(&format!("JOIN {channel}")).await;
+    let names = ada_irc.until("353").await;
+    assert!(names.last().split(' ').any(|n| n == "~boss"), "{names:?}");
+    ada_irc.until("366").await;
+
+    // labeled-response: one line carries the label; several come in a batch; none is an ACK.
+    boss_irc.send("@label=l1 PING here").await;
+    let pong = boss_irc.until("PONG").await;
+    assert_eq!(pong.tag("label").as_deref(), Some("l1"));
+    boss_irc.send(&format!("@label=l2 WHO {channel}")).await;
+    let start = boss_irc.until("BATCH").await;
+    assert_eq!(start.tag("label").as_deref(), Some("l2"));
+    assert_eq!(start.params[1], "labeled-response");
+    let reference = start.params[0].trim_start_matches('+').to_owned();
+    let mut who = Vec::new();
+    loop {
+        let line = boss_irc.next().await.expect("open");
+        if line.command == "BATCH" {
+            assert_eq!(line.params[0], format!("-{reference}"));
+            break;
+        }
+        assert_eq!(
+            line.tag("batch").as_deref(),
+            Some(reference.as_str()),
+            "{line:?}"
+        );
+        who.push(line);
+    }
+    assert_eq!(who.last().map(|l| l.command.as_str()), Some("315"));
+    assert!(
+        who.iter()
+            .any(|l| l.command == "352" && l.params[5] == "boss" && l.params[6] == "H~&@%")
+    );
+    boss_irc.send("@label=l3 PONG :nothing").await;
+    let ack = boss_irc.until("ACK").await;
+    assert_eq!(ack.tag("label").as_deref(), Some("l3"));
+    // A labeled PRIVMSG is answered by its echo, labeled, with the message's id.
+    boss_irc
+        .send(&format!("@label=l4 PRIVMSG {channel} :first"))
+        .await;
+    let echo = boss_irc.until("PRIVMSG").await;
+    assert_eq!(echo.tag("label").as_deref(), Some("l4"));
+    assert_eq!(echo.last(), "first");
+    let first = echo.msgid.clone().expect("msgid");
+    // ... and not echoed a second time when its event arrives.
+    boss_irc.send("PING after").await;
+    let seen = until_line(&mut boss_irc, |l| {
+        l.command == "PONG" || l.command == "PRIVMSG"
+    })
+    .await;
+    assert_eq!(seen.command, "PONG", "{seen:?}");
+
+    // WHOX: the fields asked for, in WHOX order, with the token.
+    boss_irc.send(&format!("WHO {channel} %tnaf,42")).await;
+    let mut whox = Vec::new();
+    loop {
+        let line = boss_irc.next().await.expect("open");
+        match line.command.as_str() {
+            "354" => whox.push(line.params[1..].to_vec()),
+            "315" => break,
+            _ => {}
+        }
+    }
+    assert!(
+        whox.contains(&vec!["42".into(), "ada".into(), "H".into(), "ada".into()]),
+        "{whox:?}"
+    );
+    assert!(
+        whox.contains(&vec![
+            "42".into(),
+            "boss".into(),
+            "H~&@%".into(),
+            "boss".into()
+        ]),
+        "{whox:?}"
+    );
+
+    // A reply from IRC is a reply on the node, and carries +draft/reply to IRC clients.
+    let mut boss_sees = subscribe(&node, &boss.token).await;
+    ada_irc
+        .send(&format!("@+draft/reply={first} PRIVMSG {channel} :answer"))
+        .await;
+    let reply = until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageCreated(m) => {
+            m.message.clone().filter(|m| m.text == "answer")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reply.reply_to_message_id, first);
+    let at_boss = boss_irc.until("PRIVMSG").await;
+    assert_eq!(at_boss.tag("+draft/reply").as_deref(), Some(first.as_str()));
+
+    // A reaction from IRC is a reaction on the node, and comes back as a TAGMSG.
+    ada_irc
+        .send(&format!(
+            "@+draft/react=👍;+draft/reply={first} TAGMSG {channel}"
+        ))
+        .await;
+    let reacted = until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageUpdated(m) => {
+            m.message.clone().filter(|m| m.reaction.is_some())
+        }
+        _ => None,
+    })
+    .await;
+    let indicator = reacted.reaction.expect("reaction");
+    assert_eq!(
+        (
+            indicator.emoji.as_str(),
+            indicator.added,
+            indicator.user_id.as_str()
+        ),
+        ("👍", true, ada.user.id.as_str())
+    );
+    let tagmsg = boss_irc.until("TAGMSG").await;
+    assert_eq!(tagmsg.source.as_deref(), Some("ada"));
+    assert_eq!(tagmsg.tag("+draft/react").as_deref(), Some("👍"));
+    assert_eq!(tagmsg.tag("+draft/reply").as_deref(), Some(first.as_str()));
+    // A reaction needs the message it reacts to.
+    ada_irc
+        .send(&format!("@+draft/react=👍 TAGMSG {channel}"))
+        .await;
+    let fail = ada_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["TAGMSG".to_owned(), "INVALID_PARAMS".to_owned()]
+    );
+
+    // Typing from a gRPC client is a +typing TAGMSG; gRPC typing is never a blank PRIVMSG.
+    node.client()
+        .await
+        .send_message(authed(
+            &cy.token,
+            pb::SendMessageRequest {
+                channel_id: room.channel.clone(),
+                typing: Some(pb::TypingContent { is_typing: true }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("typing");
+    let typing = until_line(&mut boss_irc, |l| {
+        l.command == "TAGMSG" || l.command == "PRIVMSG"
+    })
+    .await;
+    assert_eq!(typing.command, "TAGMSG", "{typing:?}");
+    assert_eq!(
+        (typing.source.as_deref(), typing.tag("+typing").as_deref()),
+        (Some("cy"), Some("active"))
+    );
+
+    // REDACT: anyone's with messages.manage; not someone else's without; unknown ids named.
+    let answer = reply.id.clone();
+    ada_irc.send(&format!("REDACT {channel} {first}")).await;
+    let fail = ada_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["REDACT".to_owned(), "REDACT_FORBIDDEN".to_owned()]
+    );
+    boss_irc.send(&format!("REDACT {channel} 12345")).await;
+    let fail = boss_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["REDACT".to_owned(), "UNKNOWN_MSGID".to_owned()]
+    );
+    boss_irc
+        .send(&format!("REDACT {channel} {answer} :off topic"))
+        .await;
+    until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageDeleted(d) => (d.message_id == answer).then_some(()),
+        _ => None,
+    })
+    .await;
+    let redacted = ada_irc.until("REDACT").await;
+    assert_eq!(redacted.params, [channel.clone(), answer.clone()]);
+
+    // Read markers: moved forward to a message's time, read back, never backwards.
+    let at = echo.time.clone().expect("server-time");
+    boss_irc
+        .send(&format!("MARKREAD {channel} timestamp={at}"))
+        .await;
+    let marked = boss_irc.until("MARKREAD").await;
+    assert_eq!(marked.params, [channel.clone(), format!("timestamp={at}")]);
+    boss_irc
+        .send(&format!(
+            "MARKREAD {channel} timestamp=2000-01-01T00:00:00.000Z"
+        ))
+        .await;
+    assert_eq!(
+        boss_irc.until("MARKREAD").await.params[1],
+        format!("timestamp={at}")
+    );
+    boss_irc.send(&format!("MARKREAD {channel}")).await;
+    assert_eq!(
+        boss_irc.until("MARKREAD").await.params[1],
+        format!("timestamp={at}")
+    );
+    boss_irc
+        .send(&format!("MARKREAD {channel} yesterday"))
+        .await;
+    let fail = boss_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["MARKREAD".to_owned(), "INVALID_PARAMS".to_owned()]
+    );
+
+    // SETNAME: the real name is the signed display name.
+    boss_irc.send("SETNAME :New Name").await;
+    let fail = boss_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["SETNAME".to_owned(), "CANNOT_CHANGE_REALNAME".to_owned()]
+    );
+}
+
+/// draft/multiline both ways, MONITOR, starting and accepting a DM from IRC, creating a channel
+/// by joining it in the default guild, and the ban list.
+#[tokio::test]
+async fn multiline_monitor_dms_channel_creation_and_ban_list() {
+    let (mut node, _) = irc_node().await;
+    let (boss, boss_token) = irc_user(&node, "Boss", "boss").await;
+    let room = create_room(&node, &boss, "Hall").await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let cy = register(&node, "Cy").await;
+    set_username(&node, &cy, "cy").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &cy, &room.invite).await;
+    node.config.irc_default_guild = room.guild.clone();
+    // Same gRPC port: the node's address, where its users live, stays the same.
+    let grpc = node.stop().await;
+    node.start_on(grpc).await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+
+    let (mut boss_irc, _) = login_with_caps(
+        addr,
+        "boss",
+        &boss_token,
+        "batch draft/multiline message-tags",
+    )
+    .await;
+    let (mut ada_irc, _) = login_with_caps(
+        addr,
+        "ada",
+        &ada_token,
+        "batch draft/multiline echo-message",
+    )
+    .await;
+    for irc in [&mut boss_irc, &mut ada_irc] {
+        irc.send("JOIN #general").await;
+        irc.until("366").await;
+    }
+
+    // A multiline batch is one message on the node; a line with multiline-concat continues the
+    // previous one.
+    let mut boss_sees = subscribe(&node, &boss.token).await;
+    ada_irc.send("BATCH +m1 draft/multiline #general").await;
+    ada_irc.send("@batch=m1 PRIVMSG #general :first line").await;
+    ada_irc.send("@batch=m1 PRIVMSG #general :second ").await;
+    ada_irc
+        .send("@batch=m1;draft/multiline-concat PRIVMSG #general :half")
+        .await;
+    ada_irc.send("BATCH -m1").await;
+    let message = until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageCreated(m) => {
+            m.message.clone().filter(|m| m.sender_id == ada.user.id)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(message.text, "first line\nsecond half");
+    // To a client with draft/multiline, a message of several lines is one batch.
+    let start = boss_irc.until("BATCH").await;
+    assert_eq!(
+        start.params[1..],
+        ["draft/multiline".to_owned(), "#general".to_owned()]
+    );
+    assert_eq!(start.msgid.as_deref(), Some(message.id.as_str()));
+    let reference = start.params[0].trim_start_matches('+').to_owned();
+    let mut lines = Vec::new();
+    loop {
+        let line = boss_irc.next().await.expect("open");
+        if line.command == "BATCH" {
+            break;
+        }
+        assert_eq!(line.tag("batch").as_deref(), Some(reference.as_str()));
+        lines.push(line.last().to_owned());
+    }
+    assert_eq!(lines, ["first line", "second half"]);
+    // Over the line limit: refused, nothing sent.
+    ada_irc.send("BATCH +m2 draft/multiline #general").await;
+    for i in 0..101 {
+        ada_irc
+            .send(&format!("@batch=m2 PRIVMSG #general :{i}"))
+            .await;
+    }
+    let fail = ada_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["BATCH".to_owned(), "MULTILINE_MAX_LINES".to_owned()]
+    );
+    ada_irc.send("BATCH -m2").await;
+    ada_irc.until("FAIL").await;
+
+    // MONITOR: who is online now, and a change when it happens.
+    boss_irc.send("MONITOR + ada,nobody").await;
+    let mut online = None;
+    let mut offline = None;
+    while online.is_none() || offline.is_none() {
+        let line = until_line(&mut boss_irc, |l| l.command == "730" || l.command == "731").await;
+        if line.command == "730" {
+            online = Some(line.last().to_owned());
+        } else {
+            offline = Some(line.last().to_owned());
+        }
+    }
+    assert_eq!(online.as_deref(), Some("ada!ada@127.0.0.1"));
+    assert_eq!(offline.as_deref(), Some("nobody"));
+    boss_irc.send("MONITOR L").await;
+    assert_eq!(boss_irc.until("732").await.last(), "ada,nobody");
+    boss_irc.until("733").await;
+
+    // Creating a channel by joining it: for those who may create channels.
+    ada_irc.send("JOIN #newroom").await;
+    let refused = ada_irc.until("403").await;
+    assert!(refused.last().contains("channels.manage"), "{refused:?}");
+    boss_irc.send("JOIN #newroom").await;
+    assert_eq!(boss_irc.until("JOIN").await.params[0], "#newroom");
+    let channels = node
+        .client()
+        .await
+        .list_channels(authed(
+            &boss.token,
+            pb::ListChannelsRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels;
+    assert!(
+        channels
+            .iter()
+            .any(|c| c.irc_name == "newroom" && c.name == "newroom"),
+        "{channels:?}"
+    );
+
+    // A DM from IRC: the first message asks for it; messaging back accepts it.
+    boss_irc.send("PRIVMSG ada :hello").await;
+    let asked = boss_irc.until("401").await;
+    assert!(asked.last().contains("Asked ada for a DM"), "{asked:?}");
+    ada_irc.send("PRIVMSG boss :hi back").await;
+    let echo = ada_irc.until("PRIVMSG").await;
+    assert_eq!((echo.params[0].as_str(), echo.last()), ("boss", "hi back"));
+    let dm = boss_irc.until("PRIVMSG").await;
+    assert_eq!(
+        (dm.source.as_deref(), dm.params[0].as_str(), dm.last()),
+        (Some("ada"), "boss", "hi back")
+    );
+    boss_irc.send("PRIVMSG ada :hello again").await;
+    let at_ada = ada_irc.privmsg_to("ada").await;
+    assert_eq!(
+        (at_ada.source.as_deref(), at_ada.last()),
+        (Some("boss"), "hello again")
+    );
+
+    // The ban list: for those who may ban; bans are final.
+    boss_irc.send("MODE #general +b cy").await;
+    wait_for(WAIT, || async {
+        !member_ids(&node, &boss.token, &room.guild)
+            .await
+            .contains(&cy.user.id)
+    })
+    .await;
+    boss_irc.send("MODE #general b").await;
+    let ban = boss_irc.until("367").await;
+    assert_eq!(
+        ban.params[1..4],
+        [
+            "#general".to_owned(),
+            "cy!*@*".to_owned(),
+            "boss".to_owned()
+        ]
+    );
+    boss_irc.until("368").await;
+    ada_irc.send("MODE #general b").await;
+    let listed = until_line(&mut ada_irc, |l| l.command == "367" || l.command == "368").await;
+    assert_eq!(listed.command, "368", "a member who can't ban sees no bans");
+    boss_irc.send("MODE #general -b cy").await;
+    assert!(boss_irc.until("482").await.last().contains("final"));
+
+    // MONITOR hears Ada go.
+    ada_irc.send("QUIT").await;
+    ada_irc.until_closed().await;
+    let gone = boss_irc.until("731").await;
+    assert_eq!(gone.last(), "ada");
 }

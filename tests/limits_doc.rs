@@ -728,6 +728,17 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
         ("irc::conn::SASL_MAX", (vec![1024], SILENT)),
         ("irc::conn::NAMES_MAX", (vec![1000], SILENT)),
         ("irc::conn::history::CHATHISTORY_MAX", (vec![100], SILENT)),
+        ("irc::conn::moderation::BAN_LIST_MAX", (vec![100], SILENT)),
+        ("irc::conn::monitor::MONITOR_MAX", (vec![100], SILENT)),
+        (
+            "irc::conn::multiline::MULTILINE_MAX_BYTES",
+            (vec![4096], SILENT),
+        ),
+        (
+            "irc::conn::multiline::MULTILINE_MAX_LINES",
+            (vec![100], SILENT),
+        ),
+        ("irc::conn::labels::LABEL_MAX", (vec![64], SILENT)),
         (
             "people::across::MAX_STATEMENT_AGE_MS",
             (vec![people::across::MAX_STATEMENT_AGE_MS], INVALID),
@@ -758,6 +769,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
 /// Constants with a `MAX` or `MIN` part that bound the node's own work, not what a request may
 /// carry: no request is refused or clipped by them, so they have no row.
 const INTERNAL: &[(&str, &str)] = &[
+    (
+        "irc::conn::messages::ECHOED_MAX",
+        "ids of messages an IRC client saw echoed at sending, kept until their event; past it the set starts over, nothing is refused",
+    ),
     (
         "export::CHUNKS_QUEUED_MAX",
         "export chunks waiting for a slow client; the export waits for the client, nothing is refused",

@@ -20,7 +20,7 @@ pub const MAX_INVITE_AGE_SECS: u64 = 365 * 24 * 60 * 60;
 /// Most joins one invite may allow (0 means unlimited): a bound that still fits an `int32`.
 pub const MAX_INVITE_USES: i32 = 1_000_000;
 
-pub use crate::store::guilds::MemberView;
+pub use crate::store::guilds::{MemberView, RosterRow};
 
 /// What `PreviewInvite` shows.
 #[derive(Debug, Clone)]
@@ -579,5 +579,66 @@ impl Guilds {
             tracing::info!(guild = %guild.id, user = user_id, dm = guild.is_dm, "joined a guild");
         }
         Ok((guild, value))
+    }
+}
+
+impl Guilds {
+    /// The first `limit` members of a guild with each one's standing (owner, permissions), for
+    /// adapters that show ranks beside names (the IRC gateway's status prefixes). Two reads:
+    /// the guild with its roles, then the members with theirs.
+    pub async fn roster(
+        &self,
+        guild_id: &str,
+        limit: u32,
+    ) -> Result<Vec<(RosterRow, permissions::Standing)>> {
+        let guild = guild_id.to_owned();
+        let (record, roles, rows) = self
+            .store
+            .read(move |c| {
+                Ok((
+                    db::guild(c, &guild)?,
+                    db::roles(c, &guild)?,
+                    db::roster(c, &guild, limit)?,
+                ))
+            })
+            .await?;
+        let Some(record) = record else {
+            return Err(Error::NotFound(format!(
+                "guild_id: no guild {guild_id:?} on this server"
+            )));
+        };
+        let graph = permissions::RoleGraph::new(roles.iter().map(|r| {
+            (
+                r.id.clone(),
+                permissions::RoleNode {
+                    position: r.position,
+                    permissions: r.permissions.clone(),
+                    parents: r.parent_role_ids.clone(),
+                },
+            )
+        }));
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let is_owner = row.user_id == record.owner_id && !record.is_dm;
+                let standing =
+                    permissions::Standing::of(&record.id, is_owner, &row.role_ids, &graph);
+                (row, standing)
+            })
+            .collect())
+    }
+
+    /// The users banned from a guild, newest first (at most `limit`), for members who may ban:
+    /// (user id, banned by, when in ms).
+    pub async fn bans(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String, u64)>> {
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::MEMBERS_BAN)?;
+        let guild = guild_id.to_owned();
+        Ok(self.store.read(move |c| db::bans(c, &guild, limit)).await?)
     }
 }

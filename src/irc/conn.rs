@@ -1,7 +1,10 @@
 //! One IRC connection: its read loop, its bounded write queue and the dispatch of each line.
 //! What the lines do lives in the submodules: [`registration`] (CAP, SASL PLAIN or PASS, NICK,
-//! USER), [`channels`] (JOIN, PART, NAMES, TOPIC, WHO, WHOIS, LIST), [`moderation`] (MODE, KICK),
-//! [`messages`] (PRIVMSG both ways, DMs, events) and [`history`] (`draft/chathistory`).
+//! USER), [`channels`] (JOIN, PART, TOPIC, WHOIS, LIST), [`roster`] (NAMES and WHO with status
+//! prefixes, WHOX), [`moderation`] (MODE, KICK, bans), [`messages`] (PRIVMSG both ways, DMs,
+//! events), [`multiline`], [`reactions`] (TAGMSG reactions and typing, REDACT), [`read_marker`],
+//! [`realname`] (SETNAME), [`monitor`], [`labels`] (`labeled-response`) and [`history`]
+//! (`draft/chathistory`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -22,9 +25,16 @@ use tokio_util::sync::CancellationToken;
 
 mod channels;
 mod history;
+mod labels;
 mod messages;
 mod moderation;
+mod monitor;
+mod multiline;
+mod reactions;
+mod read_marker;
+mod realname;
 mod registration;
+mod roster;
 
 use super::names::{self, NICK_LEN};
 use super::{Gateway, MAX_LINE, SENDQ_LINES};
@@ -36,18 +46,29 @@ use crate::store::{SessionInfo, UserRecord, accounts as users, guilds as gdb};
 
 /// The capabilities the gateway offers (`CAP LS`).
 const CAPS: &[&str] = &[
+    "account-notify",
     "account-tag",
     "away-notify",
     "batch",
     "cap-notify",
     "draft/chathistory",
+    "draft/message-redaction",
+    "draft/multiline",
+    "draft/read-marker",
     "echo-message",
     "extended-join",
+    "labeled-response",
     "message-tags",
+    "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
     "userhost-in-names",
 ];
+/// With no line from the client for this long, the gateway sends a `PING`.
+const PING_AFTER: Duration = Duration::from_secs(120);
+/// A client that answers nothing for this long after a `PING` is disconnected.
+const PING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a client may take to register before it is disconnected.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Base64 of a SASL message arrives in pieces of this many bytes; a shorter one ends it.
@@ -105,6 +126,10 @@ where
     let mut events: Option<EventStream> = None;
     let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);
     tokio::pin!(deadline);
+    // Silence from the client: first a PING, then, if that gets nothing either, the end.
+    let quiet = tokio::time::sleep(PING_AFTER);
+    tokio::pin!(quiet);
+    let mut pinged = false;
     loop {
         if conn.overflowed {
             tracing::debug!(%peer, "IRC client too slow: SendQ exceeded");
@@ -119,19 +144,39 @@ where
                 conn.error("Registration timed out");
                 break;
             }
+            () = &mut quiet => {
+                if pinged {
+                    conn.error("Ping timeout");
+                    break;
+                }
+                pinged = true;
+                let server = conn.gateway.server_name.clone();
+                conn.send(Message { tags: None, prefix: None, command: Command::PING(server, None) });
+                quiet.as_mut().reset(tokio::time::Instant::now() + PING_TIMEOUT);
+            }
             line = lines.next() => match line {
                 None | Some(Err(LinesCodecError::Io(_))) => break,
                 Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
                     conn.numeric_raw("417", vec!["Input line was too long".into()]);
                 }
                 Some(Ok(line)) => {
+                    pinged = false;
+                    quiet.as_mut().reset(tokio::time::Instant::now() + PING_AFTER);
                     if let Flow::Quit(reason) = conn.handle(&line).await {
                         conn.error(&reason);
                         break;
                     }
                     if conn.registered && events.is_none() {
                         match conn.subscribe().await {
-                            Ok(stream) => events = Some(stream),
+                            Ok(stream) => {
+                                events = Some(stream);
+                                // A connected IRC client is its user online, as a gRPC client
+                                // that signals it is; announced once the client hears events,
+                                // so nothing said in answer is missed.
+                                if let Err(e) = conn.gateway.presence.signal(&conn.session(), true).await {
+                                    tracing::debug!(error = %e, "IRC: presence online");
+                                }
+                            }
                             Err(reason) => {
                                 conn.error(&reason);
                                 break;
@@ -184,6 +229,17 @@ struct Conn {
     nicks: HashMap<String, String>,
     /// Of those, the users whose nick is their username (an account, for `account-tag`).
     accounts: HashSet<String>,
+    /// Lines gathered for a labeled command's answer (`labeled-response`).
+    gathered: Option<Vec<Message>>,
+    /// Messages this client sent and already saw echoed, so the event does not echo them again.
+    echoed: HashSet<String>,
+    /// Nicks watched with `MONITOR` (lowercase), with whether each was last reported online.
+    monitored: HashMap<String, bool>,
+    /// A `draft/multiline` batch being received.
+    multiline: Option<multiline::Incoming>,
+    /// The read marker last sent for each target (lowercase), so a receipt for it is not
+    /// repeated.
+    markers: HashMap<String, u64>,
 }
 
 impl Conn {
@@ -205,6 +261,11 @@ impl Conn {
             batches: 0,
             nicks: HashMap::new(),
             accounts: HashSet::new(),
+            gathered: None,
+            echoed: HashSet::new(),
+            monitored: HashMap::new(),
+            multiline: None,
+            markers: HashMap::new(),
         }
     }
 
@@ -228,6 +289,10 @@ impl Conn {
     }
 
     fn send(&mut self, message: Message) {
+        if let Some(gathered) = &mut self.gathered {
+            gathered.push(message);
+            return;
+        }
         if self.overflowed {
             return;
         }
@@ -265,7 +330,7 @@ impl Conn {
         });
     }
 
-    /// Handles one line from the client.
+    /// Handles one line from the client, its answer labeled if it asked.
     async fn handle(&mut self, line: &str) -> Flow {
         if line.trim().is_empty() {
             return Flow::Continue;
@@ -282,7 +347,35 @@ impl Conn {
                 return Flow::Continue;
             }
         };
-        let flow = match message.command {
+        // A line inside a multiline batch is gathered, not handled.
+        if self.multiline_line(&message) {
+            return Flow::Continue;
+        }
+        let label = self.begin_label(message.tags.as_ref());
+        let batch_was_open = self.multiline.is_some();
+        let flow = self.dispatch(line, message).await;
+        if let Some(label) = label {
+            match self.multiline.as_mut() {
+                // A labeled multiline batch is answered when it ends.
+                Some(open) if !batch_was_open => {
+                    open.label = Some(label);
+                    for line in self.gathered.take().unwrap_or_default() {
+                        self.send(line);
+                    }
+                }
+                _ => self.end_label(label),
+            }
+        }
+        if matches!(flow, Flow::Continue) && !self.registered {
+            return self.try_register().await;
+        }
+        flow
+    }
+
+    /// Does what one parsed line asks.
+    async fn dispatch(&mut self, line: &str, message: Message) -> Flow {
+        let tags = message.tags.clone().unwrap_or_default();
+        match message.command {
             Command::CAP(_, sub, arg, param) => {
                 self.cap(sub, arg, param);
                 Flow::Continue
@@ -326,9 +419,7 @@ impl Conn {
                 Flow::Continue
             }
             Command::PONG(..) => Flow::Continue,
-            Command::QUIT(reason) => {
-                return Flow::Quit(format!("Quit: {}", reason.unwrap_or_default()));
-            }
+            Command::QUIT(reason) => Flow::Quit(format!("Quit: {}", reason.unwrap_or_default())),
             command if !self.registered => {
                 let verb = verb_of(&command);
                 self.reply(
@@ -350,7 +441,17 @@ impl Conn {
                 Flow::Continue
             }
             Command::PRIVMSG(target, text) | Command::NOTICE(target, text) => {
-                self.privmsg(&target, text).await;
+                let reply_to = tag_value(&tags, "+draft/reply");
+                self.privmsg(&target, text, reply_to).await;
+                Flow::Continue
+            }
+            Command::BATCH(reference, kind, params) => {
+                self.batch_command(&reference, kind, params.unwrap_or_default(), &tags)
+                    .await;
+                Flow::Continue
+            }
+            Command::MONITOR(sub, targets) => {
+                self.monitor(&sub, targets.as_deref()).await;
                 Flow::Continue
             }
             Command::NAMES(Some(channels), _) => {
@@ -400,7 +501,10 @@ impl Conn {
                 Flow::Continue
             }
             Command::WHO(mask, _) => {
-                self.who(mask.as_deref().unwrap_or("*")).await;
+                // irc-proto keeps only whether the second parameter is "o"; WHOX needs it whole.
+                let fields = raw_params(line).get(1).cloned();
+                self.who(mask.as_deref().unwrap_or("*"), fields.as_deref())
+                    .await;
                 Flow::Continue
             }
             Command::WHOIS(_, nicks) => {
@@ -415,6 +519,23 @@ impl Conn {
             }
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CHATHISTORY") => {
                 self.chathistory(args).await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("TAGMSG") => {
+                self.tagmsg(args.first().map_or("", String::as_str), &tags)
+                    .await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REDACT") => {
+                self.redact(args).await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("MARKREAD") => {
+                self.markread(args).await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("SETNAME") => {
+                self.setname(args);
                 Flow::Continue
             }
             Command::Raw(verb, _) if known_verb(&verb) => {
@@ -432,11 +553,19 @@ impl Conn {
                 );
                 Flow::Continue
             }
-        };
-        if matches!(flow, Flow::Continue) && !self.registered {
-            return self.try_register().await;
         }
-        flow
+    }
+
+    /// Sends a standard-replies `FAIL <command> <code> [context…] :<description>`.
+    pub(super) fn fail(&mut self, command: &str, code: &str, context: Vec<String>, text: &str) {
+        let mut args = vec![command.to_owned(), code.to_owned()];
+        args.extend(context);
+        args.push(text.to_owned());
+        self.send(Message {
+            tags: None,
+            prefix: Some(self.server()),
+            command: Command::Raw("FAIL".into(), args),
+        });
     }
 
     fn me(&self) -> &UserRecord {
@@ -505,6 +634,34 @@ fn sanitize_nick(name: &str) -> String {
     }
 }
 
+/// The value of the tag `key`, if the line has it with a value.
+fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|Tag(k, _)| k == key)
+        .and_then(|Tag(_, value)| value.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// Every parameter of `line`, for commands whose irc-proto shape drops some (`WHO`'s WHOX
+/// fields): the line is parsed again under a verb irc-proto has no shape for, which keeps them
+/// all.
+fn raw_params(line: &str) -> Vec<String> {
+    let mut rest = line.trim_start();
+    for marker in ['@', ':'] {
+        if rest.starts_with(marker) {
+            rest = rest.split_once(' ').map_or("", |(_, r)| r).trim_start();
+        }
+    }
+    let params = rest.split_once(' ').map_or("", |(_, r)| r);
+    match format!("X-PARAMS {params}").parse::<Message>() {
+        Ok(Message {
+            command: Command::Raw(_, args),
+            ..
+        }) => args,
+        _ => Vec::new(),
+    }
+}
+
 /// The verb of a command, for numerics that name it.
 fn verb_of(command: &Command) -> String {
     match command {
@@ -534,6 +691,14 @@ fn known_verb(verb: &str) -> bool {
         "PING",
         "AUTHENTICATE",
         "CAP",
+        "TAGMSG",
+        "REDACT",
+        "MARKREAD",
+        "SETNAME",
+        "MONITOR",
+        "KICK",
+        "TOPIC",
+        "WHOIS",
     ]
     .iter()
     .any(|v| v.eq_ignore_ascii_case(verb))

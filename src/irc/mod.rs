@@ -48,6 +48,8 @@ pub struct Gateway {
     default_guild: Option<String>,
     /// Bans that reach other servers (`MODE +b`); `None` on a node without federation.
     bans: Option<crate::federation::bans::Bans>,
+    /// DMs started and accepted from IRC; `None` where the node offers none.
+    dms: Option<crate::dms::Dms>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -71,6 +73,7 @@ impl Gateway {
             server_name,
             default_guild: (!default_guild.is_empty()).then(|| default_guild.to_owned()),
             bans: None,
+            dms: None,
             connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -78,6 +81,12 @@ impl Gateway {
     /// The gateway banning through `bans` (signed, propagated like a `BanUser`).
     pub fn with_bans(mut self, bans: crate::federation::bans::Bans) -> Self {
         self.bans = Some(bans);
+        self
+    }
+
+    /// The gateway starting and accepting DMs through `dms`.
+    pub fn with_dms(mut self, dms: crate::dms::Dms) -> Self {
+        self.dms = Some(dms);
         self
     }
 

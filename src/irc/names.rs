@@ -56,14 +56,24 @@ pub fn nick(user_id: &str, irc_name: Option<&str>) -> String {
 /// [`TEXT_CHUNK`] bytes on a space where there is one, never inside a UTF-8 character; empty
 /// lines are kept as a single space so a blank line stays visible.
 pub fn text_lines(text: &str) -> Vec<String> {
+    text_pieces(text)
+        .into_iter()
+        .map(|(piece, _)| piece)
+        .collect()
+}
+
+/// [`text_lines`], each piece saying whether it continues the previous one (a line cut in
+/// pieces: `draft/multiline-concat`) rather than starting a new line of the text.
+pub fn text_pieces(text: &str) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for line in text.split('\n') {
         let line = line.trim_end_matches('\r').replace(['\r', '\0'], "");
         if line.is_empty() {
-            out.push(" ".to_owned());
+            out.push((" ".to_owned(), false));
             continue;
         }
         let mut rest = line.as_str();
+        let mut continues = false;
         while rest.len() > TEXT_CHUNK {
             let mut cut = TEXT_CHUNK;
             while !rest.is_char_boundary(cut) {
@@ -75,10 +85,11 @@ pub fn text_lines(text: &str) -> Vec<String> {
             {
                 cut = space + 1;
             }
-            out.push(rest[..cut].to_owned());
+            out.push((rest[..cut].to_owned(), continues));
+            continues = true;
             rest = &rest[cut..];
         }
-        out.push(rest.to_owned());
+        out.push((rest.to_owned(), continues));
     }
     out
 }

@@ -131,12 +131,19 @@ fn updated_event(guild_id: &str, view: &MessageView) -> EventRow {
 
 /// The `message_updated` row for a reaction added or removed: the whole message, with
 /// `Message.reaction` saying which change this event is.
-fn reaction_event(guild_id: &str, view: &MessageView, emoji: &str, added: bool) -> EventRow {
+fn reaction_event(
+    guild_id: &str,
+    view: &MessageView,
+    reactor: &str,
+    emoji: &str,
+    added: bool,
+) -> EventRow {
     let mut message = crate::convert::message(view);
     message.reaction = Some(pb::ReactionIndicator {
         target_message_id: message.id.clone(),
         emoji: emoji.to_owned(),
         added,
+        user_id: reactor.to_owned(),
     });
     events::row(
         vec![events::guild_scope(guild_id)],
@@ -477,7 +484,7 @@ impl Messages {
                 }
                 let changed = db::react(tx, id, &emoji, &user, add, now)?;
                 let view = load(tx, id)?;
-                let events = if changed { vec![reaction_event(&guild_id, &view, &emoji, add)] } else { vec![] };
+                let events = if changed { vec![reaction_event(&guild_id, &view, &user, &emoji, add)] } else { vec![] };
                 Ok((Ok(view), events))
             })
             .await?
@@ -862,6 +869,61 @@ impl Messages {
             })
             .await?;
         Ok(())
+    }
+
+    /// Through which message the caller has read a channel they can read (0: nothing yet).
+    pub async fn read_through(&self, caller: &SessionInfo, channel_id: &str) -> Result<u64> {
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_READ)?;
+        let user = caller.user_id.clone();
+        Ok(self
+            .store()
+            .read(move |c| db::read_through(c, &user, &channel.id))
+            .await?)
+    }
+
+    /// Marks a channel read through its newest message with an id at most `bound` (read markers
+    /// only move forward), telling the guild with a read receipt as `AckMessage` does. Returns
+    /// the read marker as it now stands.
+    pub async fn mark_read(
+        &self,
+        caller: &SessionInfo,
+        channel_id: &str,
+        bound: u64,
+    ) -> Result<u64> {
+        let (channel, access) = self
+            .guilds
+            .channel_access(channel_id, &caller.user_id)
+            .await?;
+        access.require(permissions::MESSAGES_READ)?;
+        let now = now_ms();
+        let user = caller.user_id.clone();
+        let scopes = channel_scope(&channel);
+        Ok(self
+            .events()
+            .write(now, move |tx| {
+                let before = db::read_through(tx, &user, &channel.id)?;
+                let newest = db::newest_at_most(tx, &channel.id, bound)?.unwrap_or(0);
+                if newest <= before {
+                    return Ok((before, vec![]));
+                }
+                db::mark(tx, &user, &channel.id, newest, true)?;
+                let receipt = events::row(
+                    scopes,
+                    pb::stream_response::Event::Delivery(pb::DeliveryReceipt {
+                        message_id: newest.to_string(),
+                        channel_id: channel.id.clone(),
+                        user_id: user.clone(),
+                        status: pb::ReceiptType::Read as i32,
+                        timestamp: crate::convert::timestamp(now),
+                    }),
+                );
+                Ok((newest, vec![receipt]))
+            })
+            .await?)
     }
 
     /// `SearchMessages`: FTS5 over one channel, or every channel of the caller's guilds.

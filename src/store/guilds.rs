@@ -565,20 +565,54 @@ fn member_roles(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The first `limit` members of a guild (oldest first) with their username and display name, in
-/// one query: (user id, irc_name, display name).
-pub fn member_names(
-    c: &Connection,
-    guild_id: &str,
-    limit: u32,
-) -> Result<Vec<(String, Option<String>, String)>, StorageError> {
+/// A member as a roster shows them: who, their names and their roles.
+#[derive(Debug, Clone)]
+pub struct RosterRow {
+    /// The member.
+    pub user_id: String,
+    /// Their username, if they have one.
+    pub irc_name: Option<String>,
+    /// Their display name (empty if the node has no record of them).
+    pub display_name: String,
+    /// Their roles in the guild (not the default role).
+    pub role_ids: Vec<String>,
+}
+
+/// The first `limit` members of a guild (oldest first) with their names and roles, in one query.
+pub fn roster(c: &Connection, guild_id: &str, limit: u32) -> Result<Vec<RosterRow>, StorageError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.user_id, u.irc_name, coalesce(u.display_name, '')
+        "SELECT m.user_id, u.irc_name, coalesce(u.display_name, ''),
+                (SELECT group_concat(mr.role_id, ',') FROM member_roles mr
+                  WHERE mr.guild_id = m.guild_id AND mr.user_id = m.user_id)
          FROM members m LEFT JOIN users u ON u.id = m.user_id
          WHERE m.guild_id = ?1 ORDER BY m.joined_at, m.user_id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![guild_id, limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        let roles: Option<String> = r.get(3)?;
+        Ok(RosterRow {
+            user_id: r.get(0)?,
+            irc_name: r.get(1)?,
+            display_name: r.get(2)?,
+            role_ids: roles
+                .map(|list| list.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The users banned from a guild, newest first, at most `limit`.
+pub fn bans(
+    c: &Connection,
+    guild_id: &str,
+    limit: u32,
+) -> Result<Vec<(String, String, u64)>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT user_id, banned_by, created_at FROM bans WHERE guild_id = ?1
+         ORDER BY created_at DESC, user_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![guild_id, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, from_sql_int(r.get(2)?)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -379,6 +379,32 @@ pub fn mark(
     Ok(())
 }
 
+/// Through which message id the user has read the channel (0: nothing yet).
+pub fn read_through(c: &Connection, user_id: &str, channel_id: &str) -> Result<u64, StorageError> {
+    let found: Option<i64> = c
+        .query_row(
+            "SELECT read_through FROM read_states WHERE user_id = ?1 AND channel_id = ?2",
+            params![user_id, channel_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(found.map_or(0, from_sql_int))
+}
+
+/// The newest message of the channel whose id is at most `bound`.
+pub fn newest_at_most(
+    c: &Connection,
+    channel_id: &str,
+    bound: u64,
+) -> Result<Option<u64>, StorageError> {
+    let found: Option<i64> = c.query_row(
+        "SELECT max(id) FROM messages WHERE channel_id = ?1 AND id <= ?2",
+        params![channel_id, to_sql_int(bound)],
+        |r| r.get(0),
+    )?;
+    Ok(found.map(from_sql_int))
+}
+
 /// Full-text search in `channel_ids`: matching messages newest first, and how many match.
 pub fn search(
     c: &Connection,

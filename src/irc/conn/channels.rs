@@ -1,4 +1,4 @@
-//! Channels: which IRC name is which channel, JOIN, PART, NAMES, TOPIC, WHO, WHOIS and LIST.
+//! Channels: which IRC name is which channel, JOIN, PART, TOPIC, WHOIS and LIST.
 
 use super::*;
 
@@ -39,13 +39,18 @@ impl Conn {
             .map(|(id, _)| id.clone())
     }
 
+    /// `JOIN #channel`: a channel of one of the user's guilds they may read; in the default
+    /// guild, an unknown `#name` is created for users who may create channels.
     pub(super) async fn join(&mut self, name: &str) {
-        let Some(channel) = self.resolve(name).await else {
-            self.reply(
-                Response::ERR_NOSUCHCHANNEL,
-                vec![name.to_owned(), "No such channel".into()],
-            );
-            return;
+        let channel = match self.resolve(name).await {
+            Some(channel) => channel,
+            None => match self.create_by_join(name).await {
+                Ok(channel) => channel,
+                Err(why) => {
+                    self.reply(Response::ERR_NOSUCHCHANNEL, vec![name.to_owned(), why]);
+                    return;
+                }
+            },
         };
         let access = self
             .gateway
@@ -74,11 +79,39 @@ impl Conn {
         let (nick, real) = (self.nick.clone(), self.me().display_name.clone());
         let join = self.join_line(&nick, Some(&nick), &real, &canonical);
         self.send(join);
+        self.join_marker(&channel.id, &canonical).await;
         self.reply(
             Response::RPL_TOPIC,
             vec![canonical.clone(), channel.name.clone()],
         );
         self.names(&channel.guild_id, &canonical).await;
+    }
+
+    /// Creates the default guild's channel `#irc_name` (`CreateChannel`: needs
+    /// `channels.manage`); the reason it can't be, for any other name.
+    async fn create_by_join(&mut self, name: &str) -> Result<gdb::ChannelRecord, String> {
+        const NONE: &str = "No such channel";
+        let (Some((None, irc_name)), Some(guild)) = (
+            names::parse_channel(name),
+            self.gateway.default_guild.clone(),
+        ) else {
+            return Err(NONE.into());
+        };
+        let session = self.session();
+        let created = self
+            .gateway
+            .guilds
+            .create_channel(&session, &guild, "", &irc_name, Some(&irc_name))
+            .await;
+        match created {
+            Ok(channel) => Ok(channel),
+            Err(crate::error::Error::PermissionDenied(_)) => Err(format!(
+                "{NONE}; creating one needs {} in the default guild",
+                permissions::CHANNELS_MANAGE
+            )),
+            Err(crate::error::Error::NotFound(_)) => Err(NONE.into()),
+            Err(e) => Err(format!("{NONE}: {e}")),
+        }
     }
 
     /// A JOIN of `nick` to `channel`, with the account and real name when the client took
@@ -129,47 +162,6 @@ impl Conn {
         }
     }
 
-    pub(super) async fn names(&mut self, guild_id: &str, name: &str) {
-        let server = self.gateway.server_name.clone();
-        let with_host = self.caps.contains("userhost-in-names");
-        let members: Vec<String> = self
-            .members(guild_id)
-            .await
-            .into_iter()
-            .map(|(nick, _)| {
-                if with_host {
-                    format!("{nick}!{nick}@{server}")
-                } else {
-                    nick
-                }
-            })
-            .collect();
-        let mut line = String::new();
-        for nick in members {
-            if line.len() + nick.len() + 1 > 350 {
-                let full = std::mem::take(&mut line);
-                self.reply(
-                    Response::RPL_NAMREPLY,
-                    vec!["=".into(), name.to_owned(), full],
-                );
-            }
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(&nick);
-        }
-        if !line.is_empty() {
-            self.reply(
-                Response::RPL_NAMREPLY,
-                vec!["=".into(), name.to_owned(), line],
-            );
-        }
-        self.reply(
-            Response::RPL_ENDOFNAMES,
-            vec![name.to_owned(), "End of /NAMES list".into()],
-        );
-    }
-
     /// `TOPIC #channel`: the channel's name on the node is its topic; it is changed there.
     pub(super) async fn topic(&mut self, name: &str, change: bool) {
         let Some(channel) = self.resolve(name).await else {
@@ -191,55 +183,6 @@ impl Conn {
         } else {
             self.reply(Response::RPL_TOPIC, vec![canonical, channel.name]);
         }
-    }
-
-    /// The members of a guild as (nick, display name), at most [`NAMES_MAX`], in one read.
-    pub(super) async fn members(&self, guild_id: &str) -> Vec<(String, String)> {
-        let guild = guild_id.to_owned();
-        self.gateway
-            .guilds
-            .store()
-            .read(move |c| gdb::member_names(c, &guild, NAMES_MAX))
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, irc_name, display)| (names::nick(&id, irc_name.as_deref()), display))
-            .collect()
-    }
-
-    pub(super) fn who_line(&mut self, channel: &str, nick: &str, real: &str) {
-        let server = self.gateway.server_name.clone();
-        self.reply(
-            Response::RPL_WHOREPLY,
-            vec![
-                channel.to_owned(),
-                nick.to_owned(),
-                server.clone(),
-                server,
-                nick.to_owned(),
-                "H".into(),
-                format!("0 {real}"),
-            ],
-        );
-    }
-
-    /// `WHO #channel` (its members) or `WHO nick`.
-    pub(super) async fn who(&mut self, mask: &str) {
-        if mask.starts_with('#') {
-            if let Some(channel) = self.resolve(mask).await {
-                let canonical = self.channel_name(&channel);
-                for (nick, real) in self.members(&channel.guild_id).await {
-                    self.who_line(&canonical, &nick, &real);
-                }
-            }
-        } else if let Some(user) = self.user_by_nick(mask).await {
-            let nick = names::nick(&user.id, user.irc_name.as_deref());
-            self.who_line("*", &nick, &user.display_name);
-        }
-        self.reply(
-            Response::RPL_ENDOFWHO,
-            vec![mask.to_owned(), "End of WHO list".into()],
-        );
     }
 
     pub(super) async fn user_by_nick(&self, nick: &str) -> Option<UserRecord> {

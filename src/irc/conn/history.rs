@@ -13,7 +13,7 @@ use crate::proto::guildhall::v1 as pb;
 /// Most messages one CHATHISTORY request returns (`ISUPPORT CHATHISTORY=`).
 pub const CHATHISTORY_MAX: u32 = HISTORY_PAGE_MAX;
 /// Bits of a message id below its milliseconds (`crate::ids`).
-const SEQUENCE_BITS: u32 = 16;
+pub(super) const SEQUENCE_BITS: u32 = 16;
 
 /// A parsed message reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Ref {
 }
 
 /// An RFC 3339 time (`YYYY-MM-DDThh:mm:ss(.sss)Z`) as ms since the epoch.
-fn parse_time(text: &str) -> Option<u64> {
+pub(super) fn parse_time(text: &str) -> Option<u64> {
     let at =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
@@ -76,16 +76,8 @@ enum Way {
 
 impl Conn {
     /// Sends a standard-replies `FAIL CHATHISTORY <code> …`.
-    fn history_fail(&mut self, code: &str, mut context: Vec<String>, text: &str) {
-        let mut args = vec!["CHATHISTORY".to_owned(), code.to_owned()];
-        args.append(&mut context);
-        args.push(text.to_owned());
-        let server = self.server();
-        self.send(Message {
-            tags: None,
-            prefix: Some(server),
-            command: Command::Raw("FAIL".into(), args),
-        });
+    fn history_fail(&mut self, code: &str, context: Vec<String>, text: &str) {
+        self.fail("CHATHISTORY", code, context, text);
     }
 
     /// `CHATHISTORY <subcommand> …`.

@@ -2,8 +2,61 @@
 
 use super::*;
 
+/// Ids of messages echoed at sending kept to skip their event; past this the set starts over
+/// (an event not seen by then will not come: the sender can't read the channel).
+const ECHOED_MAX: usize = 256;
+
 impl Conn {
-    pub(super) async fn privmsg(&mut self, target: &str, text: String) {
+    /// `PRIVMSG`/`NOTICE` to a joined channel or a nick (a DM), as `SendMessage`; `reply_to` is
+    /// the message a `+draft/reply` tag names.
+    pub(super) async fn privmsg(&mut self, target: &str, text: String, reply_to: Option<String>) {
+        let Some(channel_id) = self.target_channel(target).await else {
+            return;
+        };
+        let input = SendInput {
+            channel_id,
+            text,
+            reply_to: reply_to.unwrap_or_default(),
+            ..SendInput::default()
+        };
+        self.send_input(target, input).await;
+    }
+
+    /// Sends a message from this client and, with `echo-message`, echoes it at once (so a
+    /// labeled command's answer carries the echo); the event that follows is then not echoed.
+    pub(super) async fn send_input(&mut self, target: &str, input: SendInput) {
+        let session = self.session();
+        match self.gateway.messages.send(&session, input).await {
+            Ok(crate::messages::Sent::Message(view)) => {
+                if self.caps.contains("echo-message") {
+                    let message = crate::convert::message(&view);
+                    let echo_target = self.echo_target(target);
+                    if self.echoed.len() >= ECHOED_MAX {
+                        self.echoed.clear();
+                    }
+                    self.echoed.insert(message.id.clone());
+                    self.send_message_lines(&message, &echo_target, Vec::new())
+                        .await;
+                }
+            }
+            Ok(crate::messages::Sent::Typing(_)) => {}
+            Err(e) => self.reply(
+                Response::ERR_CANNOTSENDTOCHAN,
+                vec![target.to_owned(), e.to_string()],
+            ),
+        }
+    }
+
+    /// The target an echo names: the channel's canonical name, or the nick written to.
+    fn echo_target(&self, target: &str) -> String {
+        self.joined_id(target)
+            .and_then(|id| self.joined.get(&id))
+            .map_or_else(|| target.to_owned(), |j| j.name.clone())
+    }
+
+    /// The channel behind a message target: a joined channel, or the DM with a nick; `None`
+    /// after telling the client why there is none.
+    pub(super) async fn target_channel(&mut self, target: &str) -> Option<String> {
         let channel_id = if target.starts_with('#') {
             match self.joined_id(target) {
                 Some(id) => id,
@@ -15,7 +68,7 @@ impl Conn {
                         (Response::ERR_NOSUCHCHANNEL, "No such channel")
                     };
                     self.reply(code, vec![target.to_owned(), why.into()]);
-                    return;
+                    return None;
                 }
             }
         } else {
@@ -23,32 +76,16 @@ impl Conn {
                 Ok(id) => id,
                 Err(why) => {
                     self.reply(Response::ERR_NOSUCHNICK, vec![target.to_owned(), why]);
-                    return;
+                    return None;
                 }
             }
         };
-        let input = SendInput {
-            channel_id,
-            idempotency_key: String::new(),
-            text,
-            typing: None,
-            reaction: None,
-            components: Vec::new(),
-            reply_to: String::new(),
-            metadata: Default::default(),
-            media_file_id: String::new(),
-        };
-        let session = self.session();
-        if let Err(e) = self.gateway.messages.send(&session, input).await {
-            self.reply(
-                Response::ERR_CANNOTSENDTOCHAN,
-                vec![target.to_owned(), e.to_string()],
-            );
-        }
+        Some(channel_id)
     }
 
-    /// The channel of the DM between the user and the user whose username is `nick`: one they
-    /// both joined (DMs are started from a client, `CreateDM`; IRC carries their messages).
+    /// The channel of the DM between the user and the user whose username is `nick`. With no DM
+    /// yet, one is asked for (`CreateDM`, for users of this node) and the message is not sent;
+    /// messaging back the user who asked accepts it (`AcceptDMInvite`).
     pub(super) async fn dm_channel(&self, nick: &str) -> Result<String, String> {
         let (me, name) = (self.me().id.clone(), nick.to_ascii_lowercase());
         let found = self
@@ -57,27 +94,70 @@ impl Conn {
             .store()
             .read(move |c| {
                 let Some(them) = users::load_user_by_irc_name(c, &name)? else {
-                    return Ok(Err("No such nick"));
+                    return Ok(None);
                 };
                 let Some(invite) = crate::store::dms::between(c, &me, &them.id)? else {
-                    return Ok(Err(
-                        "No DM with this user yet; start one from a client (CreateDM)",
-                    ));
+                    return Ok(Some((them, None, false)));
                 };
                 let both = gdb::member(c, &invite.guild_id, &me)?.is_some()
                     && gdb::member(c, &invite.guild_id, &them.id)?.is_some();
-                if !both {
-                    return Ok(Err("Your DM with this user is not accepted yet"));
-                }
-                Ok(gdb::channels(c, &invite.guild_id)?
-                    .into_iter()
-                    .find(|ch| !ch.is_thread)
-                    .map(|ch| ch.id)
-                    .ok_or("Your DM with this user has no channel"))
+                Ok(Some((them, Some(invite), both)))
             })
             .await
             .map_err(|e| e.to_string())?;
-        found.map_err(str::to_owned)
+        let Some((them, invite, both)) = found else {
+            return Err("No such nick".into());
+        };
+        let session = self.session();
+        let invite = match invite {
+            Some(invite) if both => invite,
+            Some(invite)
+                if invite.target_user_id == session.user_id && invite.status == "pending" =>
+            {
+                let dms = self
+                    .gateway
+                    .dms
+                    .as_ref()
+                    .ok_or("DMs are not available here")?;
+                dms.accept(&session, &invite.invite_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Some(_) => return Err("Your DM with this user is not accepted yet".into()),
+            None => {
+                let dms = self
+                    .gateway
+                    .dms
+                    .as_ref()
+                    .ok_or("DMs are not available here")?;
+                if them.homeserver != dms.address() {
+                    return Err(
+                        "No DM with this user yet; they live on another server: start one from \
+                         a client (CreateDM)"
+                            .into(),
+                    );
+                }
+                dms.create(&session, &them.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "Asked {nick} for a DM; this message was not sent. The DM opens when they \
+                     accept (from a client, or by messaging you back on IRC)"
+                ));
+            }
+        };
+        let guild = invite.guild_id.clone();
+        let channel = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| gdb::channels(c, &guild))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|ch| !ch.is_thread)
+            .map(|ch| ch.id);
+        channel.ok_or_else(|| "Your DM with this user has no channel".into())
     }
 
     /// Whether `channel_id` (not joined) is a DM of the user's, and with whom.
@@ -145,7 +225,25 @@ impl Conn {
         match event.event {
             Some(Event::MessageCreated(created)) => {
                 if let Some(message) = created.message {
-                    self.on_message(message).await;
+                    if message.typing.is_some() {
+                        self.on_typing(message).await;
+                    } else {
+                        self.on_message(message).await;
+                    }
+                }
+            }
+            Some(Event::MessageUpdated(updated)) => {
+                if let Some(message) = updated.message
+                    && message.reaction.is_some()
+                {
+                    self.on_reaction(message).await;
+                }
+            }
+            Some(Event::MessageDeleted(deleted)) => self.on_deleted(deleted).await,
+            Some(Event::Delivery(receipt)) => self.on_receipt(receipt).await,
+            Some(Event::UserUpdated(updated)) => {
+                if let Some(user) = updated.user {
+                    self.on_user_updated(user).await;
                 }
             }
             Some(Event::MemberJoined(joined)) => {
@@ -192,10 +290,18 @@ impl Conn {
                 }
             }
             Some(Event::Presence(update)) => {
-                if !self.caps.contains("away-notify") || update.user_id == self.me().id {
+                if update.user_id == self.me().id {
+                    return;
+                }
+                let watched = !self.monitored.is_empty();
+                if !watched && !self.caps.contains("away-notify") {
                     return;
                 }
                 let nick = self.nick_of(&update.user_id, "").await;
+                self.monitor_presence(&nick, update.status != pb::PresenceStatus::Offline as i32);
+                if !self.caps.contains("away-notify") {
+                    return;
+                }
                 let away = match pb::PresenceStatus::try_from(update.status) {
                     Ok(pb::PresenceStatus::Online) => None,
                     Ok(pb::PresenceStatus::Busy) => Some("Busy"),
@@ -237,19 +343,26 @@ impl Conn {
     /// A message in a joined channel, or in one of the user's DMs, as PRIVMSG lines.
     pub(super) async fn on_message(&mut self, message: pb::Message) {
         let mine = message.sender_id == self.me().id;
-        if mine && !self.caps.contains("echo-message") {
+        if mine && (!self.caps.contains("echo-message") || self.echoed.remove(&message.id)) {
             return;
         }
-        let target = match self.joined.get(&message.channel_id) {
-            Some(joined) => joined.name.clone(),
-            None => match self.dm_peer(&message.channel_id).await {
-                // A DM: to the user's nick, or (their own, echoed) to the other member's.
-                Some(peer) if mine => self.nick_of(&peer, "").await,
-                Some(_) => self.nick.clone(),
-                None => return,
-            },
+        let Some(target) = self.event_target(&message.channel_id, mine).await else {
+            return;
         };
         self.send_message_lines(&message, &target, Vec::new()).await;
+    }
+
+    /// Where an event of `channel_id` shows: a joined channel's name, or for a DM the user's
+    /// nick (or, for what the user did themselves, the other member's); `None` if neither.
+    pub(super) async fn event_target(&mut self, channel_id: &str, mine: bool) -> Option<String> {
+        if let Some(joined) = self.joined.get(channel_id) {
+            return Some(joined.name.clone());
+        }
+        match self.dm_peer(channel_id).await {
+            Some(peer) if mine => Some(self.nick_of(&peer, "").await),
+            Some(_) => Some(self.nick.clone()),
+            None => None,
+        }
     }
 
     /// Sends `message` to `target` as PRIVMSG lines from its sender, with `time` and `msgid` as
@@ -279,6 +392,12 @@ impl Conn {
         }
         if self.caps.contains("message-tags") {
             tags.push(Tag("msgid".into(), Some(message.id.clone())));
+            if !message.reply_to_message_id.is_empty() {
+                tags.push(Tag(
+                    "+draft/reply".into(),
+                    Some(message.reply_to_message_id.clone()),
+                ));
+            }
         }
         let mut text = message.text.clone();
         if let Some(media) = &message.media {
@@ -288,6 +407,10 @@ impl Conn {
             } else {
                 format!("{text}\n{note}")
             };
+        }
+        if self.caps.contains("draft/multiline") && names::text_pieces(&text).len() > 1 {
+            self.send_multiline(&nick, target, tags, &text);
+            return;
         }
         for line in names::text_lines(&text) {
             let from = self.user_prefix(&nick);

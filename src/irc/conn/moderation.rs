@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Most bans `MODE #channel b` lists.
+pub const BAN_LIST_MAX: u32 = 100;
+
 impl Conn {
     /// `MODE #channel`: its modes are `+nt` (no outside messages, topic set on the node); roles
     /// and permissions decide the rest, so no mode can be changed here, except `+b nick`, which
@@ -17,13 +20,17 @@ impl Conn {
         let canonical = self.channel_name(&channel);
         match modes.as_slice() {
             [] => self.reply(Response::RPL_CHANNELMODEIS, vec![canonical, "+nt".into()]),
-            // A ban list query (clients send it on joining): bans are kept by the guild.
+            // A ban list query (clients send it on joining): the guild's bans.
             [Mode::NoPrefix(ChannelMode::Ban)] | [Mode::Plus(ChannelMode::Ban, None)] => {
-                self.reply(
-                    Response::RPL_ENDOFBANLIST,
-                    vec![canonical, "End of channel ban list".into()],
-                );
+                self.ban_list(&channel.guild_id, &canonical).await;
             }
+            [Mode::Minus(ChannelMode::Ban, _)] => self.reply(
+                Response::ERR_CHANOPRIVSNEEDED,
+                vec![
+                    canonical,
+                    "Guild bans are final on this node: there is no unban".into(),
+                ],
+            ),
             [Mode::Plus(ChannelMode::Ban, Some(mask))] => {
                 let nick = mask.split('!').next().unwrap_or_default().to_owned();
                 self.ban(&channel.guild_id, &canonical, &nick).await;
@@ -37,6 +44,35 @@ impl Conn {
                 ],
             ),
         }
+    }
+
+    /// `MODE #channel b`: the guild's bans as `nick!*@*` masks, newest first (at most
+    /// [`BAN_LIST_MAX`]), for members who may ban; others see an empty list.
+    pub(super) async fn ban_list(&mut self, guild_id: &str, canonical: &str) {
+        let session = self.session();
+        let bans = self
+            .gateway
+            .guilds
+            .bans(&session, guild_id, BAN_LIST_MAX)
+            .await
+            .unwrap_or_default();
+        for (user, by, at) in bans {
+            let nick = self.nick_of(&user, "").await;
+            let setter = self.nick_of(&by, "").await;
+            self.reply(
+                Response::RPL_BANLIST,
+                vec![
+                    canonical.to_owned(),
+                    format!("{nick}!*@*"),
+                    setter,
+                    (at / 1000).to_string(),
+                ],
+            );
+        }
+        self.reply(
+            Response::RPL_ENDOFBANLIST,
+            vec![canonical.to_owned(), "End of channel ban list".into()],
+        );
     }
 
     /// `KICK #channel nick`: removes the user from the channel's guild (`KickUser`: needs

@@ -14,6 +14,7 @@ impl Conn {
                     .iter()
                     .map(|c| match (*c, v302) {
                         ("sasl", true) => "sasl=PLAIN".to_owned(),
+                        ("draft/multiline", true) => multiline::cap_value(),
                         (c, _) => c.to_owned(),
                     })
                     .collect();
@@ -231,10 +232,6 @@ impl Conn {
         self.account = Some(user);
         self.registered = true;
         self.welcome();
-        // A connected IRC client is its user online, as a gRPC client that signals it is.
-        if let Err(e) = self.gateway.presence.signal(&self.session(), true).await {
-            tracing::debug!(error = %e, "IRC: presence online");
-        }
         Flow::Continue
     }
 
@@ -256,7 +253,7 @@ impl Conn {
         );
         self.reply(
             Response::RPL_MYINFO,
-            vec![server, version.into(), "i".into(), "nt".into()],
+            vec![server, version.into(), "i".into(), "bnt".into()],
         );
         let tokens = [
             "CASEMAPPING=ascii".to_owned(),
@@ -264,7 +261,9 @@ impl Conn {
             format!("CHANNELLEN={}", names::CHANNEL_LEN),
             format!("NICKLEN={NICK_LEN}"),
             "NETWORK=guildhall".to_owned(),
-            "PREFIX=()".to_owned(),
+            format!("PREFIX={}", roster::PREFIX),
+            format!("MONITOR={}", monitor::MONITOR_MAX),
+            "WHOX".to_owned(),
             format!("CHATHISTORY={}", history::CHATHISTORY_MAX),
             "MSGREFTYPES=msgid,timestamp".to_owned(),
             "UTF8ONLY".to_owned(),
