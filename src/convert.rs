@@ -82,7 +82,7 @@ pub fn user(record: &UserRecord, is_server_admin: bool) -> pb::User {
         bio: record.bio.clone(),
         id_pubkey: record.id.clone(),
         homeserver: record.homeserver.clone(),
-        is_irc: false,
+        is_irc: record.is_irc,
         guild_order: record.guild_order.clone(),
         is_profile_synced: record.is_profile_synced,
         irc_name: record.irc_name.clone().unwrap_or_default(),

@@ -528,6 +528,7 @@ impl Node {
                     &config.irc_default_guild,
                 )
                 .with_bans(irc_bans.clone())
+                .with_limits(irc_limits.clone())
                 .with_dms(crate::dms::Dms::new(
                     irc_guilds.clone(),
                     irc_address.clone(),

@@ -1400,4 +1400,94 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     ada_irc.until_closed().await;
     let gone = boss_irc.until("731").await;
     assert_eq!(gone.last(), "ada");
+
+    // Someone with only an IRC client makes an account before connecting; it is node-held
+    // (is_irc), logged in at once, and a member of the default guild.
+    let mut zed = Irc::connect(addr).await;
+    zed.send("CAP LS 302").await;
+    let offered = zed.until("CAP").await;
+    assert!(
+        offered
+            .last()
+            .split(' ')
+            .any(|c| c == "draft/account-registration=before-connect,custom-account-name"),
+        "{offered:?}"
+    );
+    zed.send("CAP REQ :draft/account-registration").await;
+    zed.until("CAP").await;
+    zed.send("NICK zed").await;
+    zed.send("USER zed 0 * :Zed").await;
+    for (line, code) in [
+        ("REGISTER boss * longenough1", "ACCOUNT_EXISTS"),
+        ("REGISTER Zed! * longenough1", "BAD_ACCOUNT_NAME"),
+        ("REGISTER * * short", "WEAK_PASSWORD"),
+        ("REGISTER *", "NEED_MORE_PARAMS"),
+    ] {
+        zed.send(line).await;
+        let fail = zed.until("FAIL").await;
+        assert_eq!(
+            fail.params[..2],
+            ["REGISTER".to_owned(), code.to_owned()],
+            "{line}"
+        );
+    }
+    zed.send("REGISTER * * correct-horse-battery").await;
+    let made = zed.until("REGISTER").await;
+    assert_eq!(made.params[..2], ["SUCCESS".to_owned(), "zed".to_owned()]);
+    assert_eq!(zed.until("900").await.params[2], "zed");
+    zed.send("REGISTER other * correct-horse-battery").await;
+    let fail = zed.until("FAIL").await;
+    assert_eq!(fail.params[1], "ALREADY_AUTHENTICATED");
+    zed.send("CAP END").await;
+    assert_eq!(zed.until("001").await.params[0], "zed");
+    zed.send("JOIN #general").await;
+    assert_eq!(zed.until("JOIN").await.params[0], "#general");
+    let user = node
+        .client()
+        .await
+        .get_user_by_username(authed(
+            &boss.token,
+            pb::GetUserByUsernameRequest {
+                username: "zed".into(),
+            },
+        ))
+        .await
+        .expect("zed exists")
+        .into_inner();
+    assert!(user.is_irc, "{user:?}");
+    assert!(
+        member_ids(&node, &boss.token, &room.guild)
+            .await
+            .contains(&user.id)
+    );
+    zed.send("QUIT").await;
+    zed.until_closed().await;
+    // The password logs in where a token does; a wrong one does not.
+    let (_, nick) = Irc::login_pass(addr, "zed", "zed:correct-horse-battery").await;
+    assert_eq!(nick, "zed");
+    let mut wrong = Irc::connect(addr).await;
+    wrong.send("PASS zed:wrong-horse-battery").await;
+    wrong.send("NICK zed").await;
+    wrong.send("USER zed 0 * :Zed").await;
+    wrong.until("464").await;
+}
+
+/// A node whose registration is closed takes no accounts from IRC either.
+#[tokio::test]
+async fn irc_registration_follows_the_registration_policy() {
+    let node = TestNode::spawn_with(|c| {
+        c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.registration = Some(guildhall::accounts::registration::RegistrationPolicy::Closed);
+    })
+    .await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    let mut irc = Irc::connect(addr).await;
+    irc.send("NICK zed").await;
+    irc.send("REGISTER * * correct-horse-battery").await;
+    let fail = irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["REGISTER".to_owned(), "TEMPORARILY_UNAVAILABLE".to_owned()]
+    );
+    assert!(fail.last().contains("closed"), "{fail:?}");
 }

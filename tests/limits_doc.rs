@@ -716,6 +716,20 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
                 INVALID,
             ),
         ),
+        (
+            "accounts::irc_accounts::IRC_PASSWORD_MIN",
+            (
+                vec![n(guildhall::accounts::irc_accounts::IRC_PASSWORD_MIN)],
+                SILENT,
+            ),
+        ),
+        (
+            "accounts::irc_accounts::IRC_PASSWORD_MAX",
+            (
+                vec![n(guildhall::accounts::irc_accounts::IRC_PASSWORD_MAX)],
+                SILENT,
+            ),
+        ),
         ("irc::MAX_LINE", (vec![n(guildhall::irc::MAX_LINE)], SILENT)),
         (
             "irc::SENDQ_LINES",

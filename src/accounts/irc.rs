@@ -126,7 +126,14 @@ impl Accounts {
                 tracing::warn!(error = %e, "IRC login: storage");
                 IrcLoginError::BadCredentials
             })?;
-        let user = found.ok_or(IrcLoginError::BadCredentials)?;
+        let user = match found {
+            Some(user) => user,
+            // Not a token: the password of an account made from IRC, if that is one.
+            None => self
+                .irc_password_login(username, token)
+                .await
+                .ok_or(IrcLoginError::BadCredentials)?,
+        };
         let Some(name) = user.irc_name.as_deref() else {
             return Err(IrcLoginError::NoUsername);
         };

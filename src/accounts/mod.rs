@@ -5,6 +5,7 @@
 //! in the same transaction as the change. A refused request therefore changes nothing.
 
 pub mod irc;
+pub mod irc_accounts;
 pub mod registration;
 pub mod remote;
 pub mod rules;

@@ -583,6 +583,50 @@ impl Guilds {
 }
 
 impl Guilds {
+    /// Makes `user_id` a member of `guild_id` without an invite: the operator's default IRC
+    /// guild takes in the accounts made from IRC, which have no client to open an invite with
+    /// (docs/IRC.md). Guild bans and trusted ban lists hold as for any join; members and the
+    /// guild hear of it as of any join.
+    pub async fn admit(&self, guild_id: &str, user_id: &str) -> Result<()> {
+        let now = now_ms();
+        let system_id = self.ids().next();
+        let (g, u, admins) = (guild_id.to_owned(), user_id.to_owned(), self.admins());
+        self.events()
+            .write(now, move |tx| {
+                let Some(guild) = db::guild(tx, &g)? else {
+                    return Ok((
+                        Err(Error::NotFound(format!("guild_id: no guild {g:?}"))),
+                        vec![],
+                    ));
+                };
+                if guild.is_dm {
+                    return Ok((Err(Error::invalid("guild_id", "is a DM")), vec![]));
+                }
+                if db::is_banned(tx, &g, &u)? || crate::store::bans::blocked_here(tx, &u)? {
+                    return Ok((
+                        Err(Error::PermissionDenied(
+                            "you are banned from this guild".into(),
+                        )),
+                        vec![],
+                    ));
+                }
+                if !db::add_member(tx, &g, &u, now)? {
+                    return Ok((Ok(()), vec![]));
+                }
+                let mut rows = vec![member_joined_event(tx, &g, &u, &admins)?];
+                let joined = system::action(system::MEMBER_JOINED, &u, &u, "");
+                rows.extend(system::post_in(
+                    tx,
+                    Place::Guild(&g),
+                    system_id,
+                    now,
+                    joined,
+                )?);
+                Ok((Ok(()), rows))
+            })
+            .await?
+    }
+
     /// The first `limit` members of a guild with each one's standing (owner, permissions), for
     /// adapters that show ranks beside names (the IRC gateway's status prefixes). Two reads:
     /// the guild with its roles, then the members with theirs.

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
+mod accounts;
 mod channels;
 mod history;
 mod labels;
@@ -51,6 +52,7 @@ const CAPS: &[&str] = &[
     "away-notify",
     "batch",
     "cap-notify",
+    "draft/account-registration",
     "draft/chathistory",
     "draft/message-redaction",
     "draft/multiline",
@@ -122,7 +124,7 @@ where
         let _ = write.shutdown().await;
     });
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
-    let mut conn = Conn::new(gateway, tx);
+    let mut conn = Conn::new(gateway, tx, peer.ip());
     let mut events: Option<EventStream> = None;
     let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);
     tokio::pin!(deadline);
@@ -207,6 +209,8 @@ where
 /// The state of one connection.
 struct Conn {
     gateway: Gateway,
+    /// The client's address: logins and registrations are rate-limited by it.
+    peer: std::net::IpAddr,
     out: mpsc::Sender<String>,
     /// The queue filled: the client is not reading.
     overflowed: bool,
@@ -243,9 +247,10 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(gateway: Gateway, out: mpsc::Sender<String>) -> Self {
+    fn new(gateway: Gateway, out: mpsc::Sender<String>, peer: std::net::IpAddr) -> Self {
         Self {
             gateway,
+            peer,
             out,
             overflowed: false,
             nick: "*".into(),
@@ -407,6 +412,10 @@ impl Conn {
             }
             Command::AUTHENTICATE(data) => {
                 self.authenticate(&data).await;
+                Flow::Continue
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
+                self.register_account(args).await;
                 Flow::Continue
             }
             Command::PING(token, _) => {
@@ -696,6 +705,7 @@ fn known_verb(verb: &str) -> bool {
         "MARKREAD",
         "SETNAME",
         "MONITOR",
+        "REGISTER",
         "KICK",
         "TOPIC",
         "WHOIS",

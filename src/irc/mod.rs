@@ -50,6 +50,8 @@ pub struct Gateway {
     bans: Option<crate::federation::bans::Bans>,
     /// DMs started and accepted from IRC; `None` where the node offers none.
     dms: Option<crate::dms::Dms>,
+    /// The node's rate limits: logins and registrations count per client address, as on gRPC.
+    limits: Option<Arc<crate::limits::Limits>>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -74,6 +76,7 @@ impl Gateway {
             default_guild: (!default_guild.is_empty()).then(|| default_guild.to_owned()),
             bans: None,
             dms: None,
+            limits: None,
             connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -87,6 +90,12 @@ impl Gateway {
     /// The gateway starting and accepting DMs through `dms`.
     pub fn with_dms(mut self, dms: crate::dms::Dms) -> Self {
         self.dms = Some(dms);
+        self
+    }
+
+    /// The gateway counting logins and registrations against the node's `limits`.
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Limits>) -> Self {
+        self.limits = Some(limits);
         self
     }
 

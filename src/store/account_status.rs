@@ -117,6 +117,7 @@ pub fn record_deletion(
         "DELETE FROM relationships WHERE user_id = ?1 OR other_id = ?1",
         "DELETE FROM relationship_peers WHERE user_id = ?1 OR other_id = ?1",
         "DELETE FROM irc_tokens WHERE user_id = ?1",
+        "DELETE FROM irc_accounts WHERE user_id = ?1",
         "DELETE FROM user_notes WHERE owner_id = ?1 OR target_id = ?1",
         "DELETE FROM mention_removals WHERE user_id = ?1",
         "DELETE FROM mention_acks WHERE user_id = ?1",

@@ -43,6 +43,8 @@ pub struct UserRecord {
     pub disabled_at: Option<u64>,
     /// When this node applied the user's deletion (ms); the record is a tombstone from then on.
     pub deleted_at: Option<u64>,
+    /// Made from an IRC client (`REGISTER`): the node holds the account's keys (docs/IRC.md).
+    pub is_irc: bool,
 }
 
 /// A user to create at registration.
@@ -124,10 +126,10 @@ pub use super::moves::HomeserverMove;
 /// The columns [`user_from_row`] reads, in its order (unqualified: select from `users` alone).
 pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url, bio, presence_preference, \
      guild_order, is_profile_synced, irc_name, homeserver, profile_updated_at, created_at, \
-     deactivated_at, pronouns, banner_url, accent_color, disabled_at, deleted_at";
+     deactivated_at, pronouns, banner_url, accent_color, disabled_at, deleted_at, is_irc";
 
 /// How many columns [`USER_COLUMNS`] names: a query's own columns after them start here.
-pub(crate) const USER_COLUMN_COUNT: usize = 17;
+pub(crate) const USER_COLUMN_COUNT: usize = 18;
 
 /// A user from a row of [`USER_COLUMNS`] (further columns after them are the caller's).
 pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
@@ -149,6 +151,7 @@ pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         accent_color: row.get(14)?,
         disabled_at: row.get::<_, Option<i64>>(15)?.map(from_sql_int),
         deleted_at: row.get::<_, Option<i64>>(16)?.map(from_sql_int),
+        is_irc: row.get(17)?,
     })
 }
 

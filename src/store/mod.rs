@@ -19,6 +19,7 @@ pub mod export;
 pub mod federation;
 pub mod guilds;
 pub mod harmony;
+pub mod irc_accounts;
 pub mod irc_tokens;
 pub mod media;
 pub mod memberships;

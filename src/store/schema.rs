@@ -39,6 +39,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(ACCOUNT_STATUS_V33),
         M::up(RELATIONSHIP_PEERS_V34),
         M::up(IRC_TOKENS_V35),
+        M::up(IRC_ACCOUNTS_V36),
     ])
 }
 
@@ -790,6 +791,19 @@ CREATE TABLE irc_tokens (
     last_used_at  INTEGER                      -- ms of the last IRC login with it
 ) STRICT;
 CREATE INDEX irc_tokens_by_user ON irc_tokens(user_id);
+"#;
+
+/// Accounts made from an IRC client (`REGISTER`, docs/IRC.md): the node holds their keys, and a
+/// password hash (Argon2id, PHC string) stands in for a token. `users.is_irc` marks them.
+const IRC_ACCOUNTS_V36: &str = r#"
+ALTER TABLE users ADD COLUMN is_irc INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE irc_accounts (
+    user_id        TEXT PRIMARY KEY NOT NULL,   -- hex K_id
+    id_secret      TEXT NOT NULL,               -- hex seed of K_id, held by the node
+    device_secret  TEXT NOT NULL,               -- hex seed of the node-held K_dev
+    password_hash  TEXT NOT NULL,               -- Argon2id PHC string
+    created_at     INTEGER NOT NULL             -- ms
+) STRICT;
 "#;
 
 /// The durable federation outbox (queued server calls per destination, and the ones given up),

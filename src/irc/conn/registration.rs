@@ -15,6 +15,7 @@ impl Conn {
                     .map(|c| match (*c, v302) {
                         ("sasl", true) => "sasl=PLAIN".to_owned(),
                         ("draft/multiline", true) => multiline::cap_value(),
+                        ("draft/account-registration", true) => accounts::CAP_VALUE.to_owned(),
                         (c, _) => c.to_owned(),
                     })
                     .collect();
@@ -153,6 +154,13 @@ impl Conn {
                     );
                     return;
                 };
+                if let Err(why) = self.limit(crate::limits::Limit::Login) {
+                    self.reply(
+                        Response::ERR_SASLFAIL,
+                        vec![format!("SASL authentication failed: {why}")],
+                    );
+                    return;
+                }
                 match self.gateway.accounts.irc_login(&authcid, &password).await {
                     Ok(user) => {
                         let name = user.irc_name.clone().unwrap_or_default();
@@ -205,6 +213,10 @@ impl Conn {
                     Some((user, token)) => (user.to_owned(), token.to_owned()),
                     None => (self.nick.clone(), pass),
                 };
+                if let Err(why) = self.limit(crate::limits::Limit::Login) {
+                    self.reply(Response::ERR_PASSWDMISMATCH, vec![why]);
+                    return Flow::Quit("Too many logins".into());
+                }
                 match self.gateway.accounts.irc_login(&username, &token).await {
                     Ok(user) => user,
                     Err(e) => {
