@@ -142,7 +142,11 @@ async fn attempt(
             }
         },
         Outcome::Rejected(status) => {
-            tracing::warn!(user = %push.user_id, status, "distributor refused a push; dropped");
+            let to = match push.target {
+                PushTarget::Distributor(_) => "distributor",
+                PushTarget::Fcm(_) => "FCM",
+            };
+            tracing::warn!(user = %push.user_id, status, to, "push refused; dropped");
             store.remove_push(push.id).await
         }
         Outcome::Refused(why) => {
