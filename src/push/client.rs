@@ -100,7 +100,8 @@ impl PushClient {
         }
     }
 
-    /// POSTs `body` (JSON) to a UnifiedPush distributor at `url` once.
+    /// POSTs `body` (JSON) to a UnifiedPush distributor at `url` once. Only the status and
+    /// `Retry-After` count: the body of the answer is not waited for.
     pub async fn post(&self, url: &str, body: String) -> Outcome {
         let request = http::Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -109,60 +110,69 @@ impl PushClient {
             Ok(request) => request,
             Err(e) => return Outcome::Refused(format!("unusable request: {e}")),
         };
-        match self.send(request).await {
+        match self.exchange(request).await {
             Err(e) => e.into(),
-            Ok(answer) => match classify(answer.status) {
+            Ok(response) => match classify(response.status().as_u16()) {
                 Outcome::Retry { why, .. } => Outcome::Retry {
                     why,
-                    after: answer.retry_after,
+                    after: retry_after_header(&response),
                 },
                 outcome => outcome,
             },
         }
     }
 
-    /// Sends `request` once and reads the answer, all within the client's timeout.
+    /// Sends `request` once and reads the answer: its head within the client's timeout, then up
+    /// to [`ANSWER_BODY_MAX`] bytes of its body within the timeout again (a body that is longer,
+    /// breaks off or takes longer is read as empty; the status still counts).
     pub async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<Answer, NoAnswer> {
+        let response = self.exchange(request).await?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after_header(&response);
+        let read = Limited::new(response.into_body(), ANSWER_BODY_MAX).collect();
+        let body = match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
+        };
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// Sends `request` once, after the address policy allows its URL, and waits for the head of
+    /// the answer within the client's timeout.
+    async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, NoAnswer> {
         let url = request.uri().to_string();
         // Refused before anything is sent; the connector checks every resolved address again.
         if let Err(why) = self.outbound.policy().check_url(&url) {
             return Err(NoAnswer::Refused(why.to_string()));
         }
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| match refusal(&e) {
-                    Some(why) => NoAnswer::Refused(why),
-                    None => NoAnswer::Failed(format!("request failed: {}", chain(&e))),
-                })?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after(v, SystemTime::now()));
-            let body = Limited::new(response.into_body(), ANSWER_BODY_MAX)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            Ok(Answer {
-                status,
-                retry_after,
-                body,
-            })
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(NoAnswer::Failed(format!(
-                    "no answer within {:?}",
-                    self.timeout
-                )))
-            })
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => Err(NoAnswer::Failed(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+            Ok(Err(e)) => Err(match refusal(&e) {
+                Some(why) => NoAnswer::Refused(why),
+                None => NoAnswer::Failed(format!("request failed: {}", chain(&e))),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
     }
+}
+
+/// The answer's `Retry-After`, as a wait from now.
+fn retry_after_header<B>(response: &http::Response<B>) -> Option<Duration> {
+    response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()))
 }
 
 /// A `Retry-After` value (seconds, or an HTTP date) as a wait from `now`; a date in the past is

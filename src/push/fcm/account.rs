@@ -147,7 +147,7 @@ impl ServiceAccount {
             .token_uri
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| GOOGLE_TOKEN_URI.to_owned());
-        super::super::config::base_url(&token_uri).map_err(|rule| field("token_uri", &rule))?;
+        crate::push::config::base_url(&token_uri).map_err(|rule| field("token_uri", &rule))?;
         let key = EncodingKey::from_rsa_pem(file.private_key.as_bytes()).map_err(|source| {
             AccountError::Key {
                 path: path.to_owned(),
