@@ -804,6 +804,10 @@ const INTERNAL: &[(&str, &str)] = &[
         "sessions cached in memory; a miss reads the database",
     ),
     (
+        "push::client::ANSWER_BODY_MAX",
+        "bytes of a distributor's, FCM's or Google OAuth's answer the node reads; the rest is ignored",
+    ),
+    (
         "push::fanout::DM_MEMO_MAX",
         "DM membership remembered by the push fan-out; a miss reads the database",
     ),

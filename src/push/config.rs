@@ -1,6 +1,12 @@
-//! The `[push]` settings: per-user caps, delivery timeouts, retries and where pushes may go.
+//! The `[push]` settings: per-user caps, delivery timeouts, retries, where pushes may go, and the
+//! FCM service account and endpoints.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// Where FCM messages are sent unless `fcm_endpoint` says otherwise (Google's HTTP v1 API).
+pub const FCM_ENDPOINT: &str = "https://fcm.googleapis.com";
 
 /// How push registration and delivery behave.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -25,6 +31,17 @@ pub struct PushConfig {
     /// A push still undelivered this long after it was queued is dropped: a notification about
     /// an old message is noise.
     pub max_age_secs: u64,
+    /// The Google service account JSON key of the app's Firebase project. Empty: FCM is off (tokens
+    /// are stored, nothing is sent to them). The file is a credential: keep it readable by the node
+    /// only.
+    pub fcm_service_account_file: PathBuf,
+    /// Base URL of the FCM HTTP v1 API; messages go to
+    /// `<fcm_endpoint>/v1/projects/<project_id>/messages:send`. Changed only for tests (a local
+    /// stand-in) or a relay.
+    pub fcm_endpoint: String,
+    /// Where access tokens are asked for. Empty: the service account's `token_uri` (Google's
+    /// `https://oauth2.googleapis.com/token`). Changed only for tests or a relay.
+    pub fcm_token_uri: String,
 }
 
 impl Default for PushConfig {
@@ -38,6 +55,9 @@ impl Default for PushConfig {
             retry_max_backoff_ms: 15 * 60 * 1000,
             max_attempts: 10,
             max_age_secs: 24 * 60 * 60,
+            fcm_service_account_file: PathBuf::new(),
+            fcm_endpoint: FCM_ENDPOINT.into(),
+            fcm_token_uri: String::new(),
         }
     }
 }
@@ -75,6 +95,10 @@ impl PushConfig {
                 "must be at least push.retry_initial_backoff_ms".into(),
             ));
         }
+        base_url(&self.fcm_endpoint).map_err(|rule| ("push.fcm_endpoint", rule))?;
+        if !self.fcm_token_uri.is_empty() {
+            base_url(&self.fcm_token_uri).map_err(|rule| ("push.fcm_token_uri", rule))?;
+        }
         Ok(())
     }
 
@@ -85,6 +109,20 @@ impl PushConfig {
             .saturating_mul(1u64 << doublings)
             .min(self.retry_max_backoff_ms)
     }
+}
+
+/// An absolute `http://` or `https://` URL with no query or fragment (a trailing `/` is fine).
+pub(crate) fn base_url(raw: &str) -> Result<(), String> {
+    let rule =
+        |why: String| format!("must be an absolute http:// or https:// URL ({why}; got {raw:?})");
+    let url = url::Url::parse(raw).map_err(|e| rule(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(rule("not http or https".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(rule("no query or fragment".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -122,5 +160,24 @@ mod tests {
             inverted.validate().expect_err("inverted").0,
             "push.retry_max_backoff_ms"
         );
+        for (bad_endpoint, bad_token_uri, field) in [
+            ("fcm.googleapis.com", "", "push.fcm_endpoint"),
+            ("ftp://fcm.example", "", "push.fcm_endpoint"),
+            ("https://fcm.example/?x=1", "", "push.fcm_endpoint"),
+            (
+                FCM_ENDPOINT,
+                "oauth2.googleapis.com/token",
+                "push.fcm_token_uri",
+            ),
+        ] {
+            let c = PushConfig {
+                fcm_endpoint: bad_endpoint.into(),
+                fcm_token_uri: bad_token_uri.into(),
+                ..PushConfig::default()
+            };
+            let (named, rule) = c.validate().expect_err(bad_endpoint);
+            assert_eq!(named, field, "{bad_endpoint} {bad_token_uri}");
+            assert!(rule.starts_with("must be an absolute http"), "{rule}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The delivery worker: POSTs queued pushes to their distributors and records what happened.
+//! The delivery worker: sends queued pushes to their distributors (a POST) or FCM tokens (through
+//! [`super::fcm`]) and records what happened.
 //!
 //! At most `max_concurrent_deliveries` POSTs run at once, each bounded by `request_timeout_ms`.
 //! The network wait happens outside any storage call; only the short bookkeeping write after it
@@ -15,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Outcome, PushClient};
 use super::config::PushConfig;
+use super::fcm::FcmSender;
 use crate::identity::freshness::now_ms;
 use crate::store::Store;
-use crate::store::push::QueuedPush;
+use crate::store::push::{PushTarget, QueuedPush};
 
 /// How often pushes past `max_age_secs` are swept from the queue.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -28,6 +30,8 @@ const IDLE_WAKE: Duration = Duration::from_secs(60);
 pub(crate) struct Delivery {
     pub(crate) store: Store,
     pub(crate) client: PushClient,
+    /// The FCM sender, when a service account is configured.
+    pub(crate) fcm: Option<Arc<FcmSender>>,
     pub(crate) config: Arc<PushConfig>,
     pub(crate) wake: Arc<Notify>,
 }
@@ -70,6 +74,7 @@ impl Delivery {
                             let task = running.spawn(attempt(
                                 self.store.clone(),
                                 self.client.clone(),
+                                self.fcm.clone(),
                                 self.config.clone(),
                                 push,
                             ));
@@ -102,30 +107,58 @@ impl Delivery {
     }
 }
 
-/// One POST and its bookkeeping.
-async fn attempt(store: Store, client: PushClient, config: Arc<PushConfig>, push: QueuedPush) {
-    let outcome = client.post(&push.url, push.payload.clone()).await;
+/// One send and its bookkeeping.
+async fn attempt(
+    store: Store,
+    client: PushClient,
+    fcm: Option<Arc<FcmSender>>,
+    config: Arc<PushConfig>,
+    push: QueuedPush,
+) {
+    let outcome = match (&push.target, &fcm) {
+        (PushTarget::Distributor(url), _) => client.post(url, push.payload.clone()).await,
+        (PushTarget::Fcm(token), Some(fcm)) => fcm.send(token, &push.payload).await,
+        (PushTarget::Fcm(_), None) => Outcome::Refused(
+            "FCM is not configured (push.fcm_service_account_file) since this push was queued"
+                .into(),
+        ),
+    };
     let result = match &outcome {
         Outcome::Delivered => store.remove_push(push.id).await,
-        Outcome::Gone(status) => {
-            tracing::info!(user = %push.user_id, status, "distributor gone; forgetting it");
-            store
-                .remove_push_distributor(push.user_id.clone(), push.url.clone())
-                .await
-                .map(|_| ())
-        }
+        Outcome::Gone(status) => match &push.target {
+            PushTarget::Distributor(url) => {
+                tracing::info!(user = %push.user_id, status, "distributor gone; forgetting it");
+                store
+                    .remove_push_distributor(push.user_id.clone(), url.clone())
+                    .await
+                    .map(|_| ())
+            }
+            PushTarget::Fcm(token) => {
+                tracing::info!(user = %push.user_id, status, "FCM token unregistered or invalid; forgetting it");
+                store
+                    .remove_fcm_token(push.user_id.clone(), token.clone())
+                    .await
+                    .map(|_| ())
+            }
+        },
         Outcome::Rejected(status) => {
-            tracing::warn!(user = %push.user_id, status, "distributor refused a push; dropped");
+            let to = match push.target {
+                PushTarget::Distributor(_) => "distributor",
+                PushTarget::Fcm(_) => "FCM",
+            };
+            tracing::warn!(user = %push.user_id, status, to, "push refused; dropped");
             store.remove_push(push.id).await
         }
         Outcome::Refused(why) => {
             tracing::warn!(user = %push.user_id, why, "push not sent; dropped");
             store.remove_push(push.id).await
         }
-        Outcome::Retry(why) => {
+        Outcome::Retry { why, after } => {
             let failed = push.attempts.saturating_add(1);
             let now = now_ms();
-            let next = now.saturating_add(config.backoff_ms(failed));
+            // The server's Retry-After, when it is longer than the backoff.
+            let asked = after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let next = now.saturating_add(config.backoff_ms(failed).max(asked));
             let deadline = push
                 .created_at
                 .saturating_add(config.max_age_secs.saturating_mul(1000));

@@ -9,7 +9,8 @@
 //! Who gets a push for a message: the members of a DM other than the sender; in other guilds,
 //! the members it mentions (`<@user>`, or `<@&role>` for a role they hold; mentioning the guild's
 //! default role, whose id is the guild id, mentions everyone). Only members who can read the
-//! channel, who have a distributor, and who are not [online](super::online) at that moment.
+//! channel, who have a distributor (or an FCM token, when FCM is on), and who are not
+//! [online](super::online) at that moment.
 //!
 //! A remote member (a user whose homeserver is another node) with no distributor here is pushed
 //! through their homeserver: the fan-out queues `PushNotification` in the federation outbox with
@@ -94,6 +95,8 @@ pub(crate) struct Fanout {
     /// Where pushes for remote members go (`PushNotification` to their homeservers).
     pub(crate) outbox: Outbox,
     pub(crate) max_age_ms: u64,
+    /// Whether users' FCM tokens count as somewhere to push (FCM is configured).
+    pub(crate) with_fcm: bool,
     pub(crate) dm_memo: HashMap<String, bool>,
     /// Last event handled, and whether that is newer than what is saved.
     pub(crate) cursor: u64,
@@ -222,10 +225,11 @@ impl Fanout {
             }
         };
         let (guild, sender) = (new.guild_id.to_owned(), m.sender_id.clone());
+        let with_fcm = self.with_fcm;
         let readers = self
             .store()
             .read(move |c| {
-                let candidates = push_candidates(c, &guild, &sender, &audience)?;
+                let candidates = push_candidates(c, &guild, &sender, &audience, with_fcm)?;
                 let mut out = Vec::with_capacity(candidates.len());
                 for user in candidates {
                     // A user who blocked the sender is not pushed their mentions or DMs.
@@ -262,7 +266,14 @@ impl Fanout {
             .map_err(|e| StorageError::Task(format!("push payload: {e}")))?;
         let queued = self
             .store()
-            .enqueue_message_pushes(offline, body, format!("m:{}", m.id), now_ms(), event_id)
+            .enqueue_message_pushes(
+                offline,
+                body,
+                format!("m:{}", m.id),
+                now_ms(),
+                event_id,
+                self.with_fcm,
+            )
             .await?;
         // The cursor was saved with the pushes.
         if event_id >= self.cursor {

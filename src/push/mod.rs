@@ -1,23 +1,26 @@
-//! Push notifications: users register UnifiedPush distributors (and FCM tokens), and the node
-//! POSTs a small notice to each distributor of a user who is offline when they are mentioned or
-//! sent a DM; a remote member's notice goes to their homeserver as `PushNotification`.
+//! Push notifications: users register UnifiedPush distributors and FCM tokens, and the node sends a
+//! small notice (ids only, never message text) to each of them for a user who is offline when they
+//! are mentioned or sent a DM; a remote member's notice goes to their homeserver as
+//! `PushNotification`.
 //!
 //! - [`config`]: the `[push]` settings.
 //! - [`online`]: who has a live event stream open (the "online" rule).
 //! - [`fanout`]: follows the event log and queues pushes in SQLite (`push_queue`).
-//! - [`delivery`]: POSTs queued pushes with bounded concurrency, timeout and retries.
+//! - [`delivery`]: sends queued pushes with bounded concurrency, timeout and retries.
 //! - [`client`]: the HTTP(S) client and its address policy.
+//! - [`fcm`]: sending to FCM tokens (HTTP v1 API, OAuth with the operator's service account).
 //!
-//! FCM tokens are stored and counted but nothing is sent to Firebase: that needs a Google service
-//! account and the node's own network path to Google, neither of which a self-hosted node has by
-//! default (see `docs/OPERATING.md`). Pushes that other servers ask for (`PushNotification`) can
-//! be queued with [`Push::enqueue`].
+//! FCM tokens get pushes only when the operator configured a service account of the app's
+//! Firebase project (`push.fcm_service_account_file`, see `docs/OPERATING.md`); without one they
+//! are stored and nothing is sent. Pushes that other servers ask for (`PushNotification`) are
+//! queued with [`Push::enqueue`], for distributors and FCM tokens alike.
 
 pub mod client;
 pub mod config;
 pub mod delegated;
 mod delivery;
 pub mod fanout;
+pub mod fcm;
 pub mod online;
 
 use std::collections::HashMap;
@@ -49,11 +52,14 @@ pub struct Push {
     online: OnlineUsers,
     wake_delivery: Arc<Notify>,
     outbound: crate::outbound::Outbound,
+    /// Whether pushes are queued for FCM tokens (a service account is configured).
+    with_fcm: bool,
 }
 
 impl Push {
     /// Starts the fan-out and delivery tasks over `events`; they stop when `cancel` fires.
-    /// Pushes for remote members are queued in `outbox` (see [`fanout`]).
+    /// Pushes for remote members are queued in `outbox` (see [`fanout`]). Fails when the FCM
+    /// service account file is configured but can't be used (the error names the setting).
     pub fn start(
         events: &Events,
         config: PushConfig,
@@ -65,7 +71,11 @@ impl Push {
             Duration::from_millis(config.request_timeout_ms),
             outbound.clone(),
         );
+        let fcm = fcm::FcmSender::from_config(&config, client.clone())
+            .map_err(|e| e.to_string())?
+            .map(Arc::new);
         let push = Self {
+            with_fcm: fcm.is_some(),
             store: events.store().clone(),
             config: Arc::new(config),
             outbound,
@@ -78,6 +88,7 @@ impl Push {
             wake_delivery: push.wake_delivery.clone(),
             outbox,
             max_age_ms: push.config.max_age_secs.saturating_mul(1000),
+            with_fcm: push.with_fcm,
             dm_memo: HashMap::new(),
             cursor: 0,
             unsaved: false,
@@ -85,6 +96,7 @@ impl Push {
         let delivery = delivery::Delivery {
             store: push.store.clone(),
             client,
+            fcm,
             config: push.config.clone(),
             wake: push.wake_delivery.clone(),
         };
@@ -134,8 +146,8 @@ impl Push {
         Ok(self.store.push_distributors(caller.user_id.clone()).await?)
     }
 
-    /// `RegisterFcmToken`: stores the token (idempotent). Nothing is sent to FCM; see the module
-    /// docs.
+    /// `RegisterFcmToken`: stores the token (idempotent). Pushes go to it when FCM is configured;
+    /// see the module docs.
     pub async fn register_fcm_token(&self, caller: &SessionInfo, token: &str) -> Result<()> {
         check_fcm_token(token)?;
         let cap = self.config.max_fcm_tokens_per_user;
@@ -151,7 +163,7 @@ impl Push {
         }
     }
 
-    /// `UnregisterFcmToken`: forgets a token the caller registered.
+    /// `UnregisterFcmToken`: forgets a token the caller registered, with its queued pushes.
     pub async fn unregister_fcm_token(&self, caller: &SessionInfo, token: &str) -> Result<()> {
         check_fcm_token(token)?;
         if self
@@ -167,8 +179,9 @@ impl Push {
         }
     }
 
-    /// Queues `payload` for every distributor of `user_id` (for pushes that arrive from other
-    /// servers); returns how many were queued. With `dedup_key`, repeats are queued once.
+    /// Queues `payload` for every distributor of `user_id`, and every FCM token when FCM is on
+    /// (for pushes that arrive from other servers); returns how many were queued. With
+    /// `dedup_key`, repeats are queued once.
     pub async fn enqueue(
         &self,
         user_id: &str,
@@ -177,7 +190,14 @@ impl Push {
     ) -> Result<usize> {
         let queued = self
             .store
-            .enqueue_pushes(vec![user_id.to_owned()], payload, dedup_key, now_ms(), None)
+            .enqueue_pushes(
+                vec![user_id.to_owned()],
+                payload,
+                dedup_key,
+                now_ms(),
+                None,
+                self.with_fcm,
+            )
             .await?;
         if queued > 0 {
             self.wake_delivery.notify_one();

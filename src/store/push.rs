@@ -1,8 +1,12 @@
 //! Push storage: UnifiedPush distributors and FCM tokens per user, the durable delivery queue, and
 //! the event-log cursor of the push fan-out.
 //!
-//! A queued push references its distributor, so removing a distributor (a 404/410 answer, or the
-//! user's account going) removes its queued pushes in the same statement.
+//! A queued push references its distributor or FCM token, so removing one (a 404/410 answer, FCM's
+//! `UNREGISTERED`, the user unregistering it, or the user's account going) removes its queued
+//! pushes in the same statement.
+//!
+//! Pushes go to FCM tokens only while the node can send to FCM (`with_fcm`, set when a service
+//! account is configured): otherwise tokens are kept but nothing is queued for them.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -19,6 +23,15 @@ pub enum AddOutcome {
     Full,
 }
 
+/// Where a queued push goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    /// A UnifiedPush distributor URL, POSTed to.
+    Distributor(String),
+    /// An FCM registration token, sent through the FCM HTTP v1 API.
+    Fcm(String),
+}
+
 /// A push waiting in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedPush {
@@ -26,9 +39,9 @@ pub struct QueuedPush {
     pub id: i64,
     /// The user it is for.
     pub user_id: String,
-    /// The distributor URL to POST to.
-    pub url: String,
-    /// The body to POST.
+    /// Where it goes.
+    pub target: PushTarget,
+    /// The notice (JSON, ids only).
     pub payload: String,
     /// Failed attempts so far.
     pub attempts: u32,
@@ -117,9 +130,10 @@ impl Store {
         .await
     }
 
-    /// Queues `payload` once per distributor of each user in `user_ids`, and moves the fan-out
-    /// cursor to `cursor` if given, in one transaction. With a `dedup_key`, a push already queued
-    /// under that key for the same distributor is not queued twice. Returns how many were queued.
+    /// Queues `payload` once per distributor (and, `with_fcm`, per FCM token) of each user in
+    /// `user_ids`, and moves the fan-out cursor to `cursor` if given, in one transaction. With a
+    /// `dedup_key`, a push already queued under that key for the same target is not queued twice.
+    /// Returns how many were queued.
     pub async fn enqueue_pushes(
         &self,
         user_ids: Vec<String>,
@@ -127,9 +141,10 @@ impl Store {
         dedup_key: Option<String>,
         now: u64,
         cursor: Option<u64>,
+        with_fcm: bool,
     ) -> Result<usize, StorageError> {
         self.write(move |tx| {
-            let queued = queue_local(tx, &user_ids, &payload, dedup_key.as_deref(), now)?;
+            let queued = queue_local(tx, &user_ids, &payload, dedup_key.as_deref(), now, with_fcm)?;
             if let Some(cursor) = cursor {
                 save_cursor(tx, cursor)?;
             }
@@ -139,10 +154,10 @@ impl Store {
     }
 
     /// The fan-out's write for one message: [`Store::enqueue_pushes`] for the users with
-    /// distributors here, plus a `PushNotification` in the federation outbox for each remote
-    /// member with none here whose homeserver handed this node a push delegation
-    /// ([`super::remote_push::queue_delegated`]), and the cursor, in one transaction. Returns
-    /// how many were queued each way.
+    /// distributors (or, `with_fcm`, FCM tokens) here, plus a `PushNotification` in the federation
+    /// outbox for each remote member with none here whose homeserver handed this node a push
+    /// delegation ([`super::remote_push::queue_delegated`]), and the cursor, in one transaction.
+    /// Returns how many were queued each way.
     pub async fn enqueue_message_pushes(
         &self,
         user_ids: Vec<String>,
@@ -150,11 +165,14 @@ impl Store {
         dedup_key: String,
         now: u64,
         cursor: u64,
+        with_fcm: bool,
     ) -> Result<QueuedPushes, StorageError> {
         self.write(move |tx| {
             let queued = QueuedPushes {
-                local: queue_local(tx, &user_ids, &payload, Some(&dedup_key), now)?,
-                delegated: super::remote_push::queue_delegated(tx, &user_ids, &payload, now)?,
+                local: queue_local(tx, &user_ids, &payload, Some(&dedup_key), now, with_fcm)?,
+                delegated: super::remote_push::queue_delegated(
+                    tx, &user_ids, &payload, now, with_fcm,
+                )?,
             };
             save_cursor(tx, cursor)?;
             Ok(queued)
@@ -174,7 +192,7 @@ impl Store {
         self.read(move |c| {
             let busy_list = vec!["?"; busy.len()].join(",");
             let sql = format!(
-                "SELECT id, user_id, url, payload, attempts, created_at FROM push_queue
+                "SELECT id, user_id, url, fcm_token, payload, attempts, created_at FROM push_queue
                  WHERE next_attempt_at <= ? AND created_at >= ? AND id NOT IN ({busy_list})
                  ORDER BY next_attempt_at, id LIMIT ?"
             );
@@ -185,13 +203,20 @@ impl Store {
             let mut stmt = c.prepare(&sql)?;
             let due = stmt
                 .query_map(params_from_iter(values), |r| {
+                    let url: Option<String> = r.get(2)?;
+                    let fcm_token: Option<String> = r.get(3)?;
+                    // The CHECK constraint keeps exactly one of them set.
+                    let target = match (url, fcm_token) {
+                        (Some(url), _) => PushTarget::Distributor(url),
+                        (None, token) => PushTarget::Fcm(token.unwrap_or_default()),
+                    };
                     Ok(QueuedPush {
                         id: r.get(0)?,
                         user_id: r.get(1)?,
-                        url: r.get(2)?,
-                        payload: r.get(3)?,
-                        attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-                        created_at: from_sql_int(r.get(5)?),
+                        target,
+                        payload: r.get(4)?,
+                        attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                        created_at: from_sql_int(r.get(6)?),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -354,22 +379,33 @@ pub struct QueuedPushes {
     pub delegated: usize,
 }
 
-/// Queues `payload` once per distributor of each user; returns how many were queued.
+/// Queues `payload` once per distributor of each user, and once per FCM token `with_fcm`;
+/// returns how many were queued.
 fn queue_local(
     tx: &Connection,
     user_ids: &[String],
     payload: &str,
     dedup_key: Option<&str>,
     now: u64,
+    with_fcm: bool,
 ) -> Result<usize, StorageError> {
-    let mut insert = tx.prepare_cached(
+    let mut to_distributors = tx.prepare_cached(
         "INSERT OR IGNORE INTO push_queue
              (user_id, url, payload, dedup_key, attempts, next_attempt_at, created_at)
          SELECT user_id, url, ?2, ?3, 0, ?4, ?4 FROM push_distributors WHERE user_id = ?1",
     )?;
+    let mut to_fcm = tx.prepare_cached(
+        "INSERT OR IGNORE INTO push_queue
+             (user_id, fcm_token, payload, dedup_key, attempts, next_attempt_at, created_at)
+         SELECT user_id, token, ?2, ?3, 0, ?4, ?4 FROM fcm_tokens WHERE user_id = ?1",
+    )?;
     let mut queued = 0;
     for user in user_ids {
-        queued += insert.execute(params![user, payload, dedup_key, to_sql_int(now)])?;
+        let values = params![user, payload, dedup_key, to_sql_int(now)];
+        queued += to_distributors.execute(values)?;
+        if with_fcm {
+            queued += to_fcm.execute(values)?;
+        }
     }
     Ok(queued)
 }
@@ -384,17 +420,25 @@ fn save_cursor(tx: &Connection, event_id: u64) -> Result<(), StorageError> {
 }
 
 /// The members of `guild_id` other than `sender` who can be pushed to (at least one distributor
-/// here, or a push delegation from their homeserver) and are in `audience`.
+/// here, `with_fcm` an FCM token here, or a push delegation from their homeserver) and are in
+/// `audience`.
 pub fn push_candidates(
     c: &Connection,
     guild_id: &str,
     sender: &str,
     audience: &Audience,
+    with_fcm: bool,
 ) -> Result<Vec<String>, StorageError> {
-    let mut sql = String::from(
+    let fcm = if with_fcm {
+        "OR EXISTS (SELECT 1 FROM fcm_tokens f WHERE f.user_id = m.user_id)"
+    } else {
+        ""
+    };
+    let mut sql = format!(
         "SELECT m.user_id FROM members m
          WHERE m.guild_id = ? AND m.user_id != ?
            AND (EXISTS (SELECT 1 FROM push_distributors d WHERE d.user_id = m.user_id)
+                {fcm}
                 OR EXISTS (SELECT 1 FROM remote_push_tokens t WHERE t.user_id = m.user_id))",
     );
     let mut values: Vec<rusqlite::types::Value> =
@@ -413,4 +457,58 @@ pub fn push_candidates(
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::schema::test_db_with_user;
+
+    fn queued(c: &Connection) -> Vec<(Option<String>, Option<String>)> {
+        let mut stmt = c
+            .prepare("SELECT url, fcm_token FROM push_queue ORDER BY id")
+            .expect("select");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("values")
+    }
+
+    #[test]
+    fn fcm_tokens_share_the_queue_and_go_with_their_pushes() {
+        let c = test_db_with_user("u", "https://home.example");
+        assert_eq!(
+            add_capped(&c, "push_distributors", "url", "u", "https://d", 1, 4).expect("d"),
+            AddOutcome::Added
+        );
+        add_capped(&c, "fcm_tokens", "token", "u", "tok", 1, 4).expect("t");
+        let users = ["u".to_owned()];
+
+        let off = queue_local(&c, &users, "{}", Some("m:1"), 5, false).expect("queue");
+        assert_eq!(off, 1, "FCM off: the distributor only");
+        let on = queue_local(&c, &users, "{}", Some("m:1"), 5, true).expect("queue");
+        assert_eq!(
+            on, 1,
+            "the distributor's push is there already; the token's is new"
+        );
+        let again = queue_local(&c, &users, "{}", Some("m:1"), 5, true).expect("queue");
+        assert_eq!(again, 0, "one push per message and target");
+        assert_eq!(
+            queued(&c),
+            [(Some("https://d".into()), None), (None, Some("tok".into()))]
+        );
+        c.execute("DELETE FROM fcm_tokens WHERE token = 'tok'", [])
+            .expect("forget");
+        assert_eq!(
+            queued(&c),
+            [(Some("https://d".into()), None)],
+            "the token's push went with it"
+        );
+        let neither = c.execute(
+            "INSERT INTO push_queue (user_id, payload, next_attempt_at, created_at)
+             VALUES ('u', '{}', 1, 1)",
+            [],
+        );
+        assert!(neither.is_err(), "a push names a distributor or a token");
+    }
 }

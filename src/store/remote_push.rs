@@ -32,25 +32,27 @@ pub fn save_token(
 }
 
 /// Inside the fan-out's transaction: for each of `user_ids` that has no push distributor on this
-/// node but a token from the homeserver they have now (a token from a homeserver they moved away
-/// from is useless), queues `PushNotification { payload }` to that homeserver in the outbox.
-/// Returns how many were queued.
+/// node (nor, `with_fcm`, an FCM token, which would be pushed here) but a token from the
+/// homeserver they have now (a token from a homeserver they moved away from is useless), queues
+/// `PushNotification { payload }` to that homeserver in the outbox. Returns how many were queued.
 pub fn queue_delegated(
     tx: &Connection,
     user_ids: &[String],
     payload: &str,
     now: u64,
+    with_fcm: bool,
 ) -> Result<usize, StorageError> {
     let mut target = tx.prepare_cached(
         "SELECT t.homeserver, t.token FROM remote_push_tokens t
          JOIN users u ON u.id = t.user_id AND u.homeserver = t.homeserver
          WHERE t.user_id = ?1
-           AND NOT EXISTS (SELECT 1 FROM push_distributors d WHERE d.user_id = t.user_id)",
+           AND NOT EXISTS (SELECT 1 FROM push_distributors d WHERE d.user_id = t.user_id)
+           AND NOT (?2 AND EXISTS (SELECT 1 FROM fcm_tokens f WHERE f.user_id = t.user_id))",
     )?;
     let mut queued = 0;
     for user in user_ids {
         let Some((homeserver, token)) = target
-            .query_row([user], |r| {
+            .query_row(params![user, with_fcm], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .optional()?

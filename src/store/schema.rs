@@ -39,7 +39,8 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(ACCOUNT_STATUS_V33),
         M::up(RELATIONSHIP_PEERS_V34),
         M::up(IRC_TOKENS_V35),
-        M::up(IRC_ACCOUNTS_V36),
+        M::up(FCM_QUEUE_V36),
+        M::up(IRC_ACCOUNTS_V37),
     ])
 }
 
@@ -793,9 +794,44 @@ CREATE TABLE irc_tokens (
 CREATE INDEX irc_tokens_by_user ON irc_tokens(user_id);
 "#;
 
+/// FCM delivery: pushes to FCM tokens wait in the same durable queue as pushes to UnifiedPush
+/// distributors. A queued push names either a distributor (`url`) or an FCM token (`fcm_token`)
+/// and goes with it; SQLite can't change a table's foreign keys in place, so the queue is rebuilt
+/// with every row and id kept.
+const FCM_QUEUE_V36: &str = r#"
+CREATE TABLE push_queue_v36 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id         TEXT NOT NULL,
+    url             TEXT,                           -- a UnifiedPush distributor; NULL for FCM
+    fcm_token       TEXT,                           -- an FCM registration token; NULL for UnifiedPush
+    payload         TEXT NOT NULL,                  -- the notice (JSON, ids only)
+    dedup_key       TEXT,                           -- e.g. "m:<message id>"; NULL: no dedup
+    attempts        INTEGER NOT NULL DEFAULT 0,     -- failed attempts so far
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    last_error      TEXT,
+    CHECK ((url IS NULL) != (fcm_token IS NULL)),
+    FOREIGN KEY (user_id, url) REFERENCES push_distributors(user_id, url) ON DELETE CASCADE,
+    FOREIGN KEY (user_id, fcm_token) REFERENCES fcm_tokens(user_id, token) ON DELETE CASCADE
+) STRICT;
+INSERT INTO push_queue_v36 (id, user_id, url, payload, dedup_key, attempts, next_attempt_at,
+                            created_at, last_error)
+    SELECT id, user_id, url, payload, dedup_key, attempts, next_attempt_at, created_at, last_error
+    FROM push_queue;
+DROP TABLE push_queue;
+ALTER TABLE push_queue_v36 RENAME TO push_queue;
+CREATE INDEX push_queue_due ON push_queue(next_attempt_at);
+CREATE INDEX push_queue_by_distributor ON push_queue(user_id, url);
+CREATE INDEX push_queue_by_fcm_token ON push_queue(user_id, fcm_token);
+CREATE UNIQUE INDEX push_queue_dedup ON push_queue(dedup_key, user_id, url)
+    WHERE dedup_key IS NOT NULL AND url IS NOT NULL;
+CREATE UNIQUE INDEX push_queue_fcm_dedup ON push_queue(dedup_key, user_id, fcm_token)
+    WHERE dedup_key IS NOT NULL AND fcm_token IS NOT NULL;
+"#;
+
 /// Accounts made from an IRC client (`REGISTER`, docs/IRC.md): the node holds their keys, and a
 /// password hash (Argon2id, PHC string) stands in for a token. `users.is_irc` marks them.
-const IRC_ACCOUNTS_V36: &str = r#"
+const IRC_ACCOUNTS_V37: &str = r#"
 ALTER TABLE users ADD COLUMN is_irc INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE irc_accounts (
     user_id        TEXT PRIMARY KEY NOT NULL,   -- hex K_id
@@ -1046,6 +1082,11 @@ mod upgrades {
     fn value(table: &str, column: &str, ty: &str, row: i64, sql: &str) -> Value {
         if let Some(v) = allowed(sql, column) {
             return v;
+        }
+        // The second of two columns of which exactly one is set (CHECK ((a IS NULL) != (b IS
+        // NULL))) stays unset.
+        if sql.contains(&format!("!= ({column} IS NULL)")) {
+            return Value::Null;
         }
         let unique = format!("{table}.{column}.{row}");
         match ty.to_ascii_uppercase().as_str() {

@@ -3,6 +3,7 @@
 
 pub mod bans;
 pub mod distributor;
+pub mod fcm;
 pub mod tls;
 pub mod uploads;
 
