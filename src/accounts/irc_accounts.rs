@@ -129,7 +129,9 @@ impl Accounts {
             irc_name: Some(name.clone()),
             ..UpdateFields::default()
         };
-        let stamp = now.saturating_add(1);
+        // Newer than the registration's own profile stamp, which the store may have set later
+        // than `now`.
+        let stamp = now_ms().max(user.profile_updated_at.saturating_add(1));
         let statement = profile_statement(id_key.public(), device_key.public(), &fields, stamp, "")
             .map_err(unavailable)?;
         let update = UpdateUserInput {
