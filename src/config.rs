@@ -89,6 +89,12 @@ pub struct Config {
     pub outbox: crate::federation::outbox::OutboxConfig,
     /// `ProxiedUnread`: how long each queried server has to answer completely, ms.
     pub unread_proxy_timeout_ms: u64,
+    /// Presence across nodes: every this long, the presence of this node's users who are not
+    /// offline is sent again to the servers that share them, ms (docs/PROTOCOL.md §14.5).
+    pub presence_refresh_ms: u64,
+    /// Presence across nodes: how long a peer's word about its users lasts unless said again,
+    /// ms; a peer silent this long has its users read as offline.
+    pub presence_timeout_ms: u64,
     /// Where the IRC gateway listens (`docs/IRC.md`); unset: no IRC. Port 0 picks a free port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub irc_listen: Option<SocketAddr>,
@@ -147,6 +153,8 @@ impl Default for Config {
             push: crate::push::PushConfig::default(),
             outbox: crate::federation::outbox::OutboxConfig::default(),
             unread_proxy_timeout_ms: 5_000,
+            presence_refresh_ms: 30_000,
+            presence_timeout_ms: 90_000,
             irc_listen: None,
             irc_default_guild: String::new(),
             tls: crate::tls::TlsConfig::default(),
@@ -321,6 +329,19 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "unread_proxy_timeout_ms",
                 rule: "must be greater than 0".into(),
+            });
+        }
+        if self.presence_refresh_ms == 0
+            || self.presence_timeout_ms <= self.presence_refresh_ms
+            || self.presence_timeout_ms > crate::presence::across::MAX_PRESENCE_VALID_MS
+        {
+            return Err(ConfigError::Invalid {
+                field: "presence_refresh_ms / presence_timeout_ms",
+                rule: format!(
+                    "the refresh must be greater than 0 and shorter than the timeout, which is at \
+                     most {} ms",
+                    crate::presence::across::MAX_PRESENCE_VALID_MS
+                ),
             });
         }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {

@@ -146,6 +146,8 @@ pub struct RunningNode {
     pub outbox: crate::federation::outbox::Outbox,
     /// Gossiped server events: publish, register validators, catch up.
     pub server_events: gossip::ServerEvents,
+    /// Who is online, here and (as their homeservers say) elsewhere.
+    pub presence: crate::presence::Presence,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: Store,
@@ -517,6 +519,17 @@ impl Node {
         )
         .with_server_events(server_events.clone());
         let harmony = api.harmony();
+        let presence = api.presence();
+        let presence_task = crate::presence::across::start(
+            &presence,
+            federation.client().clone(),
+            info.canonical_address.clone(),
+            crate::presence::across::SharingConfig {
+                refresh: Duration::from_millis(config.presence_refresh_ms),
+                timeout: Duration::from_millis(config.presence_timeout_ms),
+            },
+            cancel.clone(),
+        );
         let irc_task = irc_listener
             .map(|listener| {
                 let gateway = crate::irc::Gateway::new(
@@ -661,6 +674,7 @@ impl Node {
             outbox.spawn(cancel.clone()),
             receiver,
             catch_up,
+            presence_task,
         ];
         tasks.extend(push_tasks);
         tasks.extend(irc_task);
@@ -675,6 +689,7 @@ impl Node {
             federation,
             outbox,
             server_events,
+            presence,
             cancel,
             tasks,
             store,

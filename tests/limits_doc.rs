@@ -758,6 +758,27 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
             (vec![people::across::MAX_STATEMENT_AGE_MS], INVALID),
         ),
         (
+            "presence::across::MAX_PRESENCE_ENTRIES",
+            (
+                vec![n(guildhall::presence::across::MAX_PRESENCE_ENTRIES)],
+                INVALID,
+            ),
+        ),
+        (
+            "presence::across::MAX_PRESENCE_AUDIENCE",
+            (
+                vec![n(guildhall::presence::across::MAX_PRESENCE_AUDIENCE)],
+                INVALID,
+            ),
+        ),
+        (
+            "presence::across::MAX_PRESENCE_VALID_MS",
+            (
+                vec![guildhall::presence::across::MAX_PRESENCE_VALID_MS],
+                INVALID,
+            ),
+        ),
+        (
             "dm_invites::MAX_PENDING_RECEIVED",
             (vec![dm_invites::MAX_PENDING_RECEIVED], EXHAUSTED),
         ),
@@ -783,6 +804,10 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
 /// Constants with a `MAX` or `MIN` part that bound the node's own work, not what a request may
 /// carry: no request is refused or clipped by them, so they have no row.
 const INTERNAL: &[(&str, &str)] = &[
+    (
+        "presence::across::PENDING_MAX",
+        "presence changes waiting to be sent to peers; past it a change is dropped and the next refresh sends the state, nothing is refused",
+    ),
     (
         "irc::conn::messages::ECHOED_MAX",
         "ids of messages an IRC client saw echoed at sending, kept until their event; past it the set starts over, nothing is refused",

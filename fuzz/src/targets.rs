@@ -309,6 +309,13 @@ fn s2s_message(method: &str, m: &[u8]) {
                 let _ = PublicKey::from_hex(&s.other_user_id);
             }
         }
+        "ReceivePresence" => {
+            if let Ok(b) = pb::PresenceBatch::decode(m) {
+                for e in &b.entries {
+                    let _ = PublicKey::from_hex(&e.user_id);
+                }
+            }
+        }
         "ReceiveDMInviteRejection" => {
             let _ = pb::ReceiveDmInviteRejectionRequest::decode(m);
         }

@@ -1128,6 +1128,9 @@ impl GuildHall for GuildHallApi {
     ) -> Reply<pb::Empty> {
         people::receive_relationship(&self.people, r).await
     }
+    async fn receive_presence(&self, r: Request<pb::PresenceBatch>) -> Reply<pb::Empty> {
+        social::receive_presence(&self.presence, r).await
+    }
     async fn list_recent_mentions(
         &self,
         r: Request<pb::ListRecentMentionsRequest>,

@@ -30,6 +30,13 @@ pub async fn signal(p: &Presence, r: Request<pb::Empty>, online: bool) -> Reply<
     ok(pb::Empty {})
 }
 
+/// `ReceivePresence` (a server call from the users' homeserver).
+pub async fn receive_presence(p: &Presence, r: Request<pb::PresenceBatch>) -> Reply<pb::Empty> {
+    let origin = crate::federation::verify::verified_origin(&r)?;
+    p.receive_remote(origin.address(), r.get_ref()).await?;
+    ok(pb::Empty {})
+}
+
 pub async fn get_presence(
     p: &Presence,
     r: Request<pb::GetPresenceRequest>,

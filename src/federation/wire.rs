@@ -52,6 +52,7 @@ pub const S2S_METHODS: &[&str] = &[
     "ReceiveServerEvent",
     "ReceiveAccountStatus",
     "ReceiveRelationship",
+    "ReceivePresence",
 ];
 
 /// Whether a request path is a server-to-server method.

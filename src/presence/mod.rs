@@ -2,10 +2,14 @@
 //!
 //! Presence is kept in memory (it describes connected clients, which a restart disconnects) and
 //! announced as `presence` events to the guilds the user is in, so only co-members see it.
-//! `GetPresence` likewise answers only for users who share a guild with the caller.
+//! `GetPresence` likewise answers only for users who share a guild with the caller. Users of
+//! other nodes are known by what their homeservers say ([`across`]), for as long as they keep
+//! saying it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+pub mod across;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::events;
@@ -35,6 +39,19 @@ struct State {
     /// A finer status a client chose (Harmony's `UserStatus` number), kept until the status is
     /// set again through any other path.
     detail: Option<i32>,
+    /// Set when the state is a peer's word about one of its users, not this node's own.
+    remote: Option<Remote>,
+}
+
+/// Where a user's state came from when their homeserver is another node, and who may see it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Remote {
+    /// The homeserver that said it (normalised address).
+    origin: String,
+    /// When it stops counting unless said again (ms).
+    expires_at: u64,
+    /// Users of this node who share a guild with the user on the homeserver.
+    visible_to: HashSet<String>,
 }
 
 /// The presence of this node's users.
@@ -42,6 +59,8 @@ struct State {
 pub struct Presence {
     guilds: Guilds,
     state: Arc<Mutex<HashMap<String, State>>>,
+    /// Tells peers of this node's users' changes, once federation started it ([`across`]).
+    sharing: Arc<OnceLock<across::Sharing>>,
 }
 
 impl Presence {
@@ -50,6 +69,7 @@ impl Presence {
         Self {
             guilds,
             state: Arc::default(),
+            sharing: Arc::default(),
         }
     }
 
@@ -71,17 +91,31 @@ impl Presence {
     ) -> Result<()> {
         let now = now_ms();
         let update = {
-            let mut map = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = self.lock_state();
             let s = map.entry(user_id.to_owned()).or_default();
             s.status = status;
             s.last_seen = now;
             s.active_call_channel_id = call;
             s.detail = detail;
+            s.remote = None;
             Self::to_proto(user_id, s)
         };
+        self.announce(user_id, update, Vec::new()).await?;
+        if let Some(sharing) = self.sharing.get() {
+            sharing.changed(user_id);
+        }
+        Ok(())
+    }
+
+    /// Writes a `presence` event for `user_id` to the guilds they are in here, to themselves, and
+    /// to `also` (users who may see it without sharing a guild here).
+    async fn announce(
+        &self,
+        user_id: &str,
+        update: pb::PresenceUpdate,
+        also: Vec<String>,
+    ) -> Result<()> {
+        let now = now_ms();
         let user = user_id.to_owned();
         self.guilds
             .events()
@@ -91,6 +125,7 @@ impl Presence {
                     .map(|g| events::guild_scope(g))
                     .collect();
                 scopes.push(events::user_scope(&user));
+                scopes.extend(also.iter().map(|u| events::user_scope(u)));
                 Ok((
                     (),
                     vec![events::row(
@@ -101,6 +136,99 @@ impl Presence {
             })
             .await?;
         Ok(())
+    }
+
+    /// This node's own users (not peers' word) who are not offline: what a refresh sends.
+    pub(crate) fn present_users(&self) -> Vec<String> {
+        self.lock_state()
+            .iter()
+            .filter(|(_, s)| s.remote.is_none() && s.status != PresenceStatus::Offline as i32)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// A user's state as a peer is told it (offline if never seen).
+    pub(crate) fn local_state(&self, user_id: &str) -> pb::RemotePresence {
+        let map = self.lock_state();
+        let s = map.get(user_id).cloned().unwrap_or(State {
+            status: PresenceStatus::Offline as i32,
+            ..State::default()
+        });
+        pb::RemotePresence {
+            user_id: user_id.to_owned(),
+            status: s.status,
+            active_call_channel_id: s.active_call_channel_id,
+            last_seen: s.last_seen,
+            visible_to: Vec::new(),
+        }
+    }
+
+    /// Whether a peer at `origin` may speak for a user this node has no record of: no other
+    /// peer's word about them is still fresh.
+    pub(crate) fn unclaimed_or_by(&self, user_id: &str, origin: &str, now: u64) -> bool {
+        match self
+            .lock_state()
+            .get(user_id)
+            .and_then(|s| s.remote.as_ref())
+        {
+            Some(remote) => remote.origin == origin || remote.expires_at <= now,
+            None => true,
+        }
+    }
+
+    /// Takes a peer's word about one of its users; announces it if the status or call changed.
+    pub(crate) async fn apply_remote(
+        &self,
+        entry: &pb::RemotePresence,
+        remote: Remote,
+        now: u64,
+    ) -> Result<()> {
+        let audience: Vec<String> = remote.visible_to.iter().cloned().collect();
+        let update = {
+            let mut map = self.lock_state();
+            let s = map.entry(entry.user_id.clone()).or_default();
+            let changed = s.status != entry.status
+                || s.active_call_channel_id != entry.active_call_channel_id
+                || s.remote.is_none();
+            s.status = entry.status;
+            s.last_seen = if entry.last_seen == 0 {
+                now
+            } else {
+                entry.last_seen.min(now)
+            };
+            s.active_call_channel_id = entry.active_call_channel_id.clone();
+            s.detail = None;
+            s.remote = Some(remote);
+            changed.then(|| Self::to_proto(&entry.user_id, s))
+        };
+        match update {
+            Some(update) => self.announce(&entry.user_id, update, audience).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Peers' word that was not said again in time: those users read as offline now.
+    pub(crate) async fn expire(&self, now: u64) {
+        let expired: Vec<(String, pb::PresenceUpdate, Vec<String>)> = {
+            let mut map = self.lock_state();
+            map.iter_mut()
+                .filter_map(|(id, s)| {
+                    let remote = s.remote.as_ref()?;
+                    if remote.expires_at > now || s.status == PresenceStatus::Offline as i32 {
+                        return None;
+                    }
+                    let audience = remote.visible_to.iter().cloned().collect();
+                    s.status = PresenceStatus::Offline as i32;
+                    s.active_call_channel_id.clear();
+                    Some((id.clone(), Self::to_proto(id, s), audience))
+                })
+                .collect()
+        };
+        for (user, update, audience) in expired {
+            if let Err(e) = self.announce(&user, update, audience).await {
+                tracing::warn!(error = %e, "presence: announcing an expiry failed");
+            }
+        }
     }
 
     /// `UpdatePresence`.
@@ -237,12 +365,22 @@ impl Presence {
                 Ok(out)
             })
             .await?;
-        let map = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.lock_state();
+        let me = caller.user_id.clone();
+        // Users of other nodes whose homeserver said the caller shares a guild with them there.
+        let told: Vec<String> = user_ids
+            .iter()
+            .filter(|id| !visible.contains(id))
+            .filter(|id| {
+                map.get(*id)
+                    .and_then(|s| s.remote.as_ref())
+                    .is_some_and(|r| r.visible_to.contains(&me))
+            })
+            .cloned()
+            .collect();
         Ok(visible
             .iter()
+            .chain(told.iter())
             .map(|id| match map.get(id) {
                 Some(s) => Self::to_proto(id, s),
                 None => Self::to_proto(
