@@ -5,8 +5,11 @@
 //! by default), alternating online and busy, each time waiting until the `presence` event
 //! arrives on a `SubscribeEvents` stream at the host: the delay from the change to its arrival
 //! (p50, p99), and what the homeserver sent for it (`ReceivePresence` calls and their encoded
-//! bytes; HTTP/2 and signature headers come on top). Then the same number of changes as fast as
-//! they can be made, to show how changes close together share calls.
+//! bytes; HTTP/2 and signature headers come on top). Changes back to back like that are within
+//! the 50 ms gap the homeserver keeps between batches, so their delay shows that gap; a tenth as
+//! many changes spaced 100 ms apart (a person's pace) show the delay of a lone change. Then the
+//! same number of changes as fast as they can be made, to show how changes close together share
+//! calls.
 //!
 //! Run: `cargo bench --bench presence` (release build).
 
@@ -167,8 +170,43 @@ async fn main() {
         }
         delays.push(t.elapsed());
     }
-    let after = stats(&home);
+    let paced = stats(&home);
     delays.sort();
+
+    // Spaced: a change every 100 ms, each sent as soon as it is made.
+    let mut spaced = Vec::with_capacity(n / 10);
+    for i in 0..(n / 10).max(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The paced run ended busy (an even count of changes), so this starts with online.
+        let status = status_of(i) as i32;
+        let t = Instant::now();
+        home_client
+            .update_presence(authed(
+                &bob,
+                pb::UpdatePresenceRequest {
+                    status,
+                    active_call_channel_id: String::new(),
+                },
+            ))
+            .await
+            .expect("update presence");
+        loop {
+            let item = tokio::time::timeout(WAIT, events.next())
+                .await
+                .expect("an event in time")
+                .expect("stream open")
+                .expect("event");
+            if let Some(pb::stream_response::Event::Presence(p)) = item.event
+                && p.user_id == bob_user
+                && p.status == status
+            {
+                break;
+            }
+        }
+        spaced.push(t.elapsed());
+    }
+    spaced.sort();
+    let after = stats(&home);
 
     // Burst: the same number of changes as fast as the homeserver takes them.
     let burst_start = Instant::now();
@@ -195,10 +233,15 @@ async fn main() {
             "paced": {
                 "delay_p50_ms": percentile(&delays, 0.5),
                 "delay_p99_ms": percentile(&delays, 0.99),
-                "calls": after.0 - before.0,
-                "entries": after.1 - before.1,
-                "message_bytes": after.2 - before.2,
-                "message_bytes_per_1000_changes": (after.2 - before.2) as f64 * 1000.0 / n as f64,
+                "calls": paced.0 - before.0,
+                "entries": paced.1 - before.1,
+                "message_bytes": paced.2 - before.2,
+                "message_bytes_per_1000_changes": (paced.2 - before.2) as f64 * 1000.0 / n as f64,
+            },
+            "spaced_100ms": {
+                "changes": spaced.len(),
+                "delay_p50_ms": percentile(&spaced, 0.5),
+                "delay_p99_ms": percentile(&spaced, 0.99),
             },
             "burst": {
                 "seconds": burst_secs,

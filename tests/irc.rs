@@ -1491,3 +1491,69 @@ async fn irc_registration_follows_the_registration_policy() {
     );
     assert!(fail.last().contains("closed"), "{fail:?}");
 }
+
+/// Who may not use IRC: an account its owner disabled (its open IRC connection ends too), one
+/// they deleted (its tokens are gone), and a member from another node minting a token at the host.
+#[tokio::test]
+async fn disabled_deleted_and_remote_accounts_get_no_irc() {
+    use guildhall::account_status::{self, Status};
+    let (node, addr) = irc_node().await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
+
+    // Disabling ends Ada's IRC connection and refuses her token until she enables the account.
+    let (mut ada_irc, _) = Irc::login_pass(addr, "ada", &format!("ada:{ada_token}")).await;
+    node.client()
+        .await
+        .set_account_status(account_status::sign(
+            &ada.identity.id_key,
+            Status::Disabled,
+            now_ms(),
+        ))
+        .await
+        .expect("disable");
+    let seen = ada_irc.until_closed().await;
+    assert!(seen.iter().any(|l| l.command == "ERROR"), "{seen:?}");
+    let mut again = Irc::connect(addr).await;
+    again.send(&format!("PASS ada:{ada_token}")).await;
+    again.send("NICK ada").await;
+    again.send("USER ada 0 * :Ada").await;
+    let refused = again.until("464").await;
+    assert!(refused.last().contains("disabled"), "{refused:?}");
+
+    // Deleting wipes Bob's tokens.
+    node.client()
+        .await
+        .set_account_status(account_status::sign(
+            &bob.identity.id_key,
+            Status::Deleted,
+            now_ms(),
+        ))
+        .await
+        .expect("delete");
+    let mut gone = Irc::connect(addr).await;
+    gone.send(&format!("PASS bob:{bob_token}")).await;
+    gone.send("NICK bob").await;
+    gone.send("USER bob 0 * :Bob").await;
+    gone.until("464").await;
+
+    // A member from another node uses the IRC gateway of their own homeserver.
+    let home = TestNode::spawn().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let cy = register(&home, "Cy").await;
+    let joined = remote_join(&node, &cy, &home.address(), &room.invite, "Cy")
+        .await
+        .expect("remote join");
+    let minted = node
+        .client()
+        .await
+        .create_irc_token(authed(
+            &joined.token,
+            pb::CreateIrcTokenRequest {
+                label: "irssi".into(),
+            },
+        ))
+        .await;
+    assert_status(minted, tonic::Code::FailedPrecondition, "own users");
+}
