@@ -101,6 +101,9 @@ pub struct Config {
     /// A guild whose channels appear on IRC as plain `#name` (others are `#<guild id>/name`);
     /// empty: none.
     pub irc_default_guild: String,
+    /// An IRC client silent this long is sent a `PING`, and disconnected if it stays silent
+    /// half as long again, seconds.
+    pub irc_ping_secs: u64,
     /// TLS on the node's port and the roots its outgoing `https://` connections trust (`[tls]`).
     pub tls: crate::tls::TlsConfig,
     /// Whether the node may connect to loopback, private, link-local and other non-public
@@ -157,6 +160,7 @@ impl Default for Config {
             presence_timeout_ms: 90_000,
             irc_listen: None,
             irc_default_guild: String::new(),
+            irc_ping_secs: 120,
             tls: crate::tls::TlsConfig::default(),
             allow_private_addresses: false,
             trusted_proxies: Vec::new(),
@@ -323,6 +327,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "clock_skew_ms",
                 rule: "must be greater than 0".into(),
+            });
+        }
+        if self.irc_ping_secs < 2 {
+            return Err(ConfigError::Invalid {
+                field: "irc_ping_secs",
+                rule: "must be at least 2".into(),
             });
         }
         if self.unread_proxy_timeout_ms == 0 {

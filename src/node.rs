@@ -542,6 +542,7 @@ impl Node {
                 )
                 .with_bans(irc_bans.clone())
                 .with_limits(irc_limits.clone())
+                .with_keepalive(Duration::from_secs(config.irc_ping_secs))
                 .with_dms(crate::dms::Dms::new(
                     irc_guilds.clone(),
                     irc_address.clone(),

@@ -1557,3 +1557,29 @@ async fn disabled_deleted_and_remote_accounts_get_no_irc() {
         .await;
     assert_status(minted, tonic::Code::FailedPrecondition, "own users");
 }
+
+/// A silent client is pinged after `irc_ping_secs`; one that answers stays, one that stays silent
+/// is dropped with `Ping timeout`.
+#[tokio::test]
+async fn silent_clients_are_pinged_and_dropped_if_they_stay_silent() {
+    let node = TestNode::spawn_with(|c| {
+        c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.irc_ping_secs = 2;
+    })
+    .await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    let (_, token) = irc_user(&node, "Ada", "ada").await;
+    let (mut awake, _) = Irc::login_pass(addr, "ada", &format!("ada:{token}")).await;
+    let (mut asleep, _) = Irc::login_pass(addr, "ada", &format!("ada:{token}")).await;
+    let ping = awake.until("PING").await;
+    awake.send(&format!("PONG :{}", ping.last())).await;
+    let seen = asleep.until_closed().await;
+    assert!(
+        seen.iter()
+            .any(|l| l.command == "ERROR" && l.last().contains("Ping timeout")),
+        "{seen:?}"
+    );
+    // The one that answered is still served.
+    awake.send("PING still-here").await;
+    assert_eq!(awake.until("PONG").await.last(), "still-here");
+}

@@ -67,10 +67,7 @@ const CAPS: &[&str] = &[
     "setname",
     "userhost-in-names",
 ];
-/// With no line from the client for this long, the gateway sends a `PING`.
-const PING_AFTER: Duration = Duration::from_secs(120);
-/// A client that answers nothing for this long after a `PING` is disconnected.
-const PING_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a client may take to register before it is disconnected.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Base64 of a SASL message arrives in pieces of this many bytes; a shorter one ends it.
@@ -129,7 +126,9 @@ where
     let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);
     tokio::pin!(deadline);
     // Silence from the client: first a PING, then, if that gets nothing either, the end.
-    let quiet = tokio::time::sleep(PING_AFTER);
+    // Silent for `keepalive`: a PING; silent half as long again: the end.
+    let (ping_after, ping_timeout) = (conn.gateway.keepalive, conn.gateway.keepalive / 2);
+    let quiet = tokio::time::sleep(ping_after);
     tokio::pin!(quiet);
     let mut pinged = false;
     loop {
@@ -154,7 +153,7 @@ where
                 pinged = true;
                 let server = conn.gateway.server_name.clone();
                 conn.send(Message { tags: None, prefix: None, command: Command::PING(server, None) });
-                quiet.as_mut().reset(tokio::time::Instant::now() + PING_TIMEOUT);
+                quiet.as_mut().reset(tokio::time::Instant::now() + ping_timeout);
             }
             line = lines.next() => match line {
                 None | Some(Err(LinesCodecError::Io(_))) => break,
@@ -163,7 +162,7 @@ where
                 }
                 Some(Ok(line)) => {
                     pinged = false;
-                    quiet.as_mut().reset(tokio::time::Instant::now() + PING_AFTER);
+                    quiet.as_mut().reset(tokio::time::Instant::now() + ping_after);
                     if let Flow::Quit(reason) = conn.handle(&line).await {
                         conn.error(&reason);
                         break;

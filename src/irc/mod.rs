@@ -32,6 +32,8 @@ pub const MAX_LINE: usize = 8191 + 512;
 pub const SENDQ_LINES: usize = 1024;
 /// Most IRC connections the gateway holds at once; more are told to come back later.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long a client may be silent before the gateway pings it, unless `irc_ping_secs` says.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// What the gateway serves with; cheap to clone.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct Gateway {
     dms: Option<crate::dms::Dms>,
     /// The node's rate limits: logins and registrations count per client address, as on gRPC.
     limits: Option<Arc<crate::limits::Limits>>,
+    /// A client silent this long is sent a `PING`; silent half as long again, it is dropped.
+    keepalive: Duration,
     connections: Arc<AtomicUsize>,
 }
 
@@ -77,6 +81,7 @@ impl Gateway {
             bans: None,
             dms: None,
             limits: None,
+            keepalive: DEFAULT_KEEPALIVE,
             connections: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -90,6 +95,13 @@ impl Gateway {
     /// The gateway starting and accepting DMs through `dms`.
     pub fn with_dms(mut self, dms: crate::dms::Dms) -> Self {
         self.dms = Some(dms);
+        self
+    }
+
+    /// The gateway pinging clients silent for `keepalive` (`irc_ping_secs`), and dropping
+    /// those that stay silent half as long again.
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive.max(Duration::from_secs(1));
         self
     }
 
