@@ -1210,6 +1210,21 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
         ["MARKREAD".to_owned(), "INVALID_PARAMS".to_owned()]
     );
 
+    // Typing, reactions and read markers to a nick work in an open DM only: they never ask for
+    // one (only a message does).
+    ada_irc.send("@+typing=active TAGMSG cy").await;
+    let refused = ada_irc.until("401").await;
+    assert!(refused.last().contains("No DM"), "{refused:?}");
+    let asked = node
+        .client()
+        .await
+        .list_dm_invites(authed(&cy.token, pb::ListDmInvitesRequest {}))
+        .await
+        .expect("invites")
+        .into_inner()
+        .invites;
+    assert!(asked.is_empty(), "{asked:?}");
+
     // SETNAME: the real name is the signed display name.
     boss_irc.send("SETNAME :New Name").await;
     let fail = boss_irc.until("FAIL").await;

@@ -126,7 +126,9 @@ impl Conn {
         let channel_id = if target.starts_with('#') {
             self.resolve(&target).await.map(|c| c.id)
         } else {
-            self.dm_channel(&target).await.ok()
+            self.dm_channel(&target, super::messages::DmStart::Never)
+                .await
+                .ok()
         };
         let Some(channel_id) = channel_id else {
             self.history_fail("INVALID_TARGET", vec![sub, target], "No such channel or DM");

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Whether finding a DM may start or accept one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DmStart {
+    /// A message: asks for a DM that does not exist yet, accepts one the other user asked for.
+    Ask,
+    /// Anything else (a reaction, typing, a redaction, a read marker): only an open DM.
+    Never,
+}
+
 /// Ids of messages echoed at sending kept to skip their event; past this the set starts over
 /// (an event not seen by then will not come: the sender can't read the channel).
 const ECHOED_MAX: usize = 256;
@@ -10,7 +19,7 @@ impl Conn {
     /// `PRIVMSG`/`NOTICE` to a joined channel or a nick (a DM), as `SendMessage`; `reply_to` is
     /// the message a `+draft/reply` tag names.
     pub(super) async fn privmsg(&mut self, target: &str, text: String, reply_to: Option<String>) {
-        let Some(channel_id) = self.target_channel(target).await else {
+        let Some(channel_id) = self.target_channel(target, DmStart::Ask).await else {
             return;
         };
         let input = SendInput {
@@ -54,9 +63,10 @@ impl Conn {
             .map_or_else(|| target.to_owned(), |j| j.name.clone())
     }
 
-    /// The channel behind a message target: a joined channel, or the DM with a nick; `None`
-    /// after telling the client why there is none.
-    pub(super) async fn target_channel(&mut self, target: &str) -> Option<String> {
+    /// The channel behind a message target: a joined channel, or the DM with a nick (asked for
+    /// or accepted only when `start` says so: a message does, a reaction or typing does not);
+    /// `None` after telling the client why there is none.
+    pub(super) async fn target_channel(&mut self, target: &str, start: DmStart) -> Option<String> {
         let channel_id = if target.starts_with('#') {
             match self.joined_id(target) {
                 Some(id) => id,
@@ -72,7 +82,7 @@ impl Conn {
                 }
             }
         } else {
-            match self.dm_channel(target).await {
+            match self.dm_channel(target, start).await {
                 Ok(id) => id,
                 Err(why) => {
                     self.reply(Response::ERR_NOSUCHNICK, vec![target.to_owned(), why]);
@@ -86,7 +96,7 @@ impl Conn {
     /// The channel of the DM between the user and the user whose username is `nick`. With no DM
     /// yet, one is asked for (`CreateDM`, for users of this node) and the message is not sent;
     /// messaging back the user who asked accepts it (`AcceptDMInvite`).
-    pub(super) async fn dm_channel(&self, nick: &str) -> Result<String, String> {
+    pub(super) async fn dm_channel(&self, nick: &str, start: DmStart) -> Result<String, String> {
         let (me, name) = (self.me().id.clone(), nick.to_ascii_lowercase());
         let found = self
             .gateway
@@ -112,7 +122,9 @@ impl Conn {
         let invite = match invite {
             Some(invite) if both => invite,
             Some(invite)
-                if invite.target_user_id == session.user_id && invite.status == "pending" =>
+                if start == DmStart::Ask
+                    && invite.target_user_id == session.user_id
+                    && invite.status == "pending" =>
             {
                 let dms = self
                     .gateway
@@ -124,6 +136,9 @@ impl Conn {
                     .map_err(|e| e.to_string())?
             }
             Some(_) => return Err("Your DM with this user is not accepted yet".into()),
+            None if start == DmStart::Never => {
+                return Err("No DM with this user yet; message them to ask for one".into());
+            }
             None => {
                 let dms = self
                     .gateway

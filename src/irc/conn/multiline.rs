@@ -3,6 +3,7 @@
 //! messages). Lines of a batch join with a line break, or with nothing when a line carries
 //! `draft/multiline-concat` (a long line cut to fit IRC's line length).
 
+use super::messages::DmStart;
 use super::*;
 
 /// Most bytes of text one multiline batch may carry (`draft/multiline=max-bytes=`); the node's
@@ -92,7 +93,7 @@ impl Conn {
                 );
                 return;
             }
-            let Some(channel_id) = self.target_channel(&batch.target).await else {
+            let Some(channel_id) = self.target_channel(&batch.target, DmStart::Ask).await else {
                 return;
             };
             let input = SendInput {

@@ -2,6 +2,7 @@
 //! replying to a message), typing (`+typing`), and deletions (`draft/message-redaction`'s
 //! `REDACT`), both ways. Client-only tags reach only clients that took `message-tags`.
 
+use super::messages::DmStart;
 use super::*;
 
 impl Conn {
@@ -27,7 +28,7 @@ impl Conn {
         if reaction.is_none() && typing.is_none() {
             return;
         }
-        let Some(channel_id) = self.target_channel(target).await else {
+        let Some(channel_id) = self.target_channel(target, DmStart::Never).await else {
             return;
         };
         let input = if let Some((emoji, add)) = reaction {
@@ -71,7 +72,7 @@ impl Conn {
             return;
         };
         let (target, msgid) = (target.clone(), msgid.clone());
-        let Some(channel_id) = self.target_channel(&target).await else {
+        let Some(channel_id) = self.target_channel(&target, DmStart::Never).await else {
             return;
         };
         let session = self.session();

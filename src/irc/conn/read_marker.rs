@@ -3,6 +3,7 @@
 //! timestamp on IRC; the node keeps the newest message read, whose time the timestamp is.
 
 use super::history::{SEQUENCE_BITS, parse_time};
+use super::messages::DmStart;
 use super::*;
 
 impl Conn {
@@ -53,7 +54,7 @@ impl Conn {
         if target.starts_with('#') {
             self.resolve(target).await.map(|c| c.id)
         } else {
-            self.dm_channel(target).await.ok()
+            self.dm_channel(target, DmStart::Never).await.ok()
         }
     }
 
