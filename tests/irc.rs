@@ -1080,6 +1080,18 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
         "{whox:?}"
     );
 
+    // A role that lets Ada kick shows as a mode change to those who were shown her prefixes.
+    grant(
+        &node,
+        &boss.token,
+        &room.guild,
+        &ada.user.id,
+        &["members.kick"],
+    )
+    .await;
+    let moded = until_line(&mut boss_irc, |l| l.command == "MODE").await;
+    assert_eq!(moded.params, [channel.clone(), "+o".into(), "ada".into()]);
+
     // A reply from IRC is a reply on the node, and carries +draft/reply to IRC clients.
     let mut boss_sees = subscribe(&node, &boss.token).await;
     ada_irc

@@ -291,18 +291,37 @@ impl Guilds {
         let role = Self::find_role(&access, role_id, "role_id")?;
         outranks(&access, role, "role_id")?;
         let (g, u, r) = (guild_id.to_owned(), user_id.to_owned(), role_id.to_owned());
+        let admins = self.admins();
         let changed = self
-            .store()
-            .write(move |tx| {
+            .events()
+            .write(crate::identity::freshness::now_ms(), move |tx| {
                 if db::member(tx, &g, &u)?.is_none() {
-                    return Ok(false);
+                    return Ok((false, vec![]));
                 }
                 if assign {
                     db::assign_role(tx, &g, &u, &r)?;
                 } else {
                     db::unassign_role(tx, &g, &u, &r)?;
                 }
-                Ok(true)
+                // Members see the member's roles as they now stand (`member_updated`).
+                let member = db::member(tx, &g, &u)?
+                    .ok_or_else(|| crate::store::StorageError::Task("member vanished".into()))?;
+                let view = db::MemberView {
+                    member,
+                    user: crate::store::accounts::load_user(tx, &u)?,
+                };
+                let summary =
+                    crate::convert::member(&view, &|id: &str| admins.iter().any(|a| a == id));
+                let event = crate::events::row(
+                    vec![crate::events::guild_scope(&g)],
+                    crate::proto::guildhall::v1::stream_response::Event::MemberUpdated(
+                        crate::proto::guildhall::v1::GuildMemberUpdated {
+                            guild_id: g.clone(),
+                            member: Some(summary),
+                        },
+                    ),
+                );
+                Ok((true, vec![event]))
             })
             .await?;
         if changed {

@@ -243,6 +243,8 @@ struct Conn {
     /// The read marker last sent for each target (lowercase), so a receipt for it is not
     /// repeated.
     markers: HashMap<String, u64>,
+    /// Status prefixes last shown per (guild, user), so role changes can be shown as `MODE`.
+    prefixes: HashMap<(String, String), String>,
 }
 
 impl Conn {
@@ -270,6 +272,7 @@ impl Conn {
             monitored: HashMap::new(),
             multiline: None,
             markers: HashMap::new(),
+            prefixes: HashMap::new(),
         }
     }
 

@@ -11,6 +11,7 @@ pub(super) const PREFIX: &str = "(qaoh)~&@%";
 
 /// One member as NAMES and WHO show them.
 pub(super) struct Listed {
+    pub(super) user_id: String,
     pub(super) nick: String,
     pub(super) real_name: String,
     /// Whether the nick is an account (a username), for WHOX's account field.
@@ -49,6 +50,7 @@ impl Conn {
             .map(|(row, standing)| Listed {
                 nick: names::nick(&row.user_id, row.irc_name.as_deref()),
                 has_account: row.irc_name.is_some(),
+                user_id: row.user_id,
                 real_name: row.display_name,
                 prefixes: prefixes(&standing),
             })
@@ -67,9 +69,12 @@ impl Conn {
     pub(super) async fn names(&mut self, guild_id: &str, name: &str) {
         let server = self.gateway.server_name.clone();
         let with_host = self.caps.contains("userhost-in-names");
-        let members: Vec<String> = self
-            .roster(guild_id)
-            .await
+        let roster = self.roster(guild_id).await;
+        for m in &roster {
+            self.prefixes
+                .insert((guild_id.to_owned(), m.user_id.clone()), m.prefixes.clone());
+        }
+        let members: Vec<String> = roster
             .into_iter()
             .map(|m| {
                 let prefix = self.shown_prefixes(&m.prefixes);
@@ -127,6 +132,7 @@ impl Conn {
                 Listed {
                     nick: names::nick(&user.id, user.irc_name.as_deref()),
                     has_account: user.irc_name.is_some(),
+                    user_id: user.id,
                     real_name: user.display_name,
                     prefixes: String::new(),
                 },
@@ -188,5 +194,68 @@ impl Conn {
             });
         }
         self.numeric_raw("354", args);
+    }
+}
+
+/// The channel mode letter of a status prefix.
+fn mode_letter(prefix: char) -> char {
+    match prefix {
+        '~' => 'q',
+        '&' => 'a',
+        '@' => 'o',
+        _ => 'h',
+    }
+}
+
+impl Conn {
+    /// A member's roles changed: their new status prefixes, as `MODE #channel +o nick` (and the
+    /// like) in each joined channel of the guild, against what this client was last shown.
+    pub(super) async fn on_member_updated(&mut self, updated: pb::GuildMemberUpdated) {
+        let Some(user) = updated.member.and_then(|m| m.user) else {
+            return;
+        };
+        let key = (updated.guild_id.clone(), user.id.clone());
+        let Some(before) = self.prefixes.get(&key).cloned() else {
+            return;
+        };
+        let Ok(access) = self
+            .gateway
+            .guilds
+            .access(&updated.guild_id, &user.id)
+            .await
+        else {
+            return;
+        };
+        let after = prefixes(&access.standing);
+        if after == before {
+            return;
+        }
+        self.prefixes.insert(key, after.clone());
+        let added: String = after
+            .chars()
+            .filter(|p| !before.contains(*p))
+            .map(mode_letter)
+            .collect();
+        let removed: String = before
+            .chars()
+            .filter(|p| !after.contains(*p))
+            .map(mode_letter)
+            .collect();
+        let nick = names::nick(&user.id, Some(user.irc_name.as_str()));
+        for channel in self.channels_of(&updated.guild_id) {
+            for (sign, letters) in [('+', &added), ('-', &removed)] {
+                if letters.is_empty() {
+                    continue;
+                }
+                let mut args = vec![channel.clone(), format!("{sign}{letters}")];
+                args.extend(std::iter::repeat_n(nick.clone(), letters.len()));
+                let server = self.server();
+                self.send(Message {
+                    tags: None,
+                    prefix: Some(server),
+                    command: Command::Raw("MODE".into(), args),
+                });
+            }
+        }
     }
 }
