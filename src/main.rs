@@ -114,7 +114,8 @@ enum Command {
     /// Make invites to a channel's guild.
     #[command(subcommand)]
     Invite(InviteCommand),
-    /// Join a guild with an invite token (registers you on the server if needed) and save the session.
+    /// Join a guild with an invite token and save the session: as a user of your homeserver when
+    /// the guild is hosted elsewhere, else registering you on the server if needed.
     Join {
         #[command(flatten)]
         target: Target,
@@ -127,6 +128,11 @@ enum Command {
         /// registers only with one.
         #[arg(long, env = "GUILDHALL_REGISTRATION_TOKEN")]
         registration_token: Option<String>,
+        /// Your homeserver's gRPC address, when the guild is hosted on another node: that node
+        /// asks your homeserver to vouch for you, and you join as yourself rather than as a new
+        /// account there. Default: the homeserver the identity file remembers.
+        #[arg(long)]
+        homeserver: Option<String>,
     },
     /// Send a text message to a channel.
     Send {
@@ -341,7 +347,8 @@ async fn run() -> Result<()> {
             token,
             name,
             registration_token,
-        } => join(&target, &token, name, registration_token).await,
+            homeserver,
+        } => join(&target, &token, name, registration_token, homeserver).await,
         Command::Send {
             target,
             channel,

@@ -19,6 +19,7 @@ use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use super::store::CliFile;
 use super::{Target, connect, dial, load_full, save_session};
 
 /// How long one long poll may take before the client gives up on it: above the server's longest
@@ -150,7 +151,7 @@ async fn link_request(
     let expected =
         PublicKey::from_hex(user_id).context("--user-id: must be a user id (hex K_id)")?;
     let pending = PendingLink::new(device_id, name.as_deref());
-    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
+    let mut client = dial(&target.server(), target.ca_file.as_deref()).await?;
     put(
         &mut client,
         pending.code.request_box(),
@@ -162,14 +163,14 @@ async fn link_request(
     println!(
         "on a device with your identity, run: guildhall device link-approve {} --server {}",
         pending.code.as_str(),
-        target.server
+        target.server()
     );
     println!("and check that it shows the same fingerprint; waiting up to {wait:?}");
     let answer = take_within(&mut client, &pending.code.cert_box(), wait)
         .await?
         .context("no approval arrived in time; run link-request again")?;
     let device = pending.accept(&answer, &expected, now_ms(), CERT_SKEW_MS)?;
-    let file = device.to_file();
+    let file = CliFile::new(device.to_file());
     file.save(path)?;
     println!("identity:    {} (this device only)", path.display());
 
@@ -180,7 +181,13 @@ async fn link_request(
     let reply = client.login(request).await?.into_inner();
     let user = reply.user.unwrap_or_default();
     println!("logged in as {} ({:?})", user.id, user.name);
-    save_session(target, file, reply.token, reply.refresh_token)
+    save_session(
+        path,
+        file,
+        &target.server(),
+        reply.token,
+        reply.refresh_token,
+    )
 }
 
 /// Whether two fingerprints are the same, ignoring case, spaces and dashes.
@@ -202,7 +209,7 @@ async fn link_approve(
 ) -> Result<()> {
     let (_, identity) = load_full(&target.id.identity)?;
     let code = LinkCode::parse(code)?;
-    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
+    let mut client = dial(&target.server(), target.ca_file.as_deref()).await?;
     let payload = take_within(&mut client, &code.request_box(), wait)
         .await?
         .context(
