@@ -41,6 +41,7 @@ macro_rules! rpc {
 pub(crate) mod account;
 pub(crate) mod admin;
 pub(crate) mod device;
+pub(crate) mod names;
 pub(crate) mod store;
 
 use store::{CliFile, SavedSession};
@@ -501,8 +502,9 @@ pub(crate) async fn guild_list(target: &Target) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn channel_create(target: &Target, guild_id: String, name: String) -> Result<()> {
+pub(crate) async fn channel_create(target: &Target, guild: String, name: String) -> Result<()> {
     let mut s = Session::open(target).await?;
+    let guild_id = names::guild(&mut s, &guild).await?;
     let request = pb::CreateChannelRequest {
         guild_id,
         name,
@@ -512,20 +514,22 @@ pub(crate) async fn channel_create(target: &Target, guild_id: String, name: Stri
     Ok(())
 }
 
-pub(crate) async fn channel_list(target: &Target, guild_id: String) -> Result<()> {
+pub(crate) async fn channel_list(target: &Target, guild: String) -> Result<()> {
     let mut s = Session::open(target).await?;
+    let guild_id = names::guild(&mut s, &guild).await?;
     s.channels(guild_id).await?.iter().for_each(print_channel);
     Ok(())
 }
 
 pub(crate) async fn invite_create(
     target: &Target,
-    channel_id: String,
+    channel: String,
     max_uses: Option<i32>,
     max_age_secs: Option<u64>,
     allow_registration: bool,
 ) -> Result<()> {
     let mut s = Session::open(target).await?;
+    let channel_id = names::channel(&mut s, &channel).await?;
     let request = pb::GenerateInviteRequest {
         channel_id,
         max_age_secs,
@@ -620,13 +624,14 @@ pub(crate) async fn join(
     )
 }
 
-pub(crate) async fn send(target: &Target, channel_id: String, text: String) -> Result<()> {
+pub(crate) async fn send(target: &Target, channel: String, text: String) -> Result<()> {
     if text.trim().is_empty() {
         bail!(
             "nothing to send: give the message text after the options, e.g. `guildhall send --channel ID hello`"
         );
     }
     let mut s = Session::open(target).await?;
+    let channel_id = names::channel(&mut s, &channel).await?;
     let request = pb::SendMessageRequest {
         channel_id,
         text,
@@ -686,9 +691,10 @@ fn message_lines(m: &pb::Message) -> String {
     out
 }
 
-pub(crate) async fn history(target: &Target, channel_id: String, limit: u32) -> Result<()> {
+pub(crate) async fn history(target: &Target, channel: String, limit: u32) -> Result<()> {
     const PAGE: u32 = guildhall::messages::HISTORY_PAGE_MAX;
     let mut s = Session::open(target).await?;
+    let channel_id = names::channel(&mut s, &channel).await?;
     let mut messages = Vec::new();
     let mut cursor = String::new();
     while (messages.len() as u32) < limit {

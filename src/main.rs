@@ -138,7 +138,8 @@ enum Command {
     Send {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// The text (words are joined with spaces).
@@ -149,7 +150,8 @@ enum Command {
     History {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// How many messages.
@@ -200,7 +202,7 @@ enum ChannelCommand {
     Create {
         #[command(flatten)]
         target: Target,
-        /// The guild id.
+        /// The guild: its id or its name (unambiguous among your guilds).
         #[arg(long)]
         guild: String,
         /// The channel's name.
@@ -211,7 +213,7 @@ enum ChannelCommand {
     List {
         #[command(flatten)]
         target: Target,
-        /// The guild id.
+        /// The guild: its id or its name (unambiguous among your guilds).
         #[arg(long)]
         guild: String,
     },
@@ -223,7 +225,8 @@ enum InviteCommand {
     Create {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// How many joins it allows (default: unlimited).

@@ -389,3 +389,53 @@ async fn tail_reconnects_after_a_restart_and_resumes_without_gaps_or_repeats() {
         "ids only grow: {seen:#?}"
     );
 }
+
+#[tokio::test]
+async fn guilds_and_channels_by_name_and_ambiguous_names_list_the_candidates() {
+    let node = TestNode::spawn().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    ok(&id, &["keygen"]).await;
+    let server = node.address();
+    ok(&id, &["register", "--server", &server, "--name", "Ada"]).await;
+    ok(&id, &["guild", "create", "--name", "Engines"]).await;
+    ok(
+        &id,
+        &[
+            "channel", "create", "--guild", "Engines", "--name", "design",
+        ],
+    )
+    .await;
+    // `design` is unique: by name alone, or with a `#`.
+    ok(&id, &["send", "--channel", "design", "by", "name"]).await;
+    let shown = ok(&id, &["history", "--channel", "#design"]).await;
+    assert!(shown.contains("Ada: by name"), "{shown}");
+
+    // A second guild with a #general too: `general` alone is ambiguous, `Looms#general` is not.
+    ok(&id, &["guild", "create", "--name", "Looms"]).await;
+    let out = run(&id, &["send", "--channel", "general", "which?"]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("names 2 channels")
+            && out.stderr.contains("Engines#general")
+            && out.stderr.contains("Looms#general"),
+        "{}",
+        out.stderr
+    );
+    ok(&id, &["send", "--channel", "Looms#general", "to", "looms"]).await;
+    let looms = ok(&id, &["history", "--channel", "Looms#general"]).await;
+    assert!(looms.contains("Ada: to looms"), "{looms}");
+    let engines = ok(&id, &["history", "--channel", "Engines#general"]).await;
+    assert!(!engines.contains("to looms"), "{engines}");
+    let listed = ok(&id, &["channel", "list", "--guild", "engines"]).await;
+    assert!(listed.contains("#design"), "{listed}");
+
+    // Two guilds of one name: refused with both ids.
+    ok(&id, &["guild", "create", "--name", "Looms"]).await;
+    let out = run(&id, &["channel", "list", "--guild", "Looms"]).await;
+    assert!(!out.ok);
+    assert!(out.stderr.contains("names 2 guilds"), "{}", out.stderr);
+    let out = run(&id, &["channel", "list", "--guild", "Nowhere"]).await;
+    assert!(!out.ok);
+    assert!(out.stderr.contains("no guild named"), "{}", out.stderr);
+}
