@@ -40,6 +40,7 @@ macro_rules! rpc {
 
 pub(crate) mod account;
 pub(crate) mod admin;
+pub(crate) mod chat;
 pub(crate) mod device;
 pub(crate) mod names;
 pub(crate) mod store;
@@ -691,7 +692,7 @@ fn message_lines(m: &pb::Message) -> String {
     out
 }
 
-pub(crate) async fn history(target: &Target, channel: String, limit: u32) -> Result<()> {
+pub(crate) async fn history(target: &Target, channel: String, limit: u32, ids: bool) -> Result<()> {
     const PAGE: u32 = guildhall::messages::HISTORY_PAGE_MAX;
     let mut s = Session::open(target).await?;
     let channel_id = names::channel(&mut s, &channel).await?;
@@ -714,6 +715,9 @@ pub(crate) async fn history(target: &Target, channel: String, limit: u32) -> Res
     // Pages come newest first.
     let mut out = std::io::stdout().lock();
     for m in messages.iter().rev() {
+        if ids {
+            write!(out, "{}  ", m.id)?;
+        }
         writeln!(out, "{}", message_lines(m))?;
     }
     Ok(())

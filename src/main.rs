@@ -157,7 +157,12 @@ enum Command {
         /// How many messages.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Show each message's id (for `react`, `edit` and `delete`).
+        #[arg(long)]
+        ids: bool,
     },
+    #[command(flatten)]
+    Chat(cli::chat::ChatCommand),
     /// Your account: disable, enable or delete it (signed with your identity key), or export
     /// everything the server stores about you.
     #[command(subcommand)]
@@ -361,8 +366,10 @@ async fn run() -> Result<()> {
             target,
             channel,
             limit,
-        } => history(&target, channel, limit).await,
+            ids,
+        } => history(&target, channel, limit, ids).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
+        Command::Chat(command) => cli::chat::run(command).await,
         Command::Device(command) => cli::device::run(command).await,
         Command::Account(command) => cli::account::run(command).await,
         Command::Admin(command) => cli::admin::run(command).await,

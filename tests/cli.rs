@@ -439,3 +439,141 @@ async fn guilds_and_channels_by_name_and_ambiguous_names_list_the_candidates() {
     assert!(!out.ok);
     assert!(out.stderr.contains("no guild named"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn upload_react_edit_delete_dm_kick_ban_and_device_revoke() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let carol = register(&node, "Carol").await;
+    let room = create_room(&node, &ada, "Engines").await;
+    join_room(&node, &bob, &room.invite).await;
+    join_room(&node, &carol, &room.invite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    old_style_file(&id, &ada, &node.address());
+
+    // Upload: the attachment shows in history.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "the difference engine").expect("write");
+    let path = notes.to_str().expect("utf-8 path");
+    let sent = ok(
+        &id,
+        &["upload", "--channel", "general", path, "see", "attached"],
+    )
+    .await;
+    assert!(sent.contains("sent notes.txt"), "{sent}");
+    ok(&id, &["send", "--channel", "general", "first", "draft"]).await;
+    let shown = ok(&id, &["history", "--channel", "general", "--ids"]).await;
+    assert!(shown.contains("Ada: see attached"), "{shown}");
+    assert!(shown.contains("text/plain 21 B]"), "{shown}");
+    let draft = shown
+        .lines()
+        .find(|l| l.contains("first draft"))
+        .and_then(|l| l.split(' ').next())
+        .expect("the draft's id")
+        .to_owned();
+
+    // React, edit, then delete it.
+    ok(&id, &["react", "--channel", "general", &draft, "👍"]).await;
+    ok(
+        &id,
+        &["edit", "--channel", "general", &draft, "final", "text"],
+    )
+    .await;
+    let shown = ok(&id, &["history", "--channel", "general"]).await;
+    assert!(shown.contains("Ada: final text (edited)"), "{shown}");
+    assert!(shown.contains("[reactions 👍 1]"), "{shown}");
+    ok(&id, &["delete", "--channel", "general", &draft]).await;
+    let shown = ok(&id, &["history", "--channel", "general"]).await;
+    assert!(!shown.contains("final text"), "{shown}");
+
+    // A DM with Bob: he accepts the invite from his own CLI and reads what was sent there.
+    let dm = ok(&id, &["dm", &bob.user.id]).await;
+    let dm_channel = dm
+        .lines()
+        .find_map(|l| l.strip_prefix("channel: "))
+        .and_then(|l| l.split(' ').next())
+        .expect("the DM's channel")
+        .to_owned();
+    ok(&id, &["send", "--channel", &dm_channel, "psst"]).await;
+    let bob_id = dir.path().join("bob.json");
+    old_style_file(&bob_id, &bob, &node.address());
+    let waiting = ok(&bob_id, &["dm-invites"]).await;
+    let invite = waiting
+        .lines()
+        .find(|l| l.contains(&ada.user.id))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("Ada's invite is listed: {waiting}"))
+        .to_owned();
+    ok(&bob_id, &["dm-accept", &invite]).await;
+    let read = ok(&bob_id, &["history", "--channel", &dm_channel]).await;
+    assert!(read.contains("Ada: psst"), "{read}");
+
+    // Kick by user id, ban by name.
+    ok(&id, &["kick", "--guild", "Engines", &bob.user.id]).await;
+    let out = run(&id, &["ban", "--guild", "Engines", "Nobody"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("no member"),
+        "{}",
+        out.stderr
+    );
+    ok(
+        &id,
+        &["ban", "--guild", "Engines", "carol", "--reason", "spam"],
+    )
+    .await;
+    let members = member_ids(&node, &ada.token, &room.guild).await;
+    assert!(
+        !members.contains(&bob.user.id) && !members.contains(&carol.user.id),
+        "{members:?}"
+    );
+    let again = node
+        .client()
+        .await
+        .join_invite(carol.identity.join_invite_request(
+            &node.audience(),
+            &room.invite,
+            "Carol",
+            guildhall::identity::freshness::now_ms(),
+        ))
+        .await;
+    assert!(again.is_err(), "the banned member can't come back");
+
+    // Revoke a second device: its session ends.
+    let laptop = ada
+        .identity
+        .new_device("laptop", guildhall::identity::freshness::now_ms() - 1000);
+    let laptop_token = node
+        .client()
+        .await
+        .login(laptop.login_request(&node.audience(), guildhall::identity::freshness::now_ms()))
+        .await
+        .expect("the laptop logs in")
+        .into_inner()
+        .token;
+    let key = laptop.device_key.public().to_hex();
+    ok(&id, &["device", "revoke", &key]).await;
+    assert!(
+        node.client()
+            .await
+            .get_my_data(authed(&laptop_token, pb::Empty {}))
+            .await
+            .is_err(),
+        "the revoked device's session ended"
+    );
+    let out = run(
+        &id,
+        &[
+            "device",
+            "revoke",
+            &ada.identity.device_key.public().to_hex(),
+        ],
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("this device's own key"),
+        "{}",
+        out.stderr
+    );
+}

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::store::CliFile;
-use super::{Target, connect, dial, load_full, save_session};
+use super::{Session, Target, connect, dial, load_full, save_session};
 
 /// How long one long poll may take before the client gives up on it: above the server's longest
 /// allowed wait (60 s), so a healthy server always answers first.
@@ -54,6 +54,14 @@ pub(crate) enum DeviceCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke one of your devices for good (on a device that has your identity key): its
+    /// sessions end on every server you use, and it can't sign in again. Run at your homeserver.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The device's key (hex K_dev, as `guildhall whoami` lists it).
+        device_key: String,
+    },
     /// On a device that has your identity key: approve a link request by its code.
     LinkApprove {
         #[command(flatten)]
@@ -72,6 +80,7 @@ pub(crate) enum DeviceCommand {
 
 pub(crate) async fn run(command: DeviceCommand) -> Result<()> {
     match command {
+        DeviceCommand::Revoke { target, device_key } => revoke(&target, &device_key).await,
         DeviceCommand::LinkRequest {
             target,
             user_id,
@@ -188,6 +197,25 @@ async fn link_request(
         reply.token,
         reply.refresh_token,
     )
+}
+
+/// Signs a `device-revocation` with K_id (docs/PROTOCOL.md §12.2) and hands it to the homeserver,
+/// which tells the user's other servers.
+async fn revoke(target: &Target, device_key: &str) -> Result<()> {
+    let (_, identity) = load_full(&target.id.identity)?;
+    let device = PublicKey::from_hex(device_key)
+        .context("the device key must be 64 hex digits, as `guildhall whoami` lists it")?;
+    if device == identity.device_key.public() {
+        bail!(
+            "that is this device's own key: revoke it from another device (a revoked key can't \
+             be used again)"
+        );
+    }
+    let statement = guildhall::federation::revocation::sign(&identity.id_key, &device, now_ms());
+    let mut s = Session::open(target).await?;
+    rpc!(s, revoke_device, statement)?;
+    println!("revoked {device_key}: its sessions are ended here, and your other servers are told");
+    Ok(())
 }
 
 /// Whether two fingerprints are the same, ignoring case, spaces and dashes.
