@@ -42,6 +42,7 @@ pub(crate) mod account;
 pub(crate) mod admin;
 pub(crate) mod chat;
 pub(crate) mod device;
+pub(crate) mod manage;
 pub(crate) mod names;
 pub(crate) mod store;
 
@@ -386,7 +387,7 @@ impl Session {
                 self.server
             );
         }
-        person(status, &self.server)
+        person(status, &format!("{} refused", self.server))
     }
 
     async fn channels(&mut self, guild_id: String) -> Result<Vec<pb::Channel>> {

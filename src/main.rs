@@ -163,6 +163,12 @@ enum Command {
     },
     #[command(flatten)]
     Chat(cli::chat::ChatCommand),
+    /// A guild's roles: list, create, delete, assign and unassign.
+    #[command(subcommand)]
+    Role(cli::manage::RoleCommand),
+    /// A guild's webhooks: create (prints the token), list, delete.
+    #[command(subcommand)]
+    Webhook(cli::manage::WebhookCommand),
     /// Your account: disable, enable or delete it (signed with your identity key), or export
     /// everything the server stores about you.
     #[command(subcommand)]
@@ -370,6 +376,8 @@ async fn run() -> Result<()> {
         } => history(&target, channel, limit, ids).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
         Command::Chat(command) => cli::chat::run(command).await,
+        Command::Role(command) => cli::manage::role_command(command).await,
+        Command::Webhook(command) => cli::manage::webhook_command(command).await,
         Command::Device(command) => cli::device::run(command).await,
         Command::Account(command) => cli::account::run(command).await,
         Command::Admin(command) => cli::admin::run(command).await,

@@ -577,3 +577,97 @@ async fn upload_react_edit_delete_dm_kick_ban_and_device_revoke() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn roles_and_webhooks_by_name() {
+    let node = TestNode::spawn().await;
+    let ada = register(&node, "Ada").await;
+    let bob = register(&node, "Bob").await;
+    let room = create_room(&node, &ada, "Engines").await;
+    join_room(&node, &bob, &room.invite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    old_style_file(&id, &ada, &node.address());
+
+    let made = ok(
+        &id,
+        &[
+            "role",
+            "create",
+            "--guild",
+            "Engines",
+            "--name",
+            "Scribes",
+            "--permission",
+            "messages.manage",
+        ],
+    )
+    .await;
+    assert!(made.contains("Scribes  [messages.manage]"), "{made}");
+    let listed = ok(&id, &["role", "list", "--guild", "Engines"]).await;
+    assert!(listed.contains("Scribes"), "{listed}");
+    ok(
+        &id,
+        &["role", "assign", "--guild", "Engines", "Bob", "scribes"],
+    )
+    .await;
+    let role_id = made.split(' ').next().expect("role id").to_owned();
+    let roles_of_bob = |members: pb::ListGuildMembersResponse| {
+        members
+            .members
+            .into_iter()
+            .find(|m| m.user.as_ref().is_some_and(|u| u.id == bob.user.id))
+            .map(|m| m.roles)
+            .unwrap_or_default()
+    };
+    let members = || async {
+        node.client()
+            .await
+            .list_guild_members(authed(
+                &ada.token,
+                pb::ListGuildMembersRequest {
+                    guild_id: room.guild.clone(),
+                    limit: 50,
+                    offset: 0,
+                },
+            ))
+            .await
+            .expect("members")
+            .into_inner()
+    };
+    assert!(roles_of_bob(members().await).contains(&role_id));
+    ok(
+        &id,
+        &["role", "unassign", "--guild", "Engines", "Bob", &role_id],
+    )
+    .await;
+    assert!(!roles_of_bob(members().await).contains(&role_id));
+    ok(&id, &["role", "delete", "--guild", "Engines", "Scribes"]).await;
+    let out = run(&id, &["role", "delete", "--guild", "Engines", "Scribes"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("no role named"),
+        "{}",
+        out.stderr
+    );
+
+    let hook = ok(
+        &id,
+        &["webhook", "create", "--channel", "general", "--name", "CI"],
+    )
+    .await;
+    assert!(hook.contains("token:"), "{hook}");
+    let hook_id = hook
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook: "))
+        .and_then(|l| l.split(' ').next())
+        .expect("webhook id")
+        .to_owned();
+    let listed = ok(&id, &["webhook", "list", "--guild", "Engines"]).await;
+    assert!(
+        listed.contains(&hook_id) && listed.contains("CI"),
+        "{listed}"
+    );
+    ok(&id, &["webhook", "delete", &hook_id]).await;
+    let listed = ok(&id, &["webhook", "list", "--guild", "Engines"]).await;
+    assert!(!listed.contains(&hook_id), "{listed}");
+}

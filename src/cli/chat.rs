@@ -266,7 +266,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
 
 /// The guild's id and the member's user id: `user` is a user id (64 hex digits), or the name or
 /// nickname of exactly one member.
-async fn member(s: &mut Session, guild: &str, user: &str) -> Result<(String, String)> {
+pub(crate) async fn member(s: &mut Session, guild: &str, user: &str) -> Result<(String, String)> {
     let guild_id = names::guild(s, guild).await?;
     if user.len() == 64 && user.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok((guild_id, user.to_owned()));
