@@ -429,25 +429,72 @@ pub(crate) fn same_server(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// A protobuf time for a person: date and time to the second, in UTC marked with an explicit
-/// `Z` (the `time` crate is built without reading the local zone, and guessing it wrong would be
-/// worse than saying UTC plainly).
+/// The local zone's offset from UTC now, as the system's `date +%z` reports it (the `time` crate
+/// is built here without its own local-offset lookup, which also refuses to run once the runtime
+/// has started threads). `None` when it can't be learnt: times are then shown in UTC.
+fn local_offset() -> Option<time::UtcOffset> {
+    static OFFSET: std::sync::OnceLock<Option<time::UtcOffset>> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let out = std::process::Command::new("date")
+            .arg("+%z")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        parse_offset(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// `+HHMM` or `-HHMM` as an offset.
+fn parse_offset(text: &str) -> Option<time::UtcOffset> {
+    let (sign, digits) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i8 = digits[..2].parse().ok()?;
+    let minutes: i8 = digits[2..].parse().ok()?;
+    time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
+}
+
+/// A protobuf time for a person: date and time to the second in the local zone with its offset
+/// written out (`2026-01-01 01:00:00+01:00`), or in UTC marked `Z` when the local zone is UTC or
+/// unknown. The offset is the one in effect now, so a time from the other side of a daylight-saving
+/// change shows with that offset: the instant is still exact, since the offset is printed.
 pub(crate) fn when(time: Option<prost_types::Timestamp>) -> String {
+    when_in(time, local_offset())
+}
+
+/// [`when`] with a given offset (`None`: UTC).
+fn when_in(time: Option<prost_types::Timestamp>, offset: Option<time::UtcOffset>) -> String {
     let Some(t) = time else {
         return "-".into();
     };
-    match time::OffsetDateTime::from_unix_timestamp(t.seconds) {
-        Ok(at) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-            at.year(),
-            u8::from(at.month()),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        ),
-        Err(_) => format!("(a time out of range: {} s)", t.seconds),
-    }
+    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(t.seconds) else {
+        return format!("(a time out of range: {} s)", t.seconds);
+    };
+    let offset = offset.unwrap_or(time::UtcOffset::UTC);
+    let at = utc.checked_to_offset(offset).unwrap_or(utc);
+    let zone = if at.offset().is_utc() {
+        "Z".to_owned()
+    } else {
+        let (h, m, _) = at.offset().as_hms();
+        let sign = if at.offset().is_negative() { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{zone}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 /// A time in milliseconds since the epoch, as [`when`] shows it; 0 (never) as `never`.
@@ -656,7 +703,7 @@ fn size(bytes: u64) -> String {
 
 /// A message as `history` shows it: time, sender, text (continuation lines indented), then its
 /// attachment and reactions on lines of their own.
-fn message_lines(m: &pb::Message) -> String {
+fn message_lines(m: &pb::Message, offset: Option<time::UtcOffset>) -> String {
     let sender = if m.webhook_id.is_empty() {
         m.sender_name.clone()
     } else {
@@ -668,7 +715,10 @@ fn message_lines(m: &pb::Message) -> String {
         ""
     };
     let text = m.text.replace('\n', "\n    ");
-    let mut out = format!("{}  {sender}: {text}{edited}", when(m.created_at));
+    let mut out = format!(
+        "{}  {sender}: {text}{edited}",
+        when_in(m.created_at, offset)
+    );
     if let Some(media) = &m.media {
         let mut line = format!(
             "\n    [attachment {} {} {}",
@@ -719,7 +769,7 @@ pub(crate) async fn history(target: &Target, channel: String, limit: u32, ids: b
         if ids {
             write!(out, "{}  ", m.id)?;
         }
-        writeln!(out, "{}", message_lines(m))?;
+        writeln!(out, "{}", message_lines(m, local_offset()))?;
     }
     Ok(())
 }
@@ -923,13 +973,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_read_as_a_date_and_time_marked_utc() {
-        let at = prost_types::Timestamp {
+    fn times_read_as_a_date_and_time_with_their_offset() {
+        let at = Some(prost_types::Timestamp {
             seconds: 1_767_225_600,
             nanos: 500,
-        };
-        assert_eq!(when(Some(at)), "2026-01-01 00:00:00Z");
-        assert_eq!(when(None), "-");
+        });
+        assert_eq!(when_in(at, None), "2026-01-01 00:00:00Z");
+        assert_eq!(when_in(at, parse_offset("+0000")), "2026-01-01 00:00:00Z");
+        assert_eq!(
+            when_in(at, parse_offset("+0530")),
+            "2026-01-01 05:30:00+05:30"
+        );
+        assert_eq!(
+            when_in(at, parse_offset("-0330")),
+            "2025-12-31 20:30:00-03:30"
+        );
+        assert_eq!(parse_offset("CET"), None);
+        assert_eq!(parse_offset("+5"), None);
+        assert_eq!(when_in(None, None), "-");
     }
 
     #[test]
@@ -958,7 +1019,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            message_lines(&m),
+            message_lines(&m, None),
             "2026-01-01 00:00:00Z  Ada [webhook]: look\n    here (edited)\n    \
              [attachment f1 image/png 2.0 KiB 3x4]\n    [reactions 👍 2]"
         );

@@ -40,6 +40,8 @@ fn cli(identity: &Path, args: &[&str]) -> Command {
         .env_remove("GUILDHALL_IDENTITY")
         .env_remove("GUILDHALL_SERVER")
         .env_remove("GUILDHALL_CA_FILE")
+        // Times print in the local zone: UTC here, so lines read the same on every machine.
+        .env("TZ", "UTC")
         .env("RUST_LOG", "warn");
     command
 }
