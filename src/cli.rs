@@ -48,7 +48,7 @@ pub(crate) mod store;
 
 use store::{CliFile, SavedSession};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct IdentityArg {
     /// The identity file.
     #[arg(long, env = "GUILDHALL_IDENTITY", default_value_os_t = default_identity_path())]
@@ -56,7 +56,7 @@ pub(crate) struct IdentityArg {
 }
 
 /// Where a client command goes: the identity file and the server.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Target {
     #[command(flatten)]
     pub(crate) id: IdentityArg,
@@ -552,8 +552,7 @@ pub(crate) async fn guild_list(target: &Target) -> Result<()> {
 }
 
 pub(crate) async fn channel_create(target: &Target, guild: String, name: String) -> Result<()> {
-    let mut s = Session::open(target).await?;
-    let guild_id = names::guild(&mut s, &guild).await?;
+    let (mut s, guild_id) = names::open_guild(target, &guild).await?;
     let request = pb::CreateChannelRequest {
         guild_id,
         name,
@@ -564,8 +563,7 @@ pub(crate) async fn channel_create(target: &Target, guild: String, name: String)
 }
 
 pub(crate) async fn channel_list(target: &Target, guild: String) -> Result<()> {
-    let mut s = Session::open(target).await?;
-    let guild_id = names::guild(&mut s, &guild).await?;
+    let (mut s, guild_id) = names::open_guild(target, &guild).await?;
     s.channels(guild_id).await?.iter().for_each(print_channel);
     Ok(())
 }
@@ -577,8 +575,7 @@ pub(crate) async fn invite_create(
     max_age_secs: Option<u64>,
     allow_registration: bool,
 ) -> Result<()> {
-    let mut s = Session::open(target).await?;
-    let channel_id = names::channel(&mut s, &channel).await?;
+    let (mut s, channel_id) = names::open_channel(target, &channel).await?;
     let request = pb::GenerateInviteRequest {
         channel_id,
         max_age_secs,
@@ -617,11 +614,8 @@ pub(crate) async fn join(
         }
         None => {
             let mut s = Session::open(&Target {
-                id: IdentityArg {
-                    identity: target.id.identity.clone(),
-                },
                 server: Some(known_at.clone()),
-                ca_file: target.ca_file.clone(),
+                ..target.clone()
             })
             .await?;
             let data = rpc!(s, get_my_data, pb::Empty {})?.into_inner();
@@ -679,8 +673,7 @@ pub(crate) async fn send(target: &Target, channel: String, text: String) -> Resu
             "nothing to send: give the message text after the options, e.g. `guildhall send --channel ID hello`"
         );
     }
-    let mut s = Session::open(target).await?;
-    let channel_id = names::channel(&mut s, &channel).await?;
+    let (mut s, channel_id) = names::open_channel(target, &channel).await?;
     let request = pb::SendMessageRequest {
         channel_id,
         text,
@@ -745,8 +738,7 @@ fn message_lines(m: &pb::Message, offset: Option<time::UtcOffset>) -> String {
 
 pub(crate) async fn history(target: &Target, channel: String, limit: u32, ids: bool) -> Result<()> {
     const PAGE: u32 = guildhall::messages::HISTORY_PAGE_MAX;
-    let mut s = Session::open(target).await?;
-    let channel_id = names::channel(&mut s, &channel).await?;
+    let (mut s, channel_id) = names::open_channel(target, &channel).await?;
     let mut messages = Vec::new();
     let mut cursor = String::new();
     while (messages.len() as u32) < limit {

@@ -203,6 +203,31 @@ async fn a_user_of_b_joins_a_guild_on_a_as_themselves_and_keeps_their_b_session(
         "{shown}"
     );
 
+    // Without --server, a name is looked up on every server with a session: the guild lives
+    // on A, so that is where this goes.
+    ok(
+        &id,
+        &["send", "--channel", "Federated#general", "by", "name"],
+    )
+    .await;
+    let shown = ok(&id, &["history", "--channel", "general"]).await;
+    assert!(shown.contains("Bob: by name"), "{shown}");
+    // A second #general, at home: now `general` alone is ambiguous across the two servers.
+    ok(&id, &["guild", "create", "--name", "Home"]).await;
+    let out = run(&id, &["history", "--channel", "general"]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("names 2 channels")
+            && out
+                .stderr
+                .contains(&format!("Federated#general  on {}", a.address()))
+            && out
+                .stderr
+                .contains(&format!("Home#general  on {}", b.address())),
+        "{}",
+        out.stderr
+    );
+
     // The B session was not lost: whoami still goes home and lists both sessions.
     let who = ok(&id, &["whoami"]).await;
     assert!(who.contains(&bob.user.id), "{who}");

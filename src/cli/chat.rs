@@ -10,7 +10,7 @@ use clap::Subcommand;
 use guildhall::proto::guildhall::v1 as pb;
 use sha2::{Digest, Sha256};
 
-use super::{IdentityArg, Session, Target, connect_to, join, load, names, when, when_ms};
+use super::{Session, Target, connect_to, join, load, names, when, when_ms};
 use guildhall::identity::freshness::now_ms;
 
 /// The chunk size uploads are cut into: 1 MiB, inside the server's 1 KiB to 2 MiB range.
@@ -141,8 +141,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             emoji,
             remove,
         } => {
-            let mut s = Session::open(&target).await?;
-            let channel_id = names::channel(&mut s, &channel).await?;
+            let (mut s, channel_id) = names::open_channel(&target, &channel).await?;
             let r#type = if remove {
                 pb::ReactionType::Remove
             } else {
@@ -174,8 +173,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
                     "no new text: give it after the message id (to remove a message, use `guildhall delete`)"
                 );
             }
-            let mut s = Session::open(&target).await?;
-            let channel_id = names::channel(&mut s, &channel).await?;
+            let (mut s, channel_id) = names::open_channel(&target, &channel).await?;
             let request = pb::EditMessageRequest {
                 channel_id,
                 message_id: message,
@@ -190,8 +188,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             channel,
             message,
         } => {
-            let mut s = Session::open(&target).await?;
-            let channel_id = names::channel(&mut s, &channel).await?;
+            let (mut s, channel_id) = names::open_channel(&target, &channel).await?;
             let request = pb::DeleteMessageRequest {
                 channel_id,
                 message_id: message.clone(),
@@ -233,8 +230,8 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             user,
             reason,
         } => {
-            let mut s = Session::open(&target).await?;
-            let (guild_id, user_id) = member(&mut s, &guild, &user).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
+            let user_id = member(&mut s, &guild_id, &user).await?;
             let request = pb::KickUserRequest {
                 guild_id,
                 user_id: user_id.clone(),
@@ -250,8 +247,8 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             user,
             reason,
         } => {
-            let mut s = Session::open(&target).await?;
-            let (guild_id, user_id) = member(&mut s, &guild, &user).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
+            let user_id = member(&mut s, &guild_id, &user).await?;
             let request = pb::BanUserRequest {
                 guild_id,
                 user_id: user_id.clone(),
@@ -264,18 +261,17 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
     }
 }
 
-/// The guild's id and the member's user id: `user` is a user id (64 hex digits), or the name or
-/// nickname of exactly one member.
-pub(crate) async fn member(s: &mut Session, guild: &str, user: &str) -> Result<(String, String)> {
-    let guild_id = names::guild(s, guild).await?;
+/// The member's user id: `user` is a user id (64 hex digits), or the name or nickname of
+/// exactly one member of the guild.
+pub(crate) async fn member(s: &mut Session, guild_id: &str, user: &str) -> Result<String> {
     if user.len() == 64 && user.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok((guild_id, user.to_owned()));
+        return Ok(user.to_owned());
     }
     const PAGE: i32 = 200;
     let mut members = Vec::new();
     loop {
         let request = pb::ListGuildMembersRequest {
-            guild_id: guild_id.clone(),
+            guild_id: guild_id.to_owned(),
             limit: PAGE,
             offset: members.len() as i32,
         };
@@ -296,7 +292,7 @@ pub(crate) async fn member(s: &mut Session, guild: &str, user: &str) -> Result<(
         .collect();
     match found.len() {
         0 => bail!("no member of this guild is named {user:?}: give their user id"),
-        1 => Ok((guild_id, found[0].0.clone())),
+        1 => Ok(found[0].0.clone()),
         n => {
             let list: Vec<String> = found
                 .iter()
@@ -368,11 +364,8 @@ async fn dm_accept(target: &Target, invite: String) -> Result<()> {
         return Ok(());
     }
     let host = Target {
-        id: IdentityArg {
-            identity: target.id.identity.clone(),
-        },
         server: Some(accepted.host_server_url),
-        ca_file: target.ca_file.clone(),
+        ..target.clone()
     };
     join(&host, &accepted.token, None, None, Some(s.server.clone())).await
 }
@@ -418,8 +411,7 @@ async fn upload(
         .context("the file's name is not valid UTF-8: rename it")?
         .to_owned();
     let mime_type = mime_type.unwrap_or_else(|| guess_mime(file).to_owned());
-    let mut s = Session::open(target).await?;
-    let channel_id = names::channel(&mut s, channel).await?;
+    let (mut s, channel_id) = names::open_channel(target, channel).await?;
     let upload_token = rpc!(s, initiate_media_upload, pb::InitiateMediaUploadRequest {})?
         .into_inner()
         .upload_token;

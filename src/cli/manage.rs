@@ -148,8 +148,7 @@ fn print_role(r: &pb::Role) {
 pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
     match command {
         RoleCommand::List { target, guild } => {
-            let mut s = Session::open(&target).await?;
-            let guild_id = names::guild(&mut s, &guild).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
             roles(&mut s, &guild_id).await?.iter().for_each(print_role);
         }
         RoleCommand::Create {
@@ -160,8 +159,7 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             color,
             position,
         } => {
-            let mut s = Session::open(&target).await?;
-            let guild_id = names::guild(&mut s, &guild).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
             let position = match position {
                 Some(p) => p,
                 None => {
@@ -188,8 +186,7 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             guild,
             role: arg,
         } => {
-            let mut s = Session::open(&target).await?;
-            let guild_id = names::guild(&mut s, &guild).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
             let role_id = role(&mut s, &guild_id, &arg).await?;
             let request = pb::DeleteRoleRequest {
                 guild_id,
@@ -204,8 +201,8 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             user,
             role: arg,
         } => {
-            let mut s = Session::open(&target).await?;
-            let (guild_id, user_id) = member(&mut s, &guild, &user).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
+            let user_id = member(&mut s, &guild_id, &user).await?;
             let role_id = role(&mut s, &guild_id, &arg).await?;
             let request = pb::AssignRoleRequest {
                 guild_id,
@@ -221,8 +218,8 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             user,
             role: arg,
         } => {
-            let mut s = Session::open(&target).await?;
-            let (guild_id, user_id) = member(&mut s, &guild, &user).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
+            let user_id = member(&mut s, &guild_id, &user).await?;
             let role_id = role(&mut s, &guild_id, &arg).await?;
             let request = pb::UnassignRoleRequest {
                 guild_id,
@@ -243,8 +240,7 @@ pub(crate) async fn webhook_command(command: WebhookCommand) -> Result<()> {
             channel,
             name,
         } => {
-            let mut s = Session::open(&target).await?;
-            let channel_id = names::channel(&mut s, &channel).await?;
+            let (mut s, channel_id) = names::open_channel(&target, &channel).await?;
             let request = pb::CreateWebhookRequest {
                 channel_id,
                 name,
@@ -259,8 +255,7 @@ pub(crate) async fn webhook_command(command: WebhookCommand) -> Result<()> {
             );
         }
         WebhookCommand::List { target, guild } => {
-            let mut s = Session::open(&target).await?;
-            let guild_id = names::guild(&mut s, &guild).await?;
+            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
             let request = pb::ListWebhooksRequest {
                 guild_id,
                 channel_id: None,

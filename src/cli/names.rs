@@ -4,11 +4,16 @@
 //! ambiguous name is refused with the candidates and their ids, so the person can pick.
 //!
 //! Channels are written `name`, `#name`, or `Guild#name` to look only in one guild.
+//!
+//! Without `--server`, a name is looked up on every server the identity file holds a session
+//! for (the homeserver first), so a user of one node talks in a guild hosted on another by its
+//! name alone; the command then acts on the server where the name was found.
 
 use anyhow::{Result, bail};
 use guildhall::proto::guildhall::v1 as pb;
 
-use super::Session;
+use super::store::CliFile;
+use super::{Session, Target};
 
 /// Whether `arg` is written as an id, which needs no lookup.
 fn is_id(arg: &str) -> bool {
@@ -59,25 +64,27 @@ async fn guilds(s: &mut Session) -> Result<Vec<pb::Guild>> {
         .guilds)
 }
 
+/// The guilds `arg` names on this session's server, each as its id and how to show it.
+async fn guild_candidates(s: &mut Session, arg: &str) -> Result<Vec<(String, String)>> {
+    let all = guilds(s).await?;
+    Ok(named(&all, arg, |g| &g.name)
+        .into_iter()
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect())
+}
+
 /// The id of the guild `arg` names (an id, or the name of one of the user's guilds).
 pub(crate) async fn guild(s: &mut Session, arg: &str) -> Result<String> {
     if is_id(arg) {
         return Ok(arg.to_owned());
     }
-    let all = guilds(s).await?;
-    let found = named(&all, arg, |g| &g.name)
-        .into_iter()
-        .map(|g| (g.id.clone(), g.name.clone()))
-        .collect();
+    let found = guild_candidates(s, arg).await?;
     pick("guild", arg, found)
 }
 
-/// The id of the channel `arg` names: an id, `name` or `#name` in any of the user's guilds, or
-/// `Guild#name` in that guild only.
-pub(crate) async fn channel(s: &mut Session, arg: &str) -> Result<String> {
-    if is_id(arg) {
-        return Ok(arg.to_owned());
-    }
+/// The channels `arg` names on this session's server (`name`, `#name` or `Guild#name`), each as
+/// its id and how to show it.
+async fn channel_candidates(s: &mut Session, arg: &str) -> Result<Vec<(String, String)>> {
     let (in_guild, name) = match arg.split_once('#') {
         Some((guild, name)) if !guild.is_empty() => (Some(guild), name),
         _ => (None, arg.trim_start_matches('#')),
@@ -87,10 +94,8 @@ pub(crate) async fn channel(s: &mut Session, arg: &str) -> Result<String> {
     }
     let all = guilds(s).await?;
     let scope: Vec<pb::Guild> = match in_guild {
-        Some(g) => {
-            let id = guild(s, g).await?;
-            all.into_iter().filter(|x| x.id == id).collect()
-        }
+        Some(g) if is_id(g) => all.into_iter().filter(|x| x.id == g).collect(),
+        Some(g) => named(&all, g, |x| &x.name).into_iter().cloned().collect(),
         None => all,
     };
     let mut candidates = Vec::new();
@@ -99,11 +104,115 @@ pub(crate) async fn channel(s: &mut Session, arg: &str) -> Result<String> {
             candidates.push((g.name.clone(), c));
         }
     }
-    let found = named(&candidates, name, |(_, c)| &c.name)
+    Ok(named(&candidates, name, |(_, c)| &c.name)
         .into_iter()
         .map(|(guild, c)| (c.id.clone(), format!("{guild}#{}", c.name)))
-        .collect();
+        .collect())
+}
+
+/// The id of the channel `arg` names: an id, `name` or `#name` in any of the user's guilds, or
+/// `Guild#name` in that guild only.
+pub(crate) async fn channel(s: &mut Session, arg: &str) -> Result<String> {
+    if is_id(arg) {
+        return Ok(arg.to_owned());
+    }
+    let found = channel_candidates(s, arg).await?;
     pick("channel", arg, found)
+}
+
+/// What is being looked up.
+#[derive(Clone, Copy)]
+enum Kind {
+    Guild,
+    Channel,
+}
+
+/// A session on the server where `arg` names one guild, and that guild's id.
+pub(crate) async fn open_guild(target: &Target, arg: &str) -> Result<(Session, String)> {
+    open_where(target, arg, Kind::Guild).await
+}
+
+/// A session on the server where `arg` names one channel, and that channel's id.
+pub(crate) async fn open_channel(target: &Target, arg: &str) -> Result<(Session, String)> {
+    open_where(target, arg, Kind::Channel).await
+}
+
+/// Opens the session `target` names and resolves `arg` there; without `--server`, and for a
+/// name rather than an id, looks on every saved session's server instead and opens the one where
+/// it names exactly one thing.
+async fn open_where(target: &Target, arg: &str, kind: Kind) -> Result<(Session, String)> {
+    let resolve = |mut s: Session| async move {
+        let id = match kind {
+            Kind::Guild => guild(&mut s, arg).await?,
+            Kind::Channel => channel(&mut s, arg).await?,
+        };
+        Ok::<_, anyhow::Error>((s, id))
+    };
+    let servers = match &target.server {
+        Some(_) => Vec::new(),
+        None if is_id(arg) => Vec::new(),
+        None => {
+            let file = CliFile::load(&target.id.identity)?;
+            let mut servers: Vec<String> = file.sessions.iter().map(|s| s.server.clone()).collect();
+            // The homeserver first: its answers come first in a list of candidates.
+            servers.sort_by_key(|s| !file.is_home(s));
+            servers
+        }
+    };
+    if servers.len() < 2 {
+        return resolve(Session::open(target).await?).await;
+    }
+    let (word, plural) = match kind {
+        Kind::Guild => ("guild", "guilds"),
+        Kind::Channel => ("channel", "channels"),
+    };
+    // (the server's target, the id, how to show it)
+    let mut found: Vec<(Target, String, String)> = Vec::new();
+    let mut unreachable = Vec::new();
+    for server in servers {
+        let on = Target {
+            server: Some(server.clone()),
+            ..target.clone()
+        };
+        let looked = async {
+            let mut s = Session::open(&on).await?;
+            match kind {
+                Kind::Guild => guild_candidates(&mut s, arg).await,
+                Kind::Channel => channel_candidates(&mut s, arg).await,
+            }
+        };
+        match looked.await {
+            Ok(candidates) => found.extend(
+                candidates
+                    .into_iter()
+                    .map(|(id, shown)| (on.clone(), id, shown)),
+            ),
+            Err(err) => unreachable.push(format!("{server} ({err:#})")),
+        }
+    }
+    match found.len() {
+        1 => {
+            let (on, id, _) = found.remove(0);
+            Ok((Session::open(&on).await?, id))
+        }
+        0 if !unreachable.is_empty() => bail!(
+            "you are in no {word} named {arg:?} on the servers that answered; could not look on {}",
+            unreachable.join(", ")
+        ),
+        0 => bail!(
+            "you are in no {word} named {arg:?} on any of your servers (see `guildhall guild list --server …`)"
+        ),
+        n => {
+            let list: Vec<String> = found
+                .iter()
+                .map(|(on, id, shown)| format!("  {id}  {shown}  on {}", on.server()))
+                .collect();
+            bail!(
+                "{arg:?} names {n} {plural}; give one of these ids instead, with --server:\n{}",
+                list.join("\n")
+            )
+        }
+    }
 }
 
 #[cfg(test)]
