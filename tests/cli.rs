@@ -311,6 +311,41 @@ async fn send_without_text_says_so_plainly() {
     assert!(out.stderr.contains("nothing to send"), "{}", out.stderr);
 }
 
+/// Lines a child process writes to a pipe, as they come.
+fn lines_of(
+    pipe: impl std::io::Read + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines (bounded) until one mentions `text`.
+async fn until_text(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: &mut Vec<String>,
+    text: &str,
+) {
+    let needle = format!("text={text:?}");
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {needle} came; saw {seen:#?}"))
+            .unwrap_or_else(|| panic!("tail ended; saw {seen:#?}"));
+        let found = line.contains(&needle);
+        seen.push(line);
+        if found {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn tail_reconnects_after_a_restart_and_resumes_without_gaps_or_repeats() {
     let mut node = TestNode::spawn().await;
@@ -327,44 +362,9 @@ async fn tail_reconnects_after_a_restart_and_resumes_without_gaps_or_repeats() {
             .spawn()
             .expect("spawn tail"),
     );
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = child.0.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
-    let stderr = child.0.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines = lines_of(child.0.stdout.take().expect("stdout"));
+    let mut notes = lines_of(child.0.stderr.take().expect("stderr"));
     let mut seen = Vec::new();
-    // Reads lines (bounded) until one mentions `text`.
-    async fn until_text(
-        lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-        seen: &mut Vec<String>,
-        text: &str,
-    ) {
-        let needle = format!("text={text:?}");
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no line with {needle} came; saw {seen:#?}"))
-                .unwrap_or_else(|| panic!("tail ended; saw {seen:#?}"));
-            let found = line.contains(&needle);
-            seen.push(line);
-            if found {
-                return;
-            }
-        }
-    }
     // The first message, sent until tail is surely subscribed (a message sent before it
     // subscribed is not replayed: tail starts from now).
     let mut n = 0;
@@ -697,4 +697,73 @@ async fn roles_and_webhooks_by_name() {
     ok(&id, &["webhook", "delete", &hook_id]).await;
     let listed = ok(&id, &["webhook", "list", "--guild", "Engines"]).await;
     assert!(!listed.contains(&hook_id), "{listed}");
+}
+
+#[tokio::test]
+async fn a_session_refreshed_by_one_command_is_taken_up_by_a_running_tail() {
+    let mut node = TestNode::spawn_with(|c| c.access_token_ttl_secs = 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    ok(&id, &["keygen"]).await;
+    let server = node.address();
+    ok(&id, &["register", "--server", &server, "--name", "Ada"]).await;
+    ok(&id, &["guild", "create", "--name", "Engines"]).await;
+    let token_of = |path: &Path| {
+        file_json(path)["sessions"][0]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+
+    let mut child = Running(
+        cli(&id, &["tail"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tail"),
+    );
+    let mut lines = lines_of(child.0.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    let mut n = 0;
+    loop {
+        n += 1;
+        ok(
+            &id,
+            &["send", "--channel", "general", &format!("warm-up {n}")],
+        )
+        .await;
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(500), lines.recv()).await
+        {
+            seen.push(line);
+            break;
+        }
+        assert!(n < 60, "tail printed nothing");
+    }
+
+    // The token tail holds expires; another command refreshes the session meanwhile, spending
+    // the refresh token tail also knows.
+    let held = token_of(&id);
+    let client = node.client().await;
+    wait_for(Duration::from_secs(20), || {
+        let (mut client, token) = (client.clone(), held.clone());
+        async move {
+            client
+                .get_my_data(authed(&token, pb::Empty {}))
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    ok(&id, &["guild", "list"]).await;
+    assert_ne!(token_of(&id), held, "guild list refreshed the session");
+
+    // Tail reconnects with its stale token after a restart: it must take up the saved pair, not
+    // spend the old refresh token again (which would end the whole login).
+    let addr = node.stop().await;
+    node.start_on(addr).await;
+    ok(&id, &["send", "--channel", "general", "after"]).await;
+    until_text(&mut lines, &mut seen, "after").await;
+    drop(child);
+    let listed = ok(&id, &["guild", "list"]).await;
+    assert!(listed.contains("Engines"), "{listed}");
 }
