@@ -291,6 +291,8 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The saved session for the server `target` names; an error saying how to get one when
+    /// there is none.
     pub(crate) async fn open(target: &Target) -> Result<Self> {
         let (file, identity) = load(&target.id.identity)?;
         let server = target.server();
@@ -533,20 +535,56 @@ pub(crate) async fn guild_create(target: &Target, name: String) -> Result<()> {
     Ok(())
 }
 
+/// Lists the user's guilds: on `--server` when given, else on every server the identity file
+/// holds a session for (each line then says which), so guilds joined on other nodes show too.
 pub(crate) async fn guild_list(target: &Target) -> Result<()> {
-    let mut s = Session::open(target).await?;
-    for guild in rpc!(s, list_guilds, pb::ListGuildsRequest {})?
-        .into_inner()
-        .guilds
-    {
-        let mut notes = String::new();
-        if guild.owner_id == s.user_id {
-            notes.push_str("  (owner)");
+    let servers = match &target.server {
+        Some(server) => vec![server.clone()],
+        None => {
+            let file = CliFile::load(&target.id.identity)?;
+            let mut servers: Vec<String> = file.sessions.iter().map(|s| s.server.clone()).collect();
+            servers.sort_by_key(|s| !file.is_home(s));
+            if servers.is_empty() {
+                servers.push(target.server());
+            }
+            servers
         }
-        if guild.is_dm {
-            notes.push_str("  (dm)");
+    };
+    let several = servers.len() > 1;
+    for server in servers {
+        let on = Target {
+            server: Some(server.clone()),
+            ..target.clone()
+        };
+        let listed = async {
+            let mut s = Session::open(&on).await?;
+            let guilds = rpc!(s, list_guilds, pb::ListGuildsRequest {})?
+                .into_inner()
+                .guilds;
+            Ok::<_, anyhow::Error>((s.user_id.clone(), guilds))
+        };
+        let (me, guilds) = match listed.await {
+            Ok(found) => found,
+            // One server down should not hide the others.
+            Err(err) if several => {
+                eprintln!("note: could not list your guilds on {server}: {err:#}");
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        for guild in guilds {
+            let mut notes = String::new();
+            if guild.owner_id == me {
+                notes.push_str("  (owner)");
+            }
+            if guild.is_dm {
+                notes.push_str("  (dm)");
+            }
+            if several {
+                notes.push_str(&format!("  on {server}"));
+            }
+            println!("{}  {}{notes}", guild.id, guild.name);
         }
-        println!("{}  {}{notes}", guild.id, guild.name);
     }
     Ok(())
 }
@@ -667,6 +705,7 @@ pub(crate) async fn join(
     )
 }
 
+/// Sends text to a channel; empty text is refused here, in words, before anything is sent.
 pub(crate) async fn send(target: &Target, channel: String, text: String) -> Result<()> {
     if text.trim().is_empty() {
         bail!(
@@ -736,6 +775,7 @@ fn message_lines(m: &pb::Message, offset: Option<time::UtcOffset>) -> String {
     out
 }
 
+/// Prints a channel's latest messages, oldest first, as [`message_lines`] shows them.
 pub(crate) async fn history(target: &Target, channel: String, limit: u32, ids: bool) -> Result<()> {
     const PAGE: u32 = guildhall::messages::HISTORY_PAGE_MAX;
     let (mut s, channel_id) = names::open_channel(target, &channel).await?;

@@ -228,6 +228,14 @@ async fn a_user_of_b_joins_a_guild_on_a_as_themselves_and_keeps_their_b_session(
         out.stderr
     );
 
+    // `guild list` shows the guilds of every server, saying where each is.
+    let listed = ok(&id, &["guild", "list"]).await;
+    assert!(
+        listed.contains(&format!("Federated  on {}", a.address()))
+            && listed.contains(&format!("Home  (owner)  on {}", b.address())),
+        "{listed}"
+    );
+
     // The B session was not lost: whoami still goes home and lists both sessions.
     let who = ok(&id, &["whoami"]).await;
     assert!(who.contains(&bob.user.id), "{who}");

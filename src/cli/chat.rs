@@ -125,6 +125,7 @@ pub(crate) enum ChatCommand {
     },
 }
 
+/// Runs one chat command.
 pub(crate) async fn run(command: ChatCommand) -> Result<()> {
     match command {
         ChatCommand::Upload {

@@ -145,6 +145,7 @@ fn print_role(r: &pb::Role) {
     println!("{}  {}  [{}]", r.id, r.name, r.permissions.join(", "));
 }
 
+/// Runs one `role` command.
 pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
     match command {
         RoleCommand::List { target, guild } => {
@@ -233,6 +234,7 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
     Ok(())
 }
 
+/// Runs one `webhook` command.
 pub(crate) async fn webhook_command(command: WebhookCommand) -> Result<()> {
     match command {
         WebhookCommand::Create {
