@@ -635,7 +635,7 @@ pub(crate) async fn join(
     registration_token: Option<String>,
     homeserver: Option<String>,
 ) -> Result<()> {
-    let (mut file, identity) = load(&target.id.identity)?;
+    let (file, identity) = load(&target.id.identity)?;
     let server = target.server();
     let home = homeserver
         .or_else(|| Some(file.homeserver.clone()))
@@ -690,6 +690,8 @@ pub(crate) async fn join(
     let guild = reply.guild.unwrap_or_default();
     println!("joined:  {}  {}", guild.id, guild.name);
     println!("channel: {}  #{}", preview.channel_id, preview.channel_name);
+    // Read again: taking the name from the home session may have refreshed it meanwhile.
+    let mut file = CliFile::load(&target.id.identity)?;
     if let Some(home) = &home {
         println!("as a user of {home} (your session there is kept)");
         if file.homeserver.is_empty() {

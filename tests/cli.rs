@@ -319,6 +319,28 @@ async fn send_without_text_says_so_plainly() {
     assert!(out.stderr.contains("nothing to send"), "{}", out.stderr);
 }
 
+/// Starts a stopped node again on `addr`. The data directory's lock can stay held for a moment by
+/// a CLI process another test is starting (a forked child shares the lock's file until it execs),
+/// so a refusal for that reason is retried, for a bounded time.
+async fn start_again(node: &mut TestNode, addr: std::net::SocketAddr) {
+    node.config.listen = addr;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match guildhall::node::Node::start(node.config.clone()).await {
+            Ok(running) => {
+                node.node = Some(running);
+                return;
+            }
+            Err(guildhall::node::NodeError::Locked(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("the node did not start again: {err}"),
+        }
+    }
+}
+
 /// Lines a child process writes to a pipe, as they come.
 fn lines_of(
     pipe: impl std::io::Read + Send + 'static,
@@ -403,7 +425,7 @@ async fn tail_reconnects_after_a_restart_and_resumes_without_gaps_or_repeats() {
             break;
         }
     }
-    node.start_on(addr).await;
+    start_again(&mut node, addr).await;
     send_text(&node, &ada.token, &room.channel, "two").await;
     send_text(&node, &ada.token, &room.channel, "three").await;
     until_text(&mut lines, &mut seen, "three").await;
@@ -768,10 +790,47 @@ async fn a_session_refreshed_by_one_command_is_taken_up_by_a_running_tail() {
     // Tail reconnects with its stale token after a restart: it must take up the saved pair, not
     // spend the old refresh token again (which would end the whole login).
     let addr = node.stop().await;
-    node.start_on(addr).await;
+    start_again(&mut node, addr).await;
     ok(&id, &["send", "--channel", "general", "after"]).await;
     until_text(&mut lines, &mut seen, "after").await;
     drop(child);
     let listed = ok(&id, &["guild", "list"]).await;
     assert!(listed.contains("Engines"), "{listed}");
+}
+
+#[tokio::test]
+async fn a_remote_join_that_refreshed_the_home_session_keeps_the_new_pair() {
+    let a = TestNode::spawn().await;
+    let b = TestNode::spawn_with(|c| c.access_token_ttl_secs = 1).await;
+    let owner = register(&a, "Owner").await;
+    let room = create_room(&a, &owner, "Federated").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    ok(&id, &["keygen"]).await;
+    ok(
+        &id,
+        &["register", "--server", &b.address(), "--name", "Bob"],
+    )
+    .await;
+    let held = file_json(&id)["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let client = b.client().await;
+    wait_for(Duration::from_secs(20), || {
+        let (mut client, token) = (client.clone(), held.clone());
+        async move {
+            client
+                .get_my_data(authed(&token, pb::Empty {}))
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    // No --name: join takes it from home, refreshing the home session on the way.
+    ok(&id, &["join", &room.invite, "--server", &a.address()]).await;
+    assert_ne!(file_json(&id)["access_token"], held);
+    // Home still works: the refreshed pair was kept, not the spent one.
+    let who = ok(&id, &["whoami"]).await;
+    assert!(who.contains("name:       Bob"), "{who}");
 }
