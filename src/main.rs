@@ -114,7 +114,8 @@ enum Command {
     /// Make invites to a channel's guild.
     #[command(subcommand)]
     Invite(InviteCommand),
-    /// Join a guild with an invite token (registers you on the server if needed) and save the session.
+    /// Join a guild with an invite token and save the session: as a user of your homeserver when
+    /// the guild is hosted elsewhere, else registering you on the server if needed.
     Join {
         #[command(flatten)]
         target: Target,
@@ -127,12 +128,18 @@ enum Command {
         /// registers only with one.
         #[arg(long, env = "GUILDHALL_REGISTRATION_TOKEN")]
         registration_token: Option<String>,
+        /// Your homeserver's gRPC address, when the guild is hosted on another node: that node
+        /// asks your homeserver to vouch for you, and you join as yourself rather than as a new
+        /// account there. Default: the homeserver the identity file remembers.
+        #[arg(long)]
+        homeserver: Option<String>,
     },
     /// Send a text message to a channel.
     Send {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// The text (words are joined with spaces).
@@ -143,13 +150,25 @@ enum Command {
     History {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// How many messages.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Show each message's id (for `react`, `edit` and `delete`).
+        #[arg(long)]
+        ids: bool,
     },
+    #[command(flatten)]
+    Chat(cli::chat::ChatCommand),
+    /// A guild's roles: list, create, delete, assign and unassign.
+    #[command(subcommand)]
+    Role(cli::manage::RoleCommand),
+    /// A guild's webhooks: create (prints the token), list, delete.
+    #[command(subcommand)]
+    Webhook(cli::manage::WebhookCommand),
     /// Your account: disable, enable or delete it (signed with your identity key), or export
     /// everything the server stores about you.
     #[command(subcommand)]
@@ -194,7 +213,7 @@ enum ChannelCommand {
     Create {
         #[command(flatten)]
         target: Target,
-        /// The guild id.
+        /// The guild: its id or its name (unambiguous among your guilds).
         #[arg(long)]
         guild: String,
         /// The channel's name.
@@ -205,7 +224,7 @@ enum ChannelCommand {
     List {
         #[command(flatten)]
         target: Target,
-        /// The guild id.
+        /// The guild: its id or its name (unambiguous among your guilds).
         #[arg(long)]
         guild: String,
     },
@@ -217,7 +236,8 @@ enum InviteCommand {
     Create {
         #[command(flatten)]
         target: Target,
-        /// The channel id.
+        /// The channel: its id, `name`, `#name`, or `Guild#name` (a name must be unambiguous
+        /// among your guilds).
         #[arg(long)]
         channel: String,
         /// How many joins it allows (default: unlimited).
@@ -341,7 +361,8 @@ async fn run() -> Result<()> {
             token,
             name,
             registration_token,
-        } => join(&target, &token, name, registration_token).await,
+            homeserver,
+        } => join(&target, &token, name, registration_token, homeserver).await,
         Command::Send {
             target,
             channel,
@@ -351,8 +372,12 @@ async fn run() -> Result<()> {
             target,
             channel,
             limit,
-        } => history(&target, channel, limit).await,
+            ids,
+        } => history(&target, channel, limit, ids).await,
         Command::Tail { target, resume } => tail(&target, resume).await,
+        Command::Chat(command) => cli::chat::run(command).await,
+        Command::Role(command) => cli::manage::role_command(command).await,
+        Command::Webhook(command) => cli::manage::webhook_command(command).await,
         Command::Device(command) => cli::device::run(command).await,
         Command::Account(command) => cli::account::run(command).await,
         Command::Admin(command) => cli::admin::run(command).await,

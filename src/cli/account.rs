@@ -65,18 +65,13 @@ pub(crate) async fn run(command: AccountCommand) -> Result<()> {
 
 async fn set(target: &Target, status: Status) -> Result<()> {
     let (_, identity) = load_full(&target.id.identity)?;
+    let server = target.server();
     let statement = account_status::sign(&identity.id_key, status, now_ms());
-    dial(&target.server, target.ca_file.as_deref())
+    dial(&server, target.ca_file.as_deref())
         .await?
         .set_account_status(statement)
         .await
-        .with_context(|| {
-            format!(
-                "asking {} to mark your account {}",
-                target.server,
-                status.as_str()
-            )
-        })?;
+        .with_context(|| format!("asking {} to mark your account {}", server, status.as_str()))?;
     println!(
         "your account is {} (your other servers are told)",
         status.as_str()
@@ -91,11 +86,7 @@ async fn export(target: &Target, out: PathBuf) -> Result<()> {
         .open(&out)
         .with_context(|| format!("creating {}", out.display()))?;
     let mut s = Session::open(target).await?;
-    let mut stream = s
-        .client
-        .export_my_data(s.authed(pb::Empty {}))
-        .await?
-        .into_inner();
+    let mut stream = rpc!(s, export_my_data, pb::Empty {})?.into_inner();
     let mut written = 0u64;
     while let Some(chunk) = stream.message().await? {
         file.write_all(&chunk.data)

@@ -113,14 +113,14 @@ async fn content(command: ContentCommand) -> Result<()> {
     match command {
         ContentCommand::DeleteGuild { target, guild_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::DeleteGuildRequest { guild_id });
-            let reply = a.client.delete_guild(request).await?.into_inner();
+            let request = pb::DeleteGuildRequest { guild_id };
+            let reply = rpc!(a.session, a.client, delete_guild, request)?.into_inner();
             println!("deleted; {} members removed", reply.members_removed);
         }
         ContentCommand::DeleteChannel { target, channel_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::DeleteChannelRequest { channel_id });
-            let reply = a.client.delete_channel(request).await?.into_inner();
+            let request = pb::DeleteChannelRequest { channel_id };
+            let reply = rpc!(a.session, a.client, delete_channel, request)?.into_inner();
             println!("deleted: {}", reply.deleted_channel_ids.join(" "));
         }
         ContentCommand::DeleteMessage {
@@ -129,17 +129,17 @@ async fn content(command: ContentCommand) -> Result<()> {
             message_id,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::DeleteMessageRequest {
+            let request = pb::DeleteMessageRequest {
                 channel_id,
                 message_id,
-            });
-            a.client.delete_message(request).await?;
+            };
+            rpc!(a.session, a.client, delete_message, request)?;
             println!("deleted");
         }
         ContentCommand::Quarantine { target, file_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::QuarantineFileRequest { file_id });
-            let reply = a.client.quarantine_file(request).await?.into_inner();
+            let request = pb::QuarantineFileRequest { file_id };
+            let reply = rpc!(a.session, a.client, quarantine_file, request)?.into_inner();
             println!("quarantined ({} blobs)", reply.blobs_quarantined);
         }
     }
@@ -332,12 +332,12 @@ async fn users(command: UsersCommand) -> Result<()> {
             page_token,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListUsersRequest {
+            let request = pb::ListUsersRequest {
                 query,
                 page_token,
                 limit,
-            });
-            let reply = a.client.list_users(request).await?.into_inner();
+            };
+            let reply = rpc!(a.session, a.client, list_users, request)?.into_inner();
             reply.users.iter().for_each(print_user);
             if !reply.next_page_token.is_empty() {
                 println!("next: --page-token {}", reply.next_page_token);
@@ -345,18 +345,18 @@ async fn users(command: UsersCommand) -> Result<()> {
         }
         UsersCommand::Show { target, user_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::UserRequest { user_id });
-            print_details(&a.client.get_user(request).await?.into_inner());
+            let request = pb::UserRequest { user_id };
+            print_details(&rpc!(a.session, a.client, get_user, request)?.into_inner());
         }
         UsersCommand::Deactivate { target, user_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::UserRequest { user_id });
-            print_details(&a.client.deactivate_user(request).await?.into_inner());
+            let request = pb::UserRequest { user_id };
+            print_details(&rpc!(a.session, a.client, deactivate_user, request)?.into_inner());
         }
         UsersCommand::Reactivate { target, user_id } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::UserRequest { user_id });
-            print_details(&a.client.reactivate_user(request).await?.into_inner());
+            let request = pb::UserRequest { user_id };
+            print_details(&rpc!(a.session, a.client, reactivate_user, request)?.into_inner());
         }
     }
     Ok(())
@@ -383,8 +383,8 @@ async fn outbox(command: OutboxCommand) -> Result<()> {
     match command {
         OutboxCommand::List { target } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListOutboxRequest {});
-            let reply = a.client.list_outbox(request).await?.into_inner();
+            let request = pb::ListOutboxRequest {};
+            let reply = rpc!(a.session, a.client, list_outbox, request)?.into_inner();
             reply.destinations.iter().for_each(print_queue);
             println!("given up so far: {}", reply.failed);
         }
@@ -393,20 +393,18 @@ async fn outbox(command: OutboxCommand) -> Result<()> {
             destination,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a
-                .session
-                .authed(pb::OutboxDestinationRequest { destination });
-            print_queue(&a.client.retry_outbox(request).await?.into_inner());
+            let request = pb::OutboxDestinationRequest { destination };
+            print_queue(&rpc!(a.session, a.client, retry_outbox, request)?.into_inner());
         }
         OutboxCommand::Drop {
             target,
             destination,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a
-                .session
-                .authed(pb::OutboxDestinationRequest { destination });
-            let dropped = a.client.drop_outbox(request).await?.into_inner().dropped;
+            let request = pb::OutboxDestinationRequest { destination };
+            let dropped = rpc!(a.session, a.client, drop_outbox, request)?
+                .into_inner()
+                .dropped;
             println!("dropped {dropped}");
         }
     }
@@ -421,8 +419,8 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
         AdminCommand::Content(command) => return content(command).await,
         AdminCommand::Status { target } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::GetNodeStatusRequest {});
-            let s = a.client.get_node_status(request).await?.into_inner();
+            let request = pb::GetNodeStatusRequest {};
+            let s = rpc!(a.session, a.client, get_node_status, request)?.into_inner();
             println!("version:   {}", s.version);
             println!("server id: {}", s.server_id);
             println!("address:   {}", s.canonical_address);
@@ -448,8 +446,11 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
         }
         AdminCommand::Peers { target } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListPeersRequest {});
-            for p in a.client.list_peers(request).await?.into_inner().peers {
+            let request = pb::ListPeersRequest {};
+            for p in rpc!(a.session, a.client, list_peers, request)?
+                .into_inner()
+                .peers
+            {
                 println!(
                     "{}  key {}  valid until {}  last contact {}",
                     p.address,
@@ -465,8 +466,8 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
         }
         AdminCommand::Mesh { target } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListGossipMeshRequest {});
-            let reply = a.client.list_gossip_mesh(request).await?.into_inner();
+            let request = pb::ListGossipMeshRequest {};
+            let reply = rpc!(a.session, a.client, list_gossip_mesh, request)?.into_inner();
             println!("connected peers: {}", reply.connected_peers);
             for t in reply.topics {
                 println!("{}: {}", t.kind, t.peer_ids.join(" "));
@@ -479,12 +480,12 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
             offset,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListBanListsRequest {
+            let request = pb::ListBanListsRequest {
                 advisories_only: advisories,
                 limit,
                 offset,
-            });
-            let reply = a.client.list_ban_lists(request).await?.into_inner();
+            };
+            let reply = rpc!(a.session, a.client, list_ban_lists, request)?.into_inner();
             for l in &reply.trusted {
                 let what = match (l.own, l.guild.is_empty()) {
                     (true, _) => "this node's moderation list".to_owned(),
@@ -517,11 +518,11 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
             note,
         }) => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::CreateRegistrationTokenRequest {
+            let request = pb::CreateRegistrationTokenRequest {
                 max_uses,
                 max_age_secs,
                 note,
-            });
+            };
             let reply = a
                 .client
                 .create_registration_token(request)
@@ -534,9 +535,9 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
         }
         AdminCommand::Tokens(TokensCommand::List { target, all }) => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListRegistrationTokensRequest {
+            let request = pb::ListRegistrationTokensRequest {
                 include_inactive: all,
-            });
+            };
             let reply = a
                 .client
                 .list_registration_tokens(request)
@@ -546,12 +547,9 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
         }
         AdminCommand::Tokens(TokensCommand::Revoke { target, id }) => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::RevokeRegistrationTokenRequest { id });
+            let request = pb::RevokeRegistrationTokenRequest { id };
             print_token(
-                &a.client
-                    .revoke_registration_token(request)
-                    .await?
-                    .into_inner(),
+                &rpc!(a.session, a.client, revoke_registration_token, request)?.into_inner(),
             );
         }
         AdminCommand::Audit {
@@ -562,13 +560,13 @@ pub(crate) async fn run(command: AdminCommand) -> Result<()> {
             before,
         } => {
             let mut a = AdminSession::open(&target).await?;
-            let request = a.session.authed(pb::ListAuditLogRequest {
+            let request = pb::ListAuditLogRequest {
                 before_id: before,
                 limit,
                 actor,
                 action,
-            });
-            let reply = a.client.list_audit_log(request).await?.into_inner();
+            };
+            let reply = rpc!(a.session, a.client, list_audit_log, request)?.into_inner();
             for e in &reply.entries {
                 println!(
                     "{}  {}  {}  {}  {}  {}",

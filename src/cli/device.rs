@@ -19,7 +19,8 @@ use guildhall::proto::guildhall::v1::guild_hall_client::GuildHallClient;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::{Target, connect, dial, load_full, save_session};
+use super::store::CliFile;
+use super::{Session, Target, connect, dial, load_full, save_session};
 
 /// How long one long poll may take before the client gives up on it: above the server's longest
 /// allowed wait (60 s), so a healthy server always answers first.
@@ -53,6 +54,14 @@ pub(crate) enum DeviceCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke one of your devices for good (on a device that has your identity key): its
+    /// sessions end on every server you use, and it can't sign in again. Run at your homeserver.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        /// The device's key (hex K_dev, as `guildhall whoami` lists it).
+        device_key: String,
+    },
     /// On a device that has your identity key: approve a link request by its code.
     LinkApprove {
         #[command(flatten)]
@@ -71,6 +80,7 @@ pub(crate) enum DeviceCommand {
 
 pub(crate) async fn run(command: DeviceCommand) -> Result<()> {
     match command {
+        DeviceCommand::Revoke { target, device_key } => revoke(&target, &device_key).await,
         DeviceCommand::LinkRequest {
             target,
             user_id,
@@ -150,7 +160,7 @@ async fn link_request(
     let expected =
         PublicKey::from_hex(user_id).context("--user-id: must be a user id (hex K_id)")?;
     let pending = PendingLink::new(device_id, name.as_deref());
-    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
+    let mut client = dial(&target.server(), target.ca_file.as_deref()).await?;
     put(
         &mut client,
         pending.code.request_box(),
@@ -162,14 +172,14 @@ async fn link_request(
     println!(
         "on a device with your identity, run: guildhall device link-approve {} --server {}",
         pending.code.as_str(),
-        target.server
+        target.server()
     );
     println!("and check that it shows the same fingerprint; waiting up to {wait:?}");
     let answer = take_within(&mut client, &pending.code.cert_box(), wait)
         .await?
         .context("no approval arrived in time; run link-request again")?;
     let device = pending.accept(&answer, &expected, now_ms(), CERT_SKEW_MS)?;
-    let file = device.to_file();
+    let file = CliFile::new(device.to_file());
     file.save(path)?;
     println!("identity:    {} (this device only)", path.display());
 
@@ -180,7 +190,32 @@ async fn link_request(
     let reply = client.login(request).await?.into_inner();
     let user = reply.user.unwrap_or_default();
     println!("logged in as {} ({:?})", user.id, user.name);
-    save_session(target, file, reply.token, reply.refresh_token)
+    save_session(
+        path,
+        file,
+        &target.server(),
+        reply.token,
+        reply.refresh_token,
+    )
+}
+
+/// Signs a `device-revocation` with K_id (docs/PROTOCOL.md §12.2) and hands it to the homeserver,
+/// which tells the user's other servers.
+async fn revoke(target: &Target, device_key: &str) -> Result<()> {
+    let (_, identity) = load_full(&target.id.identity)?;
+    let device = PublicKey::from_hex(device_key)
+        .context("the device key must be 64 hex digits, as `guildhall whoami` lists it")?;
+    if device == identity.device_key.public() {
+        bail!(
+            "that is this device's own key: revoke it from another device (a revoked key can't \
+             be used again)"
+        );
+    }
+    let statement = guildhall::federation::revocation::sign(&identity.id_key, &device, now_ms());
+    let mut s = Session::open(target).await?;
+    rpc!(s, revoke_device, statement)?;
+    println!("revoked {device_key}: its sessions are ended here, and your other servers are told");
+    Ok(())
 }
 
 /// Whether two fingerprints are the same, ignoring case, spaces and dashes.
@@ -202,7 +237,7 @@ async fn link_approve(
 ) -> Result<()> {
     let (_, identity) = load_full(&target.id.identity)?;
     let code = LinkCode::parse(code)?;
-    let mut client = dial(&target.server, target.ca_file.as_deref()).await?;
+    let mut client = dial(&target.server(), target.ca_file.as_deref()).await?;
     let payload = take_within(&mut client, &code.request_box(), wait)
         .await?
         .context(
