@@ -496,6 +496,19 @@ async fn members_without_messages_read_do_not_receive_message_events() {
     ))
     .await
     .expect("assign");
+    // The assignment itself is announced (`member_updated`, Bob with the role).
+    let assigned = next(&mut stream).await;
+    match &assigned.event {
+        Some(pb::stream_response::Event::MemberUpdated(m)) => {
+            let roles = m
+                .member
+                .as_ref()
+                .map(|m| m.roles.clone())
+                .unwrap_or_default();
+            assert!(roles.contains(&readers.id), "{assigned:?}");
+        }
+        other => panic!("expected member_updated, got {other:?}"),
+    }
     say(&mut c, &ada, &r.channel, "welcome back").await;
     let back = next(&mut stream).await;
     assert_eq!(text_of(&back).as_deref(), Some("welcome back"), "{back:?}");

@@ -161,11 +161,14 @@ impl ServiceAccount {
             key,
         };
         // The PEM parses lazily into ring's key at the first signature: sign once now.
-        super::oauth::assertion(&account, &account.token_uri, 0).map_err(|source| {
-            AccountError::Key {
-                path: path.to_owned(),
-                source,
-            }
+        let probe = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &serde_json::json!({}),
+            &account.key,
+        );
+        probe.map_err(|source| AccountError::Key {
+            path: path.to_owned(),
+            source,
         })?;
         Ok(account)
     }
