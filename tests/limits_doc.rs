@@ -805,6 +805,14 @@ fn expected() -> Vec<(&'static str, Vec<u64>, Option<&'static str>)> {
 /// carry: no request is refused or clipped by them, so they have no row.
 const INTERNAL: &[(&str, &str)] = &[
     (
+        "cli::TAIL_BACKOFF_MIN",
+        "the CLI's own wait before `tail` reconnects (doubling from it); the server refuses nothing",
+    ),
+    (
+        "cli::TAIL_BACKOFF_MAX",
+        "the CLI's longest wait between `tail` reconnections; the server refuses nothing",
+    ),
+    (
         "presence::across::PENDING_MAX",
         "presence changes waiting to be sent to peers; past it a change is dropped and the next refresh sends the state, nothing is refused",
     ),
