@@ -2,8 +2,9 @@
 //! the guild's host their presence, and the host tells the remote member's homeserver the
 //! presence of the members they share a guild with; typing travels through the host, where every
 //! member of the guild sends and reads it; a peer that stops speaking has its users read as
-//! offline after the timeout; a server that is not a user's homeserver can't speak for them, and
-//! a malformed batch is refused whole.
+//! offline after the timeout; over three nodes, the host's member is seen at both homeservers and
+//! each remote member at the host, and going offline is said, not waited out; a server that is
+//! not a user's homeserver can't speak for them, and a malformed batch is refused whole.
 
 mod common;
 
@@ -273,4 +274,71 @@ async fn only_a_users_homeserver_speaks_for_their_presence() {
         })
         .await;
     assert!(unsigned.is_err());
+}
+
+/// Three nodes: a host and the homeservers of two of its members. The host's member is seen at
+/// both homeservers (each told who there may see it); each remote member is seen at the host, by
+/// the host's member and by the other remote member, who reads the host as every member does.
+#[tokio::test]
+async fn presence_reaches_every_node_that_shares_a_guild() {
+    // A minute's timeout: whatever turns offline here was said, not timed out.
+    let slow_expiry = |config: &mut guildhall::config::Config| {
+        config.presence_refresh_ms = 300;
+        config.presence_timeout_ms = 60_000;
+    };
+    let host = TestNode::spawn_with(slow_expiry).await;
+    let b = TestNode::spawn_with(slow_expiry).await;
+    let c = TestNode::spawn_with(slow_expiry).await;
+    let alice = register(&host, "Alice").await;
+    let room = create_room(&host, &alice, "Hall").await;
+    let bob = register(&b, "Bob").await;
+    let carol = register(&c, "Carol").await;
+    remote_join(&host, &bob, &b.address(), &room.invite, "Bob")
+        .await
+        .expect("bob joins");
+    let carol_at_host = remote_join(&host, &carol, &c.address(), &room.invite, "Carol")
+        .await
+        .expect("carol joins")
+        .token;
+
+    host.client()
+        .await
+        .signal_online(authed(&alice.token, pb::Empty {}))
+        .await
+        .expect("alice online");
+    b.client()
+        .await
+        .signal_online(authed(&bob.token, pb::Empty {}))
+        .await
+        .expect("bob online");
+    set_status(&c, &carol.token, pb::PresenceStatus::Busy).await;
+
+    let online = Some(pb::PresenceStatus::Online as i32);
+    let busy = Some(pb::PresenceStatus::Busy as i32);
+    // Alice, at both homeservers.
+    wait_for(WAIT, || async {
+        presence_of(&b, &bob.token, &alice.user.id).await == online
+            && presence_of(&c, &carol.token, &alice.user.id).await == online
+    })
+    .await;
+    // Bob and Carol, at the host, for Alice and for each other.
+    wait_for(WAIT, || async {
+        presence_of(&host, &alice.token, &bob.user.id).await == online
+            && presence_of(&host, &alice.token, &carol.user.id).await == busy
+            && presence_of(&host, &carol_at_host, &bob.user.id).await == online
+    })
+    .await;
+
+    // Bob goes offline at his homeserver: the host hears it from his homeserver (the timeout is
+    // a minute away).
+    b.client()
+        .await
+        .signal_offline(authed(&bob.token, pb::Empty {}))
+        .await
+        .expect("bob offline");
+    wait_for(WAIT, || async {
+        presence_of(&host, &carol_at_host, &bob.user.id).await
+            == Some(pb::PresenceStatus::Offline as i32)
+    })
+    .await;
 }
