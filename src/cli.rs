@@ -431,72 +431,33 @@ pub(crate) fn same_server(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// The local zone's offset from UTC now, as the system's `date +%z` reports it (the `time` crate
-/// is built here without its own local-offset lookup, which also refuses to run once the runtime
-/// has started threads). `None` when it can't be learnt: times are then shown in UTC.
-fn local_offset() -> Option<time::UtcOffset> {
-    static OFFSET: std::sync::OnceLock<Option<time::UtcOffset>> = std::sync::OnceLock::new();
-    *OFFSET.get_or_init(|| {
-        let out = std::process::Command::new("date")
-            .arg("+%z")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())?;
-        parse_offset(String::from_utf8_lossy(&out.stdout).trim())
-    })
+/// The system's time zone (`TZ`, else `/etc/localtime`), read once; UTC if it can't be read.
+fn local_zone() -> &'static jiff::tz::TimeZone {
+    static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(jiff::tz::TimeZone::system)
 }
 
-/// `+HHMM` or `-HHMM` as an offset.
-fn parse_offset(text: &str) -> Option<time::UtcOffset> {
-    let (sign, digits) = match text.as_bytes().first()? {
-        b'+' => (1, &text[1..]),
-        b'-' => (-1, &text[1..]),
-        _ => return None,
-    };
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let hours: i8 = digits[..2].parse().ok()?;
-    let minutes: i8 = digits[2..].parse().ok()?;
-    time::UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
-}
-
-/// A protobuf time for a person: date and time to the second in the local zone with its offset
-/// written out (`2026-01-01 01:00:00+01:00`), or in UTC marked `Z` when the local zone is UTC or
-/// unknown. The offset is the one in effect now, so a time from the other side of a daylight-saving
-/// change shows with that offset: the instant is still exact, since the offset is printed.
+/// A protobuf time for a person: date and time to the second in the local zone with the offset
+/// in effect at that time written out (`2026-01-01 01:00:00+01:00`, daylight-saving time
+/// included), or marked `Z` when that offset is zero.
 pub(crate) fn when(time: Option<prost_types::Timestamp>) -> String {
-    when_in(time, local_offset())
+    when_in(time, local_zone())
 }
 
-/// [`when`] with a given offset (`None`: UTC).
-fn when_in(time: Option<prost_types::Timestamp>, offset: Option<time::UtcOffset>) -> String {
+/// [`when`] in the zone `zone`.
+fn when_in(time: Option<prost_types::Timestamp>, zone: &jiff::tz::TimeZone) -> String {
     let Some(t) = time else {
         return "-".into();
     };
-    let Ok(utc) = time::OffsetDateTime::from_unix_timestamp(t.seconds) else {
+    let Ok(at) = jiff::Timestamp::from_second(t.seconds) else {
         return format!("(a time out of range: {} s)", t.seconds);
     };
-    let offset = offset.unwrap_or(time::UtcOffset::UTC);
-    let at = utc.checked_to_offset(offset).unwrap_or(utc);
-    let zone = if at.offset().is_utc() {
-        "Z".to_owned()
+    let zoned = at.to_zoned(zone.clone());
+    if zoned.offset().seconds() == 0 {
+        zoned.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
     } else {
-        let (h, m, _) = at.offset().as_hms();
-        let sign = if at.offset().is_negative() { '-' } else { '+' };
-        format!("{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{zone}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+        zoned.strftime("%Y-%m-%d %H:%M:%S%:z").to_string()
+    }
 }
 
 /// A time in milliseconds since the epoch, as [`when`] shows it; 0 (never) as `never`.
@@ -737,7 +698,7 @@ fn size(bytes: u64) -> String {
 
 /// A message as `history` shows it: time, sender, text (continuation lines indented), then its
 /// attachment and reactions on lines of their own.
-fn message_lines(m: &pb::Message, offset: Option<time::UtcOffset>) -> String {
+fn message_lines(m: &pb::Message, zone: &jiff::tz::TimeZone) -> String {
     let sender = if m.webhook_id.is_empty() {
         m.sender_name.clone()
     } else {
@@ -749,10 +710,7 @@ fn message_lines(m: &pb::Message, offset: Option<time::UtcOffset>) -> String {
         ""
     };
     let text = m.text.replace('\n', "\n    ");
-    let mut out = format!(
-        "{}  {sender}: {text}{edited}",
-        when_in(m.created_at, offset)
-    );
+    let mut out = format!("{}  {sender}: {text}{edited}", when_in(m.created_at, zone));
     if let Some(media) = &m.media {
         let mut line = format!(
             "\n    [attachment {} {} {}",
@@ -803,7 +761,7 @@ pub(crate) async fn history(target: &Target, channel: String, limit: u32, ids: b
         if ids {
             write!(out, "{}  ", m.id)?;
         }
-        writeln!(out, "{}", message_lines(m, local_offset()))?;
+        writeln!(out, "{}", message_lines(m, local_zone()))?;
     }
     Ok(())
 }
@@ -1008,23 +966,27 @@ mod tests {
 
     #[test]
     fn times_read_as_a_date_and_time_with_their_offset() {
+        use jiff::tz::{Offset, TimeZone};
         let at = Some(prost_types::Timestamp {
             seconds: 1_767_225_600,
             nanos: 500,
         });
-        assert_eq!(when_in(at, None), "2026-01-01 00:00:00Z");
-        assert_eq!(when_in(at, parse_offset("+0000")), "2026-01-01 00:00:00Z");
-        assert_eq!(
-            when_in(at, parse_offset("+0530")),
-            "2026-01-01 05:30:00+05:30"
-        );
-        assert_eq!(
-            when_in(at, parse_offset("-0330")),
-            "2025-12-31 20:30:00-03:30"
-        );
-        assert_eq!(parse_offset("CET"), None);
-        assert_eq!(parse_offset("+5"), None);
-        assert_eq!(when_in(None, None), "-");
+        let fixed = |hours: i8, minutes: i8| {
+            let seconds = i32::from(hours) * 3600 + i32::from(minutes) * 60;
+            TimeZone::fixed(Offset::from_seconds(seconds).expect("offset"))
+        };
+        assert_eq!(when_in(at, &TimeZone::UTC), "2026-01-01 00:00:00Z");
+        assert_eq!(when_in(at, &fixed(5, 30)), "2026-01-01 05:30:00+05:30");
+        assert_eq!(when_in(at, &fixed(-3, -30)), "2025-12-31 20:30:00-03:30");
+        // A zone with daylight-saving time shows each time with the offset it had then.
+        let paris = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("posix zone");
+        assert_eq!(when_in(at, &paris), "2026-01-01 01:00:00+01:00");
+        let july = Some(prost_types::Timestamp {
+            seconds: 1_782_864_000, // 2026-07-01 00:00:00 UTC
+            nanos: 0,
+        });
+        assert_eq!(when_in(july, &paris), "2026-07-01 02:00:00+02:00");
+        assert_eq!(when_in(None, &TimeZone::UTC), "-");
     }
 
     #[test]
@@ -1053,7 +1015,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            message_lines(&m, None),
+            message_lines(&m, &jiff::tz::TimeZone::UTC),
             "2026-01-01 00:00:00Z  Ada [webhook]: look\n    here (edited)\n    \
              [attachment f1 image/png 2.0 KiB 3x4]\n    [reactions 👍 2]"
         );
