@@ -243,7 +243,10 @@ struct Conn {
     /// The read marker last sent for each target (lowercase), so a receipt for it is not
     /// repeated.
     markers: HashMap<String, u64>,
-    /// Status prefixes last shown per (guild, user), so role changes can be shown as `MODE`.
+    /// Guilds whose members' prefixes this client was shown (`NAMES`): their role changes are
+    /// shown as `MODE` lines.
+    shown_guilds: HashSet<String>,
+    /// Of those, the members who have any prefix, with them (everyone else has none).
     prefixes: HashMap<(String, String), String>,
 }
 
@@ -272,6 +275,7 @@ impl Conn {
             monitored: HashMap::new(),
             multiline: None,
             markers: HashMap::new(),
+            shown_guilds: HashSet::new(),
             prefixes: HashMap::new(),
         }
     }

@@ -70,7 +70,11 @@ impl Conn {
         let server = self.gateway.server_name.clone();
         let with_host = self.caps.contains("userhost-in-names");
         let roster = self.roster(guild_id).await;
-        for m in &roster {
+        // Remembered to show role changes as MODE lines: that this guild's names were shown, and
+        // the prefixes of the few who have any (not every member: a connection stays small).
+        self.shown_guilds.insert(guild_id.to_owned());
+        self.prefixes.retain(|(guild, _), _| guild != guild_id);
+        for m in roster.iter().filter(|m| !m.prefixes.is_empty()) {
             self.prefixes
                 .insert((guild_id.to_owned(), m.user_id.clone()), m.prefixes.clone());
         }
@@ -214,10 +218,11 @@ impl Conn {
         let Some(user) = updated.member.and_then(|m| m.user) else {
             return;
         };
-        let key = (updated.guild_id.clone(), user.id.clone());
-        let Some(before) = self.prefixes.get(&key).cloned() else {
+        if !self.shown_guilds.contains(&updated.guild_id) {
             return;
-        };
+        }
+        let key = (updated.guild_id.clone(), user.id.clone());
+        let before = self.prefixes.get(&key).cloned().unwrap_or_default();
         let Ok(access) = self
             .gateway
             .guilds
@@ -230,7 +235,11 @@ impl Conn {
         if after == before {
             return;
         }
-        self.prefixes.insert(key, after.clone());
+        if after.is_empty() {
+            self.prefixes.remove(&key);
+        } else {
+            self.prefixes.insert(key, after.clone());
+        }
         let added: String = after
             .chars()
             .filter(|p| !before.contains(*p))
