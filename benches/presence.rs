@@ -80,6 +80,27 @@ async fn register(node: &RunningNode, name: &str) -> (ClientIdentity, String) {
     (identity, token)
 }
 
+/// Waits on `events` for `user`'s presence to become `status`.
+async fn presence_arrives(
+    events: &mut tonic::codec::Streaming<pb::StreamResponse>,
+    user: &str,
+    status: i32,
+) {
+    loop {
+        let item = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("event");
+        if let Some(pb::stream_response::Event::Presence(p)) = item.event
+            && p.user_id == user
+            && p.status == status
+        {
+            return;
+        }
+    }
+}
+
 fn stats(node: &RunningNode) -> (u64, u64, u64) {
     let s = node.presence.sharing_stats().expect("sharing runs");
     (
@@ -155,19 +176,7 @@ async fn main() {
             ))
             .await
             .expect("update presence");
-        loop {
-            let item = tokio::time::timeout(WAIT, events.next())
-                .await
-                .expect("an event in time")
-                .expect("stream open")
-                .expect("event");
-            if let Some(pb::stream_response::Event::Presence(p)) = item.event
-                && p.user_id == bob_user
-                && p.status == status
-            {
-                break;
-            }
-        }
+        presence_arrives(&mut events, &bob_user, status).await;
         delays.push(t.elapsed());
     }
     let paced = stats(&home);
@@ -190,19 +199,7 @@ async fn main() {
             ))
             .await
             .expect("update presence");
-        loop {
-            let item = tokio::time::timeout(WAIT, events.next())
-                .await
-                .expect("an event in time")
-                .expect("stream open")
-                .expect("event");
-            if let Some(pb::stream_response::Event::Presence(p)) = item.event
-                && p.user_id == bob_user
-                && p.status == status
-            {
-                break;
-            }
-        }
+        presence_arrives(&mut events, &bob_user, status).await;
         spaced.push(t.elapsed());
     }
     spaced.sort();

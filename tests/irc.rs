@@ -938,19 +938,49 @@ async fn until_line(irc: &mut Irc, mut pick: impl FnMut(&Line) -> bool) -> Line 
     panic!("no such line in {LINES_MAX}");
 }
 
+/// A guild owned by `boss` (an IRC user) with `ada` (an IRC user) and `cy` (gRPC, username
+/// `cy`) as members.
+struct Hall {
+    boss: TestUser,
+    boss_token: String,
+    room: Room,
+    ada: TestUser,
+    ada_token: String,
+    cy: TestUser,
+}
+
+async fn hall(node: &TestNode) -> Hall {
+    let (boss, boss_token) = irc_user(node, "Boss", "boss").await;
+    let room = create_room(node, &boss, "Hall").await;
+    let (ada, ada_token) = irc_user(node, "Ada", "ada").await;
+    let cy = register(node, "Cy").await;
+    set_username(node, &cy, "cy").await;
+    join_room(node, &ada, &room.invite).await;
+    join_room(node, &cy, &room.invite).await;
+    Hall {
+        boss,
+        boss_token,
+        room,
+        ada,
+        ada_token,
+        cy,
+    }
+}
+
 /// labeled-response (single lines, batches, ACK, the echo of a labeled PRIVMSG), status prefixes
 /// with and without multi-prefix, WHOX, replies and reactions both ways, typing, REDACT,
 /// read markers and SETNAME.
 #[tokio::test]
 async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
     let (node, addr) = irc_node().await;
-    let (boss, boss_token) = irc_user(&node, "Boss", "boss").await;
-    let room = create_room(&node, &boss, "Hall").await;
-    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
-    let cy = register(&node, "Cy").await;
-    set_username(&node, &cy, "cy").await;
-    join_room(&node, &ada, &room.invite).await;
-    join_room(&node, &cy, &room.invite).await;
+    let Hall {
+        boss,
+        boss_token,
+        room,
+        ada,
+        ada_token,
+        cy,
+    } = hall(&node).await;
     let channel = format!("#{}/general", room.guild);
 
     let mut ls = Irc::connect(addr).await;
@@ -1251,13 +1281,14 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
 #[tokio::test]
 async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     let (mut node, _) = irc_node().await;
-    let (boss, boss_token) = irc_user(&node, "Boss", "boss").await;
-    let room = create_room(&node, &boss, "Hall").await;
-    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
-    let cy = register(&node, "Cy").await;
-    set_username(&node, &cy, "cy").await;
-    join_room(&node, &ada, &room.invite).await;
-    join_room(&node, &cy, &room.invite).await;
+    let Hall {
+        boss,
+        boss_token,
+        room,
+        ada,
+        ada_token,
+        cy,
+    } = hall(&node).await;
     node.config.irc_default_guild = room.guild.clone();
     // Same gRPC port: the node's address, where its users live, stays the same.
     let grpc = node.stop().await;
