@@ -1364,6 +1364,21 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     );
     ada_irc.send("BATCH -m2").await;
     ada_irc.until("FAIL").await;
+    // Over the byte limit: refused too.
+    ada_irc.send("BATCH +m3 draft/multiline #general").await;
+    let line = "x".repeat(400);
+    for _ in 0..11 {
+        ada_irc
+            .send(&format!("@batch=m3 PRIVMSG #general :{line}"))
+            .await;
+    }
+    let fail = ada_irc.until("FAIL").await;
+    assert_eq!(
+        fail.params[..2],
+        ["BATCH".to_owned(), "MULTILINE_MAX_BYTES".to_owned()]
+    );
+    ada_irc.send("BATCH -m3").await;
+    ada_irc.until("FAIL").await;
 
     // MONITOR: who is online now, and a change when it happens.
     boss_irc.send("MONITOR + ada,nobody").await;
@@ -1382,6 +1397,15 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     boss_irc.send("MONITOR L").await;
     assert_eq!(boss_irc.until("732").await.last(), "ada,nobody");
     boss_irc.until("733").await;
+    // At most 100 nicks: the rest are refused with 734.
+    let many: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    boss_irc
+        .send(&format!("MONITOR + {}", many.join(",")))
+        .await;
+    let full = boss_irc.until("734").await;
+    assert_eq!(full.params[1], "100");
+    assert!(full.params[2].starts_with("n98,n99"), "{full:?}");
+    boss_irc.send(&format!("MONITOR - {}", many.join(","))).await;
 
     // Creating a channel by joining it: for those who may create channels.
     ada_irc.send("JOIN #newroom").await;
@@ -1479,6 +1503,7 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
         ("REGISTER boss * longenough1", "ACCOUNT_EXISTS"),
         ("REGISTER Zed! * longenough1", "BAD_ACCOUNT_NAME"),
         ("REGISTER * * short", "WEAK_PASSWORD"),
+        ("REGISTER * * :two words here", "UNACCEPTABLE_PASSWORD"),
         ("REGISTER *", "NEED_MORE_PARAMS"),
     ] {
         zed.send(line).await;

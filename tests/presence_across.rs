@@ -253,6 +253,26 @@ async fn only_a_users_homeserver_speaks_for_their_presence() {
             },
             "entries",
         ),
+        (
+            pb::PresenceBatch {
+                entries: vec![pb::RemotePresence {
+                    visible_to: vec!["nobody".into()],
+                    ..entry(&bob.user.id, pb::PresenceStatus::Online)
+                }],
+                valid_for_ms: 1000,
+            },
+            "entries[0].visible_to[0]",
+        ),
+        (
+            pb::PresenceBatch {
+                entries: vec![pb::RemotePresence {
+                    active_call_channel_id: "a call".into(),
+                    ..entry(&bob.user.id, pb::PresenceStatus::Online)
+                }],
+                valid_for_ms: 1000,
+            },
+            "entries[0].active_call_channel_id",
+        ),
     ];
     for (batch, field) in cases {
         let refused = home_client.receive_presence(batch).await;
