@@ -1405,7 +1405,9 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     let full = boss_irc.until("734").await;
     assert_eq!(full.params[1], "100");
     assert!(full.params[2].starts_with("n98,n99"), "{full:?}");
-    boss_irc.send(&format!("MONITOR - {}", many.join(","))).await;
+    boss_irc
+        .send(&format!("MONITOR - {}", many.join(",")))
+        .await;
 
     // Creating a channel by joining it: for those who may create channels.
     ada_irc.send("JOIN #newroom").await;
