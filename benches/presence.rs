@@ -80,6 +80,20 @@ async fn register(node: &RunningNode, name: &str) -> (ClientIdentity, String) {
     (identity, token)
 }
 
+/// Sets the status of the user whose session is `token`.
+async fn set_status(client: &mut GuildHallClient<Channel>, token: &str, status: i32) {
+    client
+        .update_presence(authed(
+            token,
+            pb::UpdatePresenceRequest {
+                status,
+                active_call_channel_id: String::new(),
+            },
+        ))
+        .await
+        .expect("update presence");
+}
+
 /// Waits on `events` for `user`'s presence to become `status`.
 async fn presence_arrives(
     events: &mut tonic::codec::Streaming<pb::StreamResponse>,
@@ -166,16 +180,7 @@ async fn main() {
     for i in 0..n {
         let status = status_of(i) as i32;
         let t = Instant::now();
-        home_client
-            .update_presence(authed(
-                &bob,
-                pb::UpdatePresenceRequest {
-                    status,
-                    active_call_channel_id: String::new(),
-                },
-            ))
-            .await
-            .expect("update presence");
+        set_status(&mut home_client, &bob, status).await;
         presence_arrives(&mut events, &bob_user, status).await;
         delays.push(t.elapsed());
     }
@@ -189,16 +194,7 @@ async fn main() {
         // The paced run ended busy (an even count of changes), so this starts with online.
         let status = status_of(i) as i32;
         let t = Instant::now();
-        home_client
-            .update_presence(authed(
-                &bob,
-                pb::UpdatePresenceRequest {
-                    status,
-                    active_call_channel_id: String::new(),
-                },
-            ))
-            .await
-            .expect("update presence");
+        set_status(&mut home_client, &bob, status).await;
         presence_arrives(&mut events, &bob_user, status).await;
         spaced.push(t.elapsed());
     }
@@ -208,16 +204,7 @@ async fn main() {
     // Burst: the same number of changes as fast as the homeserver takes them.
     let burst_start = Instant::now();
     for i in 0..n {
-        home_client
-            .update_presence(authed(
-                &bob,
-                pb::UpdatePresenceRequest {
-                    status: status_of(i + 1) as i32,
-                    active_call_channel_id: String::new(),
-                },
-            ))
-            .await
-            .expect("update presence");
+        set_status(&mut home_client, &bob, status_of(i + 1) as i32).await;
     }
     let burst_secs = burst_start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -672,6 +672,22 @@ mod tests {
     }
 
     #[test]
+    fn presence_and_irc_keepalive_settings_are_checked() {
+        let refused = |edit: fn(&mut Config)| {
+            let mut c = Config::default();
+            edit(&mut c);
+            c.validate().expect_err("refused").to_string()
+        };
+        assert!(refused(|c| c.irc_ping_secs = 1).contains("irc_ping_secs"));
+        assert!(refused(|c| c.presence_refresh_ms = 0).contains("presence_refresh_ms"));
+        assert!(
+            refused(|c| c.presence_timeout_ms = c.presence_refresh_ms)
+                .contains("presence_timeout_ms")
+        );
+        assert!(refused(|c| c.presence_timeout_ms = 600_001).contains("presence_timeout_ms"));
+    }
+
+    #[test]
     fn registration_is_open_only_on_loopback_unless_set() {
         use crate::accounts::registration::RegistrationPolicy as P;
         assert_eq!(Config::default().registration_policy(), P::Open);

@@ -938,6 +938,21 @@ async fn until_line(irc: &mut Irc, mut pick: impl FnMut(&Line) -> bool) -> Line 
     panic!("no such line in {LINES_MAX}");
 }
 
+/// Sends `lines` to `#general` as the multiline batch `reference`, which is refused with `code`
+/// (and its end, with no batch left open, too).
+async fn multiline_refused(irc: &mut Irc, reference: &str, lines: &[String], code: &str) {
+    irc.send(&format!("BATCH +{reference} draft/multiline #general"))
+        .await;
+    for line in lines {
+        irc.send(&format!("@batch={reference} PRIVMSG #general :{line}"))
+            .await;
+    }
+    let fail = irc.until("FAIL").await;
+    assert_eq!(fail.params[..2], ["BATCH".to_owned(), code.to_owned()]);
+    irc.send(&format!("BATCH -{reference}")).await;
+    irc.until("FAIL").await;
+}
+
 /// A guild owned by `boss` (an IRC user) with `ada` (an IRC user) and `cy` (gRPC, username
 /// `cy`) as members.
 struct Hall {
@@ -1350,35 +1365,11 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
         lines.push(line.last().to_owned());
     }
     assert_eq!(lines, ["first line", "second half"]);
-    // Over the line limit: refused, nothing sent.
-    ada_irc.send("BATCH +m2 draft/multiline #general").await;
-    for i in 0..101 {
-        ada_irc
-            .send(&format!("@batch=m2 PRIVMSG #general :{i}"))
-            .await;
-    }
-    let fail = ada_irc.until("FAIL").await;
-    assert_eq!(
-        fail.params[..2],
-        ["BATCH".to_owned(), "MULTILINE_MAX_LINES".to_owned()]
-    );
-    ada_irc.send("BATCH -m2").await;
-    ada_irc.until("FAIL").await;
-    // Over the byte limit: refused too.
-    ada_irc.send("BATCH +m3 draft/multiline #general").await;
-    let line = "x".repeat(400);
-    for _ in 0..11 {
-        ada_irc
-            .send(&format!("@batch=m3 PRIVMSG #general :{line}"))
-            .await;
-    }
-    let fail = ada_irc.until("FAIL").await;
-    assert_eq!(
-        fail.params[..2],
-        ["BATCH".to_owned(), "MULTILINE_MAX_BYTES".to_owned()]
-    );
-    ada_irc.send("BATCH -m3").await;
-    ada_irc.until("FAIL").await;
+    // Over the line limit, or the byte limit: refused, nothing sent.
+    let numbers: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    multiline_refused(&mut ada_irc, "m2", &numbers, "MULTILINE_MAX_LINES").await;
+    let long = vec!["x".repeat(400); 11];
+    multiline_refused(&mut ada_irc, "m3", &long, "MULTILINE_MAX_BYTES").await;
 
     // MONITOR: who is online now, and a change when it happens.
     boss_irc.send("MONITOR + ada,nobody").await;
