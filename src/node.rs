@@ -581,7 +581,8 @@ impl Node {
         };
         let http = crate::api::http::router(api.webhooks())
             .merge(crate::api::files::router(media))
-            .merge(crate::api::ops::router(ops));
+            .merge(crate::api::ops::router(ops))
+            .merge(crate::api::web::router());
         let event_stream_route = api.event_stream_route();
         let mut services = tonic::service::Routes::builder();
         services
@@ -609,10 +610,16 @@ impl Node {
                 ),
             )
             .merge(http);
+        let (cors, grpc_web) = crate::api::web::grpc_web_layers();
         let router = tonic::transport::Server::builder()
-            // HTTP/1.1 too, so programs can post to webhooks with any HTTP client.
+            // HTTP/1.1 too, so programs can post to webhooks with any HTTP client, and browsers
+            // can make gRPC-web calls.
             .accept_http1(true)
-            // Outermost: every call is counted, refused ones too.
+            // Outermost: browsers' CORS preflights, then gRPC-web turned into gRPC, so every
+            // layer below sees one kind of call.
+            .layer(cors)
+            .layer(grpc_web)
+            // Every call is counted, refused ones too.
             .layer(crate::api::observe::CallMetricsLayer::new(
                 store.metrics().clone(),
             ))

@@ -23,6 +23,7 @@ mod server_events;
 pub mod session;
 mod social;
 pub mod text;
+pub mod web;
 pub mod webhook_body;
 mod webhooks;
 

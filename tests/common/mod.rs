@@ -4,6 +4,7 @@
 pub mod bans;
 pub mod distributor;
 pub mod fcm;
+pub mod serve;
 pub mod tls;
 pub mod uploads;
 
