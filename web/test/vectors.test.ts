@@ -162,10 +162,15 @@ const built: Record<string, [Uint8Array, SeedSigner]> = {
   ],
   "device-revocation": [kinds.deviceRevocationBytes({ idKey: K_ID.publicKey, deviceKey: K_DEV.publicKey, timestamp: T }), K_ID],
   "account-status": [kinds.accountStatusBytes({ idKey: K_ID.publicKey, status: "deleted", timestamp: T }), K_ID],
+  // Verified, never signed, by the client: it accepts a pinned server's new key with it.
+  "server-key-rotation": [
+    kinds.serverKeyRotationBytes({ oldKey: SERVER.publicKey, newKey: SECOND.publicKey, newKeyValidUntil: EXPIRY, timestamp: T }),
+    SERVER,
+  ],
 };
 
 /** Kinds only nodes sign; the browser never makes them. */
-const SERVER_KINDS = new Set(["s2s-request", "server-key-rotation", "ban", "server-ban", "server-event"]);
+const SERVER_KINDS = new Set(["s2s-request", "ban", "server-ban", "server-event"]);
 
 test("every vector in the document is either a client kind checked here or a server's", () => {
   assert.ok(all.size >= 18, `found only ${all.size} vectors`);
@@ -179,7 +184,7 @@ for (const [label, [bytes, signer]] of Object.entries(built)) {
   test(`${label}: signing bytes and signature match the document`, async () => {
     const v = all.get(label)!;
     assert.equal(toHex(bytes), v.signingBytes);
-    assert.equal(signer === K_ID ? "K_id" : "K_dev", v.signer);
+    assert.equal(signer === K_ID ? "K_id" : signer === K_DEV ? "K_dev" : "server", v.signer);
     const sig = await signer.sign(bytes);
     assert.equal(toHex(sig), v.signature);
     assert.ok(verify(sig, bytes, signer.publicKey));

@@ -239,3 +239,16 @@ export const ACCOUNT_STATUS_NAMES: Record<number, string> = { 1: "enabled", 2: "
 export function accountStatusBytes(f: { idKey: KeyInput; status: "enabled" | "disabled" | "deleted"; timestamp: U64 }): Uint8Array {
   return new Envelope("account-status").key(f.idKey).string(f.status).u64(f.timestamp).bytes();
 }
+
+/**
+ * `server-key-rotation` (signed by a server's old key). A node signs it; the client only verifies
+ * it, to accept a server's new key after pinning the old one (§10).
+ */
+export function serverKeyRotationBytes(f: { oldKey: KeyInput; newKey: KeyInput; newKeyValidUntil: U64; timestamp: U64 }): Uint8Array {
+  return new Envelope("server-key-rotation")
+    .key(f.oldKey)
+    .key(f.newKey)
+    .u64(f.newKeyValidUntil)
+    .u64(f.timestamp)
+    .bytes();
+}
