@@ -43,7 +43,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      form-action 'none'; frame-ancestors 'none'";
 
 /// How long a browser may reuse a CORS preflight answer.
-const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+const PREFLIGHT_CACHED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The routes: the page at `/` and `/invite/{token}`, and each embedded file at its path.
 pub fn router() -> axum::Router {
@@ -83,7 +83,7 @@ pub fn grpc_web_layers() -> (CorsLayer, GrpcWebOnlyLayer) {
             HeaderName::from_static("grpc-status-details-bin"),
             header::RETRY_AFTER,
         ])
-        .max_age(PREFLIGHT_MAX_AGE);
+        .max_age(PREFLIGHT_CACHED_FOR);
     (cors, GrpcWebOnlyLayer)
 }
 
@@ -140,7 +140,17 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let inner = self.inner.clone();
         if is_grpc_web(&request) {
-            Box::pin(tonic_web::GrpcWebLayer::new().layer(inner).oneshot(request))
+            let call = tonic_web::GrpcWebLayer::new().layer(inner).oneshot(request);
+            Box::pin(async move {
+                let mut response = call.await?;
+                // A proxy that buffers answers (nginx's `proxy_pass` does by default) would hold
+                // back the event stream's events until its buffer fills.
+                response.headers_mut().insert(
+                    HeaderName::from_static("x-accel-buffering"),
+                    HeaderValue::from_static("no"),
+                );
+                Ok(response)
+            })
         } else {
             Box::pin(async move {
                 let response = inner.oneshot(request.map(Body::new)).await?;
