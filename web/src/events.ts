@@ -29,6 +29,8 @@ export class EventStream {
   private abort: AbortController | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
+  /** How many times the stream was opened (the end-to-end test reads it to see reconnects). */
+  connects = 0;
 
   constructor(
     readonly server: Server,
@@ -44,6 +46,14 @@ export class EventStream {
     this.stopped = true;
     this.abort?.abort();
     this.wake?.();
+  }
+
+  /**
+   * Breaks the current connection as a dropped network would: the stream reconnects and resumes
+   * after the last event it handled.
+   */
+  interrupt(): void {
+    this.abort?.abort();
   }
 
   /** Reconnect now instead of waiting out the backoff (the network came back). */
@@ -71,6 +81,7 @@ export class EventStream {
         return;
       }
       this.abort = new AbortController();
+      this.connects++;
       this.owner.state(this.server, "connecting", "");
       try {
         const stream = this.server.api.subscribeEvents(
