@@ -26,6 +26,8 @@ export class App {
   readonly streams = new Map<string, EventStream>();
   readonly streamState = new Map<string, { state: StreamState; detail: string }>();
   current: { guild: string | null; channel: string | null } = { guild: null, channel: null };
+  /** When each (channel, user) last sent a message, to drop typing notices that arrive late. */
+  private readonly lastSent = new Map<string, number>();
 
   readonly nav = h("nav", { class: "nav", "aria-label": "Guilds and channels" });
   readonly main = h("main", { class: "main", id: "main" });
@@ -229,7 +231,7 @@ export class App {
       this.nav,
       h(
         "header",
-        { class: "me" },
+        { class: "whoami" },
         h("button", { type: "button", class: "link", onclick: () => panels.openProfile(this), "aria-label": `Your profile and settings (${me.displayName})` }, me.displayName || "You"),
         h("small", {}, new URL(me.homeserver).host),
       ),
@@ -484,7 +486,11 @@ export class App {
     if (created && (!cv.channel.latestMessageId || cv.channel.latestMessageId.length < m.id.length || (cv.channel.latestMessageId.length === m.id.length && cv.channel.latestMessageId < m.id))) {
       cv.channel.latestMessageId = m.id;
     }
-    if (m.senderId) cv.typing.delete(m.senderId);
+    if (m.senderId && created) {
+      cv.typing.delete(m.senderId);
+      this.lastSent.set(`${cv.key} ${m.senderId}`, Date.now());
+      this.chat.renderTyping();
+    }
     if (cv.loaded || cv.key === this.current.channel) {
       const fresh = putMessage(cv, m);
       this.chat.upsert(cv, m, fresh);
@@ -497,7 +503,9 @@ export class App {
     const t = m.typing!;
     const cv = this.channels.get(channelKey(server, t.channelId || m.channelId));
     if (!cv || t.userId === this.account.userId) return;
-    if (t.isTyping) cv.typing.set(t.userId, Date.now() + 6000);
+    // A typing notice sent just before the message it announced can arrive after it: drop it.
+    const sent = this.lastSent.get(`${cv.key} ${t.userId}`) ?? 0;
+    if (t.isTyping && Date.now() - sent > 2000) cv.typing.set(t.userId, Date.now() + 6000);
     else cv.typing.delete(t.userId);
     this.chat.renderTyping();
   }
