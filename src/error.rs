@@ -60,6 +60,11 @@ pub enum Error {
     Storage(#[from] StorageError),
 }
 
+/// What a client hears when the node's disk is full: a condition of the server that passes, not
+/// a fault of the request, so `UNAVAILABLE` (retry later) rather than `INTERNAL`.
+pub const DISK_FULL: &str =
+    "storage: the server's disk is full; nothing was written, try again later";
+
 /// Shorthand for results in request handling.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,6 +108,10 @@ impl From<Error> for tonic::Status {
             Error::Storage(StorageError::Refused(m)) => Status::failed_precondition(m),
             Error::Storage(StorageError::Replay) => {
                 Status::unauthenticated("signature: already used (replayed request)")
+            }
+            Error::Storage(StorageError::DiskFull(detail)) => {
+                tracing::error!(%detail, "the disk is full: writes are refused until space is freed");
+                Status::unavailable(DISK_FULL)
             }
             Error::Storage(other) => {
                 tracing::error!(error = %other, "storage failure");

@@ -73,7 +73,7 @@ pub struct Media {
 }
 
 fn io_error(e: std::io::Error) -> Error {
-    Error::Storage(StorageError::Io(e))
+    Error::Storage(StorageError::from(e))
 }
 
 fn task_error(e: tokio::task::JoinError) -> Error {

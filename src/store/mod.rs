@@ -69,9 +69,9 @@ pub enum StorageError {
     /// The schema could not be brought up to date.
     #[error("migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
-    /// The database directory could not be created.
+    /// The database directory could not be created, or a file could not be written.
     #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
@@ -81,6 +81,18 @@ pub enum StorageError {
     /// A replayed signature: the replay cache already holds it.
     #[error("signature was already used")]
     Replay,
+    /// The disk holding the database or the uploads is full (`SQLITE_FULL`, `ENOSPC`): nothing was
+    /// written, and a retry can succeed once the operator frees space. Told apart from other
+    /// failures so clients hear "try later" rather than "the node is broken".
+    #[error("disk full: {0}")]
+    DiskFull(String),
+}
+
+impl StorageError {
+    /// Whether an I/O error means the disk is full.
+    fn is_disk_full(e: &std::io::Error) -> bool {
+        e.kind() == std::io::ErrorKind::StorageFull
+    }
 }
 
 /// How a trigger's `RAISE(ABORT, …)` message marks a rule refusal rather than a failure: the rest
@@ -94,7 +106,22 @@ impl From<rusqlite::Error> for StorageError {
         {
             return StorageError::Refused(rule.to_owned());
         }
+        if let rusqlite::Error::SqliteFailure(failure, _) = &e
+            && failure.code == rusqlite::ErrorCode::DiskFull
+        {
+            return StorageError::DiskFull(e.to_string());
+        }
         StorageError::Sqlite(e)
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        if Self::is_disk_full(&e) {
+            StorageError::DiskFull(e.to_string())
+        } else {
+            StorageError::Io(e)
+        }
     }
 }
 
@@ -295,4 +322,69 @@ pub(crate) fn to_sql_int(value: u64) -> i64 {
 /// The inverse of [`to_sql_int`]: negative values (never written) read as 0.
 pub(crate) fn from_sql_int(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_database_is_told_apart_and_keeps_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db.sqlite"), Synchronous::Normal)
+            .await
+            .expect("open");
+        // SQLite's own page cap stands in for a full disk: it fails the same way (SQLITE_FULL).
+        store
+            .write(|c| {
+                let pages: u64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.pragma_update(None, "max_page_count", pages)?;
+                Ok(())
+            })
+            .await
+            .expect("cap the database");
+        let result = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO replay_cache (signature, expires_at) VALUES (zeroblob(1000000), 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await;
+        assert!(
+            matches!(result, Err(StorageError::DiskFull(_))),
+            "{result:?}"
+        );
+        let rows: u64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM replay_cache", [], |r| r.get(0))?))
+            .await
+            .expect("read");
+        assert_eq!(rows, 0, "nothing of the failed write is kept");
+        // A later write that fits still commits.
+        store
+            .probe_write()
+            .await
+            .expect("a small write still commits");
+    }
+
+    #[test]
+    fn no_space_left_on_a_file_write_is_a_full_disk() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(matches!(
+            StorageError::from(full),
+            StorageError::DiskFull(_)
+        ));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(StorageError::from(other), StorageError::Io(_)));
+    }
+
+    #[test]
+    fn clients_hear_try_later_not_internal() {
+        let status = tonic::Status::from(crate::error::Error::Storage(StorageError::DiskFull(
+            "database or disk is full".into(),
+        )));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), crate::error::DISK_FULL);
+    }
 }
