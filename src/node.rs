@@ -609,7 +609,8 @@ impl Node {
                     |r: http::Request<axum::body::Body>| r.map(tonic::body::Body::new),
                 ),
             )
-            .merge(http);
+            .merge(http)
+            .fallback(crate::api::web::fallback);
         let (cors, grpc_web) = crate::api::web::grpc_web_layers();
         let router = tonic::transport::Server::builder()
             // HTTP/1.1 too, so programs can post to webhooks with any HTTP client, and browsers

@@ -63,6 +63,24 @@ pub fn router() -> axum::Router {
     router
 }
 
+/// What answers a path no route knows: `UNIMPLEMENTED` to a gRPC (or gRPC-web) call, as tonic's
+/// own fallback does, and a plain `404` to everything else, so a browser or `curl` asking for a
+/// page that isn't there isn't told `200` with an empty body.
+pub async fn fallback(headers: HeaderMap) -> Response {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let (parts, ()) = tonic::Status::unimplemented("")
+            .into_http::<()>()
+            .into_parts();
+        Response::from_parts(parts, axum::body::Body::empty())
+    } else {
+        (StatusCode::NOT_FOUND, "no such page\n").into_response()
+    }
+}
+
 /// gRPC-web for browsers, and the CORS answers they need first. Outermost of the node's layers:
 /// a preflight is answered before anything else looks at it, and every inner layer sees an
 /// ordinary gRPC call whatever the browser sent.

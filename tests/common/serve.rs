@@ -40,7 +40,16 @@ impl ServeProcess {
         let config = dir.path().join("guildhall.toml");
         std::fs::write(&config, NODE_CONFIG).expect("write config");
         let stderr = File::create(dir.path().join("stderr.log")).expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_guildhall"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_guildhall"));
+        // The node reads every `GUILDHALL_*` variable as a setting and refuses unknown ones; the
+        // test's own (`GUILDHALL_CHROMIUM`, …) and the developer's are not for it: the config
+        // file says everything.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("GUILDHALL_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)
