@@ -251,6 +251,27 @@ await step("Bob reloads: history is back, nothing twice, and live messages still
   await shot(bob.page, "members-phone");
 });
 
+await step("scroll-back: Bob pages back through history to the channel's start", async () => {
+  // 60 more messages, so the channel no longer fits one page (50) of GetHistory.
+  await ada.page.evaluate(async () => {
+    const app = window.guildhall;
+    const cv = app.channels.get(app.current.channel);
+    for (let i = 1; i <= 60; i++) await cv.server.api.sendMessage({ channelId: cv.channel.id, text: `filler #${i}.`, idempotencyKey: `filler-${i}` });
+  });
+  await bob.page.getByRole("button", { name: "Back to chat" }).click();
+  await seesOnce(bob.page, "filler #60.");
+  await bob.page.reload();
+  await seesOnce(bob.page, "filler #60.");
+  if ((await bob.page.locator(".start").count()) !== 0) throw new Error("the start is shown before scrolling back");
+  const log = bob.page.getByRole("log");
+  for (let i = 0; i < 20 && (await bob.page.locator(".start").count()) === 0; i++) {
+    await log.evaluate((el) => (el.scrollTop = 0));
+    await bob.page.waitForTimeout(250);
+  }
+  await bob.page.getByText("This is the start of #general.").waitFor();
+  for (const t of ["hello from Ada, edited", "filler #1.", "filler #30.", "filler #60."]) await seesOnce(bob.page, t);
+});
+
 await step("Cy registers on B", async () => {
   await cy.page.goto(`${B}/`);
   await cy.page.getByLabel("Display name").fill("Cy");
@@ -269,7 +290,7 @@ await step("Cy opens A's invite link, goes to B's page and joins from there (rem
   await shot(cy.page, "remote-join");
   await join.getByRole("button", { name: "Join" }).click();
   await cy.page.getByRole("heading", { name: /# general/ }).waitFor();
-  await seesOnce(cy.page, "after your reload");
+  await seesOnce(cy.page, "filler #60.");
 });
 
 await step("Cy (homeserver B) and Ada (on A) chat both ways", async () => {

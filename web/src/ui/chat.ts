@@ -17,6 +17,9 @@ import { createdMs, displayName, idLess, putMessage, readMarks, type ChannelView
 const PAGE = 50;
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 const TYPING_EVERY_MS = 3000;
+/** Messages kept in the page while following a busy channel (`trim`). */
+const MAX_DRAWN = 400;
+const KEEP_DRAWN = 300;
 
 export class ChatPane {
   private cv: ChannelView | null = null;
@@ -35,6 +38,11 @@ export class ChatPane {
   /** `@Name` → user id for the mentions picked in the current draft. */
   private mentions = new Map<string, string>();
   private firstUnread = "";
+  /** The oldest message drawn; older ones are in memory but not in the page (null: all drawn). */
+  private floor: string | null = null;
+  private pending = new Map<string, Message>();
+  private pendingMine = false;
+  private frame = 0;
 
   constructor(
     private readonly app: App,
@@ -66,7 +74,11 @@ export class ChatPane {
     this.renderHeader();
     fill(this.root, this.header, this.list, this.typingLine, this.banner, this.progress, this.composer);
     this.renderBanner();
-    for (const id of cv.order) this.place(cv.msgs.get(id)!);
+    this.pending.clear();
+    const from = Math.max(0, cv.order.length - 2 * PAGE);
+    this.floor = from === 0 ? null : cv.order[from];
+    for (const id of cv.order.slice(from)) this.place(cv.msgs.get(id)!);
+    this.renderStart();
     this.scrollToEnd();
     if (!cv.loaded) await this.loadOlder();
     this.markRead(cv);
@@ -98,25 +110,34 @@ export class ChatPane {
     );
   }
 
+  /**
+   * Shows older messages: first those already in memory but not drawn (see `floor`), else the
+   * next page from the server.
+   */
   private async loadOlder(): Promise<void> {
     const cv = this.cv;
-    if (!cv || cv.loading || (cv.loaded && !cv.hasMore)) return;
+    if (!cv || cv.loading) return;
+    if (this.floor !== null) {
+      this.keepOffset(() => this.drawOlderFromMemory(cv));
+      return;
+    }
+    if (cv.loaded && !cv.hasMore) return;
     cv.loading = true;
-    const before = this.list.scrollHeight - this.list.scrollTop;
     const wasEmpty = cv.order.length === 0;
     try {
       const page = await cv.server.api.getHistory({ channelId: cv.channel.id, cursor: cv.cursor, limit: PAGE });
       if (this.cv !== cv) return;
-      for (const m of page.messages) {
-        putMessage(cv, m);
-        this.place(m);
-      }
-      cv.cursor = page.nextCursor;
-      cv.hasMore = page.hasMore;
-      cv.loaded = true;
-      this.renderStart();
+      this.keepOffset(() => {
+        for (const m of page.messages) {
+          putMessage(cv, m);
+          this.place(m);
+        }
+        cv.cursor = page.nextCursor;
+        cv.hasMore = page.hasMore;
+        cv.loaded = true;
+        this.renderStart();
+      });
       if (wasEmpty) this.scrollToEnd();
-      else this.list.scrollTop = this.list.scrollHeight - before;
     } catch (e) {
       this.app.fail("Loading history", e);
     } finally {
@@ -126,10 +147,44 @@ export class ChatPane {
     if (cv.hasMore && this.list.scrollHeight <= this.list.clientHeight + 50 && this.cv === cv) void this.loadOlder();
   }
 
+  /** Runs `change` (which adds above what the reader sees) without moving what they see. */
+  private keepOffset(change: () => void): void {
+    const before = this.list.scrollHeight - this.list.scrollTop;
+    change();
+    this.list.scrollTop = this.list.scrollHeight - before;
+  }
+
+  /** Draws up to a page of the messages in memory just above the oldest one drawn. */
+  private drawOlderFromMemory(cv: ChannelView): void {
+    if (this.floor === null) return;
+    const at = cv.order.indexOf(this.floor);
+    const from = Math.max(0, at - PAGE);
+    this.floor = from === 0 ? null : cv.order[from];
+    for (let i = at - 1; i >= from; i--) this.place(cv.msgs.get(cv.order[i])!);
+    this.renderStart();
+  }
+
+  /**
+   * Keeps at most `MAX_DRAWN` messages in the page while the reader follows the end: the oldest
+   * are taken out of the page (they stay in memory and are drawn again on scrolling up), so a busy
+   * channel costs the same however long it stays open.
+   */
+  private trim(cv: ChannelView): void {
+    if (this.els.size <= MAX_DRAWN) return;
+    const drawn = cv.order.filter((id) => this.els.has(id));
+    const drop = drawn.slice(0, drawn.length - KEEP_DRAWN);
+    for (const id of drop) {
+      this.els.get(id)!.remove();
+      this.els.delete(id);
+    }
+    this.floor = drawn[drop.length];
+    this.renderStart();
+  }
+
   private renderStart(): void {
     const cv = this.cv!;
     this.list.querySelector(".start")?.remove();
-    if (!cv.hasMore) this.list.prepend(h("p", { class: "start" }, `This is the start of ${cv.channel.name ? `#${cv.channel.name}` : "the conversation"}.`));
+    if (!cv.hasMore && this.floor === null) this.list.prepend(h("p", { class: "start" }, `This is the start of ${cv.channel.name ? `#${cv.channel.name}` : "the conversation"}.`));
   }
 
   private onScroll(): void {
@@ -155,12 +210,28 @@ export class ChatPane {
     if (before !== readMarks.get(cv)) this.app.renderNav();
   }
 
-  /** A message arrived or changed in `cv`. */
+  /**
+   * A message arrived or changed in `cv`. Drawing waits for the next frame, so a burst of
+   * messages costs one layout, not one each.
+   */
   upsert(cv: ChannelView, m: Message, fresh: boolean): void {
     if (cv !== this.cv) return;
+    this.pending.set(m.id, m);
+    if (fresh && m.senderId === this.app.account.userId) this.pendingMine = true;
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  private flush(): void {
+    this.frame = 0;
+    const cv = this.cv;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    if (!cv) return;
     const stick = this.atBottom();
-    this.place(m);
-    if (fresh && (stick || m.senderId === this.app.account.userId)) this.scrollToEnd();
+    for (const m of batch) if (cv.msgs.has(m.id)) this.place(m);
+    if (stick) this.trim(cv);
+    if (stick || this.pendingMine) this.scrollToEnd();
+    this.pendingMine = false;
     this.markRead(cv);
   }
 
@@ -170,22 +241,31 @@ export class ChatPane {
     this.els.delete(id);
   }
 
-  /** Names changed (a profile, a nickname): draw the loaded messages again. */
+  /** Names changed (a profile, a nickname): draw the shown messages again. */
   refreshNames(): void {
     const cv = this.cv;
     if (!cv) return;
-    for (const id of cv.order) this.place(cv.msgs.get(id)!);
+    for (const id of [...this.els.keys()]) {
+      const m = cv.msgs.get(id);
+      if (m) this.place(m);
+    }
     this.renderHeader();
   }
 
-  /** Puts `m`'s element where its id belongs (replacing an older drawing). */
+  /** Puts `m`'s element where its id belongs (replacing an older drawing); none below `floor`. */
   private place(m: Message): void {
     const cv = this.cv!;
-    const el = this.render(m);
     const old = this.els.get(m.id);
+    if (!old && this.floor !== null && idLess(m.id, this.floor)) return;
+    const el = this.render(m);
     this.els.set(m.id, el);
     if (old) {
       old.replaceWith(el);
+      return;
+    }
+    const last = cv.order[cv.order.length - 1];
+    if (last === m.id) {
+      this.list.append(el);
       return;
     }
     const i = cv.order.indexOf(m.id);
