@@ -272,6 +272,25 @@ await step("scroll-back: Bob pages back through history to the channel's start",
   for (const t of ["hello from Ada, edited", "filler #1.", "filler #30.", "filler #60."]) await seesOnce(bob.page, t);
 });
 
+await step("Ada opens a DM with Bob; Bob accepts the invite and they talk there", async () => {
+  await ada.page.getByRole("button", { name: /^Bob,/ }).click();
+  await ada.page.getByRole("button", { name: "Send a direct message" }).click();
+  await ada.page.getByRole("textbox", { name: "Message", exact: true }).waitFor();
+  await send(ada.page, "a private word, Bob");
+  await seesOnce(ada.page, "a private word, Bob");
+  await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+  await bob.page.getByRole("button", { name: "DM invites (1)" }).click();
+  const dlg = bob.page.getByRole("dialog", { name: "DM invites" });
+  await dlg.getByRole("button", { name: "Accept" }).click();
+  await seesOnce(bob.page, "a private word, Bob");
+  await send(bob.page, "private reply to Ada");
+  await seesOnce(ada.page, "private reply to Ada");
+  await ada.page.locator(`button.guild[data-guild="Analytical Engines"]`).click();
+  await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+  await bob.page.locator(`button.guild[data-guild="Analytical Engines"]`).click();
+  await bob.page.getByRole("heading", { name: /# general/ }).waitFor();
+});
+
 await step("Cy registers on B", async () => {
   await cy.page.goto(`${B}/`);
   await cy.page.getByLabel("Display name").fill("Cy");
@@ -300,6 +319,21 @@ await step("Cy (homeserver B) and Ada (on A) chat both ways", async () => {
   await seesOnce(cy.page, "welcome across nodes");
   await ada.page.getByRole("button", { name: /^Cy,/ }).waitFor();
   await shot(ada.page, "members");
+});
+
+await step("Ada opens a DM with Cy across nodes; Cy accepts on B and they talk", async () => {
+  await ada.page.getByRole("button", { name: /^Cy,/ }).click();
+  await ada.page.getByRole("button", { name: "Send a direct message" }).click();
+  await ada.page.getByRole("textbox", { name: "Message", exact: true }).waitFor();
+  await send(ada.page, "hello Cy, privately");
+  await seesOnce(ada.page, "hello Cy, privately");
+  // The invite travels A → B through A's outbox; the button counts it when it arrives.
+  await cy.page.getByRole("button", { name: "DM invites (1)" }).click();
+  const dlg = cy.page.getByRole("dialog", { name: "DM invites" });
+  await dlg.getByRole("button", { name: "Accept" }).click({ timeout: WAIT });
+  await seesOnce(cy.page, "hello Cy, privately");
+  await send(cy.page, "hi Ada, from B, privately");
+  await seesOnce(ada.page, "hi Ada, from B, privately");
 });
 
 clearTimeout(watchdog);

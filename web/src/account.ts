@@ -36,7 +36,7 @@ export class Account implements ServerHooks {
   }
 
   private static blank(identity: Identity, homeserver: string, displayName: string): Account {
-    return new Account({ identity, homeserver: normalizeUrl(homeserver), displayName, sessions: [], serverKeys: {}, lastEventIds: {} });
+    return new Account({ identity, homeserver: normalizeUrl(homeserver), displayName, sessions: [], serverKeys: {}, lastEventIds: {}, aliases: {} });
   }
 
   /** A new identity, registered on `homeserver` (§6). */
@@ -95,9 +95,13 @@ export class Account implements ServerHooks {
     return this.saved.identity.userId;
   }
 
-  /** The client for `url` (made once per server). */
+  /**
+   * The client for `url` (made once per server). A server's canonical address, when it differs
+   * from the address this client dials it at, names the same client.
+   */
   server(url: string): Server {
-    const key = normalizeUrl(url);
+    const given = normalizeUrl(url);
+    const key = this.saved.aliases[given] ?? given;
     let s = this.servers.get(key);
     if (!s) {
       s = new Server(key, this);
@@ -190,6 +194,14 @@ export class Account implements ServerHooks {
       if (e instanceof ConnectError && e.code !== Code.Unavailable) return null;
       throw e;
     }
+  }
+
+  learned(url: string, canonical: string): void {
+    if (canonical === url || this.saved.aliases[canonical] === url) return;
+    // The first address a server was reached at stays the one dialled.
+    if (this.servers.has(canonical) && canonical !== url) return;
+    this.saved.aliases[canonical] = url;
+    void this.persist();
   }
 
   pinned(url: string): string | undefined {

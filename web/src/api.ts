@@ -63,6 +63,8 @@ export interface ServerHooks {
   /** The key pinned for `url`, if any, and pinning a new one. */
   pinned(url: string): string | undefined;
   pin(url: string, key: string): Promise<void>;
+  /** The server at `url` calls itself `canonical` (another spelling of the same server). */
+  learned(url: string, canonical: string): void;
 }
 
 /** A call's error as one line for a person: the server's message, or what went wrong. */
@@ -191,6 +193,13 @@ export class Server {
     }
     if (pinned !== key) await this.hooks.pin(this.url, key);
     this.info = info;
+    if (info.canonicalAddress) {
+      try {
+        this.hooks.learned(this.url, normalizeUrl(info.canonicalAddress));
+      } catch {
+        // A canonical address that is not a URL names nothing else.
+      }
+    }
     return info;
   }
 

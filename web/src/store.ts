@@ -25,6 +25,8 @@ export interface Saved {
   sessions: Session[];
   serverKeys: Record<string, string>;
   lastEventIds: Record<string, string>;
+  /** A server's canonical address → the address this client dials it at, where they differ. */
+  aliases: Record<string, string>;
 }
 
 type StoredDevice = { kind: "webcrypto"; privateKey: CryptoKey; publicKey: Uint8Array } | { kind: "seed"; seed: Uint8Array };
@@ -39,6 +41,7 @@ interface Record_ {
   sessions: Session[];
   serverKeys: Record<string, string>;
   lastEventIds: Record<string, string>;
+  aliases?: Record<string, string>;
 }
 
 const DB = "guildhall";
@@ -85,6 +88,7 @@ export async function load(): Promise<Saved | null> {
     sessions: r.sessions,
     serverKeys: r.serverKeys,
     lastEventIds: r.lastEventIds ?? {},
+    aliases: r.aliases ?? {},
   };
 }
 
@@ -105,6 +109,7 @@ export async function save(s: Saved): Promise<void> {
     sessions: s.sessions,
     serverKeys: s.serverKeys,
     lastEventIds: s.lastEventIds,
+    aliases: s.aliases,
   };
   await tx("readwrite", (st) => st.put(r, KEY));
 }

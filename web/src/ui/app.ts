@@ -26,6 +26,8 @@ export class App {
   readonly streams = new Map<string, EventStream>();
   readonly streamState = new Map<string, { state: StreamState; detail: string }>();
   current: { guild: string | null; channel: string | null } = { guild: null, channel: null };
+  /** DM invites waiting for this user at their homeserver (the "DM invites" button shows it). */
+  dmInvitesWaiting = 0;
   /** When each (channel, user) last sent a message, to drop typing notices that arrive late. */
   private readonly lastSent = new Map<string, number>();
 
@@ -47,8 +49,11 @@ export class App {
     this.chat.renderEmpty();
     this.renderNav();
     for (const server of this.account.sessionServers()) this.connect(server);
+    // Learn each server's canonical address (the name other servers and DM invites use for it).
+    await Promise.all(this.account.sessionServers().map((s) => s.serverInfo().catch(() => undefined)));
     await Promise.all(this.account.sessionServers().map((s) => this.loadServer(s)));
     void this.account.home().api.signalOnline({}).catch(() => undefined);
+    void this.countDmInvites();
     void this.account
       .refreshName()
       .then(() => this.account.persist())
@@ -245,7 +250,7 @@ export class App {
       ),
       h("h2", { id: "dms-h" }, "Direct messages"),
       h("ul", { class: "guilds", "aria-labelledby": "dms-h" }, dms.map(guildItem)),
-      h("div", { class: "row" }, h("button", { type: "button", onclick: () => panels.dmInvites(this) }, "DM invites"), h("button", { type: "button", onclick: () => panels.newDm(this) }, "New DM")),
+      h("div", { class: "row" }, h("button", { type: "button", onclick: () => panels.dmInvites(this) }, this.dmInvitesWaiting ? `DM invites (${this.dmInvitesWaiting})` : "DM invites"), h("button", { type: "button", onclick: () => panels.newDm(this) }, "New DM")),
       cur ? this.channelList(cur) : null,
     );
   }
@@ -297,6 +302,17 @@ export class App {
       canManage ? h("button", { type: "button", onclick: () => panels.createChannel(this, gv) }, "New channel") : null,
       gv.guild.isDm ? null : h("button", { type: "button", onclick: () => panels.createInvite(this, gv) }, "Invite people"),
     );
+  }
+
+  /** Counts the DM invites waiting at the homeserver. */
+  async countDmInvites(): Promise<void> {
+    try {
+      const { invites } = await this.account.home().api.listDMInvites({});
+      this.dmInvitesWaiting = invites.filter((i) => i.status === "pending" && i.targetUserId === this.account.userId).length;
+      this.renderNav();
+    } catch {
+      // The count is a hint; the dialog lists them again.
+    }
   }
 
   // ---- members pane ----
@@ -463,8 +479,9 @@ export class App {
       }
       case "dmInvite": {
         const inv = e.value;
-        if (inv.status === "pending") toast(`New DM invite from ${inv.inviterId.slice(0, 8)}… (open "DM invites")`);
+        if (inv.status === "pending") toast(`New DM invite from ${this.users.get(inv.inviterId)?.name ?? inv.inviterId.slice(0, 8) + "…"} (open "DM invites")`);
         else if (inv.status === "rejected") toast(`A DM invite you sent was declined`);
+        void this.countDmInvites();
         return;
       }
       case "deviceAdded": {

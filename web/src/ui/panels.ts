@@ -440,6 +440,7 @@ export async function dmInvites(app: App): Promise<void> {
                       app.connect(host);
                       await app.loadServer(host);
                       app.openGuild(guildKey(host, a.guildId));
+                      void app.countDmInvites();
                     } catch (e) {
                       app.fail("Accepting", e);
                     }
@@ -454,6 +455,7 @@ export async function dmInvites(app: App): Promise<void> {
                   onclick: async () => {
                     await home.api.rejectDMInvite({ inviteId: i.inviteId }).catch((e) => app.fail("Declining", e));
                     close();
+                    void app.countDmInvites();
                   },
                 },
                 "Decline",

@@ -100,7 +100,7 @@ export function welcome(root: HTMLElement, here: string, invite: { host: string;
   if (invite) {
     void import("../api").then(async ({ Server }) => {
       try {
-        const s = new Server(invite.host, { latest: async () => null, sessionChanged: async () => {}, relogin: async () => null, pinned: () => undefined, pin: async () => {} });
+        const s = new Server(invite.host, { latest: async () => null, sessionChanged: async () => {}, relogin: async () => null, pinned: () => undefined, pin: async () => {}, learned: () => {} });
         const p = await s.api.previewInvite({ token: invite.token });
         fill(preview, h("p", { class: "invite-card" }, `You are invited to `, h("strong", {}, p.guildName), ` (#${p.channelName}, ${p.memberCount} member${p.memberCount === 1 ? "" : "s"}) on ${invite.host}.`));
       } catch (x) {
