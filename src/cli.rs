@@ -46,7 +46,7 @@ pub(crate) mod manage;
 pub(crate) mod names;
 pub(crate) mod store;
 
-use store::{CliFile, SavedSession};
+use store::{CliFile, FileLock, SavedSession};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct IdentityArg {
@@ -168,22 +168,24 @@ pub(crate) async fn connect(target: &Target) -> Result<(GuildHallClient<Channel>
 
 /// Saves a new session for `server` in the identity file at `path`; the first server the user
 /// holds a session on becomes their remembered homeserver unless `home` names it.
-pub(crate) fn save_session(
+pub(crate) async fn save_session(
     path: &Path,
-    mut file: CliFile,
+    home: Option<String>,
     server: &str,
     token: String,
     refresh: String,
 ) -> Result<()> {
-    if file.homeserver.is_empty() {
-        file.homeserver = server.to_owned();
-    }
-    file.put(SavedSession {
-        server: server.to_owned(),
-        access_token: token,
-        refresh_token: refresh,
-    });
-    file.save(path)
+    CliFile::update(path, |file| {
+        if file.homeserver.is_empty() {
+            file.homeserver = home.unwrap_or_else(|| server.to_owned());
+        }
+        file.put(SavedSession {
+            server: server.to_owned(),
+            access_token: token,
+            refresh_token: refresh,
+        });
+    })
+    .await
 }
 
 pub(crate) async fn register(
@@ -191,7 +193,7 @@ pub(crate) async fn register(
     name: &str,
     registration_token: Option<String>,
 ) -> Result<()> {
-    let (file, identity) = load_full(&target.id.identity)?;
+    let (_, identity) = load_full(&target.id.identity)?;
     let server = target.server();
     let (mut client, audience) = connect(target).await?;
     let mut request = identity.register_request(&audience, name, Some("guildhall cli"), now_ms());
@@ -205,15 +207,16 @@ pub(crate) async fn register(
     println!("registered {} as {:?}", user.id, user.name);
     save_session(
         &target.id.identity,
-        file,
+        None,
         &server,
         reply.token,
         reply.refresh_token,
     )
+    .await
 }
 
 pub(crate) async fn login(target: &Target) -> Result<()> {
-    let (file, identity) = load(&target.id.identity)?;
+    let (_, identity) = load(&target.id.identity)?;
     let server = target.server();
     let (mut client, audience) = connect(target).await?;
     let reply = client
@@ -225,11 +228,12 @@ pub(crate) async fn login(target: &Target) -> Result<()> {
     println!("logged in as {} ({:?})", user.id, user.name);
     save_session(
         &target.id.identity,
-        file,
+        None,
         &server,
         reply.token,
         reply.refresh_token,
     )
+    .await
 }
 
 pub(crate) async fn whoami(target: &Target) -> Result<()> {
@@ -345,6 +349,9 @@ impl Session {
     /// this server, if it refreshed first (spending a refresh token twice would end the whole
     /// login, docs/PROTOCOL.md §5), else with a new pair bought with the saved refresh token.
     pub(crate) async fn refresh(&mut self) -> Result<()> {
+        // Held until the new pair is saved: another `guildhall` refreshing this server waits,
+        // then takes up the pair saved here instead of spending the same refresh token.
+        let _held = FileLock::take(&self.path).await?;
         let mut file = CliFile::load(&self.path)?;
         if let Some(newer) = file
             .session(&self.server)
@@ -651,21 +658,19 @@ pub(crate) async fn join(
     let guild = reply.guild.unwrap_or_default();
     println!("joined:  {}  {}", guild.id, guild.name);
     println!("channel: {}  #{}", preview.channel_id, preview.channel_name);
-    // Read again: taking the name from the home session may have refreshed it meanwhile.
-    let mut file = CliFile::load(&target.id.identity)?;
     if let Some(home) = &home {
         println!("as a user of {home} (your session there is kept)");
-        if file.homeserver.is_empty() {
-            file.homeserver = home.clone();
-        }
     }
+    // Saved from a fresh read under the file's lock: taking the name from the home session may
+    // have refreshed it meanwhile.
     save_session(
         &target.id.identity,
-        file,
+        home,
         &server,
         reply.token,
         reply.refresh_token,
     )
+    .await
 }
 
 /// Sends text to a channel; empty text is refused here, in words, before anything is sent.

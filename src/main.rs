@@ -298,7 +298,11 @@ async fn main() -> std::process::ExitCode {
         }
         Err(err) => {
             match err.downcast_ref::<tonic::Status>() {
-                Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
+                // A refusal no command put in words: its kind in words, not as a gRPC code.
+                Some(status) => eprintln!(
+                    "error: {}",
+                    cli::person(status.clone(), "the server refused")
+                ),
                 None => {
                     let err: &(dyn std::error::Error + 'static) = err.as_ref();
                     eprintln!("error: {}", guildhall::logging::report(err));

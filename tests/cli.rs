@@ -724,6 +724,19 @@ async fn roles_and_webhooks_by_name() {
         listed.contains(&hook_id) && listed.contains("CI"),
         "{listed}"
     );
+    let updated = ok(&id, &["webhook", "update", &hook_id, "--name", "Builds"]).await;
+    assert!(updated.contains("Builds"), "{updated}");
+    let listed = ok(&id, &["webhook", "list", "--guild", "Engines"]).await;
+    assert!(
+        listed.contains(&hook_id) && listed.contains("Builds") && !listed.contains("CI"),
+        "{listed}"
+    );
+    let out = run(&id, &["webhook", "update", &hook_id]).await;
+    assert!(
+        !out.ok && out.stderr.contains("nothing to change"),
+        "{}",
+        out.stderr
+    );
     ok(&id, &["webhook", "delete", &hook_id]).await;
     let listed = ok(&id, &["webhook", "list", "--guild", "Engines"]).await;
     assert!(!listed.contains(&hook_id), "{listed}");
@@ -833,4 +846,29 @@ async fn a_remote_join_that_refreshed_the_home_session_keeps_the_new_pair() {
     // Home still works: the refreshed pair was kept, not the spent one.
     let who = ok(&id, &["whoami"]).await;
     assert!(who.contains("name:       Bob"), "{who}");
+}
+
+#[tokio::test]
+async fn commands_that_find_the_token_expired_together_spend_the_refresh_token_once() {
+    let node = TestNode::spawn_with(|c| c.access_token_ttl_secs = 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("identity.json");
+    ok(&id, &["keygen"]).await;
+    let server = node.address();
+    ok(&id, &["register", "--server", &server, "--name", "Ada"]).await;
+    // Three rounds: each time the token has expired and four commands start at once. Each of
+    // them refreshes or takes up the pair another saved; spending the same refresh token twice
+    // would end the login (PROTOCOL.md §5) and fail every later command.
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let runs: Vec<_> = (0..4).map(|_| run(&id, &["whoami"])).collect();
+        for (i, out) in futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert!(out.ok, "round {round}, command {i}: {}", out.stderr);
+        }
+    }
+    ok(&id, &["whoami"]).await;
 }

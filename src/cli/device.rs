@@ -192,11 +192,12 @@ async fn link_request(
     println!("logged in as {} ({:?})", user.id, user.name);
     save_session(
         path,
-        file,
+        None,
         &target.server(),
         reply.token,
         reply.refresh_token,
     )
+    .await
 }
 
 /// Signs a `device-revocation` with K_id (docs/PROTOCOL.md §12.2) and hands it to the homeserver,

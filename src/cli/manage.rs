@@ -97,6 +97,22 @@ pub(crate) enum WebhookCommand {
         #[arg(long)]
         guild: String,
     },
+    /// Rename a webhook, change its picture, or move it to another channel; its token stays.
+    Update {
+        #[command(flatten)]
+        target: Target,
+        /// The webhook's id.
+        id: String,
+        /// A new name for its messages.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new picture (an http(s) URL; empty to remove it).
+        #[arg(long)]
+        avatar_url: Option<String>,
+        /// Another channel of the same guild: its id, `name`, `#name` or `Guild#name`.
+        #[arg(long)]
+        channel: Option<String>,
+    },
     /// Delete a webhook: its token stops working.
     Delete {
         #[command(flatten)]
@@ -268,6 +284,35 @@ pub(crate) async fn webhook_command(command: WebhookCommand) -> Result<()> {
                     hook.id, hook.name, hook.channel_id, hook.creator_id
                 );
             }
+        }
+        WebhookCommand::Update {
+            target,
+            id,
+            name,
+            avatar_url,
+            channel,
+        } => {
+            if name.is_none() && avatar_url.is_none() && channel.is_none() {
+                anyhow::bail!("nothing to change: give --name, --avatar-url or --channel");
+            }
+            let (mut s, channel_id) = match channel {
+                Some(channel) => {
+                    let (s, id) = names::open_channel(&target, &channel).await?;
+                    (s, Some(id))
+                }
+                None => (Session::open(&target).await?, None),
+            };
+            let request = pb::UpdateWebhookRequest {
+                webhook_id: id,
+                name,
+                avatar_url,
+                channel_id,
+            };
+            let hook = rpc!(s, update_webhook, request)?.into_inner();
+            println!(
+                "webhook: {}  {}  channel {}",
+                hook.id, hook.name, hook.channel_id
+            );
         }
         WebhookCommand::Delete { target, id } => {
             let mut s = Session::open(&target).await?;

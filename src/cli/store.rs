@@ -10,7 +10,8 @@
 //! `server`, and `server` as the homeserver when none is remembered), and still written (as the
 //! homeserver's session), so an older `guildhall` keeps working with the same file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use guildhall::client::IdentityFile;
@@ -128,10 +129,83 @@ impl CliFile {
         }
     }
 
+    /// Reads the file afresh, applies `change` and writes it back, holding the file's lock, so a
+    /// session another `guildhall` saved meanwhile (a running `tail` that refreshed) is kept
+    /// rather than overwritten with an older copy.
+    pub(crate) async fn update(path: &Path, change: impl FnOnce(&mut CliFile)) -> Result<()> {
+        let _held = FileLock::take(path).await?;
+        let mut file = Self::load(path)?;
+        change(&mut file);
+        file.save(path)
+    }
+
     /// Whether `server` is the remembered homeserver.
     pub(crate) fn is_home(&self, server: &str) -> bool {
         !self.homeserver.is_empty() && same_server(&self.homeserver, server)
     }
+}
+
+/// How long a command waits for another `guildhall` to finish with the identity file.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// An exclusive hold, across processes, on an identity file's sessions (an OS file lock on
+/// `<identity>.lock`, released when this is dropped or the process ends).
+///
+/// Why: spending a refresh token twice ends the whole login (docs/PROTOCOL.md §5). Two commands
+/// that find the access token expired at the same moment (a `tail` and a `send`) must not both
+/// spend it: the second waits here, then finds the new pair the first saved.
+pub(crate) struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    /// Takes the lock of the identity file at `path`, waiting at most [`LOCK_WAIT`].
+    pub(crate) async fn take(path: &Path) -> Result<Self> {
+        let lock_path = lock_path(path);
+        tokio::task::spawn_blocking(move || Self::take_blocking(&lock_path))
+            .await
+            .context("waiting for the identity file's lock")?
+    }
+
+    fn take_blocking(lock_path: &Path) -> Result<Self> {
+        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                    "another guildhall has held {} for {LOCK_WAIT:?}; if none is running, \
+                     try again",
+                    lock_path.display()
+                ),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+                }
+            }
+        }
+    }
+}
+
+/// The lock file beside an identity file.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -141,6 +215,39 @@ mod tests {
 
     fn keys() -> IdentityFile {
         ClientIdentity::generate("cli", 1).to_file()
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_held_by_one_taker_at_a_time_and_updates_keep_each_other() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("id.json");
+        CliFile::new(keys()).save(&path).expect("save");
+        let held = FileLock::take(&path).await.expect("first");
+        // The same process opens the lock file again: an OS file lock excludes it too.
+        let second = std::fs::OpenOptions::new()
+            .write(true)
+            .open(lock_path(&path))
+            .expect("open");
+        assert!(matches!(
+            second.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        second.try_lock().expect("free once dropped");
+        drop(second);
+        // Two updates, each from a fresh read: both sessions are kept.
+        for server in ["http://a", "http://b"] {
+            CliFile::update(&path, |f| {
+                f.put(SavedSession {
+                    server: server.into(),
+                    access_token: "t".into(),
+                    refresh_token: "r".into(),
+                })
+            })
+            .await
+            .expect("update");
+        }
+        assert_eq!(CliFile::load(&path).expect("load").sessions.len(), 2);
     }
 
     #[test]
