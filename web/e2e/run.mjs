@@ -336,6 +336,27 @@ await step("Ada opens a DM with Cy across nodes; Cy accepts on B and they talk",
   await seesOnce(ada.page, "hi Ada, from B, privately");
 });
 
+await step("Ada links a second browser through the mailbox, comparing fingerprints", async () => {
+  const second = await person("ada-laptop", { width: 1024, height: 768 });
+  const userId = await ada.page.evaluate(() => window.guildhall.account.userId);
+  await second.page.goto(`${A}/`);
+  await second.page.getByLabel(/^Your user id/).fill(userId);
+  await second.page.getByRole("button", { name: "Get a link code" }).click();
+  const code = await second.page.getByLabel("Link code").textContent();
+  const print = await second.page.getByLabel("Fingerprint").textContent();
+  await ada.page.getByRole("button", { name: /^Your profile/ }).click();
+  await ada.page.getByRole("button", { name: "Link a new device" }).click();
+  const dlg = ada.page.getByRole("dialog", { name: "Link a new device" });
+  await dlg.getByLabel("Link code shown on the new device").fill(code);
+  await dlg.getByRole("button", { name: "Find the device" }).click();
+  await dlg.getByText(print, { exact: true }).waitFor();
+  await dlg.getByRole("button", { name: "They match: link it" }).click();
+  await second.page.getByRole("heading", { name: "Guilds" }).waitFor();
+  await second.page.getByRole("heading", { name: /# general/ }).waitFor();
+  await seesOnce(second.page, "welcome across nodes");
+  await ada.page.keyboard.press("Escape");
+});
+
 clearTimeout(watchdog);
 await browser.close();
 console.log(`${passed} passed, 0 failed`);

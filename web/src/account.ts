@@ -87,6 +87,15 @@ export class Account implements ServerHooks {
     return { account, notes };
   }
 
+  /** The account of a device just linked by the mailbox (§8.2): logs in at the homeserver. */
+  static async linked(identity: Identity, homeserver: string): Promise<Account> {
+    const account = Account.blank(identity, homeserver, "");
+    await account.login(homeserver);
+    await account.refreshName();
+    await account.persist();
+    return account;
+  }
+
   get identity(): Identity {
     return this.saved.identity;
   }

@@ -214,3 +214,15 @@ export class Server {
     return c ? c.replace(/\/+$/, "") : this.url;
   }
 }
+
+/** A server reached with no account (public calls only: previews, the mailbox). */
+export function bareServer(url: string): Server {
+  return new Server(url, {
+    latest: async () => null,
+    sessionChanged: async () => {},
+    relogin: async () => null,
+    pinned: () => undefined,
+    pin: async () => {},
+    learned: () => {},
+  });
+}

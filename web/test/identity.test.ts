@@ -176,3 +176,26 @@ test("a device-only identity with a non-extractable key can't be exported", asyn
   const id = new Identity(toHex(K_ID.publicKey), null, dev, cert);
   await assert.rejects(exportIdentityFile(id, "http://b:7400", T), /can't read out/);
 });
+
+import * as link from "../src/link";
+
+test("§8.2 device linking: a cert for the request is accepted, anything else is refused", async () => {
+  const newDev = SeedSigner.fromSeed(seed(9));
+  const req = link.parseRequest(link.requestPayload(toHex(newDev.publicKey), "laptop", "Laptop"));
+  assert.equal(link.requestFingerprint(link.parseRequest(link.requestPayload(toHex(K_DEV.publicKey), "x", ""))), "6a38-03d5-f059-902a-1c6d");
+  const answer = await link.certPayload(K_ID, req, T);
+  const cert = link.acceptAnswer(answer, toHex(K_ID.publicKey), toHex(newDev.publicKey), "laptop", T + 1000);
+  assert.equal(cert.deviceId, "laptop");
+  assert.ok(certValid(cert, toHex(K_ID.publicKey), T));
+  // Another identity than expected, another device, a refusal, a forged signature.
+  const other = toHex(SeedSigner.fromSeed(seed(8)).publicKey);
+  assert.throws(() => link.acceptAnswer(answer, other, toHex(newDev.publicKey), "laptop", T), /another identity/);
+  assert.throws(() => link.acceptAnswer(answer, toHex(K_ID.publicKey), toHex(K_DEV.publicKey), "laptop", T), /another device/);
+  assert.throws(() => link.acceptAnswer(link.refusalPayload(), toHex(K_ID.publicKey), toHex(newDev.publicKey), "laptop", T), /refused/);
+  const forged = JSON.parse(new TextDecoder().decode(answer));
+  forged.device_cert.signature = "00".repeat(64);
+  assert.throws(() => link.acceptAnswer(new TextEncoder().encode(JSON.stringify(forged)), toHex(K_ID.publicKey), toHex(newDev.publicKey), "laptop", T), /not signed/);
+  assert.throws(() => link.acceptAnswer(answer, toHex(K_ID.publicKey), toHex(newDev.publicKey), "laptop", T - 400_000), /future/);
+  assert.throws(() => link.parseRequest(new TextEncoder().encode(JSON.stringify({ type: "guildhall.link-request.v1", device_key: "zz", device_id: "a" }))), /device_key/);
+  assert.ok(link.isLinkCode(link.newLinkCode()));
+});

@@ -8,6 +8,7 @@ import { ConnectError, Code } from "@connectrpc/connect";
 import { PresenceStatus } from "../gen/guildhall/v1/guildhall_pb";
 import { errorText, normalizeUrl, sameServer, type Server } from "../api";
 import { exportIdentityFile } from "../identityfile";
+import * as link from "../link";
 import type { App } from "./app";
 import { dialog, field, fill, h, toast } from "./dom";
 import { upload } from "./upload";
@@ -553,6 +554,7 @@ export function openProfile(app: App): void {
       ),
       h("h3", {}, "Devices"),
       devices,
+      acc.identity.idKey ? h("button", { type: "button", onclick: () => linkDevice(app) }, "Link a new device") : null,
       h("h3", {}, "This browser"),
       h(
         "button",
@@ -615,4 +617,49 @@ async function listDevices(app: App, box: HTMLElement): Promise<void> {
   } catch (e) {
     fill(box, errorText(e));
   }
+}
+
+/** The existing device's side of linking (§8.2 step 2): take the request, compare, certify. */
+function linkDevice(app: App): void {
+  const acc = app.account;
+  const code = h("input", { type: "text", required: true, pattern: "[0-9a-f]{32}", autocomplete: "off", spellcheck: "false" });
+  const out = h("div", { "aria-live": "polite" });
+  dialog("Link a new device", (close) =>
+    form(
+      async () => {
+        const home = acc.home();
+        const c = code.value.trim();
+        if (!link.isLinkCode(c)) return toast("A link code is 32 hex characters", "error");
+        try {
+          fill(out, h("p", {}, "Looking for the request…"));
+          const payload = await link.take(home, `${c}-request`, Date.now() + 60_000);
+          if (!payload) return void fill(out, h("p", { class: "error" }, "No request with that code (it lasts 10 minutes); check the code."));
+          const req = link.parseRequest(payload);
+          const answer = async (ok: boolean) => {
+            try {
+              await link.put(home, `${c}-cert`, ok ? await link.certPayload(acc.identity.idKey!, req, Date.now()) : link.refusalPayload());
+              toast(ok ? "Device linked: it signs in by itself now" : "Refused");
+              close();
+              if (ok) void listDevices(app, document.createElement("div"));
+            } catch (e) {
+              app.fail("Linking", e);
+            }
+          };
+          fill(
+            out,
+            h("p", {}, `Device "${req.device_name || req.device_id}" asks to be linked. Its fingerprint:`),
+            h("p", {}, h("strong", {}, link.requestFingerprint(req))),
+            h("p", {}, "Link it only if the new device shows the same fingerprint."),
+            h("button", { type: "button", onclick: () => answer(true) }, "They match: link it"),
+            h("button", { type: "button", class: "danger", onclick: () => answer(false) }, "They differ: refuse"),
+          );
+        } catch (e) {
+          app.fail("Linking", e);
+        }
+      },
+      field("Link code shown on the new device", code),
+      h("button", { type: "submit" }, "Find the device"),
+      out,
+    ),
+  );
 }

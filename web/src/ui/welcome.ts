@@ -5,8 +5,12 @@
  */
 
 import { Account } from "../account";
-import { errorText, normalizeUrl } from "../api";
+import { bareServer, errorText, normalizeUrl } from "../api";
+import { Identity, newDeviceId, newDeviceKey } from "../identity";
+import * as link from "../link";
+import { deviceName } from "../account";
 import { importIdentityFile } from "../identityfile";
+import { toHex } from "../protocol/bytes";
 import { field, fill, h, toast } from "./dom";
 
 export function welcome(root: HTMLElement, here: string, invite: { host: string; token: string } | null, started: (a: Account) => void): void {
@@ -95,17 +99,53 @@ export function welcome(root: HTMLElement, here: string, invite: { host: string;
       })()
     : null;
 
+  const linkUser = h("input", { type: "text", required: true, pattern: "[0-9a-f]{64}", autocomplete: "off", spellcheck: "false" });
+  const linkHome = h("input", { type: "url", required: true, value: here });
+  const linkOut = h("div", { "aria-live": "polite" });
+  const linker = busy(
+    h(
+      "form",
+      { "aria-labelledby": "link-h" },
+      h("h2", { id: "link-h" }, "Link this browser to your account"),
+      h("p", {}, "Your identity key stays on the device that has it; that device certifies a new key made here."),
+      field("Your user id (64 hex characters; your profile or `guildhall whoami` shows it)", linkUser),
+      field("Homeserver of your account", linkHome),
+      linkOut,
+      h("button", { type: "submit" }, "Get a link code"),
+    ),
+    async () => {
+      const userId = linkUser.value.trim();
+      const home = bareServer(normalizeUrl(linkHome.value));
+      const device = await newDeviceKey();
+      const deviceId = newDeviceId();
+      const code = link.newLinkCode();
+      const key = toHex(device.publicKey);
+      await link.put(home, `${code}-request`, link.requestPayload(key, deviceId, deviceName()));
+      fill(
+        linkOut,
+        h("p", {}, "On the device that has your identity, approve this code (Your profile → Link a new device, or ", h("code", {}, `guildhall device link-approve ${code}`), "):"),
+        h("p", { class: "link-code" }, h("code", { "aria-label": "Link code" }, code)),
+        h("p", {}, "and check that it shows this fingerprint: ", h("strong", { "aria-label": "Fingerprint" }, link.requestFingerprint({ type: "guildhall.link-request.v1", device_key: key, device_id: deviceId }))),
+        h("p", {}, "Waiting for it (up to 10 minutes)…"),
+      );
+      const answer = await link.take(home, `${code}-cert`, Date.now() + link.LINK_WAIT_MS);
+      if (!answer) throw new Error("no answer came within 10 minutes; get a new code");
+      const cert = link.acceptAnswer(answer, userId, key, deviceId, Date.now());
+      started(await Account.linked(new Identity(userId, null, device, cert), home.url));
+    },
+  );
+
   const preview = h("div", { class: "preview", "aria-live": "polite" });
-  fill(root, h("main", { class: "welcome", id: "main" }, h("h1", {}, "guildhall"), h("p", {}, `You are on ${here}.`), preview, err, register, elsewhere, importer));
+  fill(root, h("main", { class: "welcome", id: "main" }, h("h1", {}, "guildhall"), h("p", {}, `You are on ${here}.`), preview, err, register, elsewhere, importer, linker));
   if (invite) {
-    void import("../api").then(async ({ Server }) => {
+    void (async () => {
       try {
-        const s = new Server(invite.host, { latest: async () => null, sessionChanged: async () => {}, relogin: async () => null, pinned: () => undefined, pin: async () => {}, learned: () => {} });
+        const s = bareServer(invite.host);
         const p = await s.api.previewInvite({ token: invite.token });
         fill(preview, h("p", { class: "invite-card" }, `You are invited to `, h("strong", {}, p.guildName), ` (#${p.channelName}, ${p.memberCount} member${p.memberCount === 1 ? "" : "s"}) on ${invite.host}.`));
       } catch (x) {
         fill(preview, h("p", { class: "error" }, `This invite can't be used: ${errorText(x)}`));
       }
-    });
+    })();
   }
 }
