@@ -180,8 +180,12 @@ await step("Bob opens the link on a phone and joins as a new user of A", async (
 await step("chat both ways", async () => {
   await send(ada.page, "hello from Ada");
   await seesOnce(bob.page, "hello from Ada");
-  await send(bob.page, "hi Ada, Bob here");
+  const box = bob.page.getByRole("textbox", { name: /^Message/ });
+  await box.fill("hi Ada, Bob here");
+  await ada.page.getByText("Bob is typing…").waitFor();
+  await box.press("Enter");
   await seesOnce(ada.page, "hi Ada, Bob here");
+  await ada.page.getByText("Bob is typing…").waitFor({ state: "hidden" });
 });
 
 await step("Bob reacts; Ada sees the reaction", async () => {
@@ -270,6 +274,21 @@ await step("scroll-back: Bob pages back through history to the channel's start",
   }
   await bob.page.getByText("This is the start of #general.").waitFor();
   for (const t of ["hello from Ada, edited", "filler #1.", "filler #30.", "filler #60."]) await seesOnce(bob.page, t);
+});
+
+await step("a folder with a channel appears in the channel list, live", async () => {
+  await ada.page.evaluate(async () => {
+    const app = window.guildhall;
+    const gv = app.currentGuild();
+    const f = await gv.server.api.createFolder({ guildId: gv.guild.id, name: "Workshop" });
+    await gv.server.api.createChannel({ guildId: gv.guild.id, folderId: f.id, name: "lathes" });
+  });
+  for (const p of [ada.page, bob.page]) {
+    if (p === bob.page) await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+    const list = p.getByRole("list", { name: "Workshop" });
+    await list.getByRole("button", { name: "# lathes" }).waitFor();
+  }
+  await bob.page.getByRole("button", { name: "# general" }).click();
 });
 
 await step("Ada opens a DM with Bob; Bob accepts the invite and they talk there", async () => {

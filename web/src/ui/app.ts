@@ -16,7 +16,7 @@ import { EventStream, type StreamState } from "../events";
 import { ChatPane } from "./chat";
 import { h, fill, toast } from "./dom";
 import * as panels from "./panels";
-import { channelKey, guildKey, putMessage, removeMessage, unread, type ChannelView, type GuildView } from "./state";
+import { channelKey, createdMs, guildKey, putMessage, removeMessage, unread, type ChannelView, type GuildView } from "./state";
 
 export class App {
   readonly guilds = new Map<string, GuildView>();
@@ -28,7 +28,7 @@ export class App {
   current: { guild: string | null; channel: string | null } = { guild: null, channel: null };
   /** DM invites waiting for this user at their homeserver (the "DM invites" button shows it). */
   dmInvitesWaiting = 0;
-  /** When each (channel, user) last sent a message, to drop typing notices that arrive late. */
+  /** When (server time) each (channel, user) last sent a message, to drop typing notices that arrive late. */
   private readonly lastSent = new Map<string, number>();
 
   readonly nav = h("nav", { class: "nav", "aria-label": "Guilds and channels" });
@@ -124,18 +124,20 @@ export class App {
     let gv = this.guilds.get(key);
     if (gv) gv.guild = g;
     else {
-      gv = { key, server, guild: g, channels: [], members: new Map(), roles: [], perms: new Set(), membersLoaded: false };
+      gv = { key, server, guild: g, channels: [], folders: [], members: new Map(), roles: [], perms: new Set(), membersLoaded: false };
       this.guilds.set(key, gv);
     }
     return gv;
   }
 
   async loadChannels(gv: GuildView): Promise<void> {
-    const [{ channels }, perms] = await Promise.all([
+    const [{ channels }, perms, folders] = await Promise.all([
       gv.server.api.listChannels({ guildId: gv.guild.id }),
       gv.server.api.getMyPermissions({ guildId: gv.guild.id }).catch(() => ({ permissions: [] as string[] })),
+      gv.guild.isDm ? { folders: [] } : gv.server.api.listFolders({ guildId: gv.guild.id }).catch(() => ({ folders: [] })),
     ]);
     gv.channels = channels.sort((a, b) => a.position - b.position);
+    gv.folders = folders.folders.sort((a, b) => a.position - b.position);
     gv.perms = new Set(perms.permissions);
     for (const c of channels) this.channelView(gv, c).channel = c;
   }
@@ -272,33 +274,7 @@ export class App {
         h("h2", { id: "channels-h" }, gv.guild.isDm ? this.dmName(gv) : gv.guild.name),
         gv.guild.isDm ? null : h("button", { type: "button", class: "icon", "aria-label": "Guild settings", onclick: () => panels.guildSettings(this, gv) }, "⚙"),
       ),
-      h(
-        "ul",
-        {},
-        gv.channels
-          .filter((c) => !c.isThread)
-          .map((c) => {
-            const key = channelKey(gv.server, c.id);
-            const isCur = key === this.current.channel;
-            const un = unread(gv.server, c);
-            return h(
-              "li",
-              {},
-              h(
-                "button",
-                {
-                  type: "button",
-                  class: `channel${isCur ? " current" : ""}${un ? " unread" : ""}`,
-                  "aria-current": isCur ? "true" : null,
-                  "data-channel": c.name,
-                  onclick: () => this.openChannel(key),
-                },
-                gv.guild.isDm ? c.name || "chat" : `# ${c.name}`,
-                un ? h("span", { class: "visually-hidden" }, " (unread)") : null,
-              ),
-            );
-          }),
-      ),
+      this.channelTree(gv),
       canManage ? h("button", { type: "button", onclick: () => panels.createChannel(this, gv) }, "New channel") : null,
       gv.guild.isDm ? null : h("button", { type: "button", onclick: () => panels.createInvite(this, gv) }, "Invite people"),
     );
@@ -313,6 +289,43 @@ export class App {
     } catch {
       // The count is a hint; the dialog lists them again.
     }
+  }
+
+  /**
+   * The guild's channels: those in no folder first, then each folder (nested folders as nested
+   * lists), each channel followed by its threads.
+   */
+  private channelTree(gv: GuildView): HTMLElement[] {
+    const item = (c: Channel, thread: boolean): HTMLElement => {
+      const key = channelKey(gv.server, c.id);
+      const isCur = key === this.current.channel;
+      const un = unread(gv.server, c);
+      const threads = thread ? [] : gv.channels.filter((t) => t.isThread && t.parentChannelId === c.id);
+      return h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: `channel${thread ? " thread" : ""}${isCur ? " current" : ""}${un ? " unread" : ""}`,
+            "aria-current": isCur ? "true" : null,
+            "data-channel": c.name,
+            onclick: () => this.openChannel(key),
+          },
+          gv.guild.isDm ? c.name || "chat" : thread ? `↳ ${c.name}` : `# ${c.name}`,
+          un ? h("span", { class: "visually-hidden" }, " (unread)") : null,
+        ),
+        threads.length ? h("ul", { "aria-label": `Threads of ${c.name}` }, threads.map((t) => item(t, true))) : null,
+      );
+    };
+    const known = new Set(gv.folders.map((f) => f.id));
+    const inFolder = (folderId: string) => gv.channels.filter((c) => !c.isThread && (folderId ? c.folderId === folderId : !c.folderId || !known.has(c.folderId)));
+    const folder = (parent: string): HTMLElement[] =>
+      gv.folders
+        .filter((f) => (parent ? f.parentFolderId === parent : !f.parentFolderId || !known.has(f.parentFolderId)))
+        .map((f) => h("li", { class: "folder" }, h("h3", { id: `folder-${f.id}` }, f.name), h("ul", { "aria-labelledby": `folder-${f.id}` }, inFolder(f.id).map((c) => item(c, false)), folder(f.id))));
+    return [h("ul", {}, inFolder("").map((c) => item(c, false)), folder(""))];
   }
 
   // ---- members pane ----
@@ -458,6 +471,8 @@ export class App {
         if (!gv || !c) return;
         gv.channels = [...gv.channels.filter((x) => x.id !== c.id), c].sort((a, b) => a.position - b.position);
         this.channelView(gv, c).channel = c;
+        // A folder made since the guild was listed: list the folders again.
+        if (c.folderId && !gv.folders.some((f) => f.id === c.folderId)) void this.loadChannels(gv).then(() => this.renderNav());
         this.renderNav();
         if (this.current.channel === channelKey(server, c.id)) this.chat.renderHeader();
         return;
@@ -503,9 +518,9 @@ export class App {
     if (created && (!cv.channel.latestMessageId || cv.channel.latestMessageId.length < m.id.length || (cv.channel.latestMessageId.length === m.id.length && cv.channel.latestMessageId < m.id))) {
       cv.channel.latestMessageId = m.id;
     }
-    if (m.senderId && created) {
+    if (m.senderId && created && !m.action) {
       cv.typing.delete(m.senderId);
-      this.lastSent.set(`${cv.key} ${m.senderId}`, Date.now());
+      this.lastSent.set(`${cv.key} ${m.senderId}`, createdMs(m));
       this.chat.renderTyping();
     }
     if (cv.loaded || cv.key === this.current.channel) {
@@ -520,9 +535,10 @@ export class App {
     const t = m.typing!;
     const cv = this.channels.get(channelKey(server, t.channelId || m.channelId));
     if (!cv || t.userId === this.account.userId) return;
-    // A typing notice sent just before the message it announced can arrive after it: drop it.
+    // A typing notice sent just before the message it announced can arrive after it: drop a
+    // notice the server stamped no later than the sender's last message.
     const sent = this.lastSent.get(`${cv.key} ${t.userId}`) ?? 0;
-    if (t.isTyping && Date.now() - sent > 2000) cv.typing.set(t.userId, Date.now() + 6000);
+    if (t.isTyping && createdMs(m) > sent) cv.typing.set(t.userId, Date.now() + 6000);
     else cv.typing.delete(t.userId);
     this.chat.renderTyping();
   }

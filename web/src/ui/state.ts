@@ -5,7 +5,7 @@
  */
 
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { Channel, Guild, GuildMemberSummary, Message, Role, User } from "../gen/guildhall/v1/guildhall_pb";
+import type { Channel, Folder, Guild, GuildMemberSummary, Message, Role, User } from "../gen/guildhall/v1/guildhall_pb";
 import { PresenceStatus } from "../gen/guildhall/v1/guildhall_pb";
 import type { Server } from "../api";
 
@@ -14,6 +14,8 @@ export interface GuildView {
   server: Server;
   guild: Guild;
   channels: Channel[];
+  /** The guild's channel folders (channels name theirs in `folder_id`). */
+  folders: Folder[];
   members: Map<string, GuildMemberSummary>;
   roles: Role[];
   perms: Set<string>;
