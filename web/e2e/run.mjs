@@ -376,6 +376,55 @@ await step("Ada links a second browser through the mailbox, comparing fingerprin
   await ada.page.keyboard.press("Escape");
 });
 
+await step("unread: a message in another channel marks it unread for Bob, reading it clears it", async () => {
+  await ada.page.locator(`button.guild[data-guild="Analytical Engines"]`).click();
+  await ada.page.getByRole("button", { name: "# lathes" }).click();
+  await send(ada.page, "news in lathes");
+  const lathes = bob.page.locator(`button.channel[data-channel="lathes"]`);
+  await bob.page.locator(`button.channel.unread[data-channel="lathes"]`).waitFor({ state: "attached" });
+  await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+  await lathes.click();
+  await seesOnce(bob.page, "news in lathes");
+  await bob.page.locator(`button.channel.unread[data-channel="lathes"]`).waitFor({ state: "detached" });
+});
+
+await step("Cy renames herself at B (a signed update-user-v2); A shows the new name", async () => {
+  await cy.page.getByRole("button", { name: /^Your profile/ }).click();
+  const dlg = cy.page.getByRole("dialog", { name: "Your profile" });
+  await dlg.getByLabel("Display name").fill("Cy Twain");
+  await dlg.getByLabel("Pronouns").fill("she/her");
+  await dlg.getByRole("button", { name: "Save profile" }).click();
+  await cy.page.getByText("Profile saved").waitFor();
+  await cy.page.keyboard.press("Escape");
+  await ada.page.getByRole("button", { name: /^Cy Twain,/ }).waitFor();
+});
+
+await step("Ada exports her identity file; a new browser imports it as a new device", async () => {
+  await ada.page.getByRole("button", { name: /^Your profile/ }).click();
+  const [download] = await Promise.all([ada.page.waitForEvent("download"), ada.page.getByRole("button", { name: "Export identity file" }).click()]);
+  const path = `${outDir}identity.json`;
+  await download.saveAs(path);
+  const file = JSON.parse(await (await import("node:fs/promises")).readFile(path, "utf8"));
+  const userId = await ada.page.evaluate(() => window.guildhall.account.userId);
+  if (file.user_id !== userId || !/^[0-9a-f]{64}$/.test(file.id_secret) || file.sessions) throw new Error("the exported file is not Ada's identity without sessions");
+  await ada.page.keyboard.press("Escape");
+  const fresh = await person("ada-import", { width: 1024, height: 768 });
+  await fresh.page.goto(`${A}/`);
+  await fresh.page.getByLabel(/^Identity file/).setInputFiles(path);
+  await fresh.page.getByRole("button", { name: "Import and sign in" }).click();
+  await fresh.page.getByRole("heading", { name: "Guilds" }).waitFor();
+  await fresh.page.locator(`button.guild[data-guild="Analytical Engines"]`).waitFor();
+  const devices = await fresh.page.evaluate(async () => (await window.guildhall.account.home().api.getMyData({})).deviceCertificates.length);
+  if (devices < 3) throw new Error(`Ada has ${devices} devices; the import should have added one`);
+});
+
+await step("Ada kicks Bob; Bob's client drops the guild", async () => {
+  await ada.page.getByRole("button", { name: /^Bob,/ }).click();
+  await ada.page.getByRole("dialog").getByRole("button", { name: "Kick" }).click();
+  await bob.page.getByText("You are no longer in Analytical Engines").waitFor();
+  await bob.page.locator(`button.guild[data-guild="Analytical Engines"]`).waitFor({ state: "detached" });
+});
+
 clearTimeout(watchdog);
 await browser.close();
 console.log(`${passed} passed, 0 failed`);
