@@ -234,7 +234,7 @@ pub fn message(view: &crate::store::messages::MessageView) -> pb::Message {
         mentioned_user_ids: m.mentioned_users.clone(),
         mentioned_role_ids: m.mentioned_roles.clone(),
         sender_avatar_url: view.sender_avatar_url.clone(),
-        components: crate::messages::components::decode(&m.components),
+        components: decode_components(&m.components),
         thread_id: m.thread_id.clone(),
         webhook_id: m.webhook_id.clone().unwrap_or_default(),
         sender_blocked: false,
@@ -266,4 +266,34 @@ pub fn nested(prefix: &str, err: Error) -> Error {
         },
         other => other,
     }
+}
+
+/// How a message's components are stored: one protobuf message holding the list.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ComponentList {
+    /// The components.
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<pb::Component>,
+}
+
+/// Encodes a message's components for storage (empty for none).
+pub fn encode_components(items: &[pb::Component]) -> Vec<u8> {
+    if items.is_empty() {
+        Vec::new()
+    } else {
+        ComponentList {
+            items: items.to_vec(),
+        }
+        .encode_to_vec()
+    }
+}
+
+/// Decodes a message's stored components (a damaged row reads as no components).
+pub fn decode_components(bytes: &[u8]) -> Vec<pb::Component> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    ComponentList::decode(bytes)
+        .map(|l| l.items)
+        .unwrap_or_default()
 }

@@ -141,3 +141,17 @@ pub fn http_status(code: tonic::Code) -> http::StatusCode {
         C::Cancelled | C::Unknown | C::Internal | C::DataLoss => H::INTERNAL_SERVER_ERROR,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_try_later_not_internal() {
+        let status = tonic::Status::from(Error::Storage(StorageError::DiskFull(
+            "database or disk is full".into(),
+        )));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), DISK_FULL);
+    }
+}

@@ -150,6 +150,38 @@ async fn the_page_and_its_files_are_served_from_the_binary() {
         "text/javascript; charset=utf-8"
     );
 
+    // A browser that takes gzip gets the script gzipped, the same bytes once unpacked, under a
+    // tag of its own.
+    let url = format!("{base}/{}", js.0);
+    let gzip_get = |tag: Option<&str>| {
+        let mut request = http::Request::get(&url).header("accept-encoding", "gzip, br");
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.body(Full::default()).expect("request")
+    };
+    let (parts, body) = fetch(gzip_get(None)).await;
+    assert_eq!(header(&parts, "content-encoding"), "gzip");
+    assert_eq!(header(&parts, "vary"), "accept-encoding");
+    assert!(
+        body.len() < js.1.len() / 2,
+        "{} of {}",
+        body.len(),
+        js.1.len()
+    );
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unpacked)
+        .expect("valid gzip");
+    assert_eq!(
+        unpacked, js.1,
+        "the gzipped script unpacks to the committed file"
+    );
+    let gz_tag = header(&parts, "etag").to_owned();
+    let (plain, _) = fetch(get(&url)).await;
+    assert_ne!(header(&plain, "etag"), gz_tag, "each form has its own tag");
+    let (parts, _) = fetch(gzip_get(Some(&gz_tag))).await;
+    assert_eq!(parts.status, 304);
+
     // Nothing else is made up: an unknown path is a 404 to a browser, and UNIMPLEMENTED to a
     // gRPC-web call.
     let (parts, _) = fetch(get(&format!("{base}/no-such-file.js"))).await;

@@ -1,4 +1,5 @@
-//! Message components (action rows, buttons, string selects): validation and storage encoding.
+//! Message components (action rows, buttons, string selects): validation. How they are stored is
+//! [`crate::convert::encode_components`].
 //!
 //! Rules: at most 5 action rows at the top level; a row holds 1-5 buttons or exactly one select,
 //! never another row; button styles are 1-5 and a link button (5) has a URL and no `custom_id`
@@ -6,8 +7,6 @@
 //! and `0 ≤ min_values ≤ max_values ≤ options`, `max_values ≥ 1`.
 
 use std::collections::HashSet;
-
-use prost::Message as _;
 
 use crate::accounts::rules;
 use crate::error::{Error, Result};
@@ -27,36 +26,6 @@ pub const CUSTOM_ID_MAX: usize = 100;
 pub const PLACEHOLDER_MAX: usize = 150;
 /// Longest select option label, value or description, characters.
 pub const OPTION_TEXT_MAX: usize = 100;
-
-/// How a message's components are stored: one protobuf message holding the list.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ComponentList {
-    /// The components.
-    #[prost(message, repeated, tag = "1")]
-    pub items: Vec<pb::Component>,
-}
-
-/// Encodes a list for storage (empty for none).
-pub fn encode(items: &[pb::Component]) -> Vec<u8> {
-    if items.is_empty() {
-        Vec::new()
-    } else {
-        ComponentList {
-            items: items.to_vec(),
-        }
-        .encode_to_vec()
-    }
-}
-
-/// Decodes a stored list (a damaged row reads as no components).
-pub fn decode(bytes: &[u8]) -> Vec<pb::Component> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    ComponentList::decode(bytes)
-        .map(|l| l.items)
-        .unwrap_or_default()
-}
 
 fn text_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
     let len = value.chars().count();
@@ -260,8 +229,11 @@ mod tests {
             row(vec![select(1, 2, &["a", "b"])]),
         ];
         validate(&items).expect("valid");
-        assert_eq!(decode(&encode(&items)), items);
-        assert!(decode(&[]).is_empty());
+        assert_eq!(
+            crate::convert::decode_components(&crate::convert::encode_components(&items)),
+            items
+        );
+        assert!(crate::convert::decode_components(&[]).is_empty());
     }
 
     #[test]

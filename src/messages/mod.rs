@@ -279,7 +279,7 @@ impl Messages {
             created_at: now_ms(),
             reply_to,
             text: input.text,
-            components: components::encode(&input.components),
+            components: crate::convert::encode_components(&input.components),
             metadata: input.metadata,
             mentioned_users: users,
             mentioned_roles: roles,

@@ -378,13 +378,4 @@ mod disk_full_tests {
         let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert!(matches!(StorageError::from(other), StorageError::Io(_)));
     }
-
-    #[test]
-    fn clients_hear_try_later_not_internal() {
-        let status = tonic::Status::from(crate::error::Error::Storage(StorageError::DiskFull(
-            "database or disk is full".into(),
-        )));
-        assert_eq!(status.code(), tonic::Code::Unavailable);
-        assert_eq!(status.message(), crate::error::DISK_FULL);
-    }
 }

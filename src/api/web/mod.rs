@@ -4,28 +4,19 @@
 //! The files are embedded in the binary at build time (`build.rs`), so a node started with
 //! `cargo run -- serve` serves a working client with no npm, no extra process and no files on disk
 //! to keep in step with the binary. The browser reaches the API on the same port through gRPC-web
-//! ([`grpc_web_layers`]); CORS is open to every origin so that a client served by one node can call
-//! the user's other servers (their homeserver, the hosts of guilds they joined).
-//!
-//! Why CORS may be open: the API authenticates with a bearer token in the `authorization` header,
-//! never with cookies, so a page on another origin can only make calls with a token it already
-//! holds. Nothing the browser sends automatically grants anything.
+//! ([`grpc_web_layers`]).
 
-use std::fmt::Display;
+mod grpc_web;
+
+use std::io::Write;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use http::{Request, Response as HttpResponse};
 use sha2::{Digest, Sha256};
-use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use grpc_web::{GrpcWebOnly, GrpcWebOnlyLayer, grpc_web_layers};
 
 /// The client's files, `(url path, bytes)`, sorted by path: everything under `web/dist/`.
 static ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
@@ -41,9 +32,6 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      connect-src 'self' http: https:; img-src 'self' http: https: data: blob:; \
      media-src 'self' http: https: blob:; object-src 'none'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
-
-/// How long a browser may reuse a CORS preflight answer.
-const PREFLIGHT_CACHED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The routes: the page at `/` and `/invite/{token}`, and each embedded file at its path.
 pub fn router() -> axum::Router {
@@ -81,103 +69,6 @@ pub async fn fallback(headers: HeaderMap) -> Response {
     }
 }
 
-/// gRPC-web for browsers, and the CORS answers they need first. Outermost of the node's layers:
-/// a preflight is answered before anything else looks at it, and every inner layer sees an
-/// ordinary gRPC call whatever the browser sent.
-pub fn grpc_web_layers() -> (CorsLayer, GrpcWebOnlyLayer) {
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("x-grpc-web"),
-            HeaderName::from_static("x-user-agent"),
-            HeaderName::from_static("grpc-timeout"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-            header::RETRY_AFTER,
-        ])
-        .max_age(PREFLIGHT_CACHED_FOR);
-    (cors, GrpcWebOnlyLayer)
-}
-
-/// Translates gRPC-web calls into gRPC and leaves every other request alone.
-///
-/// `tonic_web::GrpcWebLayer` by itself refuses every HTTP/1.1 request that isn't gRPC-web with
-/// `400`, which would take the page, the webhooks and `/media` away from HTTP/1.1 clients (every
-/// browser's first request, `curl`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcWebOnlyLayer;
-
-impl<S: Clone> Layer<S> for GrpcWebOnlyLayer {
-    type Service = GrpcWebOnly<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcWebOnly { inner }
-    }
-}
-
-/// The service of [`GrpcWebOnlyLayer`].
-#[derive(Debug, Clone)]
-pub struct GrpcWebOnly<S> {
-    inner: S,
-}
-
-/// Whether a request is gRPC-web (`application/grpc-web`, `+proto`, `-text`, …).
-fn is_grpc_web<B>(request: &Request<B>) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc-web"))
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcWebOnly<S>
-where
-    S: Service<Request<Body>, Response = HttpResponse<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ReqBody::Error: Into<tower::BoxError> + Display,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<tower::BoxError> + Display,
-{
-    type Response = HttpResponse<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call readies its own clone of the inner service (`oneshot`).
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let inner = self.inner.clone();
-        if is_grpc_web(&request) {
-            let call = tonic_web::GrpcWebLayer::new().layer(inner).oneshot(request);
-            Box::pin(async move {
-                let mut response = call.await?;
-                // A proxy that buffers answers (nginx's `proxy_pass` does by default) would hold
-                // back the event stream's events until its buffer fills.
-                response.headers_mut().insert(
-                    HeaderName::from_static("x-accel-buffering"),
-                    HeaderValue::from_static("no"),
-                );
-                Ok(response)
-            })
-        } else {
-            Box::pin(async move {
-                let response = inner.oneshot(request.map(Body::new)).await?;
-                Ok(response.map(Body::new))
-            })
-        }
-    }
-}
-
 /// The client's page, or a plain note when this build has no client (`web/dist/` was missing).
 fn page(headers: &HeaderMap) -> Response {
     if find(INDEX).is_some() {
@@ -198,25 +89,82 @@ fn find(path: &str) -> Option<(usize, &'static [u8])> {
         .map(|i| (i, ASSETS[i].1))
 }
 
-/// Each file's `ETag` (a hash of its bytes), computed once.
-fn etag(index: usize) -> &'static str {
-    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    let tags = TAGS.get_or_init(|| {
-        ASSETS
-            .iter()
-            .map(|(_, bytes)| format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..12])))
-            .collect()
-    });
-    &tags[index]
+/// One file as the node sends it: its bytes, gzipped when that makes it smaller, and a tag for
+/// each form (a strong `ETag` names one representation).
+struct Prepared {
+    etag: String,
+    gzip: Option<(Vec<u8>, String)>,
 }
 
-/// One embedded file. Names aren't content-hashed, so browsers revalidate every time
-/// (`no-cache`) and get `304` when the node still serves the same bytes.
+/// Every file prepared once, at the first request for any of them.
+fn prepared(index: usize) -> &'static Prepared {
+    static PREPARED: OnceLock<Vec<Prepared>> = OnceLock::new();
+    let all = PREPARED.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(path, bytes)| {
+                let hash = hex::encode(&Sha256::digest(bytes)[..12]);
+                let gzip = compressible(path)
+                    .then(|| gzip(bytes))
+                    .flatten()
+                    .filter(|packed| packed.len() < bytes.len())
+                    .map(|packed| (packed, format!("\"{hash}-gz\"")));
+                Prepared {
+                    etag: format!("\"{hash}\""),
+                    gzip,
+                }
+            })
+            .collect()
+    });
+    &all[index]
+}
+
+/// Whether a file is text worth compressing (images and fonts are compressed already).
+fn compressible(path: &str) -> bool {
+    content_type(path).starts_with("text/")
+        || matches!(
+            content_type(path),
+            "application/json" | "application/manifest+json" | "image/svg+xml"
+        )
+}
+
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (a `q=0` refuses it).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// One embedded file, gzipped for browsers that take it. Names aren't content-hashed, so browsers
+/// revalidate every time (`no-cache`) and get `304` when the node still serves the same bytes.
 fn asset(path: &'static str, headers: &HeaderMap) -> Response {
     let Some((index, bytes)) = find(path) else {
         return (StatusCode::NOT_FOUND, "no such file\n").into_response();
     };
-    let tag = etag(index);
+    let prepared = prepared(index);
+    let (body, tag, gzipped): (&'static [u8], &'static str, bool) =
+        match (&prepared.gzip, accepts_gzip(headers)) {
+            (Some((packed, tag)), true) => (packed.as_slice(), tag.as_str(), true),
+            _ => (bytes, prepared.etag.as_str(), false),
+        };
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -224,9 +172,15 @@ fn asset(path: &'static str, headers: &HeaderMap) -> Response {
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, content_type(path))], bytes).into_response()
+        ([(header::CONTENT_TYPE, content_type(path))], body).into_response()
     };
     let h = response.headers_mut();
+    if gzipped && !unchanged {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if prepared.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(tag) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, tag);
@@ -271,6 +225,24 @@ mod tests {
     #[test]
     fn assets_are_sorted_for_the_binary_search() {
         assert!(ASSETS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).expect("header"),
+            );
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip, deflate, br, zstd"));
+        assert!(with("br;q=1.0, GZIP;q=0.5"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]
