@@ -1,7 +1,7 @@
 /**
  * The signed-in client: the guild and channel lists, live events from every server the user has a
  * session on, and the chat pane (`chat.ts`). Dialogs for guilds, members, profile and devices are
- * in `panels.ts`.
+ * in `panels.ts`. Both get the app as a `Shell` (`shell.ts`) and never import this file.
  *
  * At phone width only one pane shows at a time (`data-view` on <body>: "nav", "chat",
  * "members"); the header's buttons move between them.
@@ -16,9 +16,10 @@ import { EventStream, type StreamState } from "../events";
 import { ChatPane } from "./chat";
 import { h, fill, toast } from "./dom";
 import * as panels from "./panels";
+import type { Shell } from "./shell";
 import { channelKey, createdMs, guildKey, putMessage, removeMessage, unread, type ChannelView, type GuildView } from "./state";
 
-export class App {
+export class App implements Shell {
   readonly guilds = new Map<string, GuildView>();
   readonly channels = new Map<string, ChannelView>();
   readonly users = new Map<string, User>();

@@ -9,10 +9,10 @@ import type { Message } from "../gen/guildhall/v1/guildhall_pb";
 import { ReactionType } from "../gen/guildhall/v1/guildhall_pb";
 import { errorText } from "../api";
 import { toHex } from "../protocol/bytes";
-import type { App } from "./app";
 import { dialog, fill, h, size, toast, when } from "./dom";
+import type { Shell } from "./shell";
 import { upload } from "./upload";
-import { createdMs, displayName, idLess, putMessage, readMarks, type ChannelView } from "./state";
+import { createdMs, displayName, idLess, putMessage, readMarks, type ChannelView, type GuildView } from "./state";
 
 const PAGE = 50;
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
@@ -45,7 +45,7 @@ export class ChatPane {
   private frame = 0;
 
   constructor(
-    private readonly app: App,
+    private readonly app: Shell,
     private readonly root: HTMLElement,
   ) {
     this.list.addEventListener("scroll", () => this.onScroll());
@@ -703,7 +703,7 @@ export class ChatPane {
 }
 
 /** A message's text with mentions as `@Name` (for quotes and editing); fills `names` if given. */
-function plain(text: string, app: App, gv: ReturnType<App["guilds"]["get"]>, names?: Map<string, string>): string {
+function plain(text: string, app: Shell, gv: GuildView | undefined, names?: Map<string, string>): string {
   return text.replace(/<@([0-9a-f]{64})>/g, (_, id: string) => {
     const label = `@${displayName(app.users, gv, id)}`;
     names?.set(label, id);

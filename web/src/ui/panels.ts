@@ -9,8 +9,8 @@ import { PresenceStatus } from "../gen/guildhall/v1/guildhall_pb";
 import { errorText, normalizeUrl, sameServer, type Server } from "../api";
 import { exportIdentityFile } from "../identityfile";
 import * as link from "../link";
-import type { App } from "./app";
 import { dialog, field, fill, h, toast } from "./dom";
+import type { Shell } from "./shell";
 import { upload } from "./upload";
 import { channelKey, guildKey, presenceLabel, type GuildView } from "./state";
 
@@ -41,7 +41,7 @@ function form(onSubmit: (f: HTMLFormElement) => Promise<void> | void, ...childre
   return f;
 }
 
-export function createGuild(app: App): void {
+export function createGuild(app: Shell): void {
   const name = h("input", { type: "text", required: true, maxlength: "100", autocomplete: "off" });
   dialog("Create a guild", (close) =>
     form(
@@ -63,7 +63,7 @@ export function createGuild(app: App): void {
   );
 }
 
-export function createChannel(app: App, gv: GuildView): void {
+export function createChannel(app: Shell, gv: GuildView): void {
   const name = h("input", { type: "text", required: true, maxlength: "100", autocomplete: "off" });
   dialog("Create a channel", (close) =>
     form(
@@ -84,7 +84,7 @@ export function createChannel(app: App, gv: GuildView): void {
   );
 }
 
-export function createInvite(app: App, gv: GuildView): void {
+export function createInvite(app: Shell, gv: GuildView): void {
   const cur = app.current.channel ? app.channels.get(app.current.channel) : undefined;
   const channelId = cur && cur.guildKey === gv.key ? cur.channel.id : gv.channels[0]?.id;
   if (!channelId) return toast("This guild has no channel to invite to", "error");
@@ -126,7 +126,7 @@ export function createInvite(app: App, gv: GuildView): void {
   );
 }
 
-export function joinByLink(app: App): void {
+export function joinByLink(app: Shell): void {
   const link = h("input", { type: "text", required: true, autocomplete: "off", placeholder: "https://…/invite/…" });
   dialog("Join with an invite", (close) =>
     form(
@@ -143,7 +143,7 @@ export function joinByLink(app: App): void {
 }
 
 /** Shows what an invite leads to and joins on the person's word (a remote join if the host is not home). */
-export async function openInvite(app: App, host: string, token: string): Promise<void> {
+export async function openInvite(app: Shell, host: string, token: string): Promise<void> {
   const server = app.account.server(host);
   let preview;
   try {
@@ -181,7 +181,7 @@ export async function openInvite(app: App, host: string, token: string): Promise
   );
 }
 
-export function guildSettings(app: App, gv: GuildView): void {
+export function guildSettings(app: Shell, gv: GuildView): void {
   const isOwner = gv.guild.ownerId === app.account.userId;
   dialog(`${gv.guild.name} settings`, (close) => {
     const invites = h("div", {});
@@ -309,7 +309,7 @@ export function guildSettings(app: App, gv: GuildView): void {
   });
 }
 
-export function memberDialog(app: App, gv: GuildView, userId: string): void {
+export function memberDialog(app: Shell, gv: GuildView, userId: string): void {
   const m = gv.members.get(userId);
   const u = m?.user ?? app.users.get(userId);
   if (!u) return;
@@ -373,7 +373,7 @@ export function memberDialog(app: App, gv: GuildView, userId: string): void {
  * Opens a DM with `target` (§14.1): `CreateDM` on the homeserver, then the invite signed for the
  * target's homeserver and sent with `SendDMInvite`.
  */
-export async function startDm(app: App, target: string, targetHome: string): Promise<void> {
+export async function startDm(app: Shell, target: string, targetHome: string): Promise<void> {
   const home = app.account.home();
   try {
     const dm = await home.api.createDM({ targetUserId: target });
@@ -392,7 +392,7 @@ export async function startDm(app: App, target: string, targetHome: string): Pro
   }
 }
 
-export function newDm(app: App): void {
+export function newDm(app: Shell): void {
   const id = h("input", { type: "text", required: true, pattern: "[0-9a-f]{64}", autocomplete: "off" });
   const hs = h("input", { type: "url", placeholder: app.account.saved.homeserver });
   dialog("New direct message", (close) =>
@@ -408,7 +408,7 @@ export function newDm(app: App): void {
   );
 }
 
-export async function dmInvites(app: App): Promise<void> {
+export async function dmInvites(app: Shell): Promise<void> {
   const home = app.account.home();
   let invites;
   try {
@@ -468,7 +468,7 @@ export async function dmInvites(app: App): Promise<void> {
   );
 }
 
-export function openProfile(app: App): void {
+export function openProfile(app: Shell): void {
   const acc = app.account;
   const me = app.users.get(acc.userId);
   dialog("Your profile", (close) => {
@@ -574,7 +574,7 @@ export function openProfile(app: App): void {
   });
 }
 
-async function listDevices(app: App, box: HTMLElement): Promise<void> {
+async function listDevices(app: Shell, box: HTMLElement): Promise<void> {
   const acc = app.account;
   try {
     const data = await acc.home().api.getMyData({});
@@ -620,7 +620,7 @@ async function listDevices(app: App, box: HTMLElement): Promise<void> {
 }
 
 /** The existing device's side of linking (§8.2 step 2): take the request, compare, certify. */
-function linkDevice(app: App): void {
+function linkDevice(app: Shell): void {
   const acc = app.account;
   const code = h("input", { type: "text", required: true, pattern: "[0-9a-f]{32}", autocomplete: "off", spellcheck: "false" });
   const out = h("div", { "aria-live": "polite" });
