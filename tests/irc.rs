@@ -1659,3 +1659,78 @@ async fn silent_clients_are_pinged_and_dropped_if_they_stay_silent() {
     awake.send("PING still-here").await;
     assert_eq!(awake.until("PONG").await.last(), "still-here");
 }
+
+/// An edit made over gRPC reaches IRC clients as a correction (`* new text`) tied to the message
+/// by `+draft/reply`, with no `msgid` of its own; a pin of the edited message doesn't repeat it;
+/// CHATHISTORY shows the message under its own id with the new text.
+#[tokio::test]
+async fn edits_reach_irc_as_corrections() {
+    let (node, addr) = irc_node().await;
+    let Hall {
+        boss,
+        boss_token,
+        room,
+        cy,
+        ..
+    } = hall(&node).await;
+    let channel = format!("#{}/general", room.guild);
+    let (mut irc, _) = login_with_caps(
+        addr,
+        "boss",
+        &boss_token,
+        "message-tags server-time batch draft/chathistory",
+    )
+    .await;
+    irc.send(&format!("JOIN {channel}")).await;
+    irc.until("366").await;
+
+    let sent = send_text(&node, &cy.token, &room.channel, "helo wrld").await;
+    let line = irc.privmsg_to(&channel).await;
+    assert_eq!(line.last(), "helo wrld");
+    assert_eq!(line.msgid.as_deref(), Some(sent.id.as_str()));
+
+    let mut grpc = node.client().await;
+    grpc.edit_message(authed(
+        &cy.token,
+        pb::EditMessageRequest {
+            channel_id: room.channel.clone(),
+            message_id: sent.id.clone(),
+            text: "hello world".into(),
+        },
+    ))
+    .await
+    .expect("edit");
+    let correction = irc.privmsg_to(&channel).await;
+    assert_eq!(correction.last(), "* hello world");
+    assert_eq!(correction.source.as_deref(), Some("cy"), "from its author");
+    assert_eq!(
+        correction.tag("+draft/reply").as_deref(),
+        Some(sent.id.as_str())
+    );
+    assert_eq!(correction.msgid, None, "the message keeps its id");
+    assert!(correction.time.is_some());
+
+    // A pin updates the message too; it is not an edit and shows nothing.
+    grpc.pin_message(authed(
+        &boss.token,
+        pb::PinMessageRequest {
+            channel_id: room.channel.clone(),
+            message_id: sent.id.clone(),
+        },
+    ))
+    .await
+    .expect("pin");
+    send_text(&node, &cy.token, &room.channel, "after the pin").await;
+    let next = irc.privmsg_to(&channel).await;
+    assert_eq!(next.last(), "after the pin", "no second correction");
+
+    // History has the message once, under its id, with the text as it is now.
+    irc.send(&format!("CHATHISTORY LATEST {channel} * 10"))
+        .await;
+    let lines = history_batch(&mut irc).await;
+    assert!(
+        lines.iter().any(|l| l.ends_with("hello world")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("helo wrld")), "{lines:?}");
+}

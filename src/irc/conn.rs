@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 mod accounts;
 mod channels;
+mod edits;
 mod history;
 mod labels;
 mod messages;
@@ -236,6 +237,8 @@ struct Conn {
     gathered: Option<Vec<Message>>,
     /// Messages this client sent and already saw echoed, so the event does not echo them again.
     echoed: HashSet<String>,
+    /// Edits already shown as corrections.
+    edits: edits::EditsShown,
     /// Nicks watched with `MONITOR` (lowercase), with whether each was last reported online.
     monitored: HashMap<String, bool>,
     /// A `draft/multiline` batch being received.
@@ -272,6 +275,7 @@ impl Conn {
             accounts: HashSet::new(),
             gathered: None,
             echoed: HashSet::new(),
+            edits: edits::EditsShown::default(),
             monitored: HashMap::new(),
             multiline: None,
             markers: HashMap::new(),

@@ -247,13 +247,11 @@ impl Conn {
                     }
                 }
             }
-            Some(Event::MessageUpdated(updated)) => {
-                if let Some(message) = updated.message
-                    && message.reaction.is_some()
-                {
-                    self.on_reaction(message).await;
-                }
-            }
+            Some(Event::MessageUpdated(updated)) => match updated.message {
+                Some(message) if message.reaction.is_some() => self.on_reaction(message).await,
+                Some(message) => self.on_updated(message).await,
+                None => {}
+            },
             Some(Event::MessageDeleted(deleted)) => self.on_deleted(deleted).await,
             Some(Event::Delivery(receipt)) => self.on_receipt(receipt).await,
             Some(Event::MemberUpdated(updated)) => self.on_member_updated(updated).await,
