@@ -291,6 +291,51 @@ await step("a folder with a channel appears in the channel list, live", async ()
   await bob.page.getByRole("button", { name: "# general" }).click();
 });
 
+await step("Ada makes a folder (inside Workshop) and moves a new channel into it, all in the UI; Bob sees it live", async () => {
+  await ada.page.getByRole("button", { name: "New folder" }).click();
+  let dlg = ada.page.getByRole("dialog", { name: "Create a folder" });
+  await dlg.getByLabel("Folder name").fill("Archive");
+  await dlg.getByLabel("Inside folder").selectOption({ label: "Workshop" });
+  await dlg.getByRole("button", { name: "Create folder" }).click();
+  await ada.page.getByRole("heading", { name: "Archive" }).waitFor();
+  await ada.page.getByRole("button", { name: "New channel" }).click();
+  dlg = ada.page.getByRole("dialog", { name: "Create a channel" });
+  await dlg.getByLabel("Channel name").fill("minutes");
+  await dlg.getByRole("button", { name: "Create", exact: true }).click();
+  await ada.page.getByRole("heading", { name: /# minutes/ }).waitFor();
+  await ada.page.getByRole("button", { name: "Channel settings" }).click();
+  dlg = ada.page.getByRole("dialog", { name: "# minutes settings" });
+  await dlg.getByLabel("Folder").selectOption({ label: "Workshop / Archive" });
+  await dlg.getByRole("button", { name: "Save" }).click();
+  await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+  for (const p of [ada.page, bob.page]) {
+    const archive = p.getByRole("list", { name: "Workshop" }).getByRole("list", { name: "Archive" });
+    await archive.getByRole("button", { name: "# minutes" }).waitFor();
+  }
+  for (const p of [ada.page, bob.page]) await p.getByRole("button", { name: "# general" }).click();
+});
+
+await step("Bob starts a thread from a message; Ada opens it from that message and they talk there", async () => {
+  await act(bob.page, await seesOnce(bob.page, "filler #60."), "Start thread");
+  const dlg = bob.page.getByRole("dialog", { name: "Start a thread" });
+  await dlg.getByLabel("Thread name").fill("lathe questions");
+  await dlg.getByRole("button", { name: "Start thread" }).click();
+  await bob.page.getByRole("heading", { name: /↳ lathe questions/ }).waitFor();
+  await send(bob.page, "which lathe first?");
+  await seesOnce(bob.page, "which lathe first?");
+  await (await seesOnce(ada.page, "filler #60.")).getByRole("button", { name: "Open thread lathe questions" }).click();
+  await ada.page.getByRole("heading", { name: /↳ lathe questions/ }).waitFor();
+  await ada.page.getByText("This thread started from Ada: “filler #60.”").waitFor();
+  await seesOnce(ada.page, "which lathe first?");
+  await ada.page.getByRole("list", { name: "Threads of general" }).getByRole("button", { name: "↳ lathe questions" }).waitFor();
+  await send(ada.page, "the small one");
+  await seesOnce(bob.page, "the small one");
+  await shot(ada.page, "thread");
+  await shot(bob.page, "thread-phone");
+  for (const p of [ada.page, bob.page]) await p.getByRole("button", { name: "thread in #general" }).click();
+  await bob.page.getByRole("heading", { name: /# general/ }).waitFor();
+});
+
 await step("Ada opens a DM with Bob; Bob accepts the invite and they talk there", async () => {
   await ada.page.getByRole("button", { name: /^Bob,/ }).click();
   await ada.page.getByRole("button", { name: "Send a direct message" }).click();

@@ -13,6 +13,7 @@ import { PresenceStatus } from "../gen/guildhall/v1/guildhall_pb";
 import type { Account } from "../account";
 import { errorText, sameServer, type Server } from "../api";
 import { EventStream, type StreamState } from "../events";
+import * as channels from "./channels";
 import { ChatPane } from "./chat";
 import { h, fill, toast } from "./dom";
 import * as panels from "./panels";
@@ -162,6 +163,17 @@ export class App implements Shell {
     }
   }
 
+  putChannel(gv: GuildView, c: Channel): void {
+    gv.channels = [...gv.channels.filter((x) => x.id !== c.id), c].sort((a, b) => a.position - b.position);
+    this.channelView(gv, c).channel = c;
+    // A folder made since the guild was listed (folders have no events): list the folders again.
+    if (c.folderId && !gv.folders.some((f) => f.id === c.folderId)) void this.loadChannels(gv).then(() => this.renderNav());
+    this.renderNav();
+    if (this.current.channel === channelKey(gv.server, c.id)) this.chat.renderHeader();
+    // A thread's name shows on its first message in the parent channel.
+    else if (c.isThread && this.current.channel === channelKey(gv.server, c.parentChannelId)) this.chat.refreshNames();
+  }
+
   channelView(gv: GuildView, c: Channel): ChannelView {
     const key = channelKey(gv.server, c.id);
     let cv = this.channels.get(key);
@@ -276,7 +288,8 @@ export class App implements Shell {
         gv.guild.isDm ? null : h("button", { type: "button", class: "icon", "aria-label": "Guild settings", onclick: () => panels.guildSettings(this, gv) }, "⚙"),
       ),
       this.channelTree(gv),
-      canManage ? h("button", { type: "button", onclick: () => panels.createChannel(this, gv) }, "New channel") : null,
+      canManage ? h("button", { type: "button", onclick: () => channels.createChannel(this, gv) }, "New channel") : null,
+      canManage && !gv.guild.isDm ? h("button", { type: "button", onclick: () => channels.createFolder(this, gv) }, "New folder") : null,
       gv.guild.isDm ? null : h("button", { type: "button", onclick: () => panels.createInvite(this, gv) }, "Invite people"),
     );
   }
@@ -470,12 +483,7 @@ export class App implements Shell {
         const gv = this.guilds.get(guildKey(server, e.value.guildId));
         const c = e.value.channel;
         if (!gv || !c) return;
-        gv.channels = [...gv.channels.filter((x) => x.id !== c.id), c].sort((a, b) => a.position - b.position);
-        this.channelView(gv, c).channel = c;
-        // A folder made since the guild was listed: list the folders again.
-        if (c.folderId && !gv.folders.some((f) => f.id === c.folderId)) void this.loadChannels(gv).then(() => this.renderNav());
-        this.renderNav();
-        if (this.current.channel === channelKey(server, c.id)) this.chat.renderHeader();
+        this.putChannel(gv, c);
         return;
       }
       case "channelDeleted": {

@@ -9,10 +9,11 @@ import type { Message } from "../gen/guildhall/v1/guildhall_pb";
 import { ReactionType } from "../gen/guildhall/v1/guildhall_pb";
 import { errorText } from "../api";
 import { toHex } from "../protocol/bytes";
+import * as channels from "./channels";
 import { dialog, fill, h, size, toast, when } from "./dom";
 import type { Shell } from "./shell";
 import { upload } from "./upload";
-import { createdMs, displayName, idLess, putMessage, readMarks, type ChannelView, type GuildView } from "./state";
+import { channelKey, createdMs, displayName, idLess, putMessage, readMarks, type ChannelView, type GuildView } from "./state";
 
 const PAGE = 50;
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
@@ -101,10 +102,19 @@ export class ChatPane {
     const cv = this.cv;
     if (!cv) return;
     const gv = this.app.guilds.get(cv.guildKey);
+    const parent = this.parentOf(cv);
+    const title = gv?.guild.isDm
+      ? h("h1", {}, this.app.dmName(gv))
+      : parent
+        ? [h("h1", {}, `↳ ${cv.channel.name}`), h("button", { type: "button", class: "link", title: "Back to the channel", onclick: () => this.app.openChannel(parent.key) }, `thread in #${parent.channel.name}`)]
+        : h("h1", {}, `# ${cv.channel.name}`, gv ? h("small", {}, ` ${gv.guild.name}`) : null);
     fill(
       this.header,
       h("button", { type: "button", class: "icon only-narrow", "aria-label": "Back to guilds and channels", onclick: () => (document.body.dataset.view = "nav") }, "←"),
-      h("h1", {}, gv?.guild.isDm ? this.app.dmName(gv) : `# ${cv.channel.name}`, gv && !gv.guild.isDm ? h("small", {}, ` ${gv.guild.name}`) : null),
+      h("div", { class: "chat-title" }, title),
+      gv && !gv.guild.isDm && gv.perms.has("channels.manage")
+        ? h("button", { type: "button", class: "icon", "aria-label": `${cv.channel.isThread ? "Thread" : "Channel"} settings`, onclick: () => channels.channelSettings(this.app, gv, cv) }, "⚙")
+        : null,
       h("button", { type: "button", onclick: () => this.showPins() }, "Pinned"),
       h("button", { type: "button", class: "only-narrow", onclick: () => (document.body.dataset.view = "members") }, "Members"),
     );
@@ -184,7 +194,31 @@ export class ChatPane {
   private renderStart(): void {
     const cv = this.cv!;
     this.list.querySelector(".start")?.remove();
-    if (!cv.hasMore && this.floor === null) this.list.prepend(h("p", { class: "start" }, `This is the start of ${cv.channel.name ? `#${cv.channel.name}` : "the conversation"}.`));
+    if (cv.hasMore || this.floor !== null) return;
+    const root = this.parentOf(cv)?.msgs.get(cv.channel.rootMessageId);
+    const gv = this.app.guilds.get(cv.guildKey);
+    const text = cv.channel.isThread
+      ? root
+        ? `This thread started from ${displayName(this.app.users, gv, root.senderId, root.senderName)}: “${plain(root.text, this.app, gv).slice(0, 140)}”`
+        : `This is the start of the thread ${cv.channel.name}.`
+      : `This is the start of ${cv.channel.name ? `#${cv.channel.name}` : "the conversation"}.`;
+    this.list.prepend(h("p", { class: "start" }, text));
+  }
+
+  /** A thread's parent channel (none for a channel). */
+  private parentOf(cv: ChannelView): ChannelView | undefined {
+    return cv.channel.isThread ? this.app.channels.get(channelKey(cv.server, cv.channel.parentChannelId)) : undefined;
+  }
+
+  /** Opens the thread started from `m` (listing the guild's channels again if it is new to us). */
+  private async openThread(m: Message): Promise<void> {
+    const cv = this.cv!;
+    const key = channelKey(cv.server, m.threadId);
+    if (!this.app.channels.has(key)) {
+      const gv = this.app.guilds.get(cv.guildKey);
+      if (gv) await this.app.loadChannels(gv).catch((e) => this.app.fail("Opening the thread", e));
+    }
+    this.app.openChannel(key);
   }
 
   private onScroll(): void {
@@ -288,6 +322,8 @@ export class ChatPane {
     const isNew = this.firstUnread !== "" && idLess(this.firstUnread, m.id) && m.senderId !== me;
     if (isNew) this.firstUnread = "";
     const canManage = gv?.perms.has("messages.manage") ?? false;
+    const canThread = !!gv && !cv.channel.isThread && gv.perms.has("threads.create");
+    const threadName = m.threadId ? (gv?.channels.find((c) => c.id === m.threadId)?.name ?? "thread") : "";
 
     if (m.action) {
       const a = m.action;
@@ -346,11 +382,15 @@ export class ChatPane {
             }),
           )
         : null,
+      m.threadId
+        ? h("button", { type: "button", class: "thread-link", "aria-label": `Open thread ${threadName}`, onclick: () => void this.openThread(m) }, `🧵 ${threadName}`)
+        : null,
       h(
         "div",
         { class: "actions", role: "toolbar", "aria-label": "Message actions" },
         h("button", { type: "button", onclick: () => this.startReply(m) }, "Reply"),
         h("button", { type: "button", onclick: () => this.pickReaction(m) }, "React"),
+        canThread && !m.threadId ? h("button", { type: "button", onclick: () => channels.startThread(this.app, gv!, cv, m, threadTitle(plain(m.text, this.app, gv))) }, "Start thread") : null,
         mine && m.text ? h("button", { type: "button", onclick: () => this.startEdit(m) }, "Edit") : null,
         mine || canManage ? h("button", { type: "button", onclick: () => this.remove(m) }, "Delete") : null,
         canManage ? h("button", { type: "button", onclick: () => this.pin(m, !m.isPinned) }, m.isPinned ? "Unpin" : "Pin") : null,
@@ -422,10 +462,10 @@ export class ChatPane {
   private buildComposer(): void {
     const cv = this.cv!;
     const gv = this.app.guilds.get(cv.guildKey);
-    const label = gv?.guild.isDm ? "Message" : `Message #${cv.channel.name}`;
+    const label = gv?.guild.isDm ? "Message" : cv.channel.isThread ? `Message thread ${cv.channel.name}` : `Message #${cv.channel.name}`;
     this.input = h("textarea", {
       rows: "1",
-      placeholder: label,
+      placeholder: cv.channel.isThread ? "Message the thread" : label,
       "aria-label": label,
       "aria-autocomplete": "list",
       "aria-controls": "mention-list",
@@ -709,4 +749,13 @@ function plain(text: string, app: Shell, gv: GuildView | undefined, names?: Map<
     names?.set(label, id);
     return label;
   });
+}
+
+/** A thread name suggested from its first message: its first line, cut at a word near 40 characters. */
+function threadTitle(text: string): string {
+  const line = text.split("\n")[0].trim();
+  if (line.length <= 40) return line || "Thread";
+  const cut = line.slice(0, 40);
+  const space = cut.lastIndexOf(" ");
+  return `${space > 20 ? cut.slice(0, space) : cut}…`;
 }

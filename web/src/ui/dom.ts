@@ -65,6 +65,20 @@ export function dialog(title: string, body: (close: () => void) => Child | Child
   return d;
 }
 
+/** A form that runs `onSubmit` instead of navigating, its submit button disabled meanwhile. */
+export function form(onSubmit: (f: HTMLFormElement) => Promise<void> | void, ...children: (HTMLElement | null)[]): HTMLFormElement {
+  const f = h("form", {}, ...children);
+  f.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const btn = f.querySelector<HTMLButtonElement>("button[type=submit]");
+    if (btn) btn.disabled = true;
+    Promise.resolve(onSubmit(f)).finally(() => {
+      if (btn) btn.disabled = false;
+    });
+  });
+  return f;
+}
+
 /** A labelled input row. */
 export function field(label: string, input: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement, hint?: string): HTMLElement {
   const id = input.id || `f-${Math.random().toString(36).slice(2)}`;

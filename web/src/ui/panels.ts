@@ -9,7 +9,7 @@ import { PresenceStatus } from "../gen/guildhall/v1/guildhall_pb";
 import { errorText, normalizeUrl, sameServer, type Server } from "../api";
 import { exportIdentityFile } from "../identityfile";
 import * as link from "../link";
-import { dialog, field, fill, h, toast } from "./dom";
+import { dialog, field, fill, form, h, toast } from "./dom";
 import type { Shell } from "./shell";
 import { upload } from "./upload";
 import { channelKey, guildKey, presenceLabel, type GuildView } from "./state";
@@ -26,19 +26,6 @@ export function parseInvite(text: string, fallbackHost: string): { host: string;
   if (m) return { host: normalizeUrl(m[1]), token: decodeURIComponent(m[2]) };
   if (/^[A-Za-z0-9_-]{4,128}$/.test(t)) return { host: fallbackHost, token: t };
   return null;
-}
-
-function form(onSubmit: (f: HTMLFormElement) => Promise<void> | void, ...children: (HTMLElement | null)[]): HTMLFormElement {
-  const f = h("form", {}, ...children);
-  f.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const btn = f.querySelector<HTMLButtonElement>("button[type=submit]");
-    if (btn) btn.disabled = true;
-    Promise.resolve(onSubmit(f)).finally(() => {
-      if (btn) btn.disabled = false;
-    });
-  });
-  return f;
 }
 
 export function createGuild(app: Shell): void {
@@ -58,27 +45,6 @@ export function createGuild(app: Shell): void {
       },
       field("Guild name", name),
       h("p", {}, `It lives on your homeserver, ${app.account.home().url}.`),
-      h("button", { type: "submit" }, "Create"),
-    ),
-  );
-}
-
-export function createChannel(app: Shell, gv: GuildView): void {
-  const name = h("input", { type: "text", required: true, maxlength: "100", autocomplete: "off" });
-  dialog("Create a channel", (close) =>
-    form(
-      async () => {
-        try {
-          const c = await gv.server.api.createChannel({ guildId: gv.guild.id, name: name.value.trim() });
-          close();
-          gv.channels = [...gv.channels.filter((x) => x.id !== c.id), c].sort((a, b) => a.position - b.position);
-          app.channelView(gv, c);
-          app.openChannel(channelKey(gv.server, c.id));
-        } catch (e) {
-          app.fail("Creating the channel", e);
-        }
-      },
-      field("Channel name", name),
       h("button", { type: "submit" }, "Create"),
     ),
   );

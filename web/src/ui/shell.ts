@@ -35,9 +35,12 @@ export interface Shell {
   connect(server: Server): void;
   /** Lists a server's guilds and their channels again. */
   loadServer(server: Server): Promise<void>;
-  /** Adds or updates a guild, or a channel of one, in what the client knows. */
+  /** Adds or updates a guild in what the client knows. */
   addGuild(server: Server, g: Guild): GuildView;
-  channelView(gv: GuildView, c: Channel): ChannelView;
+  /** Lists a guild's channels, folders and the caller's permissions again. */
+  loadChannels(gv: GuildView): Promise<void>;
+  /** Adds or updates a channel or thread of a guild and draws the lists again. */
+  putChannel(gv: GuildView, c: Channel): void;
   /** Counts the DM invites waiting at the homeserver again. */
   countDmInvites(): Promise<void>;
 }
