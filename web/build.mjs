@@ -1,4 +1,4 @@
-// Builds the client into dist/ (index.html, app.js, app.css), or with --tests the test files into
+// Builds the client into dist/ (index.html, app.js, app.css, favicon.svg), or with --tests the test files into
 // .test-build/ for `node --test`. The output depends only on the sources and the locked packages,
 // so `npm ci && npm run build` reproduces the committed dist/ byte for byte.
 
@@ -36,4 +36,5 @@ if (tests) {
   });
   copyFileSync("static/index.html", "dist/index.html");
   copyFileSync("static/app.css", "dist/app.css");
+  copyFileSync("static/favicon.svg", "dist/favicon.svg");
 }

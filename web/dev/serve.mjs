@@ -18,7 +18,7 @@ if (!target) {
 const maxSecs = Number((process.argv.find((a) => a.startsWith("--max-secs=")) ?? "--max-secs=3600").split("=")[1]);
 const node = new URL(target);
 const dist = new URL("../dist/", import.meta.url).pathname;
-const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css" };
+const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml" };
 
 function serveFile(path, res) {
   const rel = path === "/" || path.startsWith("/invite/") ? "index.html" : normalize(path).replace(/^\/+/, "");

@@ -148,6 +148,11 @@ await step("Ada registers on A", async () => {
   await ada.page.getByLabel("Display name").fill("Ada");
   await ada.page.getByRole("button", { name: "Create account" }).click();
   await ada.page.getByRole("heading", { name: "Guilds" }).waitFor();
+  const icon = await ada.page.evaluate(async () => {
+    const r = await fetch(document.querySelector("link[rel=icon]").href);
+    return `${r.status} ${r.headers.get("content-type")}`;
+  });
+  if (icon !== "200 image/svg+xml") throw new Error(`the page's icon answers ${icon}`);
 });
 
 await step("Ada creates a guild; #general opens", async () => {
