@@ -341,6 +341,28 @@ await step("Bob starts a thread from a message; Ada opens it from that message a
   await bob.page.getByRole("heading", { name: /# general/ }).waitFor();
 });
 
+await step("Bob searches on his phone: a word in #general opens its message 60 messages back; a word everywhere opens the thread", async () => {
+  await bob.page.reload();
+  await seesOnce(bob.page, "filler #60.");
+  await bob.page.getByRole("button", { name: "Search messages" }).click();
+  const dlg = bob.page.getByRole("dialog", { name: "Search messages" });
+  await dlg.getByLabel("Search for").fill("edited");
+  await dlg.getByRole("button", { name: "Search", exact: true }).click();
+  await dlg.getByText("1 message found, newest first.").waitFor();
+  await shot(bob.page, "search-phone");
+  await dlg.getByRole("list", { name: "Search results" }).getByRole("button", { name: /hello from Ada, edited/ }).click();
+  await seesOnce(bob.page, "hello from Ada, edited");
+  await bob.page.waitForFunction(() => document.activeElement?.matches("article.msg.found") && document.activeElement.textContent.includes("hello from Ada, edited"), undefined, { timeout: WAIT });
+  await bob.page.getByRole("button", { name: "Search messages" }).click();
+  await dlg.getByLabel("Search for").fill("lathe");
+  await dlg.getByLabel("Where").selectOption("server");
+  await dlg.getByRole("button", { name: "Search", exact: true }).click();
+  await dlg.getByRole("list", { name: "Search results" }).getByRole("button", { name: /which lathe first\?/ }).click();
+  await bob.page.getByRole("heading", { name: /↳ lathe questions/ }).waitFor();
+  await seesOnce(bob.page, "which lathe first?");
+  await bob.page.getByRole("button", { name: "thread in #general" }).click();
+});
+
 await step("Ada opens a DM with Bob; Bob accepts the invite and they talk there", async () => {
   await ada.page.getByRole("button", { name: /^Bob,/ }).click();
   await ada.page.getByRole("button", { name: "Send a direct message" }).click();

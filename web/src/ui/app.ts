@@ -202,14 +202,14 @@ export class App implements Shell {
     }
   }
 
-  openChannel(key: string): void {
+  openChannel(key: string, at?: string): void {
     const cv = this.channels.get(key);
     if (!cv) return;
     this.current = { guild: cv.guildKey, channel: key };
     localStorage.setItem(`gh-last ${cv.guildKey}`, cv.channel.id);
     document.body.dataset.view = "chat";
     this.renderNav();
-    void this.chat.open(cv);
+    void this.chat.open(cv).then(() => (at ? this.chat.reveal(at) : undefined));
     void this.renderMembers();
   }
 

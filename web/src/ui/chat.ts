@@ -11,9 +11,10 @@ import { errorText } from "../api";
 import { toHex } from "../protocol/bytes";
 import * as channels from "./channels";
 import { dialog, fill, h, size, toast, when } from "./dom";
+import { searchDialog } from "./search";
 import type { Shell } from "./shell";
 import { upload } from "./upload";
-import { channelKey, createdMs, displayName, idLess, putMessage, readMarks, type ChannelView, type GuildView } from "./state";
+import { channelKey, createdMs, displayName, idLess, plainText, putMessage, readMarks, type ChannelView, type GuildView } from "./state";
 
 const PAGE = 50;
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
@@ -21,6 +22,8 @@ const TYPING_EVERY_MS = 3000;
 /** Messages kept in the page while following a busy channel (`trim`). */
 const MAX_DRAWN = 400;
 const KEEP_DRAWN = 300;
+/** Pages of history `reveal` loads, at most, to reach a message (a search result). */
+const REVEAL_PAGES = 40;
 
 export class ChatPane {
   private cv: ChannelView | null = null;
@@ -115,6 +118,7 @@ export class ChatPane {
       gv && !gv.guild.isDm && gv.perms.has("channels.manage")
         ? h("button", { type: "button", class: "icon", "aria-label": `${cv.channel.isThread ? "Thread" : "Channel"} settings`, onclick: () => channels.channelSettings(this.app, gv, cv) }, "⚙")
         : null,
+      h("button", { type: "button", class: "icon", "aria-label": "Search messages", onclick: () => searchDialog(this.app, cv) }, "🔍"),
       h("button", { type: "button", onclick: () => this.showPins() }, "Pinned"),
       h("button", { type: "button", class: "only-narrow", onclick: () => (document.body.dataset.view = "members") }, "Members"),
     );
@@ -155,6 +159,25 @@ export class ChatPane {
     }
     // A tall window may show the whole first page: keep loading until it scrolls.
     if (cv.hasMore && this.list.scrollHeight <= this.list.clientHeight + 50 && this.cv === cv) void this.loadOlder();
+  }
+
+  /**
+   * Shows message `id` of the open channel, loading older pages until it is drawn (at most
+   * `REVEAL_PAGES` of them), then scrolls to it, marks it and puts the focus on it.
+   */
+  async reveal(id: string): Promise<void> {
+    const cv = this.cv;
+    if (!cv) return;
+    for (let i = 0; i < REVEAL_PAGES && !this.els.has(id) && this.cv === cv; i++) {
+      if (cv.loading) await new Promise((r) => setTimeout(r, 100));
+      else if (this.floor !== null || cv.hasMore || !cv.loaded) await this.loadOlder();
+      else break;
+    }
+    const el = this.els.get(id);
+    if (!el || this.cv !== cv) return toast("That message is too far back to show here; scroll up to find it.");
+    el.scrollIntoView({ block: "center" });
+    el.classList.add("found");
+    el.focus();
   }
 
   /** Runs `change` (which adds above what the reader sees) without moving what they see. */
@@ -199,7 +222,7 @@ export class ChatPane {
     const gv = this.app.guilds.get(cv.guildKey);
     const text = cv.channel.isThread
       ? root
-        ? `This thread started from ${displayName(this.app.users, gv, root.senderId, root.senderName)}: “${plain(root.text, this.app, gv).slice(0, 140)}”`
+        ? `This thread started from ${displayName(this.app.users, gv, root.senderId, root.senderName)}: “${plainText(root.text, this.app.users, gv).slice(0, 140)}”`
         : `This is the start of the thread ${cv.channel.name}.`
       : `This is the start of ${cv.channel.name ? `#${cv.channel.name}` : "the conversation"}.`;
     this.list.prepend(h("p", { class: "start" }, text));
@@ -349,7 +372,7 @@ export class ChatPane {
       },
       isNew ? h("div", { class: "new-divider", role: "separator" }, "New messages") : null,
       m.replyToMessageId
-        ? h("div", { class: "reply-quote" }, "↪ ", reply ? `${displayName(this.app.users, gv, reply.senderId, reply.senderName)}: ${plain(reply.text, this.app, gv).slice(0, 80)}` : "a message")
+        ? h("div", { class: "reply-quote" }, "↪ ", reply ? `${displayName(this.app.users, gv, reply.senderId, reply.senderName)}: ${plainText(reply.text, this.app.users, gv).slice(0, 80)}` : "a message")
         : null,
       h(
         "div",
@@ -390,7 +413,7 @@ export class ChatPane {
         { class: "actions", role: "toolbar", "aria-label": "Message actions" },
         h("button", { type: "button", onclick: () => this.startReply(m) }, "Reply"),
         h("button", { type: "button", onclick: () => this.pickReaction(m) }, "React"),
-        canThread && !m.threadId ? h("button", { type: "button", onclick: () => channels.startThread(this.app, gv!, cv, m, threadTitle(plain(m.text, this.app, gv))) }, "Start thread") : null,
+        canThread && !m.threadId ? h("button", { type: "button", onclick: () => channels.startThread(this.app, gv!, cv, m, threadTitle(plainText(m.text, this.app.users, gv))) }, "Start thread") : null,
         mine && m.text ? h("button", { type: "button", onclick: () => this.startEdit(m) }, "Edit") : null,
         mine || canManage ? h("button", { type: "button", onclick: () => this.remove(m) }, "Delete") : null,
         canManage ? h("button", { type: "button", onclick: () => this.pin(m, !m.isPinned) }, m.isPinned ? "Unpin" : "Pin") : null,
@@ -521,7 +544,7 @@ export class ChatPane {
   private startEdit(m: Message): void {
     this.replyTo = null;
     this.editing = m;
-    this.input.value = plain(m.text, this.app, this.app.guilds.get(this.cv!.guildKey), this.mentions);
+    this.input.value = plainText(m.text, this.app.users, this.app.guilds.get(this.cv!.guildKey), this.mentions);
     this.renderBanner();
     this.input.focus();
   }
@@ -733,22 +756,13 @@ export class ChatPane {
       const gv = this.app.guilds.get(cv.guildKey);
       dialog("Pinned messages", () =>
         messages.length
-          ? h("ul", { class: "pins" }, messages.map((m) => h("li", {}, h("strong", {}, displayName(this.app.users, gv, m.senderId, m.senderName)), ": ", plain(m.text, this.app, gv))))
+          ? h("ul", { class: "pins" }, messages.map((m) => h("li", {}, h("strong", {}, displayName(this.app.users, gv, m.senderId, m.senderName)), ": ", plainText(m.text, this.app.users, gv))))
           : h("p", {}, "Nothing is pinned here."),
       );
     } catch (e) {
       toast(`Pinned messages: ${errorText(e)}`, "error");
     }
   }
-}
-
-/** A message's text with mentions as `@Name` (for quotes and editing); fills `names` if given. */
-function plain(text: string, app: Shell, gv: GuildView | undefined, names?: Map<string, string>): string {
-  return text.replace(/<@([0-9a-f]{64})>/g, (_, id: string) => {
-    const label = `@${displayName(app.users, gv, id)}`;
-    names?.set(label, id);
-    return label;
-  });
 }
 
 /** A thread name suggested from its first message: its first line, cut at a word near 40 characters. */

@@ -27,8 +27,8 @@ export interface Shell {
 
   /** Draws the guild and channel lists again. */
   renderNav(): void;
-  /** Opens a channel (by key), or a guild at its last-open channel. */
-  openChannel(key: string): void;
+  /** Opens a channel (by key), at message `at` if given; or a guild at its last-open channel. */
+  openChannel(key: string, at?: string): void;
   openGuild(key: string): void;
 
   /** Opens the event stream of a server the account has a session on now (once per server). */

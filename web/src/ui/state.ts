@@ -85,6 +85,15 @@ export function displayName(users: Map<string, User>, gv: GuildView | undefined,
   return fallback || `${userId.slice(0, 8)}…`;
 }
 
+/** A message's text with mentions as `@Name` (for quotes, search results and editing); fills `names` (label → id) if given. */
+export function plainText(text: string, users: Map<string, User>, gv: GuildView | undefined, names?: Map<string, string>): string {
+  return text.replace(/<@([0-9a-f]{64})>/g, (_, id: string) => {
+    const label = `@${displayName(users, gv, id)}`;
+    names?.set(label, id);
+    return label;
+  });
+}
+
 export function presenceLabel(s: PresenceStatus | undefined): string {
   switch (s) {
     case PresenceStatus.ONLINE:
