@@ -927,6 +927,20 @@ pub(crate) fn describe(event: Option<Event>) -> String {
         }
         Some(Event::ChannelCreated(c)) => channel_line("channel_created", c),
         Some(Event::ChannelUpdated(c)) => channel_line("channel_updated", c),
+        Some(Event::RoleUpdated(r)) => {
+            let role = r.role.unwrap_or_default();
+            if r.deleted {
+                format!("role_deleted guild={} role={}", r.guild_id, role.id)
+            } else {
+                format!(
+                    "role_updated guild={} role={} {:?} permissions={}",
+                    r.guild_id,
+                    role.id,
+                    role.name,
+                    role.permissions.join(",")
+                )
+            }
+        }
         Some(Event::MemberUpdated(m)) => {
             let member = m.member.unwrap_or_default();
             format!(

@@ -445,7 +445,13 @@ async fn members_without_messages_read_do_not_receive_message_events() {
     .await
     .expect("typing");
     join(&node, &cy, &r).await;
-    // Bob's next event is Cy's join: neither the message nor the typing indicator reached him.
+    // Bob hears the role change (what members may do changed), then Cy's join: neither the
+    // message nor the typing indicator reached him.
+    let changed = next(&mut stream).await;
+    assert!(
+        matches!(&changed.event, Some(Event::RoleUpdated(u)) if u.role.as_ref().is_some_and(|role| role.id == r.guild)),
+        "expected the default role's change, got {changed:?}"
+    );
     let joined = next(&mut stream).await;
     assert!(
         matches!(&joined.event, Some(Event::MemberJoined(j)) if j.user.as_ref().is_some_and(|u| u.id == cy.user.id)),
@@ -453,6 +459,7 @@ async fn members_without_messages_read_do_not_receive_message_events() {
     );
     // Resuming replays the join, not the message.
     let mut resumed = subscribe(&node, &bob, Some(before.event_id)).await;
+    assert_eq!(next(&mut resumed).await.event_id, changed.event_id);
     let replayed = next(&mut resumed).await;
     assert_eq!(replayed.event_id, joined.event_id, "{replayed:?}");
     drop(resumed);
@@ -496,7 +503,13 @@ async fn members_without_messages_read_do_not_receive_message_events() {
     ))
     .await
     .expect("assign");
-    // The assignment itself is announced (`member_updated`, Bob with the role).
+    // The new role is announced (`role_updated`), then the assignment (`member_updated`, Bob
+    // with the role).
+    let created = next(&mut stream).await;
+    assert!(
+        matches!(&created.event, Some(Event::RoleUpdated(u)) if !u.deleted && u.role.as_ref().is_some_and(|role| role.id == readers.id)),
+        "expected the new role, got {created:?}"
+    );
     let assigned = next(&mut stream).await;
     match &assigned.event {
         Some(pb::stream_response::Event::MemberUpdated(m)) => {

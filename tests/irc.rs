@@ -1734,3 +1734,91 @@ async fn edits_reach_irc_as_corrections() {
     );
     assert!(!lines.iter().any(|l| l.contains("helo wrld")), "{lines:?}");
 }
+
+/// What a role grants changing (`UpdateRole`) or the role going (`DeleteRole`) reaches gRPC
+/// subscribers as `role_updated` and IRC clients as `MODE` lines for the members it moves.
+#[tokio::test]
+async fn role_changes_move_status_prefixes_on_irc() {
+    let (node, addr) = irc_node().await;
+    let Hall {
+        boss,
+        boss_token,
+        room,
+        cy,
+        ..
+    } = hall(&node).await;
+    let channel = format!("#{}/general", room.guild);
+    grant(
+        &node,
+        &boss.token,
+        &room.guild,
+        &cy.user.id,
+        &["messages.send"],
+    )
+    .await;
+    let mut grpc = node.client().await;
+    let role = grpc
+        .list_roles(authed(
+            &boss.token,
+            pb::ListRolesRequest {
+                guild_id: room.guild.clone(),
+            },
+        ))
+        .await
+        .expect("roles")
+        .into_inner()
+        .roles
+        .into_iter()
+        .find(|r| r.name == "granted")
+        .expect("the granted role");
+    let (mut irc, _) = login_with_caps(addr, "boss", &boss_token, "multi-prefix").await;
+    irc.send(&format!("JOIN {channel}")).await;
+    let names = irc.until("353").await;
+    assert!(names.last().split(' ').any(|n| n == "cy"), "{names:?}");
+    irc.until("366").await;
+    let mut events = subscribe(&node, &cy.token).await;
+
+    grpc.update_role(authed(
+        &boss.token,
+        pb::UpdateRoleRequest {
+            role_id: role.id.clone(),
+            guild_id: room.guild.clone(),
+            name: role.name.clone(),
+            color: role.color.clone(),
+            position: role.position,
+            permissions: vec!["messages.send".into(), "members.kick".into()],
+            parent_role_ids: Vec::new(),
+        },
+    ))
+    .await
+    .expect("update role");
+    let mode = irc.until("MODE").await;
+    assert_eq!(mode.params, [channel.clone(), "+o".into(), "cy".into()]);
+    let updated = until(&mut events, |e| match e {
+        pb::stream_response::Event::RoleUpdated(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(!updated.deleted);
+    let shown = updated.role.expect("role");
+    assert_eq!(shown.id, role.id);
+    assert!(shown.permissions.iter().any(|p| p == "members.kick"));
+
+    grpc.delete_role(authed(
+        &boss.token,
+        pb::DeleteRoleRequest {
+            guild_id: room.guild.clone(),
+            role_id: role.id.clone(),
+        },
+    ))
+    .await
+    .expect("delete role");
+    let mode = irc.until("MODE").await;
+    assert_eq!(mode.params, [channel.clone(), "-o".into(), "cy".into()]);
+    let deleted = until(&mut events, |e| match e {
+        pb::stream_response::Event::RoleUpdated(r) if r.deleted => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(deleted.role.expect("role").id, role.id);
+}

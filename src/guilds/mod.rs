@@ -617,8 +617,6 @@ pub fn page(limit: i32, offset: i32) -> Result<(u32, u32)> {
     Ok((limit, offset))
 }
 
-/// The `member_joined` event: the guild sees it, and so does the joiner (whose subscriptions
-/// start following the guild from it).
 /// The `channel_created` (`created`) or `channel_updated` event for `channel` as it now stands,
 /// to its guild: members' clients add or refresh it without listing the channels again.
 pub(crate) fn channel_event(channel: &ChannelRecord, created: bool) -> EventRow {
@@ -633,6 +631,18 @@ pub(crate) fn channel_event(channel: &ChannelRecord, created: bool) -> EventRow 
         } else {
             pb::stream_response::Event::ChannelUpdated(event)
         },
+    )
+}
+
+/// The `role_updated` event for `role` as it now stands (or its deletion), to its guild.
+pub(crate) fn role_event(guild_id: &str, role: pb::Role, deleted: bool) -> EventRow {
+    events::row(
+        vec![events::guild_scope(guild_id)],
+        pb::stream_response::Event::RoleUpdated(pb::RoleEvent {
+            guild_id: guild_id.to_owned(),
+            role: Some(role),
+            deleted,
+        }),
     )
 }
 

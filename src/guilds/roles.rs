@@ -5,9 +5,12 @@
 //! roles a new role inherits), so nobody can climb above their own standing.
 
 use super::permissions::{self, MAX_ROLE_LIST, RoleGraph, RoleNode};
-use super::{Access, Guilds, NAME_MAX, field};
+use super::{Access, Guilds, NAME_MAX, field, role_event};
 use crate::accounts::rules;
+use crate::convert;
 use crate::error::{Error, Result};
+use crate::identity::freshness::now_ms;
+use crate::proto::guildhall::v1 as pb;
 use crate::store::SessionInfo;
 use crate::store::guilds::{self as db, RoleRecord};
 
@@ -160,8 +163,11 @@ impl Guilds {
         input.id = self.ids().next_string();
         let role = checked(&access, &access.graph, input, "")?;
         let r = role.clone();
-        self.store()
-            .write(move |tx| db::insert_role(tx, &r))
+        self.events
+            .write(now_ms(), move |tx| {
+                db::insert_role(tx, &r)?;
+                Ok(((), vec![role_event(&r.guild_id, convert::role(&r), false)]))
+            })
             .await?;
         Ok(role)
     }
@@ -224,12 +230,14 @@ impl Guilds {
             out.push(role);
         }
         let writes = out.clone();
-        self.store()
-            .write(move |tx| {
+        self.events
+            .write(now_ms(), move |tx| {
+                let mut rows = Vec::with_capacity(writes.len());
                 for role in &writes {
                     db::update_role(tx, role)?;
+                    rows.push(role_event(&role.guild_id, convert::role(role), false));
                 }
-                Ok(())
+                Ok(((), rows))
             })
             .await?;
         // Permissions and parents may have moved: event streams ask who may read again.
@@ -255,8 +263,16 @@ impl Guilds {
         let role = Self::find_role(&access, role_id, "role_id")?;
         outranks(&access, role, "role_id")?;
         let (g, r) = (guild_id.to_owned(), role_id.to_owned());
-        self.store()
-            .write(move |tx| db::delete_role(tx, &g, &r))
+        self.events
+            .write(now_ms(), move |tx| {
+                db::delete_role(tx, &g, &r)?;
+                let gone = pb::Role {
+                    id: r.clone(),
+                    guild_id: g.clone(),
+                    ..Default::default()
+                };
+                Ok(((), vec![role_event(&g, gone, true)]))
+            })
             .await?;
         self.events().access_changed();
         Ok(())

@@ -255,6 +255,7 @@ impl Conn {
             Some(Event::MessageDeleted(deleted)) => self.on_deleted(deleted).await,
             Some(Event::Delivery(receipt)) => self.on_receipt(receipt).await,
             Some(Event::MemberUpdated(updated)) => self.on_member_updated(updated).await,
+            Some(Event::RoleUpdated(role)) => self.on_role_updated(role).await,
             Some(Event::UserUpdated(updated)) => {
                 if let Some(user) = updated.user {
                     self.on_user_updated(user).await;

@@ -232,9 +232,43 @@ impl Conn {
             return;
         };
         let after = prefixes(&access.standing);
+        let nick = names::nick(&user.id, Some(user.irc_name.as_str()));
+        self.show_prefix_change(&updated.guild_id, &user.id, &nick, before, after);
+    }
+
+    /// A role of a shown guild changed or went: every member's prefixes are worked out again
+    /// (one read) and each change is shown as a `MODE` line.
+    pub(super) async fn on_role_updated(&mut self, event: pb::RoleEvent) {
+        if !self.shown_guilds.contains(&event.guild_id) {
+            return;
+        }
+        for member in self.roster(&event.guild_id).await {
+            let key = (event.guild_id.clone(), member.user_id.clone());
+            let before = self.prefixes.get(&key).cloned().unwrap_or_default();
+            self.show_prefix_change(
+                &event.guild_id,
+                &member.user_id,
+                &member.nick,
+                before,
+                member.prefixes,
+            );
+        }
+    }
+
+    /// Remembers a member's new prefixes and shows the difference as `MODE` lines in the
+    /// guild's joined channels.
+    fn show_prefix_change(
+        &mut self,
+        guild_id: &str,
+        user_id: &str,
+        nick: &str,
+        before: String,
+        after: String,
+    ) {
         if after == before {
             return;
         }
+        let key = (guild_id.to_owned(), user_id.to_owned());
         if after.is_empty() {
             self.prefixes.remove(&key);
         } else {
@@ -250,14 +284,13 @@ impl Conn {
             .filter(|p| !after.contains(*p))
             .map(mode_letter)
             .collect();
-        let nick = names::nick(&user.id, Some(user.irc_name.as_str()));
-        for channel in self.channels_of(&updated.guild_id) {
+        for channel in self.channels_of(guild_id) {
             for (sign, letters) in [('+', &added), ('-', &removed)] {
                 if letters.is_empty() {
                     continue;
                 }
                 let mut args = vec![channel.clone(), format!("{sign}{letters}")];
-                args.extend(std::iter::repeat_n(nick.clone(), letters.len()));
+                args.extend(std::iter::repeat_n(nick.to_owned(), letters.len()));
                 let server = self.server();
                 self.send(Message {
                     tags: None,

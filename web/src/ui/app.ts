@@ -456,6 +456,24 @@ export class App implements Shell {
         }
         return;
       }
+      case "roleUpdated": {
+        // What members may do follows from roles: this user's permissions (and the channels
+        // they may see) are worked out again, and the role's name or removal shows in the list.
+        const gv = this.guilds.get(guildKey(server, e.value.guildId));
+        const role = e.value.role;
+        if (!gv || !role) return;
+        gv.roles = gv.roles.filter((r) => r.id !== role.id);
+        if (e.value.deleted) {
+          for (const m of gv.members.values()) m.roles = m.roles.filter((r) => r !== role.id);
+        } else {
+          gv.roles.push(role);
+        }
+        void this.loadChannels(gv).then(() => {
+          this.renderNav();
+          if (gv === this.currentGuild()) void this.renderMembers();
+        });
+        return;
+      }
       case "userUpdated": {
         const u = e.value.user;
         if (!u) return;
