@@ -927,6 +927,17 @@ pub(crate) fn describe(event: Option<Event>) -> String {
         }
         Some(Event::ChannelCreated(c)) => channel_line("channel_created", c),
         Some(Event::ChannelUpdated(c)) => channel_line("channel_updated", c),
+        Some(Event::FolderUpdated(f)) => {
+            let folder = f.folder.unwrap_or_default();
+            if f.deleted {
+                format!("folder_deleted guild={} folder={}", f.guild_id, folder.id)
+            } else {
+                format!(
+                    "folder_updated guild={} folder={} {:?} parent={:?}",
+                    f.guild_id, folder.id, folder.name, folder.parent_folder_id
+                )
+            }
+        }
         Some(Event::RoleUpdated(r)) => {
             let role = r.role.unwrap_or_default();
             if r.deleted {

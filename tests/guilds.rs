@@ -1119,3 +1119,199 @@ async fn server_admins_list_every_guild() {
         "limit",
     );
 }
+
+/// Folders are renamed, moved (never under themselves) and deleted by members with
+/// `channels.manage`; a deleted folder's channels and folders move up to its parent, and members
+/// hear every change (`folder_updated`, `channel_updated`).
+#[tokio::test]
+async fn folders_are_renamed_moved_and_deleted_without_losing_channels() {
+    let node = TestNode::spawn().await;
+    let mut c = node.client().await;
+    let ada = register(&node, "Ada").await;
+    let guild = create_guild(&mut c, &ada, "Rooms").await;
+    let bob = register(&node, "Bob").await;
+    join(&node, &bob, &guild.invite).await.expect("bob joins");
+    let mut events = common::subscribe(&node, &bob.token).await;
+    let folder = |parent: &str, name: &str| pb::CreateFolderRequest {
+        guild_id: guild.id.clone(),
+        parent_folder_id: parent.into(),
+        name: name.into(),
+    };
+    let outer = c
+        .create_folder(authed(&ada.token, folder("", "Outer")))
+        .await
+        .expect("outer")
+        .into_inner();
+    let inner = c
+        .create_folder(authed(&ada.token, folder(&outer.id, "Inner")))
+        .await
+        .expect("inner")
+        .into_inner();
+    // Creating a folder is heard at once.
+    let made = common::until(&mut events, |e| match e {
+        pb::stream_response::Event::FolderUpdated(f) => f.folder.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(made.id, outer.id);
+    let channel = c
+        .create_channel(authed(
+            &ada.token,
+            pb::CreateChannelRequest {
+                guild_id: guild.id.clone(),
+                folder_id: outer.id.clone(),
+                name: "kept".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("channel")
+        .into_inner();
+
+    let update = |folder_id: &str| pb::UpdateFolderRequest {
+        guild_id: guild.id.clone(),
+        folder_id: folder_id.into(),
+        ..Default::default()
+    };
+    // Renamed; a bad name, a folder under itself or under its own child, an unknown parent or
+    // folder, and a member without channels.manage are refused.
+    let renamed = c
+        .update_folder(authed(
+            &ada.token,
+            pb::UpdateFolderRequest {
+                name: Some("Outside".into()),
+                ..update(&outer.id)
+            },
+        ))
+        .await
+        .expect("rename")
+        .into_inner();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.parent_folder_id.as_str()),
+        ("Outside", "")
+    );
+    for (request, code, needle) in [
+        (
+            pb::UpdateFolderRequest {
+                name: Some("  ".into()),
+                ..update(&outer.id)
+            },
+            Code::InvalidArgument,
+            "name:",
+        ),
+        (
+            pb::UpdateFolderRequest {
+                parent_folder_id: Some(outer.id.clone()),
+                ..update(&outer.id)
+            },
+            Code::InvalidArgument,
+            "parent_folder_id: must not be the folder itself",
+        ),
+        (
+            pb::UpdateFolderRequest {
+                parent_folder_id: Some(inner.id.clone()),
+                ..update(&outer.id)
+            },
+            Code::InvalidArgument,
+            "parent_folder_id: must not be the folder itself or a folder inside it",
+        ),
+        (
+            pb::UpdateFolderRequest {
+                parent_folder_id: Some("nope".into()),
+                ..update(&outer.id)
+            },
+            Code::InvalidArgument,
+            "parent_folder_id: is not a folder of this guild",
+        ),
+        (update("nope"), Code::NotFound, "folder_id:"),
+    ] {
+        assert_status(
+            c.update_folder(authed(&ada.token, request)).await,
+            code,
+            needle,
+        );
+    }
+    assert_status(
+        c.update_folder(authed(
+            &bob.token,
+            pb::UpdateFolderRequest {
+                name: Some("Mine".into()),
+                ..update(&outer.id)
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        "channels.manage",
+    );
+    assert_status(
+        c.delete_folder(authed(
+            &bob.token,
+            pb::DeleteFolderRequest {
+                guild_id: guild.id.clone(),
+                folder_id: outer.id.clone(),
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        "channels.manage",
+    );
+
+    // Deleted: its channel and its inner folder move up to the top level.
+    c.delete_folder(authed(
+        &ada.token,
+        pb::DeleteFolderRequest {
+            guild_id: guild.id.clone(),
+            folder_id: outer.id.clone(),
+        },
+    ))
+    .await
+    .expect("delete");
+    let folders = c
+        .list_folders(authed(
+            &bob.token,
+            pb::ListFoldersRequest {
+                guild_id: guild.id.clone(),
+            },
+        ))
+        .await
+        .expect("folders")
+        .into_inner()
+        .folders;
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert_eq!(
+        (folders[0].id.as_str(), folders[0].parent_folder_id.as_str()),
+        (inner.id.as_str(), "")
+    );
+    let channels = c
+        .list_channels(authed(
+            &bob.token,
+            pb::ListChannelsRequest {
+                guild_id: guild.id.clone(),
+            },
+        ))
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels;
+    let kept = channels
+        .iter()
+        .find(|ch| ch.id == channel.id)
+        .expect("the channel is kept");
+    assert_eq!(kept.folder_id, "");
+    // Bob heard the channel move, the inner folder move and the deletion.
+    let moved = common::until(&mut events, |e| match e {
+        pb::stream_response::Event::ChannelUpdated(u) => u.channel.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (moved.id.as_str(), moved.folder_id.as_str()),
+        (channel.id.as_str(), "")
+    );
+    let deleted = common::until(&mut events, |e| match e {
+        pb::stream_response::Event::FolderUpdated(f) if f.deleted => f.folder.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(deleted.id, outer.id);
+}

@@ -116,6 +116,27 @@ pub async fn create_folder(g: &Guilds, r: Request<pb::CreateFolderRequest>) -> R
     ok(convert::folder(&folder))
 }
 
+pub async fn update_folder(g: &Guilds, r: Request<pb::UpdateFolderRequest>) -> Reply<pb::Folder> {
+    let s = caller(&r)?;
+    let r = r.into_inner();
+    let update = crate::guilds::FolderUpdate {
+        name: r.name,
+        parent_folder_id: r.parent_folder_id,
+        position: r.position,
+    };
+    let folder = g
+        .update_folder(&s, &r.guild_id, &r.folder_id, update)
+        .await?;
+    ok(convert::folder(&folder))
+}
+
+pub async fn delete_folder(g: &Guilds, r: Request<pb::DeleteFolderRequest>) -> Reply<pb::Empty> {
+    let s = caller(&r)?;
+    let r = r.get_ref();
+    g.delete_folder(&s, &r.guild_id, &r.folder_id).await?;
+    ok(pb::Empty {})
+}
+
 pub async fn list_folders(
     g: &Guilds,
     r: Request<pb::ListFoldersRequest>,

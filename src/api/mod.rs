@@ -608,6 +608,14 @@ impl GuildHall for GuildHallApi {
     async fn create_folder(&self, r: Request<pb::CreateFolderRequest>) -> Reply<pb::Folder> {
         guilds::create_folder(&self.guilds, r).await
     }
+
+    async fn update_folder(&self, r: Request<pb::UpdateFolderRequest>) -> Reply<pb::Folder> {
+        guilds::update_folder(&self.guilds, r).await
+    }
+
+    async fn delete_folder(&self, r: Request<pb::DeleteFolderRequest>) -> Reply<pb::Empty> {
+        guilds::delete_folder(&self.guilds, r).await
+    }
     async fn list_folders(
         &self,
         r: Request<pb::ListFoldersRequest>,

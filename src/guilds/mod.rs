@@ -362,10 +362,101 @@ impl Guilds {
             position: i32::try_from(folders.len()).unwrap_or(i32::MAX),
         };
         let f = folder.clone();
-        self.store
-            .write(move |tx| db::insert_folder(tx, &f))
+        self.events
+            .write(now_ms(), move |tx| {
+                db::insert_folder(tx, &f)?;
+                Ok(((), vec![folder_event(&f, false)]))
+            })
             .await?;
         Ok(folder)
+    }
+
+    /// `UpdateFolder` (needs `channels.manage`): a new name, parent or position.
+    pub async fn update_folder(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        folder_id: &str,
+        update: FolderUpdate,
+    ) -> Result<FolderRecord> {
+        let name = update
+            .name
+            .map(|n| field("name", rules::name(&n, NAME_MAX)))
+            .transpose()?;
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::CHANNELS_MANAGE)?;
+        let folders = self.folders_unchecked(guild_id).await?;
+        let mut folder = find_folder(&folders, folder_id)?;
+        if let Some(parent) = update.parent_folder_id {
+            if !parent.is_empty() {
+                find_folder(&folders, &parent).map_err(|_| {
+                    Error::invalid("parent_folder_id", "is not a folder of this guild")
+                })?;
+                // Walking up from the new parent must not meet the folder itself.
+                let mut at = parent.as_str();
+                for _ in 0..=folders.len() {
+                    if at == folder.id {
+                        return Err(Error::invalid(
+                            "parent_folder_id",
+                            "must not be the folder itself or a folder inside it",
+                        ));
+                    }
+                    match folders.iter().find(|f| f.id == at) {
+                        Some(f) if !f.parent_folder_id.is_empty() => at = &f.parent_folder_id,
+                        _ => break,
+                    }
+                }
+            }
+            folder.parent_folder_id = parent;
+        }
+        if let Some(name) = name {
+            folder.name = name;
+        }
+        if let Some(position) = update.position {
+            folder.position = position;
+        }
+        let f = folder.clone();
+        self.events
+            .write(now_ms(), move |tx| {
+                db::update_folder(tx, &f)?;
+                Ok(((), vec![folder_event(&f, false)]))
+            })
+            .await?;
+        Ok(folder)
+    }
+
+    /// `DeleteFolder` (needs `channels.manage`): its channels and folders move up to its parent;
+    /// nothing else is lost.
+    pub async fn delete_folder(
+        &self,
+        caller: &SessionInfo,
+        guild_id: &str,
+        folder_id: &str,
+    ) -> Result<()> {
+        let access = self.access(guild_id, &caller.user_id).await?;
+        access.require(permissions::CHANNELS_MANAGE)?;
+        let folders = self.folders_unchecked(guild_id).await?;
+        let folder = find_folder(&folders, folder_id)?;
+        self.events
+            .write(now_ms(), move |tx| {
+                let (channels, moved) = db::delete_folder(tx, &folder)?;
+                let mut rows: Vec<EventRow> =
+                    channels.iter().map(|c| channel_event(c, false)).collect();
+                rows.extend(moved.iter().map(|f| folder_event(f, false)));
+                rows.push(folder_event(
+                    &FolderRecord {
+                        id: folder.id.clone(),
+                        guild_id: folder.guild_id.clone(),
+                        parent_folder_id: String::new(),
+                        name: String::new(),
+                        position: 0,
+                    },
+                    true,
+                ));
+                Ok(((), rows))
+            })
+            .await?;
+        Ok(())
     }
 
     async fn folders_unchecked(&self, guild_id: &str) -> Result<Vec<FolderRecord>> {
@@ -631,6 +722,38 @@ pub(crate) fn channel_event(channel: &ChannelRecord, created: bool) -> EventRow 
         } else {
             pb::stream_response::Event::ChannelUpdated(event)
         },
+    )
+}
+
+/// What `UpdateFolder` changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FolderUpdate {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new parent folder (empty: the top level).
+    pub parent_folder_id: Option<String>,
+    /// A new position among its siblings.
+    pub position: Option<i32>,
+}
+
+/// The folder `folder_id` among a guild's `folders`, or `NOT_FOUND` naming the field.
+fn find_folder(folders: &[FolderRecord], folder_id: &str) -> Result<FolderRecord> {
+    folders
+        .iter()
+        .find(|f| f.id == folder_id)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("folder_id: no folder {folder_id:?} in this guild")))
+}
+
+/// The `folder_updated` event for `folder` as it now stands (or its deletion), to its guild.
+fn folder_event(folder: &FolderRecord, deleted: bool) -> EventRow {
+    events::row(
+        vec![events::guild_scope(&folder.guild_id)],
+        pb::stream_response::Event::FolderUpdated(pb::FolderEvent {
+            guild_id: folder.guild_id.clone(),
+            folder: Some(crate::convert::folder(folder)),
+            deleted,
+        }),
     )
 }
 

@@ -340,6 +340,52 @@ pub fn insert_folder(c: &Connection, f: &FolderRecord) -> Result<(), StorageErro
     Ok(())
 }
 
+/// Writes a folder's name, parent and position.
+pub fn update_folder(c: &Connection, f: &FolderRecord) -> Result<(), StorageError> {
+    c.execute(
+        "UPDATE folders SET parent_folder_id = ?2, name = ?3, position = ?4 WHERE id = ?1",
+        params![f.id, f.parent_folder_id, f.name, f.position],
+    )?;
+    Ok(())
+}
+
+/// Deletes a folder, moving its channels and folders up to its parent; returns the channels and
+/// folders that moved, as they now stand.
+pub fn delete_folder(
+    c: &Connection,
+    folder: &FolderRecord,
+) -> Result<(Vec<ChannelRecord>, Vec<FolderRecord>), StorageError> {
+    let (guild, id, parent) = (&folder.guild_id, &folder.id, &folder.parent_folder_id);
+    let moved_channels: Vec<String> = c
+        .prepare_cached("SELECT id FROM channels WHERE guild_id = ?1 AND folder_id = ?2")?
+        .query_map(params![guild, id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let moved_folders: Vec<String> = c
+        .prepare_cached("SELECT id FROM folders WHERE guild_id = ?1 AND parent_folder_id = ?2")?
+        .query_map(params![guild, id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    c.execute(
+        "UPDATE channels SET folder_id = ?3 WHERE guild_id = ?1 AND folder_id = ?2",
+        params![guild, id, parent],
+    )?;
+    c.execute(
+        "UPDATE folders SET parent_folder_id = ?3 WHERE guild_id = ?1 AND parent_folder_id = ?2",
+        params![guild, id, parent],
+    )?;
+    c.execute("DELETE FROM folders WHERE id = ?1", [id])?;
+    let mut channels_now = Vec::with_capacity(moved_channels.len());
+    for channel_id in &moved_channels {
+        if let Some(ch) = channel(c, channel_id)? {
+            channels_now.push(ch);
+        }
+    }
+    let folders_now = folders(c, guild)?
+        .into_iter()
+        .filter(|f| moved_folders.contains(&f.id))
+        .collect();
+    Ok((channels_now, folders_now))
+}
+
 /// A guild's folders in order.
 pub fn folders(c: &Connection, guild_id: &str) -> Result<Vec<FolderRecord>, StorageError> {
     let mut stmt = c.prepare_cached(

@@ -456,6 +456,18 @@ export class App implements Shell {
         }
         return;
       }
+      case "folderUpdated": {
+        const gv = this.guilds.get(guildKey(server, e.value.guildId));
+        const folder = e.value.folder;
+        if (!gv || !folder) return;
+        gv.folders = gv.folders.filter((f) => f.id !== folder.id);
+        if (!e.value.deleted) {
+          gv.folders.push(folder);
+          gv.folders.sort((a, b) => a.position - b.position);
+        }
+        this.renderNav();
+        return;
+      }
       case "roleUpdated": {
         // What members may do follows from roles: this user's permissions (and the channels
         // they may see) are worked out again, and the role's name or removal shows in the list.
