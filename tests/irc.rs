@@ -1822,3 +1822,59 @@ async fn role_changes_move_status_prefixes_on_irc() {
     .await;
     assert_eq!(deleted.role.expect("role").id, role.id);
 }
+
+/// Bad lines get the reply the specifications name and the connection goes on (irctest's
+/// `cap`, `connection_registration`, `utf8`, `messages`, `part` and `sasl` cases): an unknown
+/// CAP subcommand is `410`, an empty real name `461`, a line that is not UTF-8 `FAIL …
+/// INVALID_UTF8`, one over 512 bytes `417`, a PRIVMSG without text `412`, a NOTICE gets no error
+/// back, a PART's reason comes back with it, and a SASL piece over 400 bytes is `905`.
+#[tokio::test]
+async fn bad_lines_get_the_reply_the_spec_names() {
+    let (node, addr) = irc_node().await;
+    let Hall {
+        room, ada_token, ..
+    } = hall(&node).await;
+    let channel = format!("#{}/general", room.guild);
+
+    let mut irc = Irc::connect(addr).await;
+    irc.send("CAP NOTACOMMAND").await;
+    let invalid = irc.until("410").await;
+    assert_eq!(invalid.params[..2], ["*", "NOTACOMMAND"]);
+    irc.send("CAP REQ :sasl").await;
+    irc.until("CAP").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    irc.until("AUTHENTICATE").await;
+    irc.send(&format!("AUTHENTICATE {}", "A".repeat(401))).await;
+    irc.until("905").await;
+    irc.send("CAP END").await;
+    irc.send(&format!("PASS ada:{ada_token}")).await;
+    irc.send("NICK ada").await;
+    irc.send("USER ada 0 * :").await;
+    let empty = irc.until("461").await;
+    assert_eq!(empty.params[1], "USER");
+    irc.send("USER ada 0 * :Ada").await;
+    irc.until("001").await;
+    irc.send(&format!("JOIN {channel}")).await;
+    irc.until("366").await;
+
+    let mut not_utf8 = format!("PRIVMSG {channel} :hi").into_bytes();
+    not_utf8.extend_from_slice(b"\xaa\r\n");
+    irc.write.write_all(&not_utf8).await.expect("write");
+    let fail = irc.until("FAIL").await;
+    assert_eq!(fail.params[..2], ["PRIVMSG", "INVALID_UTF8"]);
+    irc.send(&format!("PING {}", "x".repeat(506))).await;
+    irc.until("417").await;
+    irc.send(&format!("PRIVMSG {channel} :")).await;
+    irc.until("412").await;
+    // A NOTICE to nowhere: no error, so the next thing heard is the answer to the PING.
+    irc.send("NOTICE #nowhere :hello").await;
+    irc.send("PING after-notice").await;
+    let next = irc.next().await.expect("open");
+    assert_eq!(
+        (next.command.as_str(), next.last()),
+        ("PONG", "after-notice")
+    );
+    irc.send(&format!("PART {channel} :bye everyone")).await;
+    let part = irc.until("PART").await;
+    assert_eq!(part.params, [channel.as_str(), "bye everyone"]);
+}

@@ -20,13 +20,14 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 mod accounts;
 mod channels;
 mod edits;
 mod history;
+mod input;
 mod labels;
 mod messages;
 mod moderation;
@@ -121,7 +122,10 @@ where
         }
         let _ = write.shutdown().await;
     });
-    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
+    // Lines as bytes: one that is not UTF-8 is refused with a FAIL, not taken for a broken
+    // connection.
+    let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE);
+    let mut lines = FramedRead::new(read, codec);
     let mut conn = Conn::new(gateway, tx, peer.ip());
     let mut events: Option<EventStream> = None;
     let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);
@@ -157,14 +161,22 @@ where
                 quiet.as_mut().reset(tokio::time::Instant::now() + ping_timeout);
             }
             line = lines.next() => match line {
-                None | Some(Err(LinesCodecError::Io(_))) => break,
-                Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                None | Some(Err(AnyDelimiterCodecError::Io(_))) => break,
+                Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
                     conn.numeric_raw("417", vec!["Input line was too long".into()]);
                 }
-                Some(Ok(line)) => {
+                Some(Ok(bytes)) => {
                     pinged = false;
                     quiet.as_mut().reset(tokio::time::Instant::now() + ping_after);
-                    if let Flow::Quit(reason) = conn.handle(&line).await {
+                    let bytes = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
+                    let line = match input::check(bytes) {
+                        Ok(line) => line,
+                        Err(refusal) => {
+                            conn.refuse_line(bytes, refusal);
+                            continue;
+                        }
+                    };
+                    if let Flow::Quit(reason) = conn.handle(line).await {
                         conn.error(&reason);
                         break;
                     }
@@ -214,6 +226,8 @@ struct Conn {
     out: mpsc::Sender<String>,
     /// The queue filled: the client is not reading.
     overflowed: bool,
+    /// A NOTICE is being handled: numerics and `FAIL`s are not sent (no error answers one).
+    quiet: bool,
     /// The nick the client asked for before registering; then the user's username.
     nick: String,
     user_given: bool,
@@ -260,6 +274,7 @@ impl Conn {
             peer,
             out,
             overflowed: false,
+            quiet: false,
             nick: "*".into(),
             user_given: false,
             pass: None,
@@ -317,6 +332,9 @@ impl Conn {
     }
 
     fn reply(&mut self, response: Response, mut args: Vec<String>) {
+        if self.quiet {
+            return;
+        }
         args.insert(0, self.nick.clone());
         let message = Message {
             tags: None,
@@ -328,6 +346,9 @@ impl Conn {
 
     /// A numeric irc-proto has no name for.
     fn numeric_raw(&mut self, code: &str, mut args: Vec<String>) {
+        if self.quiet {
+            return;
+        }
         args.insert(0, self.nick.clone());
         let message = Message {
             tags: None,
@@ -410,14 +431,21 @@ impl Conn {
                 self.nick_command(nick);
                 Flow::Continue
             }
-            Command::USER(..) => {
+            Command::USER(username, _, real_name) => {
                 if self.registered {
                     self.reply(
                         Response::ERR_ALREADYREGISTRED,
                         vec!["You may not reregister".into()],
                     );
+                } else if username.is_empty() || real_name.is_empty() {
+                    // Modern IRC: neither may be empty, even when the parameter is there.
+                    self.reply(
+                        Response::ERR_NEEDMOREPARAMS,
+                        vec!["USER".into(), "Not enough parameters".into()],
+                    );
+                } else {
+                    self.user_given = true;
                 }
-                self.user_given = true;
                 Flow::Continue
             }
             Command::AUTHENTICATE(data) => {
@@ -438,6 +466,12 @@ impl Conn {
                 Flow::Continue
             }
             Command::PONG(..) => Flow::Continue,
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CAP") => {
+                // A subcommand irc-proto does not know (IRCv3 capability negotiation).
+                let sub = args.into_iter().next().unwrap_or_default();
+                self.numeric_raw("410", vec![sub, "Invalid CAP command".into()]);
+                Flow::Continue
+            }
             Command::QUIT(reason) => Flow::Quit(format!("Quit: {}", reason.unwrap_or_default())),
             command if !self.registered => {
                 let verb = verb_of(&command);
@@ -453,15 +487,29 @@ impl Conn {
                 }
                 Flow::Continue
             }
-            Command::PART(channels, _) => {
+            Command::PART(channels, reason) => {
                 for name in channels.split(',').filter(|n| !n.is_empty()) {
-                    self.part(name);
+                    self.part(name, reason.clone());
                 }
                 Flow::Continue
             }
-            Command::PRIVMSG(target, text) | Command::NOTICE(target, text) => {
-                let reply_to = tag_value(&tags, "+draft/reply");
-                self.privmsg(&target, text, reply_to).await;
+            Command::PRIVMSG(target, text) => {
+                if text.is_empty() {
+                    self.reply(Response::ERR_NOTEXTTOSEND, vec!["No text to send".into()]);
+                } else {
+                    let reply_to = tag_value(&tags, "+draft/reply");
+                    self.privmsg(&target, text, reply_to).await;
+                }
+                Flow::Continue
+            }
+            Command::NOTICE(target, text) => {
+                // Modern IRC: a NOTICE is never answered with an error.
+                self.quiet = true;
+                if !text.is_empty() {
+                    let reply_to = tag_value(&tags, "+draft/reply");
+                    self.privmsg(&target, text, reply_to).await;
+                }
+                self.quiet = false;
                 Flow::Continue
             }
             Command::BATCH(reference, kind, params) => {
@@ -577,6 +625,9 @@ impl Conn {
 
     /// Sends a standard-replies `FAIL <command> <code> [context…] :<description>`.
     pub(super) fn fail(&mut self, command: &str, code: &str, context: Vec<String>, text: &str) {
+        if self.quiet {
+            return;
+        }
         let mut args = vec![command.to_owned(), code.to_owned()];
         args.extend(context);
         args.push(text.to_owned());

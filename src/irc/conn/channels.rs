@@ -144,15 +144,17 @@ impl Conn {
         }
     }
 
-    pub(super) fn part(&mut self, name: &str) {
+    /// `PART #channel [:reason]`: the reason comes back in the `PART`, as on any IRC server.
+    pub(super) fn part(&mut self, name: &str, reason: Option<String>) {
         match self.joined_id(name) {
             Some(id) => {
                 let canonical = self.joined.remove(&id).map(|j| j.name).unwrap_or_default();
                 let me = self.user_prefix(&self.nick);
+                let reason = reason.filter(|r| !r.is_empty());
                 self.send(Message {
                     tags: None,
                     prefix: Some(me),
-                    command: Command::PART(canonical, None),
+                    command: Command::PART(canonical, reason),
                 });
             }
             None => self.reply(

@@ -128,11 +128,19 @@ impl Conn {
                     self.numeric_raw("906", vec!["SASL authentication aborted".into()]);
                     return;
                 }
+                if data.len() > SASL_CHUNK {
+                    // IRCv3 SASL: pieces are at most 400 bytes; a longer one is ERR_SASLTOOLONG.
+                    self.numeric_raw("905", vec!["SASL message too long".into()]);
+                    return;
+                }
                 if data != "+" {
                     gathered.push_str(data);
                 }
                 if gathered.len() > SASL_MAX * 2 {
-                    self.numeric_raw("905", vec!["SASL message too long".into()]);
+                    self.reply(
+                        Response::ERR_SASLFAIL,
+                        vec!["SASL authentication failed: message too long".into()],
+                    );
                     return;
                 }
                 if data.len() == SASL_CHUNK {
