@@ -320,6 +320,25 @@ await step("Ada makes a folder (inside Workshop) and moves a new channel into it
   for (const p of [ada.page, bob.page]) await p.getByRole("button", { name: "# general" }).click();
 });
 
+await step("Ada renames that folder, then deletes it: its channel moves up a level, for Bob too, live", async () => {
+  await bob.page.getByRole("button", { name: "Back to guilds and channels" }).click();
+  await ada.page.getByRole("button", { name: "Folder Archive settings" }).click();
+  let dlg = ada.page.getByRole("dialog", { name: "Archive settings" });
+  await dlg.getByLabel("Folder name").fill("Old minutes");
+  await dlg.getByRole("button", { name: "Save" }).click();
+  for (const p of [ada.page, bob.page]) {
+    await p.getByRole("list", { name: "Old minutes" }).getByRole("button", { name: "# minutes" }).waitFor();
+  }
+  await ada.page.getByRole("button", { name: "Folder Old minutes settings" }).click();
+  dlg = ada.page.getByRole("dialog", { name: "Old minutes settings" });
+  await dlg.getByRole("button", { name: "Delete folder" }).click();
+  for (const p of [ada.page, bob.page]) {
+    await p.getByRole("heading", { name: "Old minutes" }).waitFor({ state: "detached" });
+    await p.getByRole("list", { name: "Workshop" }).getByRole("button", { name: "# minutes" }).waitFor();
+  }
+  for (const p of [ada.page, bob.page]) await p.getByRole("button", { name: "# general" }).click();
+});
+
 await step("Bob starts a thread from a message; Ada opens it from that message and they talk there", async () => {
   await act(bob.page, await seesOnce(bob.page, "filler #60."), "Start thread");
   const dlg = bob.page.getByRole("dialog", { name: "Start a thread" });

@@ -310,6 +310,7 @@ export class App implements Shell {
    * lists), each channel followed by its threads.
    */
   private channelTree(gv: GuildView): HTMLElement[] {
+    const canManage = gv.perms.has("channels.manage") && !gv.guild.isDm;
     const item = (c: Channel, thread: boolean): HTMLElement => {
       const key = channelKey(gv.server, c.id);
       const isCur = key === this.current.channel;
@@ -338,7 +339,21 @@ export class App implements Shell {
     const folder = (parent: string): HTMLElement[] =>
       gv.folders
         .filter((f) => (parent ? f.parentFolderId === parent : !f.parentFolderId || !known.has(f.parentFolderId)))
-        .map((f) => h("li", { class: "folder" }, h("h3", { id: `folder-${f.id}` }, f.name), h("ul", { "aria-labelledby": `folder-${f.id}` }, inFolder(f.id).map((c) => item(c, false)), folder(f.id))));
+        .map((f) =>
+          h(
+            "li",
+            { class: "folder" },
+            h(
+              "div",
+              { class: "folder-head" },
+              h("h3", { id: `folder-${f.id}` }, f.name),
+              canManage
+                ? h("button", { type: "button", class: "icon", "aria-label": `Folder ${f.name} settings`, onclick: () => channels.folderSettings(this, gv, f) }, "⚙")
+                : null,
+            ),
+            h("ul", { "aria-labelledby": `folder-${f.id}` }, inFolder(f.id).map((c) => item(c, false)), folder(f.id)),
+          ),
+        );
     return [h("ul", {}, inFolder("").map((c) => item(c, false)), folder(""))];
   }
 

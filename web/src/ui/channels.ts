@@ -1,12 +1,13 @@
 /**
  * Dialogs for a guild's channels, folders and threads: create a channel (in a folder or none),
- * create a folder (nested in another, or at the top), a channel's settings (rename, move to a
- * folder, delete), and start a thread from a message. All but threads need `channels.manage`;
- * threads need `threads.create`. The API has no call to rename or delete a folder, so neither
- * is offered.
+ * create a folder (nested in another, or at the top), a folder's settings (rename, move, delete:
+ * its channels and folders move up), a channel's settings (rename, move to a folder, delete), and
+ * start a thread from a message. All but threads need `channels.manage`; threads need
+ * `threads.create`.
  */
 
-import type { Message } from "../gen/guildhall/v1/guildhall_pb";
+import type { Folder, Message } from "../gen/guildhall/v1/guildhall_pb";
+
 import { dialog, field, form, h } from "./dom";
 import type { Shell } from "./shell";
 import { channelKey, type ChannelView, type GuildView } from "./state";
@@ -72,6 +73,61 @@ export function createFolder(app: Shell, gv: GuildView): void {
       h("button", { type: "submit" }, "Create folder"),
     ),
   );
+}
+
+/** Renames a folder, moves it into another (not into itself or one inside it), or deletes it. */
+export function folderSettings(app: Shell, gv: GuildView, f: Folder): void {
+  const name = h("input", { type: "text", required: true, maxlength: "100", value: f.name, autocomplete: "off" });
+  // Folders the folder may move into: not itself, nor any folder inside it.
+  const inside = new Set([f.id]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const x of gv.folders) {
+      if (!inside.has(x.id) && inside.has(x.parentFolderId)) {
+        inside.add(x.id);
+        grew = true;
+      }
+    }
+  }
+  const parent = folderSelect({ ...gv, folders: gv.folders.filter((x) => !inside.has(x.id)) }, f.parentFolderId, "None (top level)");
+  dialog(`${f.name} settings`, (close) => [
+    form(
+      async () => {
+        const newName = name.value.trim();
+        try {
+          await gv.server.api.updateFolder({
+            guildId: gv.guild.id,
+            folderId: f.id,
+            name: newName !== f.name ? newName : undefined,
+            parentFolderId: parent.value !== f.parentFolderId ? parent.value : undefined,
+          });
+          close();
+        } catch (e) {
+          app.fail("Changing the folder", e);
+        }
+      },
+      field("Folder name", name),
+      field("Inside folder", parent),
+      h("button", { type: "submit" }, "Save"),
+    ),
+    h(
+      "button",
+      {
+        type: "button",
+        class: "danger",
+        onclick: async () => {
+          if (!confirm(`Delete the folder ${f.name}? Its channels and folders move up a level; nothing in them is lost.`)) return;
+          try {
+            await gv.server.api.deleteFolder({ guildId: gv.guild.id, folderId: f.id });
+            close();
+          } catch (e) {
+            app.fail("Deleting the folder", e);
+          }
+        },
+      },
+      "Delete folder",
+    ),
+  ]);
 }
 
 /** Renames a channel or thread, moves a channel to a folder, or deletes it. */
