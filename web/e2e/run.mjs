@@ -333,7 +333,7 @@ await step("Ada renames that folder, then deletes it: its channel moves up a lev
   dlg = ada.page.getByRole("dialog", { name: "Old minutes settings" });
   await dlg.getByRole("button", { name: "Delete folder" }).click();
   for (const p of [ada.page, bob.page]) {
-    await p.getByRole("heading", { name: "Old minutes" }).waitFor({ state: "detached" });
+    await p.getByRole("heading", { name: "Old minutes", exact: true }).waitFor({ state: "detached" });
     await p.getByRole("list", { name: "Workshop" }).getByRole("button", { name: "# minutes" }).waitFor();
   }
   for (const p of [ada.page, bob.page]) await p.getByRole("button", { name: "# general" }).click();
