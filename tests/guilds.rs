@@ -1256,6 +1256,19 @@ async fn folders_are_renamed_moved_and_deleted_without_losing_channels() {
         "channels.manage",
     );
 
+    assert_status(
+        c.delete_folder(authed(
+            &ada.token,
+            pb::DeleteFolderRequest {
+                guild_id: guild.id.clone(),
+                folder_id: "nope".into(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        "folder_id:",
+    );
+
     // Deleted: its channel and its inner folder move up to the top level.
     c.delete_folder(authed(
         &ada.token,
