@@ -231,8 +231,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             user,
             reason,
         } => {
-            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
-            let user_id = member(&mut s, &guild_id, &user).await?;
+            let (mut s, guild_id, user_id) = open_member(&target, &guild, &user).await?;
             let request = pb::KickUserRequest {
                 guild_id,
                 user_id: user_id.clone(),
@@ -248,8 +247,7 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             user,
             reason,
         } => {
-            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
-            let user_id = member(&mut s, &guild_id, &user).await?;
+            let (mut s, guild_id, user_id) = open_member(&target, &guild, &user).await?;
             let request = pb::BanUserRequest {
                 guild_id,
                 user_id: user_id.clone(),
@@ -260,6 +258,18 @@ pub(crate) async fn run(command: ChatCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A session on the server of `guild`, the guild's id, and the id of its member `user` (see
+/// [`member`]): what every command acting on one member starts with.
+pub(crate) async fn open_member(
+    target: &Target,
+    guild: &str,
+    user: &str,
+) -> Result<(Session, String, String)> {
+    let (mut s, guild_id) = names::open_guild(target, guild).await?;
+    let user_id = member(&mut s, &guild_id, user).await?;
+    Ok((s, guild_id, user_id))
 }
 
 /// The member's user id: `user` is a user id (64 hex digits), or the name or nickname of

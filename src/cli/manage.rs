@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use guildhall::proto::guildhall::v1 as pb;
 
-use super::chat::member;
+use super::chat::open_member;
 use super::{Session, Target, names};
 
 /// The `role` subcommands.
@@ -218,8 +218,7 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             user,
             role: arg,
         } => {
-            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
-            let user_id = member(&mut s, &guild_id, &user).await?;
+            let (mut s, guild_id, user_id) = open_member(&target, &guild, &user).await?;
             let role_id = role(&mut s, &guild_id, &arg).await?;
             let request = pb::AssignRoleRequest {
                 guild_id,
@@ -235,8 +234,7 @@ pub(crate) async fn role_command(command: RoleCommand) -> Result<()> {
             user,
             role: arg,
         } => {
-            let (mut s, guild_id) = names::open_guild(&target, &guild).await?;
-            let user_id = member(&mut s, &guild_id, &user).await?;
+            let (mut s, guild_id, user_id) = open_member(&target, &guild, &user).await?;
             let role_id = role(&mut s, &guild_id, &arg).await?;
             let request = pb::UnassignRoleRequest {
                 guild_id,

@@ -11,11 +11,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use irc_proto::{Command, Message, message::Tag};
+use irc_proto::message::Tag;
 
 use super::{Conn, server_time};
 use crate::identity::freshness::now_ms;
-use crate::irc::names;
 use crate::proto::guildhall::v1 as pb;
 
 /// How recent an edit must be to be shown live, milliseconds: an update arrives within moments
@@ -93,19 +92,7 @@ impl Conn {
         if self.caps.contains("message-tags") {
             tags.push(Tag("+draft/reply".into(), Some(message.id.clone())));
         }
-        let text = format!("* {}", message.text);
-        if self.caps.contains("draft/multiline") && names::text_pieces(&text).len() > 1 {
-            self.send_multiline(&nick, &target, tags, &text);
-            return;
-        }
-        for line in names::text_lines(&text) {
-            let from = self.user_prefix(&nick);
-            self.send(Message {
-                tags: (!tags.is_empty()).then(|| tags.clone()),
-                prefix: Some(from),
-                command: Command::PRIVMSG(target.clone(), line),
-            });
-        }
+        self.send_text(&nick, &target, tags, &format!("* {}", message.text));
     }
 }
 

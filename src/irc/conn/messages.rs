@@ -423,12 +423,18 @@ impl Conn {
                 format!("{text}\n{note}")
             };
         }
-        if self.caps.contains("draft/multiline") && names::text_pieces(&text).len() > 1 {
-            self.send_multiline(&nick, target, tags, &text);
+        self.send_text(&nick, target, tags, &text);
+    }
+
+    /// Sends `text` from `nick` to `target`: one `draft/multiline` batch where the client takes
+    /// it and the text has several pieces, else a PRIVMSG per line, each with `tags`.
+    pub(super) fn send_text(&mut self, nick: &str, target: &str, tags: Vec<Tag>, text: &str) {
+        if self.caps.contains("draft/multiline") && names::text_pieces(text).len() > 1 {
+            self.send_multiline(nick, target, tags, text);
             return;
         }
-        for line in names::text_lines(&text) {
-            let from = self.user_prefix(&nick);
+        for line in names::text_lines(text) {
+            let from = self.user_prefix(nick);
             self.send(Message {
                 tags: (!tags.is_empty()).then(|| tags.clone()),
                 prefix: Some(from),
