@@ -609,6 +609,10 @@ async fn chathistory_fills_the_gap_after_a_restart() {
     assert_eq!(start.params[1], "draft/chathistory-targets");
     let target = irc2.until("CHATHISTORY").await;
     assert_eq!(target.params[..2], ["TARGETS".to_owned(), channel.clone()]);
+    assert!(
+        target.params[2].ends_with('Z') && !target.params[2].contains('='),
+        "a bare timestamp: {target:?}"
+    );
 
     irc2.send(&format!("CHATHISTORY BEFORE {channel} * 10"))
         .await;
@@ -1179,6 +1183,39 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
     assert_eq!(tagmsg.source.as_deref(), Some("ada"));
     assert_eq!(tagmsg.tag("+draft/react").as_deref(), Some("👍"));
     assert_eq!(tagmsg.tag("+draft/reply").as_deref(), Some(first.as_str()));
+    // With echo-message, the reacting client's labeled TAGMSG is answered by its echo, once.
+    boss_irc
+        .send(&format!(
+            "@label=l5;+draft/react=🎉;+draft/reply={first} TAGMSG {channel}"
+        ))
+        .await;
+    let echoed = boss_irc.until("TAGMSG").await;
+    assert_eq!(
+        (
+            echoed.source.as_deref(),
+            echoed.tag("label").as_deref(),
+            echoed.tag("+draft/react").as_deref()
+        ),
+        (Some("boss"), Some("l5"), Some("🎉"))
+    );
+    // The reaction's event has reached the node's subscribers (so, in all likelihood, boss's
+    // IRC connection too) before the PING that would come after a second echo.
+    until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageUpdated(m) => m
+            .message
+            .as_ref()
+            .and_then(|m| m.reaction.as_ref())
+            .filter(|r| r.emoji == "🎉")
+            .map(|_| ()),
+        _ => None,
+    })
+    .await;
+    boss_irc.send("@label=l6 PING again").await;
+    let after = until_line(&mut boss_irc, |l| {
+        l.command == "TAGMSG" || l.command == "PONG"
+    })
+    .await;
+    assert_eq!(after.command, "PONG", "echoed twice: {after:?}");
     // A reaction needs the message it reacts to.
     ada_irc
         .send(&format!("@+draft/react=👍 TAGMSG {channel}"))
@@ -1266,6 +1303,16 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
         fail.params[..2],
         ["MARKREAD".to_owned(), "INVALID_PARAMS".to_owned()]
     );
+    // Asked about a target that has no marker (here: none at all): `*`; moving one: refused.
+    boss_irc.send("MARKREAD #nowhere").await;
+    assert_eq!(
+        boss_irc.until("MARKREAD").await.params,
+        ["#nowhere".to_owned(), "*".to_owned()]
+    );
+    boss_irc
+        .send("MARKREAD #nowhere timestamp=2000-01-01T00:00:00.000Z")
+        .await;
+    assert_eq!(boss_irc.until("FAIL").await.params[1], "INVALID_PARAMS");
 
     // Typing, reactions and read markers to a nick work in an open DM only: they never ask for
     // one (only a message does).
@@ -1321,7 +1368,7 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
         addr,
         "ada",
         &ada_token,
-        "batch draft/multiline echo-message",
+        "batch draft/multiline echo-message labeled-response",
     )
     .await;
     for irc in [&mut boss_irc, &mut ada_irc] {
@@ -1332,7 +1379,9 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
     // A multiline batch is one message on the node; a line with multiline-concat continues the
     // previous one.
     let mut boss_sees = subscribe(&node, &boss.token).await;
-    ada_irc.send("BATCH +m1 draft/multiline #general").await;
+    ada_irc
+        .send("@label=ml BATCH +m1 draft/multiline #general")
+        .await;
     ada_irc.send("@batch=m1 PRIVMSG #general :first line").await;
     ada_irc.send("@batch=m1 PRIVMSG #general :second ").await;
     ada_irc
@@ -1365,6 +1414,31 @@ async fn multiline_monitor_dms_channel_creation_and_ban_list() {
         lines.push(line.last().to_owned());
     }
     assert_eq!(lines, ["first line", "second half"]);
+    // The sender's echo is one batch: its start carries the label (not a batch around it).
+    let echo = ada_irc.until("BATCH").await;
+    assert_eq!(echo.tag("label").as_deref(), Some("ml"), "{echo:?}");
+    assert_eq!(echo.params[1], "draft/multiline");
+    // draft/multiline-concat can't continue with a blank line, and a line of another batch
+    // can't come inside one: both end the batch with MULTILINE_INVALID.
+    for (reference, line) in [
+        ("m4", "@batch=m4;draft/multiline-concat PRIVMSG #general :"),
+        ("m5", "@batch=elsewhere PRIVMSG #general :stray"),
+    ] {
+        ada_irc
+            .send(&format!("BATCH +{reference} draft/multiline #general"))
+            .await;
+        ada_irc
+            .send(&format!("@batch={reference} PRIVMSG #general :hi"))
+            .await;
+        ada_irc.send(line).await;
+        let fail = ada_irc.until("FAIL").await;
+        assert_eq!(
+            fail.params[..2],
+            ["BATCH".to_owned(), "MULTILINE_INVALID".to_owned()]
+        );
+        ada_irc.send(&format!("BATCH -{reference}")).await;
+        assert_eq!(ada_irc.until("FAIL").await.params[1], "INVALID_BATCH");
+    }
     // Over the line limit, or the byte limit: refused, nothing sent.
     let numbers: Vec<String> = (0..101).map(|i| i.to_string()).collect();
     multiline_refused(&mut ada_irc, "m2", &numbers, "MULTILINE_MAX_LINES").await;
@@ -1877,4 +1951,100 @@ async fn bad_lines_get_the_reply_the_spec_names() {
     irc.send(&format!("PART {channel} :bye everyone")).await;
     let part = irc.until("PART").await;
     assert_eq!(part.params, [channel.as_str(), "bye everyone"]);
+}
+
+/// AWAY is busy on the node (with its reason), answered by 306/305 and shown to others as
+/// `away-notify`'s AWAY, `301` on a private message and in WHOIS, `-` in USERHOST; TIME, LUSERS
+/// and INFO answer about the one server, and another server is `402`.
+#[tokio::test]
+async fn away_userhost_and_questions_about_the_server() {
+    let (node, addr) = irc_node().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &bob, &room.invite).await;
+    let (mut ada_irc, _) = login_with_caps(addr, "ada", &ada_token, "away-notify").await;
+    let (mut bob_irc, _) = login_with_caps(addr, "bob", &bob_token, "away-notify").await;
+    let status_of_ada = || async {
+        node.client()
+            .await
+            .get_presence(authed(
+                &bob.token,
+                pb::GetPresenceRequest {
+                    user_ids: vec![ada.user.id.clone()],
+                },
+            ))
+            .await
+            .expect("presence")
+            .into_inner()
+            .presence
+            .first()
+            .map(|p| p.status)
+    };
+
+    ada_irc.send("AWAY :gone for lunch").await;
+    assert_eq!(ada_irc.until("306").await.params[0], "ada");
+    let away = until_line(&mut bob_irc, |l| {
+        l.command == "AWAY" && l.source.as_deref() == Some("ada")
+    })
+    .await;
+    assert_eq!(away.params, ["gone for lunch"]);
+    assert_eq!(status_of_ada().await, Some(pb::PresenceStatus::Busy as i32));
+
+    bob_irc.send("PRIVMSG ada :are you there?").await;
+    let told = bob_irc.until("301").await;
+    assert_eq!(told.params, ["bob", "ada", "gone for lunch"]);
+    bob_irc.send("WHOIS ada").await;
+    assert_eq!(bob_irc.until("301").await.last(), "gone for lunch");
+    bob_irc.until("318").await;
+    bob_irc.send("USERHOST ada bob nobody").await;
+    let host = "127.0.0.1";
+    assert_eq!(
+        bob_irc.until("302").await.last(),
+        format!("ada=-ada@{host} bob=+bob@{host}")
+    );
+
+    ada_irc.send("AWAY").await;
+    ada_irc.until("305").await;
+    let back = until_line(&mut bob_irc, |l| {
+        l.command == "AWAY" && l.source.as_deref() == Some("ada")
+    })
+    .await;
+    assert!(back.params.is_empty(), "{back:?}");
+    assert_eq!(
+        status_of_ada().await,
+        Some(pb::PresenceStatus::Online as i32)
+    );
+    bob_irc.send("USERHOST ada").await;
+    assert_eq!(
+        bob_irc.until("302").await.last(),
+        format!("ada=+ada@{host}")
+    );
+    bob_irc.send("USERHOST").await;
+    assert_eq!(bob_irc.until("461").await.params[1], "USERHOST");
+
+    let before = now_ms() / 1000;
+    bob_irc.send("TIME").await;
+    let time = bob_irc.until("391").await;
+    assert_eq!(time.params[1], host);
+    let said: u64 = time.params[2].parse().expect("seconds");
+    assert!((before..=now_ms() / 1000).contains(&said), "{time:?}");
+    bob_irc.send("TIME elsewhere.example").await;
+    assert_eq!(bob_irc.until("402").await.params[1], "elsewhere.example");
+
+    bob_irc.send("LUSERS").await;
+    assert_eq!(
+        bob_irc.until("251").await.last(),
+        "There are 2 users and 0 invisible on 1 servers"
+    );
+    let local = bob_irc.until("265").await;
+    assert_eq!(local.params[1..3], ["2".to_owned(), "2".to_owned()]);
+
+    bob_irc.send("INFO").await;
+    assert!(bob_irc.until("371").await.last().starts_with("guildhall "));
+    bob_irc.until("374").await;
+    bob_irc.send("INFO *.example").await;
+    bob_irc.until("402").await;
 }

@@ -3,7 +3,8 @@
 //! USER), [`channels`] (JOIN, PART, TOPIC, WHOIS, LIST), [`roster`] (NAMES and WHO with status
 //! prefixes, WHOX), [`moderation`] (MODE, KICK, bans), [`messages`] (PRIVMSG both ways, DMs,
 //! events), [`multiline`], [`reactions`] (TAGMSG reactions and typing, REDACT), [`read_marker`],
-//! [`realname`] (SETNAME), [`monitor`], [`labels`] (`labeled-response`) and [`history`]
+//! [`realname`] (SETNAME), [`away`] (AWAY, USERHOST), [`server_queries`] (TIME, LUSERS, INFO),
+//! [`monitor`], [`labels`] (`labeled-response`) and [`history`]
 //! (`draft/chathistory`).
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 mod accounts;
+mod away;
 mod channels;
 mod edits;
 mod history;
@@ -38,6 +40,7 @@ mod read_marker;
 mod realname;
 mod registration;
 mod roster;
+mod server_queries;
 
 use super::names::{self, NICK_LEN};
 use super::{Gateway, MAX_LINE, SENDQ_LINES};
@@ -265,6 +268,8 @@ struct Conn {
     shown_guilds: HashSet<String>,
     /// Of those, the members who have any prefix, with them (everyone else has none).
     prefixes: HashMap<(String, String), String>,
+    /// Counts the client in `LUSERS` from its registration until it goes.
+    counted: Option<super::Registered>,
 }
 
 impl Conn {
@@ -296,6 +301,7 @@ impl Conn {
             markers: HashMap::new(),
             shown_guilds: HashSet::new(),
             prefixes: HashMap::new(),
+            counted: None,
         }
     }
 
@@ -582,6 +588,33 @@ impl Conn {
             }
             Command::LIST(..) => {
                 self.list().await;
+                Flow::Continue
+            }
+            Command::AWAY(reason) => {
+                self.away(reason).await;
+                Flow::Continue
+            }
+            Command::USERHOST(nicks) => {
+                if nicks.is_empty() {
+                    self.reply(
+                        Response::ERR_NEEDMOREPARAMS,
+                        vec!["USERHOST".into(), "Not enough parameters".into()],
+                    );
+                } else {
+                    self.userhost(nicks).await;
+                }
+                Flow::Continue
+            }
+            Command::TIME(target) => {
+                self.time(target).await;
+                Flow::Continue
+            }
+            Command::LUSERS(..) => {
+                self.lusers();
+                Flow::Continue
+            }
+            Command::INFO(target) => {
+                self.info(target).await;
                 Flow::Continue
             }
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CHATHISTORY") => {

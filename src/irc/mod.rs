@@ -56,7 +56,34 @@ pub struct Gateway {
     limits: Option<Arc<crate::limits::Limits>>,
     /// A client silent this long is sent a `PING`; silent half as long again, it is dropped.
     keepalive: Duration,
+    /// Open connections, registered or not.
     connections: Arc<AtomicUsize>,
+    /// Registered clients now and at most (`LUSERS`).
+    counts: Arc<Counts>,
+}
+
+/// How many clients have registered, for `LUSERS`.
+#[derive(Debug, Default)]
+struct Counts {
+    registered: AtomicUsize,
+    most_registered: AtomicUsize,
+}
+
+/// One registered client in [`Counts`], for as long as it is held.
+struct Registered(Arc<Counts>);
+
+impl Registered {
+    fn new(counts: &Arc<Counts>) -> Self {
+        let now = counts.registered.fetch_add(1, Ordering::Relaxed) + 1;
+        counts.most_registered.fetch_max(now, Ordering::Relaxed);
+        Self(counts.clone())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.registered.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Gateway {
@@ -83,6 +110,7 @@ impl Gateway {
             limits: None,
             keepalive: DEFAULT_KEEPALIVE,
             connections: Arc::new(AtomicUsize::new(0)),
+            counts: Arc::default(),
         }
     }
 

@@ -39,6 +39,9 @@ struct State {
     /// A finer status a client chose (Harmony's `UserStatus` number), kept until the status is
     /// set again through any other path.
     detail: Option<i32>,
+    /// Words the user left with a busy status (IRC's `AWAY :message`), kept until the status is
+    /// set again through any path.
+    note: Option<String>,
     /// Set when the state is a peer's word about one of its users, not this node's own.
     remote: Option<Remote>,
 }
@@ -88,6 +91,7 @@ impl Presence {
         status: i32,
         call: String,
         detail: Option<i32>,
+        note: Option<String>,
     ) -> Result<()> {
         let now = now_ms();
         let update = {
@@ -97,6 +101,7 @@ impl Presence {
             s.last_seen = now;
             s.active_call_channel_id = call;
             s.detail = detail;
+            s.note = note;
             s.remote = None;
             Self::to_proto(user_id, s)
         };
@@ -198,6 +203,7 @@ impl Presence {
             };
             s.active_call_channel_id = entry.active_call_channel_id.clone();
             s.detail = None;
+            s.note = None;
             s.remote = Some(remote);
             changed.then(|| Self::to_proto(&entry.user_id, s))
         };
@@ -265,6 +271,7 @@ impl Presence {
             status,
             active_call_channel_id.to_owned(),
             None,
+            None,
         )
         .await
     }
@@ -276,8 +283,41 @@ impl Presence {
             .lock_state()
             .get(user_id)
             .map(|s| s.active_call_channel_id.clone());
-        self.set(user_id, status, call.unwrap_or_default(), Some(detail))
-            .await
+        self.set(
+            user_id,
+            status,
+            call.unwrap_or_default(),
+            Some(detail),
+            None,
+        )
+        .await
+    }
+
+    /// Sets the user busy with `note` as the reason (IRC's `AWAY :message`: away is the nearest
+    /// thing guildhall's statuses have to "not at the keyboard"), keeping the call they are in.
+    /// Ends like any status: when it is set again through any path.
+    pub async fn set_away(&self, user_id: &str, note: String) -> Result<()> {
+        let call = self
+            .lock_state()
+            .get(user_id)
+            .map(|s| s.active_call_channel_id.clone());
+        self.set(
+            user_id,
+            PresenceStatus::Busy as i32,
+            call.unwrap_or_default(),
+            None,
+            Some(note),
+        )
+        .await
+    }
+
+    /// The reason a busy user left (`set_away`), if they are still busy with it; no visibility
+    /// check: callers decide who may see it.
+    pub fn away_note(&self, user_id: &str) -> Option<String> {
+        self.lock_state()
+            .get(user_id)
+            .filter(|s| s.status == PresenceStatus::Busy as i32)
+            .and_then(|s| s.note.clone())
     }
 
     /// The user's status (offline if never seen) and finer detail if one was set, with no
@@ -312,6 +352,7 @@ impl Presence {
             status.unwrap_or(PresenceStatus::Online as i32),
             channel_id.to_owned(),
             None,
+            None,
         )
         .await
     }
@@ -335,7 +376,8 @@ impl Presence {
         } else {
             PresenceStatus::Offline as i32
         };
-        self.set(&caller.user_id, status, String::new(), None).await
+        self.set(&caller.user_id, status, String::new(), None, None)
+            .await
     }
 
     /// `GetPresence`: the presence of those among `user_ids` who share a guild with the caller

@@ -218,6 +218,9 @@ impl Conn {
                     Response::RPL_WHOISSERVER,
                     vec![nick.clone(), server, "guildhall".into()],
                 );
+                if let Some(reason) = self.away_reason(&user.id) {
+                    self.reply(Response::RPL_AWAY, vec![nick.clone(), reason]);
+                }
             }
             None => self.reply(
                 Response::ERR_NOSUCHNICK,

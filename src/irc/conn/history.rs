@@ -319,7 +319,9 @@ impl Conn {
                 prefix: Some(server.clone()),
                 command: Command::Raw(
                     "CHATHISTORY".into(),
-                    vec!["TARGETS".into(), name, format!("timestamp={time}")],
+                    // A bare timestamp here (not `timestamp=`), as the specification's
+                    // examples and other servers write it.
+                    vec!["TARGETS".into(), name, time],
                 ),
             });
         }

@@ -19,6 +19,9 @@ impl Conn {
     /// `PRIVMSG`/`NOTICE` to a joined channel or a nick (a DM), as `SendMessage`; `reply_to` is
     /// the message a `+draft/reply` tag names.
     pub(super) async fn privmsg(&mut self, target: &str, text: String, reply_to: Option<String>) {
+        if !target.starts_with('#') {
+            self.tell_if_away(target).await;
+        }
         let Some(channel_id) = self.target_channel(target, DmStart::Ask).await else {
             return;
         };
@@ -40,10 +43,7 @@ impl Conn {
                 if self.caps.contains("echo-message") {
                     let message = crate::convert::message(&view);
                     let echo_target = self.echo_target(target);
-                    if self.echoed.len() >= ECHOED_MAX {
-                        self.echoed.clear();
-                    }
-                    self.echoed.insert(message.id.clone());
+                    self.remember_echo(message.id.clone());
                     self.send_message_lines(&message, &echo_target, Vec::new())
                         .await;
                 }
@@ -56,8 +56,17 @@ impl Conn {
         }
     }
 
+    /// Remembers that `key` (a message id) was echoed already, so its event is not echoed
+    /// again; a bounded memory.
+    pub(super) fn remember_echo(&mut self, key: String) {
+        if self.echoed.len() >= ECHOED_MAX {
+            self.echoed.clear();
+        }
+        self.echoed.insert(key);
+    }
+
     /// The target an echo names: the channel's canonical name, or the nick written to.
-    fn echo_target(&self, target: &str) -> String {
+    pub(super) fn echo_target(&self, target: &str) -> String {
         self.joined_id(target)
             .and_then(|id| self.joined.get(&id))
             .map_or_else(|| target.to_owned(), |j| j.name.clone())
@@ -314,20 +323,9 @@ impl Conn {
                 }
                 let nick = self.nick_of(&update.user_id, "").await;
                 self.monitor_presence(&nick, update.status != pb::PresenceStatus::Offline as i32);
-                if !self.caps.contains("away-notify") {
-                    return;
+                if self.caps.contains("away-notify") {
+                    self.show_away(&nick, &update.user_id, update.status);
                 }
-                let away = match pb::PresenceStatus::try_from(update.status) {
-                    Ok(pb::PresenceStatus::Online) => None,
-                    Ok(pb::PresenceStatus::Busy) => Some("Busy"),
-                    _ => Some("Offline"),
-                };
-                let from = self.user_prefix(&nick);
-                self.send(Message {
-                    tags: None,
-                    prefix: Some(from),
-                    command: Command::AWAY(away.map(str::to_owned)),
-                });
             }
             Some(Event::ChannelDeleted(deleted)) => {
                 if let Some(joined) = self.joined.remove(&deleted.channel_id) {

@@ -121,7 +121,8 @@ impl Conn {
     }
 
     /// Gathers a `PRIVMSG`/`NOTICE` of the open multiline batch; `true` if the line was one
-    /// (or belonged to a batch that is not open, and is dropped).
+    /// (or belonged to a batch that is not open, and is dropped; or to another batch than the
+    /// open one, which ends it with `MULTILINE_INVALID`).
     pub(super) fn multiline_line(&mut self, message: &Message) -> bool {
         let tags = message.tags.as_deref().unwrap_or_default();
         let Some(reference) = tag_value(tags, "batch") else {
@@ -131,12 +132,34 @@ impl Conn {
             Command::PRIVMSG(_, text) | Command::NOTICE(_, text) => text,
             _ => return false,
         };
-        let Some(open) = self.multiline.as_mut().filter(|o| o.reference == reference) else {
+        let Some(open) = self.multiline.as_mut() else {
+            // A line of a batch refused earlier: dropped with it.
             return true;
         };
+        if open.reference != reference {
+            self.multiline = None;
+            self.fail(
+                "BATCH",
+                "MULTILINE_INVALID",
+                vec![],
+                "A line of another batch inside a multiline batch",
+            );
+            return true;
+        }
         let concat = tags
             .iter()
             .any(|Tag(key, _)| key == "draft/multiline-concat");
+        if concat && text.is_empty() {
+            // The specification: a blank line can't continue another.
+            self.multiline = None;
+            self.fail(
+                "BATCH",
+                "MULTILINE_INVALID",
+                vec![],
+                "draft/multiline-concat on a blank line",
+            );
+            return true;
+        }
         if open.lines > 0 && !concat {
             open.text.push('\n');
         }

@@ -53,6 +53,10 @@ impl Conn {
                 ..SendInput::default()
             }
         };
+        let echo = input
+            .reaction
+            .clone()
+            .filter(|_| self.caps.contains("echo-message") && self.caps.contains("message-tags"));
         let session = self.session();
         if let Err(e) = self.gateway.messages.send(&session, input).await {
             self.fail(
@@ -61,6 +65,15 @@ impl Conn {
                 vec![target.to_owned()],
                 &e.to_string(),
             );
+            return;
+        }
+        // Echoed at once, as a message is, so a labeled TAGMSG's answer is its echo; the
+        // reaction's event is then not echoed again.
+        if let Some((message_id, emoji, added)) = echo {
+            let (me, nick) = (self.me().id.clone(), self.nick.clone());
+            self.remember_echo(reaction_key(&message_id, &emoji, added));
+            let target = self.echo_target(target);
+            self.send_reaction(&me, &nick, &target, emoji, message_id, added);
         }
     }
 
@@ -133,27 +146,52 @@ impl Conn {
         if mine && !self.caps.contains("echo-message") {
             return;
         }
+        let key = reaction_key(&reaction.target_message_id, &reaction.emoji, reaction.added);
+        if mine && self.echoed.remove(&key) {
+            return;
+        }
         let Some(target) = self.event_target(&message.channel_id, mine).await else {
             return;
         };
         let nick = self.nick_of(&reaction.user_id, "").await;
-        let key = if reaction.added {
+        self.send_reaction(
+            &reaction.user_id,
+            &nick,
+            &target,
+            reaction.emoji,
+            reaction.target_message_id,
+            reaction.added,
+        );
+    }
+
+    /// A reaction as IRC shows it: `TAGMSG` from the reacting user with `+draft/react` (or
+    /// `+draft/unreact`) and `+draft/reply` naming the message.
+    fn send_reaction(
+        &mut self,
+        user_id: &str,
+        nick: &str,
+        target: &str,
+        emoji: String,
+        message_id: String,
+        added: bool,
+    ) {
+        let key = if added {
             "+draft/react"
         } else {
             "+draft/unreact"
         };
         let mut tags = vec![
-            Tag(key.into(), Some(reaction.emoji)),
-            Tag("+draft/reply".into(), Some(reaction.target_message_id)),
+            Tag(key.into(), Some(emoji)),
+            Tag("+draft/reply".into(), Some(message_id)),
         ];
-        if self.caps.contains("account-tag") && self.accounts.contains(&reaction.user_id) {
-            tags.push(Tag("account".into(), Some(nick.clone())));
+        if self.caps.contains("account-tag") && self.accounts.contains(user_id) {
+            tags.push(Tag("account".into(), Some(nick.to_owned())));
         }
-        let from = self.user_prefix(&nick);
+        let from = self.user_prefix(nick);
         self.send(Message {
             tags: Some(tags),
             prefix: Some(from),
-            command: Command::Raw("TAGMSG".into(), vec![target]),
+            command: Command::Raw("TAGMSG".into(), vec![target.to_owned()]),
         });
     }
 
@@ -173,4 +211,10 @@ impl Conn {
             command: Command::Raw("REDACT".into(), vec![target, deleted.message_id]),
         });
     }
+}
+
+/// How an echoed reaction is remembered among echoed messages' ids (which are digits only, so
+/// the two never meet).
+fn reaction_key(message_id: &str, emoji: &str, added: bool) -> String {
+    format!("react {message_id} {emoji} {added}")
 }

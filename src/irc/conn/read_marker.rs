@@ -14,7 +14,12 @@ impl Conn {
             return;
         };
         let Some(channel_id) = self.marker_channel(&target).await else {
-            self.fail("MARKREAD", "INVALID_PARAMS", vec![target], "No such target");
+            if args.len() == 1 {
+                // Asked about a target with no marker (no such channel, no DM yet): none.
+                self.send_marker(&target, 0);
+            } else {
+                self.fail("MARKREAD", "INVALID_PARAMS", vec![target], "No such target");
+            }
             return;
         };
         let session = self.session();

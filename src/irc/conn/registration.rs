@@ -251,6 +251,8 @@ impl Conn {
         self.accounts.insert(user.id.clone());
         self.account = Some(user);
         self.registered = true;
+        // Counted in LUSERS before the welcome, so a client told it is welcome is counted.
+        self.counted = Some(crate::irc::Registered::new(&self.gateway.counts));
         self.welcome();
         Flow::Continue
     }

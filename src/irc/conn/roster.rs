@@ -154,9 +154,19 @@ impl Conn {
         );
     }
 
+    /// `WHO`'s flags: `H`ere or `G`one (away: busy on the node), then the status prefixes.
+    fn who_flags(&self, member: &Listed) -> String {
+        let here = if self.away_reason(&member.user_id).is_some() {
+            'G'
+        } else {
+            'H'
+        };
+        format!("{here}{}", self.shown_prefixes(&member.prefixes))
+    }
+
     fn who_line(&mut self, channel: &str, member: &Listed) {
         let server = self.gateway.server_name.clone();
-        let flags = format!("H{}", self.shown_prefixes(&member.prefixes));
+        let flags = self.who_flags(member);
         self.reply(
             Response::RPL_WHOREPLY,
             vec![
@@ -189,7 +199,7 @@ impl Conn {
                 // Addresses are never shown.
                 'i' => "255.255.255.255".to_owned(),
                 'h' | 's' => server.clone(),
-                'f' => format!("H{}", self.shown_prefixes(&member.prefixes)),
+                'f' => self.who_flags(member),
                 'd' | 'l' => "0".to_owned(),
                 'a' if member.has_account => member.nick.clone(),
                 'a' => "0".to_owned(),
