@@ -2048,3 +2048,99 @@ async fn away_userhost_and_questions_about_the_server() {
     bob_irc.send("INFO *.example").await;
     bob_irc.until("402").await;
 }
+
+/// Bot mode (`BOT=B`): `MODE <nick> +B` marks the user a bot on the node (Harmony's `is_bot`);
+/// their messages carry the `bot` tag, WHOIS says 335, WHO's flags have `B`; `-B` undoes it.
+#[tokio::test]
+async fn bot_mode_marks_a_user_as_a_bot() {
+    let (node, addr) = irc_node().await;
+    let owner = register(&node, "Owner").await;
+    let room = create_room(&node, &owner, "Hall").await;
+    let (ada, ada_token) = irc_user(&node, "Ada", "ada").await;
+    let (bob, bob_token) = irc_user(&node, "Bob", "bob").await;
+    join_room(&node, &ada, &room.invite).await;
+    join_room(&node, &bob, &room.invite).await;
+    let channel = format!("#{}/general", room.guild);
+    let (mut ada_irc, isupport) = login_with_caps(addr, "ada", &ada_token, "message-tags").await;
+    assert!(
+        isupport
+            .iter()
+            .any(|l| l.params.iter().any(|p| p == "BOT=B")),
+        "{isupport:?}"
+    );
+    let (mut bob_irc, _) = login_with_caps(addr, "bob", &bob_token, "message-tags").await;
+    for irc in [&mut ada_irc, &mut bob_irc] {
+        irc.send(&format!("JOIN {channel}")).await;
+        irc.until("366").await;
+    }
+
+    bob_irc.send("MODE bob").await;
+    assert_eq!(bob_irc.until("221").await.last(), "+");
+    bob_irc.send("MODE bob +B").await;
+    let mode = bob_irc.until("MODE").await;
+    assert_eq!(
+        (mode.source.as_deref(), mode.params.clone()),
+        (Some("bob"), vec!["bob".to_owned(), "+B".to_owned()])
+    );
+    bob_irc.send("MODE bob").await;
+    assert_eq!(bob_irc.until("221").await.last(), "+B");
+    bob_irc.send("MODE bob +i").await;
+    bob_irc.until("501").await;
+
+    bob_irc.send(&format!("PRIVMSG {channel} :beep boop")).await;
+    let said = ada_irc.privmsg_to(&channel).await;
+    assert_eq!(said.tag("bot").as_deref(), Some(""), "{said:?}");
+    ada_irc.send("WHOIS bob").await;
+    assert_eq!(ada_irc.until("335").await.params[1], "bob");
+    ada_irc.until("318").await;
+    ada_irc.send(&format!("WHO {channel}")).await;
+    let listed = until_line(&mut ada_irc, |l| l.command == "352" && l.params[5] == "bob").await;
+    assert!(listed.params[6].starts_with("HB"), "{listed:?}");
+
+    bob_irc.send("MODE bob -B").await;
+    assert_eq!(bob_irc.until("MODE").await.params[1], "-B");
+    bob_irc.send(&format!("PRIVMSG {channel} :just me")).await;
+    let said = ada_irc.privmsg_to(&channel).await;
+    assert_eq!(said.last(), "just me");
+    assert_eq!(said.tag("bot"), None, "{said:?}");
+    ada_irc.send("WHOIS bob").await;
+    let end = until_line(&mut ada_irc, |l| l.command == "335" || l.command == "318").await;
+    assert_eq!(end.command, "318", "still a bot: {end:?}");
+
+    // A webhook's messages are a bot's.
+    let hook = node
+        .client()
+        .await
+        .create_webhook(authed(
+            &owner.token,
+            pb::CreateWebhookRequest {
+                channel_id: room.channel.clone(),
+                name: "Deploys".into(),
+                avatar_url: None,
+            },
+        ))
+        .await
+        .expect("webhook")
+        .into_inner();
+    let body = r#"{"content": "build 42 is green"}"#;
+    let request = format!(
+        "POST /webhooks/{}/{} HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        hook.id,
+        hook.token,
+        body.len()
+    );
+    let mut http = TcpStream::connect(node.node().grpc_addr)
+        .await
+        .expect("connect");
+    http.write_all(request.as_bytes()).await.expect("post");
+    let said = ada_irc.privmsg_to(&channel).await;
+    assert_eq!(
+        (
+            said.source.as_deref(),
+            said.last(),
+            said.tag("bot").as_deref()
+        ),
+        (Some("Deploys"), "build 42 is green", Some(""))
+    );
+}

@@ -3,7 +3,7 @@
 //! USER), [`channels`] (JOIN, PART, TOPIC, WHOIS, LIST), [`roster`] (NAMES and WHO with status
 //! prefixes, WHOX), [`moderation`] (MODE, KICK, bans), [`messages`] (PRIVMSG both ways, DMs,
 //! events), [`multiline`], [`reactions`] (TAGMSG reactions and typing, REDACT), [`read_marker`],
-//! [`realname`] (SETNAME), [`away`] (AWAY, USERHOST), [`server_queries`] (TIME, LUSERS, INFO),
+//! [`realname`] (SETNAME), [`away`] (AWAY, USERHOST), [`bots`] (bot mode), [`server_queries`] (TIME, LUSERS, INFO),
 //! [`monitor`], [`labels`] (`labeled-response`) and [`history`]
 //! (`draft/chathistory`).
 
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 mod accounts;
 mod away;
+mod bots;
 mod channels;
 mod edits;
 mod history;
@@ -270,6 +271,8 @@ struct Conn {
     prefixes: HashMap<(String, String), String>,
     /// Counts the client in `LUSERS` from its registration until it goes.
     counted: Option<super::Registered>,
+    /// Whether users seen are bots (`+B`), by id.
+    bots: HashMap<String, bool>,
 }
 
 impl Conn {
@@ -302,6 +305,7 @@ impl Conn {
             shown_guilds: HashSet::new(),
             prefixes: HashMap::new(),
             counted: None,
+            bots: HashMap::new(),
         }
     }
 
@@ -555,18 +559,7 @@ impl Conn {
                 Flow::Continue
             }
             Command::UserMODE(target, modes) => {
-                if target.eq_ignore_ascii_case(&self.nick) {
-                    if modes.is_empty() {
-                        self.reply(Response::RPL_UMODEIS, vec!["+".into()]);
-                    } else {
-                        self.numeric_raw("501", vec!["No user modes can be set here".into()]);
-                    }
-                } else {
-                    self.reply(
-                        Response::ERR_USERSDONTMATCH,
-                        vec!["Can't change or view modes of other users".into()],
-                    );
-                }
+                self.user_mode(&target, modes).await;
                 Flow::Continue
             }
             Command::TOPIC(channel, topic) => {

@@ -43,6 +43,8 @@ pub struct Gateway {
     messages: Messages,
     /// The node's presence: a connected IRC client makes its user online.
     presence: Presence,
+    /// Profile flags Harmony keeps that IRC shows too: a user's bot mode (`+B`).
+    harmony: crate::harmony::Harmony,
     events: Events,
     /// The server's name on IRC (the host of the node's address).
     server_name: String,
@@ -98,6 +100,11 @@ impl Gateway {
         default_guild: &str,
     ) -> Self {
         Self {
+            harmony: crate::harmony::Harmony::new(
+                accounts.clone(),
+                guilds.clone(),
+                presence.clone(),
+            ),
             accounts,
             presence,
             events: guilds.events().clone(),

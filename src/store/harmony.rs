@@ -1,5 +1,6 @@
 //! Harmony's `protocol.profile.v1` tables: every user's numeric Harmony id and `is_bot` flag
-//! (`harmony_users`, filled by a trigger on `users`), and app data per user and app id
+//! (`harmony_users`, filled by a trigger on `users`; the IRC gateway's bot mode is the same
+//! flag), and app data per user and app id
 //! (`app_data`). See docs/HARMONY.md.
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -43,6 +44,24 @@ pub fn harmony_user(c: &Connection, user_id: &str) -> Result<Option<HarmonyUser>
         },
     )
     .optional()?)
+}
+
+/// Whether the user said they are a bot (Harmony's `is_bot`, IRC's `+B`); false for no user.
+pub fn is_bot(c: &Connection, user_id: &str) -> Result<bool, StorageError> {
+    Ok(harmony_user(c, user_id)?.is_some_and(|h| h.is_bot))
+}
+
+/// The members of `guild_id` who said they are bots.
+pub fn bots_in_guild(
+    c: &Connection,
+    guild_id: &str,
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT h.user_id FROM harmony_users h JOIN members m ON m.user_id = h.user_id
+         WHERE m.guild_id = ?1 AND h.is_bot = 1",
+    )?;
+    let rows = stmt.query_map([guild_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A checked profile change from Harmony's `UpdateProfile`. `None` leaves a field as it is.

@@ -221,6 +221,9 @@ impl Conn {
                 if let Some(reason) = self.away_reason(&user.id) {
                     self.reply(Response::RPL_AWAY, vec![nick.clone(), reason]);
                 }
+                if self.is_bot(&user.id).await {
+                    self.numeric_raw("335", vec![nick.clone(), "is a bot".into()]);
+                }
             }
             None => self.reply(
                 Response::ERR_NOSUCHNICK,

@@ -262,6 +262,10 @@ impl Conn {
                 None => {}
             },
             Some(Event::MessageDeleted(deleted)) => self.on_deleted(deleted).await,
+            Some(Event::ProfileUpdated(updated)) => {
+                self.on_profile_updated(updated.user_id, updated.new_is_bot)
+                    .await;
+            }
             Some(Event::Delivery(receipt)) => self.on_receipt(receipt).await,
             Some(Event::MemberUpdated(updated)) => self.on_member_updated(updated).await,
             Some(Event::RoleUpdated(role)) => self.on_role_updated(role).await,
@@ -404,6 +408,10 @@ impl Conn {
             tags.push(Tag("time".into(), Some(server_time(at))));
         }
         if self.caps.contains("message-tags") {
+            let bot = !message.webhook_id.is_empty() || self.is_bot(&message.sender_id).await;
+            if bot {
+                tags.push(Tag("bot".into(), None));
+            }
             tags.push(Tag("msgid".into(), Some(message.id.clone())));
             if !message.reply_to_message_id.is_empty() {
                 tags.push(Tag(

@@ -275,7 +275,7 @@ impl Conn {
         );
         self.reply(
             Response::RPL_MYINFO,
-            vec![server, version.into(), "i".into(), "bnt".into()],
+            vec![server, version.into(), "B".into(), "bnt".into()],
         );
         let tokens = [
             "CASEMAPPING=ascii".to_owned(),
@@ -289,6 +289,7 @@ impl Conn {
             format!("CHATHISTORY={}", history::CHATHISTORY_MAX),
             "MSGREFTYPES=msgid,timestamp".to_owned(),
             "UTF8ONLY".to_owned(),
+            format!("BOT={}", bots::BOT_MODE),
         ];
         let mut args: Vec<String> = tokens.to_vec();
         args.push("are supported by this server".into());

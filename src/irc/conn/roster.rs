@@ -18,6 +18,8 @@ pub(super) struct Listed {
     pub(super) has_account: bool,
     /// Every status prefix that applies, highest first.
     pub(super) prefixes: String,
+    /// Whether the member said they are a bot (`B` in `WHO`'s flags).
+    pub(super) is_bot: bool,
 }
 
 /// The status prefixes of a standing, highest first.
@@ -41,6 +43,14 @@ pub(super) fn prefixes(standing: &Standing) -> String {
 impl Conn {
     /// The members of a guild with their prefixes, at most [`NAMES_MAX`].
     pub(super) async fn roster(&self, guild_id: &str) -> Vec<Listed> {
+        let guild = guild_id.to_owned();
+        let bots = self
+            .gateway
+            .guilds
+            .store()
+            .read(move |c| crate::store::harmony::bots_in_guild(c, &guild))
+            .await
+            .unwrap_or_default();
         self.gateway
             .guilds
             .roster(guild_id, NAMES_MAX)
@@ -50,6 +60,7 @@ impl Conn {
             .map(|(row, standing)| Listed {
                 nick: names::nick(&row.user_id, row.irc_name.as_deref()),
                 has_account: row.irc_name.is_some(),
+                is_bot: bots.contains(&row.user_id),
                 user_id: row.user_id,
                 real_name: row.display_name,
                 prefixes: prefixes(&standing),
@@ -131,11 +142,13 @@ impl Conn {
                 }
             }
         } else if let Some(user) = self.user_by_nick(mask).await {
+            let is_bot = self.is_bot(&user.id).await;
             listed.push((
                 "*".to_owned(),
                 Listed {
                     nick: names::nick(&user.id, user.irc_name.as_deref()),
                     has_account: user.irc_name.is_some(),
+                    is_bot,
                     user_id: user.id,
                     real_name: user.display_name,
                     prefixes: String::new(),
@@ -154,14 +167,16 @@ impl Conn {
         );
     }
 
-    /// `WHO`'s flags: `H`ere or `G`one (away: busy on the node), then the status prefixes.
+    /// `WHO`'s flags: `H`ere or `G`one (away: busy on the node), `B` for a bot, then the
+    /// status prefixes.
     fn who_flags(&self, member: &Listed) -> String {
         let here = if self.away_reason(&member.user_id).is_some() {
             'G'
         } else {
             'H'
         };
-        format!("{here}{}", self.shown_prefixes(&member.prefixes))
+        let bot = if member.is_bot { "B" } else { "" };
+        format!("{here}{bot}{}", self.shown_prefixes(&member.prefixes))
     }
 
     fn who_line(&mut self, channel: &str, member: &Listed) {
