@@ -893,9 +893,13 @@ pub(crate) fn describe(event: Option<Event>) -> String {
             m => format!("message_created {}", message(m)),
         },
         Some(Event::MessageUpdated(e)) => format!("message_updated {}", message(e.message)),
-        Some(Event::MessageDeleted(e)) => format!(
-            "message_deleted channel={} id={}",
+        Some(Event::MessageDeleted(e)) if e.deleted_by.is_empty() => format!(
+            "message_deleted channel={} id={} by=a server admin",
             e.channel_id, e.message_id
+        ),
+        Some(Event::MessageDeleted(e)) => format!(
+            "message_deleted channel={} id={} by={}",
+            e.channel_id, e.message_id, e.deleted_by
         ),
         Some(Event::Delivery(r)) => format!(
             "delivery channel={} id={} user={} status={:?}",

@@ -1242,6 +1242,10 @@ async fn admins_delete_content_with_the_events_clients_expect() {
     .await;
     assert_eq!(deleted.channel_id, room.channel);
     assert_eq!(deleted.message_id, message.id);
+    assert_eq!(
+        deleted.deleted_by, "",
+        "a server admin's removal names no member"
+    );
     assert_status(
         a.delete_message(authed(
             &admin.token,

@@ -1266,13 +1266,18 @@ async fn ircv3_labels_prefixes_reactions_redactions_and_read_markers() {
     boss_irc
         .send(&format!("REDACT {channel} {answer} :off topic"))
         .await;
-    until(&mut boss_sees, |e| match e {
-        pb::stream_response::Event::MessageDeleted(d) => (d.message_id == answer).then_some(()),
+    let deleted = until(&mut boss_sees, |e| match e {
+        pb::stream_response::Event::MessageDeleted(d) => {
+            (d.message_id == answer).then(|| d.clone())
+        }
         _ => None,
     })
     .await;
+    assert_eq!(deleted.deleted_by, boss.user.id);
+    // From who deleted it.
     let redacted = ada_irc.until("REDACT").await;
     assert_eq!(redacted.params, [channel.clone(), answer.clone()]);
+    assert_eq!(redacted.source.as_deref(), Some("boss"));
 
     // Read markers: moved forward to a message's time, read back, never backwards.
     let at = echo.time.clone().expect("server-time");

@@ -564,7 +564,7 @@ impl Messages {
         if view.message.sender_id != caller.user_id {
             access.require(permissions::MESSAGES_MANAGE)?;
         }
-        self.remove(&channel, message_id, id).await
+        self.remove(&channel, message_id, id, &caller.user_id).await
     }
 
     /// `EditMessage`: the author (who may still send in the channel) replaces the text of their
@@ -641,16 +641,24 @@ impl Messages {
                 ))
             })?;
         self.message_in(&channel, "message_id", id).await?;
-        self.remove(&channel, message_id, id).await
+        self.remove(&channel, message_id, id, "").await
     }
 
-    /// Deletes message `id` of `channel` and logs `message_deleted` with it.
-    async fn remove(&self, channel: &ChannelRecord, message_id: &str, id: u64) -> Result<()> {
+    /// Deletes message `id` of `channel` and logs `message_deleted` with it, saying it was
+    /// `deleted_by` that user (empty: a server admin).
+    async fn remove(
+        &self,
+        channel: &ChannelRecord,
+        message_id: &str,
+        id: u64,
+        deleted_by: &str,
+    ) -> Result<()> {
         let event = events::row(
             channel_scope(channel),
             pb::stream_response::Event::MessageDeleted(pb::MessageDeletedEvent {
                 channel_id: channel.id.clone(),
                 message_id: message_id.to_owned(),
+                deleted_by: deleted_by.to_owned(),
             }),
         );
         self.events()

@@ -195,19 +195,26 @@ impl Conn {
         });
     }
 
-    /// A deleted message, as `REDACT <target> <msgid>` for clients with
-    /// `draft/message-redaction` (others have no way to show it).
+    /// A deleted message, as `REDACT <target> <msgid>` from who deleted it (the server when a
+    /// server admin did) for clients with `draft/message-redaction` (others have no way to show
+    /// it).
     pub(super) async fn on_deleted(&mut self, deleted: pb::MessageDeletedEvent) {
         if !self.caps.contains("draft/message-redaction") {
             return;
         }
-        let Some(target) = self.event_target(&deleted.channel_id, false).await else {
+        let mine = deleted.deleted_by == self.me().id;
+        let Some(target) = self.event_target(&deleted.channel_id, mine).await else {
             return;
         };
-        let server = self.server();
+        let from = if deleted.deleted_by.is_empty() {
+            self.server()
+        } else {
+            let nick = self.nick_of(&deleted.deleted_by, "").await;
+            self.user_prefix(&nick)
+        };
         self.send(Message {
             tags: None,
-            prefix: Some(server),
+            prefix: Some(from),
             command: Command::Raw("REDACT".into(), vec![target, deleted.message_id]),
         });
     }
