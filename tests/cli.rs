@@ -872,3 +872,102 @@ async fn commands_that_find_the_token_expired_together_spend_the_refresh_token_o
     }
     ok(&id, &["whoami"]).await;
 }
+
+/// `account claim-irc` takes an account made from IRC to an identity file: the password comes on
+/// stdin, the key is saved, the CLI logs in, and the account is then the file's (`whoami`).
+/// A wrong password is put in words and writes nothing.
+#[tokio::test]
+async fn claim_irc_takes_an_irc_made_account_to_an_identity_file() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let node =
+        TestNode::spawn_with(|c| c.irc_listen = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let irc_addr = node.node().irc_addr.expect("IRC");
+    let stream = tokio::net::TcpStream::connect(irc_addr).await.expect("IRC");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"NICK zed\r\nREGISTER * * correct-horse-battery\r\n")
+        .await
+        .expect("register");
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let answer = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a line");
+    assert!(answer.contains("REGISTER SUCCESS zed"), "{answer}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let id = dir.path().join("keys").join("identity.json");
+    let claim = |password: &'static str| {
+        let mut child = Running(
+            cli(
+                &id,
+                &[
+                    "account",
+                    "claim-irc",
+                    "--username",
+                    "zed",
+                    "--server",
+                    &node.address(),
+                ],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the CLI"),
+        );
+        async move {
+            use std::io::{Read, Write};
+            let mut stdin = child.0.stdin.take().expect("stdin");
+            writeln!(stdin, "{password}").expect("password");
+            drop(stdin);
+            let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
+            let status = loop {
+                if let Some(status) = child.0.try_wait().expect("wait") {
+                    break status;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "claim-irc hangs");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let (mut out, mut err) = (String::new(), String::new());
+            let _ = child.0.stdout.take().expect("out").read_to_string(&mut out);
+            let _ = child.0.stderr.take().expect("err").read_to_string(&mut err);
+            (status.success(), out, err)
+        }
+    };
+    let (ok_, _, err) = claim("wrong-horse-battery").await;
+    assert!(
+        !ok_ && err.contains("not an account made from IRC"),
+        "{err}"
+    );
+    assert!(!id.exists(), "nothing written on a refusal");
+
+    let (ok_, out, err) = claim("correct-horse-battery").await;
+    assert!(ok_, "{out}{err}");
+    assert!(out.contains("logged in as"), "{out}");
+    let user_id = file_json(&id)["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    let whoami = ok(&id, &["whoami"]).await;
+    assert!(
+        whoami.contains(&format!("user id:    {user_id}")),
+        "{whoami}"
+    );
+    let owner = register(&node, "Owner").await;
+    let zed = node
+        .client()
+        .await
+        .get_user_by_username(authed(
+            &owner.token,
+            pb::GetUserByUsernameRequest {
+                username: "zed".into(),
+            },
+        ))
+        .await
+        .expect("zed")
+        .into_inner();
+    assert_eq!(zed.id, user_id);
+    assert!(!zed.is_irc);
+}

@@ -2149,3 +2149,98 @@ async fn bot_mode_marks_a_user_as_a_bot() {
         (Some("Deploys"), "build 42 is green", Some(""))
     );
 }
+
+/// An account made from IRC can be taken to other clients: `ClaimIrcAccount` with its password
+/// hands over K_id (once), the node forgets the keys and password and revokes its own device,
+/// `is_irc` is cleared, and the key logs in from a new device like any identity.
+#[tokio::test]
+async fn an_irc_made_account_is_claimed_with_its_password() {
+    let (node, addr) = irc_node().await;
+    let owner = register(&node, "Owner").await;
+    let mut zed = Irc::connect(addr).await;
+    zed.send("NICK zed").await;
+    zed.send("REGISTER * * correct-horse-battery").await;
+    assert_eq!(zed.until("REGISTER").await.params[0], "SUCCESS");
+    drop(zed);
+    let zed_user = || async {
+        node.client()
+            .await
+            .get_user_by_username(authed(
+                &owner.token,
+                pb::GetUserByUsernameRequest {
+                    username: "zed".into(),
+                },
+            ))
+            .await
+            .expect("zed")
+            .into_inner()
+    };
+    let before = zed_user().await;
+    assert!(before.is_irc);
+    let claim = |username: &str, password: &str| {
+        let request = pb::ClaimIrcAccountRequest {
+            username: username.into(),
+            password: password.into(),
+        };
+        let node = &node;
+        async move { node.client().await.claim_irc_account(request).await }
+    };
+
+    // A wrong password and a name that is no IRC-made account are the same refusal.
+    for (username, password) in [("zed", "wrong-horse-battery"), ("owner", "whatever1")] {
+        assert_status(
+            claim(username, password).await,
+            tonic::Code::Unauthenticated,
+            "not an account made from IRC with that password",
+        );
+    }
+    let claimed = claim("zed", "correct-horse-battery")
+        .await
+        .expect("claimed")
+        .into_inner();
+    let id_key = guildhall::identity::SecretKey::from_hex(&claimed.id_secret).expect("a K_id seed");
+    assert_eq!(id_key.public().to_hex(), before.id);
+    assert_eq!(claimed.user_id, before.id);
+    // Once: the node no longer has the key, nor the password.
+    assert_status(
+        claim("zed", "correct-horse-battery").await,
+        tonic::Code::Unauthenticated,
+        "not an account made from IRC",
+    );
+    assert!(!zed_user().await.is_irc);
+    let mut irc = Irc::connect(addr).await;
+    irc.send("PASS zed:correct-horse-battery").await;
+    irc.send("NICK zed").await;
+    irc.send("USER zed 0 * :Zed").await;
+    irc.until("464").await;
+
+    // The key is the account: a new device it certifies logs in, and the node's own device is
+    // gone from the account's devices.
+    let identity = guildhall::client::ClientIdentity::from_keys(
+        id_key,
+        guildhall::identity::SecretKey::generate(),
+        "laptop",
+        now_ms() - 1000,
+    );
+    let aud = node.audience();
+    let mut request = identity.login_request(&aud, now_ms());
+    identity.sign_login(&aud, &mut request);
+    let session = node
+        .client()
+        .await
+        .login(request)
+        .await
+        .expect("the claimed key logs in")
+        .into_inner();
+    assert_eq!(session.user.expect("user").id, before.id);
+    let devices = node
+        .client()
+        .await
+        .get_my_data(authed(&session.token, pb::Empty {}))
+        .await
+        .expect("my data")
+        .into_inner()
+        .device_certificates;
+    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["laptop"], "the node-held device (IRC) is revoked");
+}

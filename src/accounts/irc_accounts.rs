@@ -8,12 +8,12 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use super::{Accounts, RegisterInput, UpdateFields, UpdateUserInput, profile_statement, rules};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::identity::freshness::now_ms;
 use crate::identity::signing::{self, IdProofPayload, RegisterPayload};
 use crate::identity::{DeviceCert, SecretKey};
 use crate::store::irc_accounts::{self as db, IrcAccountRecord};
-use crate::store::{SessionInfo, UserRecord, accounts as users};
+use crate::store::{SessionInfo, StorageError, UserRecord, accounts as users};
 
 /// Shortest password of an IRC-made account, in characters.
 pub const IRC_PASSWORD_MIN: usize = 8;
@@ -54,6 +54,24 @@ impl IrcRegisterError {
             Self::UnacceptablePassword => "UNACCEPTABLE_PASSWORD",
             Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
         }
+    }
+}
+
+/// An account made from IRC whose owner claimed its identity key.
+pub struct ClaimedIrcAccount {
+    /// The user, now without `is_irc`.
+    pub user: UserRecord,
+    /// K_id, which the node no longer stores.
+    pub id_key: SecretKey,
+    /// The device key the node held for the account, to be revoked.
+    pub node_device: crate::identity::PublicKey,
+}
+
+impl std::fmt::Debug for ClaimedIrcAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedIrcAccount")
+            .field("user", &self.user.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,6 +182,54 @@ impl Accounts {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// `ClaimIrcAccount`: the person who made the account from IRC (they know its password)
+    /// takes its identity key. The node's record (both seeds, the password hash) is deleted and
+    /// `is_irc` cleared in one write, so a second claim finds nothing; the caller then revokes
+    /// the node-held device with the key (the node must not keep a working device of an account
+    /// it no longer holds). A wrong password and a name that is not an IRC-made account are the
+    /// same refusal, so the answer tells nothing about which names exist.
+    pub async fn claim_irc_account(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<ClaimedIrcAccount> {
+        let refused = || {
+            Error::Unauthenticated(
+                "username or password: not an account made from IRC with that password".into(),
+            )
+        };
+        let user = self
+            .irc_password_login(username, password)
+            .await
+            .ok_or_else(refused)?;
+        let id = user.id.clone();
+        // Parsed inside the write: a stored seed that does not parse rolls the claim back
+        // rather than lose the account's key.
+        let taken = self
+            .store
+            .write(move |c| {
+                let Some(record) = db::take(c, &id)? else {
+                    return Ok(None);
+                };
+                let parse = |hex: &str| {
+                    SecretKey::from_hex(hex)
+                        .map_err(|e| StorageError::Task(format!("a stored IRC account key: {e}")))
+                };
+                let (id_key, device_key) =
+                    (parse(&record.id_secret)?, parse(&record.device_secret)?);
+                let user = users::load_user(c, &id)?
+                    .ok_or_else(|| StorageError::Task("user vanished".into()))?;
+                Ok(Some((user, id_key, device_key.public())))
+            })
+            .await?;
+        let (user, id_key, node_device) = taken.ok_or_else(refused)?;
+        Ok(ClaimedIrcAccount {
+            user,
+            id_key,
+            node_device,
+        })
     }
 
     /// The account made from IRC whose username is `username`, if `password` is its password.

@@ -9,6 +9,7 @@ mod federated;
 pub mod files;
 mod guilds;
 pub mod http;
+mod irc_claim;
 mod mailbox;
 mod media;
 mod messages;
@@ -1034,6 +1035,13 @@ impl GuildHall for GuildHallApi {
             .revoke_irc_token(&session, &request.get_ref().id)
             .await?;
         Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn claim_irc_account(
+        &self,
+        request: Request<pb::ClaimIrcAccountRequest>,
+    ) -> Reply<pb::ClaimIrcAccountResponse> {
+        irc_claim::claim_irc_account(self, request).await
     }
 
     async fn export_my_data(&self, request: Request<pb::Empty>) -> Reply<ExportStream> {

@@ -4,7 +4,7 @@
 //! [`crate::federation::revocation`]; `docs/PROTOCOL.md` §12 has the wire form.
 
 use prost::Message;
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status};
 
 use super::session::caller;
 use super::{GuildHallApi, Reply};
@@ -143,6 +143,21 @@ pub(super) async fn revoke_device(
         ))
         .into());
     }
+    revoke_verified(api, &user, &verified).await?;
+    tracing::info!(user = %&session.user_id[..8], device = %&verified.device_pubkey()[..8], "device revoked");
+    Ok(Response::new(pb::Empty {}))
+}
+
+/// Applies a verified revocation of one of `user`'s devices at their homeserver (this node):
+/// the device is revoked here, its sessions end, and the user's other servers are told (through
+/// the outbox and the server event).
+pub(super) async fn revoke_verified(
+    api: &GuildHallApi,
+    user: &UserRecord,
+    verified: &revocation::VerifiedRevocation,
+) -> Result<(), Status> {
+    let store = api.events.store();
+    let own = api.accounts.canonical_address().trim_end_matches('/');
     let user_id = user.id.clone();
     let mut targets: Vec<String> = store
         .read(move |c| crate::store::moves::user_servers(c, &user_id))
@@ -155,7 +170,7 @@ pub(super) async fn revoke_device(
     targets.sort();
     targets.dedup();
     let (_, event) =
-        revocation::apply(store, &verified, targets, api.server_events.as_ref()).await?;
+        revocation::apply(store, verified, targets, api.server_events.as_ref()).await?;
     api.accounts
         .forget_device_sessions(&verified.device_pubkey());
     if let Some(outbox) = &api.outbox {
@@ -164,8 +179,7 @@ pub(super) async fn revoke_device(
     if let (Some(events), Some(event)) = (&api.server_events, event) {
         events.announce(&event).await;
     }
-    tracing::info!(user = %&session.user_id[..8], device = %&verified.device_pubkey()[..8], "device revoked");
-    Ok(Response::new(pb::Empty {}))
+    Ok(())
 }
 
 /// `ReceiveDeviceRevocation` (server call): a user's homeserver forwards their signed revocation.

@@ -36,6 +36,7 @@ const PUBLIC_METHODS: &[&str] = &[
     "JoinInvite",
     "SyncMailbox",
     "SetAccountStatus",
+    "ClaimIrcAccount",
 ];
 
 /// Whether a request path needs a session. Only the node's own API services do (every method of

@@ -62,3 +62,29 @@ pub fn password_hash_by_name(
     )
     .optional()?)
 }
+
+/// Takes an IRC-made account's record out (its owner claimed its identity key): the row is
+/// deleted and `is_irc` cleared, in the caller's transaction. `None` if the user has none.
+pub fn take(c: &Connection, user_id: &str) -> Result<Option<IrcAccountRecord>, StorageError> {
+    let record = c
+        .query_row(
+            "SELECT user_id, id_secret, device_secret, password_hash, created_at
+             FROM irc_accounts WHERE user_id = ?1",
+            [user_id],
+            |r| {
+                Ok(IrcAccountRecord {
+                    user_id: r.get(0)?,
+                    id_secret: r.get(1)?,
+                    device_secret: r.get(2)?,
+                    password_hash: r.get(3)?,
+                    created_at: super::from_sql_int(r.get(4)?),
+                })
+            },
+        )
+        .optional()?;
+    if record.is_some() {
+        c.execute("DELETE FROM irc_accounts WHERE user_id = ?1", [user_id])?;
+        c.execute("UPDATE users SET is_irc = 0 WHERE id = ?1", [user_id])?;
+    }
+    Ok(record)
+}
