@@ -5,7 +5,8 @@
 //! the node's side and the bench's own small client side), and the latency of
 //! messages both ways: gRPC `SendMessage` → a `PRIVMSG` at one IRC client, a `PRIVMSG` from an
 //! IRC client → `message_created` on a gRPC `SubscribeEvents` stream (p50 and p99 over
-//! `GUILDHALL_BENCH_ROUNDS` messages each), and the time until every IRC client has a message.
+//! `GUILDHALL_BENCH_ROUNDS` messages each), the time until every IRC client has a message, and
+//! the time until every client shows a role change (`-o` on one member after `UpdateRole`).
 //!
 //! Run: `cargo bench --bench irc` (release build). `GUILDHALL_BENCH_CLIENTS=100` for a quicker run.
 
@@ -87,7 +88,7 @@ async fn setup_user(
     node_key: &guildhall::identity::PublicKey,
     invite: &str,
     i: usize,
-) -> (String, String) {
+) -> (String, String, String) {
     let mut c = client.clone();
     let identity = guildhall::client::ClientIdentity::generate("bench", now_ms() - 1000);
     let token = c
@@ -115,7 +116,7 @@ async fn setup_user(
         .expect("IRC token")
         .into_inner()
         .token;
-    (username, irc_token)
+    (username, irc_token, identity.user_id())
 }
 
 /// The user's IRC client, registered with `PASS` and in `channel`.
@@ -222,7 +223,7 @@ async fn main() {
         let made = futures::future::join_all(
             batch
                 .iter()
-                .map(|(name, token)| connect(irc_addr, name, token, &channel)),
+                .map(|(name, token, _)| connect(irc_addr, name, token, &channel)),
         )
         .await;
         all.extend(made);
@@ -294,6 +295,57 @@ async fn main() {
         .expect("heard in time");
         from_irc.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
+    // A role change seen by every client: the observer's role loses `members.kick`, so each
+    // connection works out the prefixes again (`role_updated`) and shows `-o`.
+    let (observer_name, _, observer_id) = users.last().expect("a user").clone();
+    let role = c
+        .create_role(authed(
+            &owner,
+            pb::CreateRoleRequest {
+                guild_id: guild.clone(),
+                name: "mods".into(),
+                permissions: vec!["members.kick".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    c.assign_role(authed(
+        &owner,
+        pb::AssignRoleRequest {
+            guild_id: guild.clone(),
+            user_id: observer_id,
+            role_id: role.id.clone(),
+        },
+    ))
+    .await
+    .expect("assign");
+    let opped = format!("+o {observer_name}");
+    for irc in all.iter_mut().chain(std::iter::once(&mut observer)) {
+        irc.until(&opped).await;
+    }
+    let sent = Instant::now();
+    c.update_role(authed(
+        &owner,
+        pb::UpdateRoleRequest {
+            role_id: role.id.clone(),
+            guild_id: guild.clone(),
+            name: role.name.clone(),
+            color: role.color.clone(),
+            position: role.position,
+            permissions: vec!["messages.send".into()],
+            parent_role_ids: Vec::new(),
+        },
+    ))
+    .await
+    .expect("update role");
+    let deopped = format!("-o {observer_name}");
+    for irc in all.iter_mut().chain(std::iter::once(&mut observer)) {
+        irc.until(&deopped).await;
+    }
+    let role_change_ms = sent.elapsed().as_secs_f64() * 1000.0;
+
     to_irc.sort_by(f64::total_cmp);
     from_irc.sort_by(f64::total_cmp);
     let per_connection = (rss_connected.saturating_sub(rss_before)) as f64 / clients as f64;
@@ -312,6 +364,7 @@ async fn main() {
             "irc_to_grpc_ms_p50": round2(percentile(&from_irc, 0.5)),
             "irc_to_grpc_ms_p99": round2(percentile(&from_irc, 0.99)),
             "fan_out_to_all_clients_ms": round2(fan_out_ms),
+            "role_change_to_all_clients_ms": round2(role_change_ms),
             "rounds": rounds,
         }))
         .expect("json")

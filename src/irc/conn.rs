@@ -42,6 +42,9 @@ mod realname;
 mod registration;
 mod roster;
 mod server_queries;
+mod shared_roster;
+
+pub(super) use shared_roster::SharedRosters;
 
 use super::names::{self, NICK_LEN};
 use super::{Gateway, MAX_LINE, SENDQ_LINES};
@@ -74,6 +77,8 @@ const CAPS: &[&str] = &[
     "userhost-in-names",
 ];
 
+/// Bytes the read buffer of a connection starts with.
+const READ_BUFFER_START: usize = 1024;
 /// How long a client may take to register before it is disconnected.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Base64 of a SASL message arrives in pieces of this many bytes; a shorter one ends it.
@@ -129,7 +134,9 @@ where
     // Lines as bytes: one that is not UTF-8 is refused with a FAIL, not taken for a broken
     // connection.
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE);
-    let mut lines = FramedRead::new(read, codec);
+    // Lines are short: the buffer starts small and grows for a long one (8 KiB is the codec's
+    // default, kept by every idle connection).
+    let mut lines = FramedRead::with_capacity(read, codec, READ_BUFFER_START);
     let mut conn = Conn::new(gateway, tx, peer.ip());
     let mut events: Option<EventStream> = None;
     let deadline = tokio::time::sleep(REGISTRATION_TIMEOUT);

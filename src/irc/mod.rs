@@ -62,6 +62,8 @@ pub struct Gateway {
     connections: Arc<AtomicUsize>,
     /// Registered clients now and at most (`LUSERS`).
     counts: Arc<Counts>,
+    /// The last member list read per guild for a role change, shared by all connections.
+    rosters: Arc<conn::SharedRosters>,
 }
 
 /// How many clients have registered, for `LUSERS`.
@@ -118,6 +120,7 @@ impl Gateway {
             keepalive: DEFAULT_KEEPALIVE,
             connections: Arc::new(AtomicUsize::new(0)),
             counts: Arc::default(),
+            rosters: Arc::default(),
         }
     }
 

@@ -268,7 +268,7 @@ impl Conn {
             }
             Some(Event::Delivery(receipt)) => self.on_receipt(receipt).await,
             Some(Event::MemberUpdated(updated)) => self.on_member_updated(updated).await,
-            Some(Event::RoleUpdated(role)) => self.on_role_updated(role).await,
+            Some(Event::RoleUpdated(role)) => self.on_role_updated(event.event_id, role).await,
             Some(Event::UserUpdated(updated)) => {
                 if let Some(user) = updated.user {
                     self.on_user_updated(user).await;

@@ -10,6 +10,7 @@ use crate::guilds::permissions::Standing;
 pub(super) const PREFIX: &str = "(qaoh)~&@%";
 
 /// One member as NAMES and WHO show them.
+#[derive(Debug, Clone)]
 pub(super) struct Listed {
     pub(super) user_id: String,
     pub(super) nick: String,
@@ -261,13 +262,15 @@ impl Conn {
         self.show_prefix_change(&updated.guild_id, &user.id, &nick, before, after);
     }
 
-    /// A role of a shown guild changed or went: every member's prefixes are worked out again
-    /// (one read) and each change is shown as a `MODE` line.
-    pub(super) async fn on_role_updated(&mut self, event: pb::RoleEvent) {
+    /// A role of a shown guild changed or went (event `event_id`): every member's prefixes are
+    /// worked out again (one read, shared by every connection handling the event) and each
+    /// change is shown as a `MODE` line.
+    pub(super) async fn on_role_updated(&mut self, event_id: u64, event: pb::RoleEvent) {
         if !self.shown_guilds.contains(&event.guild_id) {
             return;
         }
-        for member in self.roster(&event.guild_id).await {
+        let roster = self.roster_after(&event.guild_id, event_id).await;
+        for member in roster.iter() {
             let key = (event.guild_id.clone(), member.user_id.clone());
             let before = self.prefixes.get(&key).cloned().unwrap_or_default();
             self.show_prefix_change(
@@ -275,7 +278,7 @@ impl Conn {
                 &member.user_id,
                 &member.nick,
                 before,
-                member.prefixes,
+                member.prefixes.clone(),
             );
         }
     }
