@@ -304,6 +304,7 @@ async fn main() {
             pb::CreateRoleRequest {
                 guild_id: guild.clone(),
                 name: "mods".into(),
+                position: 1,
                 permissions: vec!["members.kick".into()],
                 ..Default::default()
             },
