@@ -2244,3 +2244,32 @@ async fn an_irc_made_account_is_claimed_with_its_password() {
     let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["laptop"], "the node-held device (IRC) is revoked");
 }
+
+/// Two clients joining the same new channel of the default guild at once both join it: the one
+/// whose create loses the race joins the channel the other made (it was a 403).
+#[tokio::test]
+async fn joining_a_new_channel_at_once_from_two_clients_joins_both() {
+    let (mut node, _) = irc_node().await;
+    let Hall {
+        room, boss_token, ..
+    } = hall(&node).await;
+    node.config.irc_default_guild = room.guild.clone();
+    let grpc = node.stop().await;
+    node.start_on(grpc).await;
+    let addr = node.node().irc_addr.expect("IRC listening");
+    let (mut first, _) = login_with_caps(addr, "boss", &boss_token, "batch").await;
+    let (mut second, _) = login_with_caps(addr, "boss", &boss_token, "batch").await;
+    for round in 0..5 {
+        let channel = format!("#race{round}");
+        first.send(&format!("JOIN {channel}")).await;
+        second.send(&format!("JOIN {channel}")).await;
+        for irc in [&mut first, &mut second] {
+            let answer = until_line(irc, |l| l.command == "JOIN" || l.command == "403").await;
+            assert_eq!(
+                (answer.command.as_str(), answer.params[0].as_str()),
+                ("JOIN", channel.as_str()),
+                "{answer:?}"
+            );
+        }
+    }
+}

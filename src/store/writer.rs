@@ -53,6 +53,17 @@ fn noop() -> Completion {
     Box::new(|_| None)
 }
 
+/// Answers `reply` with `refusal` once the group's commit is over (whether or not it worked).
+fn refuse_after_commit<T: Send + 'static>(
+    reply: oneshot::Sender<Result<T, StorageError>>,
+    refusal: StorageError,
+) -> Completion {
+    Box::new(move |_| {
+        let _ = reply.send(Err(refusal));
+        None
+    })
+}
+
 fn rollback_savepoint(conn: &Connection) {
     if let Err(e) = conn.execute_batch("ROLLBACK TO write_job; RELEASE write_job") {
         tracing::error!(error = %e, "rolling back a failed write");
@@ -97,15 +108,16 @@ where
                     }
                 })
             }
+            // A refusal is answered after the group's commit too: it may be due to an earlier
+            // write of the same group (a name just taken), and the caller's next read must see
+            // that write, as it would have had the two been committed apart.
             Ok(Err(e)) => {
                 rollback_savepoint(conn);
-                let _ = reply.send(Err(e));
-                noop()
+                refuse_after_commit(reply, e)
             }
             Err(_) => {
                 rollback_savepoint(conn);
-                let _ = reply.send(Err(StorageError::Task("a write panicked".into())));
-                noop()
+                refuse_after_commit(reply, StorageError::Task("a write panicked".into()))
             }
         }
     }
@@ -311,6 +323,66 @@ mod tests {
             ran_after_answer.await.expect("the after-answers step ran"),
             "the after-answers step ran before the caller was answered"
         );
+    }
+
+    /// A write refused because of an earlier write of its group (the same key) is answered
+    /// only after that write is committed: a read right after the refusal sees it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_is_answered_after_the_commit_of_its_group() {
+        let (w, dir) = writer();
+        // Hold the writer so the next three writes queue up and form one group.
+        let (release, held) = mpsc::channel::<()>();
+        let hold = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.exclusive(move |_| {
+                    let _ = held.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let insert =
+            |n: i64| move |c: &Connection| Ok(c.execute("INSERT INTO t (n) VALUES (?1)", [n])?);
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(insert(1), |_| ((), None)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let clash = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(insert(1), |_| ((), None)).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The last of the group takes its time, so the commit comes well after the clash ran.
+        let slow = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(
+                    |c| {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok(c.execute("INSERT INTO t (n) VALUES (2)", [])?)
+                    },
+                    |_| ((), None),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        release.send(()).expect("release the writer");
+        assert!(clash.await.expect("task").is_err(), "the same key twice");
+        let reader = Connection::open(dir.path().join("w.sqlite3")).expect("open");
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM t WHERE n = 1", [], |r| r.get(0))
+            .expect("read");
+        assert_eq!(
+            seen, 1,
+            "the write that took the key is committed when the refusal arrives"
+        );
+        first.await.expect("task").expect("first write");
+        slow.await.expect("task").expect("slow write");
+        hold.await.expect("task").expect("hold");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

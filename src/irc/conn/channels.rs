@@ -46,10 +46,15 @@ impl Conn {
             Some(channel) => channel,
             None => match self.create_by_join(name).await {
                 Ok(channel) => channel,
-                Err(why) => {
-                    self.reply(Response::ERR_NOSUCHCHANNEL, vec![name.to_owned(), why]);
-                    return;
-                }
+                // Another client may have made it between the look and the create (two JOINs
+                // of a new channel at once): then this one joins it.
+                Err(why) => match self.resolve(name).await {
+                    Some(channel) => channel,
+                    None => {
+                        self.reply(Response::ERR_NOSUCHCHANNEL, vec![name.to_owned(), why]);
+                        return;
+                    }
+                },
             },
         };
         let access = self
