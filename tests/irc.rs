@@ -800,6 +800,24 @@ async fn kicks_and_bans_map_onto_moderation() {
     assert!(back.is_err(), "a banned user can't rejoin: {back:?}");
 }
 
+/// `of`'s presence status as `asker` sees it over gRPC (`GetPresence`).
+async fn presence_status(node: &TestNode, asker: &TestUser, of: &TestUser) -> Option<i32> {
+    node.client()
+        .await
+        .get_presence(authed(
+            &asker.token,
+            pb::GetPresenceRequest {
+                user_ids: vec![of.user.id.clone()],
+            },
+        ))
+        .await
+        .expect("presence")
+        .into_inner()
+        .presence
+        .first()
+        .map(|p| p.status)
+}
+
 /// An IRC connection puts its user online for everyone who shares a guild with them, and offline
 /// when it goes; with `away-notify`, other members' presence arrives as AWAY.
 #[tokio::test]
@@ -811,22 +829,7 @@ async fn irc_clients_count_in_presence_and_hear_away_changes() {
     let (bob, _) = irc_user(&node, "Bob", "bob").await;
     join_room(&node, &ada, &room.invite).await;
     join_room(&node, &bob, &room.invite).await;
-    let presence_of_ada = || async {
-        node.client()
-            .await
-            .get_presence(authed(
-                &bob.token,
-                pb::GetPresenceRequest {
-                    user_ids: vec![ada.user.id.clone()],
-                },
-            ))
-            .await
-            .expect("presence")
-            .into_inner()
-            .presence
-            .first()
-            .map(|p| p.status)
-    };
+    let presence_of_ada = || presence_status(&node, &bob, &ada);
     assert_eq!(
         presence_of_ada().await,
         Some(pb::PresenceStatus::Offline as i32)
@@ -1972,22 +1975,7 @@ async fn away_userhost_and_questions_about_the_server() {
     join_room(&node, &bob, &room.invite).await;
     let (mut ada_irc, _) = login_with_caps(addr, "ada", &ada_token, "away-notify").await;
     let (mut bob_irc, _) = login_with_caps(addr, "bob", &bob_token, "away-notify").await;
-    let status_of_ada = || async {
-        node.client()
-            .await
-            .get_presence(authed(
-                &bob.token,
-                pb::GetPresenceRequest {
-                    user_ids: vec![ada.user.id.clone()],
-                },
-            ))
-            .await
-            .expect("presence")
-            .into_inner()
-            .presence
-            .first()
-            .map(|p| p.status)
-    };
+    let status_of_ada = || presence_status(&node, &bob, &ada);
 
     ada_irc.send("AWAY :gone for lunch").await;
     assert_eq!(ada_irc.until("306").await.params[0], "ada");

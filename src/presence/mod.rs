@@ -279,36 +279,25 @@ impl Presence {
     /// Sets the user's status with a finer `detail` (Harmony's `UpdateProfile`), keeping the call
     /// they are in. `status` must already be a valid `PresenceStatus`.
     pub async fn set_status_detail(&self, user_id: &str, status: i32, detail: i32) -> Result<()> {
-        let call = self
-            .lock_state()
+        let call = self.current_call(user_id);
+        self.set(user_id, status, call, Some(detail), None).await
+    }
+
+    /// The call the user is in (empty for none).
+    fn current_call(&self, user_id: &str) -> String {
+        self.lock_state()
             .get(user_id)
-            .map(|s| s.active_call_channel_id.clone());
-        self.set(
-            user_id,
-            status,
-            call.unwrap_or_default(),
-            Some(detail),
-            None,
-        )
-        .await
+            .map(|s| s.active_call_channel_id.clone())
+            .unwrap_or_default()
     }
 
     /// Sets the user busy with `note` as the reason (IRC's `AWAY :message`: away is the nearest
     /// thing guildhall's statuses have to "not at the keyboard"), keeping the call they are in.
     /// Ends like any status: when it is set again through any path.
     pub async fn set_away(&self, user_id: &str, note: String) -> Result<()> {
-        let call = self
-            .lock_state()
-            .get(user_id)
-            .map(|s| s.active_call_channel_id.clone());
-        self.set(
-            user_id,
-            PresenceStatus::Busy as i32,
-            call.unwrap_or_default(),
-            None,
-            Some(note),
-        )
-        .await
+        let call = self.current_call(user_id);
+        let busy = PresenceStatus::Busy as i32;
+        self.set(user_id, busy, call, None, Some(note)).await
     }
 
     /// The reason a busy user left (`set_away`), if they are still busy with it; no visibility
