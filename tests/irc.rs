@@ -2261,3 +2261,31 @@ async fn joining_a_new_channel_at_once_from_two_clients_joins_both() {
         }
     }
 }
+
+/// `ClaimIrcAccount` counts against the caller's address like a login: passwords can't be tried
+/// faster than `login_rate_limit` allows.
+#[tokio::test]
+async fn claiming_an_irc_account_is_rate_limited_like_a_login() {
+    let node = TestNode::spawn_with(|c| {
+        c.settings = guildhall::limits::Settings {
+            login_rate_limit: 1,
+            ..guildhall::limits::Settings::default()
+        };
+    })
+    .await;
+    let mut c = node.client().await;
+    let guess = |password: &str| pb::ClaimIrcAccountRequest {
+        username: "zed".into(),
+        password: password.into(),
+    };
+    assert_status(
+        c.claim_irc_account(guess("first-guess-1")).await,
+        tonic::Code::Unauthenticated,
+        "not an account made from IRC",
+    );
+    assert_status(
+        c.claim_irc_account(guess("second-guess-2")).await,
+        tonic::Code::ResourceExhausted,
+        "login_rate_limit",
+    );
+}
