@@ -2079,6 +2079,9 @@ async fn bot_mode_marks_a_user_as_a_bot() {
     assert_eq!(bob_irc.until("221").await.last(), "+B");
     bob_irc.send("MODE bob +i").await;
     bob_irc.until("501").await;
+    // Another user's modes are neither shown nor set.
+    bob_irc.send("MODE ada +B").await;
+    assert_eq!(bob_irc.until("502").await.params[0], "bob");
 
     bob_irc.send(&format!("PRIVMSG {channel} :beep boop")).await;
     let said = ada_irc.privmsg_to(&channel).await;

@@ -32,6 +32,7 @@ export const PUBLIC_METHODS = new Set([
   "JoinInvite",
   "SyncMailbox",
   "SetAccountStatus",
+  "ClaimIrcAccount",
 ]);
 
 /** A server address as the client keys it: `scheme://host[:port]`, no trailing slash or path. */
